@@ -1,0 +1,211 @@
+//! The Redis driver for the socket role: per-conversation sequence numbers, cross-node idempotency of
+//! sends, the membership cache and fan-out channels.
+//!
+//! Keys of one conversation share a hash tag (`{app:conversation}`) so the claim script touches a
+//! single slot and stays atomic on Redis Cluster too.
+
+use crate::{Error, Result};
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use std::time::Duration;
+
+/// How long a `client_msg_id` is remembered: longer than any sane client retry window.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Memberships cached from the store (the seed's one-hour TTL).
+pub const MEMBERSHIP_TTL: Duration = Duration::from_secs(3600);
+
+/// Atomically: return the existing claim of this `client_msg_id`, or take the next sequence number and
+/// record the claim. Returns `[-1, ""]` when the conversation has no counter (Redis lost it), so the
+/// caller can re-seed it from the store instead of restarting at 1.
+const CLAIM_SCRIPT: &str = r#"
+local existing = redis.call('GET', KEYS[2])
+if existing then return {0, existing} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+local seq = redis.call('INCR', KEYS[1])
+local value = ARGV[1] .. '|' .. seq .. '|pending'
+redis.call('SET', KEYS[2], value, 'EX', ARGV[2])
+return {1, value}
+"#;
+
+/// Where a send stands in its life; stored with the claim so a retry knows what to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimState {
+    /// Sequenced, not yet confirmed by Kafka.
+    Pending,
+    /// Kafka has it.
+    Published,
+    /// Publishing failed; a retry republishes under the same id and seq.
+    Failed,
+}
+
+impl ClaimState {
+    fn as_str(self) -> &'static str {
+        match self {
+            ClaimState::Pending => "pending",
+            ClaimState::Published => "published",
+            ClaimState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub message_id: String,
+    pub seq: i64,
+    pub state: ClaimState,
+    /// False when an earlier send with the same `client_msg_id` made this claim.
+    pub is_new: bool,
+}
+
+pub enum ClaimResult {
+    Claimed(Claim),
+    CounterMissing,
+}
+
+fn parse_claim(value: &str, is_new: bool) -> Result<Claim> {
+    let mut parts = value.split('|');
+    let (Some(id), Some(seq), Some(state)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Error::Internal(format!("malformed claim {value:?}")));
+    };
+    let state = match state {
+        "pending" => ClaimState::Pending,
+        "published" => ClaimState::Published,
+        "failed" => ClaimState::Failed,
+        other => return Err(Error::Internal(format!("unknown claim state {other:?}"))),
+    };
+    let seq = seq.parse().map_err(|_| Error::Internal(format!("malformed claim seq {value:?}")))?;
+    Ok(Claim { message_id: id.to_owned(), seq, state, is_new })
+}
+
+fn conversation_tag(app_id: &str, conversation_id: &str) -> String {
+    format!("caas:{{{app_id}:{conversation_id}}}")
+}
+
+/// Channel that carries a conversation's live events to every node with a subscriber.
+pub fn conversation_channel(app_id: &str, conversation_id: &str) -> String {
+    format!("caas:fanout:{app_id}:{conversation_id}")
+}
+
+/// Channel that reaches every connection of one user on any node.
+pub fn user_channel(app_id: &str, user_id: &str) -> String {
+    format!("caas:user:{app_id}:{user_id}")
+}
+
+#[derive(Clone)]
+pub struct RedisCache {
+    connection: ConnectionManager,
+    claim_script: redis::Script,
+}
+
+impl RedisCache {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let client = redis::Client::open(url)?;
+        let connection = ConnectionManager::new(client).await?;
+        Ok(Self { connection, claim_script: redis::Script::new(CLAIM_SCRIPT) })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// Creates the conversation's counter at `floor` unless it exists.
+    pub async fn ensure_sequence(&self, app_id: &str, conversation_id: &str, floor: i64) -> Result<()> {
+        let key = format!("{}:seq", conversation_tag(app_id, conversation_id));
+        let _: bool = self.conn().set_nx(key, floor).await?;
+        Ok(())
+    }
+
+    pub async fn current_seq(&self, app_id: &str, conversation_id: &str) -> Result<Option<i64>> {
+        let key = format!("{}:seq", conversation_tag(app_id, conversation_id));
+        Ok(self.conn().get(key).await?)
+    }
+
+    fn claim_key(app_id: &str, conversation_id: &str, sender_id: &str, client_msg_id: &str) -> String {
+        format!("{}:idem:{sender_id}:{client_msg_id}", conversation_tag(app_id, conversation_id))
+    }
+
+    /// Claims `(app, conversation, sender, client_msg_id)` for `message_id`, or returns the earlier claim.
+    pub async fn claim_message(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        sender_id: &str,
+        client_msg_id: &str,
+        message_id: &str,
+    ) -> Result<ClaimResult> {
+        let seq_key = format!("{}:seq", conversation_tag(app_id, conversation_id));
+        let claim_key = Self::claim_key(app_id, conversation_id, sender_id, client_msg_id);
+        let (status, value): (i64, String) = self
+            .claim_script
+            .key(seq_key)
+            .key(claim_key)
+            .arg(message_id)
+            .arg(IDEMPOTENCY_TTL.as_secs())
+            .invoke_async(&mut self.conn())
+            .await?;
+        match status {
+            -1 => Ok(ClaimResult::CounterMissing),
+            _ => Ok(ClaimResult::Claimed(parse_claim(&value, status == 1)?)),
+        }
+    }
+
+    pub async fn set_claim_state(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        sender_id: &str,
+        client_msg_id: &str,
+        claim: &Claim,
+        state: ClaimState,
+    ) -> Result<()> {
+        let key = Self::claim_key(app_id, conversation_id, sender_id, client_msg_id);
+        let value = format!("{}|{}|{}", claim.message_id, claim.seq, state.as_str());
+        let _: () = self.conn().set_ex(key, value, IDEMPOTENCY_TTL.as_secs()).await?;
+        Ok(())
+    }
+
+    pub async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>> {
+        let key = format!("{}:members", conversation_tag(app_id, conversation_id));
+        let members: Vec<String> = self.conn().smembers(key).await?;
+        Ok(if members.is_empty() { None } else { Some(members) })
+    }
+
+    pub async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let key = format!("{}:members", conversation_tag(app_id, conversation_id));
+        let _: () = redis::pipe()
+            .atomic()
+            .del(&key)
+            .sadd(&key, members)
+            .expire(&key, MEMBERSHIP_TTL.as_secs() as i64)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn publish(&self, channel: &str, payload: &str) -> Result<()> {
+        let _: i64 = self.conn().publish(channel, payload).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_round_trip_through_their_stored_form() {
+        let claim = parse_claim("m-1|42|published", false).unwrap();
+        assert_eq!(claim, Claim { message_id: "m-1".into(), seq: 42, state: ClaimState::Published, is_new: false });
+        assert!(parse_claim("m-1|x|pending", true).is_err());
+        assert!(parse_claim("garbage", true).is_err());
+    }
+
+    #[test]
+    fn keys_of_one_conversation_share_a_hash_tag() {
+        assert_eq!(conversation_tag("a", "c"), "caas:{a:c}");
+        assert!(RedisCache::claim_key("a", "c", "u", "m").starts_with("caas:{a:c}:"));
+    }
+}

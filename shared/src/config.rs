@@ -1,0 +1,108 @@
+//! Configuration from `CAAS_*` environment variables.
+//!
+//! Backends are chosen by URL so the same binaries run against local servers or managed services.
+
+use crate::{Error, Result};
+use std::time::Duration;
+
+/// Everything an entry point may need; each binary reads only the parts it uses.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `mongodb://…` connection string.
+    pub store_url: String,
+    /// Database name inside the store.
+    pub store_database: String,
+    /// `kafka://host:port,host:port` bootstrap servers.
+    pub bus_url: String,
+    /// `redis://…` for the socket role (sequences, idempotency, fan-out, membership cache).
+    pub redis_socket_url: String,
+    /// HMAC secret used to sign and verify SDK tokens.
+    pub jwt_secret: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub token_ttl: Duration,
+    /// Operator token guarding `/api/v1/admin/*`; admin routes refuse every call when it is unset.
+    pub admin_token: Option<String>,
+    /// WebSocket URLs advertised to clients in token responses.
+    pub socket_urls: Vec<String>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads configuration through `lookup` so tests can supply values without touching the process env.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |key: &str, default: &str| lookup(key).filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned());
+        let cache_url = get("CAAS_CACHE_URL", "redis://127.0.0.1:6379");
+        let jwt_secret = match lookup("CAAS_JWT_SECRET").filter(|v| !v.is_empty()) {
+            Some(secret) => secret,
+            None => match lookup("CAAS_JWT_SECRET_FILE").filter(|v| !v.is_empty()) {
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|e| Error::Config(format!("CAAS_JWT_SECRET_FILE {path}: {e}")))?
+                    .trim()
+                    .to_owned(),
+                None => return Err(Error::Config("CAAS_JWT_SECRET (or CAAS_JWT_SECRET_FILE) is required".into())),
+            },
+        };
+        if jwt_secret.len() < 32 {
+            return Err(Error::Config("the JWT secret must be at least 32 bytes".into()));
+        }
+        let token_ttl_secs: u64 = get("CAAS_TOKEN_TTL_SECS", "86400")
+            .parse()
+            .map_err(|_| Error::Config("CAAS_TOKEN_TTL_SECS must be a number of seconds".into()))?;
+        Ok(Self {
+            store_url: get("CAAS_STORE_URL", "mongodb://127.0.0.1:27017/?directConnection=true"),
+            store_database: get("CAAS_STORE_DATABASE", "caas"),
+            bus_url: get("CAAS_BUS_URL", "kafka://127.0.0.1:9092"),
+            redis_socket_url: lookup("CAAS_REDIS_SOCKET_URL").filter(|v| !v.is_empty()).unwrap_or(cache_url),
+            jwt_secret,
+            jwt_issuer: get("CAAS_JWT_ISSUER", "caas"),
+            jwt_audience: get("CAAS_JWT_AUDIENCE", "caas-sdk"),
+            token_ttl: Duration::from_secs(token_ttl_secs),
+            admin_token: lookup("CAAS_ADMIN_TOKEN").filter(|v| !v.is_empty()),
+            socket_urls: get("CAAS_SOCKET_URLS", "ws://127.0.0.1:3002/ws")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+
+    /// Kafka bootstrap servers in librdkafka's `host:port,host:port` form.
+    pub fn kafka_brokers(&self) -> Result<String> {
+        self.bus_url
+            .strip_prefix("kafka://")
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Config(format!("CAAS_BUS_URL must start with kafka://, got {}", self.bus_url)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn requires_a_long_enough_jwt_secret() {
+        assert!(matches!(config(&[]), Err(Error::Config(_))));
+        assert!(matches!(config(&[("CAAS_JWT_SECRET", "short")]), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn per_role_redis_url_overrides_the_cache_url() {
+        let secret = ("CAAS_JWT_SECRET", "0123456789abcdef0123456789abcdef");
+        let base = config(&[secret, ("CAAS_CACHE_URL", "redis://a:1")]).unwrap();
+        assert_eq!(base.redis_socket_url, "redis://a:1");
+        let split = config(&[secret, ("CAAS_CACHE_URL", "redis://a:1"), ("CAAS_REDIS_SOCKET_URL", "redis://b:2")]).unwrap();
+        assert_eq!(split.redis_socket_url, "redis://b:2");
+        assert_eq!(split.kafka_brokers().unwrap(), "127.0.0.1:9092");
+    }
+}

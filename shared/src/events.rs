@@ -1,0 +1,76 @@
+//! Kafka envelopes. Values are JSON; metadata travels in headers so consumers can route and trace
+//! without parsing the payload.
+
+use crate::model::Message;
+use serde::{Deserialize, Serialize};
+
+pub mod topics {
+    pub const MESSAGES: &str = "caas.messages";
+    pub const CONVERSATIONS: &str = "caas.conversations";
+    pub const ACKS: &str = "caas.acks";
+    pub const AUDIT: &str = "caas.audit";
+    pub const ALL: [&str; 4] = [MESSAGES, CONVERSATIONS, ACKS, AUDIT];
+}
+
+pub const SCHEMA_VERSION: &str = "1";
+
+/// Headers every record carries (ARCHITECTURE.md: correlation_id, app_id, event_type, schema_version).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventHeaders {
+    pub correlation_id: String,
+    pub app_id: String,
+    pub event_type: String,
+}
+
+impl EventHeaders {
+    pub fn pairs(&self) -> [(&'static str, &str); 4] {
+        [
+            (crate::correlation::KAFKA_HEADER, self.correlation_id.as_str()),
+            ("app_id", self.app_id.as_str()),
+            ("event_type", self.event_type.as_str()),
+            ("schema_version", SCHEMA_VERSION),
+        ]
+    }
+}
+
+/// Everything published on `caas.messages`, keyed by conversation id so each conversation stays ordered.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", content = "data")]
+pub enum MessageEvent {
+    #[serde(rename = "message.created")]
+    Created(Message),
+}
+
+impl MessageEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            MessageEvent::Created(_) => "message.created",
+        }
+    }
+}
+
+/// Published on `caas.acks` once a message is durably stored; socket nodes relay it to the sender.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PersistedAck {
+    pub app_id: String,
+    pub conversation_id: String,
+    pub message_id: String,
+    pub seq: i64,
+    pub sender_id: String,
+    pub client_msg_id: String,
+    pub correlation_id: String,
+}
+
+impl PersistedAck {
+    pub fn for_message(message: &Message) -> Self {
+        Self {
+            app_id: message.app_id.clone(),
+            conversation_id: message.conversation_id.clone(),
+            message_id: message.id.clone(),
+            seq: message.seq,
+            sender_id: message.sender_id.clone(),
+            client_msg_id: message.client_msg_id.clone(),
+            correlation_id: message.correlation_id.clone(),
+        }
+    }
+}

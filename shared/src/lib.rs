@@ -1,0 +1,28 @@
+//! Domain core of the CaaS backend.
+//!
+//! Every entry point (HTTP functions, Kafka-triggered functions, socket nodes, the local tools) is a thin
+//! shell over this crate: it owns the models, the wire protocol, authentication, correlation ids,
+//! configuration, the error type and the drivers for MongoDB, Redis and Kafka.
+
+pub mod auth;
+pub mod bus;
+pub mod cache;
+pub mod config;
+pub mod correlation;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod model;
+pub mod protocol;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{Error, Result};
+
+/// Milliseconds since the Unix epoch; every timestamp the platform stores or sends uses this unit.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,122 @@
+//! Domain models. Ids are strings; timestamps are Unix milliseconds. Every document written because of
+//! a request carries that request's `correlation_id`.
+
+use serde::{Deserialize, Serialize};
+
+/// A tenant: one customer application with its own users and conversations.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    /// argon2id hash of the app secret; the secret itself is shown once at creation.
+    pub secret_hash: String,
+    pub created_at: i64,
+    pub correlation_id: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub app_id: String,
+    /// The id the app's own backend uses for this user; unique within the app.
+    pub external_id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    pub created_at: i64,
+    pub correlation_id: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Conversation {
+    pub id: String,
+    pub app_id: String,
+    pub kind: ConversationKind,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub created_by: String,
+    pub member_ids: Vec<String>,
+    /// Changes when the sequence can no longer be proven continuous; clients holding an older epoch
+    /// must reload history instead of resuming from `since_seq`.
+    pub epoch: String,
+    pub created_at: i64,
+    pub correlation_id: String,
+}
+
+impl Conversation {
+    /// Direct conversations are unique per pair of users, so their id is derived from the pair.
+    pub fn direct_id(app_id: &str, a: &str, b: &str) -> String {
+        let (low, high) = if a <= b { (a, b) } else { (b, a) };
+        let name = format!("{app_id}\u{0}{low}\u{0}{high}");
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+    }
+
+    pub fn has_member(&self, user_id: &str) -> bool {
+        self.member_ids.iter().any(|m| m == user_id)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Member {
+    pub id: String,
+    pub app_id: String,
+    pub conversation_id: String,
+    pub user_id: String,
+    pub role: Role,
+    pub joined_at: i64,
+    pub correlation_id: String,
+}
+
+impl Member {
+    pub fn new(conversation: &Conversation, user_id: &str, role: Role) -> Self {
+        Self {
+            id: format!("{}:{}", conversation.id, user_id),
+            app_id: conversation.app_id.clone(),
+            conversation_id: conversation.id.clone(),
+            user_id: user_id.to_owned(),
+            role,
+            joined_at: conversation.created_at,
+            correlation_id: conversation.correlation_id.clone(),
+        }
+    }
+}
+
+/// A chat message. `id` is its MongoDB `_id`, and `(app_id, conversation_id, seq)` is unique, which
+/// makes persisting it idempotent.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    pub id: String,
+    pub app_id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub sender_id: String,
+    pub client_msg_id: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    pub created_at: i64,
+    pub correlation_id: String,
+}
+
+/// Limits on user-supplied content, enforced before anything is sequenced or published.
+pub mod limits {
+    pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+    pub const MAX_CLIENT_MSG_ID_BYTES: usize = 128;
+    pub const MAX_GROUP_MEMBERS: usize = 1_000;
+    pub const MAX_NAME_CHARS: usize = 200;
+    pub const MAX_EXTERNAL_ID_BYTES: usize = 256;
+}

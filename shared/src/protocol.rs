@@ -1,0 +1,130 @@
+//! WebSocket frames between clients and socket nodes.
+//!
+//! Client → server: `{"id":"<req id>","type":"<event>","data":{…},"correlation_id"?}`.
+//! Server → client: replies `{"reply_to","ok":true,"data"}` / `{"reply_to","ok":false,"error":{"code","message"}}`
+//! and events `{"type","data"}`.
+
+use crate::model::ConversationKind;
+use crate::Error;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// A client frame before its `data` is interpreted, so that a bad payload can still be answered
+/// with the request id it came with.
+#[derive(Debug, Deserialize)]
+pub struct ClientFrame {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    /// Only in the `auth` frame.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl ClientFrame {
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let value: Value = serde_json::from_str(text)?;
+        if !value.is_object() {
+            return Err(Error::Validation("a frame must be a JSON object".into()));
+        }
+        serde_json::from_value(value).map_err(|e| Error::Validation(format!("malformed frame: {e}")))
+    }
+
+    /// Interprets `data` as the payload of this event type.
+    pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_value(self.data.clone())
+            .map_err(|e| Error::Validation(format!("invalid data for {}: {e}", self.kind)))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversation {
+    pub kind: ConversationKind,
+    /// The other members; the caller is always added.
+    pub member_ids: Vec<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscribe {
+    pub conversation_id: String,
+    #[serde(default)]
+    pub since_seq: Option<i64>,
+    #[serde(default)]
+    pub epoch: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    pub conversation_id: String,
+    pub client_msg_id: String,
+    pub text: String,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AckStatus {
+    Accepted,
+    Persisted,
+}
+
+/// Tells a sender how far its message has got.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Ack {
+    pub conversation_id: String,
+    pub client_msg_id: String,
+    pub message_id: String,
+    pub seq: i64,
+    pub status: AckStatus,
+    /// True when this send repeated an earlier `client_msg_id` and no new message was created.
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+pub fn reply_ok(reply_to: Option<&str>, data: impl Serialize) -> String {
+    json!({"reply_to": reply_to, "ok": true, "data": data}).to_string()
+}
+
+pub fn reply_error(reply_to: Option<&str>, error: &Error) -> String {
+    json!({"reply_to": reply_to, "ok": false, "error": {"code": error.code(), "message": error.public_message()}})
+        .to_string()
+}
+
+pub fn event(kind: &str, data: impl Serialize) -> String {
+    json!({"type": kind, "data": data}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_parse_and_bad_payloads_name_the_problem() {
+        let frame = ClientFrame::parse(r#"{"id":"1","type":"message.send","data":{"conversation_id":"c"}}"#).unwrap();
+        let err = frame.payload::<SendMessage>().unwrap_err();
+        assert_eq!(err.code(), "validation_failed");
+        assert!(err.public_message().contains("client_msg_id"));
+        assert_eq!(ClientFrame::parse("{oops").unwrap_err().code(), "invalid_json");
+        assert_eq!(ClientFrame::parse("[1]").unwrap_err().code(), "validation_failed");
+        assert_eq!(ClientFrame::parse(r#"{"id":"1"}"#).unwrap_err().code(), "validation_failed");
+    }
+
+    #[test]
+    fn replies_have_the_documented_shape() {
+        let ok: Value = serde_json::from_str(&reply_ok(Some("7"), json!({"a":1}))).unwrap();
+        assert_eq!(ok, json!({"reply_to":"7","ok":true,"data":{"a":1}}));
+        let err: Value = serde_json::from_str(&reply_error(Some("8"), &Error::Forbidden("no".into()))).unwrap();
+        assert_eq!(err, json!({"reply_to":"8","ok":false,"error":{"code":"forbidden","message":"no"}}));
+    }
+}

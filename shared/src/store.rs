@@ -1,0 +1,214 @@
+//! The durable store port and its MongoDB driver.
+//!
+//! Models use `id`; documents use `_id`. Every query is filtered by `app_id`, so one tenant can never
+//! read or write another's data even with a guessed id.
+
+use crate::model::{App, Conversation, Member, Message, User};
+use crate::{Error, Result};
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use mongodb::bson::{self, doc, Bson, Document};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Collection, Database, IndexModel};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+const DUPLICATE_KEY: i32 = 11000;
+
+/// Result of an idempotent bulk insert.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InsertOutcome {
+    pub inserted: usize,
+    /// Records that were already stored (a redelivery); not an error.
+    pub duplicates: usize,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn insert_app(&self, app: &App) -> Result<()>;
+    async fn find_app(&self, app_id: &str) -> Result<Option<App>>;
+    /// Creates the user on first sight, updates the display name when one is given.
+    async fn upsert_user(&self, user: &User) -> Result<User>;
+    /// The users among `ids` that exist in this app.
+    async fn find_users(&self, app_id: &str, ids: &[String]) -> Result<Vec<User>>;
+    /// Stores a conversation and its members; if a conversation with that id already exists (a direct
+    /// conversation created twice), returns the stored one unchanged.
+    async fn create_conversation(&self, conversation: &Conversation, members: &[Member]) -> Result<Conversation>;
+    async fn find_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<Conversation>>;
+    /// Inserts messages, skipping those already stored; safe to call again with the same batch.
+    async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome>;
+    /// Highest stored `seq` of a conversation (0 when empty).
+    async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64>;
+}
+
+pub struct MongoStore {
+    db: Database,
+}
+
+fn to_document<T: Serialize>(value: &T) -> Result<Document> {
+    let mut document = bson::to_document(value).map_err(|e| Error::Internal(format!("encoding document: {e}")))?;
+    if let Some(id) = document.remove("id") {
+        document.insert("_id", id);
+    }
+    Ok(document)
+}
+
+fn from_document<T: DeserializeOwned>(mut document: Document) -> Result<T> {
+    if let Some(id) = document.remove("_id") {
+        document.insert("id", id);
+    }
+    bson::from_document(document).map_err(|e| Error::Internal(format!("decoding document: {e}")))
+}
+
+fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
+    matches!(err.kind.as_ref(), ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY)
+}
+
+impl MongoStore {
+    pub async fn connect(url: &str, database: &str) -> Result<Self> {
+        let mut options = ClientOptions::parse(url).await?;
+        // The MongoDB-protocol test server drops connections idle for 300 s; recycle them earlier.
+        options.max_idle_time = Some(Duration::from_secs(240));
+        options.app_name = Some("caas".into());
+        let client = mongodb::Client::with_options(options)?;
+        let store = Self { db: client.database(database) };
+        store.ensure_indexes().await?;
+        Ok(store)
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    fn collection(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    async fn ensure_indexes(&self) -> Result<()> {
+        let unique = |keys: Document| {
+            IndexModel::builder().keys(keys).options(IndexOptions::builder().unique(true).build()).build()
+        };
+        self.collection("users").create_index(unique(doc! {"app_id": 1, "external_id": 1})).await?;
+        self.collection("members").create_index(unique(doc! {"app_id": 1, "user_id": 1, "conversation_id": 1})).await?;
+        self.collection("messages").create_index(unique(doc! {"app_id": 1, "conversation_id": 1, "seq": 1})).await?;
+        Ok(())
+    }
+
+    async fn find_one_in<T: DeserializeOwned>(&self, collection: &str, filter: Document) -> Result<Option<T>> {
+        self.collection(collection).find_one(filter).await?.map(from_document).transpose()
+    }
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    async fn insert_app(&self, app: &App) -> Result<()> {
+        self.collection("apps").insert_one(to_document(app)?).await?;
+        Ok(())
+    }
+
+    async fn find_app(&self, app_id: &str) -> Result<Option<App>> {
+        self.find_one_in("apps", doc! {"_id": app_id}).await
+    }
+
+    async fn upsert_user(&self, user: &User) -> Result<User> {
+        let filter = doc! {"app_id": &user.app_id, "external_id": &user.external_id};
+        let mut on_insert = to_document(user)?;
+        let mut set = Document::new();
+        if let Some(name) = &user.display_name {
+            on_insert.remove("display_name");
+            set.insert("display_name", name);
+        }
+        let mut update = doc! {"$setOnInsert": on_insert};
+        if !set.is_empty() {
+            update.insert("$set", set);
+        }
+        let users = self.collection("users");
+        let result = users
+            .find_one_and_update(filter.clone(), update)
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await;
+        match result {
+            Ok(Some(document)) => from_document(document),
+            // Concurrent first logins of one user race on the unique index, and the server may answer
+            // None for an upsert that did apply: either way the user now exists, so read it back.
+            Ok(None) => self.find_one_in("users", filter).await?.ok_or_else(|| Error::Internal("user vanished".into())),
+            Err(e) if is_duplicate_key(&e) => {
+                self.find_one_in("users", filter).await?.ok_or_else(|| Error::Internal("user vanished".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn find_users(&self, app_id: &str, ids: &[String]) -> Result<Vec<User>> {
+        let cursor = self.collection("users").find(doc! {"app_id": app_id, "_id": {"$in": ids}}).await?;
+        let documents: Vec<Document> = cursor.try_collect().await?;
+        documents.into_iter().map(from_document).collect()
+    }
+
+    async fn create_conversation(&self, conversation: &Conversation, members: &[Member]) -> Result<Conversation> {
+        match self.collection("conversations").insert_one(to_document(conversation)?).await {
+            Ok(_) => {}
+            Err(e) if is_duplicate_key(&e) => {
+                return self
+                    .find_conversation(&conversation.app_id, &conversation.id)
+                    .await?
+                    .ok_or_else(|| Error::Conflict("conversation id belongs to another app".into()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let documents = members.iter().map(to_document).collect::<Result<Vec<_>>>()?;
+        if !documents.is_empty() {
+            insert_many_idempotent(&self.collection("members"), documents).await?;
+        }
+        Ok(conversation.clone())
+    }
+
+    async fn find_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<Conversation>> {
+        self.find_one_in("conversations", doc! {"_id": conversation_id, "app_id": app_id}).await
+    }
+
+    async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome> {
+        if messages.is_empty() {
+            return Ok(InsertOutcome::default());
+        }
+        let documents = messages.iter().map(to_document).collect::<Result<Vec<_>>>()?;
+        insert_many_idempotent(&self.collection("messages"), documents).await
+    }
+
+    async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64> {
+        let latest = self
+            .collection("messages")
+            .find_one(doc! {"app_id": app_id, "conversation_id": conversation_id})
+            .sort(doc! {"seq": -1})
+            .projection(doc! {"seq": 1})
+            .await?;
+        Ok(latest.and_then(|d| match d.get("seq") {
+            Some(Bson::Int64(n)) => Some(*n),
+            Some(Bson::Int32(n)) => Some(i64::from(*n)),
+            _ => None,
+        })
+        .unwrap_or(0))
+    }
+}
+
+/// Unordered bulk insert where duplicate keys mean "already stored" rather than failure.
+async fn insert_many_idempotent(collection: &Collection<Document>, documents: Vec<Document>) -> Result<InsertOutcome> {
+    let total = documents.len();
+    match collection.insert_many(documents).ordered(false).await {
+        Ok(result) => Ok(InsertOutcome { inserted: result.inserted_ids.len(), duplicates: 0 }),
+        Err(e) => match e.kind.as_ref() {
+            ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
+                let errors = failure.write_errors.as_deref().unwrap_or_default();
+                if errors.iter().all(|w| w.code == DUPLICATE_KEY) {
+                    Ok(InsertOutcome { inserted: total - errors.len(), duplicates: errors.len() })
+                } else {
+                    Err(e)?
+                }
+            }
+            _ => Err(e)?,
+        },
+    }
+}
