@@ -25,6 +25,8 @@ pub enum Error {
     RouteNotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    #[error("unknown event type {0:?}")]
+    UnknownEvent(String),
     #[error("configuration: {0}")]
     Config(String),
     #[error("store: {0}")]
@@ -50,6 +52,7 @@ impl Error {
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::RouteNotFound(_) => "route_not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::UnknownEvent(_) => "unknown_event",
             Error::Store(_) | Error::Cache(_) | Error::Bus(_) => "unavailable",
             Error::Config(_) | Error::Internal(_) => "internal",
         }
@@ -57,7 +60,7 @@ impl Error {
 
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::InvalidJson(_) | Error::Validation(_) => 400,
+            Error::InvalidJson(_) | Error::Validation(_) | Error::UnknownEvent(_) => 400,
             Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
             Error::NotFound(_) | Error::RouteNotFound(_) => 404,

@@ -1,1 +1,130 @@
+//! The persist-messages function: takes a batch of `caas.messages` records (AWS's `KafkaEvent` shape),
+//! bulk-writes the messages to MongoDB idempotently and tells senders through `caas.acks`.
+//!
+//! Redelivery of a batch inserts nothing new (message id is `_id`, `(app, conversation, seq)` is unique)
+//! and re-sends the acks, which clients treat as idempotent too.
 
+use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
+use base64::Engine;
+use caas_shared::bus::KafkaBus;
+use caas_shared::correlation::KAFKA_HEADER;
+use caas_shared::events::{topics, EventHeaders, MessageEvent, PersistedAck};
+use caas_shared::model::Message;
+use caas_shared::store::Store;
+use caas_shared::Result;
+use futures_util::future::try_join_all;
+use serde_json::json;
+use std::sync::Arc;
+
+pub struct PersistMessages {
+    store: Arc<dyn Store>,
+    bus: KafkaBus,
+}
+
+/// What one invocation did; returned to the caller (Lambda logs it, the bridge reports it).
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BatchReport {
+    pub records: usize,
+    pub inserted: usize,
+    pub duplicates: usize,
+    /// Records that can never be processed (not base64, not JSON, unknown type): logged and skipped so
+    /// one bad record cannot block its partition forever.
+    pub rejected: usize,
+    pub acks: usize,
+}
+
+impl PersistMessages {
+    pub fn new(store: Arc<dyn Store>, bus: KafkaBus) -> Self {
+        Self { store, bus }
+    }
+
+    pub async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
+        let mut report = BatchReport::default();
+        let mut messages = Vec::new();
+        for record in event.records.values().flatten() {
+            report.records += 1;
+            match decode(record) {
+                Ok(MessageEvent::Created(message)) => messages.push(message),
+                Err(reason) => {
+                    report.rejected += 1;
+                    tracing::error!(partition = record.partition, offset = record.offset, %reason, "rejected record");
+                }
+            }
+        }
+        let outcome = self.store.insert_messages(&messages).await?;
+        report.inserted = outcome.inserted;
+        report.duplicates = outcome.duplicates;
+        try_join_all(messages.iter().map(|message| self.acknowledge(message))).await?;
+        report.acks = messages.len();
+        tracing::info!(report = %json!(report), "batch persisted");
+        Ok(report)
+    }
+
+    async fn acknowledge(&self, message: &Message) -> Result<()> {
+        let headers = EventHeaders {
+            correlation_id: message.correlation_id.clone(),
+            app_id: message.app_id.clone(),
+            event_type: "message.persisted".into(),
+        };
+        let ack = PersistedAck::for_message(message);
+        self.bus.publish_json(topics::ACKS, &message.conversation_id, &headers, &ack).await
+    }
+}
+
+/// Decodes one record; the `correlation_id` header fills in a message that lacks one.
+fn decode(record: &KafkaRecord) -> std::result::Result<MessageEvent, String> {
+    let encoded = record.value.as_deref().ok_or("record has no value")?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| format!("value is not base64: {e}"))?;
+    let mut event: MessageEvent = serde_json::from_slice(&bytes).map_err(|e| format!("value is not a message event: {e}"))?;
+    let MessageEvent::Created(message) = &mut event;
+    if message.correlation_id.is_empty() {
+        if let Some(id) = header(record, KAFKA_HEADER) {
+            message.correlation_id = id;
+        }
+    }
+    Ok(event)
+}
+
+/// Lambda delivers header values as arrays of signed bytes.
+fn header(record: &KafkaRecord, name: &str) -> Option<String> {
+    record
+        .headers
+        .iter()
+        .find_map(|h| h.get(name))
+        .map(|bytes| bytes.iter().map(|b| *b as u8).collect::<Vec<u8>>())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value: Option<String>, headers: serde_json::Value) -> KafkaRecord {
+        serde_json::from_value(json!({
+            "topic": "caas.messages", "partition": 0, "offset": 7, "timestamp": 1700000000000_i64,
+            "timestampType": "CREATE_TIME", "key": null, "value": value, "headers": headers,
+        }))
+        .unwrap()
+    }
+
+    fn encoded(value: serde_json::Value) -> Option<String> {
+        Some(base64::engine::general_purpose::STANDARD.encode(value.to_string()))
+    }
+
+    #[test]
+    fn decodes_messages_and_fills_the_correlation_id_from_headers() {
+        let message = json!({"type":"message.created","data":{
+            "id":"m1","app_id":"a","conversation_id":"c","seq":1,"sender_id":"u","client_msg_id":"k",
+            "text":"hi","created_at":1,"correlation_id":""}});
+        let corr: Vec<i8> = "corr-9".bytes().map(|b| b as i8).collect();
+        let MessageEvent::Created(decoded) = decode(&record(encoded(message), json!([{"correlation_id": corr}]))).unwrap();
+        assert_eq!((decoded.id.as_str(), decoded.correlation_id.as_str()), ("m1", "corr-9"));
+    }
+
+    #[test]
+    fn undecodable_records_are_rejected_with_a_reason() {
+        assert!(decode(&record(None, json!([]))).unwrap_err().contains("no value"));
+        assert!(decode(&record(Some("%%%".into()), json!([]))).unwrap_err().contains("base64"));
+        assert!(decode(&record(encoded(json!({"type":"nope"})), json!([]))).unwrap_err().contains("message event"));
+    }
+}

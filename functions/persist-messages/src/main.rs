@@ -1,1 +1,22 @@
-fn main() {}
+//! Lambda entry point of persist-messages: wires config, the store, the bus and the handler.
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+use caas_shared::bus::KafkaBus;
+use caas_shared::config::Config;
+use caas_shared::store::MongoStore;
+use lambda_runtime::{service_fn, LambdaEvent};
+use persist_messages::PersistMessages;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    caas_shared::telemetry::init();
+    let config = Config::from_env()?;
+    let store = Arc::new(MongoStore::connect(&config.store_url, &config.store_database).await?);
+    let handler = PersistMessages::new(store, KafkaBus::connect(&config.kafka_brokers()?)?);
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<KafkaEvent>| async move {
+        handler.handle(&event.payload).await.map_err(lambda_runtime::Error::from)
+    }))
+    .await
+}

@@ -1,0 +1,242 @@
+//! What each client event does. Every handler checks the caller's app and membership first; replies are
+//! JSON values, failures are [`Error`]s the connection turns into error replies.
+
+use crate::hub::ConnectionId;
+use crate::Node;
+use caas_shared::auth::Claims;
+use caas_shared::cache::{self, ClaimResult, ClaimState};
+use caas_shared::correlation::CorrelationId;
+use caas_shared::events::{topics, EventHeaders, MessageEvent};
+use caas_shared::model::{limits, Conversation, ConversationKind, Member, Message, Role};
+use caas_shared::protocol::{self, Ack, AckStatus, ClientFrame, CreateConversation, SendMessage, Subscribe};
+use caas_shared::{now_ms, Error, Result};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// The authenticated identity behind one connection.
+pub struct Session {
+    pub claims: Claims,
+    pub connection: ConnectionId,
+    pub correlation_id: CorrelationId,
+}
+
+impl Session {
+    fn app_id(&self) -> &str {
+        &self.claims.app_id
+    }
+
+    fn user_id(&self) -> &str {
+        &self.claims.sub
+    }
+}
+
+/// Runs one client request. `correlation_id` is the frame's own id or the connection's.
+pub async fn dispatch(node: &Node, session: &Session, frame: &ClientFrame, correlation_id: &CorrelationId) -> Result<Value> {
+    match frame.kind.as_str() {
+        "ping" => Ok(json!({"pong": now_ms()})),
+        "conversation.create" => create_conversation(node, session, frame.payload()?, correlation_id).await,
+        "conversation.subscribe" => subscribe(node, session, frame.payload()?).await,
+        "message.send" => send_message(node, session, frame.payload()?, correlation_id).await,
+        "auth" => Err(Error::Validation("this connection is already authenticated".into())),
+        other => Err(Error::UnknownEvent(other.to_owned())),
+    }
+}
+
+fn require_id(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
+        return Err(Error::Validation(format!("{field} must be 1 to 128 printable characters")));
+    }
+    Ok(())
+}
+
+/// The member ids of a conversation in the caller's app, from the cache or the store; refuses
+/// callers who are not members. Another app's conversation is "not found", never "forbidden".
+async fn members_for(node: &Node, session: &Session, conversation_id: &str) -> Result<Vec<String>> {
+    require_id("conversation_id", conversation_id)?;
+    let members = match node.cache.cached_members(session.app_id(), conversation_id).await? {
+        Some(members) => members,
+        None => {
+            let conversation = node
+                .store
+                .find_conversation(session.app_id(), conversation_id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} not found")))?;
+            node.cache.cache_members(session.app_id(), conversation_id, &conversation.member_ids).await?;
+            conversation.member_ids
+        }
+    };
+    if !members.iter().any(|m| m == session.user_id()) {
+        return Err(Error::Forbidden(format!("you are not a member of conversation {conversation_id}")));
+    }
+    Ok(members)
+}
+
+async fn create_conversation(
+    node: &Node,
+    session: &Session,
+    request: CreateConversation,
+    correlation_id: &CorrelationId,
+) -> Result<Value> {
+    let others: BTreeSet<String> = request.member_ids.into_iter().filter(|id| id != session.user_id()).collect();
+    for id in &others {
+        require_id("member_ids[]", id)?;
+    }
+    let id = match request.kind {
+        ConversationKind::Direct => {
+            let [other] = others.iter().collect::<Vec<_>>()[..] else {
+                return Err(Error::Validation("a direct conversation has exactly one other member".into()));
+            };
+            Conversation::direct_id(session.app_id(), session.user_id(), other)
+        }
+        ConversationKind::Group => {
+            if others.is_empty() || others.len() >= limits::MAX_GROUP_MEMBERS {
+                return Err(Error::Validation(format!(
+                    "a group needs 1 to {} other members",
+                    limits::MAX_GROUP_MEMBERS - 1
+                )));
+            }
+            uuid::Uuid::now_v7().to_string()
+        }
+    };
+    if let Some(name) = &request.name {
+        if name.trim().is_empty() || name.chars().count() > limits::MAX_NAME_CHARS {
+            return Err(Error::Validation(format!("name must be 1 to {} characters", limits::MAX_NAME_CHARS)));
+        }
+    }
+    let ids: Vec<String> = others.iter().cloned().collect();
+    let found = node.store.find_users(session.app_id(), &ids).await?;
+    if found.len() != ids.len() {
+        let known: BTreeSet<&str> = found.iter().map(|u| u.id.as_str()).collect();
+        let missing: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !known.contains(id)).collect();
+        return Err(Error::NotFound(format!("unknown users in this app: {}", missing.join(", "))));
+    }
+    let mut member_ids = vec![session.user_id().to_owned()];
+    member_ids.extend(ids);
+    let conversation = Conversation {
+        id,
+        app_id: session.app_id().to_owned(),
+        kind: request.kind,
+        name: request.name.map(|n| n.trim().to_owned()),
+        created_by: session.user_id().to_owned(),
+        member_ids,
+        epoch: uuid::Uuid::new_v4().simple().to_string(),
+        created_at: now_ms(),
+        correlation_id: correlation_id.to_string(),
+    };
+    let members: Vec<Member> = conversation
+        .member_ids
+        .iter()
+        .map(|user| {
+            let role = if user == session.user_id() && request.kind == ConversationKind::Group { Role::Owner } else { Role::Member };
+            Member::new(&conversation, user, role)
+        })
+        .collect();
+    let stored = node.store.create_conversation(&conversation, &members).await?;
+    if !stored.has_member(session.user_id()) {
+        return Err(Error::Forbidden("you are not a member of this conversation".into()));
+    }
+    node.cache.ensure_sequence(&stored.app_id, &stored.id, 0).await?;
+    node.cache.cache_members(&stored.app_id, &stored.id, &stored.member_ids).await?;
+    let notice = protocol::event("conversation.created", &stored);
+    for member in &stored.member_ids {
+        node.cache.publish(&cache::user_channel(&stored.app_id, member), &notice).await?;
+    }
+    Ok(serde_json::to_value(&stored).map_err(|e| Error::Internal(e.to_string()))?)
+}
+
+async fn subscribe(node: &Node, session: &Session, request: Subscribe) -> Result<Value> {
+    members_for(node, session, &request.conversation_id).await?;
+    let conversation = node
+        .store
+        .find_conversation(session.app_id(), &request.conversation_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("conversation {} not found", request.conversation_id)))?;
+    let channel = cache::conversation_channel(session.app_id(), &conversation.id);
+    node.hub.subscribe(session.connection, &channel).await?;
+    let last_seq = node.cache.current_seq(session.app_id(), &conversation.id).await?.unwrap_or(0);
+    // Replaying what a client missed arrives with gap-free reconnect; until then a resume request is
+    // answered honestly: not recovered, reload history.
+    Ok(json!({
+        "conversation_id": conversation.id,
+        "epoch": conversation.epoch,
+        "last_seq": last_seq,
+        "recovered": false,
+    }))
+}
+
+async fn send_message(node: &Node, session: &Session, request: SendMessage, correlation_id: &CorrelationId) -> Result<Value> {
+    require_id("client_msg_id", &request.client_msg_id)?;
+    if request.text.trim().is_empty() {
+        return Err(Error::Validation("text must not be empty".into()));
+    }
+    if request.text.len() > limits::MAX_TEXT_BYTES {
+        return Err(Error::Validation(format!("text must be at most {} bytes", limits::MAX_TEXT_BYTES)));
+    }
+    if let Some(parent) = &request.reply_to {
+        require_id("reply_to", parent)?;
+    }
+    members_for(node, session, &request.conversation_id).await?;
+    let (app_id, sender_id) = (session.app_id(), session.user_id());
+    let conversation_id = request.conversation_id.as_str();
+    let claim_of = || async {
+        node.cache
+            .claim_message(app_id, conversation_id, sender_id, &request.client_msg_id, &uuid::Uuid::now_v7().to_string())
+            .await
+    };
+    let claim = match claim_of().await? {
+        ClaimResult::Claimed(claim) => claim,
+        ClaimResult::CounterMissing => {
+            // Redis lost the counter: continue after the highest stored seq instead of reusing numbers.
+            let floor = node.store.max_seq(app_id, conversation_id).await?;
+            node.cache.ensure_sequence(app_id, conversation_id, floor).await?;
+            match claim_of().await? {
+                ClaimResult::Claimed(claim) => claim,
+                ClaimResult::CounterMissing => return Err(Error::Internal("sequence counter vanished".into())),
+            }
+        }
+    };
+    let ack = Ack {
+        conversation_id: conversation_id.to_owned(),
+        client_msg_id: request.client_msg_id.clone(),
+        message_id: claim.message_id.clone(),
+        seq: claim.seq,
+        status: AckStatus::Accepted,
+        duplicate: !claim.is_new,
+    };
+    if claim.state == ClaimState::Published {
+        return Ok(serde_json::to_value(ack).map_err(|e| Error::Internal(e.to_string()))?);
+    }
+    // New, failed or still pending (its node may have died before publishing): publish under the
+    // claimed id and seq. Persistence is idempotent, so a second publish of the same message is harmless.
+    let message = Message {
+        id: claim.message_id.clone(),
+        app_id: app_id.to_owned(),
+        conversation_id: conversation_id.to_owned(),
+        seq: claim.seq,
+        sender_id: sender_id.to_owned(),
+        client_msg_id: request.client_msg_id.clone(),
+        text: request.text,
+        reply_to: request.reply_to,
+        created_at: now_ms(),
+        correlation_id: correlation_id.to_string(),
+    };
+    let event = MessageEvent::Created(message);
+    let headers = EventHeaders {
+        correlation_id: correlation_id.to_string(),
+        app_id: app_id.to_owned(),
+        event_type: event.event_type().to_owned(),
+    };
+    if let Err(e) = node.bus.publish_json(topics::MESSAGES, conversation_id, &headers, &event).await {
+        node.cache
+            .set_claim_state(app_id, conversation_id, sender_id, &request.client_msg_id, &claim, ClaimState::Failed)
+            .await?;
+        return Err(e);
+    }
+    node.cache
+        .set_claim_state(app_id, conversation_id, sender_id, &request.client_msg_id, &claim, ClaimState::Published)
+        .await?;
+    let MessageEvent::Created(message) = event;
+    let frame = protocol::event("message.new", &message);
+    node.cache.publish(&cache::conversation_channel(app_id, conversation_id), &frame).await?;
+    Ok(serde_json::to_value(ack).map_err(|e| Error::Internal(e.to_string()))?)
+}
