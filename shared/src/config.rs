@@ -25,6 +25,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// WebSocket URLs advertised to clients in token responses.
     pub socket_urls: Vec<String>,
+    /// Appended to every consumer-group name, so several deployments (or test runs) can share a broker.
+    pub consumer_group_suffix: String,
 }
 
 impl Config {
@@ -68,7 +70,13 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            consumer_group_suffix: get("CAAS_CONSUMER_GROUP_SUFFIX", ""),
         })
+    }
+
+    /// The consumer-group name of a function in this deployment.
+    pub fn consumer_group(&self, function: &str) -> String {
+        format!("{function}{}", self.consumer_group_suffix)
     }
 
     /// Kafka bootstrap servers in librdkafka's `host:port,host:port` form.

@@ -1,1 +1,292 @@
+//! Harness for end-to-end tests: the real servers (reused from the environment when `local/test.sh`
+//! started them, otherwise started here through `local/stack.sh`) and the platform's own processes
+//! (gateway, socket nodes, bridge) built from this workspace.
 
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream as AsyncTcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const STACK_KEYS: [&str; 3] = ["CAAS_CACHE_URL", "CAAS_BUS_URL", "CAAS_STORE_URL"];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early with {status}; see its log");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on {port}");
+}
+
+/// Connection settings of the real servers.
+pub struct Stack {
+    pub env: HashMap<String, String>,
+    /// Set when this process started the stack and must stop it.
+    owned_dir: Option<PathBuf>,
+}
+
+impl Stack {
+    pub fn obtain() -> Self {
+        if STACK_KEYS.iter().all(|k| std::env::var(k).is_ok()) {
+            let env = std::env::vars().filter(|(k, _)| k.starts_with("CAAS_")).collect();
+            return Self { env, owned_dir: None };
+        }
+        let dir = workspace_root().join("target").join("e2e-stack").join(uuid::Uuid::new_v4().simple().to_string());
+        let status = Command::new("bash")
+            .arg(workspace_root().join("local/stack.sh"))
+            .arg("start")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("running local/stack.sh");
+        assert!(status.success(), "local/stack.sh start failed");
+        let env = std::fs::read_to_string(dir.join("env"))
+            .expect("stack env file")
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Self { env, owned_dir: Some(dir) }
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.env.get(key).map(String::as_str).unwrap_or_else(|| panic!("{key} missing from the stack"))
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.owned_dir {
+            let _ = Command::new("bash").arg(workspace_root().join("local/stack.sh")).arg("stop").arg(dir).status();
+        }
+    }
+}
+
+/// The platform's processes for one test, isolated by database name and consumer-group suffix.
+pub struct Platform {
+    pub stack: Stack,
+    pub database: String,
+    pub admin_token: String,
+    pub gateway_url: String,
+    pub socket_urls: Vec<String>,
+    children: Vec<(String, Child)>,
+    log_dir: PathBuf,
+}
+
+fn binary_dir() -> PathBuf {
+    // Test executables live in <target>/<profile>/deps; the workspace binaries one level up.
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(Path::parent).expect("target profile dir").to_path_buf()
+}
+
+/// Builds the binaries the tests run, so a plain `cargo test` never exercises stale ones.
+fn build_binaries() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--quiet", "-p", "socket-node", "-p", "caas-local"])
+        .status()
+        .expect("running cargo build");
+    assert!(status.success(), "building the platform binaries failed");
+}
+
+impl Platform {
+    pub fn start(name: &str, socket_nodes: usize) -> Self {
+        build_binaries();
+        let stack = Stack::obtain();
+        let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let database = format!("e2e_{name}_{}", &run_id[..8]);
+        let log_dir = workspace_root().join("target").join("e2e-logs").join(&database);
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let gateway_port = free_port();
+        let node_ports: Vec<u16> = (0..socket_nodes).map(|_| free_port()).collect();
+        let socket_urls: Vec<String> = node_ports.iter().map(|p| format!("ws://127.0.0.1:{p}/ws")).collect();
+        let mut platform = Self {
+            admin_token: format!("admin-{run_id}"),
+            gateway_url: format!("http://127.0.0.1:{gateway_port}"),
+            socket_urls: socket_urls.clone(),
+            stack,
+            database,
+            children: Vec::new(),
+            log_dir,
+        };
+        let mut common: Vec<(String, String)> = platform.stack.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        common.extend([
+            ("CAAS_STORE_DATABASE".into(), platform.database.clone()),
+            ("CAAS_JWT_SECRET".into(), format!("jwt-secret-{run_id}-0123456789")),
+            ("CAAS_ADMIN_TOKEN".into(), platform.admin_token.clone()),
+            ("CAAS_SOCKET_URLS".into(), socket_urls.join(",")),
+            ("CAAS_CONSUMER_GROUP_SUFFIX".into(), format!("-{run_id}")),
+            ("RUST_LOG".into(), "info".into()),
+        ]);
+        let gateway_env = [("CAAS_GATEWAY_BIND".to_owned(), format!("127.0.0.1:{gateway_port}"))];
+        platform.spawn("caas-gateway", "gateway", &common, &gateway_env);
+        platform.spawn("caas-bridge", "bridge", &common, &[]);
+        for (index, port) in node_ports.iter().enumerate() {
+            let env = [
+                ("CAAS_SOCKET_BIND".to_owned(), format!("127.0.0.1:{port}")),
+                ("CAAS_NODE_ID".to_owned(), format!("{run_id}-{index}")),
+            ];
+            platform.spawn("socket-node", &format!("node{}", index + 1), &common, &env);
+        }
+        let waits: Vec<(String, u16)> = std::iter::once(("gateway".to_owned(), gateway_port))
+            .chain(node_ports.iter().enumerate().map(|(i, p)| (format!("node{}", i + 1), *p)))
+            .collect();
+        for (label, port) in waits {
+            let child = &mut platform.children.iter_mut().find(|(l, _)| *l == label).expect("child").1;
+            wait_for_port(port, &label, child);
+        }
+        platform
+    }
+
+    fn spawn(&mut self, binary: &str, label: &str, common: &[(String, String)], extra: &[(String, String)]) {
+        let log = std::fs::File::create(self.log_dir.join(format!("{label}.log"))).expect("log file");
+        let child = Command::new(binary_dir().join(binary))
+            .envs(common.iter().chain(extra).map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+        self.children.push((label.to_owned(), child));
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// True while every platform process is still running (bad input must never crash one).
+    pub fn all_alive(&mut self) -> bool {
+        self.children.iter_mut().all(|(_, child)| matches!(child.try_wait(), Ok(None)))
+    }
+
+    pub async fn mongo(&self) -> mongodb::Database {
+        let client = mongodb::Client::with_uri_str(self.stack.get("CAAS_STORE_URL")).await.expect("mongo client");
+        client.database(&self.database)
+    }
+
+    pub async fn create_app(&self, http: &reqwest::Client) -> (String, String) {
+        let response = http
+            .post(format!("{}/api/v1/admin/apps", self.gateway_url))
+            .bearer_auth(&self.admin_token)
+            .json(&json!({"name": "e2e"}))
+            .send()
+            .await
+            .expect("create app");
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.expect("app json");
+        (body["app_id"].as_str().unwrap().to_owned(), body["app_secret"].as_str().unwrap().to_owned())
+    }
+
+    /// Gets an SDK token; returns the whole response body.
+    pub async fn token(&self, http: &reqwest::Client, app: &(String, String), external_id: &str) -> Value {
+        let response = http
+            .post(format!("{}/api/v1/auth/sdk/token", self.gateway_url))
+            .json(&json!({"app_id": app.0, "app_secret": app.1, "user_external_id": external_id}))
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(response.status(), 200, "token request failed");
+        response.json().await.expect("token json")
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub type Socket = WebSocketStream<MaybeTlsStream<AsyncTcpStream>>;
+
+/// A test client speaking the documented frame protocol.
+pub struct Client {
+    pub socket: Socket,
+    next_id: u64,
+}
+
+impl Client {
+    /// Connects with `Authorization: Bearer` and an `x-correlation-id` header, and waits for `ready`.
+    pub async fn connect(url: &str, token: &str, correlation_id: &str) -> Self {
+        let mut request = url.into_client_request().expect("ws request");
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request.headers_mut().insert("x-correlation-id", correlation_id.parse().unwrap());
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
+        let mut client = Self { socket, next_id: 0 };
+        let ready = client.next_json().await;
+        assert_eq!(ready["type"], "ready", "first frame: {ready}");
+        client
+    }
+
+    /// Wraps an already connected socket (request ids start high to stay clear of the caller's own).
+    pub fn from_socket(socket: Socket) -> Self {
+        Self { socket, next_id: 1_000_000 }
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.socket.send(Message::text(text.to_owned())).await.expect("ws send");
+    }
+
+    /// Sends a request and returns its id.
+    pub async fn request(&mut self, kind: &str, data: Value) -> String {
+        self.next_id += 1;
+        let id = format!("r{}", self.next_id);
+        self.send_raw(&json!({"id": id, "type": kind, "data": data}).to_string()).await;
+        id
+    }
+
+    /// The next JSON frame (panics on close or after 60 s).
+    pub async fn next_json(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(60), self.socket.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("socket closed")
+                .expect("socket error");
+            match frame {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).expect("frame json"),
+                Message::Close(frame) => panic!("closed by server: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Waits for the reply to `id`, skipping events.
+    pub async fn reply(&mut self, id: &str) -> Value {
+        loop {
+            let frame = self.next_json().await;
+            if frame["reply_to"] == id {
+                return frame;
+            }
+        }
+    }
+
+    /// Sends a request and returns its reply.
+    pub async fn call(&mut self, kind: &str, data: Value) -> Value {
+        let id = self.request(kind, data).await;
+        self.reply(&id).await
+    }
+}

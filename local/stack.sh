@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Native stack for machines without Docker: Redis, a Kafka-protocol broker (Tansu), a MongoDB-protocol
+# server (SecantusDB) and an S3 server (s3s-fs), all on loopback, on free ports, with data in one folder.
+#
+#   local/stack.sh install          install what is missing (idempotent)
+#   local/stack.sh start DIR        start everything; writes DIR/env (CAAS_* variables) and DIR/pids
+#   local/stack.sh stop DIR         stop what start started
+#
+# Tools go to $CAAS_TOOLS_DIR (default ~/.cache/caas/tools). Prebuilt tansu/s3s-fs from ../shared/bin are
+# used when present and verified; otherwise they are built with cargo install (slow: ~40 min for tansu).
+set -euo pipefail
+
+TOOLS_DIR="${CAAS_TOOLS_DIR:-$HOME/.cache/caas/tools}"
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PREBUILT_DIR="${CAAS_PREBUILT_DIR:-$REPO_DIR/../shared/bin}"
+TANSU_VERSION=0.6.0
+S3S_VERSION=0.14.1
+SECANTUS_VERSION=0.7.0b3
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_apt_packages() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v sqlite3 >/dev/null || missing+=(sqlite3)
+  dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || missing+=(libcurl4-openssl-dev)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# Copies a verified prebuilt binary, or builds it from the crates registry.
+install_binary() {
+  local name=$1; shift
+  local target="$TOOLS_DIR/bin/$name"
+  [ -x "$target" ] && return 0
+  mkdir -p "$TOOLS_DIR/bin"
+  if [ -x "$PREBUILT_DIR/$name" ] && [ -f "$PREBUILT_DIR/SHA256SUMS" ] &&
+     (cd "$PREBUILT_DIR" && grep " $name\$" SHA256SUMS | sha256sum -c --status -); then
+    log "using prebuilt $name"
+    cp "$PREBUILT_DIR/$name" "$target.tmp" && chmod +x "$target.tmp" && mv "$target.tmp" "$target"
+  else
+    log "building $name with cargo install (this takes a while)"
+    cargo install --root "$TOOLS_DIR" "$@"
+  fi
+}
+
+install_all() {
+  install_apt_packages
+  if [ ! -x "$TOOLS_DIR/venv/bin/secantusd-py" ]; then
+    log "installing secantusdb $SECANTUS_VERSION"
+    python3 -m venv "$TOOLS_DIR/venv"
+    "$TOOLS_DIR/venv/bin/pip" install -q "secantusdb==$SECANTUS_VERSION"
+  fi
+  install_binary tansu tansu --version "$TANSU_VERSION" --locked --no-default-features --features dynostore,libsql
+  install_binary s3s-fs s3s-fs --version "$S3S_VERSION" --features binary --locked
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for_port() {
+  local port=$1 name=$2
+  for _ in $(seq 1 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  log "$name did not open port $port"; return 1
+}
+
+start_all() {
+  local dir=$1
+  mkdir -p "$dir"/{mongo,s3,kafka}
+  dir=$(cd "$dir" && pwd)
+  local redis_port kafka_port mongo_port s3_port
+  redis_port=$(free_port); kafka_port=$(free_port); mongo_port=$(free_port); s3_port=$(free_port)
+  : >"$dir/pids"
+
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+  wait_for_port "$redis_port" redis
+  echo "redis $(cat "$dir/redis.pid")" >>"$dir/pids"
+
+  (cd "$dir/kafka" && exec "$TOOLS_DIR/bin/tansu" broker \
+     --listener-url "tcp://127.0.0.1:$kafka_port" --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+     --storage-engine memory://tansu/ >"$dir/tansu.log" 2>&1) &
+  echo "tansu $!" >>"$dir/pids"
+
+  "$TOOLS_DIR/venv/bin/secantusd-py" --host 127.0.0.1 --port "$mongo_port" --storage-path "$dir/mongo" \
+    >"$dir/secantus.log" 2>&1 &
+  echo "secantus $!" >>"$dir/pids"
+
+  "$TOOLS_DIR/bin/s3s-fs" --host 127.0.0.1 --port "$s3_port" --access-key caas-local --secret-key caas-local-secret \
+    "$dir/s3" >"$dir/s3s.log" 2>&1 &
+  echo "s3s $!" >>"$dir/pids"
+
+  wait_for_port "$kafka_port" tansu
+  wait_for_port "$mongo_port" secantusdb
+  wait_for_port "$s3_port" s3s-fs
+
+  cat >"$dir/env" <<ENV
+CAAS_CACHE_URL=redis://127.0.0.1:$redis_port
+CAAS_BUS_URL=kafka://127.0.0.1:$kafka_port
+CAAS_STORE_URL=mongodb://127.0.0.1:$mongo_port/?directConnection=true
+CAAS_BLOB_URL=s3://caas?endpoint=http://127.0.0.1:$s3_port&region=us-east-1
+CAAS_S3_ACCESS_KEY=caas-local
+CAAS_S3_SECRET_KEY=caas-local-secret
+ENV
+  log "stack up in $dir"
+  cat "$dir/env"
+}
+
+stop_all() {
+  local dir=$1
+  [ -f "$dir/pids" ] || return 0
+  while read -r name pid; do
+    kill "$pid" 2>/dev/null || true
+  done <"$dir/pids"
+  sleep 0.5
+  while read -r name pid; do
+    kill -9 "$pid" 2>/dev/null || true
+  done <"$dir/pids"
+  rm -f "$dir/pids"
+  log "stack in $dir stopped"
+}
+
+case "${1:-}" in
+  install) install_all ;;
+  start) [ -n "${2:-}" ] || { echo "usage: $0 start DIR" >&2; exit 2; }; install_all; start_all "$2" ;;
+  stop) [ -n "${2:-}" ] || { echo "usage: $0 stop DIR" >&2; exit 2; }; stop_all "$2" ;;
+  *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
+esac
