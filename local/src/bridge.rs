@@ -24,7 +24,10 @@ pub struct BatchPolicy {
 
 impl Default for BatchPolicy {
     fn default() -> Self {
-        Self { max_records: 500, max_wait: Duration::from_millis(20) }
+        Self {
+            max_records: 500,
+            max_wait: Duration::from_millis(20),
+        }
     }
 }
 
@@ -68,7 +71,9 @@ where
     Fut: Future<Output = Result<T>>,
 {
     let consumer: StreamConsumer = caas_shared::bus::consumer(brokers, group, true)?;
-    consumer.subscribe(&[topic]).map_err(|e| Error::Bus(format!("subscribing to {topic}: {e}")))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|e| Error::Bus(format!("subscribing to {topic}: {e}")))?;
     tracing::info!(topic, group, "bridge consuming");
     tokio::pin!(shutdown);
     loop {
@@ -96,7 +101,10 @@ where
         let mut records: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         let mut next_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for message in &batch {
-            records.entry(format!("{}-{}", message.topic(), message.partition())).or_default().push(lambda_record(message));
+            records
+                .entry(format!("{}-{}", message.topic(), message.partition()))
+                .or_default()
+                .push(lambda_record(message));
             next_offsets.insert((message.topic().to_owned(), message.partition()), message.offset() + 1);
         }
         let event: KafkaEvent = serde_json::from_value(json!({

@@ -55,7 +55,12 @@ impl TokenSigner {
     }
 
     pub fn from_config(config: &Config) -> Self {
-        Self::new(&config.jwt_secret, &config.jwt_issuer, &config.jwt_audience, config.token_ttl)
+        Self::new(
+            &config.jwt_secret,
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            config.token_ttl,
+        )
     }
 
     pub fn issue(&self, app_id: &str, user_id: &str, external_id: &str) -> Result<IssuedToken> {
@@ -72,7 +77,11 @@ impl TokenSigner {
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| Error::Internal(format!("signing token: {e}")))?;
-        Ok(IssuedToken { token, expires_at: claims.exp, session_id: claims.jti })
+        Ok(IssuedToken {
+            token,
+            expires_at: claims.exp,
+            session_id: claims.jti,
+        })
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims> {
@@ -129,7 +138,10 @@ mod tests {
     fn issued_tokens_verify_and_carry_the_identity() {
         let issued = signer().issue("app1", "user1", "ext1").unwrap();
         let claims = signer().verify(&issued.token).unwrap();
-        assert_eq!((claims.app_id.as_str(), claims.sub.as_str(), claims.external_id.as_str()), ("app1", "user1", "ext1"));
+        assert_eq!(
+            (claims.app_id.as_str(), claims.sub.as_str(), claims.external_id.as_str()),
+            ("app1", "user1", "ext1")
+        );
         assert_eq!(claims.exp, issued.expires_at);
     }
 

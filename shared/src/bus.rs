@@ -31,7 +31,10 @@ impl KafkaBus {
             .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
             .create()
             .map_err(|e| Error::Bus(format!("creating producer: {e}")))?;
-        Ok(Self { producer, brokers: brokers.to_owned() })
+        Ok(Self {
+            producer,
+            brokers: brokers.to_owned(),
+        })
     }
 
     pub fn brokers(&self) -> &str {
@@ -43,7 +46,12 @@ impl KafkaBus {
         let kafka_headers = headers
             .pairs()
             .into_iter()
-            .fold(OwnedHeaders::new(), |acc, (name, value)| acc.insert(Header { key: name, value: Some(value) }));
+            .fold(OwnedHeaders::new(), |acc, (name, value)| {
+                acc.insert(Header {
+                    key: name,
+                    value: Some(value),
+                })
+            });
         let record = FutureRecord::to(topic).key(key).payload(payload).headers(kafka_headers);
         self.producer
             .send(record, DELIVERY_TIMEOUT)
@@ -53,7 +61,13 @@ impl KafkaBus {
     }
 
     /// Publishes a JSON value; see [`KafkaBus::publish`].
-    pub async fn publish_json(&self, topic: &str, key: &str, headers: &EventHeaders, value: &impl serde::Serialize) -> Result<()> {
+    pub async fn publish_json(
+        &self,
+        topic: &str,
+        key: &str,
+        headers: &EventHeaders,
+        value: &impl serde::Serialize,
+    ) -> Result<()> {
         let payload = serde_json::to_vec(value).map_err(|e| Error::Internal(format!("encoding event: {e}")))?;
         self.publish(topic, key, headers, &payload).await
     }
@@ -65,10 +79,15 @@ pub async fn ensure_topics(brokers: &str, partitions: i32) -> Result<()> {
         .set("bootstrap.servers", brokers)
         .create()
         .map_err(|e| Error::Bus(format!("creating admin client: {e}")))?;
-    let new_topics: Vec<NewTopic> =
-        topics::ALL.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1))).collect();
+    let new_topics: Vec<NewTopic> = topics::ALL
+        .iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+        .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin.create_topics(&new_topics, &options).await.map_err(|e| Error::Bus(format!("creating topics: {e}")))?;
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|e| Error::Bus(format!("creating topics: {e}")))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -85,7 +104,10 @@ pub fn consumer(brokers: &str, group: &str, start_from_earliest: bool) -> Result
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", if start_from_earliest { "earliest" } else { "latest" })
+        .set(
+            "auto.offset.reset",
+            if start_from_earliest { "earliest" } else { "latest" },
+        )
         .set("session.timeout.ms", "10000")
         .create()
         .map_err(|e| Error::Bus(format!("creating consumer {group}: {e}")))

@@ -73,8 +73,15 @@ fn parse_claim(value: &str, is_new: bool) -> Result<Claim> {
         "failed" => ClaimState::Failed,
         other => return Err(Error::Internal(format!("unknown claim state {other:?}"))),
     };
-    let seq = seq.parse().map_err(|_| Error::Internal(format!("malformed claim seq {value:?}")))?;
-    Ok(Claim { message_id: id.to_owned(), seq, state, is_new })
+    let seq = seq
+        .parse()
+        .map_err(|_| Error::Internal(format!("malformed claim seq {value:?}")))?;
+    Ok(Claim {
+        message_id: id.to_owned(),
+        seq,
+        state,
+        is_new,
+    })
 }
 
 fn conversation_tag(app_id: &str, conversation_id: &str) -> String {
@@ -101,7 +108,10 @@ impl RedisCache {
     pub async fn connect(url: &str) -> Result<Self> {
         let client = redis::Client::open(url)?;
         let connection = ConnectionManager::new(client).await?;
-        Ok(Self { connection, claim_script: redis::Script::new(CLAIM_SCRIPT) })
+        Ok(Self {
+            connection,
+            claim_script: redis::Script::new(CLAIM_SCRIPT),
+        })
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -121,7 +131,10 @@ impl RedisCache {
     }
 
     fn claim_key(app_id: &str, conversation_id: &str, sender_id: &str, client_msg_id: &str) -> String {
-        format!("{}:idem:{sender_id}:{client_msg_id}", conversation_tag(app_id, conversation_id))
+        format!(
+            "{}:idem:{sender_id}:{client_msg_id}",
+            conversation_tag(app_id, conversation_id)
+        )
     }
 
     /// Claims `(app, conversation, sender, client_msg_id)` for `message_id`, or returns the earlier claim.
@@ -198,7 +211,15 @@ mod tests {
     #[test]
     fn claims_round_trip_through_their_stored_form() {
         let claim = parse_claim("m-1|42|published", false).unwrap();
-        assert_eq!(claim, Claim { message_id: "m-1".into(), seq: 42, state: ClaimState::Published, is_new: false });
+        assert_eq!(
+            claim,
+            Claim {
+                message_id: "m-1".into(),
+                seq: 42,
+                state: ClaimState::Published,
+                is_new: false
+            }
+        );
         assert!(parse_claim("m-1|x|pending", true).is_err());
         assert!(parse_claim("garbage", true).is_err());
     }

@@ -36,7 +36,11 @@ impl Config {
 
     /// Reads configuration through `lookup` so tests can supply values without touching the process env.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |key: &str, default: &str| lookup(key).filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned());
+        let get = |key: &str, default: &str| {
+            lookup(key)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
         let cache_url = get("CAAS_CACHE_URL", "redis://127.0.0.1:6379");
         let jwt_secret = match lookup("CAAS_JWT_SECRET").filter(|v| !v.is_empty()) {
             Some(secret) => secret,
@@ -45,7 +49,11 @@ impl Config {
                     .map_err(|e| Error::Config(format!("CAAS_JWT_SECRET_FILE {path}: {e}")))?
                     .trim()
                     .to_owned(),
-                None => return Err(Error::Config("CAAS_JWT_SECRET (or CAAS_JWT_SECRET_FILE) is required".into())),
+                None => {
+                    return Err(Error::Config(
+                        "CAAS_JWT_SECRET (or CAAS_JWT_SECRET_FILE) is required".into(),
+                    ))
+                }
             },
         };
         if jwt_secret.len() < 32 {
@@ -58,7 +66,9 @@ impl Config {
             store_url: get("CAAS_STORE_URL", "mongodb://127.0.0.1:27017/?directConnection=true"),
             store_database: get("CAAS_STORE_DATABASE", "caas"),
             bus_url: get("CAAS_BUS_URL", "kafka://127.0.0.1:9092"),
-            redis_socket_url: lookup("CAAS_REDIS_SOCKET_URL").filter(|v| !v.is_empty()).unwrap_or(cache_url),
+            redis_socket_url: lookup("CAAS_REDIS_SOCKET_URL")
+                .filter(|v| !v.is_empty())
+                .unwrap_or(cache_url),
             jwt_secret,
             jwt_issuer: get("CAAS_JWT_ISSUER", "caas"),
             jwt_audience: get("CAAS_JWT_AUDIENCE", "caas-sdk"),
@@ -109,7 +119,12 @@ mod tests {
         let secret = ("CAAS_JWT_SECRET", "0123456789abcdef0123456789abcdef");
         let base = config(&[secret, ("CAAS_CACHE_URL", "redis://a:1")]).unwrap();
         assert_eq!(base.redis_socket_url, "redis://a:1");
-        let split = config(&[secret, ("CAAS_CACHE_URL", "redis://a:1"), ("CAAS_REDIS_SOCKET_URL", "redis://b:2")]).unwrap();
+        let split = config(&[
+            secret,
+            ("CAAS_CACHE_URL", "redis://a:1"),
+            ("CAAS_REDIS_SOCKET_URL", "redis://b:2"),
+        ])
+        .unwrap();
         assert_eq!(split.redis_socket_url, "redis://b:2");
         assert_eq!(split.kafka_brokers().unwrap(), "127.0.0.1:9092");
     }

@@ -30,7 +30,9 @@ impl CorrelationId {
     fn is_acceptable(value: &str) -> bool {
         !value.is_empty()
             && value.len() <= MAX_LEN
-            && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
     }
 
     pub fn as_str(&self) -> &str {

@@ -41,7 +41,11 @@ pub fn finish_router(router: Router) -> Router {
             Error::RouteNotFound(format!("no route for {} {}", request.method(), request.uri().path()))
         })
         .method_not_allowed_fallback(|request: Request| async move {
-            Error::MethodNotAllowed(format!("{} is not allowed on {}", request.method(), request.uri().path()))
+            Error::MethodNotAllowed(format!(
+                "{} is not allowed on {}",
+                request.method(),
+                request.uri().path()
+            ))
         })
         .layer(axum::middleware::from_fn(correlate))
 }
@@ -51,8 +55,12 @@ pub fn finish_router(router: Router) -> Router {
 pub async fn correlate(mut request: Request, next: Next) -> Response {
     let id = CorrelationId::from_untrusted(request.headers().get(correlation::HEADER).and_then(|v| v.to_str().ok()));
     request.extensions_mut().insert(id.clone());
-    let span = tracing::info_span!("http", correlation_id = %id, method = %request.method(), path = %request.uri().path());
-    let mut response = correlation::CURRENT.scope(id.clone(), next.run(request)).instrument(span).await;
+    let span =
+        tracing::info_span!("http", correlation_id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = correlation::CURRENT
+        .scope(id.clone(), next.run(request))
+        .instrument(span)
+        .await;
     if let Ok(value) = HeaderValue::from_str(id.as_str()) {
         response.headers_mut().insert(correlation::HEADER, value);
     }
@@ -63,7 +71,9 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
 pub async fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, Error> {
     if let Some(content_type) = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         if !content_type.starts_with("application/json") {
-            return Err(Error::Validation(format!("content-type must be application/json, got {content_type}")));
+            return Err(Error::Validation(format!(
+                "content-type must be application/json, got {content_type}"
+            )));
         }
     }
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
@@ -105,7 +115,10 @@ mod tests {
 
     #[tokio::test]
     async fn errors_are_json_and_quote_the_echoed_correlation_id() {
-        let request = http::Request::post("/echo").header(correlation::HEADER, "corr-1").body(Body::from("{bad")).unwrap();
+        let request = http::Request::post("/echo")
+            .header(correlation::HEADER, "corr-1")
+            .body(Body::from("{bad"))
+            .unwrap();
         let (status, headers, body) = call(request).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(headers[correlation::HEADER], "corr-1");
@@ -118,10 +131,19 @@ mod tests {
         let huge = format!("{{\"a\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
         let (status, headers, body) = call(http::Request::post("/echo").body(Body::from(huge)).unwrap()).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(body["error"]["correlation_id"], headers[correlation::HEADER].to_str().unwrap());
+        assert_eq!(
+            body["error"]["correlation_id"],
+            headers[correlation::HEADER].to_str().unwrap()
+        );
         let (status, _, body) = call(http::Request::get("/nowhere").body(Body::empty()).unwrap()).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("route_not_found")));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("route_not_found"))
+        );
         let (status, _, body) = call(http::Request::get("/echo").body(Body::empty()).unwrap()).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+        );
     }
 }

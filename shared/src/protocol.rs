@@ -117,7 +117,10 @@ mod tests {
         assert!(err.public_message().contains("client_msg_id"));
         assert_eq!(ClientFrame::parse("{oops").unwrap_err().code(), "invalid_json");
         assert_eq!(ClientFrame::parse("[1]").unwrap_err().code(), "validation_failed");
-        assert_eq!(ClientFrame::parse(r#"{"id":"1"}"#).unwrap_err().code(), "validation_failed");
+        assert_eq!(
+            ClientFrame::parse(r#"{"id":"1"}"#).unwrap_err().code(),
+            "validation_failed"
+        );
     }
 
     #[test]
@@ -125,6 +128,9 @@ mod tests {
         let ok: Value = serde_json::from_str(&reply_ok(Some("7"), json!({"a":1}))).unwrap();
         assert_eq!(ok, json!({"reply_to":"7","ok":true,"data":{"a":1}}));
         let err: Value = serde_json::from_str(&reply_error(Some("8"), &Error::Forbidden("no".into()))).unwrap();
-        assert_eq!(err, json!({"reply_to":"8","ok":false,"error":{"code":"forbidden","message":"no"}}));
+        assert_eq!(
+            err,
+            json!({"reply_to":"8","ok":false,"error":{"code":"forbidden","message":"no"}})
+        );
     }
 }

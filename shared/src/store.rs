@@ -73,7 +73,9 @@ impl MongoStore {
         options.max_idle_time = Some(Duration::from_secs(240));
         options.app_name = Some("caas".into());
         let client = mongodb::Client::with_options(options)?;
-        let store = Self { db: client.database(database) };
+        let store = Self {
+            db: client.database(database),
+        };
         store.ensure_indexes().await?;
         Ok(store)
     }
@@ -88,16 +90,29 @@ impl MongoStore {
 
     async fn ensure_indexes(&self) -> Result<()> {
         let unique = |keys: Document| {
-            IndexModel::builder().keys(keys).options(IndexOptions::builder().unique(true).build()).build()
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().unique(true).build())
+                .build()
         };
-        self.collection("users").create_index(unique(doc! {"app_id": 1, "external_id": 1})).await?;
-        self.collection("members").create_index(unique(doc! {"app_id": 1, "user_id": 1, "conversation_id": 1})).await?;
-        self.collection("messages").create_index(unique(doc! {"app_id": 1, "conversation_id": 1, "seq": 1})).await?;
+        self.collection("users")
+            .create_index(unique(doc! {"app_id": 1, "external_id": 1}))
+            .await?;
+        self.collection("members")
+            .create_index(unique(doc! {"app_id": 1, "user_id": 1, "conversation_id": 1}))
+            .await?;
+        self.collection("messages")
+            .create_index(unique(doc! {"app_id": 1, "conversation_id": 1, "seq": 1}))
+            .await?;
         Ok(())
     }
 
     async fn find_one_in<T: DeserializeOwned>(&self, collection: &str, filter: Document) -> Result<Option<T>> {
-        self.collection(collection).find_one(filter).await?.map(from_document).transpose()
+        self.collection(collection)
+            .find_one(filter)
+            .await?
+            .map(from_document)
+            .transpose()
     }
 }
 
@@ -134,22 +149,33 @@ impl Store for MongoStore {
             Ok(Some(document)) => from_document(document),
             // Concurrent first logins of one user race on the unique index, and the server may answer
             // None for an upsert that did apply: either way the user now exists, so read it back.
-            Ok(None) => self.find_one_in("users", filter).await?.ok_or_else(|| Error::Internal("user vanished".into())),
-            Err(e) if is_duplicate_key(&e) => {
-                self.find_one_in("users", filter).await?.ok_or_else(|| Error::Internal("user vanished".into()))
-            }
+            Ok(None) => self
+                .find_one_in("users", filter)
+                .await?
+                .ok_or_else(|| Error::Internal("user vanished".into())),
+            Err(e) if is_duplicate_key(&e) => self
+                .find_one_in("users", filter)
+                .await?
+                .ok_or_else(|| Error::Internal("user vanished".into())),
             Err(e) => Err(e.into()),
         }
     }
 
     async fn find_users(&self, app_id: &str, ids: &[String]) -> Result<Vec<User>> {
-        let cursor = self.collection("users").find(doc! {"app_id": app_id, "_id": {"$in": ids}}).await?;
+        let cursor = self
+            .collection("users")
+            .find(doc! {"app_id": app_id, "_id": {"$in": ids}})
+            .await?;
         let documents: Vec<Document> = cursor.try_collect().await?;
         documents.into_iter().map(from_document).collect()
     }
 
     async fn create_conversation(&self, conversation: &Conversation, members: &[Member]) -> Result<Conversation> {
-        match self.collection("conversations").insert_one(to_document(conversation)?).await {
+        match self
+            .collection("conversations")
+            .insert_one(to_document(conversation)?)
+            .await
+        {
             Ok(_) => {}
             Err(e) if is_duplicate_key(&e) => {
                 return self
@@ -167,7 +193,8 @@ impl Store for MongoStore {
     }
 
     async fn find_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<Conversation>> {
-        self.find_one_in("conversations", doc! {"_id": conversation_id, "app_id": app_id}).await
+        self.find_one_in("conversations", doc! {"_id": conversation_id, "app_id": app_id})
+            .await
     }
 
     async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome> {
@@ -185,12 +212,13 @@ impl Store for MongoStore {
             .sort(doc! {"seq": -1})
             .projection(doc! {"seq": 1})
             .await?;
-        Ok(latest.and_then(|d| match d.get("seq") {
-            Some(Bson::Int64(n)) => Some(*n),
-            Some(Bson::Int32(n)) => Some(i64::from(*n)),
-            _ => None,
-        })
-        .unwrap_or(0))
+        Ok(latest
+            .and_then(|d| match d.get("seq") {
+                Some(Bson::Int64(n)) => Some(*n),
+                Some(Bson::Int32(n)) => Some(i64::from(*n)),
+                _ => None,
+            })
+            .unwrap_or(0))
     }
 }
 
@@ -198,12 +226,18 @@ impl Store for MongoStore {
 async fn insert_many_idempotent(collection: &Collection<Document>, documents: Vec<Document>) -> Result<InsertOutcome> {
     let total = documents.len();
     match collection.insert_many(documents).ordered(false).await {
-        Ok(result) => Ok(InsertOutcome { inserted: result.inserted_ids.len(), duplicates: 0 }),
+        Ok(result) => Ok(InsertOutcome {
+            inserted: result.inserted_ids.len(),
+            duplicates: 0,
+        }),
         Err(e) => match e.kind.as_ref() {
             ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
                 let errors = failure.write_errors.as_deref().unwrap_or_default();
                 if errors.iter().all(|w| w.code == DUPLICATE_KEY) {
-                    Ok(InsertOutcome { inserted: total - errors.len(), duplicates: errors.len() })
+                    Ok(InsertOutcome {
+                        inserted: total - errors.len(),
+                        duplicates: errors.len(),
+                    })
                 } else {
                     Err(e)?
                 }

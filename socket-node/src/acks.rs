@@ -37,7 +37,9 @@ pub async fn start(brokers: &str, node_id: &str, hub: Arc<Hub>) -> Result<()> {
         if assignment.count() == 0 {
             return Err(Error::Bus(format!("topic {} has no partitions", topics::ACKS)));
         }
-        consumer.assign(&assignment).map_err(|e| Error::Bus(format!("assigning {}: {e}", topics::ACKS)))?;
+        consumer
+            .assign(&assignment)
+            .map_err(|e| Error::Bus(format!("assigning {}: {e}", topics::ACKS)))?;
         Ok(consumer)
     })
     .await

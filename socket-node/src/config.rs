@@ -26,7 +26,9 @@ impl NodeSettings {
     pub fn from_env() -> Result<Self> {
         let get = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
         let number = |key: &str, default: usize| -> Result<usize> {
-            get(key).map_or(Ok(default), |v| v.parse().map_err(|_| Error::Config(format!("{key} must be a number"))))
+            get(key).map_or(Ok(default), |v| {
+                v.parse().map_err(|_| Error::Config(format!("{key} must be a number")))
+            })
         };
         Ok(Self {
             bind: get("CAAS_SOCKET_BIND").unwrap_or_else(|| "0.0.0.0:3002".into()),

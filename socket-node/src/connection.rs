@@ -47,7 +47,13 @@ fn inspect_upgrade(request: &Request, response: Response, found: &mut Handshake)
         return Err(http_error(404, "route_not_found", "WebSocket endpoint is /ws"));
     }
     let query = request.uri().query().unwrap_or_default();
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     found.token = header("authorization")
         .and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_owned()))
         .or_else(|| query_param(query, "token"));
@@ -56,7 +62,10 @@ fn inspect_upgrade(request: &Request, response: Response, found: &mut Handshake)
 }
 
 fn close_frame(code: CloseCode, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
 }
 
 type Socket = WebSocketStream<TcpStream>;
@@ -78,12 +87,17 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
     let claims = match authenticate(&node, &mut socket, handshake.token).await {
         Ok(claims) => claims,
         Err(e) => {
-            let _ = socket.send(Message::text(protocol::event("error", error_body(&e)))).await;
-            let _ = socket.send(close_frame(CloseCode::Policy, "authentication failed")).await;
+            let _ = socket
+                .send(Message::text(protocol::event("error", error_body(&e))))
+                .await;
+            let _ = socket
+                .send(close_frame(CloseCode::Policy, "authentication failed"))
+                .await;
             return;
         }
     };
-    let span = tracing::info_span!("ws", correlation_id = %correlation_id, app_id = %claims.app_id, user_id = %claims.sub);
+    let span =
+        tracing::info_span!("ws", correlation_id = %correlation_id, app_id = %claims.app_id, user_id = %claims.sub);
     async move {
         let (frames_tx, frames_rx) = mpsc::channel::<Utf8Bytes>(node.settings.send_queue);
         let overflow = Arc::new(Notify::new());
@@ -210,12 +224,24 @@ async fn authenticate(node: &Node, socket: &mut Socket, token: Option<String>) -
         return Err(Error::Unauthorized("expected an auth frame".into()));
     };
     let frame = ClientFrame::parse(text.as_str())?;
-    match (frame.kind.as_str(), frame.token.or_else(|| frame.data.get("token").and_then(|t| t.as_str()).map(str::to_owned))) {
+    match (
+        frame.kind.as_str(),
+        frame
+            .token
+            .or_else(|| frame.data.get("token").and_then(|t| t.as_str()).map(str::to_owned)),
+    ) {
         ("auth", Some(token)) => {
             let claims = node.signer.verify(&token)?;
-            let _ = socket.send(Message::text(protocol::reply_ok(frame.id.as_deref(), serde_json::json!({"authenticated": true})))).await;
+            let _ = socket
+                .send(Message::text(protocol::reply_ok(
+                    frame.id.as_deref(),
+                    serde_json::json!({"authenticated": true}),
+                )))
+                .await;
             Ok(claims)
         }
-        _ => Err(Error::Unauthorized("the first frame must be {\"type\":\"auth\",\"token\":…}".into())),
+        _ => Err(Error::Unauthorized(
+            "the first frame must be {\"type\":\"auth\",\"token\":…}".into(),
+        )),
     }
 }

@@ -31,7 +31,12 @@ impl Session {
 }
 
 /// Runs one client request. `correlation_id` is the frame's own id or the connection's.
-pub async fn dispatch(node: &Node, session: &Session, frame: &ClientFrame, correlation_id: &CorrelationId) -> Result<Value> {
+pub async fn dispatch(
+    node: &Node,
+    session: &Session,
+    frame: &ClientFrame,
+    correlation_id: &CorrelationId,
+) -> Result<Value> {
     match frame.kind.as_str() {
         "ping" => Ok(json!({"pong": now_ms()})),
         "conversation.create" => create_conversation(node, session, frame.payload()?, correlation_id).await,
@@ -44,7 +49,9 @@ pub async fn dispatch(node: &Node, session: &Session, frame: &ClientFrame, corre
 
 fn require_id(field: &str, value: &str) -> Result<()> {
     if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
-        return Err(Error::Validation(format!("{field} must be 1 to 128 printable characters")));
+        return Err(Error::Validation(format!(
+            "{field} must be 1 to 128 printable characters"
+        )));
     }
     Ok(())
 }
@@ -61,12 +68,16 @@ async fn members_for(node: &Node, session: &Session, conversation_id: &str) -> R
                 .find_conversation(session.app_id(), conversation_id)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} not found")))?;
-            node.cache.cache_members(session.app_id(), conversation_id, &conversation.member_ids).await?;
+            node.cache
+                .cache_members(session.app_id(), conversation_id, &conversation.member_ids)
+                .await?;
             conversation.member_ids
         }
     };
     if !members.iter().any(|m| m == session.user_id()) {
-        return Err(Error::Forbidden(format!("you are not a member of conversation {conversation_id}")));
+        return Err(Error::Forbidden(format!(
+            "you are not a member of conversation {conversation_id}"
+        )));
     }
     Ok(members)
 }
@@ -77,14 +88,20 @@ async fn create_conversation(
     request: CreateConversation,
     correlation_id: &CorrelationId,
 ) -> Result<Value> {
-    let others: BTreeSet<String> = request.member_ids.into_iter().filter(|id| id != session.user_id()).collect();
+    let others: BTreeSet<String> = request
+        .member_ids
+        .into_iter()
+        .filter(|id| id != session.user_id())
+        .collect();
     for id in &others {
         require_id("member_ids[]", id)?;
     }
     let id = match request.kind {
         ConversationKind::Direct => {
             let [other] = others.iter().collect::<Vec<_>>()[..] else {
-                return Err(Error::Validation("a direct conversation has exactly one other member".into()));
+                return Err(Error::Validation(
+                    "a direct conversation has exactly one other member".into(),
+                ));
             };
             Conversation::direct_id(session.app_id(), session.user_id(), other)
         }
@@ -100,15 +117,25 @@ async fn create_conversation(
     };
     if let Some(name) = &request.name {
         if name.trim().is_empty() || name.chars().count() > limits::MAX_NAME_CHARS {
-            return Err(Error::Validation(format!("name must be 1 to {} characters", limits::MAX_NAME_CHARS)));
+            return Err(Error::Validation(format!(
+                "name must be 1 to {} characters",
+                limits::MAX_NAME_CHARS
+            )));
         }
     }
     let ids: Vec<String> = others.iter().cloned().collect();
     let found = node.store.find_users(session.app_id(), &ids).await?;
     if found.len() != ids.len() {
         let known: BTreeSet<&str> = found.iter().map(|u| u.id.as_str()).collect();
-        let missing: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !known.contains(id)).collect();
-        return Err(Error::NotFound(format!("unknown users in this app: {}", missing.join(", "))));
+        let missing: Vec<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| !known.contains(id))
+            .collect();
+        return Err(Error::NotFound(format!(
+            "unknown users in this app: {}",
+            missing.join(", ")
+        )));
     }
     let mut member_ids = vec![session.user_id().to_owned()];
     member_ids.extend(ids);
@@ -127,7 +154,11 @@ async fn create_conversation(
         .member_ids
         .iter()
         .map(|user| {
-            let role = if user == session.user_id() && request.kind == ConversationKind::Group { Role::Owner } else { Role::Member };
+            let role = if user == session.user_id() && request.kind == ConversationKind::Group {
+                Role::Owner
+            } else {
+                Role::Member
+            };
             Member::new(&conversation, user, role)
         })
         .collect();
@@ -136,10 +167,14 @@ async fn create_conversation(
         return Err(Error::Forbidden("you are not a member of this conversation".into()));
     }
     node.cache.ensure_sequence(&stored.app_id, &stored.id, 0).await?;
-    node.cache.cache_members(&stored.app_id, &stored.id, &stored.member_ids).await?;
+    node.cache
+        .cache_members(&stored.app_id, &stored.id, &stored.member_ids)
+        .await?;
     let notice = protocol::event("conversation.created", &stored);
     for member in &stored.member_ids {
-        node.cache.publish(&cache::user_channel(&stored.app_id, member), &notice).await?;
+        node.cache
+            .publish(&cache::user_channel(&stored.app_id, member), &notice)
+            .await?;
     }
     Ok(serde_json::to_value(&stored).map_err(|e| Error::Internal(e.to_string()))?)
 }
@@ -153,7 +188,11 @@ async fn subscribe(node: &Node, session: &Session, request: Subscribe) -> Result
         .ok_or_else(|| Error::NotFound(format!("conversation {} not found", request.conversation_id)))?;
     let channel = cache::conversation_channel(session.app_id(), &conversation.id);
     node.hub.subscribe(session.connection, &channel).await?;
-    let last_seq = node.cache.current_seq(session.app_id(), &conversation.id).await?.unwrap_or(0);
+    let last_seq = node
+        .cache
+        .current_seq(session.app_id(), &conversation.id)
+        .await?
+        .unwrap_or(0);
     // Replaying what a client missed arrives with gap-free reconnect; until then a resume request is
     // answered honestly: not recovered, reload history.
     Ok(json!({
@@ -164,13 +203,21 @@ async fn subscribe(node: &Node, session: &Session, request: Subscribe) -> Result
     }))
 }
 
-async fn send_message(node: &Node, session: &Session, request: SendMessage, correlation_id: &CorrelationId) -> Result<Value> {
+async fn send_message(
+    node: &Node,
+    session: &Session,
+    request: SendMessage,
+    correlation_id: &CorrelationId,
+) -> Result<Value> {
     require_id("client_msg_id", &request.client_msg_id)?;
     if request.text.trim().is_empty() {
         return Err(Error::Validation("text must not be empty".into()));
     }
     if request.text.len() > limits::MAX_TEXT_BYTES {
-        return Err(Error::Validation(format!("text must be at most {} bytes", limits::MAX_TEXT_BYTES)));
+        return Err(Error::Validation(format!(
+            "text must be at most {} bytes",
+            limits::MAX_TEXT_BYTES
+        )));
     }
     if let Some(parent) = &request.reply_to {
         require_id("reply_to", parent)?;
@@ -180,7 +227,13 @@ async fn send_message(node: &Node, session: &Session, request: SendMessage, corr
     let conversation_id = request.conversation_id.as_str();
     let claim_of = || async {
         node.cache
-            .claim_message(app_id, conversation_id, sender_id, &request.client_msg_id, &uuid::Uuid::now_v7().to_string())
+            .claim_message(
+                app_id,
+                conversation_id,
+                sender_id,
+                &request.client_msg_id,
+                &uuid::Uuid::now_v7().to_string(),
+            )
             .await
     };
     let claim = match claim_of().await? {
@@ -226,17 +279,37 @@ async fn send_message(node: &Node, session: &Session, request: SendMessage, corr
         app_id: app_id.to_owned(),
         event_type: event.event_type().to_owned(),
     };
-    if let Err(e) = node.bus.publish_json(topics::MESSAGES, conversation_id, &headers, &event).await {
+    if let Err(e) = node
+        .bus
+        .publish_json(topics::MESSAGES, conversation_id, &headers, &event)
+        .await
+    {
         node.cache
-            .set_claim_state(app_id, conversation_id, sender_id, &request.client_msg_id, &claim, ClaimState::Failed)
+            .set_claim_state(
+                app_id,
+                conversation_id,
+                sender_id,
+                &request.client_msg_id,
+                &claim,
+                ClaimState::Failed,
+            )
             .await?;
         return Err(e);
     }
     node.cache
-        .set_claim_state(app_id, conversation_id, sender_id, &request.client_msg_id, &claim, ClaimState::Published)
+        .set_claim_state(
+            app_id,
+            conversation_id,
+            sender_id,
+            &request.client_msg_id,
+            &claim,
+            ClaimState::Published,
+        )
         .await?;
     let MessageEvent::Created(message) = event;
     let frame = protocol::event("message.new", &message);
-    node.cache.publish(&cache::conversation_channel(app_id, conversation_id), &frame).await?;
+    node.cache
+        .publish(&cache::conversation_channel(app_id, conversation_id), &frame)
+        .await?;
     Ok(serde_json::to_value(ack).map_err(|e| Error::Internal(e.to_string()))?)
 }

@@ -75,7 +75,14 @@ impl Hub {
     async fn resubscribe(&self, client: &redis::Client) -> Result<redis::aio::PubSubStream> {
         let mut sink_guard = self.sink.lock().await;
         let (mut sink, stream) = client.get_async_pubsub().await?.split();
-        let channels: Vec<String> = self.routes.lock().expect("routes lock").channels.keys().cloned().collect();
+        let channels: Vec<String> = self
+            .routes
+            .lock()
+            .expect("routes lock")
+            .channels
+            .keys()
+            .cloned()
+            .collect();
         if !channels.is_empty() {
             sink.subscribe(&channels).await?;
         }
@@ -98,7 +105,11 @@ impl Hub {
             if !routes.outlets.contains_key(&connection) {
                 return Ok(());
             }
-            routes.channels_of.entry(connection).or_default().insert(channel.to_owned());
+            routes
+                .channels_of
+                .entry(connection)
+                .or_default()
+                .insert(channel.to_owned());
             let subscribers = routes.channels.entry(channel.to_owned()).or_default();
             subscribers.insert(connection);
             subscribers.len() == 1
@@ -154,7 +165,9 @@ impl Hub {
     /// Queues `payload` for every local subscriber of `channel`; returns how many got it.
     pub fn deliver_local(&self, channel: &str, payload: Utf8Bytes) -> usize {
         let routes = self.routes.lock().expect("routes lock");
-        let Some(subscribers) = routes.channels.get(channel) else { return 0 };
+        let Some(subscribers) = routes.channels.get(channel) else {
+            return 0;
+        };
         let mut delivered = 0;
         for id in subscribers {
             let Some(outlet) = routes.outlets.get(id) else { continue };

@@ -50,7 +50,10 @@ impl Listener {
         tracing::info!(connections = self.node.hub.connection_count(), "shutting down");
         drop(notify_shutdown);
         drop(done_tx);
-        if tokio::time::timeout(self.node.settings.shutdown_grace, done_rx.recv()).await.is_err() {
+        if tokio::time::timeout(self.node.settings.shutdown_grace, done_rx.recv())
+            .await
+            .is_err()
+        {
             tracing::warn!("some connections did not close within the grace period");
         }
     }

@@ -17,11 +17,17 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 const STACK_KEYS: [&str; 3] = ["CAAS_CACHE_URL", "CAAS_BUS_URL", "CAAS_STORE_URL"];
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child) {
@@ -51,7 +57,10 @@ impl Stack {
             let env = std::env::vars().filter(|(k, _)| k.starts_with("CAAS_")).collect();
             return Self { env, owned_dir: None };
         }
-        let dir = workspace_root().join("target").join("e2e-stack").join(uuid::Uuid::new_v4().simple().to_string());
+        let dir = workspace_root()
+            .join("target")
+            .join("e2e-stack")
+            .join(uuid::Uuid::new_v4().simple().to_string());
         let status = Command::new("bash")
             .arg(workspace_root().join("local/stack.sh"))
             .arg("start")
@@ -66,18 +75,28 @@ impl Stack {
             .filter_map(|line| line.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        Self { env, owned_dir: Some(dir) }
+        Self {
+            env,
+            owned_dir: Some(dir),
+        }
     }
 
     pub fn get(&self, key: &str) -> &str {
-        self.env.get(key).map(String::as_str).unwrap_or_else(|| panic!("{key} missing from the stack"))
+        self.env
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{key} missing from the stack"))
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
         if let Some(dir) = &self.owned_dir {
-            let _ = Command::new("bash").arg(workspace_root().join("local/stack.sh")).arg("stop").arg(dir).status();
+            let _ = Command::new("bash")
+                .arg(workspace_root().join("local/stack.sh"))
+                .arg("stop")
+                .arg(dir)
+                .status();
         }
     }
 }
@@ -96,7 +115,10 @@ pub struct Platform {
 fn binary_dir() -> PathBuf {
     // Test executables live in <target>/<profile>/deps; the workspace binaries one level up.
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target profile dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target profile dir")
+        .to_path_buf()
 }
 
 /// Builds the binaries the tests run, so a plain `cargo test` never exercises stale ones.
@@ -132,7 +154,8 @@ impl Platform {
             children: Vec::new(),
             log_dir,
         };
-        let mut common: Vec<(String, String)> = platform.stack.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut common: Vec<(String, String)> =
+            platform.stack.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         common.extend([
             ("CAAS_STORE_DATABASE".into(), platform.database.clone()),
             ("CAAS_JWT_SECRET".into(), format!("jwt-secret-{run_id}-0123456789")),
@@ -152,10 +175,20 @@ impl Platform {
             platform.spawn("socket-node", &format!("node{}", index + 1), &common, &env);
         }
         let waits: Vec<(String, u16)> = std::iter::once(("gateway".to_owned(), gateway_port))
-            .chain(node_ports.iter().enumerate().map(|(i, p)| (format!("node{}", i + 1), *p)))
+            .chain(
+                node_ports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (format!("node{}", i + 1), *p)),
+            )
             .collect();
         for (label, port) in waits {
-            let child = &mut platform.children.iter_mut().find(|(l, _)| *l == label).expect("child").1;
+            let child = &mut platform
+                .children
+                .iter_mut()
+                .find(|(l, _)| *l == label)
+                .expect("child")
+                .1;
             wait_for_port(port, &label, child);
         }
         platform
@@ -179,11 +212,15 @@ impl Platform {
 
     /// True while every platform process is still running (bad input must never crash one).
     pub fn all_alive(&mut self) -> bool {
-        self.children.iter_mut().all(|(_, child)| matches!(child.try_wait(), Ok(None)))
+        self.children
+            .iter_mut()
+            .all(|(_, child)| matches!(child.try_wait(), Ok(None)))
     }
 
     pub async fn mongo(&self) -> mongodb::Database {
-        let client = mongodb::Client::with_uri_str(self.stack.get("CAAS_STORE_URL")).await.expect("mongo client");
+        let client = mongodb::Client::with_uri_str(self.stack.get("CAAS_STORE_URL"))
+            .await
+            .expect("mongo client");
         client.database(&self.database)
     }
 
@@ -197,7 +234,10 @@ impl Platform {
             .expect("create app");
         assert_eq!(response.status(), 201);
         let body: Value = response.json().await.expect("app json");
-        (body["app_id"].as_str().unwrap().to_owned(), body["app_secret"].as_str().unwrap().to_owned())
+        (
+            body["app_id"].as_str().unwrap().to_owned(),
+            body["app_secret"].as_str().unwrap().to_owned(),
+        )
     }
 
     /// Gets an SDK token; returns the whole response body.
@@ -234,8 +274,12 @@ impl Client {
     /// Connects with `Authorization: Bearer` and an `x-correlation-id` header, and waits for `ready`.
     pub async fn connect(url: &str, token: &str, correlation_id: &str) -> Self {
         let mut request = url.into_client_request().expect("ws request");
-        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-        request.headers_mut().insert("x-correlation-id", correlation_id.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+            .headers_mut()
+            .insert("x-correlation-id", correlation_id.parse().unwrap());
         let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
         let mut client = Self { socket, next_id: 0 };
         let ready = client.next_json().await;
@@ -245,7 +289,10 @@ impl Client {
 
     /// Wraps an already connected socket (request ids start high to stay clear of the caller's own).
     pub fn from_socket(socket: Socket) -> Self {
-        Self { socket, next_id: 1_000_000 }
+        Self {
+            socket,
+            next_id: 1_000_000,
+        }
     }
 
     pub async fn send_raw(&mut self, text: &str) {
@@ -256,7 +303,8 @@ impl Client {
     pub async fn request(&mut self, kind: &str, data: Value) -> String {
         self.next_id += 1;
         let id = format!("r{}", self.next_id);
-        self.send_raw(&json!({"id": id, "type": kind, "data": data}).to_string()).await;
+        self.send_raw(&json!({"id": id, "type": kind, "data": data}).to_string())
+            .await;
         id
     }
 

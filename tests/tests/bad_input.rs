@@ -20,7 +20,10 @@ async fn post(http: &reqwest::Client, url: &str, body: impl Into<reqwest::Body>,
     let body: Value = response.json().await.expect("error bodies are JSON");
     if status >= 400 {
         assert_eq!(body["error"]["correlation_id"], "bad-input", "{body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        assert!(
+            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
     }
     (status, body)
 }
@@ -40,9 +43,21 @@ async fn http_and_websocket_refuse_bad_input_clearly() {
     // Admin route: no token, wrong token.
     let (status, body) = post(&http, &apps, r#"{"name":"x"}"#, json_type).await;
     assert_eq!((status, code(&body)), (401, "unauthorized"));
-    let response = http.post(&apps).bearer_auth("wrong").json(&json!({"name": "x"})).send().await.unwrap();
+    let response = http
+        .post(&apps)
+        .bearer_auth("wrong")
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
-    let response = http.post(&apps).bearer_auth(&platform.admin_token).json(&json!({"name": ""})).send().await.unwrap();
+    let response = http
+        .post(&apps)
+        .bearer_auth(&platform.admin_token)
+        .json(&json!({"name": ""}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
 
     let app = platform.create_app(&http).await;
@@ -55,20 +70,49 @@ async fn http_and_websocket_refuse_bad_input_clearly() {
     let cases: Vec<(String, &str, u16, &str)> = vec![
         ("{not json".into(), json_type, 400, "invalid_json"),
         (String::new(), json_type, 400, "invalid_json"),
-        (json!({"app_id": app.0}).to_string(), json_type, 400, "validation_failed"),
-        (json!({"app_id": app.0, "app_secret": 5, "user_external_id": "u"}).to_string(), json_type, 400, "validation_failed"),
+        (
+            json!({"app_id": app.0}).to_string(),
+            json_type,
+            400,
+            "validation_failed",
+        ),
+        (
+            json!({"app_id": app.0, "app_secret": 5, "user_external_id": "u"}).to_string(),
+            json_type,
+            400,
+            "validation_failed",
+        ),
         (token_body(&app.1, ""), json_type, 400, "validation_failed"),
         (token_body("wrong-secret", "u"), json_type, 401, "unauthorized"),
-        (json!({"app_id": "app_missing", "app_secret": app.1, "user_external_id": "u"}).to_string(), json_type, 401, "unauthorized"),
+        (
+            json!({"app_id": "app_missing", "app_secret": app.1, "user_external_id": "u"}).to_string(),
+            json_type,
+            401,
+            "unauthorized",
+        ),
         (token_body(&other_app.1, "u"), json_type, 401, "unauthorized"),
         (token_body(&app.1, "u"), "text/plain", 400, "validation_failed"),
-        (format!("{{\"pad\":\"{}\"}}", "x".repeat(100 * 1024)), json_type, 413, "payload_too_large"),
+        (
+            format!("{{\"pad\":\"{}\"}}", "x".repeat(100 * 1024)),
+            json_type,
+            413,
+            "payload_too_large",
+        ),
     ];
     for (body, content_type, expected_status, expected_code) in cases {
         let (status, reply) = post(&http, &token_url, body.clone(), content_type).await;
-        assert_eq!((status, code(&reply)), (expected_status, expected_code), "for body {:.80}", body);
+        assert_eq!(
+            (status, code(&reply)),
+            (expected_status, expected_code),
+            "for body {:.80}",
+            body
+        );
     }
-    let response = http.get(format!("{}/api/v1/nowhere", platform.gateway_url)).send().await.unwrap();
+    let response = http
+        .get(format!("{}/api/v1/nowhere", platform.gateway_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     let response = http.get(&token_url).send().await.unwrap();
     assert_eq!(response.status(), 405);
@@ -77,17 +121,24 @@ async fn http_and_websocket_refuse_bad_input_clearly() {
 
     // WebSocket: a wrong token is told why and disconnected.
     let url = &platform.socket_urls[0];
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{url}?token=not-a-token")).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{url}?token=not-a-token"))
+        .await
+        .unwrap();
     let frame = socket.next().await.unwrap().unwrap();
     let error: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
-    assert_eq!((error["type"].as_str(), error["data"]["code"].as_str()), (Some("error"), Some("unauthorized")));
+    assert_eq!(
+        (error["type"].as_str(), error["data"]["code"].as_str()),
+        (Some("error"), Some("unauthorized"))
+    );
     assert!(matches!(socket.next().await, Some(Ok(Message::Close(_))) | None));
 
     // A token from the auth frame works (no token at the handshake).
     let alice = platform.token(&http, &app, "alice").await;
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
     let auth = json!({"id": "a1", "type": "auth", "token": alice["token"]}).to_string();
-    futures_util::SinkExt::send(&mut socket, Message::text(auth)).await.unwrap();
+    futures_util::SinkExt::send(&mut socket, Message::text(auth))
+        .await
+        .unwrap();
     let reply: Value = serde_json::from_str(socket.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
     assert_eq!(reply["ok"], true, "{reply}");
     drop(socket);
@@ -99,7 +150,12 @@ async fn http_and_websocket_refuse_bad_input_clearly() {
     let mut c = Client::connect(url, carol["token"].as_str().unwrap(), "bad-c").await;
     let mut m = Client::connect(url, mallory["token"].as_str().unwrap(), "bad-m").await;
 
-    let created = a.call("conversation.create", json!({"kind": "direct", "member_ids": [bob["user"]["id"]]})).await;
+    let created = a
+        .call(
+            "conversation.create",
+            json!({"kind": "direct", "member_ids": [bob["user"]["id"]]}),
+        )
+        .await;
     assert_eq!(created["ok"], true);
     let conversation_id = created["data"]["id"].as_str().unwrap().to_owned();
     let send = |text: &str| json!({"conversation_id": conversation_id, "client_msg_id": "k1", "text": text});
@@ -112,30 +168,48 @@ async fn http_and_websocket_refuse_bad_input_clearly() {
     assert_eq!(code(&a.next_json().await), "validation_failed");
     let reply = a.call("message.teleport", json!({})).await;
     assert_eq!(code(&reply), "unknown_event");
-    let reply = a.call("message.send", json!({"conversation_id": conversation_id})).await;
+    let reply = a
+        .call("message.send", json!({"conversation_id": conversation_id}))
+        .await;
     assert_eq!(code(&reply), "validation_failed");
     assert!(reply["error"]["message"].as_str().unwrap().contains("client_msg_id"));
     let reply = a.call("message.send", send("")).await;
     assert_eq!(code(&reply), "validation_failed");
     let reply = a.call("message.send", send(&"x".repeat(17 * 1024))).await;
     assert_eq!(code(&reply), "validation_failed");
-    let reply = a.call("conversation.create", json!({"kind": "direct", "member_ids": []})).await;
+    let reply = a
+        .call("conversation.create", json!({"kind": "direct", "member_ids": []}))
+        .await;
     assert_eq!(code(&reply), "validation_failed");
-    let reply = a.call("conversation.create", json!({"kind": "group", "member_ids": ["no-such-user"]})).await;
+    let reply = a
+        .call(
+            "conversation.create",
+            json!({"kind": "group", "member_ids": ["no-such-user"]}),
+        )
+        .await;
     assert_eq!(code(&reply), "not_found");
     // Another app's user cannot be added.
-    let reply = a.call("conversation.create", json!({"kind": "direct", "member_ids": [mallory["user"]["id"]]})).await;
+    let reply = a
+        .call(
+            "conversation.create",
+            json!({"kind": "direct", "member_ids": [mallory["user"]["id"]]}),
+        )
+        .await;
     assert_eq!(code(&reply), "not_found");
 
     // A non-member of the same app may neither send nor subscribe.
     let reply = c.call("message.send", send("hi")).await;
     assert_eq!(code(&reply), "forbidden");
-    let reply = c.call("conversation.subscribe", json!({"conversation_id": conversation_id})).await;
+    let reply = c
+        .call("conversation.subscribe", json!({"conversation_id": conversation_id}))
+        .await;
     assert_eq!(code(&reply), "forbidden");
     // Another app does not even see that the conversation exists.
     let reply = m.call("message.send", send("hi")).await;
     assert_eq!(code(&reply), "not_found");
-    let reply = m.call("conversation.subscribe", json!({"conversation_id": conversation_id})).await;
+    let reply = m
+        .call("conversation.subscribe", json!({"conversation_id": conversation_id}))
+        .await;
     assert_eq!(code(&reply), "not_found");
 
     // After all that, the connection still works and no process died.
@@ -143,5 +217,9 @@ async fn http_and_websocket_refuse_bad_input_clearly() {
     assert_eq!(reply["ok"], true, "{reply}");
     assert_eq!(a.call("ping", json!({})).await["ok"], true);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(platform.all_alive(), "a platform process died; logs in {}", platform.log_dir().display());
+    assert!(
+        platform.all_alive(),
+        "a platform process died; logs in {}",
+        platform.log_dir().display()
+    );
 }

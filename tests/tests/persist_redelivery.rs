@@ -33,7 +33,11 @@ fn encoded(message: &Message) -> Option<String> {
 async fn redelivered_batches_leave_mongodb_unchanged() {
     let stack = Stack::obtain();
     let database = format!("e2e_redelivery_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let store = Arc::new(MongoStore::connect(stack.get("CAAS_STORE_URL"), &database).await.unwrap());
+    let store = Arc::new(
+        MongoStore::connect(stack.get("CAAS_STORE_URL"), &database)
+            .await
+            .unwrap(),
+    );
     let brokers = stack.get("CAAS_BUS_URL").trim_start_matches("kafka://").to_owned();
     bus::ensure_topics(&brokers, 3).await.unwrap();
     let handler = PersistMessages::new(Arc::clone(&store) as _, KafkaBus::connect(&brokers).unwrap());
@@ -57,7 +61,10 @@ async fn redelivered_batches_leave_mongodb_unchanged() {
     let event = kafka_event(&values);
 
     let first = handler.handle(&event).await.unwrap();
-    assert_eq!((first.records, first.inserted, first.duplicates, first.rejected), (51, 50, 0, 1));
+    assert_eq!(
+        (first.records, first.inserted, first.duplicates, first.rejected),
+        (51, 50, 0, 1)
+    );
     let collection = store.database().collection::<Document>("messages");
     let snapshot = |collection: mongodb::Collection<Document>| async move {
         let mut cursor = collection.find(doc! {}).sort(doc! {"seq": 1}).await.unwrap();

@@ -38,13 +38,30 @@ async fn thousand_messages_cross_nodes_in_order_are_acked_and_persisted_once() {
     let alice_again = platform.token(&http, &app, "alice").await;
     assert_eq!(alice_again["user"]["id"], alice["user"]["id"]);
 
-    let mut a = Client::connect(&platform.socket_urls[0], alice["token"].as_str().unwrap(), "spine-conn-alice").await;
-    let mut b = Client::connect(&platform.socket_urls[1], bob["token"].as_str().unwrap(), "spine-conn-bob").await;
+    let mut a = Client::connect(
+        &platform.socket_urls[0],
+        alice["token"].as_str().unwrap(),
+        "spine-conn-alice",
+    )
+    .await;
+    let mut b = Client::connect(
+        &platform.socket_urls[1],
+        bob["token"].as_str().unwrap(),
+        "spine-conn-bob",
+    )
+    .await;
 
-    let created = a.call("conversation.create", json!({"kind": "direct", "member_ids": [bob["user"]["id"]]})).await;
+    let created = a
+        .call(
+            "conversation.create",
+            json!({"kind": "direct", "member_ids": [bob["user"]["id"]]}),
+        )
+        .await;
     assert_eq!(created["ok"], true, "{created}");
     let conversation_id = created["data"]["id"].as_str().unwrap().to_owned();
-    let subscribed = b.call("conversation.subscribe", json!({"conversation_id": conversation_id})).await;
+    let subscribed = b
+        .call("conversation.subscribe", json!({"conversation_id": conversation_id}))
+        .await;
     assert_eq!(subscribed["ok"], true, "{subscribed}");
 
     // Alice pipelines all sends; replies and acks are collected by a reader task.
@@ -68,7 +85,10 @@ async fn thousand_messages_cross_nodes_in_order_are_acked_and_persisted_once() {
             } else {
                 continue;
             };
-            let entry = (ack["message_id"].as_str().unwrap().to_owned(), ack["seq"].as_i64().unwrap());
+            let entry = (
+                ack["message_id"].as_str().unwrap().to_owned(),
+                ack["seq"].as_i64().unwrap(),
+            );
             let key = ack["client_msg_id"].as_str().unwrap().to_owned();
             match ack["status"].as_str().unwrap() {
                 "accepted" => assert!(accepted.insert(key, entry).is_none(), "accepted twice"),
@@ -86,7 +106,9 @@ async fn thousand_messages_cross_nodes_in_order_are_acked_and_persisted_once() {
         if let Some(correlation_id) = frame_correlation(i) {
             frame["correlation_id"] = json!(correlation_id);
         }
-        futures_util::SinkExt::send(&mut a_tx, frame.to_string().into()).await.unwrap();
+        futures_util::SinkExt::send(&mut a_tx, frame.to_string().into())
+            .await
+            .unwrap();
     }
 
     // Bob, on the other node, receives every message once, in seq order.
@@ -116,7 +138,9 @@ async fn thousand_messages_cross_nodes_in_order_are_acked_and_persisted_once() {
     let mut checked = 0;
     while cursor.advance().await.unwrap() {
         let document = cursor.deserialize_current().unwrap();
-        let i: usize = document.get_str("client_msg_id").unwrap()["cm-".len()..].parse().unwrap();
+        let i: usize = document.get_str("client_msg_id").unwrap()["cm-".len()..]
+            .parse()
+            .unwrap();
         let expected = frame_correlation(i).unwrap_or_else(|| "spine-conn-alice".into());
         assert_eq!(document.get_str("correlation_id").unwrap(), expected);
         assert_eq!(document.get_str("_id").unwrap(), accepted[&format!("cm-{i}")].0);
@@ -130,14 +154,26 @@ async fn thousand_messages_cross_nodes_in_order_are_acked_and_persisted_once() {
     // A resend of one client_msg_id returns the original message and creates nothing.
     let mut a = Client::from_socket(a_tx.reunite(a_rx).unwrap());
     let resend = a
-        .call("message.send", json!({"conversation_id": conversation_id, "client_msg_id": "cm-500", "text": "hello 500"}))
+        .call(
+            "message.send",
+            json!({"conversation_id": conversation_id, "client_msg_id": "cm-500", "text": "hello 500"}),
+        )
         .await;
     assert_eq!(resend["ok"], true, "{resend}");
     assert_eq!(resend["data"]["message_id"], accepted["cm-500"].0.as_str());
     assert_eq!(resend["data"]["seq"], accepted["cm-500"].1);
     assert_eq!(resend["data"]["duplicate"], true);
-    let next = a.call("message.send", json!({"conversation_id": conversation_id, "client_msg_id": "after", "text": "after"})).await;
-    assert_eq!(next["data"]["seq"], (MESSAGES + 1) as i64, "a duplicate must not consume a seq");
+    let next = a
+        .call(
+            "message.send",
+            json!({"conversation_id": conversation_id, "client_msg_id": "after", "text": "after"}),
+        )
+        .await;
+    assert_eq!(
+        next["data"]["seq"],
+        (MESSAGES + 1) as i64,
+        "a duplicate must not consume a seq"
+    );
     // Bob's next message is the new one, not a re-delivery of the duplicate.
     let following = loop {
         let frame = b.next_json().await;
@@ -148,7 +184,8 @@ async fn thousand_messages_cross_nodes_in_order_are_acked_and_persisted_once() {
     assert_eq!(following["data"]["client_msg_id"], "after");
     loop {
         let frame = a.next_json().await;
-        if frame["type"] == "ack" && frame["data"]["client_msg_id"] == "after" && frame["data"]["status"] == "persisted" {
+        if frame["type"] == "ack" && frame["data"]["client_msg_id"] == "after" && frame["data"]["status"] == "persisted"
+        {
             break;
         }
     }

@@ -72,7 +72,9 @@ fn require_operator(service: &AuthService, headers: &HeaderMap) -> Result<()> {
     match bearer_token(headers) {
         Some(presented) if auth::constant_time_eq(presented, expected) => Ok(()),
         Some(_) => Err(Error::Unauthorized("invalid operator token".into())),
-        None => Err(Error::Unauthorized("missing Authorization: Bearer <operator token>".into())),
+        None => Err(Error::Unauthorized(
+            "missing Authorization: Bearer <operator token>".into(),
+        )),
     }
 }
 
@@ -85,7 +87,9 @@ fn validate_text(field: &str, value: &str, max_bytes: usize) -> Result<String> {
         return Err(Error::Validation(format!("{field} must be at most {max_bytes} bytes")));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(Error::Validation(format!("{field} must not contain control characters")));
+        return Err(Error::Validation(format!(
+            "{field} must not contain control characters"
+        )));
     }
     Ok(trimmed.to_owned())
 }
@@ -113,7 +117,10 @@ async fn create_app(
     };
     service.store.insert_app(&app).await?;
     tracing::info!(app_id = %app.id, "app created");
-    Ok((StatusCode::CREATED, Json(json!({"app_id": app.id, "app_secret": secret, "name": app.name}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"app_id": app.id, "app_secret": secret, "name": app.name})),
+    ))
 }
 
 async fn issue_sdk_token(
@@ -123,7 +130,11 @@ async fn issue_sdk_token(
     body: Body,
 ) -> Result<Json<Value>> {
     let request: SdkTokenRequest = read_json(&headers, body).await?;
-    let external_id = validate_text("user_external_id", &request.user_external_id, limits::MAX_EXTERNAL_ID_BYTES)?;
+    let external_id = validate_text(
+        "user_external_id",
+        &request.user_external_id,
+        limits::MAX_EXTERNAL_ID_BYTES,
+    )?;
     let display_name = request
         .display_name
         .as_deref()
@@ -134,7 +145,11 @@ async fn issue_sdk_token(
     }
     // One answer for an unknown app and a wrong secret, so callers cannot probe which app ids exist.
     let invalid_credentials = || Error::Unauthorized("invalid app credentials".into());
-    let app = service.store.find_app(request.app_id.trim()).await?.ok_or_else(invalid_credentials)?;
+    let app = service
+        .store
+        .find_app(request.app_id.trim())
+        .await?
+        .ok_or_else(invalid_credentials)?;
     let stored_hash = app.secret_hash.clone();
     let secret = request.app_secret;
     let valid = tokio::task::spawn_blocking(move || auth::verify_secret(&secret, &stored_hash))

@@ -67,15 +67,20 @@ impl PersistMessages {
             event_type: "message.persisted".into(),
         };
         let ack = PersistedAck::for_message(message);
-        self.bus.publish_json(topics::ACKS, &message.conversation_id, &headers, &ack).await
+        self.bus
+            .publish_json(topics::ACKS, &message.conversation_id, &headers, &ack)
+            .await
     }
 }
 
 /// Decodes one record; the `correlation_id` header fills in a message that lacks one.
 fn decode(record: &KafkaRecord) -> std::result::Result<MessageEvent, String> {
     let encoded = record.value.as_deref().ok_or("record has no value")?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| format!("value is not base64: {e}"))?;
-    let mut event: MessageEvent = serde_json::from_slice(&bytes).map_err(|e| format!("value is not a message event: {e}"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| format!("value is not base64: {e}"))?;
+    let mut event: MessageEvent =
+        serde_json::from_slice(&bytes).map_err(|e| format!("value is not a message event: {e}"))?;
     let MessageEvent::Created(message) = &mut event;
     if message.correlation_id.is_empty() {
         if let Some(id) = header(record, KAFKA_HEADER) {
@@ -117,14 +122,19 @@ mod tests {
             "id":"m1","app_id":"a","conversation_id":"c","seq":1,"sender_id":"u","client_msg_id":"k",
             "text":"hi","created_at":1,"correlation_id":""}});
         let corr: Vec<i8> = "corr-9".bytes().map(|b| b as i8).collect();
-        let MessageEvent::Created(decoded) = decode(&record(encoded(message), json!([{"correlation_id": corr}]))).unwrap();
+        let MessageEvent::Created(decoded) =
+            decode(&record(encoded(message), json!([{"correlation_id": corr}]))).unwrap();
         assert_eq!((decoded.id.as_str(), decoded.correlation_id.as_str()), ("m1", "corr-9"));
     }
 
     #[test]
     fn undecodable_records_are_rejected_with_a_reason() {
         assert!(decode(&record(None, json!([]))).unwrap_err().contains("no value"));
-        assert!(decode(&record(Some("%%%".into()), json!([]))).unwrap_err().contains("base64"));
-        assert!(decode(&record(encoded(json!({"type":"nope"})), json!([]))).unwrap_err().contains("message event"));
+        assert!(decode(&record(Some("%%%".into()), json!([])))
+            .unwrap_err()
+            .contains("base64"));
+        assert!(decode(&record(encoded(json!({"type":"nope"})), json!([])))
+            .unwrap_err()
+            .contains("message event"));
     }
 }

@@ -16,7 +16,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let handler = PersistMessages::new(store, KafkaBus::connect(&config.kafka_brokers()?)?);
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<KafkaEvent>| async move {
-        handler.handle(&event.payload).await.map_err(lambda_runtime::Error::from)
+        handler
+            .handle(&event.payload)
+            .await
+            .map_err(lambda_runtime::Error::from)
     }))
     .await
 }

@@ -14,6 +14,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = auth::router(Arc::new(auth::AuthService::new(store, &config)));
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    axum::serve(listener, app).with_graceful_shutdown(caas_local::shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(caas_local::shutdown_signal())
+        .await?;
     Ok(())
 }
