@@ -57,6 +57,11 @@ install_all() {
     python3 -m venv "$TOOLS_DIR/venv"
     "$TOOLS_DIR/venv/bin/pip" install -q "secantusdb==$SECANTUS_VERSION"
   fi
+  # cargo-lambda (its PyPI wheel ships the static binary) and cfn-lint, for `cargo lambda watch` and CI.
+  if [ ! -x "$TOOLS_DIR/venv/bin/cargo-lambda" ] || [ ! -x "$TOOLS_DIR/venv/bin/cfn-lint" ]; then
+    log "installing cargo-lambda and cfn-lint"
+    "$TOOLS_DIR/venv/bin/pip" install -q cargo-lambda cfn-lint
+  fi
   install_binary tansu tansu --version "$TANSU_VERSION" --locked --no-default-features --features dynostore,libsql
   install_binary s3s-fs s3s-fs --version "$S3S_VERSION" --features binary --locked
 }

@@ -14,4 +14,7 @@ set -a
 . "$stack_dir/env"
 set +a
 
+# The end-to-end tests run the workspace's binaries; build them once, up front.
+cargo build --workspace --bins
+export CAAS_E2E_BINARIES_BUILT=1
 cargo test --workspace "$@"

@@ -83,9 +83,8 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
             return;
         }
     };
-    let correlation_id = CorrelationId::from_untrusted(handshake.correlation_id.as_deref());
-    let claims = match authenticate(&node, &mut socket, handshake.token).await {
-        Ok(claims) => claims,
+    let (claims, correlation_id) = match authenticate(&node, &mut socket, handshake).await {
+        Ok(authenticated) => authenticated,
         Err(e) => {
             let _ = socket
                 .send(Message::text(protocol::event("error", error_body(&e))))
@@ -153,13 +152,14 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
     .await
 }
 
-/// Sends queued frames in order; on close, flushes what is queued and ends with the close frame.
+/// Sends queued frames in order; when the connection ends, flushes what is queued and finishes with the
+/// close frame the reader chose.
 async fn write_frames(
     mut sink: futures_util::stream::SplitSink<Socket, Message>,
     mut frames: mpsc::Receiver<Utf8Bytes>,
     mut close: tokio::sync::oneshot::Receiver<Message>,
 ) {
-    loop {
+    let close_message = loop {
         tokio::select! {
             biased;
             frame = frames.recv() => match frame {
@@ -171,17 +171,16 @@ async fn write_frames(
                     }
                     if sink.flush().await.is_err() { return; }
                 }
-                None => return,
+                // Every sender is gone: the reader has finished and its close frame is on its way.
+                None => break (&mut close).await.ok(),
             },
-            message = &mut close => {
-                if let Ok(message) = message {
-                    let _ = sink.send(message).await;
-                }
-                let _ = sink.close().await;
-                return;
-            }
+            message = &mut close => break message.ok(),
         }
+    };
+    if let Some(message) = close_message {
+        let _ = sink.send(message).await;
     }
+    let _ = sink.close().await;
 }
 
 fn error_body(error: &Error) -> serde_json::Value {
@@ -212,10 +211,16 @@ async fn answer(node: &Node, session: &Session, text: &str) -> String {
     }
 }
 
-/// Verifies the handshake token, or waits for an `auth` frame when there was none.
-async fn authenticate(node: &Node, socket: &mut Socket, token: Option<String>) -> Result<Claims, Error> {
-    if let Some(token) = token {
-        return node.signer.verify(&token);
+/// Verifies the handshake token, or waits for an `auth` frame when there was none; returns the identity
+/// and the connection's correlation id (from the handshake, else the auth frame, else generated).
+async fn authenticate(
+    node: &Node,
+    socket: &mut Socket,
+    handshake: Handshake,
+) -> Result<(Claims, CorrelationId), Error> {
+    if let Some(token) = handshake.token {
+        let correlation_id = CorrelationId::from_untrusted(handshake.correlation_id.as_deref());
+        return Ok((node.signer.verify(&token)?, correlation_id));
     }
     let first = tokio::time::timeout(node.settings.auth_timeout, socket.next())
         .await
@@ -232,13 +237,15 @@ async fn authenticate(node: &Node, socket: &mut Socket, token: Option<String>) -
     ) {
         ("auth", Some(token)) => {
             let claims = node.signer.verify(&token)?;
+            let correlation_id =
+                CorrelationId::from_untrusted(handshake.correlation_id.as_deref().or(frame.correlation_id.as_deref()));
             let _ = socket
                 .send(Message::text(protocol::reply_ok(
                     frame.id.as_deref(),
                     serde_json::json!({"authenticated": true}),
                 )))
                 .await;
-            Ok(claims)
+            Ok((claims, correlation_id))
         }
         _ => Err(Error::Unauthorized(
             "the first frame must be {\"type\":\"auth\",\"token\":…}".into(),

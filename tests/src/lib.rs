@@ -121,17 +121,22 @@ fn binary_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the binaries the tests run, so a plain `cargo test` never exercises stale ones.
+/// Builds the binaries the tests run, so a plain `cargo test` never exercises stale ones. `local/test.sh`
+/// builds them before the tests and sets `CAAS_E2E_BINARIES_BUILT=1` to skip this.
 fn build_binaries() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace_root())
-        // The same selection as the README's `cargo test --workspace`, so features unify identically and
-        // this is a no-op after that command's own build instead of a rebuild with other features.
-        .args(["test", "--workspace", "--no-run", "--quiet"])
-        .status()
-        .expect("running cargo build");
-    assert!(status.success(), "building the platform binaries failed");
+    if std::env::var("CAAS_E2E_BINARIES_BUILT").is_ok_and(|v| v == "1") {
+        return;
+    }
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--workspace", "--bins", "--quiet"])
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building the platform binaries failed");
+    });
 }
 
 impl Platform {
@@ -204,6 +209,30 @@ impl Platform {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
         self.children.push((label.to_owned(), child));
+    }
+
+    /// Sends SIGTERM to one process and waits (bounded) for it to exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self, label: &str) -> bool {
+        let child = &mut self
+            .children
+            .iter_mut()
+            .find(|(l, _)| l == label)
+            .expect("no such process")
+            .1;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     pub fn log_dir(&self) -> &Path {
@@ -320,6 +349,16 @@ impl Client {
                 Message::Text(text) => return serde_json::from_str(text.as_str()).expect("frame json"),
                 Message::Close(frame) => panic!("closed by server: {frame:?}"),
                 _ => continue,
+            }
+        }
+    }
+
+    /// The next reply, whatever it answers, skipping events.
+    pub async fn next_reply(&mut self) -> Value {
+        loop {
+            let frame = self.next_json().await;
+            if frame.get("reply_to").is_some() {
+                return frame;
             }
         }
     }

@@ -162,10 +162,11 @@ async fn http_and_websocket_refuse_bad_input_clearly() {
 
     // Invalid JSON, not an object, unknown event, missing fields.
     a.send_raw("{oops").await;
-    let reply = a.next_json().await;
+    let reply = a.next_reply().await;
     assert_eq!((reply["ok"].as_bool(), code(&reply)), (Some(false), "invalid_json"));
+    assert_eq!(reply["reply_to"], Value::Null);
     a.send_raw("[1,2]").await;
-    assert_eq!(code(&a.next_json().await), "validation_failed");
+    assert_eq!(code(&a.next_reply().await), "validation_failed");
     let reply = a.call("message.teleport", json!({})).await;
     assert_eq!(code(&reply), "unknown_event");
     let reply = a
