@@ -42,6 +42,8 @@ fn http_error(status: u16, code: &str, message: &str) -> ErrorResponse {
 }
 
 /// Reads the token and correlation id from the upgrade request; refuses paths other than `/ws`.
+// The error type is tungstenite's handshake callback contract, not ours to shrink.
+#[allow(clippy::result_large_err)]
 fn inspect_upgrade(request: &Request, response: Response, found: &mut Handshake) -> Result<Response, ErrorResponse> {
     if request.uri().path() != "/ws" {
         return Err(http_error(404, "route_not_found", "WebSocket endpoint is /ws"));
@@ -70,6 +72,7 @@ fn close_frame(code: CloseCode, reason: &str) -> Message {
 
 type Socket = WebSocketStream<TcpStream>;
 
+#[allow(clippy::result_large_err)] // the handshake callback's signature is tungstenite's
 pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::Receiver<()>) {
     let config = WebSocketConfig::default()
         .max_message_size(Some(node.settings.max_frame_bytes))

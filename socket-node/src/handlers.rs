@@ -47,6 +47,10 @@ pub async fn dispatch(
     }
 }
 
+fn to_json(value: &impl serde::Serialize) -> Result<Value> {
+    serde_json::to_value(value).map_err(|e| Error::Internal(format!("encoding reply: {e}")))
+}
+
 fn require_id(field: &str, value: &str) -> Result<()> {
     if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
         return Err(Error::Validation(format!(
@@ -176,7 +180,7 @@ async fn create_conversation(
             .publish(&cache::user_channel(&stored.app_id, member), &notice)
             .await?;
     }
-    Ok(serde_json::to_value(&stored).map_err(|e| Error::Internal(e.to_string()))?)
+    to_json(&stored)
 }
 
 async fn subscribe(node: &Node, session: &Session, request: Subscribe) -> Result<Value> {
@@ -257,7 +261,7 @@ async fn send_message(
         duplicate: !claim.is_new,
     };
     if claim.state == ClaimState::Published {
-        return Ok(serde_json::to_value(ack).map_err(|e| Error::Internal(e.to_string()))?);
+        return to_json(&ack);
     }
     // New, failed or still pending (its node may have died before publishing): publish under the
     // claimed id and seq. Persistence is idempotent, so a second publish of the same message is harmless.
@@ -311,5 +315,5 @@ async fn send_message(
     node.cache
         .publish(&cache::conversation_channel(app_id, conversation_id), &frame)
         .await?;
-    Ok(serde_json::to_value(ack).map_err(|e| Error::Internal(e.to_string()))?)
+    to_json(&ack)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 const MESSAGES: usize = 1_000;
 
 fn frame_correlation(i: usize) -> Option<String> {
-    (i % 2 == 0).then(|| format!("spine-msg-{i}"))
+    i.is_multiple_of(2).then(|| format!("spine-msg-{i}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
