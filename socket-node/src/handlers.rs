@@ -283,23 +283,16 @@ async fn send_message(
         app_id: app_id.to_owned(),
         event_type: event.event_type().to_owned(),
     };
-    if let Err(e) = node
+    let published = node
         .bus
         .publish_json(topics::MESSAGES, conversation_id, &headers, &event)
-        .await
-    {
-        node.cache
-            .set_claim_state(
-                app_id,
-                conversation_id,
-                sender_id,
-                &request.client_msg_id,
-                &claim,
-                ClaimState::Failed,
-            )
-            .await?;
-        return Err(e);
-    }
+        .await;
+    // Recorded either way: a failed claim is republished by the client's retry under the same id and seq.
+    let state = if published.is_ok() {
+        ClaimState::Published
+    } else {
+        ClaimState::Failed
+    };
     node.cache
         .set_claim_state(
             app_id,
@@ -307,9 +300,10 @@ async fn send_message(
             sender_id,
             &request.client_msg_id,
             &claim,
-            ClaimState::Published,
+            state,
         )
         .await?;
+    published?;
     let MessageEvent::Created(message) = event;
     let frame = protocol::event("message.new", &message);
     node.cache
