@@ -1,8 +1,6 @@
-//! The durable store port and its MongoDB driver.
-//!
-//! Models use `id`; documents use `_id`. Every query is filtered by `app_id`, so one tenant can never
-//! read or write another's data even with a guessed id.
+//! The MongoDB driver of the store port. Models use `id`; documents use `_id`.
 
+use super::{InsertOutcome, Store};
 use crate::model::{App, Conversation, Member, Message, User};
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -16,32 +14,6 @@ use serde::Serialize;
 use std::time::Duration;
 
 const DUPLICATE_KEY: i32 = 11000;
-
-/// Result of an idempotent bulk insert.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct InsertOutcome {
-    pub inserted: usize,
-    /// Records that were already stored (a redelivery); not an error.
-    pub duplicates: usize,
-}
-
-#[async_trait]
-pub trait Store: Send + Sync {
-    async fn insert_app(&self, app: &App) -> Result<()>;
-    async fn find_app(&self, app_id: &str) -> Result<Option<App>>;
-    /// Creates the user on first sight, updates the display name when one is given.
-    async fn upsert_user(&self, user: &User) -> Result<User>;
-    /// The users among `ids` that exist in this app.
-    async fn find_users(&self, app_id: &str, ids: &[String]) -> Result<Vec<User>>;
-    /// Stores a conversation and its members; if a conversation with that id already exists (a direct
-    /// conversation created twice), returns the stored one unchanged.
-    async fn create_conversation(&self, conversation: &Conversation, members: &[Member]) -> Result<Conversation>;
-    async fn find_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<Conversation>>;
-    /// Inserts messages, skipping those already stored; safe to call again with the same batch.
-    async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome>;
-    /// Highest stored `seq` of a conversation (0 when empty).
-    async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64>;
-}
 
 pub struct MongoStore {
     db: Database,
@@ -119,8 +91,11 @@ impl MongoStore {
 #[async_trait]
 impl Store for MongoStore {
     async fn insert_app(&self, app: &App) -> Result<()> {
-        self.collection("apps").insert_one(to_document(app)?).await?;
-        Ok(())
+        match self.collection("apps").insert_one(to_document(app)?).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Err(Error::Conflict(format!("app {} already exists", app.id))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn find_app(&self, app_id: &str) -> Result<Option<App>> {

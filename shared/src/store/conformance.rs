@@ -1,0 +1,159 @@
+//! One test body for every driver of the store port. The in-memory driver runs it in unit tests; the
+//! MongoDB driver runs it against the real server in `tests/`. Each run uses fresh random ids, so it can
+//! share a database with other runs.
+
+use super::Store;
+use crate::model::{App, Conversation, ConversationKind, Member, Message, Role, User};
+use crate::Error;
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn user(app_id: &str, external_id: &str, display_name: Option<&str>) -> User {
+    User {
+        id: unique("user"),
+        app_id: app_id.to_owned(),
+        external_id: external_id.to_owned(),
+        display_name: display_name.map(str::to_owned),
+        created_at: 1,
+        correlation_id: "conformance".into(),
+    }
+}
+
+fn message(app_id: &str, conversation_id: &str, id: &str, seq: i64) -> Message {
+    Message {
+        id: id.to_owned(),
+        app_id: app_id.to_owned(),
+        conversation_id: conversation_id.to_owned(),
+        seq,
+        sender_id: "sender".into(),
+        client_msg_id: format!("client-{seq}"),
+        text: format!("text {seq}"),
+        reply_to: None,
+        created_at: 1,
+        correlation_id: format!("corr-{seq}"),
+    }
+}
+
+/// Runs every check; panics on the first behaviour that differs from the contract.
+pub async fn run(store: &dyn Store) {
+    apps_are_unique(store).await;
+    users_are_unique_per_app_and_external_id(store).await;
+    conversations_are_created_once_and_scoped_to_their_app(store).await;
+    message_inserts_are_idempotent(store).await;
+}
+
+async fn apps_are_unique(store: &dyn Store) {
+    let app = App {
+        id: unique("app"),
+        name: "conformance".into(),
+        secret_hash: "hash".into(),
+        created_at: 1,
+        correlation_id: "c".into(),
+    };
+    store.insert_app(&app).await.unwrap();
+    assert_eq!(store.find_app(&app.id).await.unwrap(), Some(app.clone()));
+    assert!(matches!(store.insert_app(&app).await, Err(Error::Conflict(_))));
+    assert_eq!(store.find_app(&unique("missing")).await.unwrap(), None);
+}
+
+async fn users_are_unique_per_app_and_external_id(store: &dyn Store) {
+    let (app_a, app_b) = (unique("app"), unique("app"));
+    let first = store.upsert_user(&user(&app_a, "alice", None)).await.unwrap();
+    let again = store.upsert_user(&user(&app_a, "alice", Some("Alice"))).await.unwrap();
+    assert_eq!(again.id, first.id, "same app and external id is the same user");
+    assert_eq!(
+        again.display_name.as_deref(),
+        Some("Alice"),
+        "a given display name is updated"
+    );
+    let unnamed = store.upsert_user(&user(&app_a, "alice", None)).await.unwrap();
+    assert_eq!(
+        unnamed.display_name.as_deref(),
+        Some("Alice"),
+        "no display name keeps the stored one"
+    );
+    let other_app = store.upsert_user(&user(&app_b, "alice", None)).await.unwrap();
+    assert_ne!(other_app.id, first.id, "apps never share users");
+    let found = store
+        .find_users(&app_a, &[first.id.clone(), other_app.id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+        vec![first.id.as_str()]
+    );
+}
+
+async fn conversations_are_created_once_and_scoped_to_their_app(store: &dyn Store) {
+    let app = unique("app");
+    let conversation = Conversation {
+        id: unique("conv"),
+        app_id: app.clone(),
+        kind: ConversationKind::Direct,
+        name: None,
+        created_by: "a".into(),
+        member_ids: vec!["a".into(), "b".into()],
+        epoch: "e1".into(),
+        created_at: 1,
+        correlation_id: "c".into(),
+    };
+    let members: Vec<Member> = conversation
+        .member_ids
+        .iter()
+        .map(|m| Member::new(&conversation, m, Role::Member))
+        .collect();
+    assert_eq!(
+        store.create_conversation(&conversation, &members).await.unwrap(),
+        conversation
+    );
+    let mut retry = conversation.clone();
+    retry.epoch = "e2".into();
+    let stored = store.create_conversation(&retry, &members).await.unwrap();
+    assert_eq!(
+        stored.epoch, "e1",
+        "creating an existing conversation returns the stored one"
+    );
+    assert_eq!(
+        store.find_conversation(&app, &conversation.id).await.unwrap(),
+        Some(conversation.clone())
+    );
+    assert_eq!(
+        store
+            .find_conversation(&unique("other"), &conversation.id)
+            .await
+            .unwrap(),
+        None
+    );
+    let mut hijack = conversation.clone();
+    hijack.app_id = unique("other");
+    assert!(matches!(
+        store.create_conversation(&hijack, &[]).await,
+        Err(Error::Conflict(_))
+    ));
+}
+
+async fn message_inserts_are_idempotent(store: &dyn Store) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    assert_eq!(store.max_seq(&app, &conversation).await.unwrap(), 0);
+    let batch: Vec<Message> = (1..=5)
+        .map(|seq| message(&app, &conversation, &unique("m"), seq))
+        .collect();
+    let first = store.insert_messages(&batch).await.unwrap();
+    assert_eq!((first.inserted, first.duplicates), (5, 0));
+    let again = store.insert_messages(&batch).await.unwrap();
+    assert_eq!(
+        (again.inserted, again.duplicates),
+        (0, 5),
+        "a redelivered batch inserts nothing"
+    );
+    // A different id on a taken seq is refused too: (app, conversation, seq) is unique.
+    let clash = message(&app, &conversation, &unique("m"), 3);
+    let fresh = message(&app, &conversation, &unique("m"), 6);
+    let mixed = store.insert_messages(&[clash, fresh]).await.unwrap();
+    assert_eq!((mixed.inserted, mixed.duplicates), (1, 1));
+    assert_eq!(store.max_seq(&app, &conversation).await.unwrap(), 6);
+    assert_eq!(store.max_seq(&unique("other"), &conversation).await.unwrap(), 0);
+    assert_eq!(store.insert_messages(&[]).await.unwrap().inserted, 0);
+}

@@ -1,0 +1,42 @@
+//! The durable store port, with its MongoDB driver and an in-memory reference driver that behave alike
+//! (the [`conformance`] suite runs the same checks on both).
+//!
+//! Every query is filtered by `app_id`, so one tenant can never read or write another's data even with a
+//! guessed id.
+
+pub mod conformance;
+mod memory;
+mod mongo;
+
+pub use memory::MemoryStore;
+pub use mongo::MongoStore;
+
+use crate::model::{App, Conversation, Member, Message, User};
+use crate::Result;
+use async_trait::async_trait;
+
+/// Result of an idempotent bulk insert.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InsertOutcome {
+    pub inserted: usize,
+    /// Records that were already stored (a redelivery); not an error.
+    pub duplicates: usize,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn insert_app(&self, app: &App) -> Result<()>;
+    async fn find_app(&self, app_id: &str) -> Result<Option<App>>;
+    /// Creates the user on first sight, updates the display name when one is given.
+    async fn upsert_user(&self, user: &User) -> Result<User>;
+    /// The users among `ids` that exist in this app.
+    async fn find_users(&self, app_id: &str, ids: &[String]) -> Result<Vec<User>>;
+    /// Stores a conversation and its members; if a conversation with that id already exists (a direct
+    /// conversation created twice), returns the stored one unchanged.
+    async fn create_conversation(&self, conversation: &Conversation, members: &[Member]) -> Result<Conversation>;
+    async fn find_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<Conversation>>;
+    /// Inserts messages, skipping those already stored; safe to call again with the same batch.
+    async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome>;
+    /// Highest stored `seq` of a conversation (0 when empty).
+    async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64>;
+}
