@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash local/stack.sh install
 stack_dir=$(mktemp -d "${TMPDIR:-/tmp}/caas-test-stack.XXXXXX")
-trap 'bash local/stack.sh stop "$stack_dir"; rm -rf "$stack_dir"' EXIT
+trap 'bash local/stack.sh stop "$stack_dir" 2>/dev/null; rm -rf "$stack_dir"' EXIT
 bash local/stack.sh start "$stack_dir" >/dev/null
 set -a
 # shellcheck disable=SC1091
@@ -17,4 +17,12 @@ set +a
 # The end-to-end tests run the workspace's binaries; build them once, up front.
 cargo build --workspace --bins
 export CAAS_E2E_BINARIES_BUILT=1
-cargo test --workspace "$@"
+results="$stack_dir/cargo-test.log"
+set +e
+cargo test --workspace "$@" 2>&1 | tee "$results"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary, the last being doc-tests).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "all tests: %d passed, %d failed\n", p, f }' "$results"
+exit "$status"
