@@ -176,7 +176,7 @@ async fn create_conversation(
         .await?;
     let notice = protocol::event("conversation.created", &stored);
     for member in &stored.member_ids {
-        node.cache
+        node.hub
             .publish(&cache::user_channel(&stored.app_id, member), &notice)
             .await?;
     }
@@ -306,7 +306,7 @@ async fn send_message(
     published?;
     let MessageEvent::Created(message) = event;
     let frame = protocol::event("message.new", &message);
-    node.cache
+    node.hub
         .publish(&cache::conversation_channel(app_id, conversation_id), &frame)
         .await?;
     to_json(&ack)

@@ -31,6 +31,8 @@ struct Routes {
 }
 
 pub struct Hub {
+    /// Publishes to other nodes (a pub/sub connection cannot publish).
+    publisher: redis::aio::ConnectionManager,
     routes: Mutex<Routes>,
     /// Serialises Redis SUBSCRIBE/UNSUBSCRIBE with the route changes that cause them.
     sink: tokio::sync::Mutex<PubSubSink>,
@@ -41,7 +43,9 @@ impl Hub {
     pub async fn connect(redis_url: &str) -> Result<Arc<Self>> {
         let client = redis::Client::open(redis_url)?;
         let (sink, stream) = client.get_async_pubsub().await?.split();
+        let publisher = redis::aio::ConnectionManager::new(client.clone()).await?;
         let hub = Arc::new(Self {
+            publisher,
             routes: Mutex::new(Routes::default()),
             sink: tokio::sync::Mutex::new(sink),
             next_id: AtomicU64::new(1),
@@ -88,6 +92,12 @@ impl Hub {
         }
         *sink_guard = sink;
         Ok(stream)
+    }
+
+    /// Sends `payload` to every subscriber of `channel` on every node, this one included.
+    pub async fn publish(&self, channel: &str, payload: &str) -> Result<()> {
+        let _: i64 = redis::AsyncCommands::publish(&mut self.publisher.clone(), channel, payload).await?;
+        Ok(())
     }
 
     pub fn register(&self, outlet: Outlet) -> ConnectionId {

@@ -14,14 +14,14 @@ pub mod server;
 
 use caas_shared::auth::TokenSigner;
 use caas_shared::bus::KafkaBus;
-use caas_shared::cache::RedisCache;
+use caas_shared::cache::Cache;
 use caas_shared::store::Store;
 use std::sync::Arc;
 
 /// Everything a connection needs, built once per node.
 pub struct Node {
     pub store: Arc<dyn Store>,
-    pub cache: RedisCache,
+    pub cache: Arc<dyn Cache>,
     pub bus: KafkaBus,
     pub signer: TokenSigner,
     pub hub: Arc<hub::Hub>,

@@ -20,7 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     acks::start(&brokers, &settings.node_id, Arc::clone(&hub)).await?;
     let node = Arc::new(Node {
         store: Arc::new(MongoStore::connect(&config.store_url, &config.store_database).await?),
-        cache: RedisCache::connect(&config.redis_socket_url).await?,
+        cache: Arc::new(RedisCache::connect(&config.redis_socket_url).await?),
         bus: KafkaBus::connect(&brokers)?,
         signer: TokenSigner::from_config(&config),
         hub,

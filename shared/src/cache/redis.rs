@@ -1,18 +1,13 @@
-//! The Redis driver for the socket role: per-conversation sequence numbers, cross-node idempotency of
-//! sends, the membership cache and fan-out channels.
+//! The Redis driver of the cache port.
 //!
 //! Keys of one conversation share a hash tag (`{app:conversation}`) so the claim script touches a
 //! single slot and stays atomic on Redis Cluster too.
 
+use super::{Cache, Claim, ClaimResult, ClaimState, IDEMPOTENCY_TTL, MEMBERSHIP_TTL};
 use crate::{Error, Result};
+use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
-use std::time::Duration;
-
-/// How long a `client_msg_id` is remembered: longer than any sane client retry window.
-pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Memberships cached from the store (the seed's one-hour TTL).
-pub const MEMBERSHIP_TTL: Duration = Duration::from_secs(3600);
 
 /// Atomically: return the existing claim of this `client_msg_id`, or take the next sequence number and
 /// record the claim. Returns `[-1, ""]` when the conversation has no counter (Redis lost it), so the
@@ -26,41 +21,6 @@ local value = ARGV[1] .. '|' .. seq .. '|pending'
 redis.call('SET', KEYS[2], value, 'EX', ARGV[2])
 return {1, value}
 "#;
-
-/// Where a send stands in its life; stored with the claim so a retry knows what to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClaimState {
-    /// Sequenced, not yet confirmed by Kafka.
-    Pending,
-    /// Kafka has it.
-    Published,
-    /// Publishing failed; a retry republishes under the same id and seq.
-    Failed,
-}
-
-impl ClaimState {
-    fn as_str(self) -> &'static str {
-        match self {
-            ClaimState::Pending => "pending",
-            ClaimState::Published => "published",
-            ClaimState::Failed => "failed",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Claim {
-    pub message_id: String,
-    pub seq: i64,
-    pub state: ClaimState,
-    /// False when an earlier send with the same `client_msg_id` made this claim.
-    pub is_new: bool,
-}
-
-pub enum ClaimResult {
-    Claimed(Claim),
-    CounterMissing,
-}
 
 fn parse_claim(value: &str, is_new: bool) -> Result<Claim> {
     let mut parts = value.split('|');
@@ -88,16 +48,6 @@ fn conversation_tag(app_id: &str, conversation_id: &str) -> String {
     format!("caas:{{{app_id}:{conversation_id}}}")
 }
 
-/// Channel that carries a conversation's live events to every node with a subscriber.
-pub fn conversation_channel(app_id: &str, conversation_id: &str) -> String {
-    format!("caas:fanout:{app_id}:{conversation_id}")
-}
-
-/// Channel that reaches every connection of one user on any node.
-pub fn user_channel(app_id: &str, user_id: &str) -> String {
-    format!("caas:user:{app_id}:{user_id}")
-}
-
 #[derive(Clone)]
 pub struct RedisCache {
     connection: ConnectionManager,
@@ -118,27 +68,28 @@ impl RedisCache {
         self.connection.clone()
     }
 
-    /// Creates the conversation's counter at `floor` unless it exists.
-    pub async fn ensure_sequence(&self, app_id: &str, conversation_id: &str, floor: i64) -> Result<()> {
-        let key = format!("{}:seq", conversation_tag(app_id, conversation_id));
-        let _: bool = self.conn().set_nx(key, floor).await?;
-        Ok(())
-    }
-
-    pub async fn current_seq(&self, app_id: &str, conversation_id: &str) -> Result<Option<i64>> {
-        let key = format!("{}:seq", conversation_tag(app_id, conversation_id));
-        Ok(self.conn().get(key).await?)
-    }
-
     fn claim_key(app_id: &str, conversation_id: &str, sender_id: &str, client_msg_id: &str) -> String {
         format!(
             "{}:idem:{sender_id}:{client_msg_id}",
             conversation_tag(app_id, conversation_id)
         )
     }
+}
 
-    /// Claims `(app, conversation, sender, client_msg_id)` for `message_id`, or returns the earlier claim.
-    pub async fn claim_message(
+#[async_trait]
+impl Cache for RedisCache {
+    async fn ensure_sequence(&self, app_id: &str, conversation_id: &str, floor: i64) -> Result<()> {
+        let key = format!("{}:seq", conversation_tag(app_id, conversation_id));
+        let _: bool = self.conn().set_nx(key, floor).await?;
+        Ok(())
+    }
+
+    async fn current_seq(&self, app_id: &str, conversation_id: &str) -> Result<Option<i64>> {
+        let key = format!("{}:seq", conversation_tag(app_id, conversation_id));
+        Ok(self.conn().get(key).await?)
+    }
+
+    async fn claim_message(
         &self,
         app_id: &str,
         conversation_id: &str,
@@ -162,7 +113,7 @@ impl RedisCache {
         }
     }
 
-    pub async fn set_claim_state(
+    async fn set_claim_state(
         &self,
         app_id: &str,
         conversation_id: &str,
@@ -177,13 +128,13 @@ impl RedisCache {
         Ok(())
     }
 
-    pub async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>> {
+    async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>> {
         let key = format!("{}:members", conversation_tag(app_id, conversation_id));
         let members: Vec<String> = self.conn().smembers(key).await?;
         Ok(if members.is_empty() { None } else { Some(members) })
     }
 
-    pub async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()> {
+    async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()> {
         if members.is_empty() {
             return Ok(());
         }
@@ -195,11 +146,6 @@ impl RedisCache {
             .expire(&key, MEMBERSHIP_TTL.as_secs() as i64)
             .query_async(&mut self.conn())
             .await?;
-        Ok(())
-    }
-
-    pub async fn publish(&self, channel: &str, payload: &str) -> Result<()> {
-        let _: i64 = self.conn().publish(channel, payload).await?;
         Ok(())
     }
 }

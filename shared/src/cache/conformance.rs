@@ -1,0 +1,110 @@
+//! One test body for every driver of the cache port (in-memory in unit tests, Redis in `tests/`).
+
+use super::{Cache, Claim, ClaimResult, ClaimState};
+use futures_util::future::join_all;
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn claimed(result: ClaimResult) -> Claim {
+    match result {
+        ClaimResult::Claimed(claim) => claim,
+        ClaimResult::CounterMissing => panic!("the counter should exist"),
+    }
+}
+
+pub async fn run(cache: &dyn Cache) {
+    sequences_need_a_counter_and_start_after_the_floor(cache).await;
+    claims_are_idempotent_and_remember_their_state(cache).await;
+    concurrent_claims_get_distinct_gap_free_seqs(cache).await;
+    memberships_are_cached(cache).await;
+}
+
+async fn sequences_need_a_counter_and_start_after_the_floor(cache: &dyn Cache) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    assert_eq!(cache.current_seq(&app, &conversation).await.unwrap(), None);
+    let missing = cache.claim_message(&app, &conversation, "u", "c1", "m1").await.unwrap();
+    assert!(matches!(missing, ClaimResult::CounterMissing));
+    cache.ensure_sequence(&app, &conversation, 41).await.unwrap();
+    cache.ensure_sequence(&app, &conversation, 0).await.unwrap();
+    assert_eq!(
+        cache.current_seq(&app, &conversation).await.unwrap(),
+        Some(41),
+        "an existing counter is kept"
+    );
+    let claim = claimed(cache.claim_message(&app, &conversation, "u", "c1", "m1").await.unwrap());
+    assert_eq!((claim.seq, claim.is_new, claim.state), (42, true, ClaimState::Pending));
+}
+
+async fn claims_are_idempotent_and_remember_their_state(cache: &dyn Cache) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    cache.ensure_sequence(&app, &conversation, 0).await.unwrap();
+    let first = claimed(cache.claim_message(&app, &conversation, "u", "c1", "m1").await.unwrap());
+    let retry = claimed(
+        cache
+            .claim_message(&app, &conversation, "u", "c1", "m-other")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (retry.message_id.as_str(), retry.seq, retry.is_new),
+        ("m1", first.seq, false)
+    );
+    cache
+        .set_claim_state(&app, &conversation, "u", "c1", &first, ClaimState::Published)
+        .await
+        .unwrap();
+    let after = claimed(
+        cache
+            .claim_message(&app, &conversation, "u", "c1", "m-third")
+            .await
+            .unwrap(),
+    );
+    assert_eq!((after.state, after.seq), (ClaimState::Published, first.seq));
+    // The same client_msg_id from another sender is another message.
+    let other_sender = claimed(cache.claim_message(&app, &conversation, "v", "c1", "m2").await.unwrap());
+    assert_eq!((other_sender.seq, other_sender.is_new), (first.seq + 1, true));
+}
+
+async fn concurrent_claims_get_distinct_gap_free_seqs(cache: &dyn Cache) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    cache.ensure_sequence(&app, &conversation, 0).await.unwrap();
+    let (app, conversation) = (&app, &conversation);
+    let claims = join_all((0..50).map(|i| async move {
+        let client_msg_id = format!("c{}", i % 25); // every id is sent twice
+        claimed(
+            cache
+                .claim_message(app, conversation, "u", &client_msg_id, &format!("m{i}"))
+                .await
+                .unwrap(),
+        )
+    }))
+    .await;
+    let mut seqs: Vec<i64> = claims.iter().filter(|c| c.is_new).map(|c| c.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=25).collect::<Vec<_>>());
+    assert_eq!(cache.current_seq(app, conversation).await.unwrap(), Some(25));
+}
+
+async fn memberships_are_cached(cache: &dyn Cache) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    assert_eq!(cache.cached_members(&app, &conversation).await.unwrap(), None);
+    let members = vec!["a".to_owned(), "b".to_owned()];
+    cache.cache_members(&app, &conversation, &members).await.unwrap();
+    let mut cached = cache.cached_members(&app, &conversation).await.unwrap().unwrap();
+    cached.sort();
+    assert_eq!(cached, members);
+    cache
+        .cache_members(&app, &conversation, &["c".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.cached_members(&app, &conversation).await.unwrap(),
+        Some(vec!["c".to_owned()])
+    );
+    assert_eq!(
+        cache.cached_members(&unique("other"), &conversation).await.unwrap(),
+        None
+    );
+}

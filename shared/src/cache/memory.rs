@@ -1,0 +1,144 @@
+//! The in-memory reference driver of the cache port, with the same atomicity and expiry as Redis.
+
+use super::{Cache, Claim, ClaimResult, ClaimState, IDEMPOTENCY_TTL, MEMBERSHIP_TTL};
+use crate::Result;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+type ConversationKey = (String, String);
+
+#[derive(Default)]
+struct Entries {
+    sequences: HashMap<ConversationKey, i64>,
+    /// (app, conversation, sender, client_msg_id) → claim and when it expires.
+    claims: HashMap<(String, String, String, String), (Claim, Instant)>,
+    members: HashMap<ConversationKey, (Vec<String>, Instant)>,
+}
+
+#[derive(Default)]
+pub struct MemoryCache {
+    entries: Mutex<Entries>,
+}
+
+impl MemoryCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn key(app_id: &str, conversation_id: &str) -> ConversationKey {
+    (app_id.to_owned(), conversation_id.to_owned())
+}
+
+#[async_trait]
+impl Cache for MemoryCache {
+    async fn ensure_sequence(&self, app_id: &str, conversation_id: &str, floor: i64) -> Result<()> {
+        self.entries()
+            .sequences
+            .entry(key(app_id, conversation_id))
+            .or_insert(floor);
+        Ok(())
+    }
+
+    async fn current_seq(&self, app_id: &str, conversation_id: &str) -> Result<Option<i64>> {
+        Ok(self.entries().sequences.get(&key(app_id, conversation_id)).copied())
+    }
+
+    async fn claim_message(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        sender_id: &str,
+        client_msg_id: &str,
+        message_id: &str,
+    ) -> Result<ClaimResult> {
+        let mut entries = self.entries();
+        let claim_key = (
+            app_id.to_owned(),
+            conversation_id.to_owned(),
+            sender_id.to_owned(),
+            client_msg_id.to_owned(),
+        );
+        if let Some((claim, expires)) = entries.claims.get(&claim_key) {
+            if *expires > Instant::now() {
+                return Ok(ClaimResult::Claimed(Claim {
+                    is_new: false,
+                    ..claim.clone()
+                }));
+            }
+        }
+        let Some(counter) = entries.sequences.get_mut(&key(app_id, conversation_id)) else {
+            return Ok(ClaimResult::CounterMissing);
+        };
+        *counter += 1;
+        let claim = Claim {
+            message_id: message_id.to_owned(),
+            seq: *counter,
+            state: ClaimState::Pending,
+            is_new: true,
+        };
+        entries
+            .claims
+            .insert(claim_key, (claim.clone(), Instant::now() + IDEMPOTENCY_TTL));
+        Ok(ClaimResult::Claimed(claim))
+    }
+
+    async fn set_claim_state(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        sender_id: &str,
+        client_msg_id: &str,
+        claim: &Claim,
+        state: ClaimState,
+    ) -> Result<()> {
+        let claim_key = (
+            app_id.to_owned(),
+            conversation_id.to_owned(),
+            sender_id.to_owned(),
+            client_msg_id.to_owned(),
+        );
+        let stored = Claim {
+            state,
+            is_new: false,
+            ..claim.clone()
+        };
+        self.entries()
+            .claims
+            .insert(claim_key, (stored, Instant::now() + IDEMPOTENCY_TTL));
+        Ok(())
+    }
+
+    async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>> {
+        let entries = self.entries();
+        Ok(entries
+            .members
+            .get(&key(app_id, conversation_id))
+            .filter(|(_, expires)| *expires > Instant::now())
+            .map(|(members, _)| members.clone()))
+    }
+
+    async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()> {
+        if !members.is_empty() {
+            let expires = Instant::now() + MEMBERSHIP_TTL;
+            self.entries()
+                .members
+                .insert(key(app_id, conversation_id), (members.to_vec(), expires));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn passes_the_cache_conformance_suite() {
+        super::super::conformance::run(&super::MemoryCache::new()).await;
+    }
+}

@@ -1,0 +1,93 @@
+//! The cache port: per-conversation sequence numbers, cross-node idempotency of sends and the
+//! membership cache. Redis in production, an in-memory reference driver for the embedded mode; the
+//! [`conformance`] suite runs the same checks on both.
+
+pub mod conformance;
+mod memory;
+mod redis;
+
+pub use self::memory::MemoryCache;
+pub use self::redis::RedisCache;
+
+use crate::Result;
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// How long a `client_msg_id` is remembered: longer than any sane client retry window.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Memberships cached from the store (the seed's one-hour TTL).
+pub const MEMBERSHIP_TTL: Duration = Duration::from_secs(3600);
+
+/// Where a send stands in its life; stored with the claim so a retry knows what to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimState {
+    /// Sequenced, not yet confirmed by Kafka.
+    Pending,
+    /// Kafka has it.
+    Published,
+    /// Publishing failed; a retry republishes under the same id and seq.
+    Failed,
+}
+
+impl ClaimState {
+    fn as_str(self) -> &'static str {
+        match self {
+            ClaimState::Pending => "pending",
+            ClaimState::Published => "published",
+            ClaimState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub message_id: String,
+    pub seq: i64,
+    pub state: ClaimState,
+    /// False when an earlier send with the same `client_msg_id` made this claim.
+    pub is_new: bool,
+}
+
+pub enum ClaimResult {
+    Claimed(Claim),
+    CounterMissing,
+}
+
+#[async_trait]
+pub trait Cache: Send + Sync {
+    /// Creates the conversation's counter at `floor` unless it exists.
+    async fn ensure_sequence(&self, app_id: &str, conversation_id: &str, floor: i64) -> Result<()>;
+    async fn current_seq(&self, app_id: &str, conversation_id: &str) -> Result<Option<i64>>;
+    /// Atomically returns the earlier claim of `(app, conversation, sender, client_msg_id)`, or takes the
+    /// next seq and claims it for `message_id`. `CounterMissing` when the counter is gone (cache lost),
+    /// so the caller re-seeds it from the store instead of restarting at 1.
+    async fn claim_message(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        sender_id: &str,
+        client_msg_id: &str,
+        message_id: &str,
+    ) -> Result<ClaimResult>;
+    async fn set_claim_state(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        sender_id: &str,
+        client_msg_id: &str,
+        claim: &Claim,
+        state: ClaimState,
+    ) -> Result<()>;
+    async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>>;
+    async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()>;
+}
+
+/// Channel that carries a conversation's live events to every node with a subscriber.
+pub fn conversation_channel(app_id: &str, conversation_id: &str) -> String {
+    format!("caas:fanout:{app_id}:{conversation_id}")
+}
+
+/// Channel that reaches every connection of one user on any node.
+pub fn user_channel(app_id: &str, user_id: &str) -> String {
+    format!("caas:user:{app_id}:{user_id}")
+}
