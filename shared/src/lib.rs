@@ -11,6 +11,7 @@ pub mod config;
 pub mod correlation;
 pub mod error;
 pub mod events;
+pub mod fanout;
 pub mod http;
 pub mod model;
 pub mod protocol;

@@ -1,16 +1,14 @@
 //! Routes events to local connections and across nodes.
 //!
-//! Each node holds one Redis pub/sub connection and subscribes to a channel only while at least one of
-//! its connections wants it, so a message is published once and reaches only nodes with an interested
+//! Each node subscribes to a fan-out channel (Redis pub/sub, or the in-process broker in the embedded
+//! mode) only while at least one of its connections wants it, so a message is published once and reaches only nodes with an interested
 //! client. Payloads are serialised once and shared by every recipient.
 
+use caas_shared::fanout::{FanOut, RedisFanOut};
 use caas_shared::Result;
-use futures_util::StreamExt;
-use redis::aio::PubSubSink;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -31,73 +29,43 @@ struct Routes {
 }
 
 pub struct Hub {
-    /// Publishes to other nodes (a pub/sub connection cannot publish).
-    publisher: redis::aio::ConnectionManager,
+    fan_out: Arc<dyn FanOut>,
     routes: Mutex<Routes>,
-    /// Serialises Redis SUBSCRIBE/UNSUBSCRIBE with the route changes that cause them.
-    sink: tokio::sync::Mutex<PubSubSink>,
+    /// Serialises fan-out subscribe/unsubscribe with the route changes that cause them, so a channel is
+    /// never left unsubscribed while a local connection still wants it.
+    subscriptions: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
 }
 
 impl Hub {
-    pub async fn connect(redis_url: &str) -> Result<Arc<Self>> {
-        let client = redis::Client::open(redis_url)?;
-        let (sink, stream) = client.get_async_pubsub().await?.split();
-        let publisher = redis::aio::ConnectionManager::new(client.clone()).await?;
+    /// Builds the hub over a fan-out driver; `inbox` is the receiving end of the driver's [`Inbox`].
+    pub fn new(fan_out: Arc<dyn FanOut>, mut inbox: mpsc::UnboundedReceiver<(String, String)>) -> Arc<Self> {
         let hub = Arc::new(Self {
-            publisher,
+            fan_out,
             routes: Mutex::new(Routes::default()),
-            sink: tokio::sync::Mutex::new(sink),
+            subscriptions: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
         });
-        tokio::spawn(Arc::clone(&hub).relay(client, stream));
-        Ok(hub)
-    }
-
-    /// Delivers everything Redis sends us; reconnects and resubscribes when the connection drops.
-    async fn relay(self: Arc<Self>, client: redis::Client, mut stream: redis::aio::PubSubStream) {
-        loop {
-            while let Some(message) = stream.next().await {
-                match message.get_payload::<String>() {
-                    Ok(payload) => {
-                        self.deliver_local(message.get_channel_name(), Utf8Bytes::from(payload));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "non-text pub/sub payload ignored"),
-                }
+        let weak = Arc::downgrade(&hub);
+        tokio::spawn(async move {
+            while let Some((channel, payload)) = inbox.recv().await {
+                let Some(hub) = weak.upgrade() else { return };
+                hub.deliver_local(&channel, Utf8Bytes::from(payload));
             }
-            tracing::error!("redis pub/sub connection lost; reconnecting");
-            stream = loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                match self.resubscribe(&client).await {
-                    Ok(stream) => break stream,
-                    Err(e) => tracing::error!(error = %e, "redis pub/sub reconnect failed"),
-                }
-            };
-        }
+        });
+        hub
     }
 
-    async fn resubscribe(&self, client: &redis::Client) -> Result<redis::aio::PubSubStream> {
-        let mut sink_guard = self.sink.lock().await;
-        let (mut sink, stream) = client.get_async_pubsub().await?.split();
-        let channels: Vec<String> = self
-            .routes
-            .lock()
-            .expect("routes lock")
-            .channels
-            .keys()
-            .cloned()
-            .collect();
-        if !channels.is_empty() {
-            sink.subscribe(&channels).await?;
-        }
-        *sink_guard = sink;
-        Ok(stream)
+    /// A hub whose fan-out is Redis pub/sub.
+    pub async fn connect_redis(redis_url: &str) -> Result<Arc<Self>> {
+        let (inbox, received) = mpsc::unbounded_channel();
+        let fan_out = RedisFanOut::connect(redis_url, inbox).await?;
+        Ok(Self::new(Arc::new(fan_out), received))
     }
 
     /// Sends `payload` to every subscriber of `channel` on every node, this one included.
     pub async fn publish(&self, channel: &str, payload: &str) -> Result<()> {
-        let _: i64 = redis::AsyncCommands::publish(&mut self.publisher.clone(), channel, payload).await?;
-        Ok(())
+        self.fan_out.publish(channel, payload).await
     }
 
     pub fn register(&self, outlet: Outlet) -> ConnectionId {
@@ -109,7 +77,7 @@ impl Hub {
     /// Routes `channel` to the connection; returns once Redis confirmed the subscription, so anything
     /// published afterwards is guaranteed to arrive.
     pub async fn subscribe(&self, connection: ConnectionId, channel: &str) -> Result<()> {
-        let mut sink = self.sink.lock().await;
+        let _serialised = self.subscriptions.lock().await;
         let first_local_subscriber = {
             let mut routes = self.routes.lock().expect("routes lock");
             if !routes.outlets.contains_key(&connection) {
@@ -125,9 +93,9 @@ impl Hub {
             subscribers.len() == 1
         };
         if first_local_subscriber {
-            if let Err(e) = sink.subscribe(channel).await {
+            if let Err(e) = self.fan_out.subscribe(channel).await {
                 self.remove_route(connection, channel);
-                return Err(e.into());
+                return Err(e);
             }
         }
         Ok(())
@@ -153,7 +121,7 @@ impl Hub {
 
     /// Forgets a closed connection and drops Redis subscriptions nobody on this node needs any more.
     pub async fn unregister(&self, connection: ConnectionId) {
-        let mut sink = self.sink.lock().await;
+        let _serialised = self.subscriptions.lock().await;
         let channels = {
             let mut routes = self.routes.lock().expect("routes lock");
             routes.outlets.remove(&connection);
@@ -166,8 +134,8 @@ impl Hub {
             }
         }
         if !abandoned.is_empty() {
-            if let Err(e) = sink.unsubscribe(&abandoned).await {
-                tracing::warn!(error = %e, "redis unsubscribe failed");
+            if let Err(e) = self.fan_out.unsubscribe(&abandoned).await {
+                tracing::warn!(error = %e, "fan-out unsubscribe failed");
             }
         }
     }

@@ -16,7 +16,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = NodeSettings::from_env()?;
     let brokers = config.kafka_brokers()?;
     bus::ensure_topics(&brokers, 3).await?;
-    let hub = Hub::connect(&config.redis_socket_url).await?;
+    let hub = Hub::connect_redis(&config.redis_socket_url).await?;
     acks::start(&brokers, &settings.node_id, Arc::clone(&hub)).await?;
     let node = Arc::new(Node {
         store: Arc::new(MongoStore::connect(&config.store_url, &config.store_database).await?),
