@@ -162,3 +162,70 @@ impl Hub {
         self.routes.lock().expect("routes lock").outlets.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caas_shared::fanout::{MemoryBroker, MemoryFanOut};
+    use std::time::Duration;
+
+    fn hub_on(broker: &MemoryBroker) -> Arc<Hub> {
+        let (inbox, received) = mpsc::unbounded_channel();
+        Hub::new(Arc::new(MemoryFanOut::new(broker.clone(), inbox)), received)
+    }
+
+    fn outlet(capacity: usize) -> (Outlet, mpsc::Receiver<Utf8Bytes>, Arc<Notify>) {
+        let (frames, received) = mpsc::channel(capacity);
+        let overflow = Arc::new(Notify::new());
+        (
+            Outlet {
+                frames,
+                overflow: Arc::clone(&overflow),
+            },
+            received,
+            overflow,
+        )
+    }
+
+    async fn next(received: &mut mpsc::Receiver<Utf8Bytes>) -> String {
+        tokio::time::timeout(Duration::from_secs(5), received.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .as_str()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn events_reach_subscribers_on_other_nodes_and_stop_after_unregister() {
+        let broker = MemoryBroker::new();
+        let (node1, node2) = (hub_on(&broker), hub_on(&broker));
+        let (out, mut received, _) = outlet(8);
+        let connection = node2.register(out);
+        node2.subscribe(connection, "conv").await.unwrap();
+        node1.publish("conv", "first").await.unwrap();
+        node1.publish("elsewhere", "ignored").await.unwrap();
+        node1.publish("conv", "second").await.unwrap();
+        assert_eq!(next(&mut received).await, "first");
+        assert_eq!(next(&mut received).await, "second");
+        node2.unregister(connection).await;
+        assert_eq!(node2.connection_count(), 0);
+        node1.publish("conv", "late").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(received.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_signals_overflow_instead_of_blocking() {
+        let hub = hub_on(&MemoryBroker::new());
+        let (out, mut received, overflow) = outlet(1);
+        let connection = hub.register(out);
+        hub.subscribe(connection, "conv").await.unwrap();
+        assert_eq!(hub.deliver_local("conv", "one".into()), 1);
+        assert_eq!(hub.deliver_local("conv", "two".into()), 0);
+        tokio::time::timeout(Duration::from_secs(1), overflow.notified())
+            .await
+            .expect("overflow signalled");
+        assert_eq!(next(&mut received).await, "one");
+    }
+}
