@@ -4,7 +4,7 @@
 use crate::hub::ConnectionId;
 use crate::Node;
 use caas_shared::auth::Claims;
-use caas_shared::cache::{self, ClaimResult, ClaimState};
+use caas_shared::cache::{self, ClaimResult, ClaimState, SendKey};
 use caas_shared::correlation::CorrelationId;
 use caas_shared::events::{topics, EventHeaders, MessageEvent};
 use caas_shared::model::{limits, Conversation, ConversationKind, Member, Message, Role};
@@ -229,15 +229,15 @@ async fn send_message(
     members_for(node, session, &request.conversation_id).await?;
     let (app_id, sender_id) = (session.app_id(), session.user_id());
     let conversation_id = request.conversation_id.as_str();
+    let send_key = SendKey {
+        app_id,
+        conversation_id,
+        sender_id,
+        client_msg_id: &request.client_msg_id,
+    };
     let claim_of = || async {
         node.cache
-            .claim_message(
-                app_id,
-                conversation_id,
-                sender_id,
-                &request.client_msg_id,
-                &uuid::Uuid::now_v7().to_string(),
-            )
+            .claim_message(send_key, &uuid::Uuid::now_v7().to_string())
             .await
     };
     let claim = match claim_of().await? {
@@ -293,16 +293,7 @@ async fn send_message(
     } else {
         ClaimState::Failed
     };
-    node.cache
-        .set_claim_state(
-            app_id,
-            conversation_id,
-            sender_id,
-            &request.client_msg_id,
-            &claim,
-            state,
-        )
-        .await?;
+    node.cache.set_claim_state(send_key, &claim, state).await?;
     published?;
     let MessageEvent::Created(message) = event;
     let frame = protocol::event("message.new", &message);

@@ -1,10 +1,19 @@
 //! One test body for every driver of the cache port (in-memory in unit tests, Redis in `tests/`).
 
-use super::{Cache, Claim, ClaimResult, ClaimState};
+use super::{Cache, Claim, ClaimResult, ClaimState, SendKey};
 use futures_util::future::join_all;
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn send<'a>(app_id: &'a str, conversation_id: &'a str, sender_id: &'a str, client_msg_id: &'a str) -> SendKey<'a> {
+    SendKey {
+        app_id,
+        conversation_id,
+        sender_id,
+        client_msg_id,
+    }
 }
 
 fn claimed(result: ClaimResult) -> Claim {
@@ -24,7 +33,10 @@ pub async fn run(cache: &dyn Cache) {
 async fn sequences_need_a_counter_and_start_after_the_floor(cache: &dyn Cache) {
     let (app, conversation) = (unique("app"), unique("conv"));
     assert_eq!(cache.current_seq(&app, &conversation).await.unwrap(), None);
-    let missing = cache.claim_message(&app, &conversation, "u", "c1", "m1").await.unwrap();
+    let missing = cache
+        .claim_message(send(&app, &conversation, "u", "c1"), "m1")
+        .await
+        .unwrap();
     assert!(matches!(missing, ClaimResult::CounterMissing));
     cache.ensure_sequence(&app, &conversation, 41).await.unwrap();
     cache.ensure_sequence(&app, &conversation, 0).await.unwrap();
@@ -33,17 +45,27 @@ async fn sequences_need_a_counter_and_start_after_the_floor(cache: &dyn Cache) {
         Some(41),
         "an existing counter is kept"
     );
-    let claim = claimed(cache.claim_message(&app, &conversation, "u", "c1", "m1").await.unwrap());
+    let claim = claimed(
+        cache
+            .claim_message(send(&app, &conversation, "u", "c1"), "m1")
+            .await
+            .unwrap(),
+    );
     assert_eq!((claim.seq, claim.is_new, claim.state), (42, true, ClaimState::Pending));
 }
 
 async fn claims_are_idempotent_and_remember_their_state(cache: &dyn Cache) {
     let (app, conversation) = (unique("app"), unique("conv"));
     cache.ensure_sequence(&app, &conversation, 0).await.unwrap();
-    let first = claimed(cache.claim_message(&app, &conversation, "u", "c1", "m1").await.unwrap());
+    let first = claimed(
+        cache
+            .claim_message(send(&app, &conversation, "u", "c1"), "m1")
+            .await
+            .unwrap(),
+    );
     let retry = claimed(
         cache
-            .claim_message(&app, &conversation, "u", "c1", "m-other")
+            .claim_message(send(&app, &conversation, "u", "c1"), "m-other")
             .await
             .unwrap(),
     );
@@ -52,18 +74,23 @@ async fn claims_are_idempotent_and_remember_their_state(cache: &dyn Cache) {
         ("m1", first.seq, false)
     );
     cache
-        .set_claim_state(&app, &conversation, "u", "c1", &first, ClaimState::Published)
+        .set_claim_state(send(&app, &conversation, "u", "c1"), &first, ClaimState::Published)
         .await
         .unwrap();
     let after = claimed(
         cache
-            .claim_message(&app, &conversation, "u", "c1", "m-third")
+            .claim_message(send(&app, &conversation, "u", "c1"), "m-third")
             .await
             .unwrap(),
     );
     assert_eq!((after.state, after.seq), (ClaimState::Published, first.seq));
     // The same client_msg_id from another sender is another message.
-    let other_sender = claimed(cache.claim_message(&app, &conversation, "v", "c1", "m2").await.unwrap());
+    let other_sender = claimed(
+        cache
+            .claim_message(send(&app, &conversation, "v", "c1"), "m2")
+            .await
+            .unwrap(),
+    );
     assert_eq!((other_sender.seq, other_sender.is_new), (first.seq + 1, true));
 }
 
@@ -75,7 +102,7 @@ async fn concurrent_claims_get_distinct_gap_free_seqs(cache: &dyn Cache) {
         let client_msg_id = format!("c{}", i % 25); // every id is sent twice
         claimed(
             cache
-                .claim_message(app, conversation, "u", &client_msg_id, &format!("m{i}"))
+                .claim_message(send(app, conversation, "u", &client_msg_id), &format!("m{i}"))
                 .await
                 .unwrap(),
         )

@@ -1,6 +1,6 @@
 //! The in-memory reference driver of the cache port, with the same atomicity and expiry as Redis.
 
-use super::{Cache, Claim, ClaimResult, ClaimState, IDEMPOTENCY_TTL, MEMBERSHIP_TTL};
+use super::{Cache, Claim, ClaimResult, ClaimState, SendKey, IDEMPOTENCY_TTL, MEMBERSHIP_TTL};
 use crate::Result;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -8,12 +8,14 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 type ConversationKey = (String, String);
+/// (app, conversation, sender, client_msg_id).
+type ClaimKey = (String, String, String, String);
 
 #[derive(Default)]
 struct Entries {
     sequences: HashMap<ConversationKey, i64>,
     /// (app, conversation, sender, client_msg_id) → claim and when it expires.
-    claims: HashMap<(String, String, String, String), (Claim, Instant)>,
+    claims: HashMap<ClaimKey, (Claim, Instant)>,
     members: HashMap<ConversationKey, (Vec<String>, Instant)>,
 }
 
@@ -32,7 +34,16 @@ impl MemoryCache {
     }
 }
 
-fn key(app_id: &str, conversation_id: &str) -> ConversationKey {
+fn owned(key: SendKey<'_>) -> ClaimKey {
+    (
+        key.app_id.to_owned(),
+        key.conversation_id.to_owned(),
+        key.sender_id.to_owned(),
+        key.client_msg_id.to_owned(),
+    )
+}
+
+fn conversation(app_id: &str, conversation_id: &str) -> ConversationKey {
     (app_id.to_owned(), conversation_id.to_owned())
 }
 
@@ -41,30 +52,22 @@ impl Cache for MemoryCache {
     async fn ensure_sequence(&self, app_id: &str, conversation_id: &str, floor: i64) -> Result<()> {
         self.entries()
             .sequences
-            .entry(key(app_id, conversation_id))
+            .entry(conversation(app_id, conversation_id))
             .or_insert(floor);
         Ok(())
     }
 
     async fn current_seq(&self, app_id: &str, conversation_id: &str) -> Result<Option<i64>> {
-        Ok(self.entries().sequences.get(&key(app_id, conversation_id)).copied())
+        Ok(self
+            .entries()
+            .sequences
+            .get(&conversation(app_id, conversation_id))
+            .copied())
     }
 
-    async fn claim_message(
-        &self,
-        app_id: &str,
-        conversation_id: &str,
-        sender_id: &str,
-        client_msg_id: &str,
-        message_id: &str,
-    ) -> Result<ClaimResult> {
+    async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult> {
         let mut entries = self.entries();
-        let claim_key = (
-            app_id.to_owned(),
-            conversation_id.to_owned(),
-            sender_id.to_owned(),
-            client_msg_id.to_owned(),
-        );
+        let claim_key = owned(key);
         if let Some((claim, expires)) = entries.claims.get(&claim_key) {
             if *expires > Instant::now() {
                 return Ok(ClaimResult::Claimed(Claim {
@@ -73,7 +76,10 @@ impl Cache for MemoryCache {
                 }));
             }
         }
-        let Some(counter) = entries.sequences.get_mut(&key(app_id, conversation_id)) else {
+        let Some(counter) = entries
+            .sequences
+            .get_mut(&conversation(key.app_id, key.conversation_id))
+        else {
             return Ok(ClaimResult::CounterMissing);
         };
         *counter += 1;
@@ -89,21 +95,8 @@ impl Cache for MemoryCache {
         Ok(ClaimResult::Claimed(claim))
     }
 
-    async fn set_claim_state(
-        &self,
-        app_id: &str,
-        conversation_id: &str,
-        sender_id: &str,
-        client_msg_id: &str,
-        claim: &Claim,
-        state: ClaimState,
-    ) -> Result<()> {
-        let claim_key = (
-            app_id.to_owned(),
-            conversation_id.to_owned(),
-            sender_id.to_owned(),
-            client_msg_id.to_owned(),
-        );
+    async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()> {
+        let claim_key = owned(key);
         let stored = Claim {
             state,
             is_new: false,
@@ -119,7 +112,7 @@ impl Cache for MemoryCache {
         let entries = self.entries();
         Ok(entries
             .members
-            .get(&key(app_id, conversation_id))
+            .get(&conversation(app_id, conversation_id))
             .filter(|(_, expires)| *expires > Instant::now())
             .map(|(members, _)| members.clone()))
     }
@@ -129,7 +122,7 @@ impl Cache for MemoryCache {
             let expires = Instant::now() + MEMBERSHIP_TTL;
             self.entries()
                 .members
-                .insert(key(app_id, conversation_id), (members.to_vec(), expires));
+                .insert(conversation(app_id, conversation_id), (members.to_vec(), expires));
         }
         Ok(())
     }

@@ -53,6 +53,15 @@ pub enum ClaimResult {
     CounterMissing,
 }
 
+/// Identifies one send for idempotency: the same key is the same message on every node.
+#[derive(Clone, Copy, Debug)]
+pub struct SendKey<'a> {
+    pub app_id: &'a str,
+    pub conversation_id: &'a str,
+    pub sender_id: &'a str,
+    pub client_msg_id: &'a str,
+}
+
 #[async_trait]
 pub trait Cache: Send + Sync {
     /// Creates the conversation's counter at `floor` unless it exists.
@@ -61,23 +70,8 @@ pub trait Cache: Send + Sync {
     /// Atomically returns the earlier claim of `(app, conversation, sender, client_msg_id)`, or takes the
     /// next seq and claims it for `message_id`. `CounterMissing` when the counter is gone (cache lost),
     /// so the caller re-seeds it from the store instead of restarting at 1.
-    async fn claim_message(
-        &self,
-        app_id: &str,
-        conversation_id: &str,
-        sender_id: &str,
-        client_msg_id: &str,
-        message_id: &str,
-    ) -> Result<ClaimResult>;
-    async fn set_claim_state(
-        &self,
-        app_id: &str,
-        conversation_id: &str,
-        sender_id: &str,
-        client_msg_id: &str,
-        claim: &Claim,
-        state: ClaimState,
-    ) -> Result<()>;
+    async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult>;
+    async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()>;
     async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>>;
     async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()>;
 }

@@ -3,7 +3,7 @@
 //! Keys of one conversation share a hash tag (`{app:conversation}`) so the claim script touches a
 //! single slot and stays atomic on Redis Cluster too.
 
-use super::{Cache, Claim, ClaimResult, ClaimState, IDEMPOTENCY_TTL, MEMBERSHIP_TTL};
+use super::{Cache, Claim, ClaimResult, ClaimState, SendKey, IDEMPOTENCY_TTL, MEMBERSHIP_TTL};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -68,11 +68,9 @@ impl RedisCache {
         self.connection.clone()
     }
 
-    fn claim_key(app_id: &str, conversation_id: &str, sender_id: &str, client_msg_id: &str) -> String {
-        format!(
-            "{}:idem:{sender_id}:{client_msg_id}",
-            conversation_tag(app_id, conversation_id)
-        )
+    fn claim_key(key: SendKey<'_>) -> String {
+        let tag = conversation_tag(key.app_id, key.conversation_id);
+        format!("{tag}:idem:{}:{}", key.sender_id, key.client_msg_id)
     }
 }
 
@@ -89,16 +87,9 @@ impl Cache for RedisCache {
         Ok(self.conn().get(key).await?)
     }
 
-    async fn claim_message(
-        &self,
-        app_id: &str,
-        conversation_id: &str,
-        sender_id: &str,
-        client_msg_id: &str,
-        message_id: &str,
-    ) -> Result<ClaimResult> {
-        let seq_key = format!("{}:seq", conversation_tag(app_id, conversation_id));
-        let claim_key = Self::claim_key(app_id, conversation_id, sender_id, client_msg_id);
+    async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult> {
+        let seq_key = format!("{}:seq", conversation_tag(key.app_id, key.conversation_id));
+        let claim_key = Self::claim_key(key);
         let (status, value): (i64, String) = self
             .claim_script
             .key(seq_key)
@@ -113,18 +104,10 @@ impl Cache for RedisCache {
         }
     }
 
-    async fn set_claim_state(
-        &self,
-        app_id: &str,
-        conversation_id: &str,
-        sender_id: &str,
-        client_msg_id: &str,
-        claim: &Claim,
-        state: ClaimState,
-    ) -> Result<()> {
-        let key = Self::claim_key(app_id, conversation_id, sender_id, client_msg_id);
+    async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()> {
+        let claim_key = Self::claim_key(key);
         let value = format!("{}|{}|{}", claim.message_id, claim.seq, state.as_str());
-        let _: () = self.conn().set_ex(key, value, IDEMPOTENCY_TTL.as_secs()).await?;
+        let _: () = self.conn().set_ex(claim_key, value, IDEMPOTENCY_TTL.as_secs()).await?;
         Ok(())
     }
 
@@ -173,6 +156,12 @@ mod tests {
     #[test]
     fn keys_of_one_conversation_share_a_hash_tag() {
         assert_eq!(conversation_tag("a", "c"), "caas:{a:c}");
-        assert!(RedisCache::claim_key("a", "c", "u", "m").starts_with("caas:{a:c}:"));
+        assert!(RedisCache::claim_key(SendKey {
+            app_id: "a",
+            conversation_id: "c",
+            sender_id: "u",
+            client_msg_id: "m"
+        })
+        .starts_with("caas:{a:c}:"));
     }
 }
