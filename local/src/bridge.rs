@@ -6,10 +6,8 @@
 use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use caas_shared::bus::{Bus, Position, Record};
 use caas_shared::{Error, Result};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -32,34 +30,57 @@ impl Default for BatchPolicy {
 }
 
 /// One record in the JSON form Lambda receives (key and value base64, headers as signed bytes).
-fn lambda_record(message: &BorrowedMessage<'_>) -> Value {
-    let headers: Vec<Value> = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|h| {
-                    let bytes: Vec<i8> = h.value.unwrap_or_default().iter().map(|b| *b as i8).collect();
-                    json!({ h.key: bytes })
-                })
-                .collect()
+fn lambda_record(record: &Record) -> Value {
+    let headers: Vec<Value> = record
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let bytes: Vec<i8> = value.iter().map(|b| *b as i8).collect();
+            json!({ name: bytes })
         })
-        .unwrap_or_default();
+        .collect();
     json!({
-        "topic": message.topic(),
-        "partition": message.partition(),
-        "offset": message.offset(),
-        "timestamp": message.timestamp().to_millis().unwrap_or_default(),
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp_ms,
         "timestampType": "CREATE_TIME",
-        "key": message.key().map(|k| BASE64.encode(k)),
-        "value": message.payload().map(|v| BASE64.encode(v)),
+        "key": record.key.as_ref().map(|k| BASE64.encode(k)),
+        "value": BASE64.encode(&record.payload),
         "headers": headers,
     })
 }
 
-/// Consumes `topic` in `group` forever (until `shutdown`), handing batches to `handler`.
+/// Groups a batch the way Lambda does (`"topic-partition"` → records).
+fn kafka_event(bus: &dyn Bus, batch: &[Record]) -> Result<KafkaEvent> {
+    let mut records: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for record in batch {
+        records
+            .entry(format!("{}-{}", record.topic, record.partition))
+            .or_default()
+            .push(lambda_record(record));
+    }
+    let (event_source, bootstrap_servers) = bus.source();
+    serde_json::from_value(json!({
+        "eventSource": event_source,
+        "bootstrapServers": bootstrap_servers,
+        "records": records,
+    }))
+    .map_err(|e| Error::Internal(format!("building KafkaEvent: {e}")))
+}
+
+/// The position after the last record of each partition in the batch.
+fn positions_after(batch: &[Record]) -> Vec<Position> {
+    let mut latest: BTreeMap<(&str, i32), Position> = BTreeMap::new();
+    for record in batch {
+        latest.insert((&record.topic, record.partition), record.next_position());
+    }
+    latest.into_values().collect()
+}
+
+/// Consumes `topic` in `group` until `shutdown`, handing batches to `handler`.
 pub async fn run<F, Fut, T>(
-    brokers: &str,
+    bus: &dyn Bus,
     topic: &str,
     group: &str,
     policy: BatchPolicy,
@@ -70,19 +91,16 @@ where
     F: Fn(KafkaEvent) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let consumer: StreamConsumer = caas_shared::bus::consumer(brokers, group, true)?;
-    consumer
-        .subscribe(&[topic])
-        .map_err(|e| Error::Bus(format!("subscribing to {topic}: {e}")))?;
+    let mut consumer = bus.group_consumer(topic, group).await?;
     tracing::info!(topic, group, "bridge consuming");
     tokio::pin!(shutdown);
     loop {
         let first = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            first = consumer.recv() => first,
+            first = consumer.next() => first,
         };
         let first = match first {
-            Ok(message) => message,
+            Ok(record) => record,
             Err(e) => {
                 tracing::warn!(error = %e, "consume error");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -92,27 +110,13 @@ where
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + policy.max_wait;
         while batch.len() < policy.max_records {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(message),
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Ok(record)) => batch.push(record),
                 Ok(Err(e)) => tracing::warn!(error = %e, "consume error"),
                 Err(_) => break,
             }
         }
-        let mut records: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        let mut next_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for message in &batch {
-            records
-                .entry(format!("{}-{}", message.topic(), message.partition()))
-                .or_default()
-                .push(lambda_record(message));
-            next_offsets.insert((message.topic().to_owned(), message.partition()), message.offset() + 1);
-        }
-        let event: KafkaEvent = serde_json::from_value(json!({
-            "eventSource": "SelfManagedKafka",
-            "bootstrapServers": brokers,
-            "records": records,
-        }))
-        .map_err(|e| Error::Internal(format!("building KafkaEvent: {e}")))?;
+        let event = kafka_event(bus, &batch)?;
         let mut backoff = Duration::from_millis(100);
         loop {
             match handler(event.clone()).await {
@@ -124,14 +128,8 @@ where
                 }
             }
         }
-        let mut commit = TopicPartitionList::new();
-        for ((topic, partition), offset) in next_offsets {
-            commit
-                .add_partition_offset(&topic, partition, Offset::Offset(offset))
-                .map_err(|e| Error::Bus(e.to_string()))?;
-        }
         // A failed commit (say, after a rebalance) only means redelivery, which the handler tolerates.
-        if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+        if let Err(e) = consumer.commit(&positions_after(&batch)).await {
             tracing::warn!(error = %e, group, "offset commit failed; the batch may be redelivered");
         }
     }

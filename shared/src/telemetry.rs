@@ -3,7 +3,12 @@
 use tracing_subscriber::{fmt, EnvFilter};
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default("info");
+}
+
+/// Like [`init`], with another filter when `RUST_LOG` is unset (the dev mode keeps its console quiet).
+pub fn init_with_default(default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // try_init: tests and the embedded mode may initialise more than once in one process.
     let _ = fmt()
         .json()

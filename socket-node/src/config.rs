@@ -7,7 +7,7 @@ use std::time::Duration;
 pub struct NodeSettings {
     /// Address to listen on (`CAAS_SOCKET_BIND`, default `0.0.0.0:3002`).
     pub bind: String,
-    /// Unique per node; names this node's `caas.acks` consumer group (`CAAS_NODE_ID`, default random).
+    /// Names this node in logs (`CAAS_NODE_ID`, default random).
     pub node_id: String,
     /// Connections beyond this wait for a free slot (`CAAS_SOCKET_MAX_CONNECTIONS`, default 100000).
     pub max_connections: usize,

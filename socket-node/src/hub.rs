@@ -4,7 +4,7 @@
 //! mode) only while at least one of its connections wants it, so a message is published once and reaches only nodes with an interested
 //! client. Payloads are serialised once and shared by every recipient.
 
-use caas_shared::fanout::{FanOut, RedisFanOut};
+use caas_shared::fanout::{FanOut, MemoryBroker, MemoryFanOut, RedisFanOut};
 use caas_shared::Result;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,11 +56,16 @@ impl Hub {
         hub
     }
 
-    /// A hub whose fan-out is Redis pub/sub.
-    pub async fn connect_redis(redis_url: &str) -> Result<Arc<Self>> {
+    /// A hub over the fan-out named by `url`: Redis pub/sub (`redis://…`), or for a single-process
+    /// deployment (`memory://`) an in-process broker.
+    pub async fn connect(url: &str) -> Result<Arc<Self>> {
         let (inbox, received) = mpsc::unbounded_channel();
-        let fan_out = RedisFanOut::connect(redis_url, inbox).await?;
-        Ok(Self::new(Arc::new(fan_out), received))
+        let fan_out: Arc<dyn FanOut> = if url.starts_with("memory://") {
+            Arc::new(MemoryFanOut::new(MemoryBroker::new(), inbox))
+        } else {
+            Arc::new(RedisFanOut::connect(url, inbox).await?)
+        };
+        Ok(Self::new(fan_out, received))
     }
 
     /// Sends `payload` to every subscriber of `channel` on every node, this one included.

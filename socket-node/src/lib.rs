@@ -13,17 +13,41 @@ pub mod hub;
 pub mod server;
 
 use caas_shared::auth::TokenSigner;
-use caas_shared::bus::KafkaBus;
-use caas_shared::cache::Cache;
+use caas_shared::bus::Bus;
+use caas_shared::cache::{self, Cache};
+use caas_shared::config::Config;
 use caas_shared::store::Store;
+use caas_shared::Result;
 use std::sync::Arc;
 
 /// Everything a connection needs, built once per node.
 pub struct Node {
     pub store: Arc<dyn Store>,
     pub cache: Arc<dyn Cache>,
-    pub bus: KafkaBus,
+    pub bus: Arc<dyn Bus>,
     pub signer: TokenSigner,
     pub hub: Arc<hub::Hub>,
     pub settings: config::NodeSettings,
+}
+
+impl Node {
+    /// Builds a node on the given store and bus (shared with other components in the embedded dev mode),
+    /// connects its cache and fan-out from `config`, and starts relaying persisted acks.
+    pub async fn start(
+        config: &Config,
+        settings: config::NodeSettings,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+    ) -> Result<Arc<Self>> {
+        let hub = hub::Hub::connect(&config.redis_socket_url).await?;
+        acks::start(bus.as_ref(), Arc::clone(&hub)).await?;
+        Ok(Arc::new(Self {
+            store,
+            cache: cache::connect(&config.redis_socket_url).await?,
+            bus,
+            signer: TokenSigner::from_config(config),
+            hub,
+            settings,
+        }))
+    }
 }

@@ -219,20 +219,7 @@ impl Platform {
             .find(|(l, _)| l == label)
             .expect("no such process")
             .1;
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        signal_and_wait(child, "TERM")
     }
 
     pub fn log_dir(&self) -> &Path {
@@ -253,9 +240,52 @@ impl Platform {
         client.database(&self.database)
     }
 
+    pub fn gateway(&self) -> Gateway {
+        Gateway {
+            url: self.gateway_url.clone(),
+            admin_token: self.admin_token.clone(),
+        }
+    }
+
+    pub async fn create_app(&self, http: &reqwest::Client) -> (String, String) {
+        self.gateway().create_app(http).await
+    }
+
+    /// Gets an SDK token; returns the whole response body.
+    pub async fn token(&self, http: &reqwest::Client, app: &(String, String), external_id: &str) -> Value {
+        self.gateway().token(http, app, external_id).await
+    }
+}
+
+/// Sends `signal` (`TERM`, `INT`, …) to a process and waits (bounded) for it to exit; returns whether it
+/// exited cleanly.
+pub fn signal_and_wait(child: &mut Child, signal: &str) -> bool {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal} failed");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.success();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The HTTP side of a running platform: what an app backend talks to.
+pub struct Gateway {
+    pub url: String,
+    pub admin_token: String,
+}
+
+impl Gateway {
     pub async fn create_app(&self, http: &reqwest::Client) -> (String, String) {
         let response = http
-            .post(format!("{}/api/v1/admin/apps", self.gateway_url))
+            .post(format!("{}/api/v1/admin/apps", self.url))
             .bearer_auth(&self.admin_token)
             .json(&json!({"name": "e2e"}))
             .send()
@@ -272,13 +302,74 @@ impl Platform {
     /// Gets an SDK token; returns the whole response body.
     pub async fn token(&self, http: &reqwest::Client, app: &(String, String), external_id: &str) -> Value {
         let response = http
-            .post(format!("{}/api/v1/auth/sdk/token", self.gateway_url))
+            .post(format!("{}/api/v1/auth/sdk/token", self.url))
             .json(&json!({"app_id": app.0, "app_secret": app.1, "user_external_id": external_id}))
             .send()
             .await
             .expect("token request");
         assert_eq!(response.status(), 200, "token request failed");
         response.json().await.expect("token json")
+    }
+}
+
+/// The embedded dev mode (`caas-dev`) as a newcomer runs it: one process, no server, nothing from the
+/// real stack's environment.
+pub struct DevMode {
+    child: Child,
+    pub gateway: Gateway,
+    pub socket_url: String,
+    pub log: PathBuf,
+}
+
+impl DevMode {
+    /// Starts `caas-dev --data-dir data_dir` on free ports and waits until both ports listen.
+    pub fn start(data_dir: &Path) -> Self {
+        build_binaries();
+        let (gateway_port, socket_port) = (free_port(), free_port());
+        let log_dir = workspace_root().join("target").join("e2e-logs").join("dev-mode");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let log = log_dir.join(format!("{}.log", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(binary_dir().join("caas-dev"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("CAAS_GATEWAY_BIND", format!("127.0.0.1:{gateway_port}"))
+            .env("CAAS_SOCKET_BIND", format!("127.0.0.1:{socket_port}"))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .spawn()
+            .expect("starting caas-dev");
+        wait_for_port(gateway_port, "caas-dev gateway", &mut child);
+        wait_for_port(socket_port, "caas-dev socket node", &mut child);
+        Self {
+            child,
+            gateway: Gateway {
+                url: format!("http://127.0.0.1:{gateway_port}"),
+                admin_token: "dev-admin-token".into(),
+            },
+            socket_url: format!("ws://127.0.0.1:{socket_port}/ws"),
+            log,
+        }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Ctrl-C, as a developer would; returns whether it exited cleanly.
+    pub fn interrupt(&mut self) -> bool {
+        signal_and_wait(&mut self.child, "INT")
+    }
+}
+
+impl Drop for DevMode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use caas_e2e::Stack;
-use caas_shared::bus::{self, KafkaBus};
+use caas_shared::bus;
 use caas_shared::events::MessageEvent;
 use caas_shared::model::Message;
 use caas_shared::store::MongoStore;
@@ -38,9 +38,8 @@ async fn redelivered_batches_leave_mongodb_unchanged() {
             .await
             .unwrap(),
     );
-    let brokers = stack.get("CAAS_BUS_URL").trim_start_matches("kafka://").to_owned();
-    bus::ensure_topics(&brokers, 3).await.unwrap();
-    let handler = PersistMessages::new(Arc::clone(&store) as _, KafkaBus::connect(&brokers).unwrap());
+    let bus = bus::connect(stack.get("CAAS_BUS_URL")).await.unwrap();
+    let handler = PersistMessages::new(Arc::clone(&store) as _, bus);
 
     let messages: Vec<Message> = (1..=50)
         .map(|seq| Message {

@@ -1,13 +1,13 @@
 //! Lambda entry point of the auth function: wires config, the store and the router.
 
 use caas_shared::config::Config;
-use caas_shared::store::MongoStore;
+use caas_shared::store;
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     caas_shared::telemetry::init();
     let config = Config::from_env()?;
-    let store = Arc::new(MongoStore::connect(&config.store_url, &config.store_database).await?);
+    let store = store::connect(&config.store_url, &config.store_database).await?;
     lambda_http::run(auth::router(Arc::new(auth::AuthService::new(store, &config)))).await
 }

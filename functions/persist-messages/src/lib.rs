@@ -6,7 +6,7 @@
 
 use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
 use base64::Engine;
-use caas_shared::bus::KafkaBus;
+use caas_shared::bus::Bus;
 use caas_shared::correlation::KAFKA_HEADER;
 use caas_shared::events::{topics, EventHeaders, MessageEvent, PersistedAck};
 use caas_shared::model::Message;
@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 pub struct PersistMessages {
     store: Arc<dyn Store>,
-    bus: KafkaBus,
+    bus: Arc<dyn Bus>,
 }
 
 /// What one invocation did; returned to the caller (Lambda logs it, the bridge reports it).
@@ -34,7 +34,7 @@ pub struct BatchReport {
 }
 
 impl PersistMessages {
-    pub fn new(store: Arc<dyn Store>, bus: KafkaBus) -> Self {
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
         Self { store, bus }
     }
 

@@ -1,19 +1,17 @@
 //! Lambda entry point of persist-messages: wires config, the store, the bus and the handler.
 
 use aws_lambda_events::event::kafka::KafkaEvent;
-use caas_shared::bus::KafkaBus;
 use caas_shared::config::Config;
-use caas_shared::store::MongoStore;
+use caas_shared::{bus, store};
 use lambda_runtime::{service_fn, LambdaEvent};
 use persist_messages::PersistMessages;
-use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     caas_shared::telemetry::init();
     let config = Config::from_env()?;
-    let store = Arc::new(MongoStore::connect(&config.store_url, &config.store_database).await?);
-    let handler = PersistMessages::new(store, KafkaBus::connect(&config.kafka_brokers()?)?);
+    let store = store::connect(&config.store_url, &config.store_database).await?;
+    let handler = PersistMessages::new(store, bus::connect(&config.bus_url).await?);
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<KafkaEvent>| async move {
         handler

@@ -1,30 +1,15 @@
-//! Runs the Kafka-triggered functions locally: persist-messages on `caas.messages`.
+//! Runs the Kafka-triggered functions locally against the bus and store named by `CAAS_BUS_URL` and
+//! `CAAS_STORE_URL`.
 
-use caas_local::bridge::{self, BatchPolicy};
-use caas_shared::bus::{self, KafkaBus};
 use caas_shared::config::Config;
-use caas_shared::events::topics;
-use caas_shared::store::MongoStore;
-use persist_messages::PersistMessages;
-use std::sync::Arc;
+use caas_shared::{bus, store};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     caas_shared::telemetry::init();
     let config = Config::from_env()?;
-    let brokers = config.kafka_brokers()?;
-    bus::ensure_topics(&brokers, 3).await?;
-    let store = Arc::new(MongoStore::connect(&config.store_url, &config.store_database).await?);
-    let persist = PersistMessages::new(store, KafkaBus::connect(&brokers)?);
-    let persist = &persist;
-    bridge::run(
-        &brokers,
-        topics::MESSAGES,
-        &config.consumer_group("persist-messages"),
-        BatchPolicy::default(),
-        |event| async move { persist.handle(&event).await },
-        caas_local::shutdown_signal(),
-    )
-    .await?;
+    let store = store::connect(&config.store_url, &config.store_database).await?;
+    let bus = bus::connect(&config.bus_url).await?;
+    caas_local::run_functions(&config, store, bus, caas_shared::shutdown_signal()).await?;
     Ok(())
 }

@@ -1,21 +1,19 @@
-//! The local API gateway: every HTTP function mounted on its `/api/v1/...` route at one port
-//! (`CAAS_GATEWAY_BIND`, default `127.0.0.1:3000`), as API Gateway does when deployed.
+//! The local API gateway: every HTTP function on its `/api/v1/...` route at one port
+//! (`CAAS_GATEWAY_BIND`, default `127.0.0.1:3000`).
 
 use caas_shared::config::Config;
-use caas_shared::store::MongoStore;
-use std::sync::Arc;
+use caas_shared::store;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     caas_shared::telemetry::init();
     let config = Config::from_env()?;
     let bind = std::env::var("CAAS_GATEWAY_BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let store = Arc::new(MongoStore::connect(&config.store_url, &config.store_database).await?);
-    let app = auth::router(Arc::new(auth::AuthService::new(store, &config)));
+    let store = store::connect(&config.store_url, &config.store_database).await?;
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(caas_local::shutdown_signal())
+    axum::serve(listener, caas_local::gateway(&config, store))
+        .with_graceful_shutdown(caas_shared::shutdown_signal())
         .await?;
     Ok(())
 }

@@ -85,3 +85,16 @@ pub fn conversation_channel(app_id: &str, conversation_id: &str) -> String {
 pub fn user_channel(app_id: &str, user_id: &str) -> String {
     format!("caas:user:{app_id}:{user_id}")
 }
+
+/// Opens the cache named by `url`: `redis://…` or `memory://` (private to this process).
+pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Cache>> {
+    if url.starts_with("memory://") {
+        Ok(std::sync::Arc::new(MemoryCache::new()))
+    } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+        Ok(std::sync::Arc::new(RedisCache::connect(url).await?))
+    } else {
+        Err(crate::Error::Config(format!(
+            "the cache URL must be redis://… or memory://, got {url}"
+        )))
+    }
+}

@@ -1,12 +1,19 @@
 //! The in-memory reference driver of the store port: the embedded dev mode's store and the fast unit
 //! tests' store. It enforces the same unique constraints as the MongoDB indexes.
+//!
+//! Opened on a directory, it also keeps a snapshot there (written atomically after every change, read
+//! back on open) so a dev-mode restart keeps apps, users, conversations and messages.
 
 use super::{InsertOutcome, Store};
 use crate::model::{App, Conversation, Member, Message, User};
 use crate::{Error, Result};
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+const SNAPSHOT_FILE: &str = "store.json";
 
 #[derive(Default)]
 struct Tables {
@@ -21,9 +28,76 @@ struct Tables {
     sequences: HashMap<(String, String), BTreeMap<i64, String>>,
 }
 
+/// The records themselves; indexes are rebuilt from them on load.
+#[derive(Default, Serialize, Deserialize)]
+struct Snapshot {
+    apps: Vec<App>,
+    users: Vec<User>,
+    conversations: Vec<Conversation>,
+    members: Vec<Member>,
+    messages: Vec<Message>,
+}
+
+impl Tables {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            apps: self.apps.values().cloned().collect(),
+            users: self.users.values().cloned().collect(),
+            conversations: self.conversations.values().cloned().collect(),
+            members: self.members.values().cloned().collect(),
+            messages: self.messages.values().cloned().collect(),
+        }
+    }
+
+    fn restore(snapshot: Snapshot) -> Self {
+        let mut tables = Tables::default();
+        for app in snapshot.apps {
+            tables.apps.insert(app.id.clone(), app);
+        }
+        for user in snapshot.users {
+            let key = (user.app_id.clone(), user.external_id.clone());
+            tables.user_ids.insert(key, user.id.clone());
+            tables.users.insert(user.id.clone(), user);
+        }
+        for conversation in snapshot.conversations {
+            tables.conversations.insert(conversation.id.clone(), conversation);
+        }
+        for member in snapshot.members {
+            tables.members.insert(member.id.clone(), member);
+        }
+        tables.add_messages(snapshot.messages);
+        tables
+    }
+
+    /// Inserts messages not stored yet (by id, or by `(app, conversation, seq)`).
+    fn add_messages(&mut self, messages: impl IntoIterator<Item = Message>) -> InsertOutcome {
+        let mut outcome = InsertOutcome::default();
+        for message in messages {
+            let key = (message.app_id.clone(), message.conversation_id.clone());
+            let seq_taken = self
+                .sequences
+                .get(&key)
+                .is_some_and(|seqs| seqs.contains_key(&message.seq));
+            if self.messages.contains_key(&message.id) || seq_taken {
+                outcome.duplicates += 1;
+                continue;
+            }
+            self.sequences
+                .entry(key)
+                .or_default()
+                .insert(message.seq, message.id.clone());
+            self.messages.insert(message.id.clone(), message);
+            outcome.inserted += 1;
+        }
+        outcome
+    }
+}
+
 #[derive(Default)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
+    /// Where the snapshot lives; `None` keeps everything in memory only.
+    snapshot_path: Option<PathBuf>,
 }
 
 impl MemoryStore {
@@ -31,9 +105,41 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+    /// A store that loads `dir/store.json` if present and rewrites it after every change.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("creating {}: {e}", dir.display())))?;
+        let path = dir.join(SNAPSHOT_FILE);
+        let tables = match std::fs::read(&path) {
+            Ok(bytes) => Tables::restore(
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Tables::default(),
+            Err(e) => return Err(Error::Config(format!("reading {}: {e}", path.display()))),
+        };
+        Ok(Self {
+            tables: Mutex::new(tables),
+            snapshot_path: Some(path),
+        })
+    }
+
+    fn tables(&self) -> MutexGuard<'_, Tables> {
         // A panic while holding the lock cannot leave a table half-written: every write is one insert.
         self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes the snapshot while the caller still holds the lock, so snapshots land in change order.
+    /// Written to a temporary file and renamed, so a crash leaves the previous snapshot whole.
+    fn persist(&self, tables: &Tables) -> Result<()> {
+        let Some(path) = &self.snapshot_path else {
+            return Ok(());
+        };
+        let bytes = serde_json::to_vec(&tables.snapshot())
+            .map_err(|e| Error::Internal(format!("encoding the store snapshot: {e}")))?;
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(&temporary, bytes)
+            .and_then(|()| std::fs::rename(&temporary, path))
+            .map_err(|e| Error::Internal(format!("writing {}: {e}", path.display())))
     }
 }
 
@@ -45,7 +151,7 @@ impl Store for MemoryStore {
             return Err(Error::Conflict(format!("app {} already exists", app.id)));
         }
         tables.apps.insert(app.id.clone(), app.clone());
-        Ok(())
+        self.persist(&tables)
     }
 
     async fn find_app(&self, app_id: &str) -> Result<Option<App>> {
@@ -60,6 +166,7 @@ impl Store for MemoryStore {
             None => {
                 tables.user_ids.insert(key, user.id.clone());
                 tables.users.insert(user.id.clone(), user.clone());
+                self.persist(&tables)?;
                 return Ok(user.clone());
             }
         };
@@ -67,10 +174,13 @@ impl Store for MemoryStore {
             .users
             .get_mut(&id)
             .ok_or_else(|| Error::Internal("user index out of step".into()))?;
-        if user.display_name.is_some() {
-            stored.display_name = user.display_name.clone();
+        if user.display_name.is_none() || stored.display_name == user.display_name {
+            return Ok(stored.clone());
         }
-        Ok(stored.clone())
+        stored.display_name = user.display_name.clone();
+        let updated = stored.clone();
+        self.persist(&tables)?;
+        Ok(updated)
     }
 
     async fn find_users(&self, app_id: &str, ids: &[String]) -> Result<Vec<User>> {
@@ -101,6 +211,7 @@ impl Store for MemoryStore {
                 .entry(member.id.clone())
                 .or_insert_with(|| member.clone());
         }
+        self.persist(&tables)?;
         Ok(conversation.clone())
     }
 
@@ -115,24 +226,9 @@ impl Store for MemoryStore {
 
     async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome> {
         let mut tables = self.tables();
-        let mut outcome = InsertOutcome::default();
-        for message in messages {
-            let key = (message.app_id.clone(), message.conversation_id.clone());
-            let seq_taken = tables
-                .sequences
-                .get(&key)
-                .is_some_and(|seqs| seqs.contains_key(&message.seq));
-            if tables.messages.contains_key(&message.id) || seq_taken {
-                outcome.duplicates += 1;
-                continue;
-            }
-            tables
-                .sequences
-                .entry(key)
-                .or_default()
-                .insert(message.seq, message.id.clone());
-            tables.messages.insert(message.id.clone(), message.clone());
-            outcome.inserted += 1;
+        let outcome = tables.add_messages(messages.iter().cloned());
+        if outcome.inserted > 0 {
+            self.persist(&tables)?;
         }
         Ok(outcome)
     }
@@ -153,5 +249,22 @@ mod tests {
     #[tokio::test]
     async fn passes_the_store_conformance_suite() {
         super::super::conformance::run(&super::MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn a_store_opened_on_a_directory_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("caas-store-{}", uuid::Uuid::new_v4().simple()));
+        {
+            let store = super::MemoryStore::open(&dir).unwrap();
+            super::super::conformance::run(&store).await;
+        }
+        let reopened = super::MemoryStore::open(&dir).unwrap();
+        assert!(!reopened.tables().apps.is_empty(), "apps restored");
+        assert!(!reopened.tables().messages.is_empty(), "messages restored");
+        // The unique indexes are rebuilt too: re-inserting every stored message is all duplicates.
+        let messages: Vec<_> = reopened.tables().messages.values().cloned().collect();
+        let outcome = super::Store::insert_messages(&reopened, &messages).await.unwrap();
+        assert_eq!((outcome.inserted, outcome.duplicates), (0, messages.len()));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

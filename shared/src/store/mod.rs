@@ -40,3 +40,19 @@ pub trait Store: Send + Sync {
     /// Highest stored `seq` of a conversation (0 when empty).
     async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64>;
 }
+
+/// Opens the store named by `url`: `mongodb://…` (database `database`), `memory://` (lost on exit) or
+/// `file:///dir` (in memory, snapshotted to `dir` so restarts keep the data; for the embedded dev mode).
+pub async fn connect(url: &str, database: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if url.starts_with("memory://") {
+        Ok(std::sync::Arc::new(MemoryStore::new()))
+    } else if let Some(dir) = url.strip_prefix("file://") {
+        Ok(std::sync::Arc::new(MemoryStore::open(std::path::Path::new(dir))?))
+    } else if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
+        Ok(std::sync::Arc::new(MongoStore::connect(url, database).await?))
+    } else {
+        Err(crate::Error::Config(format!(
+            "CAAS_STORE_URL must be mongodb://…, memory:// or file:///dir, got {url}"
+        )))
+    }
+}

@@ -1,0 +1,171 @@
+//! `caas-dev`: the whole platform in one process — the gateway with every HTTP function (port 3000),
+//! a socket node (port 3002) and the function bridge — on in-memory drivers, so trying the product
+//! needs no server. Every `CAAS_*` variable still applies: point it at `mongodb://`, `redis://` (and,
+//! built with `--features kafka`, `kafka://`) to run the same process against real infrastructure.
+//!
+//! `--data-dir DIR` (or `CAAS_DEV_DATA_DIR`) keeps the store and the token-signing secret in `DIR`, so
+//! a restart keeps apps, users, conversations, messages and issued tokens.
+
+use caas_shared::config::Config;
+use caas_shared::{bus, store};
+use socket_node::config::NodeSettings;
+use socket_node::{server::Listener, Node};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
+const SECRET_FILE: &str = "jwt-secret";
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    caas_shared::telemetry::init_with_default("warn");
+    let data_dir = data_dir()?;
+    let gateway_listener = TcpListener::bind(env_or("CAAS_GATEWAY_BIND", "127.0.0.1:3000")).await?;
+    let socket_listener = TcpListener::bind(env_or("CAAS_SOCKET_BIND", "127.0.0.1:3002")).await?;
+    let api_url = format!("http://{}", gateway_listener.local_addr()?);
+    let ws_url = format!("ws://{}/ws", socket_listener.local_addr()?);
+
+    let mut defaults = HashMap::from([
+        ("CAAS_BUS_URL", "memory://".to_owned()),
+        ("CAAS_CACHE_URL", "memory://".to_owned()),
+        ("CAAS_ADMIN_TOKEN", DEV_ADMIN_TOKEN.to_owned()),
+        ("CAAS_SOCKET_URLS", ws_url.clone()),
+        (
+            "CAAS_STORE_URL",
+            match &data_dir {
+                Some(dir) => format!("file://{}", dir.display()),
+                None => "memory://".to_owned(),
+            },
+        ),
+    ]);
+    if env("CAAS_JWT_SECRET").is_none() && env("CAAS_JWT_SECRET_FILE").is_none() {
+        defaults.insert("CAAS_JWT_SECRET", dev_secret(data_dir.as_deref())?);
+    }
+    let config = Config::from_lookup(|key| env(key).or_else(|| defaults.get(key).cloned()))?;
+    let store = store::connect(&config.store_url, &config.store_database).await?;
+    let bus = bus::connect(&config.bus_url).await?;
+    let mut settings = NodeSettings::from_env()?;
+    settings.bind = socket_listener.local_addr()?.to_string();
+    let node = Node::start(&config, settings, Arc::clone(&store), Arc::clone(&bus)).await?;
+
+    // Whichever part stops first (Ctrl-C, SIGTERM, or a failure) stops the others.
+    let (stop, stopped) = watch::channel(false);
+    let stop_signal = || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let gateway = async {
+        let result = axum::serve(gateway_listener, caas_local::gateway(&config, Arc::clone(&store)))
+            .with_graceful_shutdown(stop_signal())
+            .await;
+        stop.send_replace(true);
+        result.map_err(BoxError::from)
+    };
+    let socket_node = async {
+        Listener {
+            node,
+            listener: socket_listener,
+        }
+        .run(stop_signal())
+        .await;
+        stop.send_replace(true);
+    };
+    let functions = async {
+        let result = caas_local::run_functions(&config, Arc::clone(&store), bus, stop_signal()).await;
+        stop.send_replace(true);
+        result.map_err(BoxError::from)
+    };
+    let signals = async {
+        tokio::select! {
+            _ = caas_shared::shutdown_signal() => {}
+            _ = stop_signal() => {}
+        }
+        stop.send_replace(true);
+    };
+    print_banner(&config, &api_url, &ws_url);
+    let (gateway, (), functions, ()) = tokio::join!(gateway, socket_node, functions, signals);
+    gateway?;
+    functions?;
+    println!("caas-dev stopped");
+    Ok(())
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+fn env_or(key: &str, default: &str) -> String {
+    env(key).unwrap_or_else(|| default.to_owned())
+}
+
+/// `--data-dir DIR` wins over `CAAS_DEV_DATA_DIR`; the directory is created and made absolute.
+fn data_dir() -> Result<Option<PathBuf>, BoxError> {
+    let mut args = std::env::args().skip(1);
+    let mut chosen = env("CAAS_DEV_DATA_DIR");
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--data-dir" => chosen = Some(args.next().ok_or("--data-dir needs a directory")?),
+            "-h" | "--help" => {
+                println!("usage: caas-dev [--data-dir DIR]   (every CAAS_* variable applies; see README.md)");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}; try --help").into()),
+        }
+    }
+    let Some(dir) = chosen else { return Ok(None) };
+    std::fs::create_dir_all(&dir)?;
+    Ok(Some(std::fs::canonicalize(dir)?))
+}
+
+/// A fresh signing secret per run, or the one kept in the data directory so tokens outlive a restart.
+fn dev_secret(data_dir: Option<&Path>) -> Result<String, BoxError> {
+    let Some(dir) = data_dir else {
+        return Ok(caas_shared::auth::generate_secret());
+    };
+    let path = dir.join(SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(secret) => Ok(secret.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = caas_shared::auth::generate_secret();
+            std::fs::write(&path, &secret)?;
+            Ok(secret)
+        }
+        Err(e) => Err(format!("reading {}: {e}", path.display()).into()),
+    }
+}
+
+fn print_banner(config: &Config, api_url: &str, ws_url: &str) {
+    let admin = config.admin_token.as_deref().unwrap_or("<CAAS_ADMIN_TOKEN>");
+    let persistence = if config.store_url.starts_with("file://") {
+        "kept across restarts"
+    } else {
+        "lost on exit; --data-dir DIR keeps it"
+    };
+    println!(
+        "\
+caas-dev is running — gateway, socket node and function bridge in one process
+  HTTP API   {api_url}/api/v1
+  WebSocket  {ws_url}
+  store      {store} ({persistence})
+  bus        {bus}
+  cache      {cache}
+
+Create an app, then a user token with the app's id and secret:
+  curl -s -X POST {api_url}/api/v1/admin/apps -H 'authorization: Bearer {admin}' \\
+       -H 'content-type: application/json' -d '{{\"name\":\"my app\"}}'
+  curl -s -X POST {api_url}/api/v1/auth/sdk/token -H 'content-type: application/json' \\
+       -d '{{\"app_id\":\"APP_ID\",\"app_secret\":\"APP_SECRET\",\"user_external_id\":\"alice\"}}'
+Connect a WebSocket client to {ws_url}?token=TOKEN (protocol: docs/protocol.md).
+Ctrl-C stops everything.",
+        store = config.store_url,
+        bus = config.bus_url,
+        cache = config.redis_socket_url,
+    );
+}

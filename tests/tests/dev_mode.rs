@@ -1,0 +1,109 @@
+//! Smoke test of the embedded dev mode (`cargo run -p caas-dev`): one process, no server. It starts,
+//! hands out tokens, lets two WebSocket clients exchange a message (sequenced, fanned out, persisted
+//! through the in-memory bus and the function bridge), stops on Ctrl-C, and keeps its data across a
+//! restart when given a data directory.
+
+use caas_e2e::{Client, DevMode};
+use serde_json::{json, Value};
+
+async fn connect(dev: &DevMode, token: &Value, correlation_id: &str) -> Client {
+    Client::connect(&dev.socket_url, token["token"].as_str().unwrap(), correlation_id).await
+}
+
+/// Sends one message and returns (accepted reply, persisted ack).
+async fn send(client: &mut Client, conversation_id: &str, client_msg_id: &str, text: &str) -> (Value, Value) {
+    let id = client
+        .request(
+            "message.send",
+            json!({"conversation_id": conversation_id, "client_msg_id": client_msg_id, "text": text}),
+        )
+        .await;
+    let (mut accepted, mut persisted) = (None, None);
+    while accepted.is_none() || persisted.is_none() {
+        let frame = client.next_json().await;
+        if frame["reply_to"] == id {
+            accepted = Some(frame);
+        } else if frame["type"] == "ack" && frame["data"]["client_msg_id"] == client_msg_id {
+            assert_eq!(frame["data"]["status"], "persisted", "{frame}");
+            persisted = Some(frame);
+        }
+    }
+    (accepted.unwrap(), persisted.unwrap())
+}
+
+async fn next_message(client: &mut Client) -> Value {
+    loop {
+        let frame = client.next_json().await;
+        if frame["type"] == "message.new" {
+            return frame["data"].clone();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_runs_the_platform_in_one_process_and_keeps_data_across_restarts() {
+    let data_dir = caas_e2e::workspace_root()
+        .join("target")
+        .join("e2e-dev-data")
+        .join(uuid::Uuid::new_v4().simple().to_string());
+    let http = reqwest::Client::new();
+
+    let mut dev = DevMode::start(&data_dir);
+    let banner = dev.output();
+    assert!(
+        banner.contains(&dev.socket_url),
+        "banner names the WebSocket URL:\n{banner}"
+    );
+    assert!(banner.contains("/api/v1/admin/apps"), "banner has the curl:\n{banner}");
+
+    let app = dev.gateway.create_app(&http).await;
+    let alice = dev.gateway.token(&http, &app, "alice").await;
+    let bob = dev.gateway.token(&http, &app, "bob").await;
+    assert_eq!(alice["socket_urls"], json!([dev.socket_url]));
+    let mut a = connect(&dev, &alice, "dev-alice").await;
+    let mut b = connect(&dev, &bob, "dev-bob").await;
+
+    let created = a
+        .call(
+            "conversation.create",
+            json!({"kind": "direct", "member_ids": [bob["user"]["id"]]}),
+        )
+        .await;
+    assert_eq!(created["ok"], true, "{created}");
+    let conversation_id = created["data"]["id"].as_str().unwrap().to_owned();
+    let subscribed = b
+        .call("conversation.subscribe", json!({"conversation_id": conversation_id}))
+        .await;
+    assert_eq!(subscribed["ok"], true, "{subscribed}");
+
+    let (accepted, persisted) = send(&mut a, &conversation_id, "hello-1", "hello bob").await;
+    assert_eq!(accepted["ok"], true, "{accepted}");
+    assert_eq!(accepted["data"]["seq"], 1);
+    assert_eq!(persisted["data"]["message_id"], accepted["data"]["message_id"]);
+    let received = next_message(&mut b).await;
+    assert_eq!(received["text"], "hello bob");
+    assert_eq!(received["sender_id"], alice["user"]["id"]);
+    assert_eq!(received["seq"], 1);
+
+    drop((a, b));
+    assert!(dev.interrupt(), "Ctrl-C stops caas-dev cleanly:\n{}", dev.output());
+    assert!(dev.output().contains("caas-dev stopped"));
+
+    // Restart on the same directory: the app, the signing secret and the conversation survive, and the
+    // sequence continues from the stored messages although the in-memory cache started empty.
+    let dev = DevMode::start(&data_dir);
+    let mut b = connect(&dev, &bob, "dev-bob-again").await;
+    let mut a = connect(&dev, &dev.gateway.token(&http, &app, "alice").await, "dev-alice-again").await;
+    let subscribed = b
+        .call("conversation.subscribe", json!({"conversation_id": conversation_id}))
+        .await;
+    assert_eq!(
+        subscribed["ok"], true,
+        "the conversation survived the restart: {subscribed}"
+    );
+    let (accepted, _) = send(&mut a, &conversation_id, "hello-2", "still here").await;
+    assert_eq!(accepted["data"]["seq"], 2, "{accepted}");
+    assert_eq!(next_message(&mut b).await["text"], "still here");
+    drop(dev);
+    std::fs::remove_dir_all(&data_dir).unwrap();
+}
