@@ -1,6 +1,6 @@
 //! One test body for every driver of the cache port (in-memory in unit tests, Redis in `tests/`).
 
-use super::{Cache, Claim, ClaimResult, ClaimState, SendKey};
+use super::{Cache, Claim, ClaimResult, ClaimState, SendKey, RECENT_MESSAGES};
 use futures_util::future::join_all;
 
 fn unique(prefix: &str) -> String {
@@ -28,6 +28,7 @@ pub async fn run(cache: &dyn Cache) {
     claims_are_idempotent_and_remember_their_state(cache).await;
     concurrent_claims_get_distinct_gap_free_seqs(cache).await;
     memberships_are_cached(cache).await;
+    recent_messages_keep_the_newest_by_seq(cache).await;
 }
 
 async fn sequences_need_a_counter_and_start_after_the_floor(cache: &dyn Cache) {
@@ -134,4 +135,35 @@ async fn memberships_are_cached(cache: &dyn Cache) {
         cache.cached_members(&unique("other"), &conversation).await.unwrap(),
         None
     );
+}
+
+async fn recent_messages_keep_the_newest_by_seq(cache: &dyn Cache) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    assert!(cache.recent_after(&app, &conversation, 0).await.unwrap().is_empty());
+    for seq in [3, 1, 2] {
+        cache
+            .remember_recent(&app, &conversation, seq, &format!("first {seq}"))
+            .await
+            .unwrap();
+    }
+    // A republished message (same seq) replaces its earlier payload instead of appearing twice.
+    cache.remember_recent(&app, &conversation, 2, "second 2").await.unwrap();
+    assert_eq!(
+        cache.recent_after(&app, &conversation, 1).await.unwrap(),
+        [(2, "second 2".to_owned()), (3, "first 3".to_owned())]
+    );
+    assert!(cache
+        .recent_after(&unique("other"), &conversation, 0)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let total = RECENT_MESSAGES as i64 + 5;
+    for seq in 4..=total {
+        cache.remember_recent(&app, &conversation, seq, "x").await.unwrap();
+    }
+    let kept = cache.recent_after(&app, &conversation, 0).await.unwrap();
+    assert_eq!(kept.len(), RECENT_MESSAGES, "only the newest are kept");
+    assert_eq!(kept.first().unwrap().0, total - RECENT_MESSAGES as i64 + 1);
+    assert_eq!(kept.last().unwrap().0, total);
 }

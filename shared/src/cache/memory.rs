@@ -1,9 +1,11 @@
 //! The in-memory reference driver of the cache port, with the same atomicity and expiry as Redis.
 
-use super::{Cache, Claim, ClaimResult, ClaimState, SendKey, IDEMPOTENCY_TTL, MEMBERSHIP_TTL};
+use super::{
+    Cache, Claim, ClaimResult, ClaimState, SendKey, IDEMPOTENCY_TTL, MEMBERSHIP_TTL, RECENT_MESSAGES, RECENT_TTL,
+};
 use crate::Result;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -17,6 +19,8 @@ struct Entries {
     /// (app, conversation, sender, client_msg_id) → claim and when it expires.
     claims: HashMap<ClaimKey, (Claim, Instant)>,
     members: HashMap<ConversationKey, (Vec<String>, Instant)>,
+    /// Newest messages per conversation (seq → payload) and when the list expires.
+    recent: HashMap<ConversationKey, (BTreeMap<i64, String>, Instant)>,
 }
 
 #[derive(Default)]
@@ -125,6 +129,39 @@ impl Cache for MemoryCache {
                 .insert(conversation(app_id, conversation_id), (members.to_vec(), expires));
         }
         Ok(())
+    }
+
+    async fn remember_recent(&self, app_id: &str, conversation_id: &str, seq: i64, payload: &str) -> Result<()> {
+        let mut entries = self.entries();
+        let now = Instant::now();
+        let (messages, expires) = entries
+            .recent
+            .entry(conversation(app_id, conversation_id))
+            .or_insert_with(|| (BTreeMap::new(), now));
+        if *expires <= now {
+            messages.clear();
+        }
+        messages.insert(seq, payload.to_owned());
+        while messages.len() > RECENT_MESSAGES {
+            messages.pop_first();
+        }
+        *expires = now + RECENT_TTL;
+        Ok(())
+    }
+
+    async fn recent_after(&self, app_id: &str, conversation_id: &str, after_seq: i64) -> Result<Vec<(i64, String)>> {
+        let entries = self.entries();
+        Ok(entries
+            .recent
+            .get(&conversation(app_id, conversation_id))
+            .filter(|(_, expires)| *expires > Instant::now())
+            .map(|(messages, _)| {
+                messages
+                    .range(after_seq.saturating_add(1)..)
+                    .map(|(seq, payload)| (*seq, payload.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }
 

@@ -17,6 +17,10 @@ use std::time::Duration;
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Memberships cached from the store (the seed's one-hour TTL).
 pub const MEMBERSHIP_TTL: Duration = Duration::from_secs(3600);
+/// How many of a conversation's newest messages are kept for reconnecting clients, and for how long
+/// after the last one. Older ones come from the store, where persistence has long caught up.
+pub const RECENT_MESSAGES: usize = 1000;
+pub const RECENT_TTL: Duration = Duration::from_secs(3600);
 
 /// Where a send stands in its life; stored with the claim so a retry knows what to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +78,12 @@ pub trait Cache: Send + Sync {
     async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()>;
     async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>>;
     async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()>;
+    /// Keeps `payload` (the message as clients see it) as the conversation's message `seq` among its
+    /// newest [`RECENT_MESSAGES`]: a reconnecting client may have missed messages that are accepted but
+    /// not persisted yet. A later call for the same seq replaces the earlier payload.
+    async fn remember_recent(&self, app_id: &str, conversation_id: &str, seq: i64, payload: &str) -> Result<()>;
+    /// Remembered messages with `seq > after_seq`, ascending.
+    async fn recent_after(&self, app_id: &str, conversation_id: &str, after_seq: i64) -> Result<Vec<(i64, String)>>;
 }
 
 /// Channel that carries a conversation's live events to every node with a subscriber.

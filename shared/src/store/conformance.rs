@@ -2,7 +2,7 @@
 //! MongoDB driver runs it against the real server in `tests/`. Each run uses fresh random ids, so it can
 //! share a database with other runs.
 
-use super::Store;
+use super::{SeqRange, Store};
 use crate::model::{App, Conversation, ConversationKind, Member, Message, Role, User};
 use crate::Error;
 
@@ -42,6 +42,7 @@ pub async fn run(store: &dyn Store) {
     users_are_unique_per_app_and_external_id(store).await;
     conversations_are_created_once_and_scoped_to_their_app(store).await;
     message_inserts_are_idempotent(store).await;
+    message_pages_follow_the_range(store).await;
 }
 
 async fn apps_are_unique(store: &dyn Store) {
@@ -156,4 +157,46 @@ async fn message_inserts_are_idempotent(store: &dyn Store) {
     assert_eq!(store.max_seq(&app, &conversation).await.unwrap(), 6);
     assert_eq!(store.max_seq(&unique("other"), &conversation).await.unwrap(), 0);
     assert_eq!(store.insert_messages(&[]).await.unwrap().inserted, 0);
+}
+
+async fn message_pages_follow_the_range(store: &dyn Store) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    // Inserted out of order, as concurrent batches may land.
+    let mut batch: Vec<Message> = (1..=10)
+        .map(|seq| message(&app, &conversation, &unique("m"), seq))
+        .collect();
+    batch.reverse();
+    store.insert_messages(&batch).await.unwrap();
+    store
+        .insert_messages(&[message(&unique("app"), &conversation, &unique("m"), 11)])
+        .await
+        .unwrap();
+    let (app, conversation) = (app.as_str(), conversation.as_str());
+    let page = |after_seq, before_seq, limit| async move {
+        let range = SeqRange {
+            after_seq,
+            before_seq,
+            limit,
+        };
+        let messages = store.list_messages(app, conversation, range).await.unwrap();
+        messages.iter().map(|m| m.seq).collect::<Vec<_>>()
+    };
+    assert_eq!(page(None, None, 3).await, [8, 9, 10], "latest page by default");
+    assert_eq!(
+        page(None, Some(8), 3).await,
+        [5, 6, 7],
+        "the page right before before_seq"
+    );
+    assert_eq!(
+        page(Some(2), None, 3).await,
+        [3, 4, 5],
+        "the page right after after_seq"
+    );
+    assert_eq!(page(Some(2), Some(5), 10).await, [3, 4]);
+    assert_eq!(page(Some(10), None, 10).await, Vec::<i64>::new());
+    assert_eq!(
+        page(None, None, 100).await,
+        (1..=10).collect::<Vec<_>>(),
+        "other apps excluded"
+    );
 }

@@ -4,7 +4,7 @@
 //! Opened on a directory, it also keeps a snapshot there (written atomically after every change, read
 //! back on open) so a dev-mode restart keeps apps, users, conversations and messages.
 
-use super::{InsertOutcome, Store};
+use super::{InsertOutcome, SeqRange, Store};
 use crate::model::{App, Conversation, Member, Message, User};
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -231,6 +231,28 @@ impl Store for MemoryStore {
             self.persist(&tables)?;
         }
         Ok(outcome)
+    }
+
+    async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>> {
+        let tables = self.tables();
+        let key = (app_id.to_owned(), conversation_id.to_owned());
+        let Some(seqs) = tables.sequences.get(&key) else {
+            return Ok(Vec::new());
+        };
+        let in_range = seqs.iter().filter(|(seq, _)| range.contains(**seq));
+        let mut ids: Vec<&String> = if range.reads_forward() {
+            in_range.take(range.limit).map(|(_, id)| id).collect()
+        } else {
+            in_range.rev().take(range.limit).map(|(_, id)| id).collect()
+        };
+        if !range.reads_forward() {
+            ids.reverse();
+        }
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| tables.messages.get(id))
+            .cloned()
+            .collect())
     }
 
     async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64> {

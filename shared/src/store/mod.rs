@@ -23,6 +23,27 @@ pub struct InsertOutcome {
     pub duplicates: usize,
 }
 
+/// Which messages of a conversation to read, always returned in ascending `seq` order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqRange {
+    /// Only messages with `seq > after_seq`; the page starts right after it.
+    pub after_seq: Option<i64>,
+    /// Only messages with `seq < before_seq`; without `after_seq` the page ends right before it.
+    pub before_seq: Option<i64>,
+    pub limit: usize,
+}
+
+impl SeqRange {
+    /// The page starts at the low end (right after `after_seq`) unless only `before_seq` was given.
+    pub fn reads_forward(&self) -> bool {
+        self.after_seq.is_some()
+    }
+
+    pub fn contains(&self, seq: i64) -> bool {
+        self.after_seq.is_none_or(|after| seq > after) && self.before_seq.is_none_or(|before| seq < before)
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn insert_app(&self, app: &App) -> Result<()>;
@@ -37,6 +58,8 @@ pub trait Store: Send + Sync {
     async fn find_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<Conversation>>;
     /// Inserts messages, skipping those already stored; safe to call again with the same batch.
     async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome>;
+    /// A page of a conversation's stored messages; see [`SeqRange`].
+    async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>>;
     /// Highest stored `seq` of a conversation (0 when empty).
     async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64>;
 }

@@ -1,6 +1,6 @@
 //! The MongoDB driver of the store port. Models use `id`; documents use `_id`.
 
-use super::{InsertOutcome, Store};
+use super::{InsertOutcome, SeqRange, Store};
 use crate::model::{App, Conversation, Member, Message, User};
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -178,6 +178,37 @@ impl Store for MongoStore {
         }
         let documents = messages.iter().map(to_document).collect::<Result<Vec<_>>>()?;
         insert_many_idempotent(&self.collection("messages"), documents).await
+    }
+
+    async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>> {
+        let mut seq = Document::new();
+        if let Some(after) = range.after_seq {
+            seq.insert("$gt", after);
+        }
+        if let Some(before) = range.before_seq {
+            seq.insert("$lt", before);
+        }
+        let mut filter = doc! {"app_id": app_id, "conversation_id": conversation_id};
+        if !seq.is_empty() {
+            filter.insert("seq", seq);
+        }
+        let direction = if range.reads_forward() { 1 } else { -1 };
+        let documents: Vec<Document> = self
+            .collection("messages")
+            .find(filter)
+            .sort(doc! {"seq": direction})
+            .limit(i64::try_from(range.limit).unwrap_or(i64::MAX))
+            .await?
+            .try_collect()
+            .await?;
+        let mut messages = documents
+            .into_iter()
+            .map(from_document)
+            .collect::<Result<Vec<Message>>>()?;
+        if !range.reads_forward() {
+            messages.reverse();
+        }
+        Ok(messages)
     }
 
     async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64> {
