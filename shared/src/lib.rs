@@ -12,6 +12,7 @@ pub mod correlation;
 pub mod error;
 pub mod events;
 pub mod fanout;
+pub mod history;
 pub mod http;
 pub mod model;
 pub mod protocol;

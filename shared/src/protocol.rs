@@ -62,6 +62,19 @@ pub struct Subscribe {
     pub epoch: Option<String>,
 }
 
+/// `conversation.history`: a page of messages; see [`crate::store::SeqRange`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct History {
+    pub conversation_id: String,
+    #[serde(default)]
+    pub before_seq: Option<i64>,
+    #[serde(default)]
+    pub after_seq: Option<i64>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
@@ -105,6 +118,11 @@ pub fn event(kind: &str, data: impl Serialize) -> String {
     json!({"type": kind, "data": data}).to_string()
 }
 
+/// An event whose `data` is already JSON (encoded once, reused for the recent window and the fan-out).
+pub fn event_with_encoded_data(kind: &str, data_json: &str) -> String {
+    format!(r#"{{"type":{},"data":{data_json}}}"#, Value::from(kind))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +139,14 @@ mod tests {
             ClientFrame::parse(r#"{"id":"1"}"#).unwrap_err().code(),
             "validation_failed"
         );
+    }
+
+    #[test]
+    fn pre_encoded_events_match_encoded_ones() {
+        let data = json!({"text": "hi \"there\"", "seq": 3});
+        let encoded: Value = serde_json::from_str(&event_with_encoded_data("message.new", &data.to_string())).unwrap();
+        let direct: Value = serde_json::from_str(&event("message.new", &data)).unwrap();
+        assert_eq!(encoded, direct);
     }
 
     #[test]

@@ -7,11 +7,14 @@ use caas_shared::auth::Claims;
 use caas_shared::cache::{self, ClaimResult, ClaimState, SendKey};
 use caas_shared::correlation::CorrelationId;
 use caas_shared::events::{topics, EventHeaders, MessageEvent};
+use caas_shared::history::{self, MAX_HISTORY_PAGE, REPLAY_PAGE};
 use caas_shared::model::{limits, Conversation, ConversationKind, Member, Message, Role};
-use caas_shared::protocol::{self, Ack, AckStatus, ClientFrame, CreateConversation, SendMessage, Subscribe};
+use caas_shared::protocol::{self, Ack, AckStatus, ClientFrame, CreateConversation, History, SendMessage, Subscribe};
+use caas_shared::store::SeqRange;
 use caas_shared::{now_ms, Error, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 /// The authenticated identity behind one connection.
 pub struct Session {
@@ -41,6 +44,7 @@ pub async fn dispatch(
         "ping" => Ok(json!({"pong": now_ms()})),
         "conversation.create" => create_conversation(node, session, frame.payload()?, correlation_id).await,
         "conversation.subscribe" => subscribe(node, session, frame.payload()?).await,
+        "conversation.history" => history(node, session, frame.payload()?).await,
         "message.send" => send_message(node, session, frame.payload()?, correlation_id).await,
         "auth" => Err(Error::Validation("this connection is already authenticated".into())),
         other => Err(Error::UnknownEvent(other.to_owned())),
@@ -183,6 +187,14 @@ async fn create_conversation(
     to_json(&stored)
 }
 
+/// How long a replay waits for a missing seq to show up (a send still between its claim and its
+/// publish) before it declares the gap unrecoverable.
+const REPLAY_GAP_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Subscribes the connection to the conversation's live events and, when the client says what it
+/// already has (`since_seq`, `epoch`), replays what it missed. The live subscription comes first, so a
+/// message is either in the replay or arrives live afterwards (possibly both: clients drop `message.new`
+/// with a seq they already hold).
 async fn subscribe(node: &Node, session: &Session, request: Subscribe) -> Result<Value> {
     members_for(node, session, &request.conversation_id).await?;
     let conversation = node
@@ -197,14 +209,76 @@ async fn subscribe(node: &Node, session: &Session, request: Subscribe) -> Result
         .current_seq(session.app_id(), &conversation.id)
         .await?
         .unwrap_or(0);
-    // Replaying what a client missed arrives with gap-free reconnect; until then a resume request is
-    // answered honestly: not recovered, reload history.
-    Ok(json!({
+    let mut reply = json!({
         "conversation_id": conversation.id,
         "epoch": conversation.epoch,
         "last_seq": last_seq,
         "recovered": false,
-    }))
+        "messages": [],
+        "has_more": false,
+    });
+    let Some(since_seq) = request.since_seq else {
+        return Ok(reply);
+    };
+    if since_seq < 0 {
+        return Err(Error::Validation("since_seq must not be negative".into()));
+    }
+    if request.epoch.as_ref().is_some_and(|epoch| *epoch != conversation.epoch) {
+        // The numbering the client knows no longer holds: it must reload history.
+        return Ok(reply);
+    }
+    let range = SeqRange {
+        after_seq: Some(since_seq),
+        before_seq: None,
+        limit: REPLAY_PAGE,
+    };
+    let deadline = tokio::time::Instant::now() + REPLAY_GAP_PATIENCE;
+    loop {
+        let messages = history::page(
+            node.store.as_ref(),
+            node.cache.as_ref(),
+            session.app_id(),
+            &conversation.id,
+            range,
+        )
+        .await?;
+        match history::first_gap(since_seq, &messages) {
+            None => {
+                reply["recovered"] = json!(true);
+                reply["has_more"] = json!(messages.len() == REPLAY_PAGE);
+                reply["messages"] = to_json(&messages)?;
+                return Ok(reply);
+            }
+            Some(missing) if tokio::time::Instant::now() >= deadline => {
+                tracing::warn!(conversation_id = %conversation.id, since_seq, missing, "replay has a gap; client must reload");
+                return Ok(reply);
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// A page of history (stored messages completed by the recent window), newest page by default.
+async fn history(node: &Node, session: &Session, request: History) -> Result<Value> {
+    members_for(node, session, &request.conversation_id).await?;
+    let limit = request.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_HISTORY_PAGE {
+        return Err(Error::Validation(format!("limit must be 1 to {MAX_HISTORY_PAGE}")));
+    }
+    let range = SeqRange {
+        after_seq: request.after_seq,
+        before_seq: request.before_seq,
+        limit,
+    };
+    let messages = history::page(
+        node.store.as_ref(),
+        node.cache.as_ref(),
+        session.app_id(),
+        &request.conversation_id,
+        range,
+    )
+    .await?;
+    Ok(json!({"conversation_id": request.conversation_id, "messages": messages}))
 }
 
 async fn send_message(
@@ -283,10 +357,15 @@ async fn send_message(
         app_id: app_id.to_owned(),
         event_type: event.event_type().to_owned(),
     };
-    let published = node
-        .bus
-        .publish_json(topics::MESSAGES, conversation_id, &headers, &event)
-        .await;
+    let MessageEvent::Created(message) = &event;
+    let payload = serde_json::to_string(message).map_err(|e| Error::Internal(format!("encoding message: {e}")))?;
+    // The recent window must hold the message before anyone can learn its seq (from the fan-out or the
+    // ack), so that a client reconnecting right after can replay it even before it is persisted.
+    let (published, remembered) = tokio::join!(
+        node.bus
+            .publish_json(topics::MESSAGES, conversation_id, &headers, &event),
+        node.cache.remember_recent(app_id, conversation_id, claim.seq, &payload),
+    );
     // Recorded either way: a failed claim is republished by the client's retry under the same id and seq.
     let state = if published.is_ok() {
         ClaimState::Published
@@ -295,8 +374,8 @@ async fn send_message(
     };
     node.cache.set_claim_state(send_key, &claim, state).await?;
     published?;
-    let MessageEvent::Created(message) = event;
-    let frame = protocol::event("message.new", &message);
+    remembered?;
+    let frame = protocol::event_with_encoded_data("message.new", &payload);
     node.hub
         .publish(&cache::conversation_channel(app_id, conversation_id), &frame)
         .await?;

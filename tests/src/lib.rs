@@ -222,6 +222,18 @@ impl Platform {
         signal_and_wait(child, "TERM")
     }
 
+    /// SIGKILL: the process dies at once, with no chance to close connections or flush anything.
+    pub fn kill(&mut self, label: &str) {
+        let child = &mut self
+            .children
+            .iter_mut()
+            .find(|(l, _)| l == label)
+            .expect("no such process")
+            .1;
+        child.kill().expect("kill -9");
+        child.wait().expect("reaping the killed process");
+    }
+
     pub fn log_dir(&self) -> &Path {
         &self.log_dir
     }
