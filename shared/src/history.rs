@@ -74,6 +74,7 @@ mod tests {
             reply_to: None,
             created_at: 1,
             correlation_id: "corr".into(),
+            ..Default::default()
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod bus;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod correlation;
 pub mod error;

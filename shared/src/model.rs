@@ -96,8 +96,9 @@ impl Member {
 }
 
 /// A chat message. `id` is its MongoDB `_id`, and `(app_id, conversation_id, seq)` is unique, which
-/// makes persisting it idempotent.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// makes persisting it idempotent. Edits and deletions publish the whole new state with a higher
+/// `version`; persistence keeps the highest version it has seen, so any delivery order converges.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Message {
     pub id: String,
     pub app_id: String,
@@ -110,6 +111,59 @@ pub struct Message {
     pub reply_to: Option<String>,
     pub created_at: i64,
     pub correlation_id: String,
+    /// 0 as sent; each edit or deletion takes a higher value from [`crate::clock::next_version`].
+    #[serde(default)]
+    pub version: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    /// Set by a (soft) deletion, which also empties `text`: the tombstone keeps the thread coherent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_from: Option<ForwardedFrom>,
+}
+
+impl Message {
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+}
+
+/// Where a forwarded message came from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ForwardedFrom {
+    pub conversation_id: String,
+    pub message_id: String,
+}
+
+/// One user's reaction with one emoji on one message. Removing it keeps the record with
+/// `active: false` and a higher `version`, so an add and a remove converge whatever order they land in.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reaction {
+    /// `{message_id}:{user_id}:{emoji}`: one per user per emoji.
+    pub id: String,
+    pub app_id: String,
+    pub conversation_id: String,
+    pub message_id: String,
+    pub user_id: String,
+    pub emoji: String,
+    pub active: bool,
+    pub version: i64,
+    pub correlation_id: String,
+}
+
+impl Reaction {
+    pub fn id_for(message_id: &str, user_id: &str, emoji: &str) -> String {
+        format!("{message_id}:{user_id}:{emoji}")
+    }
+}
+
+/// How many users reacted to a message with an emoji, and whether the viewer is one of them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: usize,
+    pub mine: bool,
 }
 
 /// Limits on user-supplied content, enforced before anything is sequenced or published.
@@ -119,4 +173,5 @@ pub mod limits {
     pub const MAX_GROUP_MEMBERS: usize = 1_000;
     pub const MAX_NAME_CHARS: usize = 200;
     pub const MAX_EXTERNAL_ID_BYTES: usize = 256;
+    pub const MAX_EMOJI_BYTES: usize = 32;
 }

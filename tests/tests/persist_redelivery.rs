@@ -53,6 +53,7 @@ async fn redelivered_batches_leave_mongodb_unchanged() {
             reply_to: None,
             created_at: 1_700_000_000_000 + seq,
             correlation_id: format!("corr-{seq}"),
+            ..Default::default()
         })
         .collect();
     let mut values: Vec<Option<String>> = messages.iter().map(encoded).collect();

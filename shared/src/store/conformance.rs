@@ -3,7 +3,7 @@
 //! share a database with other runs.
 
 use super::{SeqRange, Store};
-use crate::model::{App, Conversation, ConversationKind, Member, Message, Role, User};
+use crate::model::{App, Conversation, ConversationKind, Member, Message, Reaction, Role, User};
 use crate::Error;
 
 fn unique(prefix: &str) -> String {
@@ -33,6 +33,7 @@ fn message(app_id: &str, conversation_id: &str, id: &str, seq: i64) -> Message {
         reply_to: None,
         created_at: 1,
         correlation_id: format!("corr-{seq}"),
+        ..Default::default()
     }
 }
 
@@ -43,6 +44,9 @@ pub async fn run(store: &dyn Store) {
     conversations_are_created_once_and_scoped_to_their_app(store).await;
     message_inserts_are_idempotent(store).await;
     message_pages_follow_the_range(store).await;
+    revisions_converge_whatever_the_order(store).await;
+    reactions_converge_and_count_per_emoji(store).await;
+    replies_are_counted_and_listed_per_parent(store).await;
 }
 
 async fn apps_are_unique(store: &dyn Store) {
@@ -127,6 +131,16 @@ async fn conversations_are_created_once_and_scoped_to_their_app(store: &dyn Stor
             .unwrap(),
         None
     );
+    let member = store.find_member(&app, &conversation.id, "b").await.unwrap().unwrap();
+    assert_eq!((member.user_id.as_str(), member.role), ("b", Role::Member));
+    assert_eq!(store.find_member(&app, &conversation.id, "zed").await.unwrap(), None);
+    assert_eq!(
+        store
+            .find_member(&unique("other"), &conversation.id, "b")
+            .await
+            .unwrap(),
+        None
+    );
     let mut hijack = conversation.clone();
     hijack.app_id = unique("other");
     assert!(matches!(
@@ -199,4 +213,158 @@ async fn message_pages_follow_the_range(store: &dyn Store) {
         (1..=10).collect::<Vec<_>>(),
         "other apps excluded"
     );
+}
+
+fn revision(original: &Message, text: &str, version: i64) -> Message {
+    Message {
+        text: text.to_owned(),
+        version,
+        edited_at: Some(version),
+        ..original.clone()
+    }
+}
+
+async fn revisions_converge_whatever_the_order(store: &dyn Store) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    let original = message(&app, &conversation, &unique("m"), 1);
+    let first_edit = revision(&original, "first edit", 10);
+    let second_edit = revision(&original, "second edit", 20);
+    let find = || store.find_message(&app, &conversation, &original.id);
+
+    // The newest edit lands first, before the message itself; older states then change nothing.
+    assert_eq!(
+        store
+            .apply_message_revisions(std::slice::from_ref(&second_edit))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .insert_messages(std::slice::from_ref(&original))
+            .await
+            .unwrap()
+            .duplicates,
+        1
+    );
+    assert_eq!(
+        store
+            .apply_message_revisions(&[first_edit.clone(), second_edit.clone()])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(find().await.unwrap(), Some(second_edit.clone()));
+
+    let deleted = Message {
+        text: String::new(),
+        deleted_at: Some(30),
+        version: 30,
+        ..second_edit.clone()
+    };
+    assert_eq!(
+        store
+            .apply_message_revisions(std::slice::from_ref(&deleted))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .apply_message_revisions(&[first_edit, deleted.clone()])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(find().await.unwrap(), Some(deleted));
+
+    assert_eq!(
+        store
+            .find_message(&unique("app"), &conversation, &original.id)
+            .await
+            .unwrap(),
+        None
+    );
+    let foreign = Message {
+        app_id: unique("app"),
+        ..revision(&original, "hijack", 99)
+    };
+    assert_eq!(
+        store.apply_message_revisions(&[foreign]).await.unwrap_or(0),
+        0,
+        "another app cannot overwrite a message"
+    );
+    assert_eq!(find().await.unwrap().unwrap().version, 30);
+}
+
+async fn reactions_converge_and_count_per_emoji(store: &dyn Store) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    let (m1, m2) = (unique("m"), unique("m"));
+    let reaction = |message_id: &str, user_id: &str, emoji: &str, active: bool, version: i64| Reaction {
+        id: Reaction::id_for(message_id, user_id, emoji),
+        app_id: app.clone(),
+        conversation_id: conversation.clone(),
+        message_id: message_id.to_owned(),
+        user_id: user_id.to_owned(),
+        emoji: emoji.to_owned(),
+        active,
+        version,
+        correlation_id: "conformance".into(),
+    };
+    let added = reaction(&m1, "ann", "👍", true, 1);
+    let removed = reaction(&m1, "ann", "👍", false, 2);
+    // The removal lands first; the older add must not bring the reaction back.
+    assert_eq!(store.apply_reactions(std::slice::from_ref(&removed)).await.unwrap(), 1);
+    assert_eq!(store.apply_reactions(&[added, removed]).await.unwrap(), 0);
+    let batch = [
+        reaction(&m1, "bob", "👍", true, 3),
+        reaction(&m1, "cid", "👍", true, 4),
+        reaction(&m1, "cid", "🎉", true, 5),
+        reaction(&m2, "ann", "🎉", true, 6),
+    ];
+    assert_eq!(store.apply_reactions(&batch).await.unwrap(), 4);
+    assert_eq!(
+        store.apply_reactions(&batch).await.unwrap(),
+        0,
+        "redelivery changes nothing"
+    );
+    let counts = store
+        .reaction_counts(&app, &conversation, &[m1.clone(), m2.clone()], "cid")
+        .await
+        .unwrap();
+    let summary = |id: &str| -> Vec<(String, usize, bool)> {
+        counts[id].iter().map(|c| (c.emoji.clone(), c.count, c.mine)).collect()
+    };
+    assert_eq!(summary(&m1), [("👍".to_owned(), 2, true), ("🎉".to_owned(), 1, true)]);
+    assert_eq!(summary(&m2), [("🎉".to_owned(), 1, false)]);
+    let elsewhere = store
+        .reaction_counts(&unique("app"), &conversation, &[m1], "cid")
+        .await
+        .unwrap();
+    assert!(elsewhere.is_empty());
+}
+
+async fn replies_are_counted_and_listed_per_parent(store: &dyn Store) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    let parent = message(&app, &conversation, &unique("m"), 1);
+    let reply = |seq: i64, to: &str| Message {
+        reply_to: Some(to.to_owned()),
+        ..message(&app, &conversation, &unique("m"), seq)
+    };
+    let replies = [reply(2, &parent.id), reply(3, "other"), reply(4, &parent.id)];
+    store.insert_messages(&[parent.clone()]).await.unwrap();
+    store.insert_messages(&replies).await.unwrap();
+    let counts = store
+        .reply_counts(&app, &conversation, &[parent.id.clone(), replies[0].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(counts.get(&parent.id), Some(&2));
+    assert_eq!(counts.get(&replies[0].id), None);
+    let listed = store.list_replies(&app, &conversation, &parent.id, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 4]);
+    assert!(store
+        .list_replies(&unique("app"), &conversation, &parent.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -5,7 +5,7 @@
 //! back on open) so a dev-mode restart keeps apps, users, conversations and messages.
 
 use super::{InsertOutcome, SeqRange, Store};
-use crate::model::{App, Conversation, Member, Message, User};
+use crate::model::{App, Conversation, Member, Message, Reaction, ReactionCount, User};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,7 @@ struct Tables {
     messages: HashMap<String, Message>,
     /// (app_id, conversation_id) → seq → message id: the unique index of `messages`.
     sequences: HashMap<(String, String), BTreeMap<i64, String>>,
+    reactions: HashMap<String, Reaction>,
 }
 
 /// The records themselves; indexes are rebuilt from them on load.
@@ -36,6 +37,8 @@ struct Snapshot {
     conversations: Vec<Conversation>,
     members: Vec<Member>,
     messages: Vec<Message>,
+    #[serde(default)]
+    reactions: Vec<Reaction>,
 }
 
 impl Tables {
@@ -46,6 +49,7 @@ impl Tables {
             conversations: self.conversations.values().cloned().collect(),
             members: self.members.values().cloned().collect(),
             messages: self.messages.values().cloned().collect(),
+            reactions: self.reactions.values().cloned().collect(),
         }
     }
 
@@ -66,6 +70,9 @@ impl Tables {
             tables.members.insert(member.id.clone(), member);
         }
         tables.add_messages(snapshot.messages);
+        for reaction in snapshot.reactions {
+            tables.reactions.insert(reaction.id.clone(), reaction);
+        }
         tables
     }
 
@@ -231,6 +238,122 @@ impl Store for MemoryStore {
             self.persist(&tables)?;
         }
         Ok(outcome)
+    }
+
+    async fn apply_message_revisions(&self, revisions: &[Message]) -> Result<usize> {
+        let mut tables = self.tables();
+        let mut applied = 0;
+        for revision in revisions {
+            match tables.messages.get_mut(&revision.id) {
+                Some(stored) if stored.app_id == revision.app_id => {
+                    if stored.version < revision.version {
+                        *stored = revision.clone();
+                        applied += 1;
+                    }
+                }
+                Some(_) => return Err(Error::Conflict("message id belongs to another app".into())),
+                None => applied += tables.add_messages([revision.clone()]).inserted,
+            }
+        }
+        if applied > 0 {
+            self.persist(&tables)?;
+        }
+        Ok(applied)
+    }
+
+    async fn find_message(&self, app_id: &str, conversation_id: &str, message_id: &str) -> Result<Option<Message>> {
+        Ok(self
+            .tables()
+            .messages
+            .get(message_id)
+            .filter(|m| m.app_id == app_id && m.conversation_id == conversation_id)
+            .cloned())
+    }
+
+    async fn reply_counts(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        parent_ids: &[String],
+    ) -> Result<HashMap<String, usize>> {
+        let tables = self.tables();
+        let mut counts = HashMap::new();
+        for message in tables.messages.values() {
+            if message.app_id != app_id || message.conversation_id != conversation_id {
+                continue;
+            }
+            if let Some(parent) = message.reply_to.as_ref().filter(|p| parent_ids.contains(p)) {
+                *counts.entry(parent.clone()).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn list_replies(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        parent_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let tables = self.tables();
+        let Some(seqs) = tables.sequences.get(&(app_id.to_owned(), conversation_id.to_owned())) else {
+            return Ok(Vec::new());
+        };
+        Ok(seqs
+            .values()
+            .filter_map(|id| tables.messages.get(id))
+            .filter(|m| m.reply_to.as_deref() == Some(parent_id))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn apply_reactions(&self, reactions: &[Reaction]) -> Result<usize> {
+        let mut tables = self.tables();
+        let mut applied = 0;
+        for reaction in reactions {
+            let newer = tables
+                .reactions
+                .get(&reaction.id)
+                .is_none_or(|stored| stored.version < reaction.version);
+            if newer {
+                tables.reactions.insert(reaction.id.clone(), reaction.clone());
+                applied += 1;
+            }
+        }
+        if applied > 0 {
+            self.persist(&tables)?;
+        }
+        Ok(applied)
+    }
+
+    async fn reaction_counts(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        message_ids: &[String],
+        viewer_id: &str,
+    ) -> Result<HashMap<String, Vec<ReactionCount>>> {
+        let tables = self.tables();
+        let mut matching: Vec<&Reaction> = tables
+            .reactions
+            .values()
+            .filter(|r| {
+                r.app_id == app_id && r.conversation_id == conversation_id && message_ids.contains(&r.message_id)
+            })
+            .collect();
+        matching.sort_by_key(|r| r.version);
+        Ok(super::count_reactions(matching, viewer_id))
+    }
+
+    async fn find_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Option<Member>> {
+        Ok(self
+            .tables()
+            .members
+            .values()
+            .find(|m| m.app_id == app_id && m.conversation_id == conversation_id && m.user_id == user_id)
+            .cloned())
     }
 
     async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>> {

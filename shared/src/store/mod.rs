@@ -11,9 +11,10 @@ mod mongo;
 pub use memory::MemoryStore;
 pub use mongo::MongoStore;
 
-use crate::model::{App, Conversation, Member, Message, User};
+use crate::model::{App, Conversation, Member, Message, Reaction, ReactionCount, User};
 use crate::Result;
 use async_trait::async_trait;
+use std::collections::HashMap;
 
 /// Result of an idempotent bulk insert.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,10 +59,67 @@ pub trait Store: Send + Sync {
     async fn find_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<Conversation>>;
     /// Inserts messages, skipping those already stored; safe to call again with the same batch.
     async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome>;
+    /// Stores each message's new state (an edit or a deletion) unless a state with an equal or higher
+    /// `version` is already stored; a revision that arrives before its message stores it whole. Returns
+    /// how many were applied.
+    async fn apply_message_revisions(&self, revisions: &[Message]) -> Result<usize>;
+    async fn find_message(&self, app_id: &str, conversation_id: &str, message_id: &str) -> Result<Option<Message>>;
+    /// Direct replies per parent among `parent_ids`.
+    async fn reply_counts(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        parent_ids: &[String],
+    ) -> Result<HashMap<String, usize>>;
+    /// Replies to one message, oldest first.
+    async fn list_replies(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        parent_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+    /// Stores each reaction state unless one with an equal or higher `version` is stored. Returns how
+    /// many were applied.
+    async fn apply_reactions(&self, reactions: &[Reaction]) -> Result<usize>;
+    /// Active reactions per message among `message_ids`, counted per emoji, with `mine` for `viewer_id`.
+    async fn reaction_counts(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        message_ids: &[String],
+        viewer_id: &str,
+    ) -> Result<HashMap<String, Vec<ReactionCount>>>;
+    async fn find_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Option<Member>>;
     /// A page of a conversation's stored messages; see [`SeqRange`].
     async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>>;
     /// Highest stored `seq` of a conversation (0 when empty).
     async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64>;
+}
+
+/// Counts active reactions into per-message, per-emoji totals (emoji in first-seen order).
+pub(crate) fn count_reactions<'a>(
+    reactions: impl IntoIterator<Item = &'a Reaction>,
+    viewer_id: &str,
+) -> HashMap<String, Vec<ReactionCount>> {
+    let mut counts: HashMap<String, Vec<ReactionCount>> = HashMap::new();
+    for reaction in reactions.into_iter().filter(|r| r.active) {
+        let per_message = counts.entry(reaction.message_id.clone()).or_default();
+        let index = match per_message.iter().position(|c| c.emoji == reaction.emoji) {
+            Some(index) => index,
+            None => {
+                per_message.push(ReactionCount {
+                    emoji: reaction.emoji.clone(),
+                    count: 0,
+                    mine: false,
+                });
+                per_message.len() - 1
+            }
+        };
+        per_message[index].count += 1;
+        per_message[index].mine |= reaction.user_id == viewer_id;
+    }
+    counts
 }
 
 /// Opens the store named by `url`: `mongodb://…` (database `database`), `memory://` (lost on exit) or

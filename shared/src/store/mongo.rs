@@ -1,7 +1,7 @@
 //! The MongoDB driver of the store port. Models use `id`; documents use `_id`.
 
 use super::{InsertOutcome, SeqRange, Store};
-use crate::model::{App, Conversation, Member, Message, User};
+use crate::model::{App, Conversation, Member, Message, Reaction, ReactionCount, User};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -11,6 +11,7 @@ use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::time::Duration;
 
 const DUPLICATE_KEY: i32 = 11000;
@@ -76,7 +77,57 @@ impl MongoStore {
         self.collection("messages")
             .create_index(unique(doc! {"app_id": 1, "conversation_id": 1, "seq": 1}))
             .await?;
+        let plain = |keys: Document| IndexModel::builder().keys(keys).build();
+        self.collection("messages")
+            .create_index(plain(doc! {"app_id": 1, "conversation_id": 1, "reply_to": 1, "seq": 1}))
+            .await?;
+        self.collection("reactions")
+            .create_index(plain(doc! {"app_id": 1, "conversation_id": 1, "message_id": 1}))
+            .await?;
         Ok(())
+    }
+
+    /// Replaces the document `id` of this app with `document` unless the stored one has an equal or
+    /// higher `version`; inserts it when missing. Returns whether anything was written.
+    async fn store_if_newer(
+        &self,
+        collection: &str,
+        app_id: &str,
+        id: &str,
+        version: i64,
+        document: Document,
+    ) -> Result<bool> {
+        let filter = doc! {"_id": id, "app_id": app_id, "version": {"$lt": version}};
+        match self
+            .collection(collection)
+            .replace_one(filter, document)
+            .upsert(true)
+            .await
+        {
+            Ok(result) => Ok(result.modified_count > 0 || result.upserted_id.is_some()),
+            // The document exists with a newer version (or in another app): the filter missed, and the
+            // upsert's insert hit the unique `_id`.
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn find_all<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        filter: Document,
+        sort: Document,
+        limit: usize,
+    ) -> Result<Vec<T>> {
+        let documents: Vec<Document> = self
+            .collection(collection)
+            .find(filter)
+            .sort(sort)
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await?
+            .try_collect()
+            .await?;
+        documents.into_iter().map(from_document).collect()
     }
 
     async fn find_one_in<T: DeserializeOwned>(&self, collection: &str, filter: Document) -> Result<Option<T>> {
@@ -178,6 +229,101 @@ impl Store for MongoStore {
         }
         let documents = messages.iter().map(to_document).collect::<Result<Vec<_>>>()?;
         insert_many_idempotent(&self.collection("messages"), documents).await
+    }
+
+    async fn apply_message_revisions(&self, revisions: &[Message]) -> Result<usize> {
+        let writes = revisions.iter().map(|revision| async move {
+            let document = to_document(revision)?;
+            self.store_if_newer("messages", &revision.app_id, &revision.id, revision.version, document)
+                .await
+        });
+        let applied = futures_util::future::try_join_all(writes).await?;
+        Ok(applied.into_iter().filter(|written| *written).count())
+    }
+
+    async fn find_message(&self, app_id: &str, conversation_id: &str, message_id: &str) -> Result<Option<Message>> {
+        self.find_one_in(
+            "messages",
+            doc! {"_id": message_id, "app_id": app_id, "conversation_id": conversation_id},
+        )
+        .await
+    }
+
+    async fn reply_counts(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        parent_ids: &[String],
+    ) -> Result<HashMap<String, usize>> {
+        let pipeline = [
+            doc! {"$match": {"app_id": app_id, "conversation_id": conversation_id, "reply_to": {"$in": parent_ids}}},
+            doc! {"$group": {"_id": "$reply_to", "count": {"$sum": 1}}},
+        ];
+        let groups: Vec<Document> = self
+            .collection("messages")
+            .aggregate(pipeline)
+            .await?
+            .try_collect()
+            .await?;
+        Ok(groups
+            .into_iter()
+            .filter_map(|group| {
+                let parent = group.get_str("_id").ok()?.to_owned();
+                let count = match group.get("count")? {
+                    Bson::Int32(n) => *n as usize,
+                    Bson::Int64(n) => *n as usize,
+                    Bson::Double(n) => *n as usize,
+                    _ => return None,
+                };
+                Some((parent, count))
+            })
+            .collect())
+    }
+
+    async fn list_replies(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        parent_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let filter = doc! {"app_id": app_id, "conversation_id": conversation_id, "reply_to": parent_id};
+        self.find_all("messages", filter, doc! {"seq": 1}, limit).await
+    }
+
+    async fn apply_reactions(&self, reactions: &[Reaction]) -> Result<usize> {
+        let writes = reactions.iter().map(|reaction| async move {
+            let document = to_document(reaction)?;
+            self.store_if_newer("reactions", &reaction.app_id, &reaction.id, reaction.version, document)
+                .await
+        });
+        let applied = futures_util::future::try_join_all(writes).await?;
+        Ok(applied.into_iter().filter(|written| *written).count())
+    }
+
+    async fn reaction_counts(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        message_ids: &[String],
+        viewer_id: &str,
+    ) -> Result<HashMap<String, Vec<ReactionCount>>> {
+        let filter = doc! {
+            "app_id": app_id,
+            "conversation_id": conversation_id,
+            "message_id": {"$in": message_ids},
+            "active": true,
+        };
+        let reactions: Vec<Reaction> = self.find_all("reactions", filter, doc! {"version": 1}, 100_000).await?;
+        Ok(super::count_reactions(&reactions, viewer_id))
+    }
+
+    async fn find_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Option<Member>> {
+        self.find_one_in(
+            "members",
+            doc! {"app_id": app_id, "conversation_id": conversation_id, "user_id": user_id},
+        )
+        .await
     }
 
     async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>> {
