@@ -1,7 +1,7 @@
 //! Kafka envelopes. Values are JSON; metadata travels in headers so consumers can route and trace
 //! without parsing the payload.
 
-use crate::model::Message;
+use crate::model::{Message, Reaction};
 use serde::{Deserialize, Serialize};
 
 pub mod topics {
@@ -39,12 +39,34 @@ impl EventHeaders {
 pub enum MessageEvent {
     #[serde(rename = "message.created")]
     Created(Message),
+    /// The whole message after an edit, with a higher `version`.
+    #[serde(rename = "message.edited")]
+    Edited(Message),
+    /// The tombstone after a soft deletion, with a higher `version`.
+    #[serde(rename = "message.deleted")]
+    Deleted(Message),
+    /// One user's reaction state with one emoji after an add or a remove.
+    #[serde(rename = "message.reacted")]
+    Reacted(Reaction),
 }
 
 impl MessageEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             MessageEvent::Created(_) => "message.created",
+            MessageEvent::Edited(_) => "message.edited",
+            MessageEvent::Deleted(_) => "message.deleted",
+            MessageEvent::Reacted(_) => "message.reacted",
+        }
+    }
+
+    /// The record's correlation id, filled in from the Kafka header when the payload lacks one.
+    pub fn correlation_id_mut(&mut self) -> &mut String {
+        match self {
+            MessageEvent::Created(message) | MessageEvent::Edited(message) | MessageEvent::Deleted(message) => {
+                &mut message.correlation_id
+            }
+            MessageEvent::Reacted(reaction) => &mut reaction.correlation_id,
         }
     }
 }

@@ -15,7 +15,7 @@ pub const REPLAY_PAGE: usize = 1000;
 pub const MAX_HISTORY_PAGE: usize = 200;
 
 /// A page of messages in ascending `seq` order, from the store completed by the recent window. Where
-/// both have a message, the store's copy wins: it carries later edits and deletions.
+/// both have a message, the higher `version` wins (edits and deletions reach both).
 pub async fn page(
     store: &dyn Store,
     cache: &dyn Cache,
@@ -37,7 +37,13 @@ pub async fn page(
         }
     }
     for message in stored {
-        merged.insert(message.seq, message);
+        // The higher version wins: the window may hold an edit persistence has not written yet.
+        match merged.get(&message.seq) {
+            Some(recent) if recent.id == message.id && recent.version > message.version => {}
+            _ => {
+                merged.insert(message.seq, message);
+            }
+        }
     }
     let mut messages: Vec<Message> = merged.into_values().collect();
     if range.reads_forward() {
@@ -46,6 +52,35 @@ pub async fn page(
         messages.drain(..messages.len().saturating_sub(range.limit));
     }
     Ok(messages)
+}
+
+/// Messages as history shows them: each with its `reply_count` and `reactions` (per emoji, with
+/// `mine` for `viewer_id`), from what is persisted.
+pub async fn annotate(
+    store: &dyn Store,
+    app_id: &str,
+    conversation_id: &str,
+    viewer_id: &str,
+    messages: Vec<Message>,
+) -> Result<Vec<serde_json::Value>> {
+    let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+    let (replies, mut reactions) = tokio::try_join!(
+        store.reply_counts(app_id, conversation_id, &ids),
+        store.reaction_counts(app_id, conversation_id, &ids, viewer_id),
+    )?;
+    messages
+        .into_iter()
+        .map(|message| {
+            let reply_count = replies.get(&message.id).copied().unwrap_or(0);
+            let message_reactions = reactions.remove(&message.id).unwrap_or_default();
+            let mut value =
+                serde_json::to_value(&message).map_err(|e| crate::Error::Internal(format!("encoding message: {e}")))?;
+            value["reply_count"] = reply_count.into();
+            value["reactions"] = serde_json::to_value(message_reactions)
+                .map_err(|e| crate::Error::Internal(format!("encoding reactions: {e}")))?;
+            Ok(value)
+        })
+        .collect()
 }
 
 /// The first seq missing from a forward page that should continue right after `after_seq`.

@@ -85,6 +85,51 @@ pub struct SendMessage {
     pub reply_to: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditMessage {
+    pub conversation_id: String,
+    pub message_id: String,
+    pub text: String,
+}
+
+/// `message.delete`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRef {
+    pub conversation_id: String,
+    pub message_id: String,
+}
+
+/// `message.replies`: the thread under one message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replies {
+    pub conversation_id: String,
+    pub message_id: String,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `message.forward`: a new message in `conversation_id` that copies and references the source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardMessage {
+    pub conversation_id: String,
+    pub client_msg_id: String,
+    pub source_conversation_id: String,
+    pub message_id: String,
+}
+
+/// `reaction.add` / `reaction.remove`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactionRequest {
+    pub conversation_id: String,
+    pub message_id: String,
+    pub emoji: String,
+}
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum AckStatus {

@@ -2,14 +2,14 @@
 //! JSON values, failures are [`Error`]s the connection turns into error replies.
 
 use crate::hub::ConnectionId;
+use crate::messages;
 use crate::Node;
 use caas_shared::auth::Claims;
-use caas_shared::cache::{self, ClaimResult, ClaimState, SendKey};
+use caas_shared::cache;
 use caas_shared::correlation::CorrelationId;
-use caas_shared::events::{topics, EventHeaders, MessageEvent};
 use caas_shared::history::{self, MAX_HISTORY_PAGE, REPLAY_PAGE};
-use caas_shared::model::{limits, Conversation, ConversationKind, Member, Message, Role};
-use caas_shared::protocol::{self, Ack, AckStatus, ClientFrame, CreateConversation, History, SendMessage, Subscribe};
+use caas_shared::model::{limits, Conversation, ConversationKind, Member, Role};
+use caas_shared::protocol::{self, ClientFrame, CreateConversation, History, SendMessage, Subscribe};
 use caas_shared::store::SeqRange;
 use caas_shared::{now_ms, Error, Result};
 use serde_json::{json, Value};
@@ -24,11 +24,11 @@ pub struct Session {
 }
 
 impl Session {
-    fn app_id(&self) -> &str {
+    pub fn app_id(&self) -> &str {
         &self.claims.app_id
     }
 
-    fn user_id(&self) -> &str {
+    pub fn user_id(&self) -> &str {
         &self.claims.sub
     }
 }
@@ -46,16 +46,22 @@ pub async fn dispatch(
         "conversation.subscribe" => subscribe(node, session, frame.payload()?).await,
         "conversation.history" => history(node, session, frame.payload()?).await,
         "message.send" => send_message(node, session, frame.payload()?, correlation_id).await,
+        "message.edit" => messages::edit(node, session, frame.payload()?, correlation_id).await,
+        "message.delete" => messages::delete(node, session, frame.payload()?, correlation_id).await,
+        "message.forward" => messages::forward(node, session, frame.payload()?, correlation_id).await,
+        "message.replies" => messages::replies(node, session, frame.payload()?).await,
+        "reaction.add" => messages::react(node, session, frame.payload()?, true, correlation_id).await,
+        "reaction.remove" => messages::react(node, session, frame.payload()?, false, correlation_id).await,
         "auth" => Err(Error::Validation("this connection is already authenticated".into())),
         other => Err(Error::UnknownEvent(other.to_owned())),
     }
 }
 
-fn to_json(value: &impl serde::Serialize) -> Result<Value> {
+pub(crate) fn to_json(value: &impl serde::Serialize) -> Result<Value> {
     serde_json::to_value(value).map_err(|e| Error::Internal(format!("encoding reply: {e}")))
 }
 
-fn require_id(field: &str, value: &str) -> Result<()> {
+pub(crate) fn require_id(field: &str, value: &str) -> Result<()> {
     if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
         return Err(Error::Validation(format!(
             "{field} must be 1 to 128 printable characters"
@@ -66,7 +72,7 @@ fn require_id(field: &str, value: &str) -> Result<()> {
 
 /// The member ids of a conversation in the caller's app, from the cache or the store; refuses
 /// callers who are not members. Another app's conversation is "not found", never "forbidden".
-async fn members_for(node: &Node, session: &Session, conversation_id: &str) -> Result<Vec<String>> {
+pub(crate) async fn members_for(node: &Node, session: &Session, conversation_id: &str) -> Result<Vec<String>> {
     require_id("conversation_id", conversation_id)?;
     let members = match node.cache.cached_members(session.app_id(), conversation_id).await? {
         Some(members) => members,
@@ -278,6 +284,14 @@ async fn history(node: &Node, session: &Session, request: History) -> Result<Val
         range,
     )
     .await?;
+    let messages = history::annotate(
+        node.store.as_ref(),
+        session.app_id(),
+        &request.conversation_id,
+        session.user_id(),
+        messages,
+    )
+    .await?;
     Ok(json!({"conversation_id": request.conversation_id, "messages": messages}))
 }
 
@@ -287,97 +301,16 @@ async fn send_message(
     request: SendMessage,
     correlation_id: &CorrelationId,
 ) -> Result<Value> {
-    require_id("client_msg_id", &request.client_msg_id)?;
-    if request.text.trim().is_empty() {
-        return Err(Error::Validation("text must not be empty".into()));
-    }
-    if request.text.len() > limits::MAX_TEXT_BYTES {
-        return Err(Error::Validation(format!(
-            "text must be at most {} bytes",
-            limits::MAX_TEXT_BYTES
-        )));
-    }
     if let Some(parent) = &request.reply_to {
-        require_id("reply_to", parent)?;
+        members_for(node, session, &request.conversation_id).await?;
+        messages::current_message(node, session.app_id(), &request.conversation_id, parent).await?;
     }
-    members_for(node, session, &request.conversation_id).await?;
-    let (app_id, sender_id) = (session.app_id(), session.user_id());
-    let conversation_id = request.conversation_id.as_str();
-    let send_key = SendKey {
-        app_id,
-        conversation_id,
-        sender_id,
-        client_msg_id: &request.client_msg_id,
-    };
-    let claim_of = || async {
-        node.cache
-            .claim_message(send_key, &uuid::Uuid::now_v7().to_string())
-            .await
-    };
-    let claim = match claim_of().await? {
-        ClaimResult::Claimed(claim) => claim,
-        ClaimResult::CounterMissing => {
-            // Redis lost the counter: continue after the highest stored seq instead of reusing numbers.
-            let floor = node.store.max_seq(app_id, conversation_id).await?;
-            node.cache.ensure_sequence(app_id, conversation_id, floor).await?;
-            match claim_of().await? {
-                ClaimResult::Claimed(claim) => claim,
-                ClaimResult::CounterMissing => return Err(Error::Internal("sequence counter vanished".into())),
-            }
-        }
-    };
-    let ack = Ack {
-        conversation_id: conversation_id.to_owned(),
-        client_msg_id: request.client_msg_id.clone(),
-        message_id: claim.message_id.clone(),
-        seq: claim.seq,
-        status: AckStatus::Accepted,
-        duplicate: !claim.is_new,
-    };
-    if claim.state == ClaimState::Published {
-        return to_json(&ack);
-    }
-    // New, failed or still pending (its node may have died before publishing): publish under the
-    // claimed id and seq. Persistence is idempotent, so a second publish of the same message is harmless.
-    let message = Message {
-        id: claim.message_id.clone(),
-        app_id: app_id.to_owned(),
-        conversation_id: conversation_id.to_owned(),
-        seq: claim.seq,
-        sender_id: sender_id.to_owned(),
-        client_msg_id: request.client_msg_id.clone(),
+    let draft = messages::Draft {
+        conversation_id: request.conversation_id,
+        client_msg_id: request.client_msg_id,
         text: request.text,
         reply_to: request.reply_to,
-        created_at: now_ms(),
-        correlation_id: correlation_id.to_string(),
+        forwarded_from: None,
     };
-    let event = MessageEvent::Created(message);
-    let headers = EventHeaders {
-        correlation_id: correlation_id.to_string(),
-        app_id: app_id.to_owned(),
-        event_type: event.event_type().to_owned(),
-    };
-    let MessageEvent::Created(message) = &event;
-    let payload = serde_json::to_string(message).map_err(|e| Error::Internal(format!("encoding message: {e}")))?;
-    // The recent window must hold the message before anyone can learn its seq (from the fan-out or the
-    // ack), so that a client reconnecting right after can replay it even before it is persisted.
-    let (published, remembered) = tokio::join!(
-        node.bus
-            .publish_json(topics::MESSAGES, conversation_id, &headers, &event),
-        node.cache.remember_recent(app_id, conversation_id, claim.seq, &payload),
-    );
-    // Recorded either way: a failed claim is republished by the client's retry under the same id and seq.
-    let state = if published.is_ok() {
-        ClaimState::Published
-    } else {
-        ClaimState::Failed
-    };
-    node.cache.set_claim_state(send_key, &claim, state).await?;
-    published?;
-    remembered?;
-    let frame = protocol::event_with_encoded_data("message.new", &payload);
-    node.hub
-        .publish(&cache::conversation_channel(app_id, conversation_id), &frame)
-        .await?;
-    to_json(&ack)
+    messages::publish_new(node, session, draft, correlation_id).await
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod connection;
 pub mod handlers;
 pub mod hub;
+pub mod messages;
 pub mod server;
 
 use caas_shared::auth::TokenSigner;

@@ -1,11 +1,12 @@
 //! persist-messages against the real MongoDB-protocol server and Kafka-protocol broker: a redelivered
-//! batch changes nothing, and an undecodable record is skipped without failing the batch.
+//! batch changes nothing, an undecodable record is skipped without failing the batch, and edits,
+//! deletions and reactions converge to one final document whatever order they arrive in.
 
 use base64::Engine;
 use caas_e2e::Stack;
 use caas_shared::bus;
 use caas_shared::events::MessageEvent;
-use caas_shared::model::Message;
+use caas_shared::model::{Message, Reaction};
 use caas_shared::store::MongoStore;
 use mongodb::bson::{doc, Document};
 use persist_messages::PersistMessages;
@@ -25,14 +26,25 @@ fn kafka_event(values: &[Option<String>]) -> aws_lambda_events::event::kafka::Ka
 }
 
 fn encoded(message: &Message) -> Option<String> {
-    let bytes = serde_json::to_vec(&MessageEvent::Created(message.clone())).unwrap();
+    encoded_event(&MessageEvent::Created(message.clone()))
+}
+
+fn encoded_event(event: &MessageEvent) -> Option<String> {
+    let bytes = serde_json::to_vec(event).unwrap();
     Some(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redelivered_batches_leave_mongodb_unchanged() {
-    let stack = Stack::obtain();
-    let database = format!("e2e_redelivery_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+async fn snapshot(collection: mongodb::Collection<Document>) -> Vec<Document> {
+    let mut cursor = collection.find(doc! {}).sort(doc! {"_id": 1}).await.unwrap();
+    let mut documents = Vec::new();
+    while cursor.advance().await.unwrap() {
+        documents.push(cursor.deserialize_current().unwrap());
+    }
+    documents
+}
+
+async fn handler_on_fresh_database(stack: &Stack, name: &str) -> (Arc<MongoStore>, PersistMessages) {
+    let database = format!("e2e_{name}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let store = Arc::new(
         MongoStore::connect(stack.get("CAAS_STORE_URL"), &database)
             .await
@@ -40,6 +52,13 @@ async fn redelivered_batches_leave_mongodb_unchanged() {
     );
     let bus = bus::connect(stack.get("CAAS_BUS_URL")).await.unwrap();
     let handler = PersistMessages::new(Arc::clone(&store) as _, bus);
+    (store, handler)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_batches_leave_mongodb_unchanged() {
+    let stack = Stack::obtain();
+    let (store, handler) = handler_on_fresh_database(&stack, "redelivery").await;
 
     let messages: Vec<Message> = (1..=50)
         .map(|seq| Message {
@@ -66,17 +85,10 @@ async fn redelivered_batches_leave_mongodb_unchanged() {
         (51, 50, 0, 1)
     );
     let collection = store.database().collection::<Document>("messages");
-    let snapshot = |collection: mongodb::Collection<Document>| async move {
-        let mut cursor = collection.find(doc! {}).sort(doc! {"seq": 1}).await.unwrap();
-        let mut documents = Vec::new();
-        while cursor.advance().await.unwrap() {
-            documents.push(cursor.deserialize_current().unwrap());
-        }
-        documents
-    };
     let before = snapshot(collection.clone()).await;
     assert_eq!(before.len(), 50);
-    assert_eq!(before[0].get_str("correlation_id").unwrap(), "corr-1");
+    let first_doc = before.iter().find(|d| d.get_str("_id") == Ok("m-1")).unwrap();
+    assert_eq!(first_doc.get_str("correlation_id").unwrap(), "corr-1");
 
     // The whole batch again, then a batch that overlaps it: nothing new, nothing changed.
     let second = handler.handle(&event).await.unwrap();
@@ -85,4 +97,77 @@ async fn redelivered_batches_leave_mongodb_unchanged() {
     let third = handler.handle(&overlapping).await.unwrap();
     assert_eq!((third.inserted, third.duplicates), (0, 10));
     assert_eq!(snapshot(collection).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_deletions_and_reactions_converge_in_any_order() {
+    let stack = Stack::obtain();
+    let message = |id: &str, seq: i64| Message {
+        id: id.into(),
+        app_id: "app".into(),
+        conversation_id: "conv".into(),
+        seq,
+        sender_id: "alice".into(),
+        client_msg_id: format!("c-{seq}"),
+        text: "original".into(),
+        created_at: 1,
+        correlation_id: format!("corr-{seq}"),
+        ..Default::default()
+    };
+    let (edited_m, deleted_m) = (message("edited", 1), message("deleted", 2));
+    let edit = |text: &str, version: i64| Message {
+        text: text.into(),
+        version,
+        edited_at: Some(version),
+        ..edited_m.clone()
+    };
+    let tombstone = Message {
+        text: String::new(),
+        version: 5,
+        deleted_at: Some(5),
+        ..deleted_m.clone()
+    };
+    let reaction = |active: bool, version: i64| Reaction {
+        id: Reaction::id_for("edited", "bob", "👍"),
+        app_id: "app".into(),
+        conversation_id: "conv".into(),
+        message_id: "edited".into(),
+        user_id: "bob".into(),
+        emoji: "👍".into(),
+        active,
+        version,
+        correlation_id: "corr-r".into(),
+    };
+    let in_order = [
+        MessageEvent::Created(edited_m.clone()),
+        MessageEvent::Created(deleted_m.clone()),
+        MessageEvent::Edited(edit("first", 3)),
+        MessageEvent::Reacted(reaction(true, 4)),
+        MessageEvent::Deleted(tombstone.clone()),
+        MessageEvent::Edited(edit("second", 6)),
+        MessageEvent::Reacted(reaction(false, 7)),
+    ];
+    let batch = |events: &[MessageEvent]| kafka_event(&events.iter().map(encoded_event).collect::<Vec<_>>());
+
+    let (ordered_store, ordered) = handler_on_fresh_database(&stack, "converge_ordered").await;
+    ordered.handle(&batch(&in_order)).await.unwrap();
+    // The reverse order, one record per batch (an edit before its message), then everything redelivered.
+    let (reversed_store, reversed) = handler_on_fresh_database(&stack, "converge_reversed").await;
+    for event in in_order.iter().rev() {
+        reversed.handle(&batch(std::slice::from_ref(event))).await.unwrap();
+    }
+    reversed.handle(&batch(&in_order)).await.unwrap();
+
+    for collection in ["messages", "reactions"] {
+        let expected = snapshot(ordered_store.database().collection(collection)).await;
+        let actual = snapshot(reversed_store.database().collection(collection)).await;
+        assert_eq!(actual, expected, "{collection} converged");
+    }
+    let messages = snapshot(ordered_store.database().collection("messages")).await;
+    let by_id = |id: &str| messages.iter().find(|d| d.get_str("_id") == Ok(id)).unwrap().clone();
+    assert_eq!(by_id("edited").get_str("text").unwrap(), "second");
+    assert_eq!(by_id("deleted").get_str("text").unwrap(), "");
+    let reactions = snapshot(ordered_store.database().collection("reactions")).await;
+    assert_eq!(reactions.len(), 1);
+    assert!(!reactions[0].get_bool("active").unwrap(), "the later removal wins");
 }

@@ -2,7 +2,9 @@
 //! bulk-writes the messages to MongoDB idempotently and tells senders through `caas.acks`.
 //!
 //! Redelivery of a batch inserts nothing new (message id is `_id`, `(app, conversation, seq)` is unique)
-//! and re-sends the acks, which clients treat as idempotent too.
+//! and re-sends the acks, which clients treat as idempotent too. Edits, deletions and reactions carry a
+//! version and only ever replace an older state, so they converge in any order — even an edit that
+//! arrives before its message.
 
 use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
 use base64::Engine;
@@ -27,6 +29,9 @@ pub struct BatchReport {
     pub records: usize,
     pub inserted: usize,
     pub duplicates: usize,
+    /// Edits and deletions that replaced an older state (the rest were already superseded).
+    pub revisions_applied: usize,
+    pub reactions_applied: usize,
     /// Records that can never be processed (not base64, not JSON, unknown type): logged and skipped so
     /// one bad record cannot block its partition forever.
     pub rejected: usize,
@@ -40,11 +45,13 @@ impl PersistMessages {
 
     pub async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
         let mut report = BatchReport::default();
-        let mut messages = Vec::new();
+        let (mut messages, mut revisions, mut reactions) = (Vec::new(), Vec::new(), Vec::new());
         for record in event.records.values().flatten() {
             report.records += 1;
             match decode(record) {
                 Ok(MessageEvent::Created(message)) => messages.push(message),
+                Ok(MessageEvent::Edited(message) | MessageEvent::Deleted(message)) => revisions.push(message),
+                Ok(MessageEvent::Reacted(reaction)) => reactions.push(reaction),
                 Err(reason) => {
                     report.rejected += 1;
                     tracing::error!(partition = record.partition, offset = record.offset, %reason, "rejected record");
@@ -54,6 +61,8 @@ impl PersistMessages {
         let outcome = self.store.insert_messages(&messages).await?;
         report.inserted = outcome.inserted;
         report.duplicates = outcome.duplicates;
+        report.revisions_applied = self.store.apply_message_revisions(&revisions).await?;
+        report.reactions_applied = self.store.apply_reactions(&reactions).await?;
         try_join_all(messages.iter().map(|message| self.acknowledge(message))).await?;
         report.acks = messages.len();
         tracing::info!(report = %json!(report), "batch persisted");
@@ -81,10 +90,10 @@ fn decode(record: &KafkaRecord) -> std::result::Result<MessageEvent, String> {
         .map_err(|e| format!("value is not base64: {e}"))?;
     let mut event: MessageEvent =
         serde_json::from_slice(&bytes).map_err(|e| format!("value is not a message event: {e}"))?;
-    let MessageEvent::Created(message) = &mut event;
-    if message.correlation_id.is_empty() {
+    let correlation_id = event.correlation_id_mut();
+    if correlation_id.is_empty() {
         if let Some(id) = header(record, KAFKA_HEADER) {
-            message.correlation_id = id;
+            *correlation_id = id;
         }
     }
     Ok(event)
@@ -123,7 +132,10 @@ mod tests {
             "text":"hi","created_at":1,"correlation_id":""}});
         let corr: Vec<i8> = "corr-9".bytes().map(|b| b as i8).collect();
         let MessageEvent::Created(decoded) =
-            decode(&record(encoded(message), json!([{"correlation_id": corr}]))).unwrap();
+            decode(&record(encoded(message), json!([{"correlation_id": corr}]))).unwrap()
+        else {
+            panic!("a created message decodes as one");
+        };
         assert_eq!((decoded.id.as_str(), decoded.correlation_id.as_str()), ("m1", "corr-9"));
     }
 
