@@ -352,7 +352,7 @@ async fn replies_are_counted_and_listed_per_parent(store: &dyn Store) {
         ..message(&app, &conversation, &unique("m"), seq)
     };
     let replies = [reply(2, &parent.id), reply(3, "other"), reply(4, &parent.id)];
-    store.insert_messages(&[parent.clone()]).await.unwrap();
+    store.insert_messages(std::slice::from_ref(&parent)).await.unwrap();
     store.insert_messages(&replies).await.unwrap();
     let counts = store
         .reply_counts(&app, &conversation, &[parent.id.clone(), replies[0].id.clone()])
