@@ -47,6 +47,7 @@ pub async fn run(store: &dyn Store) {
     revisions_converge_whatever_the_order(store).await;
     reactions_converge_and_count_per_emoji(store).await;
     replies_are_counted_and_listed_per_parent(store).await;
+    memberships_change_and_reads_only_move_forward(store).await;
 }
 
 async fn apps_are_unique(store: &dyn Store) {
@@ -367,4 +368,97 @@ async fn replies_are_counted_and_listed_per_parent(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn memberships_change_and_reads_only_move_forward(store: &dyn Store) {
+    let app = unique("app");
+    let group = |id: String, created_at: i64| Conversation {
+        id,
+        app_id: app.clone(),
+        kind: ConversationKind::Group,
+        name: Some("team".into()),
+        created_by: "owner".into(),
+        member_ids: vec!["owner".into(), "ann".into()],
+        epoch: "e".into(),
+        created_at,
+        correlation_id: "c".into(),
+    };
+    let (older, newer) = (group(unique("conv"), 1), group(unique("conv"), 2));
+    for conversation in [&older, &newer] {
+        let members = [
+            Member::new(conversation, "owner", Role::Owner),
+            Member::new(conversation, "ann", Role::Member),
+        ];
+        store.create_conversation(conversation, &members).await.unwrap();
+    }
+    let added = store
+        .add_members(
+            &app,
+            &newer.id,
+            &[
+                Member::new(&newer, "bob", Role::Admin),
+                Member::new(&newer, "ann", Role::Admin),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(added.member_ids, ["owner", "ann", "bob"]);
+    let roles: Vec<(String, Role)> = store
+        .list_members(&app, &newer.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.user_id, m.role))
+        .collect();
+    assert!(
+        roles.contains(&("ann".into(), Role::Member)),
+        "an existing member keeps their role"
+    );
+    assert!(roles.contains(&("bob".into(), Role::Admin)));
+    let removed = store.remove_member(&app, &newer.id, "ann").await.unwrap();
+    assert_eq!(removed.member_ids, ["owner", "bob"]);
+    assert_eq!(store.find_member(&app, &newer.id, "ann").await.unwrap(), None);
+    assert_eq!(
+        store
+            .rename_conversation(&app, &newer.id, "renamed")
+            .await
+            .unwrap()
+            .name
+            .as_deref(),
+        Some("renamed")
+    );
+    assert!(matches!(
+        store.rename_conversation(&unique("app"), &newer.id, "hijack").await,
+        Err(Error::NotFound(_))
+    ));
+
+    let listed: Vec<String> = store
+        .list_conversations(&app, "owner", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(listed, [newer.id.clone(), older.id.clone()], "newest first");
+    let anns: Vec<String> = store
+        .list_conversations(&app, "ann", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(anns, [older.id.clone()]);
+
+    assert_eq!(store.mark_read(&app, &older.id, "ann", 5).await.unwrap(), 5);
+    assert_eq!(
+        store.mark_read(&app, &older.id, "ann", 3).await.unwrap(),
+        5,
+        "never moves back"
+    );
+    assert_eq!(store.mark_read(&app, &older.id, "ann", 8).await.unwrap(), 8);
+    let horizons = store
+        .read_horizons(&app, "ann", &[older.id.clone(), newer.id.clone()])
+        .await
+        .unwrap();
+    assert_eq!((horizons[&older.id], horizons[&newer.id]), (8, 0));
 }

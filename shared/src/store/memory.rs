@@ -27,6 +27,8 @@ struct Tables {
     /// (app_id, conversation_id) → seq → message id: the unique index of `messages`.
     sequences: HashMap<(String, String), BTreeMap<i64, String>>,
     reactions: HashMap<String, Reaction>,
+    /// (app_id, conversation_id, user_id) → read horizon.
+    reads: HashMap<(String, String, String), i64>,
 }
 
 /// The records themselves; indexes are rebuilt from them on load.
@@ -39,6 +41,8 @@ struct Snapshot {
     messages: Vec<Message>,
     #[serde(default)]
     reactions: Vec<Reaction>,
+    #[serde(default)]
+    reads: Vec<(String, String, String, i64)>,
 }
 
 impl Tables {
@@ -50,6 +54,11 @@ impl Tables {
             members: self.members.values().cloned().collect(),
             messages: self.messages.values().cloned().collect(),
             reactions: self.reactions.values().cloned().collect(),
+            reads: self
+                .reads
+                .iter()
+                .map(|((app, conversation, user), seq)| (app.clone(), conversation.clone(), user.clone(), *seq))
+                .collect(),
         }
     }
 
@@ -73,7 +82,17 @@ impl Tables {
         for reaction in snapshot.reactions {
             tables.reactions.insert(reaction.id.clone(), reaction);
         }
+        for (app, conversation, user, seq) in snapshot.reads {
+            tables.reads.insert((app, conversation, user), seq);
+        }
         tables
+    }
+
+    fn conversation_mut(&mut self, app_id: &str, conversation_id: &str) -> Result<&mut Conversation> {
+        self.conversations
+            .get_mut(conversation_id)
+            .filter(|c| c.app_id == app_id)
+            .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} not found")))
     }
 
     /// Inserts messages not stored yet (by id, or by `(app, conversation, seq)`).
@@ -354,6 +373,99 @@ impl Store for MemoryStore {
             .values()
             .find(|m| m.app_id == app_id && m.conversation_id == conversation_id && m.user_id == user_id)
             .cloned())
+    }
+
+    async fn list_members(&self, app_id: &str, conversation_id: &str) -> Result<Vec<Member>> {
+        let mut members: Vec<Member> = self
+            .tables()
+            .members
+            .values()
+            .filter(|m| m.app_id == app_id && m.conversation_id == conversation_id)
+            .cloned()
+            .collect();
+        members.sort_by(|a, b| (a.joined_at, &a.user_id).cmp(&(b.joined_at, &b.user_id)));
+        Ok(members)
+    }
+
+    async fn add_members(&self, app_id: &str, conversation_id: &str, members: &[Member]) -> Result<Conversation> {
+        let mut tables = self.tables();
+        let conversation = tables.conversation_mut(app_id, conversation_id)?;
+        for member in members {
+            if !conversation.has_member(&member.user_id) {
+                conversation.member_ids.push(member.user_id.clone());
+            }
+        }
+        let updated = conversation.clone();
+        for member in members {
+            tables
+                .members
+                .entry(member.id.clone())
+                .or_insert_with(|| member.clone());
+        }
+        self.persist(&tables)?;
+        Ok(updated)
+    }
+
+    async fn remove_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Conversation> {
+        let mut tables = self.tables();
+        let conversation = tables.conversation_mut(app_id, conversation_id)?;
+        conversation.member_ids.retain(|m| m != user_id);
+        let updated = conversation.clone();
+        tables
+            .members
+            .retain(|_, m| !(m.app_id == app_id && m.conversation_id == conversation_id && m.user_id == user_id));
+        self.persist(&tables)?;
+        Ok(updated)
+    }
+
+    async fn rename_conversation(&self, app_id: &str, conversation_id: &str, name: &str) -> Result<Conversation> {
+        let mut tables = self.tables();
+        let conversation = tables.conversation_mut(app_id, conversation_id)?;
+        conversation.name = Some(name.to_owned());
+        let updated = conversation.clone();
+        self.persist(&tables)?;
+        Ok(updated)
+    }
+
+    async fn list_conversations(&self, app_id: &str, user_id: &str, limit: usize) -> Result<Vec<Conversation>> {
+        let mut conversations: Vec<Conversation> = self
+            .tables()
+            .conversations
+            .values()
+            .filter(|c| c.app_id == app_id && c.has_member(user_id))
+            .cloned()
+            .collect();
+        conversations.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        conversations.truncate(limit);
+        Ok(conversations)
+    }
+
+    async fn mark_read(&self, app_id: &str, conversation_id: &str, user_id: &str, seq: i64) -> Result<i64> {
+        let mut tables = self.tables();
+        let key = (app_id.to_owned(), conversation_id.to_owned(), user_id.to_owned());
+        let horizon = tables.reads.entry(key).or_insert(0);
+        if seq <= *horizon {
+            return Ok(*horizon);
+        }
+        *horizon = seq;
+        self.persist(&tables)?;
+        Ok(seq)
+    }
+
+    async fn read_horizons(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        conversation_ids: &[String],
+    ) -> Result<HashMap<String, i64>> {
+        let tables = self.tables();
+        Ok(conversation_ids
+            .iter()
+            .map(|id| {
+                let key = (app_id.to_owned(), id.clone(), user_id.to_owned());
+                (id.clone(), tables.reads.get(&key).copied().unwrap_or(0))
+            })
+            .collect())
     }
 
     async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>> {

@@ -91,6 +91,23 @@ pub trait Store: Send + Sync {
         viewer_id: &str,
     ) -> Result<HashMap<String, Vec<ReactionCount>>>;
     async fn find_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Option<Member>>;
+    async fn list_members(&self, app_id: &str, conversation_id: &str) -> Result<Vec<Member>>;
+    /// Adds members (existing ones keep their role) and returns the conversation as it is now.
+    async fn add_members(&self, app_id: &str, conversation_id: &str, members: &[Member]) -> Result<Conversation>;
+    /// Removes a member (leaving or being removed) and returns the conversation as it is now.
+    async fn remove_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Conversation>;
+    async fn rename_conversation(&self, app_id: &str, conversation_id: &str, name: &str) -> Result<Conversation>;
+    /// The user's conversations, most recently created first.
+    async fn list_conversations(&self, app_id: &str, user_id: &str, limit: usize) -> Result<Vec<Conversation>>;
+    /// Moves the user's read horizon forward to `seq` (never back) and returns the horizon now stored.
+    async fn mark_read(&self, app_id: &str, conversation_id: &str, user_id: &str, seq: i64) -> Result<i64>;
+    /// The user's read horizons (0 when never read) for `conversation_ids`.
+    async fn read_horizons(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        conversation_ids: &[String],
+    ) -> Result<HashMap<String, i64>>;
     /// A page of a conversation's stored messages; see [`SeqRange`].
     async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>>;
     /// Highest stored `seq` of a conversation (0 when empty).

@@ -84,6 +84,12 @@ impl MongoStore {
         self.collection("reactions")
             .create_index(plain(doc! {"app_id": 1, "conversation_id": 1, "message_id": 1}))
             .await?;
+        self.collection("conversations")
+            .create_index(plain(doc! {"app_id": 1, "member_ids": 1, "created_at": -1}))
+            .await?;
+        self.collection("reads")
+            .create_index(unique(doc! {"app_id": 1, "user_id": 1, "conversation_id": 1}))
+            .await?;
         Ok(())
     }
 
@@ -128,6 +134,23 @@ impl MongoStore {
             .try_collect()
             .await?;
         documents.into_iter().map(from_document).collect()
+    }
+
+    async fn update_conversation(&self, app_id: &str, conversation_id: &str, update: Document) -> Result<()> {
+        let result = self
+            .collection("conversations")
+            .update_one(doc! {"_id": conversation_id, "app_id": app_id}, update)
+            .await?;
+        if result.matched_count == 0 {
+            return Err(Error::NotFound(format!("conversation {conversation_id} not found")));
+        }
+        Ok(())
+    }
+
+    async fn conversation_or_not_found(&self, app_id: &str, conversation_id: &str) -> Result<Conversation> {
+        self.find_conversation(app_id, conversation_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} not found")))
     }
 
     async fn find_one_in<T: DeserializeOwned>(&self, collection: &str, filter: Document) -> Result<Option<T>> {
@@ -326,6 +349,87 @@ impl Store for MongoStore {
         .await
     }
 
+    async fn list_members(&self, app_id: &str, conversation_id: &str) -> Result<Vec<Member>> {
+        let filter = doc! {"app_id": app_id, "conversation_id": conversation_id};
+        self.find_all("members", filter, doc! {"joined_at": 1, "user_id": 1}, 100_000)
+            .await
+    }
+
+    async fn add_members(&self, app_id: &str, conversation_id: &str, members: &[Member]) -> Result<Conversation> {
+        let user_ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+        self.update_conversation(
+            app_id,
+            conversation_id,
+            doc! {"$addToSet": {"member_ids": {"$each": user_ids}}},
+        )
+        .await?;
+        let documents = members.iter().map(to_document).collect::<Result<Vec<_>>>()?;
+        if !documents.is_empty() {
+            insert_many_idempotent(&self.collection("members"), documents).await?;
+        }
+        self.conversation_or_not_found(app_id, conversation_id).await
+    }
+
+    async fn remove_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Conversation> {
+        self.update_conversation(app_id, conversation_id, doc! {"$pull": {"member_ids": user_id}})
+            .await?;
+        self.collection("members")
+            .delete_many(doc! {"app_id": app_id, "conversation_id": conversation_id, "user_id": user_id})
+            .await?;
+        self.conversation_or_not_found(app_id, conversation_id).await
+    }
+
+    async fn rename_conversation(&self, app_id: &str, conversation_id: &str, name: &str) -> Result<Conversation> {
+        self.update_conversation(app_id, conversation_id, doc! {"$set": {"name": name}})
+            .await?;
+        self.conversation_or_not_found(app_id, conversation_id).await
+    }
+
+    async fn list_conversations(&self, app_id: &str, user_id: &str, limit: usize) -> Result<Vec<Conversation>> {
+        let filter = doc! {"app_id": app_id, "member_ids": user_id};
+        self.find_all("conversations", filter, doc! {"created_at": -1, "_id": -1}, limit)
+            .await
+    }
+
+    async fn mark_read(&self, app_id: &str, conversation_id: &str, user_id: &str, seq: i64) -> Result<i64> {
+        let filter = doc! {"app_id": app_id, "conversation_id": conversation_id, "user_id": user_id};
+        let update = doc! {"$max": {"seq": seq}};
+        match self
+            .collection("reads")
+            .update_one(filter.clone(), update)
+            .upsert(true)
+            .await
+        {
+            Ok(_) => {}
+            // Two first reads raced on the unique index; the other one created the document.
+            Err(e) if is_duplicate_key(&e) => {
+                self.collection("reads")
+                    .update_one(filter.clone(), doc! {"$max": {"seq": seq}})
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let stored = self.collection("reads").find_one(filter).await?;
+        Ok(stored.as_ref().and_then(seq_of).unwrap_or(seq))
+    }
+
+    async fn read_horizons(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        conversation_ids: &[String],
+    ) -> Result<HashMap<String, i64>> {
+        let filter = doc! {"app_id": app_id, "user_id": user_id, "conversation_id": {"$in": conversation_ids}};
+        let documents: Vec<Document> = self.collection("reads").find(filter).await?.try_collect().await?;
+        let mut horizons: HashMap<String, i64> = conversation_ids.iter().map(|id| (id.clone(), 0)).collect();
+        for document in documents {
+            if let (Ok(id), Some(seq)) = (document.get_str("conversation_id"), seq_of(&document)) {
+                horizons.insert(id.to_owned(), seq);
+            }
+        }
+        Ok(horizons)
+    }
+
     async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>> {
         let mut seq = Document::new();
         if let Some(after) = range.after_seq {
@@ -364,13 +468,16 @@ impl Store for MongoStore {
             .sort(doc! {"seq": -1})
             .projection(doc! {"seq": 1})
             .await?;
-        Ok(latest
-            .and_then(|d| match d.get("seq") {
-                Some(Bson::Int64(n)) => Some(*n),
-                Some(Bson::Int32(n)) => Some(i64::from(*n)),
-                _ => None,
-            })
-            .unwrap_or(0))
+        Ok(latest.as_ref().and_then(seq_of).unwrap_or(0))
+    }
+}
+
+/// The `seq` field of a document, whichever integer width the server stored.
+fn seq_of(document: &Document) -> Option<i64> {
+    match document.get("seq") {
+        Some(Bson::Int64(n)) => Some(*n),
+        Some(Bson::Int32(n)) => Some(i64::from(*n)),
+        _ => None,
     }
 }
 
