@@ -9,6 +9,7 @@ pub mod bus;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod conversations;
 pub mod correlation;
 pub mod error;
 pub mod events;

@@ -62,6 +62,56 @@ pub struct Subscribe {
     pub epoch: Option<String>,
 }
 
+/// Any event that names just a conversation (`conversation.leave`, `conversation.members`,
+/// `typing.start`, `typing.stop`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationRef {
+    pub conversation_id: String,
+}
+
+/// `conversation.list`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConversations {
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `conversation.members.add`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMembers {
+    pub conversation_id: String,
+    pub member_ids: Vec<String>,
+    #[serde(default)]
+    pub role: Option<crate::model::Role>,
+}
+
+/// `conversation.members.remove`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveMember {
+    pub conversation_id: String,
+    pub user_id: String,
+}
+
+/// `conversation.update`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameConversation {
+    pub conversation_id: String,
+    pub name: String,
+}
+
+/// `read.mark`: everything up to `seq` has been read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRead {
+    pub conversation_id: String,
+    pub seq: i64,
+}
+
 /// `conversation.history`: a page of messages; see [`crate::store::SeqRange`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,20 +1,27 @@
-//! What each client event does. Every handler checks the caller's app and membership first; replies are
-//! JSON values, failures are [`Error`]s the connection turns into error replies.
+//! What each client event does. Every handler checks the caller's app and membership first (through the
+//! shared [`Conversations`] rules); replies are JSON values, failures are [`Error`]s the connection turns
+//! into error replies. Live notices to other members go through the hub.
 
 use crate::hub::ConnectionId;
 use crate::messages;
 use crate::Node;
 use caas_shared::auth::Claims;
 use caas_shared::cache;
+use caas_shared::conversations::{self, Caller, Conversations};
 use caas_shared::correlation::CorrelationId;
-use caas_shared::history::{self, MAX_HISTORY_PAGE, REPLAY_PAGE};
-use caas_shared::model::{limits, Conversation, ConversationKind, Member, Role};
-use caas_shared::protocol::{self, ClientFrame, CreateConversation, History, SendMessage, Subscribe};
+use caas_shared::history::{self, REPLAY_PAGE};
+use caas_shared::model::{Conversation, Role};
+use caas_shared::protocol::{
+    self, AddMembers, ClientFrame, ConversationRef, History, ListConversations, MarkRead, RemoveMember,
+    RenameConversation, SendMessage, Subscribe,
+};
 use caas_shared::store::SeqRange;
 use caas_shared::{now_ms, Error, Result};
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
 use std::time::Duration;
+
+/// How long a `typing` indication lasts unless renewed; clients hide it after this.
+const TYPING_EXPIRES_MS: i64 = 5_000;
 
 /// The authenticated identity behind one connection.
 pub struct Session {
@@ -31,6 +38,23 @@ impl Session {
     pub fn user_id(&self) -> &str {
         &self.claims.sub
     }
+
+    pub fn caller<'a>(&'a self, correlation_id: &'a str) -> Caller<'a> {
+        Caller {
+            app_id: self.app_id(),
+            user_id: self.user_id(),
+            correlation_id,
+        }
+    }
+}
+
+impl Node {
+    pub fn conversations(&self) -> Conversations<'_> {
+        Conversations {
+            store: self.store.as_ref(),
+            cache: self.cache.as_ref(),
+        }
+    }
 }
 
 /// Runs one client request. `correlation_id` is the frame's own id or the connection's.
@@ -40,11 +64,101 @@ pub async fn dispatch(
     frame: &ClientFrame,
     correlation_id: &CorrelationId,
 ) -> Result<Value> {
+    let caller = session.caller(correlation_id.as_str());
+    let rules = node.conversations();
     match frame.kind.as_str() {
         "ping" => Ok(json!({"pong": now_ms()})),
-        "conversation.create" => create_conversation(node, session, frame.payload()?, correlation_id).await,
+        "conversation.create" => {
+            let conversation = rules.create(caller, frame.payload()?).await?;
+            let notice = protocol::event("conversation.created", &conversation);
+            tell_users(node, &conversation.app_id, &conversation.member_ids, &notice).await?;
+            to_json(&conversation)
+        }
+        "conversation.list" => {
+            let request: ListConversations = if frame.data.is_null() {
+                Default::default()
+            } else {
+                frame.payload()?
+            };
+            let conversations = rules.list(caller, request.limit.unwrap_or(50)).await?;
+            Ok(json!({"conversations": conversations}))
+        }
+        "conversation.members" => {
+            let request: ConversationRef = frame.payload()?;
+            let members = rules.members(caller, &request.conversation_id).await?;
+            Ok(json!({"conversation_id": request.conversation_id, "members": members}))
+        }
+        "conversation.members.add" => {
+            let request: AddMembers = frame.payload()?;
+            let role = request.role.unwrap_or(Role::Member);
+            let before = rules.get(caller, &request.conversation_id).await?;
+            let after = rules
+                .add_members(caller, &request.conversation_id, &request.member_ids, role)
+                .await?;
+            let added: Vec<String> = after
+                .member_ids
+                .iter()
+                .filter(|m| !before.has_member(m))
+                .cloned()
+                .collect();
+            announce_update(node, &after).await?;
+            tell_users(
+                node,
+                &after.app_id,
+                &added,
+                &protocol::event("conversation.joined", &after),
+            )
+            .await?;
+            to_json(&after)
+        }
+        "conversation.members.remove" => {
+            let request: RemoveMember = frame.payload()?;
+            remove_member(node, caller, &request.conversation_id, &request.user_id).await
+        }
+        "conversation.leave" => {
+            let request: ConversationRef = frame.payload()?;
+            remove_member(node, caller, &request.conversation_id, session.user_id()).await
+        }
+        "conversation.update" => {
+            let request: RenameConversation = frame.payload()?;
+            let conversation = rules.rename(caller, &request.conversation_id, &request.name).await?;
+            announce_update(node, &conversation).await?;
+            to_json(&conversation)
+        }
         "conversation.subscribe" => subscribe(node, session, frame.payload()?).await,
         "conversation.history" => history(node, session, frame.payload()?).await,
+        "read.mark" => {
+            let request: MarkRead = frame.payload()?;
+            let seq = rules.mark_read(caller, &request.conversation_id, request.seq).await?;
+            let notice = json!({"conversation_id": request.conversation_id, "user_id": session.user_id(), "seq": seq});
+            publish_to_conversation(
+                node,
+                session.app_id(),
+                &request.conversation_id,
+                &protocol::event("read", &notice),
+            )
+            .await?;
+            Ok(notice)
+        }
+        "typing.start" | "typing.stop" => {
+            let request: ConversationRef = frame.payload()?;
+            rules.members_of(caller, &request.conversation_id).await?;
+            let typing = frame.kind == "typing.start";
+            let notice = json!({
+                "conversation_id": request.conversation_id,
+                "user_id": session.user_id(),
+                "typing": typing,
+                "expires_in_ms": if typing { TYPING_EXPIRES_MS } else { 0 },
+            });
+            publish_to_conversation(
+                node,
+                session.app_id(),
+                &request.conversation_id,
+                &protocol::event("typing", &notice),
+            )
+            .await?;
+            Ok(notice)
+        }
         "message.send" => send_message(node, session, frame.payload()?, correlation_id).await,
         "message.edit" => messages::edit(node, session, frame.payload()?, correlation_id).await,
         "message.delete" => messages::delete(node, session, frame.payload()?, correlation_id).await,
@@ -61,136 +175,48 @@ pub(crate) fn to_json(value: &impl serde::Serialize) -> Result<Value> {
     serde_json::to_value(value).map_err(|e| Error::Internal(format!("encoding reply: {e}")))
 }
 
-pub(crate) fn require_id(field: &str, value: &str) -> Result<()> {
-    if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
-        return Err(Error::Validation(format!(
-            "{field} must be 1 to 128 printable characters"
-        )));
+pub(crate) use conversations::require_id;
+
+/// The member ids of a conversation, for a member of it; see [`Conversations::members_of`].
+pub(crate) async fn members_for(node: &Node, session: &Session, conversation_id: &str) -> Result<Vec<String>> {
+    let correlation_id = session.correlation_id.to_string();
+    node.conversations()
+        .members_of(session.caller(&correlation_id), conversation_id)
+        .await
+}
+
+async fn publish_to_conversation(node: &Node, app_id: &str, conversation_id: &str, frame: &str) -> Result<()> {
+    node.hub
+        .publish(&cache::conversation_channel(app_id, conversation_id), frame)
+        .await
+}
+
+async fn tell_users(node: &Node, app_id: &str, user_ids: &[String], frame: &str) -> Result<()> {
+    for user_id in user_ids {
+        node.hub.publish(&cache::user_channel(app_id, user_id), frame).await?;
     }
     Ok(())
 }
 
-/// The member ids of a conversation in the caller's app, from the cache or the store; refuses
-/// callers who are not members. Another app's conversation is "not found", never "forbidden".
-pub(crate) async fn members_for(node: &Node, session: &Session, conversation_id: &str) -> Result<Vec<String>> {
-    require_id("conversation_id", conversation_id)?;
-    let members = match node.cache.cached_members(session.app_id(), conversation_id).await? {
-        Some(members) => members,
-        None => {
-            let conversation = node
-                .store
-                .find_conversation(session.app_id(), conversation_id)
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} not found")))?;
-            node.cache
-                .cache_members(session.app_id(), conversation_id, &conversation.member_ids)
-                .await?;
-            conversation.member_ids
-        }
-    };
-    if !members.iter().any(|m| m == session.user_id()) {
-        return Err(Error::Forbidden(format!(
-            "you are not a member of conversation {conversation_id}"
-        )));
-    }
-    Ok(members)
+async fn announce_update(node: &Node, conversation: &Conversation) -> Result<()> {
+    let notice = protocol::event("conversation.updated", conversation);
+    publish_to_conversation(node, &conversation.app_id, &conversation.id, &notice).await
 }
 
-async fn create_conversation(
-    node: &Node,
-    session: &Session,
-    request: CreateConversation,
-    correlation_id: &CorrelationId,
-) -> Result<Value> {
-    let others: BTreeSet<String> = request
-        .member_ids
-        .into_iter()
-        .filter(|id| id != session.user_id())
-        .collect();
-    for id in &others {
-        require_id("member_ids[]", id)?;
-    }
-    let id = match request.kind {
-        ConversationKind::Direct => {
-            let [other] = others.iter().collect::<Vec<_>>()[..] else {
-                return Err(Error::Validation(
-                    "a direct conversation has exactly one other member".into(),
-                ));
-            };
-            Conversation::direct_id(session.app_id(), session.user_id(), other)
-        }
-        ConversationKind::Group => {
-            if others.is_empty() || others.len() >= limits::MAX_GROUP_MEMBERS {
-                return Err(Error::Validation(format!(
-                    "a group needs 1 to {} other members",
-                    limits::MAX_GROUP_MEMBERS - 1
-                )));
-            }
-            uuid::Uuid::now_v7().to_string()
-        }
-    };
-    if let Some(name) = &request.name {
-        if name.trim().is_empty() || name.chars().count() > limits::MAX_NAME_CHARS {
-            return Err(Error::Validation(format!(
-                "name must be 1 to {} characters",
-                limits::MAX_NAME_CHARS
-            )));
-        }
-    }
-    let ids: Vec<String> = others.iter().cloned().collect();
-    let found = node.store.find_users(session.app_id(), &ids).await?;
-    if found.len() != ids.len() {
-        let known: BTreeSet<&str> = found.iter().map(|u| u.id.as_str()).collect();
-        let missing: Vec<&str> = ids
-            .iter()
-            .map(String::as_str)
-            .filter(|id| !known.contains(id))
-            .collect();
-        return Err(Error::NotFound(format!(
-            "unknown users in this app: {}",
-            missing.join(", ")
-        )));
-    }
-    let mut member_ids = vec![session.user_id().to_owned()];
-    member_ids.extend(ids);
-    let conversation = Conversation {
-        id,
-        app_id: session.app_id().to_owned(),
-        kind: request.kind,
-        name: request.name.map(|n| n.trim().to_owned()),
-        created_by: session.user_id().to_owned(),
-        member_ids,
-        epoch: uuid::Uuid::new_v4().simple().to_string(),
-        created_at: now_ms(),
-        correlation_id: correlation_id.to_string(),
-    };
-    let members: Vec<Member> = conversation
-        .member_ids
-        .iter()
-        .map(|user| {
-            let role = if user == session.user_id() && request.kind == ConversationKind::Group {
-                Role::Owner
-            } else {
-                Role::Member
-            };
-            Member::new(&conversation, user, role)
-        })
-        .collect();
-    let stored = node.store.create_conversation(&conversation, &members).await?;
-    if !stored.has_member(session.user_id()) {
-        return Err(Error::Forbidden("you are not a member of this conversation".into()));
-    }
-    node.cache.ensure_sequence(&stored.app_id, &stored.id, 0).await?;
-    node.cache
-        .cache_members(&stored.app_id, &stored.id, &stored.member_ids)
+/// Removes a member (or the caller leaving), tells the rest, and ends the removed user's live
+/// subscriptions on every node.
+async fn remove_member(node: &Node, caller: Caller<'_>, conversation_id: &str, user_id: &str) -> Result<Value> {
+    let conversation = node
+        .conversations()
+        .remove_member(caller, conversation_id, user_id)
         .await?;
-    let notice = protocol::event("conversation.created", &stored);
-    for member in &stored.member_ids {
-        node.hub
-            .publish(&cache::user_channel(&stored.app_id, member), &notice)
-            .await?;
-    }
-    to_json(&stored)
+    announce_update(node, &conversation).await?;
+    let removed = protocol::event(
+        "conversation.removed",
+        json!({"app_id": conversation.app_id, "conversation_id": conversation.id, "user_id": user_id}),
+    );
+    tell_users(node, &conversation.app_id, &[user_id.to_owned()], &removed).await?;
+    to_json(&conversation)
 }
 
 /// How long a replay waits for a missing seq to show up (a send still between its claim and its
@@ -202,12 +228,11 @@ const REPLAY_GAP_PATIENCE: Duration = Duration::from_secs(2);
 /// message is either in the replay or arrives live afterwards (possibly both: clients drop `message.new`
 /// with a seq they already hold).
 async fn subscribe(node: &Node, session: &Session, request: Subscribe) -> Result<Value> {
-    members_for(node, session, &request.conversation_id).await?;
+    let correlation_id = session.correlation_id.to_string();
     let conversation = node
-        .store
-        .find_conversation(session.app_id(), &request.conversation_id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("conversation {} not found", request.conversation_id)))?;
+        .conversations()
+        .get(session.caller(&correlation_id), &request.conversation_id)
+        .await?;
     let channel = cache::conversation_channel(session.app_id(), &conversation.id);
     node.hub.subscribe(session.connection, &channel).await?;
     let last_seq = node
@@ -266,32 +291,16 @@ async fn subscribe(node: &Node, session: &Session, request: Subscribe) -> Result
 
 /// A page of history (stored messages completed by the recent window), newest page by default.
 async fn history(node: &Node, session: &Session, request: History) -> Result<Value> {
-    members_for(node, session, &request.conversation_id).await?;
-    let limit = request.limit.unwrap_or(50);
-    if limit == 0 || limit > MAX_HISTORY_PAGE {
-        return Err(Error::Validation(format!("limit must be 1 to {MAX_HISTORY_PAGE}")));
-    }
     let range = SeqRange {
         after_seq: request.after_seq,
         before_seq: request.before_seq,
-        limit,
+        limit: request.limit.unwrap_or(50),
     };
-    let messages = history::page(
-        node.store.as_ref(),
-        node.cache.as_ref(),
-        session.app_id(),
-        &request.conversation_id,
-        range,
-    )
-    .await?;
-    let messages = history::annotate(
-        node.store.as_ref(),
-        session.app_id(),
-        &request.conversation_id,
-        session.user_id(),
-        messages,
-    )
-    .await?;
+    let correlation_id = session.correlation_id.to_string();
+    let messages = node
+        .conversations()
+        .history(session.caller(&correlation_id), &request.conversation_id, range)
+        .await?;
     Ok(json!({"conversation_id": request.conversation_id, "messages": messages}))
 }
 

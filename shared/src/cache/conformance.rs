@@ -135,6 +135,12 @@ async fn memberships_are_cached(cache: &dyn Cache) {
         cache.cached_members(&unique("other"), &conversation).await.unwrap(),
         None
     );
+    cache.cache_members(&app, &conversation, &[]).await.unwrap();
+    assert_eq!(
+        cache.cached_members(&app, &conversation).await.unwrap(),
+        None,
+        "an emptied conversation is no longer cached"
+    );
 }
 
 async fn recent_messages_keep_the_newest_by_seq(cache: &dyn Cache) {

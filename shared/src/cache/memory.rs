@@ -122,11 +122,14 @@ impl Cache for MemoryCache {
     }
 
     async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()> {
-        if !members.is_empty() {
-            let expires = Instant::now() + MEMBERSHIP_TTL;
-            self.entries()
+        let key = conversation(app_id, conversation_id);
+        let mut entries = self.entries();
+        if members.is_empty() {
+            entries.members.remove(&key);
+        } else {
+            entries
                 .members
-                .insert(conversation(app_id, conversation_id), (members.to_vec(), expires));
+                .insert(key, (members.to_vec(), Instant::now() + MEMBERSHIP_TTL));
         }
         Ok(())
     }

@@ -77,6 +77,7 @@ pub trait Cache: Send + Sync {
     async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult>;
     async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()>;
     async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>>;
+    /// Replaces the cached member list; an empty list drops it, so the next read asks the store.
     async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()>;
     /// Keeps `payload` (the message as clients see it) as the conversation's message `seq` among its
     /// newest [`RECENT_MESSAGES`]: a reconnecting client may have missed messages that are accepted but
@@ -91,9 +92,11 @@ pub fn conversation_channel(app_id: &str, conversation_id: &str) -> String {
     format!("caas:fanout:{app_id}:{conversation_id}")
 }
 
+pub const USER_CHANNEL_PREFIX: &str = "caas:user:";
+
 /// Channel that reaches every connection of one user on any node.
 pub fn user_channel(app_id: &str, user_id: &str) -> String {
-    format!("caas:user:{app_id}:{user_id}")
+    format!("{USER_CHANNEL_PREFIX}{app_id}:{user_id}")
 }
 
 /// Opens the cache named by `url`: `redis://…` or `memory://` (private to this process).

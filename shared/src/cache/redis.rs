@@ -120,17 +120,15 @@ impl Cache for RedisCache {
     }
 
     async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()> {
-        if members.is_empty() {
-            return Ok(());
-        }
         let key = format!("{}:members", conversation_tag(app_id, conversation_id));
-        let _: () = redis::pipe()
-            .atomic()
-            .del(&key)
-            .sadd(&key, members)
-            .expire(&key, MEMBERSHIP_TTL.as_secs() as i64)
-            .query_async(&mut self.conn())
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&key);
+        // An empty set cannot be stored in Redis: no key means "not cached", and the next read goes to
+        // the store.
+        if !members.is_empty() {
+            pipe.sadd(&key, members).expire(&key, MEMBERSHIP_TTL.as_secs() as i64);
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await?;
         Ok(())
     }
 

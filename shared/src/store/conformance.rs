@@ -447,7 +447,7 @@ async fn memberships_change_and_reads_only_move_forward(store: &dyn Store) {
         .into_iter()
         .map(|c| c.id)
         .collect();
-    assert_eq!(anns, [older.id.clone()]);
+    assert_eq!(anns, std::slice::from_ref(&older.id));
 
     assert_eq!(store.mark_read(&app, &older.id, "ann", 5).await.unwrap(), 5);
     assert_eq!(
