@@ -2,7 +2,9 @@
 //! read, change and leave a conversation, and how lists show the last message and the unread count.
 //! Callers own the side effects on live connections (fan-out notices).
 
+use crate::bus::Bus;
 use crate::cache::Cache;
+use crate::events::{topics, ConversationEvent, EventHeaders};
 use crate::history;
 use crate::model::{limits, Conversation, ConversationKind, Member, Role};
 use crate::protocol::CreateConversation;
@@ -22,6 +24,7 @@ pub struct Caller<'a> {
 pub struct Conversations<'a> {
     pub store: &'a dyn Store,
     pub cache: &'a dyn Cache,
+    pub bus: &'a dyn Bus,
 }
 
 /// Largest page of conversations a list returns.
@@ -47,6 +50,20 @@ fn validate_name(name: &str) -> Result<()> {
 }
 
 impl Conversations<'_> {
+    /// Announces a change on `caas.conversations` for every socket node to relay.
+    async fn announce(&self, caller: Caller<'_>, event: ConversationEvent) -> Result<()> {
+        let headers = EventHeaders {
+            correlation_id: caller.correlation_id.to_owned(),
+            app_id: caller.app_id.to_owned(),
+            event_type: event.kind.clone(),
+        };
+        self.bus
+            .publish_json(topics::CONVERSATIONS, &event.conversation.id, &headers, &event)
+            .await?;
+        tracing::debug!(kind = %event.kind, conversation_id = %event.conversation.id, removed = ?event.removed, "conversation change announced");
+        Ok(())
+    }
+
     /// The member ids of a conversation in the caller's app, from the cache or the store; refuses
     /// callers who are not members. Another app's conversation is "not found", never "forbidden".
     pub async fn members_of(&self, caller: Caller<'_>, conversation_id: &str) -> Result<Vec<String>> {
@@ -167,6 +184,13 @@ impl Conversations<'_> {
         self.cache
             .cache_members(&stored.app_id, &stored.id, &stored.member_ids)
             .await?;
+        let event = ConversationEvent {
+            kind: "conversation.created".into(),
+            added: stored.member_ids.clone(),
+            conversation: stored.clone(),
+            removed: Vec::new(),
+        };
+        self.announce(caller, event).await?;
         Ok(stored)
     }
 
@@ -238,6 +262,13 @@ impl Conversations<'_> {
         self.cache
             .cache_members(caller.app_id, conversation_id, &updated.member_ids)
             .await?;
+        let event = ConversationEvent {
+            kind: "conversation.updated".into(),
+            conversation: updated.clone(),
+            added: new,
+            removed: Vec::new(),
+        };
+        self.announce(caller, event).await?;
         Ok(updated)
     }
 
@@ -273,15 +304,31 @@ impl Conversations<'_> {
         self.cache
             .cache_members(caller.app_id, conversation_id, &updated.member_ids)
             .await?;
+        let event = ConversationEvent {
+            kind: "conversation.updated".into(),
+            conversation: updated.clone(),
+            added: Vec::new(),
+            removed: vec![user_id.to_owned()],
+        };
+        self.announce(caller, event).await?;
         Ok(updated)
     }
 
     pub async fn rename(&self, caller: Caller<'_>, conversation_id: &str, name: &str) -> Result<Conversation> {
         validate_name(name)?;
         self.require_admin(caller, conversation_id).await?;
-        self.store
+        let renamed = self
+            .store
             .rename_conversation(caller.app_id, conversation_id, name.trim())
-            .await
+            .await?;
+        let event = ConversationEvent {
+            kind: "conversation.updated".into(),
+            conversation: renamed.clone(),
+            added: Vec::new(),
+            removed: Vec::new(),
+        };
+        self.announce(caller, event).await?;
+        Ok(renamed)
     }
 
     pub async fn members(&self, caller: Caller<'_>, conversation_id: &str) -> Result<Vec<Member>> {

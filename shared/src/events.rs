@@ -1,7 +1,7 @@
 //! Kafka envelopes. Values are JSON; metadata travels in headers so consumers can route and trace
 //! without parsing the payload.
 
-use crate::model::{Message, Reaction};
+use crate::model::{Conversation, Message, Reaction};
 use serde::{Deserialize, Serialize};
 
 pub mod topics {
@@ -95,4 +95,20 @@ impl PersistedAck {
             correlation_id: message.correlation_id.clone(),
         }
     }
+}
+
+/// Published on `caas.conversations` (keyed by conversation id) whenever a conversation or its
+/// membership changes, whichever entry point made the change. Every socket node tails the topic and
+/// tells its own connections, so live clients hear of changes made over HTTP too.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConversationEvent {
+    /// `conversation.created`, `conversation.updated` (renamed, members added or removed).
+    pub kind: String,
+    pub conversation: Conversation,
+    /// Users who joined with this change; they get `conversation.joined`.
+    #[serde(default)]
+    pub added: Vec<String>,
+    /// Users who left or were removed; they get `conversation.removed` and lose live delivery at once.
+    #[serde(default)]
+    pub removed: Vec<String>,
 }

@@ -10,7 +10,7 @@ use caas_shared::cache;
 use caas_shared::conversations::{self, Caller, Conversations};
 use caas_shared::correlation::CorrelationId;
 use caas_shared::history::{self, REPLAY_PAGE};
-use caas_shared::model::{Conversation, Role};
+use caas_shared::model::Role;
 use caas_shared::protocol::{
     self, AddMembers, ClientFrame, ConversationRef, History, ListConversations, MarkRead, RemoveMember,
     RenameConversation, SendMessage, Subscribe,
@@ -53,6 +53,7 @@ impl Node {
         Conversations {
             store: self.store.as_ref(),
             cache: self.cache.as_ref(),
+            bus: self.bus.as_ref(),
         }
     }
 }
@@ -68,12 +69,7 @@ pub async fn dispatch(
     let rules = node.conversations();
     match frame.kind.as_str() {
         "ping" => Ok(json!({"pong": now_ms()})),
-        "conversation.create" => {
-            let conversation = rules.create(caller, frame.payload()?).await?;
-            let notice = protocol::event("conversation.created", &conversation);
-            tell_users(node, &conversation.app_id, &conversation.member_ids, &notice).await?;
-            to_json(&conversation)
-        }
+        "conversation.create" => to_json(&rules.create(caller, frame.payload()?).await?),
         "conversation.list" => {
             let request: ListConversations = if frame.data.is_null() {
                 Default::default()
@@ -91,39 +87,30 @@ pub async fn dispatch(
         "conversation.members.add" => {
             let request: AddMembers = frame.payload()?;
             let role = request.role.unwrap_or(Role::Member);
-            let before = rules.get(caller, &request.conversation_id).await?;
-            let after = rules
+            let conversation = rules
                 .add_members(caller, &request.conversation_id, &request.member_ids, role)
                 .await?;
-            let added: Vec<String> = after
-                .member_ids
-                .iter()
-                .filter(|m| !before.has_member(m))
-                .cloned()
-                .collect();
-            announce_update(node, &after).await?;
-            tell_users(
-                node,
-                &after.app_id,
-                &added,
-                &protocol::event("conversation.joined", &after),
-            )
-            .await?;
-            to_json(&after)
+            to_json(&conversation)
         }
         "conversation.members.remove" => {
             let request: RemoveMember = frame.payload()?;
-            remove_member(node, caller, &request.conversation_id, &request.user_id).await
+            to_json(
+                &rules
+                    .remove_member(caller, &request.conversation_id, &request.user_id)
+                    .await?,
+            )
         }
         "conversation.leave" => {
             let request: ConversationRef = frame.payload()?;
-            remove_member(node, caller, &request.conversation_id, session.user_id()).await
+            to_json(
+                &rules
+                    .remove_member(caller, &request.conversation_id, session.user_id())
+                    .await?,
+            )
         }
         "conversation.update" => {
             let request: RenameConversation = frame.payload()?;
-            let conversation = rules.rename(caller, &request.conversation_id, &request.name).await?;
-            announce_update(node, &conversation).await?;
-            to_json(&conversation)
+            to_json(&rules.rename(caller, &request.conversation_id, &request.name).await?)
         }
         "conversation.subscribe" => subscribe(node, session, frame.payload()?).await,
         "conversation.history" => history(node, session, frame.payload()?).await,
@@ -189,34 +176,6 @@ async fn publish_to_conversation(node: &Node, app_id: &str, conversation_id: &st
     node.hub
         .publish(&cache::conversation_channel(app_id, conversation_id), frame)
         .await
-}
-
-async fn tell_users(node: &Node, app_id: &str, user_ids: &[String], frame: &str) -> Result<()> {
-    for user_id in user_ids {
-        node.hub.publish(&cache::user_channel(app_id, user_id), frame).await?;
-    }
-    Ok(())
-}
-
-async fn announce_update(node: &Node, conversation: &Conversation) -> Result<()> {
-    let notice = protocol::event("conversation.updated", conversation);
-    publish_to_conversation(node, &conversation.app_id, &conversation.id, &notice).await
-}
-
-/// Removes a member (or the caller leaving), tells the rest, and ends the removed user's live
-/// subscriptions on every node.
-async fn remove_member(node: &Node, caller: Caller<'_>, conversation_id: &str, user_id: &str) -> Result<Value> {
-    let conversation = node
-        .conversations()
-        .remove_member(caller, conversation_id, user_id)
-        .await?;
-    announce_update(node, &conversation).await?;
-    let removed = protocol::event(
-        "conversation.removed",
-        json!({"app_id": conversation.app_id, "conversation_id": conversation.id, "user_id": user_id}),
-    );
-    tell_users(node, &conversation.app_id, &[user_id.to_owned()], &removed).await?;
-    to_json(&conversation)
 }
 
 /// How long a replay waits for a missing seq to show up (a send still between its claim and its

@@ -4,7 +4,6 @@
 //! mode) only while at least one of its connections wants it, so a message is published once and reaches only nodes with an interested
 //! client. Payloads are serialised once and shared by every recipient.
 
-use caas_shared::cache;
 use caas_shared::fanout::{FanOut, MemoryBroker, MemoryFanOut, RedisFanOut};
 use caas_shared::Result;
 use std::collections::{HashMap, HashSet};
@@ -51,7 +50,6 @@ impl Hub {
         tokio::spawn(async move {
             while let Some((channel, payload)) = inbox.recv().await {
                 let Some(hub) = weak.upgrade() else { return };
-                hub.apply_removal(&channel, &payload);
                 hub.deliver_local(&channel, Utf8Bytes::from(payload));
             }
         });
@@ -147,34 +145,21 @@ impl Hub {
         }
     }
 
-    /// A `conversation.removed` notice on a user's channel ends that user's live subscriptions to the
-    /// conversation on this node at once, so a removed member stops receiving its messages.
-    fn apply_removal(&self, channel: &str, payload: &str) {
-        if !channel.starts_with(cache::USER_CHANNEL_PREFIX) || !payload.contains("\"conversation.removed\"") {
-            return;
-        }
-        let Ok(notice) = serde_json::from_str::<serde_json::Value>(payload) else {
-            return;
-        };
-        let (Some(app_id), Some(conversation_id)) = (
-            notice["data"]["app_id"].as_str(),
-            notice["data"]["conversation_id"].as_str(),
-        ) else {
-            return;
-        };
-        let conversation_channel = cache::conversation_channel(app_id, conversation_id);
+    /// Ends the live subscriptions to `conversation_channel` of every local connection on `user_channel`
+    /// (a removed member stops receiving the conversation at once).
+    pub fn revoke(&self, user_channel: &str, conversation_channel: &str) {
         let connections: Vec<ConnectionId> = {
             let routes = self.routes.lock().expect("routes lock");
             routes
                 .channels
-                .get(channel)
+                .get(user_channel)
                 .map(|c| c.iter().copied().collect())
                 .unwrap_or_default()
         };
         for connection in connections {
             // The fan-out subscription may linger until the node's last subscriber of the conversation
             // leaves; with no local route it delivers to nobody.
-            self.remove_route(connection, &conversation_channel);
+            self.remove_route(connection, conversation_channel);
         }
     }
 

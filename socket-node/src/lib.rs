@@ -8,6 +8,7 @@
 pub mod acks;
 pub mod config;
 pub mod connection;
+pub mod conversation_events;
 pub mod handlers;
 pub mod hub;
 pub mod messages;
@@ -42,6 +43,7 @@ impl Node {
     ) -> Result<Arc<Self>> {
         let hub = hub::Hub::connect(&config.redis_socket_url).await?;
         acks::start(bus.as_ref(), Arc::clone(&hub)).await?;
+        conversation_events::start(bus.as_ref(), Arc::clone(&hub)).await?;
         Ok(Arc::new(Self {
             store,
             cache: cache::connect(&config.redis_socket_url).await?,

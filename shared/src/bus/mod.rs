@@ -77,7 +77,7 @@ pub trait Bus: Send + Sync {
     async fn tail(&self, topic: &str) -> Result<Box<dyn Consumer>>;
 }
 
-impl dyn Bus {
+impl dyn Bus + '_ {
     /// Publishes a JSON value; see [`Bus::publish`].
     pub async fn publish_json(
         &self,

@@ -92,11 +92,9 @@ pub fn conversation_channel(app_id: &str, conversation_id: &str) -> String {
     format!("caas:fanout:{app_id}:{conversation_id}")
 }
 
-pub const USER_CHANNEL_PREFIX: &str = "caas:user:";
-
 /// Channel that reaches every connection of one user on any node.
 pub fn user_channel(app_id: &str, user_id: &str) -> String {
-    format!("{USER_CHANNEL_PREFIX}{app_id}:{user_id}")
+    format!("caas:user:{app_id}:{user_id}")
 }
 
 /// Opens the cache named by `url`: `redis://…` or `memory://` (private to this process).
