@@ -5,6 +5,7 @@
 pub mod bridge;
 
 use caas_shared::bus::Bus;
+use caas_shared::cache::Cache;
 use caas_shared::config::Config;
 use caas_shared::events::topics;
 use caas_shared::store::Store;
@@ -12,9 +13,11 @@ use caas_shared::Result;
 use std::future::Future;
 use std::sync::Arc;
 
-/// Every HTTP function mounted on its `/api/v1/...` route, as API Gateway does when deployed.
-pub fn gateway(config: &Config, store: Arc<dyn Store>) -> axum::Router {
-    auth::router(Arc::new(auth::AuthService::new(store, config)))
+/// Every HTTP function mounted on its `/api/v1/...` routes, as API Gateway does when deployed.
+pub fn gateway(config: &Config, store: Arc<dyn Store>, cache: Arc<dyn Cache>, bus: Arc<dyn Bus>) -> axum::Router {
+    let auth = auth::AuthService::new(Arc::clone(&store), config);
+    let conversations = conversations::ConversationsApi::new(store, cache, bus, config);
+    caas_shared::http::finish_router(auth::routes(Arc::new(auth)).merge(conversations::routes(Arc::new(conversations))))
 }
 
 /// Feeds every Kafka-triggered function from its topic, one consumer group per function, until

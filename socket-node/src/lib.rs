@@ -16,7 +16,7 @@ pub mod server;
 
 use caas_shared::auth::TokenSigner;
 use caas_shared::bus::Bus;
-use caas_shared::cache::{self, Cache};
+use caas_shared::cache::Cache;
 use caas_shared::config::Config;
 use caas_shared::store::Store;
 use caas_shared::Result;
@@ -33,12 +33,13 @@ pub struct Node {
 }
 
 impl Node {
-    /// Builds a node on the given store and bus (shared with other components in the embedded dev mode),
-    /// connects its cache and fan-out from `config`, and starts relaying persisted acks.
+    /// Builds a node on the given store, cache and bus (shared with other components in the embedded dev
+    /// mode), connects its fan-out from `config`, and starts relaying acks and conversation changes.
     pub async fn start(
         config: &Config,
         settings: config::NodeSettings,
         store: Arc<dyn Store>,
+        cache: Arc<dyn Cache>,
         bus: Arc<dyn Bus>,
     ) -> Result<Arc<Self>> {
         let hub = hub::Hub::connect(&config.redis_socket_url).await?;
@@ -46,7 +47,7 @@ impl Node {
         conversation_events::start(bus.as_ref(), Arc::clone(&hub)).await?;
         Ok(Arc::new(Self {
             store,
-            cache: cache::connect(&config.redis_socket_url).await?,
+            cache,
             bus,
             signer: TokenSigner::from_config(config),
             hub,

@@ -39,13 +39,17 @@ impl AuthService {
     }
 }
 
+/// The function as deployed: its routes with the shared correlation and JSON-error handling.
 pub fn router(service: Arc<AuthService>) -> Router {
-    finish_router(
-        Router::new()
-            .route("/api/v1/admin/apps", post(create_app))
-            .route("/api/v1/auth/sdk/token", post(issue_sdk_token))
-            .with_state(service),
-    )
+    finish_router(routes(service))
+}
+
+/// Just the routes, for the local gateway to merge with the other functions'.
+pub fn routes(service: Arc<AuthService>) -> Router {
+    Router::new()
+        .route("/api/v1/admin/apps", post(create_app))
+        .route("/api/v1/auth/sdk/token", post(issue_sdk_token))
+        .with_state(service)
 }
 
 #[derive(Deserialize)]

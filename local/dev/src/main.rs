@@ -7,7 +7,7 @@
 //! a restart keeps apps, users, conversations, messages and issued tokens.
 
 use caas_shared::config::Config;
-use caas_shared::{bus, store};
+use caas_shared::{bus, cache, store};
 use socket_node::config::NodeSettings;
 use socket_node::{server::Listener, Node};
 use std::collections::HashMap;
@@ -48,10 +48,18 @@ async fn main() -> Result<(), BoxError> {
     }
     let config = Config::from_lookup(|key| env(key).or_else(|| defaults.get(key).cloned()))?;
     let store = store::connect(&config.store_url, &config.store_database).await?;
+    let cache = cache::connect(&config.redis_socket_url).await?;
     let bus = bus::connect(&config.bus_url).await?;
     let mut settings = NodeSettings::from_env()?;
     settings.bind = socket_listener.local_addr()?.to_string();
-    let node = Node::start(&config, settings, Arc::clone(&store), Arc::clone(&bus)).await?;
+    let node = Node::start(
+        &config,
+        settings,
+        Arc::clone(&store),
+        Arc::clone(&cache),
+        Arc::clone(&bus),
+    )
+    .await?;
 
     // Whichever part stops first (Ctrl-C, SIGTERM, or a failure) stops the others.
     let (stop, stopped) = watch::channel(false);
@@ -61,8 +69,9 @@ async fn main() -> Result<(), BoxError> {
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
+    let router = caas_local::gateway(&config, Arc::clone(&store), cache, Arc::clone(&bus));
     let gateway = async {
-        let result = axum::serve(gateway_listener, caas_local::gateway(&config, Arc::clone(&store)))
+        let result = axum::serve(gateway_listener, router)
             .with_graceful_shutdown(stop_signal())
             .await;
         stop.send_replace(true);
