@@ -28,15 +28,43 @@ pub async fn run_functions(
     bus: Arc<dyn Bus>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let persist = persist_messages::PersistMessages::new(store, Arc::clone(&bus));
-    let persist = &persist;
-    bridge::run(
-        bus.as_ref(),
-        topics::MESSAGES,
-        &config.consumer_group("persist-messages"),
-        bridge::BatchPolicy::default(),
-        |event| async move { persist.handle(&event).await },
-        shutdown,
-    )
-    .await
+    let persist_messages = persist_messages::PersistMessages::new(Arc::clone(&store), Arc::clone(&bus));
+    let persist_conversations = persist_conversations::PersistConversations::new(store);
+    let (persist_messages, persist_conversations) = (&persist_messages, &persist_conversations);
+    // Every function stops on the same signal.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop_signal = || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let signal = async {
+        shutdown.await;
+        stop.send_replace(true);
+    };
+    let (messages_group, conversations_group) = (
+        config.consumer_group("persist-messages"),
+        config.consumer_group("persist-conversations"),
+    );
+    let (messages, conversations, ()) = tokio::join!(
+        bridge::run(
+            bus.as_ref(),
+            topics::MESSAGES,
+            &messages_group,
+            bridge::BatchPolicy::default(),
+            |event| async move { persist_messages.handle(&event).await },
+            stop_signal(),
+        ),
+        bridge::run(
+            bus.as_ref(),
+            topics::MESSAGES,
+            &conversations_group,
+            bridge::BatchPolicy::default(),
+            |event| async move { persist_conversations.handle(&event).await },
+            stop_signal(),
+        ),
+        signal,
+    );
+    messages.and(conversations)
 }

@@ -365,7 +365,10 @@ impl Conversations<'_> {
             .list_conversations(caller.app_id, caller.user_id, limit)
             .await?;
         let ids: Vec<String> = conversations.iter().map(|c| c.id.clone()).collect();
-        let horizons = self.store.read_horizons(caller.app_id, caller.user_id, &ids).await?;
+        let (horizons, summaries) = tokio::try_join!(
+            self.store.read_horizons(caller.app_id, caller.user_id, &ids),
+            self.store.summaries(caller.app_id, &ids),
+        )?;
         let latest = SeqRange {
             after_seq: None,
             before_seq: None,
@@ -373,9 +376,17 @@ impl Conversations<'_> {
         };
         let mut listed = Vec::with_capacity(conversations.len());
         for conversation in conversations {
-            let last_message = history::page(self.store, self.cache, caller.app_id, &conversation.id, latest)
-                .await?
-                .pop();
+            // The summary persist-conversations keeps, unless messages accepted since are not in it yet.
+            let current_seq = self.cache.current_seq(caller.app_id, &conversation.id).await?;
+            let fresh = summaries
+                .get(&conversation.id)
+                .filter(|summary| current_seq.is_none_or(|seq| summary.last_seq >= seq));
+            let last_message = match fresh {
+                Some(summary) => Some(summary.last_message.clone()),
+                None => history::page(self.store, self.cache, caller.app_id, &conversation.id, latest)
+                    .await?
+                    .pop(),
+            };
             let last_seq = last_message.as_ref().map_or(0, |m| m.seq);
             let read_seq = horizons.get(&conversation.id).copied().unwrap_or(0);
             let mut value = serde_json::to_value(&conversation).map_err(|e| Error::Internal(e.to_string()))?;

@@ -16,6 +16,7 @@ pub mod events;
 pub mod fanout;
 pub mod history;
 pub mod http;
+pub mod lambda;
 pub mod model;
 pub mod protocol;
 pub mod store;

@@ -158,6 +158,18 @@ impl Reaction {
     }
 }
 
+/// What conversation lists show without reading messages: the newest message and its seq. Kept by the
+/// persist-conversations function; a higher seq replaces it, an edit or deletion of that same message
+/// (higher `version`) updates it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConversationSummary {
+    /// The conversation id.
+    pub id: String,
+    pub app_id: String,
+    pub last_seq: i64,
+    pub last_message: Message,
+}
+
 /// How many users reacted to a message with an emoji, and whether the viewer is one of them.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReactionCount {

@@ -171,3 +171,49 @@ async fn edits_deletions_and_reactions_converge_in_any_order() {
     assert_eq!(reactions.len(), 1);
     assert!(!reactions[0].get_bool("active").unwrap(), "the later removal wins");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_summaries_ignore_redelivered_and_reordered_batches() {
+    let stack = Stack::obtain();
+    let (store, _) = handler_on_fresh_database(&stack, "summaries").await;
+    let handler = persist_conversations::PersistConversations::new(Arc::clone(&store) as _);
+    let message = |conversation: &str, seq: i64| Message {
+        id: format!("{conversation}-{seq}"),
+        app_id: "app".into(),
+        conversation_id: conversation.into(),
+        seq,
+        sender_id: "alice".into(),
+        client_msg_id: format!("c-{seq}"),
+        text: format!("text {seq}"),
+        created_at: 1,
+        correlation_id: format!("corr-{seq}"),
+        ..Default::default()
+    };
+    let mut events: Vec<MessageEvent> = ["one", "two", "three"]
+        .iter()
+        .flat_map(|conversation| (1..=20).map(move |seq| MessageEvent::Created(message(conversation, seq))))
+        .collect();
+    events.push(MessageEvent::Edited(Message {
+        text: "last, edited".into(),
+        version: 9,
+        ..message("two", 20)
+    }));
+    let batch = |events: &[MessageEvent]| kafka_event(&events.iter().map(encoded_event).collect::<Vec<_>>());
+
+    let first = handler.handle(&batch(&events)).await.unwrap();
+    assert_eq!(first.summaries_applied, 3);
+    let collection = store.database().collection::<Document>("conversation_summaries");
+    let before = snapshot(collection.clone()).await;
+    let texts: Vec<&str> = before
+        .iter()
+        .map(|d| d.get_document("last_message").unwrap().get_str("text").unwrap())
+        .collect();
+    assert_eq!(texts, ["text 20", "text 20", "last, edited"]);
+
+    // The whole batch again, then every record alone in reverse order: nothing changes.
+    assert_eq!(handler.handle(&batch(&events)).await.unwrap().summaries_applied, 0);
+    for event in events.iter().rev() {
+        handler.handle(&batch(std::slice::from_ref(event))).await.unwrap();
+    }
+    assert_eq!(snapshot(collection).await, before);
+}

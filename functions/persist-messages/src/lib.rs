@@ -6,11 +6,10 @@
 //! version and only ever replace an older state, so they converge in any order — even an edit that
 //! arrives before its message.
 
-use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
-use base64::Engine;
+use aws_lambda_events::event::kafka::KafkaEvent;
 use caas_shared::bus::Bus;
-use caas_shared::correlation::KAFKA_HEADER;
 use caas_shared::events::{topics, EventHeaders, MessageEvent, PersistedAck};
+use caas_shared::lambda::decode;
 use caas_shared::model::Message;
 use caas_shared::store::Store;
 use caas_shared::Result;
@@ -82,36 +81,11 @@ impl PersistMessages {
     }
 }
 
-/// Decodes one record; the `correlation_id` header fills in a message that lacks one.
-fn decode(record: &KafkaRecord) -> std::result::Result<MessageEvent, String> {
-    let encoded = record.value.as_deref().ok_or("record has no value")?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|e| format!("value is not base64: {e}"))?;
-    let mut event: MessageEvent =
-        serde_json::from_slice(&bytes).map_err(|e| format!("value is not a message event: {e}"))?;
-    let correlation_id = event.correlation_id_mut();
-    if correlation_id.is_empty() {
-        if let Some(id) = header(record, KAFKA_HEADER) {
-            *correlation_id = id;
-        }
-    }
-    Ok(event)
-}
-
-/// Lambda delivers header values as arrays of signed bytes.
-fn header(record: &KafkaRecord, name: &str) -> Option<String> {
-    record
-        .headers
-        .iter()
-        .find_map(|h| h.get(name))
-        .map(|bytes| bytes.iter().map(|b| *b as u8).collect::<Vec<u8>>())
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lambda_events::event::kafka::KafkaRecord;
+    use base64::Engine;
 
     fn record(value: Option<String>, headers: serde_json::Value) -> KafkaRecord {
         serde_json::from_value(json!({

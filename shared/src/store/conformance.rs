@@ -3,7 +3,7 @@
 //! share a database with other runs.
 
 use super::{SeqRange, Store};
-use crate::model::{App, Conversation, ConversationKind, Member, Message, Reaction, Role, User};
+use crate::model::{App, Conversation, ConversationKind, ConversationSummary, Member, Message, Reaction, Role, User};
 use crate::Error;
 
 fn unique(prefix: &str) -> String {
@@ -48,6 +48,7 @@ pub async fn run(store: &dyn Store) {
     reactions_converge_and_count_per_emoji(store).await;
     replies_are_counted_and_listed_per_parent(store).await;
     memberships_change_and_reads_only_move_forward(store).await;
+    summaries_keep_the_newest_message(store).await;
 }
 
 async fn apps_are_unique(store: &dyn Store) {
@@ -461,4 +462,44 @@ async fn memberships_change_and_reads_only_move_forward(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!((horizons[&older.id], horizons[&newer.id]), (8, 0));
+}
+
+async fn summaries_keep_the_newest_message(store: &dyn Store) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    let summary = |message: &Message| ConversationSummary {
+        id: conversation.clone(),
+        app_id: app.clone(),
+        last_seq: message.seq,
+        last_message: message.clone(),
+    };
+    let (second, third) = (
+        message(&app, &conversation, &unique("m"), 2),
+        message(&app, &conversation, &unique("m"), 3),
+    );
+    let third_edited = revision(&third, "edited", 10);
+    assert_eq!(store.apply_summaries(&[summary(&third)]).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .apply_summaries(&[summary(&second), summary(&third)])
+            .await
+            .unwrap(),
+        0,
+        "older or equal is stale"
+    );
+    assert_eq!(
+        store.apply_summaries(&[summary(&third_edited)]).await.unwrap(),
+        1,
+        "an edit of the newest message"
+    );
+    assert_eq!(store.apply_summaries(&[summary(&third)]).await.unwrap(), 0);
+    let stored = store
+        .summaries(&app, std::slice::from_ref(&conversation))
+        .await
+        .unwrap();
+    assert_eq!(stored[&conversation].last_message.text, "edited");
+    assert!(store
+        .summaries(&unique("app"), &[conversation])
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -5,7 +5,7 @@
 //! back on open) so a dev-mode restart keeps apps, users, conversations and messages.
 
 use super::{InsertOutcome, SeqRange, Store};
-use crate::model::{App, Conversation, Member, Message, Reaction, ReactionCount, User};
+use crate::model::{App, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,7 @@ struct Tables {
     reactions: HashMap<String, Reaction>,
     /// (app_id, conversation_id, user_id) → read horizon.
     reads: HashMap<(String, String, String), i64>,
+    summaries: HashMap<String, ConversationSummary>,
 }
 
 /// The records themselves; indexes are rebuilt from them on load.
@@ -43,6 +44,8 @@ struct Snapshot {
     reactions: Vec<Reaction>,
     #[serde(default)]
     reads: Vec<(String, String, String, i64)>,
+    #[serde(default)]
+    summaries: Vec<ConversationSummary>,
 }
 
 impl Tables {
@@ -59,6 +62,7 @@ impl Tables {
                 .iter()
                 .map(|((app, conversation, user), seq)| (app.clone(), conversation.clone(), user.clone(), *seq))
                 .collect(),
+            summaries: self.summaries.values().cloned().collect(),
         }
     }
 
@@ -84,6 +88,9 @@ impl Tables {
         }
         for (app, conversation, user, seq) in snapshot.reads {
             tables.reads.insert((app, conversation, user), seq);
+        }
+        for summary in snapshot.summaries {
+            tables.summaries.insert(summary.id.clone(), summary);
         }
         tables
     }
@@ -465,6 +472,44 @@ impl Store for MemoryStore {
                 let key = (app_id.to_owned(), id.clone(), user_id.to_owned());
                 (id.clone(), tables.reads.get(&key).copied().unwrap_or(0))
             })
+            .collect())
+    }
+
+    async fn apply_summaries(&self, summaries: &[ConversationSummary]) -> Result<usize> {
+        let mut tables = self.tables();
+        let mut applied = 0;
+        for summary in summaries {
+            let newer = match tables.summaries.get(&summary.id) {
+                None => true,
+                Some(stored) if stored.app_id != summary.app_id => false,
+                Some(stored) => {
+                    stored.last_seq < summary.last_seq
+                        || (stored.last_message.id == summary.last_message.id
+                            && stored.last_message.version < summary.last_message.version)
+                }
+            };
+            if newer {
+                tables.summaries.insert(summary.id.clone(), summary.clone());
+                applied += 1;
+            }
+        }
+        if applied > 0 {
+            self.persist(&tables)?;
+        }
+        Ok(applied)
+    }
+
+    async fn summaries(
+        &self,
+        app_id: &str,
+        conversation_ids: &[String],
+    ) -> Result<HashMap<String, ConversationSummary>> {
+        let tables = self.tables();
+        Ok(conversation_ids
+            .iter()
+            .filter_map(|id| tables.summaries.get(id))
+            .filter(|s| s.app_id == app_id)
+            .map(|s| (s.id.clone(), s.clone()))
             .collect())
     }
 

@@ -11,7 +11,7 @@ mod mongo;
 pub use memory::MemoryStore;
 pub use mongo::MongoStore;
 
-use crate::model::{App, Conversation, Member, Message, Reaction, ReactionCount, User};
+use crate::model::{App, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User};
 use crate::Result;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -108,6 +108,15 @@ pub trait Store: Send + Sync {
         user_id: &str,
         conversation_ids: &[String],
     ) -> Result<HashMap<String, i64>>;
+    /// Records each conversation's newest message: replaces a summary with a lower `last_seq`, or
+    /// updates the same message to a higher `version`; anything else is stale and ignored. Returns
+    /// how many summaries changed.
+    async fn apply_summaries(&self, summaries: &[ConversationSummary]) -> Result<usize>;
+    async fn summaries(
+        &self,
+        app_id: &str,
+        conversation_ids: &[String],
+    ) -> Result<HashMap<String, ConversationSummary>>;
     /// A page of a conversation's stored messages; see [`SeqRange`].
     async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>>;
     /// Highest stored `seq` of a conversation (0 when empty).

@@ -1,7 +1,7 @@
 //! The MongoDB driver of the store port. Models use `id`; documents use `_id`.
 
 use super::{InsertOutcome, SeqRange, Store};
-use crate::model::{App, Conversation, Member, Message, Reaction, ReactionCount, User};
+use crate::model::{App, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -428,6 +428,57 @@ impl Store for MongoStore {
             }
         }
         Ok(horizons)
+    }
+
+    async fn apply_summaries(&self, summaries: &[ConversationSummary]) -> Result<usize> {
+        let writes = summaries.iter().map(|summary| async move {
+            let document = to_document(summary)?;
+            let newer_seq = doc! {"_id": &summary.id, "app_id": &summary.app_id, "last_seq": {"$lt": summary.last_seq}};
+            let written = match self
+                .collection("conversation_summaries")
+                .replace_one(newer_seq, document.clone())
+                .upsert(true)
+                .await
+            {
+                Ok(result) => result.modified_count > 0 || result.upserted_id.is_some(),
+                // The summary exists with this seq or a newer one (or belongs to another app).
+                Err(e) if is_duplicate_key(&e) => false,
+                Err(e) => return Err(Error::from(e)),
+            };
+            if written {
+                return Ok::<bool, Error>(true);
+            }
+            let same_message_older_version = doc! {
+                "_id": &summary.id,
+                "app_id": &summary.app_id,
+                "last_message.id": &summary.last_message.id,
+                "last_message.version": {"$lt": summary.last_message.version},
+            };
+            let result = self
+                .collection("conversation_summaries")
+                .replace_one(same_message_older_version, document)
+                .await?;
+            Ok(result.modified_count > 0)
+        });
+        let applied = futures_util::future::try_join_all(writes).await?;
+        Ok(applied.into_iter().filter(|written| *written).count())
+    }
+
+    async fn summaries(
+        &self,
+        app_id: &str,
+        conversation_ids: &[String],
+    ) -> Result<HashMap<String, ConversationSummary>> {
+        let filter = doc! {"app_id": app_id, "_id": {"$in": conversation_ids}};
+        let summaries: Vec<ConversationSummary> = self
+            .find_all(
+                "conversation_summaries",
+                filter,
+                doc! {"_id": 1},
+                conversation_ids.len().max(1),
+            )
+            .await?;
+        Ok(summaries.into_iter().map(|s| (s.id.clone(), s)).collect())
     }
 
     async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>> {
