@@ -104,6 +104,13 @@ pub struct RenameConversation {
     pub name: String,
 }
 
+/// `presence.subscribe`: current presence of these users (of the caller's app), then `presence` events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceSubscribe {
+    pub user_ids: Vec<String>,
+}
+
 /// `read.mark`: everything up to `seq` has been read.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

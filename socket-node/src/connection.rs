@@ -117,6 +117,10 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
             serde_json::json!({"user_id": session.claims.sub, "app_id": session.claims.app_id, "correlation_id": session.correlation_id}),
         );
         let _ = frames_tx.send(ready.into()).await;
+        let holder = format!("{}:{connection}", node.settings.node_id);
+        announce_presence(&node, &session, &holder, true).await;
+        let mut presence_renewal = tokio::time::interval(cache::PRESENCE_TTL / 3);
+        presence_renewal.tick().await;
         tracing::info!("connected");
         let (sink, mut incoming) = socket.split();
         let (close_tx, close_rx) = tokio::sync::oneshot::channel::<Message>();
@@ -125,6 +129,11 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
             tokio::select! {
                 _ = shutdown.recv() => break close_frame(CloseCode::Away, "server shutting down"),
                 _ = overflow.notified() => break close_frame(CloseCode::Again, "client too slow; reconnect and resume"),
+                _ = presence_renewal.tick() => {
+                    if let Err(e) = node.cache.presence_touch(&session.claims.app_id, &session.claims.sub, &holder).await {
+                        tracing::warn!(error = %e, "presence renewal failed");
+                    }
+                }
                 frame = incoming.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         let reply = answer(&node, &session, text.as_str()).await;
@@ -146,6 +155,7 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
             }
         };
         node.hub.unregister(connection).await;
+        announce_presence(&node, &session, &holder, false).await;
         let _ = close_tx.send(close);
         drop(frames_tx);
         let _ = writer.await;
@@ -184,6 +194,35 @@ async fn write_frames(
         let _ = sink.send(message).await;
     }
     let _ = sink.close().await;
+}
+
+/// Records this connection's presence (or its end) and tells the user's watchers when the user came
+/// online or went offline. Best effort: presence must never stop a connection from working.
+async fn announce_presence(node: &Node, session: &Session, holder: &str, connected: bool) {
+    let (app_id, user_id) = (&session.claims.app_id, &session.claims.sub);
+    let online = if connected {
+        node.cache.presence_touch(app_id, user_id, holder).await.map(|()| true)
+    } else {
+        node.cache.presence_drop(app_id, user_id, holder).await
+    };
+    let online = match online {
+        Ok(online) => online,
+        Err(e) => {
+            tracing::warn!(error = %e, "presence update failed");
+            return;
+        }
+    };
+    if !connected && online {
+        return; // Another connection keeps the user online.
+    }
+    let frame = protocol::event("presence", serde_json::json!({"user_id": user_id, "online": online}));
+    if let Err(e) = node
+        .hub
+        .publish(&cache::presence_channel(app_id, user_id), &frame)
+        .await
+    {
+        tracing::warn!(error = %e, "presence announcement failed");
+    }
 }
 
 fn error_body(error: &Error) -> serde_json::Value {

@@ -12,8 +12,8 @@ use caas_shared::correlation::CorrelationId;
 use caas_shared::history::{self, REPLAY_PAGE};
 use caas_shared::model::Role;
 use caas_shared::protocol::{
-    self, AddMembers, ClientFrame, ConversationRef, History, ListConversations, MarkRead, RemoveMember,
-    RenameConversation, SendMessage, Subscribe,
+    self, AddMembers, ClientFrame, ConversationRef, History, ListConversations, MarkRead, PresenceSubscribe,
+    RemoveMember, RenameConversation, SendMessage, Subscribe,
 };
 use caas_shared::store::SeqRange;
 use caas_shared::{now_ms, Error, Result};
@@ -146,6 +146,7 @@ pub async fn dispatch(
             .await?;
             Ok(notice)
         }
+        "presence.subscribe" => presence_subscribe(node, session, frame.payload()?).await,
         "message.send" => send_message(node, session, frame.payload()?, correlation_id).await,
         "message.edit" => messages::edit(node, session, frame.payload()?, correlation_id).await,
         "message.delete" => messages::delete(node, session, frame.payload()?, correlation_id).await,
@@ -176,6 +177,32 @@ async fn publish_to_conversation(node: &Node, app_id: &str, conversation_id: &st
     node.hub
         .publish(&cache::conversation_channel(app_id, conversation_id), frame)
         .await
+}
+
+/// Most users one `presence.subscribe` may watch.
+const MAX_PRESENCE_WATCH: usize = 500;
+
+async fn presence_subscribe(node: &Node, session: &Session, request: PresenceSubscribe) -> Result<Value> {
+    if request.user_ids.is_empty() || request.user_ids.len() > MAX_PRESENCE_WATCH {
+        return Err(Error::Validation(format!(
+            "user_ids must list 1 to {MAX_PRESENCE_WATCH} users"
+        )));
+    }
+    for user_id in &request.user_ids {
+        require_id("user_ids[]", user_id)?;
+        node.hub
+            .subscribe(session.connection, &cache::presence_channel(session.app_id(), user_id))
+            .await?;
+    }
+    // Read after subscribing, so a change in between arrives as an event rather than being lost.
+    let online = node.cache.online(session.app_id(), &request.user_ids).await?;
+    let presence: Vec<Value> = request
+        .user_ids
+        .iter()
+        .zip(online)
+        .map(|(user_id, online)| json!({"user_id": user_id, "online": online}))
+        .collect();
+    Ok(json!({"presence": presence}))
 }
 
 /// How long a replay waits for a missing seq to show up (a send still between its claim and its

@@ -1,6 +1,7 @@
 //! Conversations end to end on two socket nodes: groups with roles, adding and removing members,
 //! leaving, renaming, lists with the last message and unread counts, read horizons with `read` events,
-//! typing indications, and a removed member who stops receiving the conversation at once.
+//! typing indications, presence across nodes, and a removed member who stops receiving the conversation
+//! at once.
 
 use caas_e2e::{Client, Platform};
 use serde_json::{json, Value};
@@ -223,4 +224,19 @@ async fn groups_roles_lists_reads_typing_and_removal_work_across_nodes() {
     assert_eq!(remaining["members"].as_array().unwrap().len(), 2);
     let list = ok(&newcomer.call("conversation.list", json!({})).await);
     assert!(list["conversations"].as_array().unwrap().is_empty());
+
+    // Presence across nodes: the owner (node 1) watches the admin (node 2), who then disconnects.
+    let watched = ok(&owner
+        .call("presence.subscribe", json!({"user_ids": [id(1), "nobody-here"]}))
+        .await);
+    assert_eq!(
+        watched["presence"],
+        json!([{"user_id": id(1), "online": true}, {"user_id": "nobody-here", "online": false}])
+    );
+    admin.socket.close(None).await.unwrap();
+    let gone = event(owner, "presence").await;
+    assert_eq!(
+        (gone["user_id"].as_str(), gone["online"].as_bool()),
+        (Some(id(1).as_str()), Some(false))
+    );
 }

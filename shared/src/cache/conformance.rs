@@ -29,6 +29,7 @@ pub async fn run(cache: &dyn Cache) {
     concurrent_claims_get_distinct_gap_free_seqs(cache).await;
     memberships_are_cached(cache).await;
     recent_messages_keep_the_newest_by_seq(cache).await;
+    presence_follows_live_connections(cache).await;
 }
 
 async fn sequences_need_a_counter_and_start_after_the_floor(cache: &dyn Cache) {
@@ -172,4 +173,20 @@ async fn recent_messages_keep_the_newest_by_seq(cache: &dyn Cache) {
     assert_eq!(kept.len(), RECENT_MESSAGES, "only the newest are kept");
     assert_eq!(kept.first().unwrap().0, total - RECENT_MESSAGES as i64 + 1);
     assert_eq!(kept.last().unwrap().0, total);
+}
+
+async fn presence_follows_live_connections(cache: &dyn Cache) {
+    let (app, ann, bob) = (unique("app"), unique("ann"), unique("bob"));
+    let users = [ann.clone(), bob.clone()];
+    assert_eq!(cache.online(&app, &users).await.unwrap(), [false, false]);
+    cache.presence_touch(&app, &ann, "node1:1").await.unwrap();
+    cache.presence_touch(&app, &ann, "node2:7").await.unwrap();
+    assert_eq!(cache.online(&app, &users).await.unwrap(), [true, false]);
+    assert_eq!(cache.online(&unique("app"), &users).await.unwrap(), [false, false]);
+    assert!(
+        cache.presence_drop(&app, &ann, "node1:1").await.unwrap(),
+        "still on node 2"
+    );
+    assert!(!cache.presence_drop(&app, &ann, "node2:7").await.unwrap());
+    assert_eq!(cache.online(&app, &users).await.unwrap(), [false, false]);
 }

@@ -1,7 +1,8 @@
 //! The in-memory reference driver of the cache port, with the same atomicity and expiry as Redis.
 
 use super::{
-    Cache, Claim, ClaimResult, ClaimState, SendKey, IDEMPOTENCY_TTL, MEMBERSHIP_TTL, RECENT_MESSAGES, RECENT_TTL,
+    Cache, Claim, ClaimResult, ClaimState, SendKey, IDEMPOTENCY_TTL, MEMBERSHIP_TTL, PRESENCE_TTL, RECENT_MESSAGES,
+    RECENT_TTL,
 };
 use crate::Result;
 use async_trait::async_trait;
@@ -21,6 +22,8 @@ struct Entries {
     members: HashMap<ConversationKey, (Vec<String>, Instant)>,
     /// Newest messages per conversation (seq → payload) and when the list expires.
     recent: HashMap<ConversationKey, (BTreeMap<i64, String>, Instant)>,
+    /// (app, user) → connection holder → when its presence lapses.
+    presence: HashMap<(String, String), HashMap<String, Instant>>,
 }
 
 #[derive(Default)]
@@ -165,6 +168,40 @@ impl Cache for MemoryCache {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn presence_touch(&self, app_id: &str, user_id: &str, holder: &str) -> Result<()> {
+        self.entries()
+            .presence
+            .entry((app_id.to_owned(), user_id.to_owned()))
+            .or_default()
+            .insert(holder.to_owned(), Instant::now() + PRESENCE_TTL);
+        Ok(())
+    }
+
+    async fn presence_drop(&self, app_id: &str, user_id: &str, holder: &str) -> Result<bool> {
+        let mut entries = self.entries();
+        let now = Instant::now();
+        let Some(holders) = entries.presence.get_mut(&(app_id.to_owned(), user_id.to_owned())) else {
+            return Ok(false);
+        };
+        holders.remove(holder);
+        holders.retain(|_, lapses| *lapses > now);
+        Ok(!holders.is_empty())
+    }
+
+    async fn online(&self, app_id: &str, user_ids: &[String]) -> Result<Vec<bool>> {
+        let entries = self.entries();
+        let now = Instant::now();
+        Ok(user_ids
+            .iter()
+            .map(|user_id| {
+                entries
+                    .presence
+                    .get(&(app_id.to_owned(), user_id.clone()))
+                    .is_some_and(|holders| holders.values().any(|lapses| *lapses > now))
+            })
+            .collect())
     }
 }
 

@@ -21,6 +21,9 @@ pub const MEMBERSHIP_TTL: Duration = Duration::from_secs(3600);
 /// after the last one. Older ones come from the store, where persistence has long caught up.
 pub const RECENT_MESSAGES: usize = 1000;
 pub const RECENT_TTL: Duration = Duration::from_secs(3600);
+/// A connection counts as present this long after its node last vouched for it; nodes renew every
+/// third of it, so a crashed node's users go offline within this time.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(30);
 
 /// Where a send stands in its life; stored with the claim so a retry knows what to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +88,13 @@ pub trait Cache: Send + Sync {
     async fn remember_recent(&self, app_id: &str, conversation_id: &str, seq: i64, payload: &str) -> Result<()>;
     /// Remembered messages with `seq > after_seq`, ascending.
     async fn recent_after(&self, app_id: &str, conversation_id: &str, after_seq: i64) -> Result<Vec<(i64, String)>>;
+    /// Records (or renews) one live connection of a user for [`PRESENCE_TTL`]; `holder` names the
+    /// connection uniquely across nodes.
+    async fn presence_touch(&self, app_id: &str, user_id: &str, holder: &str) -> Result<()>;
+    /// Forgets one connection; returns whether the user still has another live one.
+    async fn presence_drop(&self, app_id: &str, user_id: &str, holder: &str) -> Result<bool>;
+    /// Which of `user_ids` have a live connection.
+    async fn online(&self, app_id: &str, user_ids: &[String]) -> Result<Vec<bool>>;
 }
 
 /// Channel that carries a conversation's live events to every node with a subscriber.
@@ -95,6 +105,11 @@ pub fn conversation_channel(app_id: &str, conversation_id: &str) -> String {
 /// Channel that reaches every connection of one user on any node.
 pub fn user_channel(app_id: &str, user_id: &str) -> String {
     format!("caas:user:{app_id}:{user_id}")
+}
+
+/// Channel that carries one user's presence changes to whoever watches them.
+pub fn presence_channel(app_id: &str, user_id: &str) -> String {
+    format!("caas:presence:{app_id}:{user_id}")
 }
 
 /// Opens the cache named by `url`: `redis://…` or `memory://` (private to this process).
