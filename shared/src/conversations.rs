@@ -86,11 +86,32 @@ impl Conversations<'_> {
         Ok(members)
     }
 
+    /// The conversation from the cache, or from the store (then cached for an hour).
     async fn find(&self, caller: Caller<'_>, conversation_id: &str) -> Result<Conversation> {
-        self.store
+        if let Some(json) = self.cache.cached_conversation(caller.app_id, conversation_id).await? {
+            if let Ok(conversation) = serde_json::from_str(&json) {
+                return Ok(conversation);
+            }
+        }
+        let conversation = self
+            .store
             .find_conversation(caller.app_id, conversation_id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} not found")))
+            .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} not found")))?;
+        self.remember(&conversation).await?;
+        Ok(conversation)
+    }
+
+    /// Caches the conversation and its member list as they are now (after every change).
+    async fn remember(&self, conversation: &Conversation) -> Result<()> {
+        let json = serde_json::to_string(conversation).map_err(|e| Error::Internal(e.to_string()))?;
+        tokio::try_join!(
+            self.cache
+                .cache_conversation(&conversation.app_id, &conversation.id, &json),
+            self.cache
+                .cache_members(&conversation.app_id, &conversation.id, &conversation.member_ids),
+        )?;
+        Ok(())
     }
 
     /// The conversation, for a member.
@@ -181,9 +202,7 @@ impl Conversations<'_> {
             return Err(Error::Forbidden("you are not a member of this conversation".into()));
         }
         self.cache.ensure_sequence(&stored.app_id, &stored.id, 0).await?;
-        self.cache
-            .cache_members(&stored.app_id, &stored.id, &stored.member_ids)
-            .await?;
+        self.remember(&stored).await?;
         let event = ConversationEvent {
             kind: "conversation.created".into(),
             added: stored.member_ids.clone(),
@@ -259,9 +278,7 @@ impl Conversations<'_> {
             })
             .collect();
         let updated = self.store.add_members(caller.app_id, conversation_id, &members).await?;
-        self.cache
-            .cache_members(caller.app_id, conversation_id, &updated.member_ids)
-            .await?;
+        self.remember(&updated).await?;
         let event = ConversationEvent {
             kind: "conversation.updated".into(),
             conversation: updated.clone(),
@@ -301,9 +318,7 @@ impl Conversations<'_> {
             .store
             .remove_member(caller.app_id, conversation_id, user_id)
             .await?;
-        self.cache
-            .cache_members(caller.app_id, conversation_id, &updated.member_ids)
-            .await?;
+        self.remember(&updated).await?;
         let event = ConversationEvent {
             kind: "conversation.updated".into(),
             conversation: updated.clone(),
@@ -321,6 +336,7 @@ impl Conversations<'_> {
             .store
             .rename_conversation(caller.app_id, conversation_id, name.trim())
             .await?;
+        self.remember(&renamed).await?;
         let event = ConversationEvent {
             kind: "conversation.updated".into(),
             conversation: renamed.clone(),

@@ -136,6 +136,27 @@ async fn memberships_are_cached(cache: &dyn Cache) {
         cache.cached_members(&unique("other"), &conversation).await.unwrap(),
         None
     );
+    assert_eq!(cache.cached_conversation(&app, &conversation).await.unwrap(), None);
+    cache
+        .cache_conversation(&app, &conversation, r#"{"v":1}"#)
+        .await
+        .unwrap();
+    cache
+        .cache_conversation(&app, &conversation, r#"{"v":2}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.cached_conversation(&app, &conversation).await.unwrap().as_deref(),
+        Some(r#"{"v":2}"#),
+        "a change replaces the cached conversation"
+    );
+    assert_eq!(
+        cache
+            .cached_conversation(&unique("other"), &conversation)
+            .await
+            .unwrap(),
+        None
+    );
     cache.cache_members(&app, &conversation, &[]).await.unwrap();
     assert_eq!(
         cache.cached_members(&app, &conversation).await.unwrap(),

@@ -22,6 +22,7 @@ struct Entries {
     members: HashMap<ConversationKey, (Vec<String>, Instant)>,
     /// Newest messages per conversation (seq → payload) and when the list expires.
     recent: HashMap<ConversationKey, (BTreeMap<i64, String>, Instant)>,
+    conversations: HashMap<ConversationKey, (String, Instant)>,
     /// (app, user) → connection holder → when its presence lapses.
     presence: HashMap<(String, String), HashMap<String, Instant>>,
 }
@@ -112,6 +113,23 @@ impl Cache for MemoryCache {
         self.entries()
             .claims
             .insert(claim_key, (stored, Instant::now() + IDEMPOTENCY_TTL));
+        Ok(())
+    }
+
+    async fn cached_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .entries()
+            .conversations
+            .get(&conversation(app_id, conversation_id))
+            .filter(|(_, expires)| *expires > Instant::now())
+            .map(|(json, _)| json.clone()))
+    }
+
+    async fn cache_conversation(&self, app_id: &str, conversation_id: &str, json: &str) -> Result<()> {
+        self.entries().conversations.insert(
+            conversation(app_id, conversation_id),
+            (json.to_owned(), Instant::now() + MEMBERSHIP_TTL),
+        );
         Ok(())
     }
 

@@ -80,6 +80,10 @@ pub trait Cache: Send + Sync {
     async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult>;
     async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()>;
     async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>>;
+    /// The conversation as cached (JSON), if it is.
+    async fn cached_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<String>>;
+    /// Caches (or replaces, after a change) a conversation's JSON for [`MEMBERSHIP_TTL`].
+    async fn cache_conversation(&self, app_id: &str, conversation_id: &str, json: &str) -> Result<()>;
     /// Replaces the cached member list; an empty list drops it, so the next read asks the store.
     async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()>;
     /// Keeps `payload` (the message as clients see it) as the conversation's message `seq` among its

@@ -119,6 +119,17 @@ impl Cache for RedisCache {
         Ok(())
     }
 
+    async fn cached_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<String>> {
+        let key = format!("{}:conversation", conversation_tag(app_id, conversation_id));
+        Ok(self.conn().get(key).await?)
+    }
+
+    async fn cache_conversation(&self, app_id: &str, conversation_id: &str, json: &str) -> Result<()> {
+        let key = format!("{}:conversation", conversation_tag(app_id, conversation_id));
+        let _: () = self.conn().set_ex(key, json, MEMBERSHIP_TTL.as_secs()).await?;
+        Ok(())
+    }
+
     async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>> {
         let key = format!("{}:members", conversation_tag(app_id, conversation_id));
         let members: Vec<String> = self.conn().smembers(key).await?;
