@@ -481,4 +481,26 @@ impl Client {
         let id = self.request(kind, data).await;
         self.reply(&id).await
     }
+
+    /// The `data` of the next event of `kind`, skipping other frames.
+    pub async fn event(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next_json().await;
+            if frame["type"] == kind {
+                return frame["data"].clone();
+            }
+        }
+    }
+}
+
+/// The data of a successful reply (panics with the reply otherwise).
+pub fn ok(reply: &Value) -> Value {
+    assert_eq!(reply["ok"], true, "{reply}");
+    reply["data"].clone()
+}
+
+/// Asserts a failure reply with this error code.
+pub fn refused(reply: &Value, code: &str) {
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert_eq!(reply["error"]["code"], code, "{reply}");
 }

@@ -3,28 +3,9 @@
 //! typing indications, presence across nodes, and a removed member who stops receiving the conversation
 //! at once.
 
-use caas_e2e::{Client, Platform};
-use serde_json::{json, Value};
+use caas_e2e::{ok, refused, Client, Platform};
+use serde_json::json;
 use std::time::Duration;
-
-fn ok(reply: &Value) -> Value {
-    assert_eq!(reply["ok"], true, "{reply}");
-    reply["data"].clone()
-}
-
-fn refused(reply: &Value, code: &str) {
-    assert_eq!(reply["ok"], false, "{reply}");
-    assert_eq!(reply["error"]["code"], code, "{reply}");
-}
-
-async fn event(client: &mut Client, kind: &str) -> Value {
-    loop {
-        let frame = client.next_json().await;
-        if frame["type"] == kind {
-            return frame["data"].clone();
-        }
-    }
-}
 
 /// Asserts no `message.new` arrives within a short wait (used after a removal).
 async fn receives_no_message(client: &mut Client) {
@@ -83,14 +64,14 @@ async fn groups_roles_lists_reads_typing_and_removal_work_across_nodes() {
         )
         .await);
     assert_eq!(with_admin["member_ids"].as_array().unwrap().len(), 3);
-    assert_eq!(event(admin, "conversation.joined").await["id"], group_id.as_str());
+    assert_eq!(admin.event("conversation.joined").await["id"], group_id.as_str());
     ok(&admin
         .call(
             "conversation.members.add",
             json!({"conversation_id": group_id, "member_ids": [id(3)]}),
         )
         .await);
-    assert_eq!(event(newcomer, "conversation.joined").await["id"], group_id.as_str());
+    assert_eq!(newcomer.event("conversation.joined").await["id"], group_id.as_str());
     let members = ok(&newcomer
         .call("conversation.members", json!({"conversation_id": group_id}))
         .await);
@@ -116,7 +97,7 @@ async fn groups_roles_lists_reads_typing_and_removal_work_across_nodes() {
         )
         .await);
     // Earlier member additions were announced the same way; the rename is the latest update.
-    while event(member, "conversation.updated").await["name"] != "the crew" {}
+    while member.event("conversation.updated").await["name"] != "the crew" {}
     refused(
         &member
             .call(
@@ -148,7 +129,7 @@ async fn groups_roles_lists_reads_typing_and_removal_work_across_nodes() {
         .call("read.mark", json!({"conversation_id": group_id, "seq": 2}))
         .await);
     assert_eq!(read["seq"], 2);
-    let seen = event(owner, "read").await;
+    let seen = owner.event("read").await;
     assert_eq!(
         (seen["user_id"].as_str(), seen["seq"].as_i64()),
         (Some(id(2).as_str()), Some(2))
@@ -162,7 +143,7 @@ async fn groups_roles_lists_reads_typing_and_removal_work_across_nodes() {
 
     // Typing is relayed live with an expiry and never stored.
     ok(&member.call("typing.start", json!({"conversation_id": group_id})).await);
-    let typing = event(owner, "typing").await;
+    let typing = owner.event("typing").await;
     assert_eq!(
         (typing["typing"].as_bool(), typing["expires_in_ms"].as_i64()),
         (Some(true), Some(5000))
@@ -185,7 +166,7 @@ async fn groups_roles_lists_reads_typing_and_removal_work_across_nodes() {
         )
         .await);
     assert_eq!(
-        event(member, "conversation.removed").await["conversation_id"],
+        member.event("conversation.removed").await["conversation_id"],
         group_id.as_str()
     );
     ok(&owner
@@ -234,7 +215,7 @@ async fn groups_roles_lists_reads_typing_and_removal_work_across_nodes() {
         json!([{"user_id": id(1), "online": true}, {"user_id": "nobody-here", "online": false}])
     );
     admin.socket.close(None).await.unwrap();
-    let gone = event(owner, "presence").await;
+    let gone = owner.event("presence").await;
     assert_eq!(
         (gone["user_id"].as_str(), gone["online"].as_bool()),
         (Some(id(1).as_str()), Some(false))

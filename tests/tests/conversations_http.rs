@@ -5,15 +5,6 @@
 use caas_e2e::{Client, Platform};
 use serde_json::{json, Value};
 
-async fn event(client: &mut Client, kind: &str) -> Value {
-    loop {
-        let frame = client.next_json().await;
-        if frame["type"] == kind {
-            return frame["data"].clone();
-        }
-    }
-}
-
 struct Http<'a> {
     client: reqwest::Client,
     base: &'a str,
@@ -71,7 +62,7 @@ async fn conversations_over_http_match_the_socket_and_reach_live_clients() {
         .await;
     assert_eq!(status, 201, "{group}");
     let id = group["id"].as_str().unwrap().to_owned();
-    assert_eq!(event(&mut b, "conversation.created").await["id"], id.as_str());
+    assert_eq!(b.event("conversation.created").await["id"], id.as_str());
 
     // Messages sent over the socket show in HTTP history exactly as in socket history.
     let subscribed = b.call("conversation.subscribe", json!({"conversation_id": id})).await;
@@ -145,7 +136,7 @@ async fn conversations_over_http_match_the_socket_and_reach_live_clients() {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(event(&mut c, "conversation.joined").await["id"], id.as_str());
+    assert_eq!(c.event("conversation.joined").await["id"], id.as_str());
     let (_, members) = http
         .call(
             Method::GET,
@@ -173,10 +164,7 @@ async fn conversations_over_http_match_the_socket_and_reach_live_clients() {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(
-        event(&mut c, "conversation.removed").await["conversation_id"],
-        id.as_str()
-    );
+    assert_eq!(c.event("conversation.removed").await["conversation_id"], id.as_str());
 
     // Clear errors: no token, a bad token, another app, a non-member, bad queries and bodies.
     let expect = |(status, body): (u16, Value), want_status: u16, want_code: &str| {

@@ -2,32 +2,12 @@
 //! deletes reach members on the other node live, land in MongoDB, and show in history; non-members,
 //! non-senders and other apps are refused.
 
-use caas_e2e::{Client, Platform};
+use caas_e2e::{ok, refused, Client, Platform};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 async fn connect(platform: &Platform, node: usize, token: &Value, label: &str) -> Client {
     Client::connect(&platform.socket_urls[node], token["token"].as_str().unwrap(), label).await
-}
-
-/// The next event of `kind`, skipping others.
-async fn event(client: &mut Client, kind: &str) -> Value {
-    loop {
-        let frame = client.next_json().await;
-        if frame["type"] == kind {
-            return frame["data"].clone();
-        }
-    }
-}
-
-fn ok(reply: &Value) -> Value {
-    assert_eq!(reply["ok"], true, "{reply}");
-    reply["data"].clone()
-}
-
-fn refused(reply: &Value, code: &str) {
-    assert_eq!(reply["ok"], false, "{reply}");
-    assert_eq!(reply["error"]["code"], code, "{reply}");
 }
 
 async fn send(client: &mut Client, conversation_id: &str, client_msg_id: &str, extra: Value) -> Value {
@@ -104,10 +84,10 @@ async fn message_operations_reach_every_node_persist_and_respect_permissions() {
     // A message, and a reply to it from the other node.
     let original = send(&mut a, &group_id, "hello", json!({})).await;
     let original_id = original["message_id"].as_str().unwrap().to_owned();
-    assert_eq!(event(&mut b, "message.new").await["id"], original_id.as_str());
+    assert_eq!(b.event("message.new").await["id"], original_id.as_str());
     let reply = send(&mut b, &group_id, "a reply", json!({"reply_to": original_id})).await;
     let reply_id = reply["message_id"].as_str().unwrap().to_owned();
-    assert_eq!(event(&mut a, "message.new").await["reply_to"], original_id.as_str());
+    assert_eq!(a.event("message.new").await["reply_to"], original_id.as_str());
     refused(
         &b.call(
             "message.send",
@@ -126,7 +106,7 @@ async fn message_operations_reach_every_node_persist_and_respect_permissions() {
         .await);
     assert_eq!(edited["text"], "hello, edited");
     assert!(edited["version"].as_i64().unwrap() > 0 && edited["edited_at"].is_i64());
-    let updated = event(&mut b, "message.updated").await;
+    let updated = b.event("message.updated").await;
     assert_eq!(
         (updated["id"].as_str(), updated["text"].as_str()),
         (Some(original_id.as_str()), Some("hello, edited"))
@@ -140,7 +120,7 @@ async fn message_operations_reach_every_node_persist_and_respect_permissions() {
     let react = |emoji: &str| json!({"conversation_id": group_id, "message_id": original_id, "emoji": emoji});
     ok(&b.call("reaction.add", react("👍")).await);
     ok(&b.call("reaction.add", react("👍")).await);
-    let added = event(&mut a, "reaction.added").await;
+    let added = a.event("reaction.added").await;
     assert_eq!(
         (added["emoji"].as_str(), added["user_id"].as_str()),
         (Some("👍"), bob["user"]["id"].as_str())
@@ -148,7 +128,7 @@ async fn message_operations_reach_every_node_persist_and_respect_permissions() {
     ok(&a.call("reaction.add", react("👍")).await);
     ok(&a.call("reaction.add", react("🎉")).await);
     ok(&a.call("reaction.remove", react("🎉")).await);
-    assert_eq!(event(&mut b, "reaction.removed").await["emoji"], "🎉");
+    assert_eq!(b.event("reaction.removed").await["emoji"], "🎉");
     refused(&c.call("reaction.add", react("👍")).await, "forbidden");
     refused(
         &b.call("reaction.add", react("not an emoji")).await,
@@ -174,7 +154,7 @@ async fn message_operations_reach_every_node_persist_and_respect_permissions() {
             json!({"conversation_id": direct_id, "client_msg_id": "fwd-1", "source_conversation_id": group_id, "message_id": original_id}),
         )
         .await);
-    let copy = event(&mut c, "message.new").await;
+    let copy = c.event("message.new").await;
     assert_eq!(copy["id"], forwarded["message_id"]);
     assert_eq!(copy["text"], "hello, edited");
     assert_eq!(
@@ -209,7 +189,7 @@ async fn message_operations_reach_every_node_persist_and_respect_permissions() {
         (tombstone["text"].as_str(), tombstone["deleted_at"].is_i64()),
         (Some(""), true)
     );
-    let deleted = event(&mut b, "message.deleted").await;
+    let deleted = b.event("message.deleted").await;
     assert_eq!(deleted["id"], reply_id.as_str());
     refused(
         &b.call(

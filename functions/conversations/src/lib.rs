@@ -13,10 +13,11 @@
 //! - `POST /api/v1/conversations/{id}/read` `{seq}` → `{seq}`
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use caas_shared::auth::{Claims, TokenSigner};
 use caas_shared::bus::Bus;
 use caas_shared::cache::Cache;
@@ -76,22 +77,31 @@ pub fn routes(api: Arc<ConversationsApi>) -> Router {
         .with_state(api)
 }
 
-/// The user behind the request's SDK token.
+/// The user behind the request's SDK token; extracting it is what authenticates a request.
 struct Authenticated {
     claims: Claims,
     correlation_id: String,
 }
 
-impl Authenticated {
-    fn from(api: &ConversationsApi, headers: &HeaderMap, correlation_id: &CorrelationId) -> Result<Self> {
-        let token = bearer_token(headers)
+impl FromRequestParts<Arc<ConversationsApi>> for Authenticated {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<ConversationsApi>) -> Result<Self> {
+        let token = bearer_token(&parts.headers)
             .ok_or_else(|| Error::Unauthorized("missing Authorization: Bearer <SDK token>".into()))?;
+        let correlation_id = parts
+            .extensions
+            .get::<CorrelationId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         Ok(Self {
             claims: api.signer.verify(token)?,
-            correlation_id: correlation_id.to_string(),
+            correlation_id,
         })
     }
+}
 
+impl Authenticated {
     fn caller(&self) -> Caller<'_> {
         Caller {
             app_id: &self.claims.app_id,
@@ -134,39 +144,25 @@ fn to_json(value: &impl serde::Serialize) -> Result<Json<Value>> {
 }
 
 type Api = State<Arc<ConversationsApi>>;
-type Correlation = Extension<CorrelationId>;
 
 async fn create(
     State(api): Api,
-    Extension(correlation_id): Correlation,
+    user: Authenticated,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let user = Authenticated::from(&api, &headers, &correlation_id)?;
     let request: CreateConversation = read_json(&headers, body).await?;
     let conversation = api.rules().create(user.caller(), request).await?;
     Ok((StatusCode::CREATED, to_json(&conversation)?))
 }
 
-async fn list(
-    State(api): Api,
-    Extension(correlation_id): Correlation,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Value>> {
-    let user = Authenticated::from(&api, &headers, &correlation_id)?;
+async fn list(State(api): Api, user: Authenticated, RawQuery(query): RawQuery) -> Result<Json<Value>> {
     let limit = limit_from(&query_numbers(query, &["limit"])?, 50)?;
     let conversations = api.rules().list(user.caller(), limit).await?;
     Ok(Json(json!({"conversations": conversations})))
 }
 
-async fn show(
-    State(api): Api,
-    Extension(correlation_id): Correlation,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Value>> {
-    let user = Authenticated::from(&api, &headers, &correlation_id)?;
+async fn show(State(api): Api, user: Authenticated, Path(id): Path<String>) -> Result<Json<Value>> {
     to_json(&api.rules().get(user.caller(), &id).await?)
 }
 
@@ -178,23 +174,16 @@ struct RenameRequest {
 
 async fn rename(
     State(api): Api,
-    Extension(correlation_id): Correlation,
+    user: Authenticated,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<Value>> {
-    let user = Authenticated::from(&api, &headers, &correlation_id)?;
     let request: RenameRequest = read_json(&headers, body).await?;
     to_json(&api.rules().rename(user.caller(), &id, &request.name).await?)
 }
 
-async fn members(
-    State(api): Api,
-    Extension(correlation_id): Correlation,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Value>> {
-    let user = Authenticated::from(&api, &headers, &correlation_id)?;
+async fn members(State(api): Api, user: Authenticated, Path(id): Path<String>) -> Result<Json<Value>> {
     let members = api.rules().members(user.caller(), &id).await?;
     Ok(Json(json!({"conversation_id": id, "members": members})))
 }
@@ -209,12 +198,11 @@ struct AddMembersRequest {
 
 async fn add_members(
     State(api): Api,
-    Extension(correlation_id): Correlation,
+    user: Authenticated,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<Value>> {
-    let user = Authenticated::from(&api, &headers, &correlation_id)?;
     let request: AddMembersRequest = read_json(&headers, body).await?;
     let role = request.role.unwrap_or(Role::Member);
     to_json(
@@ -226,22 +214,18 @@ async fn add_members(
 
 async fn remove_member(
     State(api): Api,
-    Extension(correlation_id): Correlation,
-    headers: HeaderMap,
+    user: Authenticated,
     Path((id, user_id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    let user = Authenticated::from(&api, &headers, &correlation_id)?;
     to_json(&api.rules().remove_member(user.caller(), &id, &user_id).await?)
 }
 
 async fn history(
     State(api): Api,
-    Extension(correlation_id): Correlation,
-    headers: HeaderMap,
+    user: Authenticated,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>> {
-    let user = Authenticated::from(&api, &headers, &correlation_id)?;
     let numbers = query_numbers(query, &["before_seq", "after_seq", "limit"])?;
     let range = SeqRange {
         after_seq: numbers.get("after_seq").copied(),
@@ -260,12 +244,11 @@ struct ReadRequest {
 
 async fn mark_read(
     State(api): Api,
-    Extension(correlation_id): Correlation,
+    user: Authenticated,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<Value>> {
-    let user = Authenticated::from(&api, &headers, &correlation_id)?;
     let request: ReadRequest = read_json(&headers, body).await?;
     let seq = api.rules().mark_read(user.caller(), &id, request.seq).await?;
     Ok(Json(json!({"conversation_id": id, "seq": seq})))
