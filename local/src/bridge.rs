@@ -18,6 +18,9 @@ pub struct BatchPolicy {
     pub max_records: usize,
     /// How long to wait for more records after the first one of a batch.
     pub max_wait: Duration,
+    /// Records produced before this time (Unix ms) are committed without being handed to the function:
+    /// a fresh consumer group on a broker shared with earlier runs need not replay their history.
+    pub skip_before_ms: Option<i64>,
 }
 
 impl Default for BatchPolicy {
@@ -25,7 +28,26 @@ impl Default for BatchPolicy {
         Self {
             max_records: 500,
             max_wait: Duration::from_millis(20),
+            skip_before_ms: None,
         }
+    }
+}
+
+impl BatchPolicy {
+    /// The defaults, with `CAAS_BRIDGE_SKIP_BEFORE_MS` when set.
+    pub fn from_env() -> Result<Self> {
+        let skip_before_ms = match std::env::var("CAAS_BRIDGE_SKIP_BEFORE_MS") {
+            Ok(value) if !value.is_empty() => Some(
+                value
+                    .parse()
+                    .map_err(|_| Error::Config("CAAS_BRIDGE_SKIP_BEFORE_MS must be Unix milliseconds".into()))?,
+            ),
+            _ => None,
+        };
+        Ok(Self {
+            skip_before_ms,
+            ..Self::default()
+        })
     }
 }
 
@@ -116,6 +138,14 @@ where
                 Err(_) => break,
             }
         }
+        let positions = positions_after(&batch);
+        if let Some(cutoff) = policy.skip_before_ms {
+            batch.retain(|record| record.timestamp_ms >= cutoff);
+        }
+        if batch.is_empty() {
+            consumer.commit(&positions).await.ok();
+            continue;
+        }
         let event = kafka_event(bus, &batch)?;
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -129,7 +159,7 @@ where
             }
         }
         // A failed commit (say, after a rebalance) only means redelivery, which the handler tolerates.
-        if let Err(e) = consumer.commit(&positions_after(&batch)).await {
+        if let Err(e) = consumer.commit(&positions).await {
             tracing::warn!(error = %e, group, "offset commit failed; the batch may be redelivered");
         }
     }

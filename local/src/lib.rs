@@ -28,6 +28,7 @@ pub async fn run_functions(
     bus: Arc<dyn Bus>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    let policy = bridge::BatchPolicy::from_env()?;
     let persist_messages = persist_messages::PersistMessages::new(Arc::clone(&store), Arc::clone(&bus));
     let persist_conversations = persist_conversations::PersistConversations::new(store);
     let (persist_messages, persist_conversations) = (&persist_messages, &persist_conversations);
@@ -52,7 +53,7 @@ pub async fn run_functions(
             bus.as_ref(),
             topics::MESSAGES,
             &messages_group,
-            bridge::BatchPolicy::default(),
+            policy.clone(),
             |event| async move { persist_messages.handle(&event).await },
             stop_signal(),
         ),
@@ -60,7 +61,7 @@ pub async fn run_functions(
             bus.as_ref(),
             topics::MESSAGES,
             &conversations_group,
-            bridge::BatchPolicy::default(),
+            policy.clone(),
             |event| async move { persist_conversations.handle(&event).await },
             stop_signal(),
         ),

@@ -167,6 +167,11 @@ impl Platform {
             ("CAAS_ADMIN_TOKEN".into(), platform.admin_token.clone()),
             ("CAAS_SOCKET_URLS".into(), socket_urls.join(",")),
             ("CAAS_CONSUMER_GROUP_SUFFIX".into(), format!("-{run_id}")),
+            // The broker is shared with earlier tests: this run's fresh groups skip their records.
+            (
+                "CAAS_BRIDGE_SKIP_BEFORE_MS".into(),
+                (caas_shared::now_ms() - 1_000).to_string(),
+            ),
             ("RUST_LOG".into(), "info".into()),
         ]);
         let gateway_env = [("CAAS_GATEWAY_BIND".to_owned(), format!("127.0.0.1:{gateway_port}"))];
