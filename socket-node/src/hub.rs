@@ -184,6 +184,18 @@ impl Hub {
     pub fn connection_count(&self) -> usize {
         self.routes.lock().expect("routes lock").outlets.len()
     }
+
+    /// The channels that have a local subscriber and start with `prefix`.
+    pub fn local_channels(&self, prefix: &str) -> Vec<String> {
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .channels
+            .keys()
+            .filter(|channel| channel.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
 }
 
 #[cfg(test)]

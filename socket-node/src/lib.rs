@@ -12,6 +12,7 @@ pub mod conversation_events;
 pub mod handlers;
 pub mod hub;
 pub mod messages;
+pub mod presence;
 pub mod server;
 
 use caas_shared::auth::TokenSigner;
@@ -45,6 +46,7 @@ impl Node {
         let hub = hub::Hub::connect(&config.redis_socket_url).await?;
         acks::start(bus.as_ref(), Arc::clone(&hub)).await?;
         conversation_events::start(bus.as_ref(), Arc::clone(&hub)).await?;
+        presence::start(Arc::clone(&cache), Arc::clone(&hub));
         Ok(Arc::new(Self {
             store,
             cache,

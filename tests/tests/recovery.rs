@@ -1,6 +1,7 @@
 //! Gap-free reconnect under a crash: user B receives a stream of 2,000 messages from A (on node 2) while
 //! connected to node 1; node 1 is killed with SIGKILL mid-stream; B reconnects to node 2 with the last
-//! seq it holds and must end with exactly the 2,000 messages, in order, none missing, none twice.
+//! seq it holds and must end with exactly the 2,000 messages, in order, none missing, none twice. A user
+//! who was only on the killed node is then reported offline to a watcher on the surviving node.
 
 use caas_e2e::{Client, Platform};
 use serde_json::{json, Value};
@@ -88,6 +89,16 @@ async fn a_client_of_a_killed_node_resumes_on_another_without_loss_or_duplicates
         .await;
     let epoch = subscribed["data"]["epoch"].as_str().unwrap().to_owned();
 
+    // Dave sits idle on node 1; Carol, on node 2, watches his presence.
+    let dave = platform.token(&http, &app, "dave").await;
+    let carol = platform.token(&http, &app, "carol").await;
+    let _dave_socket = Client::connect(&platform.socket_urls[0], dave["token"].as_str().unwrap(), "recovery-d").await;
+    let mut watcher = Client::connect(&platform.socket_urls[1], carol["token"].as_str().unwrap(), "recovery-c").await;
+    let watched = watcher
+        .call("presence.subscribe", json!({"user_ids": [dave["user"]["id"]]}))
+        .await;
+    assert_eq!(watched["data"]["presence"][0]["online"], true, "{watched}");
+
     // A streams at a steady pace so the kill lands mid-stream, then collects every accepted reply.
     let stream_conversation = conversation_id.clone();
     let sender = tokio::spawn(async move {
@@ -138,4 +149,9 @@ async fn a_client_of_a_killed_node_resumes_on_another_without_loss_or_duplicates
         received.messages.len(),
         received.repeats
     );
+
+    // Nobody was left on node 1 to announce Dave leaving; his presence lapses and node 2 says so.
+    let offline = watcher.event("presence").await;
+    assert_eq!(offline["user_id"], dave["user"]["id"]);
+    assert_eq!(offline["online"], false);
 }

@@ -111,9 +111,16 @@ pub fn user_channel(app_id: &str, user_id: &str) -> String {
     format!("caas:user:{app_id}:{user_id}")
 }
 
+pub const PRESENCE_CHANNEL_PREFIX: &str = "caas:presence:";
+
 /// Channel that carries one user's presence changes to whoever watches them.
 pub fn presence_channel(app_id: &str, user_id: &str) -> String {
-    format!("caas:presence:{app_id}:{user_id}")
+    format!("{PRESENCE_CHANNEL_PREFIX}{app_id}:{user_id}")
+}
+
+/// The `(app_id, user_id)` a presence channel is for.
+pub fn presence_channel_user(channel: &str) -> Option<(&str, &str)> {
+    channel.strip_prefix(PRESENCE_CHANNEL_PREFIX)?.split_once(':')
 }
 
 /// Opens the cache named by `url`: `redis://…` or `memory://` (private to this process).
