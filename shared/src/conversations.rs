@@ -64,32 +64,30 @@ impl Conversations<'_> {
         Ok(())
     }
 
-    /// The member ids of a conversation in the caller's app, from the cache or the store; refuses
-    /// callers who are not members. Another app's conversation is "not found", never "forbidden".
-    pub async fn members_of(&self, caller: Caller<'_>, conversation_id: &str) -> Result<Vec<String>> {
+    /// Refuses callers who are not members of the conversation (one cache lookup when the member list is
+    /// cached). Another app's conversation is "not found", never "forbidden".
+    pub async fn require_member(&self, caller: Caller<'_>, conversation_id: &str) -> Result<()> {
         require_id("conversation_id", conversation_id)?;
-        let members = match self.cache.cached_members(caller.app_id, conversation_id).await? {
-            Some(members) => members,
-            None => {
-                let conversation = self.find(caller, conversation_id).await?;
-                self.cache
-                    .cache_members(caller.app_id, conversation_id, &conversation.member_ids)
-                    .await?;
-                conversation.member_ids
-            }
+        let member = match self
+            .cache
+            .is_member(caller.app_id, conversation_id, caller.user_id)
+            .await?
+        {
+            Some(member) => member,
+            None => self.find(caller, conversation_id).await?.has_member(caller.user_id),
         };
-        if !members.iter().any(|m| m == caller.user_id) {
+        if !member {
             return Err(Error::Forbidden(format!(
                 "you are not a member of conversation {conversation_id}"
             )));
         }
-        Ok(members)
+        Ok(())
     }
 
     /// The conversation from the cache, or from the store (then cached for an hour).
     async fn find(&self, caller: Caller<'_>, conversation_id: &str) -> Result<Conversation> {
         if let Some(json) = self.cache.cached_conversation(caller.app_id, conversation_id).await? {
-            if let Ok(conversation) = serde_json::from_str(&json) {
+            if let Ok(conversation) = serde_json::from_str::<Conversation>(&json) {
                 return Ok(conversation);
             }
         }
@@ -116,7 +114,7 @@ impl Conversations<'_> {
 
     /// The conversation, for a member.
     pub async fn get(&self, caller: Caller<'_>, conversation_id: &str) -> Result<Conversation> {
-        self.members_of(caller, conversation_id).await?;
+        self.require_member(caller, conversation_id).await?;
         self.find(caller, conversation_id).await
     }
 
@@ -348,13 +346,13 @@ impl Conversations<'_> {
     }
 
     pub async fn members(&self, caller: Caller<'_>, conversation_id: &str) -> Result<Vec<Member>> {
-        self.members_of(caller, conversation_id).await?;
+        self.require_member(caller, conversation_id).await?;
         self.store.list_members(caller.app_id, conversation_id).await
     }
 
     /// Moves the caller's read horizon to `seq` (never past the last message, never back).
     pub async fn mark_read(&self, caller: Caller<'_>, conversation_id: &str, seq: i64) -> Result<i64> {
-        self.members_of(caller, conversation_id).await?;
+        self.require_member(caller, conversation_id).await?;
         if seq < 0 {
             return Err(Error::Validation("seq must not be negative".into()));
         }
@@ -417,7 +415,7 @@ impl Conversations<'_> {
 
     /// A page of history for a member, annotated with reply counts and reactions.
     pub async fn history(&self, caller: Caller<'_>, conversation_id: &str, range: SeqRange) -> Result<Vec<Value>> {
-        self.members_of(caller, conversation_id).await?;
+        self.require_member(caller, conversation_id).await?;
         if range.limit == 0 || range.limit > history::MAX_HISTORY_PAGE {
             return Err(Error::Validation(format!(
                 "limit must be 1 to {}",

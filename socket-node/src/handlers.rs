@@ -129,7 +129,7 @@ pub async fn dispatch(
         }
         "typing.start" | "typing.stop" => {
             let request: ConversationRef = frame.payload()?;
-            rules.members_of(caller, &request.conversation_id).await?;
+            rules.require_member(caller, &request.conversation_id).await?;
             let typing = frame.kind == "typing.start";
             let notice = json!({
                 "conversation_id": request.conversation_id,
@@ -165,11 +165,11 @@ pub(crate) fn to_json(value: &impl serde::Serialize) -> Result<Value> {
 
 pub(crate) use conversations::require_id;
 
-/// The member ids of a conversation, for a member of it; see [`Conversations::members_of`].
-pub(crate) async fn members_for(node: &Node, session: &Session, conversation_id: &str) -> Result<Vec<String>> {
+/// Refuses callers who are not members; see [`Conversations::require_member`].
+pub(crate) async fn require_member(node: &Node, session: &Session, conversation_id: &str) -> Result<()> {
     let correlation_id = session.correlation_id.to_string();
     node.conversations()
-        .members_of(session.caller(&correlation_id), conversation_id)
+        .require_member(session.caller(&correlation_id), conversation_id)
         .await
 }
 
@@ -297,7 +297,7 @@ async fn send_message(
     correlation_id: &CorrelationId,
 ) -> Result<Value> {
     if let Some(parent) = &request.reply_to {
-        members_for(node, session, &request.conversation_id).await?;
+        require_member(node, session, &request.conversation_id).await?;
         messages::current_message(node, session.app_id(), &request.conversation_id, parent).await?;
     }
     let draft = messages::Draft {

@@ -3,7 +3,7 @@
 //! id (persist-messages stores it idempotently), kept in the recent window for reconnecting clients, and
 //! fanned out to the conversation on every node.
 
-use crate::handlers::{members_for, require_id, to_json, Session};
+use crate::handlers::{require_id, require_member, to_json, Session};
 use crate::Node;
 use caas_shared::cache::{self, ClaimResult, ClaimState, SendKey};
 use caas_shared::clock::next_version;
@@ -83,7 +83,7 @@ pub async fn publish_new(
     if let Some(parent) = &draft.reply_to {
         require_id("reply_to", parent)?;
     }
-    members_for(node, session, &draft.conversation_id).await?;
+    require_member(node, session, &draft.conversation_id).await?;
     let (app_id, sender_id) = (session.app_id(), session.user_id());
     let conversation_id = draft.conversation_id.as_str();
     let send_key = SendKey {
@@ -201,7 +201,7 @@ pub async fn edit(
     correlation_id: &CorrelationId,
 ) -> Result<Value> {
     validate_text(&request.text)?;
-    members_for(node, session, &request.conversation_id).await?;
+    require_member(node, session, &request.conversation_id).await?;
     let current = current_message(node, session.app_id(), &request.conversation_id, &request.message_id).await?;
     if current.sender_id != session.user_id() {
         return Err(Error::Forbidden("only the sender can edit a message".into()));
@@ -227,7 +227,7 @@ pub async fn delete(
     request: MessageRef,
     correlation_id: &CorrelationId,
 ) -> Result<Value> {
-    members_for(node, session, &request.conversation_id).await?;
+    require_member(node, session, &request.conversation_id).await?;
     let current = current_message(node, session.app_id(), &request.conversation_id, &request.message_id).await?;
     if current.sender_id != session.user_id() {
         let member = node
@@ -268,7 +268,7 @@ pub async fn forward(
     request: ForwardMessage,
     correlation_id: &CorrelationId,
 ) -> Result<Value> {
-    members_for(node, session, &request.source_conversation_id).await?;
+    require_member(node, session, &request.source_conversation_id).await?;
     let source = current_message(
         node,
         session.app_id(),
@@ -310,7 +310,7 @@ pub async fn react(
             limits::MAX_EMOJI_BYTES
         )));
     }
-    members_for(node, session, &request.conversation_id).await?;
+    require_member(node, session, &request.conversation_id).await?;
     let message = current_message(node, session.app_id(), &request.conversation_id, &request.message_id).await?;
     if message.is_deleted() {
         return Err(Error::Conflict("the message was deleted".into()));
@@ -355,7 +355,7 @@ pub async fn react(
 
 /// `message.replies`: the thread under one message, oldest first, annotated like history.
 pub async fn replies(node: &Node, session: &Session, request: Replies) -> Result<Value> {
-    members_for(node, session, &request.conversation_id).await?;
+    require_member(node, session, &request.conversation_id).await?;
     let parent = current_message(node, session.app_id(), &request.conversation_id, &request.message_id).await?;
     let limit = request.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_HISTORY_PAGE {

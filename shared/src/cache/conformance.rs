@@ -136,6 +136,9 @@ async fn memberships_are_cached(cache: &dyn Cache) {
         cache.cached_members(&unique("other"), &conversation).await.unwrap(),
         None
     );
+    assert_eq!(cache.is_member(&app, &conversation, "c").await.unwrap(), Some(true));
+    assert_eq!(cache.is_member(&app, &conversation, "a").await.unwrap(), Some(false));
+    assert_eq!(cache.is_member(&app, &unique("uncached"), "c").await.unwrap(), None);
     assert_eq!(cache.cached_conversation(&app, &conversation).await.unwrap(), None);
     cache
         .cache_conversation(&app, &conversation, r#"{"v":1}"#)

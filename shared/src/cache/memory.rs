@@ -142,6 +142,15 @@ impl Cache for MemoryCache {
             .map(|(members, _)| members.clone()))
     }
 
+    async fn is_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Option<bool>> {
+        Ok(self
+            .entries()
+            .members
+            .get(&conversation(app_id, conversation_id))
+            .filter(|(_, expires)| *expires > Instant::now())
+            .map(|(members, _)| members.iter().any(|m| m == user_id)))
+    }
+
     async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()> {
         let key = conversation(app_id, conversation_id);
         let mut entries = self.entries();

@@ -80,6 +80,9 @@ pub trait Cache: Send + Sync {
     async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult>;
     async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()>;
     async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>>;
+    /// Whether `user_id` is among the cached members; `None` when the member list is not cached. One
+    /// lookup, however large the conversation.
+    async fn is_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Option<bool>>;
     /// The conversation as cached (JSON), if it is.
     async fn cached_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<String>>;
     /// Caches (or replaces, after a change) a conversation's JSON for [`MEMBERSHIP_TTL`].

@@ -136,6 +136,16 @@ impl Cache for RedisCache {
         Ok(if members.is_empty() { None } else { Some(members) })
     }
 
+    async fn is_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Option<bool>> {
+        let key = format!("{}:members", conversation_tag(app_id, conversation_id));
+        let (cached, member): (bool, bool) = redis::pipe()
+            .exists(&key)
+            .sismember(&key, user_id)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(cached.then_some(member))
+    }
+
     async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()> {
         let key = format!("{}:members", conversation_tag(app_id, conversation_id));
         let mut pipe = redis::pipe();
