@@ -193,13 +193,7 @@ impl Platform {
             )
             .collect();
         for (label, port) in waits {
-            let child = &mut platform
-                .children
-                .iter_mut()
-                .find(|(l, _)| *l == label)
-                .expect("child")
-                .1;
-            wait_for_port(port, &label, child);
+            wait_for_port(port, &label, platform.child(&label));
         }
         platform
     }
@@ -216,25 +210,23 @@ impl Platform {
         self.children.push((label.to_owned(), child));
     }
 
-    /// Sends SIGTERM to one process and waits (bounded) for it to exit; returns whether it exited cleanly.
-    pub fn terminate(&mut self, label: &str) -> bool {
-        let child = &mut self
+    fn child(&mut self, label: &str) -> &mut Child {
+        &mut self
             .children
             .iter_mut()
             .find(|(l, _)| l == label)
-            .expect("no such process")
-            .1;
-        signal_and_wait(child, "TERM")
+            .unwrap_or_else(|| panic!("no process labelled {label}"))
+            .1
+    }
+
+    /// Sends SIGTERM to one process and waits (bounded) for it to exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self, label: &str) -> bool {
+        signal_and_wait(self.child(label), "TERM")
     }
 
     /// SIGKILL: the process dies at once, with no chance to close connections or flush anything.
     pub fn kill(&mut self, label: &str) {
-        let child = &mut self
-            .children
-            .iter_mut()
-            .find(|(l, _)| l == label)
-            .expect("no such process")
-            .1;
+        let child = self.child(label);
         child.kill().expect("kill -9");
         child.wait().expect("reaping the killed process");
     }
