@@ -1,6 +1,7 @@
 //! Socket node entry point: wires config, drivers and the listener; stops on SIGTERM or Ctrl-C.
 
 use caas_shared::config::Config;
+use caas_shared::events::topics;
 use caas_shared::{bus, cache, store};
 use socket_node::config::NodeSettings;
 use socket_node::{server::Listener, Node};
@@ -13,6 +14,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = store::connect(&config.store_url, &config.store_database).await?;
     let cache = cache::connect(&config.redis_socket_url).await?;
     let bus = bus::connect(&config.bus_url).await?;
+    bus.ensure_topics(&topics::ALL).await?;
     let node = Node::start(&config, settings.clone(), store, cache, bus).await?;
     let listener = tokio::net::TcpListener::bind(&settings.bind).await?;
     tracing::info!(addr = %listener.local_addr()?, node_id = %settings.node_id, "socket node listening");

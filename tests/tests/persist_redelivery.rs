@@ -51,6 +51,7 @@ async fn handler_on_fresh_database(stack: &Stack, name: &str) -> (Arc<MongoStore
             .unwrap(),
     );
     let bus = bus::connect(stack.get("CAAS_BUS_URL")).await.unwrap();
+    bus.ensure_topics(&caas_shared::events::topics::ALL).await.unwrap();
     let handler = PersistMessages::new(Arc::clone(&store) as _, bus);
     (store, handler)
 }

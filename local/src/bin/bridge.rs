@@ -2,6 +2,7 @@
 //! `CAAS_STORE_URL`.
 
 use caas_shared::config::Config;
+use caas_shared::events::topics;
 use caas_shared::{bus, store};
 
 #[tokio::main]
@@ -10,6 +11,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     let store = store::connect(&config.store_url, &config.store_database).await?;
     let bus = bus::connect(&config.bus_url).await?;
+    bus.ensure_topics(&topics::ALL).await?;
     caas_local::run_functions(&config, store, bus, caas_shared::shutdown_signal()).await?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! (`CAAS_GATEWAY_BIND`, default `127.0.0.1:3000`).
 
 use caas_shared::config::Config;
+use caas_shared::events::topics;
 use caas_shared::{bus, cache, store};
 
 #[tokio::main]
@@ -12,6 +13,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = store::connect(&config.store_url, &config.store_database).await?;
     let cache = cache::connect(&config.redis_socket_url).await?;
     let bus = bus::connect(&config.bus_url).await?;
+    bus.ensure_topics(&topics::ALL).await?;
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
     axum::serve(listener, caas_local::gateway(&config, store, cache, bus))

@@ -100,19 +100,21 @@ pub trait Consumer: Send {
     async fn commit(&mut self, positions: &[Position]) -> Result<()>;
 }
 
-/// Connects the bus named by `url`: `kafka://host:port,…` or `memory://` (a log private to this process).
+/// Connects the bus named by `url`: `kafka://host:port,…` or `memory://` (a log private to this process,
+/// with the platform's topics). Creating Kafka topics is left to long-running processes (socket nodes,
+/// the local bridge): a Lambda cold start should not pay for it, nor need the permission.
 pub async fn connect(url: &str) -> Result<Arc<dyn Bus>> {
-    let bus: Arc<dyn Bus> = if url.starts_with("memory://") {
-        Arc::new(MemoryBus::new(DEFAULT_PARTITIONS))
+    if url.starts_with("memory://") {
+        let bus = MemoryBus::new(DEFAULT_PARTITIONS);
+        bus.ensure_topics(&crate::events::topics::ALL).await?;
+        Ok(Arc::new(bus))
     } else if let Some(brokers) = url.strip_prefix("kafka://") {
-        kafka_bus(brokers)?
+        kafka_bus(brokers)
     } else {
-        return Err(Error::Config(format!(
+        Err(Error::Config(format!(
             "CAAS_BUS_URL must be kafka://host:port,… or memory://, got {url}"
-        )));
-    };
-    bus.ensure_topics(&crate::events::topics::ALL).await?;
-    Ok(bus)
+        )))
+    }
 }
 
 #[cfg(feature = "kafka")]
