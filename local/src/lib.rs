@@ -32,40 +32,78 @@ pub async fn run_functions(
     let persist_messages = persist_messages::PersistMessages::new(Arc::clone(&store), Arc::clone(&bus));
     let persist_conversations = persist_conversations::PersistConversations::new(store);
     let (persist_messages, persist_conversations) = (&persist_messages, &persist_conversations);
-    // Every function stops on the same signal.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let stop_signal = || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        }
-    };
-    let signal = async {
-        shutdown.await;
-        stop.send_replace(true);
-    };
+    // Every function stops on the same signal, and a bridge that gives up stops the others.
+    let stop = StopSignal::new();
+    let signal = stop.trigger_on(shutdown);
     let (messages_group, conversations_group) = (
         config.consumer_group("persist-messages"),
         config.consumer_group("persist-conversations"),
     );
     let (messages, conversations, ()) = tokio::join!(
-        bridge::run(
+        stop.trigger_after(bridge::run(
             bus.as_ref(),
             topics::MESSAGES,
             &messages_group,
             policy.clone(),
             |event| async move { persist_messages.handle(&event).await },
-            stop_signal(),
-        ),
-        bridge::run(
+            stop.wait(),
+        )),
+        stop.trigger_after(bridge::run(
             bus.as_ref(),
             topics::MESSAGES,
             &conversations_group,
             policy.clone(),
             |event| async move { persist_conversations.handle(&event).await },
-            stop_signal(),
-        ),
+            stop.wait(),
+        )),
         signal,
     );
     messages.and(conversations)
+}
+
+/// One stop shared by several long-running parts: any of them may trigger it, all of them wait on it.
+#[derive(Clone)]
+pub struct StopSignal {
+    sender: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StopSignal {
+    pub fn new() -> Self {
+        Self {
+            sender: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    pub fn trigger(&self) {
+        self.sender.send_replace(true);
+    }
+
+    /// Resolves once the stop has been triggered (at once if it already was).
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopped = self.sender.subscribe();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    }
+
+    /// Runs `part` and triggers the stop when it ends, whatever the reason.
+    pub async fn trigger_after<T>(&self, part: impl Future<Output = T>) -> T {
+        let output = part.await;
+        self.trigger();
+        output
+    }
+
+    /// Triggers the stop when `outside` resolves (a signal); ends as soon as the stop is triggered.
+    pub async fn trigger_on(&self, outside: impl Future<Output = ()>) {
+        tokio::select! {
+            _ = outside => self.trigger(),
+            _ = self.wait() => {}
+        }
+    }
 }

@@ -388,8 +388,9 @@ impl Conversations<'_> {
             before_seq: None,
             limit: 1,
         };
-        let mut listed = Vec::with_capacity(conversations.len());
-        for conversation in conversations {
+        // One lookup per conversation, run concurrently rather than one round trip after another.
+        let (horizons, summaries) = (&horizons, &summaries);
+        let entries = conversations.iter().map(|conversation| async move {
             // The summary persist-conversations keeps, unless messages accepted since are not in it yet.
             let current_seq = self.cache.current_seq(caller.app_id, &conversation.id).await?;
             let fresh = summaries
@@ -403,14 +404,14 @@ impl Conversations<'_> {
             };
             let last_seq = last_message.as_ref().map_or(0, |m| m.seq);
             let read_seq = horizons.get(&conversation.id).copied().unwrap_or(0);
-            let mut value = serde_json::to_value(&conversation).map_err(|e| Error::Internal(e.to_string()))?;
+            let mut value = serde_json::to_value(conversation).map_err(|e| Error::Internal(e.to_string()))?;
             value["last_message"] = json!(last_message);
             value["last_seq"] = last_seq.into();
             value["read_seq"] = read_seq.into();
             value["unread_count"] = (last_seq - read_seq).max(0).into();
-            listed.push(value);
-        }
-        Ok(listed)
+            Ok::<Value, Error>(value)
+        });
+        futures_util::future::try_join_all(entries).await
     }
 
     /// A page of history for a member, annotated with reply counts and reactions.

@@ -296,10 +296,6 @@ async fn send_message(
     request: SendMessage,
     correlation_id: &CorrelationId,
 ) -> Result<Value> {
-    if let Some(parent) = &request.reply_to {
-        require_member(node, session, &request.conversation_id).await?;
-        messages::current_message(node, session.app_id(), &request.conversation_id, parent).await?;
-    }
     let draft = messages::Draft {
         conversation_id: request.conversation_id,
         client_msg_id: request.client_msg_id,

@@ -84,6 +84,9 @@ pub async fn publish_new(
         require_id("reply_to", parent)?;
     }
     require_member(node, session, &draft.conversation_id).await?;
+    if let Some(parent) = &draft.reply_to {
+        current_message(node, session.app_id(), &draft.conversation_id, parent).await?;
+    }
     let (app_id, sender_id) = (session.app_id(), session.user_id());
     let conversation_id = draft.conversation_id.as_str();
     let send_key = SendKey {

@@ -6,6 +6,7 @@
 //! `--data-dir DIR` (or `CAAS_DEV_DATA_DIR`) keeps the store and the token-signing secret in `DIR`, so
 //! a restart keeps apps, users, conversations, messages and issued tokens.
 
+use caas_local::StopSignal;
 use caas_shared::config::Config;
 use caas_shared::{bus, cache, store};
 use socket_node::config::NodeSettings;
@@ -14,7 +15,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 const SECRET_FILE: &str = "jwt-secret";
@@ -62,42 +62,27 @@ async fn main() -> Result<(), BoxError> {
     .await?;
 
     // Whichever part stops first (Ctrl-C, SIGTERM, or a failure) stops the others.
-    let (stop, stopped) = watch::channel(false);
-    let stop_signal = || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        }
-    };
+    let stop = StopSignal::new();
     let router = caas_local::gateway(&config, Arc::clone(&store), cache, Arc::clone(&bus));
-    let gateway = async {
-        let result = axum::serve(gateway_listener, router)
-            .with_graceful_shutdown(stop_signal())
-            .await;
-        stop.send_replace(true);
-        result.map_err(BoxError::from)
-    };
-    let socket_node = async {
+    let gateway = stop.trigger_after(async {
+        axum::serve(gateway_listener, router)
+            .with_graceful_shutdown(stop.wait())
+            .await
+            .map_err(BoxError::from)
+    });
+    let socket_node = stop.trigger_after(
         Listener {
             node,
             listener: socket_listener,
         }
-        .run(stop_signal())
-        .await;
-        stop.send_replace(true);
-    };
-    let functions = async {
-        let result = caas_local::run_functions(&config, Arc::clone(&store), bus, stop_signal()).await;
-        stop.send_replace(true);
-        result.map_err(BoxError::from)
-    };
-    let signals = async {
-        tokio::select! {
-            _ = caas_shared::shutdown_signal() => {}
-            _ = stop_signal() => {}
-        }
-        stop.send_replace(true);
-    };
+        .run(stop.wait()),
+    );
+    let functions = stop.trigger_after(async {
+        caas_local::run_functions(&config, Arc::clone(&store), bus, stop.wait())
+            .await
+            .map_err(BoxError::from)
+    });
+    let signals = stop.trigger_on(caas_shared::shutdown_signal());
     print_banner(&config, &api_url, &ws_url);
     let (gateway, (), functions, ()) = tokio::join!(gateway, socket_node, functions, signals);
     gateway?;

@@ -118,6 +118,23 @@ impl MongoStore {
         }
     }
 
+    /// [`Self::store_if_newer`] for each item, concurrently; `key` gives `(app_id, id, version)`.
+    /// Returns how many were written.
+    async fn store_all_if_newer<T: Serialize + Sync>(
+        &self,
+        collection: &str,
+        items: &[T],
+        key: impl Fn(&T) -> (&str, &str, i64) + Sync,
+    ) -> Result<usize> {
+        let writes = items.iter().map(|item| async {
+            let (app_id, id, version) = key(item);
+            self.store_if_newer(collection, app_id, id, version, to_document(item)?)
+                .await
+        });
+        let written = futures_util::future::try_join_all(writes).await?;
+        Ok(written.into_iter().filter(|written| *written).count())
+    }
+
     async fn find_all<T: DeserializeOwned>(
         &self,
         collection: &str,
@@ -255,13 +272,8 @@ impl Store for MongoStore {
     }
 
     async fn apply_message_revisions(&self, revisions: &[Message]) -> Result<usize> {
-        let writes = revisions.iter().map(|revision| async move {
-            let document = to_document(revision)?;
-            self.store_if_newer("messages", &revision.app_id, &revision.id, revision.version, document)
-                .await
-        });
-        let applied = futures_util::future::try_join_all(writes).await?;
-        Ok(applied.into_iter().filter(|written| *written).count())
+        self.store_all_if_newer("messages", revisions, |m| (&m.app_id, &m.id, m.version))
+            .await
     }
 
     async fn find_message(&self, app_id: &str, conversation_id: &str, message_id: &str) -> Result<Option<Message>> {
@@ -315,13 +327,8 @@ impl Store for MongoStore {
     }
 
     async fn apply_reactions(&self, reactions: &[Reaction]) -> Result<usize> {
-        let writes = reactions.iter().map(|reaction| async move {
-            let document = to_document(reaction)?;
-            self.store_if_newer("reactions", &reaction.app_id, &reaction.id, reaction.version, document)
-                .await
-        });
-        let applied = futures_util::future::try_join_all(writes).await?;
-        Ok(applied.into_iter().filter(|written| *written).count())
+        self.store_all_if_newer("reactions", reactions, |r| (&r.app_id, &r.id, r.version))
+            .await
     }
 
     async fn reaction_counts(
