@@ -116,6 +116,7 @@ CAAS_STORE_URL=mongodb://127.0.0.1:$mongo_port/?directConnection=true
 CAAS_BLOB_URL=s3://caas?endpoint=http://127.0.0.1:$s3_port&region=us-east-1
 CAAS_S3_ACCESS_KEY=caas-local
 CAAS_S3_SECRET_KEY=caas-local-secret
+CAAS_SEARCH_DIR=$dir/search
 ENV
   log "stack up in $dir"
   cat "$dir/env"

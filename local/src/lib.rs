@@ -4,61 +4,107 @@
 
 pub mod bridge;
 
+use aws_lambda_events::event::kafka::KafkaEvent;
 use caas_shared::bus::Bus;
 use caas_shared::cache::Cache;
 use caas_shared::config::Config;
 use caas_shared::events::topics;
+use caas_shared::search::SearchIndex;
 use caas_shared::store::Store;
 use caas_shared::Result;
+use caas_shared::{bus, cache, store};
 use std::future::Future;
 use std::sync::Arc;
 
 /// Every HTTP function mounted on its `/api/v1/...` routes, as API Gateway does when deployed.
-pub fn gateway(config: &Config, store: Arc<dyn Store>, cache: Arc<dyn Cache>, bus: Arc<dyn Bus>) -> axum::Router {
-    let auth = auth::AuthService::new(Arc::clone(&store), config);
-    let conversations = conversations::ConversationsApi::new(store, cache, bus, config);
-    caas_shared::http::finish_router(auth::routes(Arc::new(auth)).merge(conversations::routes(Arc::new(conversations))))
+pub fn gateway(platform: &Platform) -> axum::Router {
+    let Platform {
+        config,
+        store,
+        cache,
+        bus,
+        search,
+    } = platform;
+    let auth = auth::AuthService::new(Arc::clone(store), config);
+    let conversations =
+        conversations::ConversationsApi::new(Arc::clone(store), Arc::clone(cache), Arc::clone(bus), config);
+    let search = search::SearchApi::new(Arc::clone(store), Arc::clone(search), config);
+    caas_shared::http::finish_router(
+        auth::routes(Arc::new(auth))
+            .merge(conversations::routes(Arc::new(conversations)))
+            .merge(search::routes(Arc::new(search))),
+    )
+}
+
+/// The configuration and the backends every local entry point (gateway, bridge, dev mode) shares.
+#[derive(Clone)]
+pub struct Platform {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<dyn Cache>,
+    pub bus: Arc<dyn Bus>,
+    pub search: Arc<SearchIndex>,
+}
+
+impl Platform {
+    /// Connects to what `config` names; the search index lives in `CAAS_SEARCH_DIR`, or in memory
+    /// when `search_in_memory` allows it (the dev mode without a data directory).
+    pub async fn connect(config: Config, search_in_memory: bool) -> Result<Self> {
+        let search = match (&config.search_dir, search_in_memory) {
+            (None, true) => SearchIndex::open(None)?,
+            _ => SearchIndex::open(Some(config.required_search_dir()?))?,
+        };
+        Ok(Self {
+            store: store::connect(&config.store_url, &config.store_database).await?,
+            cache: cache::connect(&config.redis_socket_url).await?,
+            bus: bus::connect(&config.bus_url).await?,
+            search,
+            config,
+        })
+    }
 }
 
 /// Feeds every Kafka-triggered function from its topic, one consumer group per function, until
 /// `shutdown` resolves; each in-flight batch finishes (and is committed) first.
-pub async fn run_functions(
-    config: &Config,
-    store: Arc<dyn Store>,
-    bus: Arc<dyn Bus>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<()> {
+pub async fn run_functions(platform: &Platform, shutdown: impl Future<Output = ()>) -> Result<()> {
     let policy = bridge::BatchPolicy::from_env()?;
-    let persist_messages = persist_messages::PersistMessages::new(Arc::clone(&store), Arc::clone(&bus));
-    let persist_conversations = persist_conversations::PersistConversations::new(store);
-    let (persist_messages, persist_conversations) = (&persist_messages, &persist_conversations);
+    let (config, bus) = (&platform.config, platform.bus.as_ref());
+    let persist_messages =
+        persist_messages::PersistMessages::new(Arc::clone(&platform.store), Arc::clone(&platform.bus));
+    let persist_conversations = persist_conversations::PersistConversations::new(Arc::clone(&platform.store));
+    let index_messages = index_messages::IndexMessages::new(Arc::clone(&platform.search));
+    let (persist_messages, persist_conversations, index_messages) =
+        (&persist_messages, &persist_conversations, &index_messages);
     // Every function stops on the same signal, and a bridge that gives up stops the others.
     let stop = StopSignal::new();
-    let signal = stop.trigger_on(shutdown);
-    let (messages_group, conversations_group) = (
-        config.consumer_group("persist-messages"),
-        config.consumer_group("persist-conversations"),
+    let feed = |function: &str| (config.consumer_group(function), policy.clone(), &stop);
+    let (messages, conversations, indexing, ()) = tokio::join!(
+        feed_function(bus, feed("persist-messages"), |event| async move {
+            persist_messages.handle(&event).await
+        }),
+        feed_function(bus, feed("persist-conversations"), |event| async move {
+            persist_conversations.handle(&event).await
+        }),
+        feed_function(bus, feed("index-messages"), |event| async move {
+            index_messages.handle(&event).await
+        }),
+        stop.trigger_on(shutdown),
     );
-    let (messages, conversations, ()) = tokio::join!(
-        stop.trigger_after(bridge::run(
-            bus.as_ref(),
-            topics::MESSAGES,
-            &messages_group,
-            policy.clone(),
-            |event| async move { persist_messages.handle(&event).await },
-            stop.wait(),
-        )),
-        stop.trigger_after(bridge::run(
-            bus.as_ref(),
-            topics::MESSAGES,
-            &conversations_group,
-            policy.clone(),
-            |event| async move { persist_conversations.handle(&event).await },
-            stop.wait(),
-        )),
-        signal,
-    );
-    messages.and(conversations)
+    messages.and(conversations).and(indexing)
+}
+
+/// One function fed from `caas.messages` by its own consumer group until the shared stop.
+async fn feed_function<F, Fut, T>(
+    bus: &dyn Bus,
+    (group, policy, stop): (String, bridge::BatchPolicy, &StopSignal),
+    handler: F,
+) -> Result<()>
+where
+    F: Fn(KafkaEvent) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    stop.trigger_after(bridge::run(bus, topics::MESSAGES, &group, policy, handler, stop.wait()))
+        .await
 }
 
 /// One stop shared by several long-running parts: any of them may trigger it, all of them wait on it.

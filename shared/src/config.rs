@@ -25,6 +25,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// WebSocket URLs advertised to clients in token responses.
     pub socket_urls: Vec<String>,
+    /// Directory of the message search index (`CAAS_SEARCH_DIR`; an EFS mount when deployed).
+    pub search_dir: Option<std::path::PathBuf>,
     /// Appended to every consumer-group name, so several deployments (or test runs) can share a broker.
     pub consumer_group_suffix: String,
 }
@@ -81,12 +83,20 @@ impl Config {
                 .map(str::to_owned)
                 .collect(),
             consumer_group_suffix: get("CAAS_CONSUMER_GROUP_SUFFIX", ""),
+            search_dir: lookup("CAAS_SEARCH_DIR").filter(|v| !v.is_empty()).map(Into::into),
         })
     }
 
     /// The consumer-group name of a function in this deployment.
     pub fn consumer_group(&self, function: &str) -> String {
         format!("{function}{}", self.consumer_group_suffix)
+    }
+
+    /// The search index directory, for the functions that cannot run without one.
+    pub fn required_search_dir(&self) -> Result<&std::path::Path> {
+        self.search_dir
+            .as_deref()
+            .ok_or_else(|| Error::Config("CAAS_SEARCH_DIR (the search index directory) is required".into()))
     }
 
     /// Kafka bootstrap servers in librdkafka's `host:port,host:port` form.

@@ -1,16 +1,20 @@
 //! HTTP plumbing shared by every HTTP function: the correlation-id middleware, JSON bodies with a size
 //! limit, and the single mapping from [`Error`] to a status code and `{"error":{…}}` body.
 
+use crate::auth::{Claims, TokenSigner};
+use crate::conversations::Caller;
 use crate::correlation::{self, CorrelationId};
 use crate::Error;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{FromRequestParts, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// Request bodies larger than this are refused with 413 before they are parsed.
@@ -145,5 +149,44 @@ mod tests {
             (status, body["error"]["code"].as_str()),
             (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
         );
+    }
+}
+
+/// Implemented by every HTTP function that serves SDK-token callers, so they share one extractor.
+pub trait VerifiesSdkTokens {
+    fn token_signer(&self) -> &TokenSigner;
+}
+
+/// The user behind the request's SDK token; extracting it is what authenticates a request.
+pub struct Authenticated {
+    pub claims: Claims,
+    pub correlation_id: String,
+}
+
+impl<S: VerifiesSdkTokens + Send + Sync> FromRequestParts<Arc<S>> for Authenticated {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<S>) -> Result<Self, Error> {
+        let token = bearer_token(&parts.headers)
+            .ok_or_else(|| Error::Unauthorized("missing Authorization: Bearer <SDK token>".into()))?;
+        let correlation_id = parts
+            .extensions
+            .get::<CorrelationId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        Ok(Self {
+            claims: api.token_signer().verify(token)?,
+            correlation_id,
+        })
+    }
+}
+
+impl Authenticated {
+    pub fn caller(&self) -> Caller<'_> {
+        Caller {
+            app_id: &self.claims.app_id,
+            user_id: &self.claims.sub,
+            correlation_id: &self.correlation_id,
+        }
     }
 }

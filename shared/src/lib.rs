@@ -19,6 +19,8 @@ pub mod http;
 pub mod lambda;
 pub mod model;
 pub mod protocol;
+#[cfg(feature = "search")]
+pub mod search;
 pub mod store;
 pub mod telemetry;
 

@@ -121,12 +121,25 @@ pub struct Message {
     pub deleted_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarded_from: Option<ForwardedFrom>,
+    /// Files uploaded through the media function and attached when the message was sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<MessageAttachment>,
 }
 
 impl Message {
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
     }
+}
+
+/// What a message says about one of its attachments; the bytes stay in blob storage and are fetched
+/// through the media function, which checks membership on every download.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageAttachment {
+    pub id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
 }
 
 /// Where a forwarded message came from.

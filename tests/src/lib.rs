@@ -167,6 +167,10 @@ impl Platform {
             ("CAAS_ADMIN_TOKEN".into(), platform.admin_token.clone()),
             ("CAAS_SOCKET_URLS".into(), socket_urls.join(",")),
             ("CAAS_CONSUMER_GROUP_SUFFIX".into(), format!("-{run_id}")),
+            (
+                "CAAS_SEARCH_DIR".into(),
+                platform.log_dir.join("search").display().to_string(),
+            ),
             // The broker is shared with earlier tests: this run's fresh groups skip their records.
             (
                 "CAAS_BRIDGE_SKIP_BEFORE_MS".into(),

@@ -13,18 +13,16 @@
 //! - `POST /api/v1/conversations/{id}/read` `{seq}` → `{seq}`
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use caas_shared::auth::{Claims, TokenSigner};
+use caas_shared::auth::TokenSigner;
 use caas_shared::bus::Bus;
 use caas_shared::cache::Cache;
 use caas_shared::config::Config;
-use caas_shared::conversations::{Caller, Conversations};
-use caas_shared::correlation::CorrelationId;
-use caas_shared::http::{bearer_token, finish_router, read_json};
+use caas_shared::conversations::Conversations;
+use caas_shared::http::{finish_router, read_json, Authenticated, VerifiesSdkTokens};
 use caas_shared::model::Role;
 use caas_shared::protocol::CreateConversation;
 use caas_shared::store::{SeqRange, Store};
@@ -77,37 +75,9 @@ pub fn routes(api: Arc<ConversationsApi>) -> Router {
         .with_state(api)
 }
 
-/// The user behind the request's SDK token; extracting it is what authenticates a request.
-struct Authenticated {
-    claims: Claims,
-    correlation_id: String,
-}
-
-impl FromRequestParts<Arc<ConversationsApi>> for Authenticated {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, api: &Arc<ConversationsApi>) -> Result<Self> {
-        let token = bearer_token(&parts.headers)
-            .ok_or_else(|| Error::Unauthorized("missing Authorization: Bearer <SDK token>".into()))?;
-        let correlation_id = parts
-            .extensions
-            .get::<CorrelationId>()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        Ok(Self {
-            claims: api.signer.verify(token)?,
-            correlation_id,
-        })
-    }
-}
-
-impl Authenticated {
-    fn caller(&self) -> Caller<'_> {
-        Caller {
-            app_id: &self.claims.app_id,
-            user_id: &self.claims.sub,
-            correlation_id: &self.correlation_id,
-        }
+impl VerifiesSdkTokens for ConversationsApi {
+    fn token_signer(&self) -> &TokenSigner {
+        &self.signer
     }
 }
 

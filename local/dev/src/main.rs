@@ -6,9 +6,8 @@
 //! `--data-dir DIR` (or `CAAS_DEV_DATA_DIR`) keeps the store and the token-signing secret in `DIR`, so
 //! a restart keeps apps, users, conversations, messages and issued tokens.
 
-use caas_local::StopSignal;
+use caas_local::{Platform, StopSignal};
 use caas_shared::config::Config;
-use caas_shared::{bus, cache, store};
 use socket_node::config::NodeSettings;
 use socket_node::{server::Listener, Node};
 use std::collections::HashMap;
@@ -43,27 +42,29 @@ async fn main() -> Result<(), BoxError> {
             },
         ),
     ]);
+    if let Some(dir) = &data_dir {
+        defaults.insert("CAAS_SEARCH_DIR", dir.join("search").display().to_string());
+    }
     if env("CAAS_JWT_SECRET").is_none() && env("CAAS_JWT_SECRET_FILE").is_none() {
         defaults.insert("CAAS_JWT_SECRET", dev_secret(data_dir.as_deref())?);
     }
     let config = Config::from_lookup(|key| env(key).or_else(|| defaults.get(key).cloned()))?;
-    let store = store::connect(&config.store_url, &config.store_database).await?;
-    let cache = cache::connect(&config.redis_socket_url).await?;
-    let bus = bus::connect(&config.bus_url).await?;
+    // Without a data directory the search index lives in memory, like everything else.
+    let platform = Platform::connect(config, true).await?;
     let mut settings = NodeSettings::from_env()?;
     settings.bind = socket_listener.local_addr()?.to_string();
     let node = Node::start(
-        &config,
+        &platform.config,
         settings,
-        Arc::clone(&store),
-        Arc::clone(&cache),
-        Arc::clone(&bus),
+        Arc::clone(&platform.store),
+        Arc::clone(&platform.cache),
+        Arc::clone(&platform.bus),
     )
     .await?;
 
     // Whichever part stops first (Ctrl-C, SIGTERM, or a failure) stops the others.
     let stop = StopSignal::new();
-    let router = caas_local::gateway(&config, Arc::clone(&store), cache, Arc::clone(&bus));
+    let router = caas_local::gateway(&platform);
     let gateway = stop.trigger_after(async {
         axum::serve(gateway_listener, router)
             .with_graceful_shutdown(stop.wait())
@@ -78,12 +79,12 @@ async fn main() -> Result<(), BoxError> {
         .run(stop.wait()),
     );
     let functions = stop.trigger_after(async {
-        caas_local::run_functions(&config, Arc::clone(&store), bus, stop.wait())
+        caas_local::run_functions(&platform, stop.wait())
             .await
             .map_err(BoxError::from)
     });
     let signals = stop.trigger_on(caas_shared::shutdown_signal());
-    print_banner(&config, &api_url, &ws_url);
+    print_banner(&platform.config, &api_url, &ws_url);
     let (gateway, (), functions, ()) = tokio::join!(gateway, socket_node, functions, signals);
     gateway?;
     functions?;
