@@ -151,6 +151,7 @@ caas-dev is running — gateway, socket node and function bridge in one process
   store      {store} ({persistence})
   bus        {bus}
   cache      {cache}
+  search     {search}
 
 Create an app, then a user token with the app's id and secret:
   curl -s -X POST {api_url}/api/v1/admin/apps -H 'authorization: Bearer {admin}' \\
@@ -158,9 +159,14 @@ Create an app, then a user token with the app's id and secret:
   curl -s -X POST {api_url}/api/v1/auth/sdk/token -H 'content-type: application/json' \\
        -d '{{\"app_id\":\"APP_ID\",\"app_secret\":\"APP_SECRET\",\"user_external_id\":\"alice\"}}'
 Connect a WebSocket client to {ws_url}?token=TOKEN (protocol: docs/protocol.md).
+Search what you sent: curl -s '{api_url}/api/v1/search/messages?q=hello' -H 'authorization: Bearer TOKEN'
 Ctrl-C stops everything.",
         store = config.store_url,
         bus = config.bus_url,
         cache = config.redis_socket_url,
+        search = config
+            .search_dir
+            .as_deref()
+            .map_or("in memory".to_owned(), |dir| dir.display().to_string()),
     );
 }
