@@ -40,6 +40,29 @@ async fn next_message(client: &mut Client) -> Value {
     }
 }
 
+/// The hits for `q` once there are any (the index is fed through the in-process bus).
+async fn search(http: &reqwest::Client, dev: &DevMode, token: &Value, q: &str) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let body: Value = http
+            .get(format!("{}/api/v1/search/messages", dev.gateway.url))
+            .query(&[("q", q)])
+            .bearer_auth(token["token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let hits = body["hits"].as_array().unwrap_or_else(|| panic!("{body}"));
+        if !hits.is_empty() {
+            return hits.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing found for {q:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_mode_runs_the_platform_in_one_process_and_keeps_data_across_restarts() {
     let data_dir = caas_e2e::workspace_root()
@@ -85,6 +108,9 @@ async fn dev_mode_runs_the_platform_in_one_process_and_keeps_data_across_restart
     assert_eq!(received["sender_id"], alice["user"]["id"]);
     assert_eq!(received["seq"], 1);
 
+    let hits = search(&http, &dev, &bob, "hello").await;
+    assert_eq!(hits[0]["message_id"], accepted["data"]["message_id"], "{hits:?}");
+
     drop((a, b));
     assert!(dev.interrupt(), "Ctrl-C stops caas-dev cleanly:\n{}", dev.output());
     assert!(dev.output().contains("caas-dev stopped"));
@@ -104,6 +130,8 @@ async fn dev_mode_runs_the_platform_in_one_process_and_keeps_data_across_restart
     let (accepted, _) = send(&mut a, &conversation_id, "hello-2", "still here").await;
     assert_eq!(accepted["data"]["seq"], 2, "{accepted}");
     assert_eq!(next_message(&mut b).await["text"], "still here");
+    // The search index is kept in the data directory too.
+    assert_eq!(search(&http, &dev, &bob, "hello").await.len(), 1);
     drop(dev);
     std::fs::remove_dir_all(&data_dir).unwrap();
 }
