@@ -25,6 +25,14 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// WebSocket URLs advertised to clients in token responses.
     pub socket_urls: Vec<String>,
+    /// Where attachments live: `s3://bucket?endpoint=…&region=…` or `file:///dir`; empty when unset.
+    pub blob_url: String,
+    /// Static S3 credentials (`CAAS_S3_*`, else the `AWS_*` variables Lambda sets for the role).
+    pub s3_access_key: Option<String>,
+    pub s3_secret_key: Option<String>,
+    pub s3_session_token: Option<String>,
+    /// The gateway's address as clients reach it; local (`file://`) blob URLs point there.
+    pub public_url: String,
     /// Directory of the message search index (`CAAS_SEARCH_DIR`; an EFS mount when deployed).
     pub search_dir: Option<std::path::PathBuf>,
     /// Appended to every consumer-group name, so several deployments (or test runs) can share a broker.
@@ -83,6 +91,15 @@ impl Config {
                 .map(str::to_owned)
                 .collect(),
             consumer_group_suffix: get("CAAS_CONSUMER_GROUP_SUFFIX", ""),
+            blob_url: get("CAAS_BLOB_URL", ""),
+            s3_access_key: lookup("CAAS_S3_ACCESS_KEY")
+                .or_else(|| lookup("AWS_ACCESS_KEY_ID"))
+                .filter(|v| !v.is_empty()),
+            s3_secret_key: lookup("CAAS_S3_SECRET_KEY")
+                .or_else(|| lookup("AWS_SECRET_ACCESS_KEY"))
+                .filter(|v| !v.is_empty()),
+            s3_session_token: lookup("AWS_SESSION_TOKEN").filter(|v| !v.is_empty()),
+            public_url: get("CAAS_PUBLIC_URL", "http://127.0.0.1:3000"),
             search_dir: lookup("CAAS_SEARCH_DIR").filter(|v| !v.is_empty()).map(Into::into),
         })
     }

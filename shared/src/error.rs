@@ -37,6 +37,8 @@ pub enum Error {
     Bus(String),
     #[error("search index: {0}")]
     Search(String),
+    #[error("blob store: {0}")]
+    Blob(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -55,7 +57,7 @@ impl Error {
             Error::RouteNotFound(_) => "route_not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::UnknownEvent(_) => "unknown_event",
-            Error::Store(_) | Error::Cache(_) | Error::Bus(_) | Error::Search(_) => "unavailable",
+            Error::Store(_) | Error::Cache(_) | Error::Bus(_) | Error::Search(_) | Error::Blob(_) => "unavailable",
             Error::Config(_) | Error::Internal(_) => "internal",
         }
     }
@@ -69,7 +71,7 @@ impl Error {
             Error::MethodNotAllowed(_) => 405,
             Error::Conflict(_) => 409,
             Error::PayloadTooLarge(_) => 413,
-            Error::Store(_) | Error::Cache(_) | Error::Bus(_) | Error::Search(_) => 503,
+            Error::Store(_) | Error::Cache(_) | Error::Bus(_) | Error::Search(_) | Error::Blob(_) => 503,
             Error::Config(_) | Error::Internal(_) => 500,
         }
     }
@@ -77,7 +79,7 @@ impl Error {
     /// The message shown to callers. Infrastructure details stay in the logs, not in responses.
     pub fn public_message(&self) -> String {
         match self {
-            Error::Store(_) | Error::Cache(_) | Error::Bus(_) | Error::Search(_) => {
+            Error::Store(_) | Error::Cache(_) | Error::Bus(_) | Error::Search(_) | Error::Blob(_) => {
                 "a backing service is unavailable; retry with the same request".to_owned()
             }
             Error::Config(_) | Error::Internal(_) => "internal error".to_owned(),

@@ -5,6 +5,7 @@
 //! configuration, the error type and the drivers for MongoDB, Redis and Kafka.
 
 pub mod auth;
+pub mod blob;
 pub mod bus;
 pub mod cache;
 pub mod clock;

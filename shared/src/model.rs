@@ -12,6 +12,91 @@ pub struct App {
     pub secret_hash: String,
     pub created_at: i64,
     pub correlation_id: String,
+    #[serde(default)]
+    pub settings: AppSettings,
+}
+
+/// What an app's operator can tune; every field has a sensible default.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    #[serde(default)]
+    pub media: MediaLimits,
+}
+
+/// What members of an app may upload.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MediaLimits {
+    pub max_upload_bytes: u64,
+    /// Exact types (`application/pdf`) or families (`image/*`).
+    pub allowed_content_types: Vec<String>,
+}
+
+impl Default for MediaLimits {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 100 * 1024 * 1024,
+            allowed_content_types: ["image/*", "video/*", "audio/*", "application/pdf", "text/plain"]
+                .map(str::to_owned)
+                .to_vec(),
+        }
+    }
+}
+
+impl MediaLimits {
+    pub fn allows(&self, content_type: &str) -> bool {
+        let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        self.allowed_content_types.iter().any(|allowed| match allowed.strip_suffix("/*") {
+            Some(family) => essence.split_once('/').is_some_and(|(f, _)| f == family),
+            None => *allowed == essence,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachmentStatus {
+    /// A presigned upload URL was handed out; nothing is known to be stored yet.
+    Pending,
+    /// The object was found in blob storage with the declared size and type.
+    Complete,
+}
+
+/// An uploaded file: created pending by `POST /media/uploads`, completed once the object is verified,
+/// linked to the message that carries it when that message is persisted.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Attachment {
+    pub id: String,
+    pub app_id: String,
+    pub conversation_id: String,
+    pub uploader_id: String,
+    /// Blob key of the original: `<app>/<conversation>/<attachment>/original`.
+    pub key: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+    pub status: AttachmentStatus,
+    pub created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    pub correlation_id: String,
+}
+
+impl Attachment {
+    /// What a message carries about this attachment.
+    pub fn reference(&self) -> MessageAttachment {
+        MessageAttachment {
+            id: self.id.clone(),
+            filename: self.filename.clone(),
+            content_type: self.content_type.clone(),
+            size: self.size,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -118,6 +118,7 @@ async fn create_app(
         secret_hash,
         created_at: now_ms(),
         correlation_id: correlation_id.to_string(),
+        settings: Default::default(),
     };
     service.store.insert_app(&app).await?;
     tracing::info!(app_id = %app.id, "app created");

@@ -3,7 +3,10 @@
 //! share a database with other runs.
 
 use super::{SeqRange, Store};
-use crate::model::{App, Conversation, ConversationKind, ConversationSummary, Member, Message, Reaction, Role, User};
+use crate::model::{
+    App, AppSettings, Attachment, AttachmentStatus, Conversation, ConversationKind, ConversationSummary, Member, Message,
+    Reaction, Role, User,
+};
 use crate::Error;
 
 fn unique(prefix: &str) -> String {
@@ -49,6 +52,7 @@ pub async fn run(store: &dyn Store) {
     replies_are_counted_and_listed_per_parent(store).await;
     memberships_change_and_reads_only_move_forward(store).await;
     summaries_keep_the_newest_message(store).await;
+    attachments_complete_once_and_link_to_their_first_message(store).await;
 }
 
 async fn apps_are_unique(store: &dyn Store) {
@@ -58,11 +62,23 @@ async fn apps_are_unique(store: &dyn Store) {
         secret_hash: "hash".into(),
         created_at: 1,
         correlation_id: "c".into(),
+        settings: Default::default(),
     };
     store.insert_app(&app).await.unwrap();
     assert_eq!(store.find_app(&app.id).await.unwrap(), Some(app.clone()));
     assert!(matches!(store.insert_app(&app).await, Err(Error::Conflict(_))));
     assert_eq!(store.find_app(&unique("missing")).await.unwrap(), None);
+
+    let mut settings = AppSettings::default();
+    settings.media.max_upload_bytes = 7;
+    settings.media.allowed_content_types = vec!["image/png".into()];
+    let updated = store.update_app_settings(&app.id, &settings).await.unwrap();
+    assert_eq!(updated.settings, settings);
+    assert_eq!(store.find_app(&app.id).await.unwrap().unwrap().settings, settings);
+    assert!(matches!(
+        store.update_app_settings(&unique("missing"), &settings).await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 async fn users_are_unique_per_app_and_external_id(store: &dyn Store) {
@@ -502,4 +518,57 @@ async fn summaries_keep_the_newest_message(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn attachments_complete_once_and_link_to_their_first_message(store: &dyn Store) {
+    let app_id = unique("app");
+    let pending = Attachment {
+        id: unique("att"),
+        app_id: app_id.clone(),
+        conversation_id: "conv".into(),
+        uploader_id: "alice".into(),
+        key: "k/original".into(),
+        filename: "cat.png".into(),
+        content_type: "image/png".into(),
+        size: 42,
+        status: AttachmentStatus::Pending,
+        created_at: 1,
+        completed_at: None,
+        thumbnail_key: None,
+        message_id: None,
+        correlation_id: "c".into(),
+    };
+    store.insert_attachment(&pending).await.unwrap();
+    assert!(matches!(store.insert_attachment(&pending).await, Err(Error::Conflict(_))));
+    let ids = vec![pending.id.clone(), unique("missing")];
+    assert_eq!(store.find_attachments(&app_id, &ids).await.unwrap(), vec![pending.clone()]);
+    assert!(store.find_attachments("other-app", &ids).await.unwrap().is_empty());
+
+    let complete = store
+        .complete_attachment(&app_id, &pending.id, 5, Some("k/thumbnail.jpg"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (complete.status, complete.completed_at, complete.thumbnail_key.as_deref()),
+        (AttachmentStatus::Complete, Some(5), Some("k/thumbnail.jpg"))
+    );
+    let again = store.complete_attachment(&app_id, &pending.id, 9, None).await.unwrap();
+    assert_eq!(again, complete, "completing twice changes nothing");
+    assert!(matches!(
+        store.complete_attachment("other-app", &pending.id, 9, None).await,
+        Err(Error::NotFound(_))
+    ));
+
+    let mut carrier = message(&app_id, "conv", &unique("m"), 1);
+    carrier.attachments = vec![complete.reference()];
+    let mut forged = carrier.clone();
+    forged.id = unique("m");
+    forged.app_id = "other-app".into();
+    assert_eq!(store.link_attachments(std::slice::from_ref(&forged)).await.unwrap(), 0);
+    assert_eq!(store.link_attachments(std::slice::from_ref(&carrier)).await.unwrap(), 1);
+    let mut second = carrier.clone();
+    second.id = unique("m");
+    assert_eq!(store.link_attachments(&[carrier.clone(), second]).await.unwrap(), 0);
+    let linked = store.find_attachments(&app_id, &ids[..1]).await.unwrap();
+    assert_eq!(linked[0].message_id.as_deref(), Some(carrier.id.as_str()));
 }

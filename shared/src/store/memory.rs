@@ -5,7 +5,7 @@
 //! back on open) so a dev-mode restart keeps apps, users, conversations and messages.
 
 use super::{InsertOutcome, SeqRange, Store};
-use crate::model::{App, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User};
+use crate::model::{App, AppSettings, Attachment, AttachmentStatus, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,7 @@ struct Tables {
     /// (app_id, conversation_id, user_id) → read horizon.
     reads: HashMap<(String, String, String), i64>,
     summaries: HashMap<String, ConversationSummary>,
+    attachments: HashMap<String, Attachment>,
 }
 
 /// The records themselves; indexes are rebuilt from them on load.
@@ -46,6 +47,8 @@ struct Snapshot {
     reads: Vec<(String, String, String, i64)>,
     #[serde(default)]
     summaries: Vec<ConversationSummary>,
+    #[serde(default)]
+    attachments: Vec<Attachment>,
 }
 
 impl Tables {
@@ -63,6 +66,7 @@ impl Tables {
                 .map(|((app, conversation, user), seq)| (app.clone(), conversation.clone(), user.clone(), *seq))
                 .collect(),
             summaries: self.summaries.values().cloned().collect(),
+            attachments: self.attachments.values().cloned().collect(),
         }
     }
 
@@ -91,6 +95,9 @@ impl Tables {
         }
         for summary in snapshot.summaries {
             tables.summaries.insert(summary.id.clone(), summary);
+        }
+        for attachment in snapshot.attachments {
+            tables.attachments.insert(attachment.id.clone(), attachment);
         }
         tables
     }
@@ -189,6 +196,81 @@ impl Store for MemoryStore {
 
     async fn find_app(&self, app_id: &str) -> Result<Option<App>> {
         Ok(self.tables().apps.get(app_id).cloned())
+    }
+
+    async fn update_app_settings(&self, app_id: &str, settings: &AppSettings) -> Result<App> {
+        let mut tables = self.tables();
+        let app = tables
+            .apps
+            .get_mut(app_id)
+            .ok_or_else(|| Error::NotFound(format!("app {app_id} not found")))?;
+        app.settings = settings.clone();
+        let app = app.clone();
+        self.persist(&tables)?;
+        Ok(app)
+    }
+
+    async fn insert_attachment(&self, attachment: &Attachment) -> Result<()> {
+        let mut tables = self.tables();
+        if tables.attachments.contains_key(&attachment.id) {
+            return Err(Error::Conflict(format!("attachment {} already exists", attachment.id)));
+        }
+        tables.attachments.insert(attachment.id.clone(), attachment.clone());
+        self.persist(&tables)
+    }
+
+    async fn find_attachments(&self, app_id: &str, ids: &[String]) -> Result<Vec<Attachment>> {
+        let tables = self.tables();
+        Ok(ids
+            .iter()
+            .filter_map(|id| tables.attachments.get(id))
+            .filter(|a| a.app_id == app_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn complete_attachment(
+        &self,
+        app_id: &str,
+        attachment_id: &str,
+        completed_at: i64,
+        thumbnail_key: Option<&str>,
+    ) -> Result<Attachment> {
+        let mut tables = self.tables();
+        let attachment = tables
+            .attachments
+            .get_mut(attachment_id)
+            .filter(|a| a.app_id == app_id)
+            .ok_or_else(|| Error::NotFound(format!("attachment {attachment_id} not found")))?;
+        if attachment.status == AttachmentStatus::Pending {
+            attachment.status = AttachmentStatus::Complete;
+            attachment.completed_at = Some(completed_at);
+            attachment.thumbnail_key = thumbnail_key.map(str::to_owned);
+        }
+        let attachment = attachment.clone();
+        self.persist(&tables)?;
+        Ok(attachment)
+    }
+
+    async fn link_attachments(&self, messages: &[Message]) -> Result<usize> {
+        let mut tables = self.tables();
+        let mut linked = 0;
+        for message in messages {
+            for reference in &message.attachments {
+                let stored = tables
+                    .attachments
+                    .get_mut(&reference.id)
+                    .filter(|a| a.app_id == message.app_id && a.message_id.is_none());
+                if let Some(attachment) = stored {
+                    attachment.message_id = Some(message.id.clone());
+                    linked += 1;
+                }
+            }
+        }
+        if linked > 0 {
+            self.persist(&tables)?;
+        }
+        Ok(linked)
     }
 
     async fn upsert_user(&self, user: &User) -> Result<User> {

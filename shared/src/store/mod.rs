@@ -11,7 +11,7 @@ mod mongo;
 pub use memory::MemoryStore;
 pub use mongo::MongoStore;
 
-use crate::model::{App, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User};
+use crate::model::{App, AppSettings, Attachment, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User};
 use crate::Result;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -49,6 +49,23 @@ impl SeqRange {
 pub trait Store: Send + Sync {
     async fn insert_app(&self, app: &App) -> Result<()>;
     async fn find_app(&self, app_id: &str) -> Result<Option<App>>;
+    /// Replaces the app's settings; `NotFound` for an unknown app.
+    async fn update_app_settings(&self, app_id: &str, settings: &AppSettings) -> Result<App>;
+    async fn insert_attachment(&self, attachment: &Attachment) -> Result<()>;
+    /// The attachments among `ids` that exist in this app.
+    async fn find_attachments(&self, app_id: &str, ids: &[String]) -> Result<Vec<Attachment>>;
+    /// Marks an attachment complete with its thumbnail key, if any; completing it again changes nothing
+    /// and returns the stored attachment. `NotFound` for an unknown one.
+    async fn complete_attachment(
+        &self,
+        app_id: &str,
+        attachment_id: &str,
+        completed_at: i64,
+        thumbnail_key: Option<&str>,
+    ) -> Result<Attachment>;
+    /// Records which message carries each of these messages' attachments (the first link stays);
+    /// safe to repeat. Returns how many attachments were newly linked.
+    async fn link_attachments(&self, messages: &[Message]) -> Result<usize>;
     /// Creates the user on first sight, updates the display name when one is given.
     async fn upsert_user(&self, user: &User) -> Result<User>;
     /// The users among `ids` that exist in this app.

@@ -1,7 +1,7 @@
 //! The MongoDB driver of the store port. Models use `id`; documents use `_id`.
 
 use super::{InsertOutcome, SeqRange, Store};
-use crate::model::{App, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User};
+use crate::model::{App, AppSettings, Attachment, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -191,6 +191,69 @@ impl Store for MongoStore {
 
     async fn find_app(&self, app_id: &str) -> Result<Option<App>> {
         self.find_one_in("apps", doc! {"_id": app_id}).await
+    }
+
+    async fn update_app_settings(&self, app_id: &str, settings: &AppSettings) -> Result<App> {
+        let settings = bson::to_document(settings).map_err(|e| Error::Internal(format!("encoding settings: {e}")))?;
+        self.collection("apps")
+            .update_one(doc! {"_id": app_id}, doc! {"$set": {"settings": settings}})
+            .await?;
+        self.find_app(app_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("app {app_id} not found")))
+    }
+
+    async fn insert_attachment(&self, attachment: &Attachment) -> Result<()> {
+        match self.collection("attachments").insert_one(to_document(attachment)?).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => {
+                Err(Error::Conflict(format!("attachment {} already exists", attachment.id)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn find_attachments(&self, app_id: &str, ids: &[String]) -> Result<Vec<Attachment>> {
+        let filter = doc! {"app_id": app_id, "_id": {"$in": ids}};
+        self.find_all("attachments", filter, doc! {"_id": 1}, ids.len()).await
+    }
+
+    async fn complete_attachment(
+        &self,
+        app_id: &str,
+        attachment_id: &str,
+        completed_at: i64,
+        thumbnail_key: Option<&str>,
+    ) -> Result<Attachment> {
+        let mut set = doc! {"status": "complete", "completed_at": completed_at};
+        if let Some(thumbnail_key) = thumbnail_key {
+            set.insert("thumbnail_key", thumbnail_key);
+        }
+        self.collection("attachments")
+            .update_one(
+                doc! {"_id": attachment_id, "app_id": app_id, "status": "pending"},
+                doc! {"$set": set},
+            )
+            .await?;
+        self.find_one_in("attachments", doc! {"_id": attachment_id, "app_id": app_id})
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("attachment {attachment_id} not found")))
+    }
+
+    async fn link_attachments(&self, messages: &[Message]) -> Result<usize> {
+        let mut linked = 0;
+        for message in messages.iter().filter(|m| !m.attachments.is_empty()) {
+            let ids: Vec<&str> = message.attachments.iter().map(|a| a.id.as_str()).collect();
+            let result = self
+                .collection("attachments")
+                .update_many(
+                    doc! {"app_id": &message.app_id, "_id": {"$in": ids}, "message_id": {"$exists": false}},
+                    doc! {"$set": {"message_id": &message.id}},
+                )
+                .await?;
+            linked += result.modified_count as usize;
+        }
+        Ok(linked)
     }
 
     async fn upsert_user(&self, user: &User) -> Result<User> {

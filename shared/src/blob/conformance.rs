@@ -1,0 +1,36 @@
+//! One behaviour for every blob driver: the same body runs on the local directory (unit tests) and
+//! on a real S3-protocol server (tests/blob_conformance.rs).
+
+use super::{Blobs, ObjectInfo};
+use std::time::Duration;
+
+pub async fn run(blobs: &dyn Blobs) {
+    let key = format!("conformance/{}/original", uuid::Uuid::new_v4().simple());
+    assert_eq!(blobs.head(&key).await.unwrap(), None);
+    assert_eq!(blobs.get(&key).await.unwrap(), None);
+
+    blobs.put(&key, b"hello blob".to_vec(), "text/plain").await.unwrap();
+    assert_eq!(
+        blobs.head(&key).await.unwrap(),
+        Some(ObjectInfo {
+            size: 10,
+            content_type: Some("text/plain".into())
+        })
+    );
+    assert_eq!(blobs.get(&key).await.unwrap().as_deref(), Some(b"hello blob".as_slice()));
+
+    let put = blobs
+        .presign_put(&key, "image/png", 42, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(put.method, "PUT");
+    assert!(put.expires_at > crate::now_ms());
+    let get = blobs.presign_get(&key, "photo.png", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(get.method, "GET");
+    assert_ne!(put.url, get.url);
+
+    blobs.delete(std::slice::from_ref(&key)).await.unwrap();
+    blobs.delete(std::slice::from_ref(&key)).await.unwrap();
+    assert_eq!(blobs.head(&key).await.unwrap(), None);
+    assert!(blobs.put("../escape", vec![], "text/plain").await.is_err());
+}
