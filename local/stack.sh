@@ -81,7 +81,8 @@ wait_for_port() {
 
 start_all() {
   local dir=$1
-  mkdir -p "$dir"/{mongo,s3,kafka}
+  # s3s-fs serves each directory under its root as a bucket: `caas` is the platform's.
+  mkdir -p "$dir"/{mongo,s3/caas,kafka}
   dir=$(cd "$dir" && pwd)
   local redis_port kafka_port mongo_port s3_port
   redis_port=$(free_port); kafka_port=$(free_port); mongo_port=$(free_port); s3_port=$(free_port)

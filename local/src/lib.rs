@@ -12,6 +12,7 @@ use caas_shared::events::topics;
 use caas_shared::search::SearchIndex;
 use caas_shared::store::Store;
 use caas_shared::Result;
+use caas_shared::blob::{self, local::LocalBlobs, Blobs};
 use caas_shared::{bus, cache, store};
 use std::future::Future;
 use std::sync::Arc;
@@ -24,16 +25,23 @@ pub fn gateway(platform: &Platform) -> axum::Router {
         cache,
         bus,
         search,
+        blobs,
+        local_blobs,
     } = platform;
     let auth = auth::AuthService::new(Arc::clone(store), config);
     let conversations =
         conversations::ConversationsApi::new(Arc::clone(store), Arc::clone(cache), Arc::clone(bus), config);
     let search = search::SearchApi::new(Arc::clone(store), Arc::clone(search), config);
-    caas_shared::http::finish_router(
-        auth::routes(Arc::new(auth))
-            .merge(conversations::routes(Arc::new(conversations)))
-            .merge(search::routes(Arc::new(search))),
-    )
+    let media = media::MediaApi::new(Arc::clone(store), Arc::clone(blobs), config);
+    let mut routes = auth::routes(Arc::new(auth))
+        .merge(conversations::routes(Arc::new(conversations)))
+        .merge(search::routes(Arc::new(search)))
+        .merge(media::routes(Arc::new(media)));
+    if let Some(local) = local_blobs {
+        // Stands in for S3's presigned URLs when blobs live in a local directory.
+        routes = routes.merge(caas_shared::blob::local::routes(Arc::clone(local)));
+    }
+    caas_shared::http::finish_router(routes)
 }
 
 /// The configuration and the backends every local entry point (gateway, bridge, dev mode) shares.
@@ -44,6 +52,9 @@ pub struct Platform {
     pub cache: Arc<dyn Cache>,
     pub bus: Arc<dyn Bus>,
     pub search: Arc<SearchIndex>,
+    pub blobs: Arc<dyn Blobs>,
+    /// Set when blobs live in a local directory: the gateway then serves their URLs.
+    pub local_blobs: Option<Arc<LocalBlobs>>,
 }
 
 impl Platform {
@@ -54,7 +65,17 @@ impl Platform {
             (None, true) => SearchIndex::open(None)?,
             _ => SearchIndex::open(Some(config.required_search_dir()?))?,
         };
+        let local_blobs = match config.blob_url.strip_prefix("file://") {
+            Some(dir) => Some(Arc::new(LocalBlobs::new(dir, &config.public_url, &config.jwt_secret)?)),
+            None => None,
+        };
+        let blobs: Arc<dyn Blobs> = match &local_blobs {
+            Some(local) => Arc::clone(local) as Arc<dyn Blobs>,
+            None => blob::connect(&config).await?,
+        };
         Ok(Self {
+            blobs,
+            local_blobs,
             store: store::connect(&config.store_url, &config.store_database).await?,
             cache: cache::connect(&config.redis_socket_url).await?,
             bus: bus::connect(&config.bus_url).await?,

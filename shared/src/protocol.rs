@@ -137,9 +137,13 @@ pub struct History {
 pub struct SendMessage {
     pub conversation_id: String,
     pub client_msg_id: String,
+    #[serde(default)]
     pub text: String,
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// Ids of completed uploads (`POST /api/v1/media/uploads/{id}/complete`).
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -302,6 +302,7 @@ async fn send_message(
         text: request.text,
         reply_to: request.reply_to,
         forwarded_from: None,
+        attachment_ids: request.attachments,
     };
     messages::publish_new(node, session, draft, correlation_id).await
 }

@@ -10,7 +10,7 @@ use caas_shared::clock::next_version;
 use caas_shared::correlation::CorrelationId;
 use caas_shared::events::{topics, EventHeaders, MessageEvent};
 use caas_shared::history::{self, MAX_HISTORY_PAGE};
-use caas_shared::model::{limits, ForwardedFrom, Message, Reaction, Role};
+use caas_shared::model::{limits, AttachmentStatus, ForwardedFrom, Message, MessageAttachment, Reaction, Role};
 use caas_shared::protocol::{self, Ack, AckStatus, EditMessage, ForwardMessage, MessageRef, ReactionRequest, Replies};
 use caas_shared::{now_ms, Error, Result};
 use serde_json::{json, Value};
@@ -22,11 +22,16 @@ pub struct Draft {
     pub text: String,
     pub reply_to: Option<String>,
     pub forwarded_from: Option<ForwardedFrom>,
+    /// Ids of completed uploads (media function) to attach.
+    pub attachment_ids: Vec<String>,
 }
 
-fn validate_text(text: &str) -> Result<()> {
-    if text.trim().is_empty() {
-        return Err(Error::Validation("text must not be empty".into()));
+/// More than this many files in one message is refused.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+fn validate_text(text: &str, has_attachments: bool) -> Result<()> {
+    if text.trim().is_empty() && !has_attachments {
+        return Err(Error::Validation("text must not be empty (unless the message has attachments)".into()));
     }
     if text.len() > limits::MAX_TEXT_BYTES {
         return Err(Error::Validation(format!(
@@ -79,7 +84,7 @@ pub async fn publish_new(
     correlation_id: &CorrelationId,
 ) -> Result<Value> {
     require_id("client_msg_id", &draft.client_msg_id)?;
-    validate_text(&draft.text)?;
+    validate_text(&draft.text, !draft.attachment_ids.is_empty())?;
     if let Some(parent) = &draft.reply_to {
         require_id("reply_to", parent)?;
     }
@@ -87,6 +92,7 @@ pub async fn publish_new(
     if let Some(parent) = &draft.reply_to {
         current_message(node, session.app_id(), &draft.conversation_id, parent).await?;
     }
+    let attachments = attachments_for(node, session, &draft).await?;
     let (app_id, sender_id) = (session.app_id(), session.user_id());
     let conversation_id = draft.conversation_id.as_str();
     let send_key = SendKey {
@@ -135,6 +141,7 @@ pub async fn publish_new(
         text: draft.text,
         reply_to: draft.reply_to,
         forwarded_from: draft.forwarded_from,
+        attachments,
         created_at: now_ms(),
         correlation_id: correlation_id.to_string(),
         ..Message::default()
@@ -203,7 +210,7 @@ pub async fn edit(
     request: EditMessage,
     correlation_id: &CorrelationId,
 ) -> Result<Value> {
-    validate_text(&request.text)?;
+    validate_text(&request.text, false)?;
     require_member(node, session, &request.conversation_id).await?;
     let current = current_message(node, session.app_id(), &request.conversation_id, &request.message_id).await?;
     if current.sender_id != session.user_id() {
@@ -248,6 +255,8 @@ pub async fn delete(
     }
     let tombstone = Message {
         text: String::new(),
+        // The files stop being served too (the media function checks the carrying message).
+        attachments: Vec::new(),
         version: next_version(),
         deleted_at: Some(now_ms()),
         correlation_id: correlation_id.to_string(),
@@ -261,6 +270,41 @@ pub async fn delete(
         correlation_id,
     )
     .await
+}
+
+/// The references a new message carries: each id must be a completed upload of this sender to this
+/// conversation (the media function checked the object's size and type when it was completed).
+async fn attachments_for(node: &Node, session: &Session, draft: &Draft) -> Result<Vec<MessageAttachment>> {
+    let ids = &draft.attachment_ids;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    if ids.len() > MAX_ATTACHMENTS {
+        return Err(Error::Validation(format!("a message carries at most {MAX_ATTACHMENTS} attachments")));
+    }
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    if unique.len() != ids.len() {
+        return Err(Error::Validation("attachments must not repeat an id".into()));
+    }
+    let found = node.store.find_attachments(session.app_id(), ids).await?;
+    ids.iter()
+        .map(|id| {
+            let attachment = found
+                .iter()
+                .find(|a| &a.id == id)
+                .ok_or_else(|| Error::NotFound(format!("attachment {id} not found")))?;
+            if attachment.conversation_id != draft.conversation_id {
+                return Err(Error::Validation(format!("attachment {id} was uploaded to another conversation")));
+            }
+            if attachment.uploader_id != session.user_id() {
+                return Err(Error::Forbidden(format!("attachment {id} was uploaded by someone else")));
+            }
+            if attachment.status != AttachmentStatus::Complete {
+                return Err(Error::Conflict(format!("attachment {id} is not complete; complete the upload first")));
+            }
+            Ok(attachment.reference())
+        })
+        .collect()
 }
 
 /// `message.forward`: a new message in the target conversation, copying the source's text and pointing
@@ -287,6 +331,8 @@ pub async fn forward(
         client_msg_id: request.client_msg_id,
         text: source.text,
         reply_to: None,
+        // Files stay readable only by members of the conversation they were uploaded to.
+        attachment_ids: Vec::new(),
         forwarded_from: Some(ForwardedFrom {
             conversation_id: source.conversation_id,
             message_id: source.id,

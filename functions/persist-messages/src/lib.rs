@@ -31,6 +31,7 @@ pub struct BatchReport {
     /// Edits and deletions that replaced an older state (the rest were already superseded).
     pub revisions_applied: usize,
     pub reactions_applied: usize,
+    pub attachments_linked: usize,
     /// Records that can never be processed (not base64, not JSON, unknown type): logged and skipped so
     /// one bad record cannot block its partition forever.
     pub rejected: usize,
@@ -60,6 +61,8 @@ impl PersistMessages {
         let outcome = self.store.insert_messages(&messages).await?;
         report.inserted = outcome.inserted;
         report.duplicates = outcome.duplicates;
+        // Attachments learn their message, so the media function stops serving them once it is deleted.
+        report.attachments_linked = self.store.link_attachments(&messages).await?;
         report.revisions_applied = self.store.apply_message_revisions(&revisions).await?;
         report.reactions_applied = self.store.apply_reactions(&reactions).await?;
         try_join_all(messages.iter().map(|message| self.acknowledge(message))).await?;

@@ -42,6 +42,13 @@ async fn main() -> Result<(), BoxError> {
             },
         ),
     ]);
+    defaults.insert("CAAS_PUBLIC_URL", api_url.clone());
+    // Attachments need a directory even without --data-dir; a fresh one per run then.
+    let blob_dir = match &data_dir {
+        Some(dir) => dir.join("blobs"),
+        None => std::env::temp_dir().join(format!("caas-dev-blobs-{}", std::process::id())),
+    };
+    defaults.insert("CAAS_BLOB_URL", format!("file://{}", blob_dir.display()));
     if let Some(dir) = &data_dir {
         defaults.insert("CAAS_SEARCH_DIR", dir.join("search").display().to_string());
     }
@@ -152,6 +159,7 @@ caas-dev is running — gateway, socket node and function bridge in one process
   bus        {bus}
   cache      {cache}
   search     {search}
+  blobs      {blobs}
 
 Create an app, then a user token with the app's id and secret:
   curl -s -X POST {api_url}/api/v1/admin/apps -H 'authorization: Bearer {admin}' \\
@@ -164,6 +172,7 @@ Ctrl-C stops everything.",
         store = config.store_url,
         bus = config.bus_url,
         cache = config.redis_socket_url,
+        blobs = config.blob_url,
         search = config
             .search_dir
             .as_deref()
