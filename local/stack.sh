@@ -110,11 +110,12 @@ start_all() {
   wait_for_port "$mongo_port" secantusdb
   wait_for_port "$s3_port" s3s-fs
 
+  # Values with & are single-quoted: the file is sourced by shells.
   cat >"$dir/env" <<ENV
 CAAS_CACHE_URL=redis://127.0.0.1:$redis_port
 CAAS_BUS_URL=kafka://127.0.0.1:$kafka_port
 CAAS_STORE_URL=mongodb://127.0.0.1:$mongo_port/?directConnection=true
-CAAS_BLOB_URL=s3://caas?endpoint=http://127.0.0.1:$s3_port&region=us-east-1
+CAAS_BLOB_URL='s3://caas?endpoint=http://127.0.0.1:$s3_port&region=us-east-1'
 CAAS_S3_ACCESS_KEY=caas-local
 CAAS_S3_SECRET_KEY=caas-local-secret
 CAAS_SEARCH_DIR=$dir/search

@@ -73,7 +73,7 @@ impl Stack {
             .expect("stack env file")
             .lines()
             .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
             .collect();
         Self {
             env,
