@@ -108,6 +108,9 @@ impl Blobs for S3Blobs {
         let mut presigned = Self::presigned(request, ttl);
         // Signed into the URL; the client must send it exactly.
         presigned.headers.insert("content-type".into(), content_type.to_owned());
+        // Also signed, but every HTTP client sets it from the body (browsers refuse to let scripts set
+        // it); a body of another size then fails the signature.
+        presigned.headers.remove("content-length");
         Ok(presigned)
     }
 
