@@ -231,6 +231,21 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
         assert!(body["error"]["message"].as_str().unwrap().contains(reason), "{reason}: {body}");
     }
 
+    // The operator tightens this app's limits; they apply to the next upload.
+    let settings = media
+        .http
+        .put(format!("{}/api/v1/admin/apps/{}/settings", media.base, app.0))
+        .bearer_auth(&platform.admin_token)
+        .json(&json!({"media": {"max_upload_bytes": 1000, "allowed_content_types": ["image/png"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settings.status(), 200);
+    let (status, body) = media.start(&alice, declare(2_000, json!({}))).await;
+    assert!(status == 400 && body["error"]["message"].as_str().unwrap().contains("1000"), "{body}");
+    let (status, body) = media.start(&alice, declare(10, json!({"content_type": "image/gif"}))).await;
+    assert!(status == 400 && body["error"]["message"].as_str().unwrap().contains("image/png"), "{body}");
+
     // Once the message is persisted and then deleted, its attachment is no longer served.
     let deadline = Instant::now() + Duration::from_secs(30);
     ok(&a

@@ -2,19 +2,21 @@
 //!
 //! Routes:
 //! - `POST /api/v1/admin/apps` `{name}` → `201 {app_id, app_secret, name}`; the secret is shown only here.
+//! - `GET|PUT /api/v1/admin/apps/{app_id}/settings` `{media:{max_upload_bytes, allowed_content_types}}`
+//!   (operator token) → `{app_id, settings}`.
 //! - `POST /api/v1/auth/sdk/token` `{app_id, app_secret, user_external_id, display_name?}` →
 //!   `{token, expires_at, user:{id, external_id, display_name}, socket_urls}`.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use caas_shared::auth::{self, TokenSigner};
 use caas_shared::config::Config;
 use caas_shared::correlation::CorrelationId;
 use caas_shared::http::{bearer_token, finish_router, read_json};
-use caas_shared::model::{limits, App, User};
+use caas_shared::model::{limits, App, AppSettings, User};
 use caas_shared::store::Store;
 use caas_shared::{now_ms, Error, Result};
 use serde::Deserialize;
@@ -48,6 +50,7 @@ pub fn router(service: Arc<AuthService>) -> Router {
 pub fn routes(service: Arc<AuthService>) -> Router {
     Router::new()
         .route("/api/v1/admin/apps", post(create_app))
+        .route("/api/v1/admin/apps/{app_id}/settings", get(show_settings).put(replace_settings))
         .route("/api/v1/auth/sdk/token", post(issue_sdk_token))
         .with_state(service)
 }
@@ -127,6 +130,52 @@ async fn create_app(
         Json(json!({"app_id": app.id, "app_secret": secret, "name": app.name})),
     ))
 }
+
+async fn show_settings(
+    State(service): State<Arc<AuthService>>,
+    headers: HeaderMap,
+    Path(app_id): Path<String>,
+) -> Result<Json<Value>> {
+    require_operator(&service, &headers)?;
+    let app = service
+        .store
+        .find_app(&app_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("app {app_id} not found")))?;
+    Ok(Json(json!({"app_id": app.id, "settings": app.settings})))
+}
+
+/// Replaces an app's settings (media limits); omitted sections return to their defaults.
+async fn replace_settings(
+    State(service): State<Arc<AuthService>>,
+    headers: HeaderMap,
+    Path(app_id): Path<String>,
+    body: Body,
+) -> Result<Json<Value>> {
+    require_operator(&service, &headers)?;
+    let settings: AppSettings = read_json(&headers, body).await?;
+    let media = &settings.media;
+    if media.max_upload_bytes == 0 || media.max_upload_bytes > MAX_SINGLE_UPLOAD_BYTES {
+        return Err(Error::Validation(format!(
+            "media.max_upload_bytes must be 1 to {MAX_SINGLE_UPLOAD_BYTES} (one presigned PUT)"
+        )));
+    }
+    let valid_pattern = |p: &String| {
+        let (kind, sub) = p.split_once('/').unwrap_or_default();
+        !kind.is_empty() && !sub.is_empty() && p.len() <= 127 && !p.contains(char::is_whitespace)
+    };
+    if !media.allowed_content_types.iter().all(valid_pattern) {
+        return Err(Error::Validation(
+            "media.allowed_content_types are media types (image/png) or families (image/*)".into(),
+        ));
+    }
+    let app = service.store.update_app_settings(&app_id, &settings).await?;
+    tracing::info!(app_id = %app.id, "app settings replaced");
+    Ok(Json(json!({"app_id": app.id, "settings": app.settings})))
+}
+
+/// S3 takes at most 5 GiB in one PUT.
+const MAX_SINGLE_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
 async fn issue_sdk_token(
     State(service): State<Arc<AuthService>>,
