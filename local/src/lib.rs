@@ -5,6 +5,7 @@
 pub mod bridge;
 
 use aws_lambda_events::event::kafka::KafkaEvent;
+use caas_shared::blob::{self, local::LocalBlobs, Blobs};
 use caas_shared::bus::Bus;
 use caas_shared::cache::Cache;
 use caas_shared::config::Config;
@@ -12,7 +13,6 @@ use caas_shared::events::topics;
 use caas_shared::search::SearchIndex;
 use caas_shared::store::Store;
 use caas_shared::Result;
-use caas_shared::blob::{self, local::LocalBlobs, Blobs};
 use caas_shared::{bus, cache, store};
 use std::future::Future;
 use std::sync::Arc;

@@ -99,6 +99,45 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Implemented by every HTTP function that serves SDK-token callers, so they share one extractor.
+pub trait VerifiesSdkTokens {
+    fn token_signer(&self) -> &TokenSigner;
+}
+
+/// The user behind the request's SDK token; extracting it is what authenticates a request.
+pub struct Authenticated {
+    pub claims: Claims,
+    pub correlation_id: String,
+}
+
+impl<S: VerifiesSdkTokens + Send + Sync> FromRequestParts<Arc<S>> for Authenticated {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<S>) -> Result<Self, Error> {
+        let token = bearer_token(&parts.headers)
+            .ok_or_else(|| Error::Unauthorized("missing Authorization: Bearer <SDK token>".into()))?;
+        let correlation_id = parts
+            .extensions
+            .get::<CorrelationId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        Ok(Self {
+            claims: api.token_signer().verify(token)?,
+            correlation_id,
+        })
+    }
+}
+
+impl Authenticated {
+    pub fn caller(&self) -> Caller<'_> {
+        Caller {
+            app_id: &self.claims.app_id,
+            user_id: &self.claims.sub,
+            correlation_id: &self.correlation_id,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,44 +188,5 @@ mod tests {
             (status, body["error"]["code"].as_str()),
             (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
         );
-    }
-}
-
-/// Implemented by every HTTP function that serves SDK-token callers, so they share one extractor.
-pub trait VerifiesSdkTokens {
-    fn token_signer(&self) -> &TokenSigner;
-}
-
-/// The user behind the request's SDK token; extracting it is what authenticates a request.
-pub struct Authenticated {
-    pub claims: Claims,
-    pub correlation_id: String,
-}
-
-impl<S: VerifiesSdkTokens + Send + Sync> FromRequestParts<Arc<S>> for Authenticated {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, api: &Arc<S>) -> Result<Self, Error> {
-        let token = bearer_token(&parts.headers)
-            .ok_or_else(|| Error::Unauthorized("missing Authorization: Bearer <SDK token>".into()))?;
-        let correlation_id = parts
-            .extensions
-            .get::<CorrelationId>()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        Ok(Self {
-            claims: api.token_signer().verify(token)?,
-            correlation_id,
-        })
-    }
-}
-
-impl Authenticated {
-    pub fn caller(&self) -> Caller<'_> {
-        Caller {
-            app_id: &self.claims.app_id,
-            user_id: &self.claims.sub,
-            correlation_id: &self.correlation_id,
-        }
     }
 }

@@ -46,11 +46,18 @@ impl Default for MediaLimits {
 
 impl MediaLimits {
     pub fn allows(&self, content_type: &str) -> bool {
-        let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        self.allowed_content_types.iter().any(|allowed| match allowed.strip_suffix("/*") {
-            Some(family) => essence.split_once('/').is_some_and(|(f, _)| f == family),
-            None => *allowed == essence,
-        })
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        self.allowed_content_types
+            .iter()
+            .any(|allowed| match allowed.strip_suffix("/*") {
+                Some(family) => essence.split_once('/').is_some_and(|(f, _)| f == family),
+                None => *allowed == essence,
+            })
     }
 }
 

@@ -31,7 +31,9 @@ pub const MAX_ATTACHMENTS: usize = 10;
 
 fn validate_text(text: &str, has_attachments: bool) -> Result<()> {
     if text.trim().is_empty() && !has_attachments {
-        return Err(Error::Validation("text must not be empty (unless the message has attachments)".into()));
+        return Err(Error::Validation(
+            "text must not be empty (unless the message has attachments)".into(),
+        ));
     }
     if text.len() > limits::MAX_TEXT_BYTES {
         return Err(Error::Validation(format!(
@@ -280,7 +282,9 @@ async fn attachments_for(node: &Node, session: &Session, draft: &Draft) -> Resul
         return Ok(Vec::new());
     }
     if ids.len() > MAX_ATTACHMENTS {
-        return Err(Error::Validation(format!("a message carries at most {MAX_ATTACHMENTS} attachments")));
+        return Err(Error::Validation(format!(
+            "a message carries at most {MAX_ATTACHMENTS} attachments"
+        )));
     }
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     if unique.len() != ids.len() {
@@ -294,13 +298,19 @@ async fn attachments_for(node: &Node, session: &Session, draft: &Draft) -> Resul
                 .find(|a| &a.id == id)
                 .ok_or_else(|| Error::NotFound(format!("attachment {id} not found")))?;
             if attachment.conversation_id != draft.conversation_id {
-                return Err(Error::Validation(format!("attachment {id} was uploaded to another conversation")));
+                return Err(Error::Validation(format!(
+                    "attachment {id} was uploaded to another conversation"
+                )));
             }
             if attachment.uploader_id != session.user_id() {
-                return Err(Error::Forbidden(format!("attachment {id} was uploaded by someone else")));
+                return Err(Error::Forbidden(format!(
+                    "attachment {id} was uploaded by someone else"
+                )));
             }
             if attachment.status != AttachmentStatus::Complete {
-                return Err(Error::Conflict(format!("attachment {id} is not complete; complete the upload first")));
+                return Err(Error::Conflict(format!(
+                    "attachment {id} is not complete; complete the upload first"
+                )));
             }
             Ok(attachment.reference())
         })

@@ -108,6 +108,45 @@ async fn dev_mode_runs_the_platform_in_one_process_and_keeps_data_across_restart
     assert_eq!(received["sender_id"], alice["user"]["id"]);
     assert_eq!(received["seq"], 1);
 
+    // Attachments work the same on file:// blobs, through URLs the dev gateway serves.
+    let api = |path: &str| format!("{}/api/v1/media{path}", dev.gateway.url);
+    let bearer = |token: &Value| format!("Bearer {}", token["token"].as_str().unwrap());
+    let upload: Value = http
+        .post(api("/uploads"))
+        .header("authorization", bearer(&alice))
+        .json(&json!({"conversation_id": conversation_id, "filename": "notes.txt",
+            "content_type": "text/plain", "size": 11}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = upload["url"].as_str().unwrap_or_else(|| panic!("{upload}"));
+    assert!(url.starts_with(&dev.gateway.url), "{url}");
+    let put = |body: &'static str| http.put(url).header("content-type", "text/plain").body(body).send();
+    assert_eq!(put("too long for the URL").await.unwrap().status(), 403);
+    assert_eq!(put("hello notes").await.unwrap().status(), 200);
+    let id = upload["upload_id"].as_str().unwrap();
+    let completed = http
+        .post(api(&format!("/uploads/{id}/complete")))
+        .header("authorization", bearer(&alice))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(completed.status(), 200);
+    let shown: Value = http
+        .get(api(&format!("/{id}")))
+        .header("authorization", bearer(&bob))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fetched = http.get(shown["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(fetched.text().await.unwrap(), "hello notes");
+
     let hits = search(&http, &dev, &bob, "hello").await;
     assert_eq!(hits[0]["message_id"], accepted["data"]["message_id"], "{hits:?}");
 

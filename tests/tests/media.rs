@@ -25,7 +25,8 @@ impl Media<'_> {
     }
 
     async fn start(&self, token: &Value, request: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, "/api/v1/media/uploads", token, Some(request)).await
+        self.call(reqwest::Method::POST, "/api/v1/media/uploads", token, Some(request))
+            .await
     }
 
     async fn complete(&self, token: &Value, id: &str) -> (u16, Value) {
@@ -34,7 +35,8 @@ impl Media<'_> {
     }
 
     async fn show(&self, token: &Value, id: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, &format!("/api/v1/media/{id}"), token, None).await
+        self.call(reqwest::Method::GET, &format!("/api/v1/media/{id}"), token, None)
+            .await
     }
 
     /// PUTs `bytes` to a presigned upload exactly as a browser would: its URL, method and headers.
@@ -59,7 +61,11 @@ fn png(width: u32, height: u32) -> Vec<u8> {
         for byte in bytes {
             crc ^= u32::from(*byte);
             for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc
@@ -130,7 +136,9 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
         )
         .await);
     let conversation = created["id"].as_str().unwrap().to_owned();
-    ok(&b.call("conversation.subscribe", json!({"conversation_id": conversation})).await);
+    ok(&b
+        .call("conversation.subscribe", json!({"conversation_id": conversation}))
+        .await);
 
     // Upload through the presigned URL with a plain HTTP client, then complete.
     let image = png(300, 200);
@@ -147,12 +155,23 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
     assert_eq!(upload["method"], "PUT");
     let id = upload["upload_id"].as_str().unwrap().to_owned();
     let (status, early) = media.complete(&alice, &id).await;
-    assert_eq!((status, early["error"]["code"].as_str()), (409, Some("conflict")), "{early}");
+    assert_eq!(
+        (status, early["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{early}"
+    );
     assert_eq!(media.put(&upload, image.clone()).await, 200);
     let (status, completed) = media.complete(&alice, &id).await;
     assert_eq!(status, 200, "{completed}");
-    assert_eq!((completed["status"].as_str(), completed["has_thumbnail"].as_bool()), (Some("complete"), Some(true)));
-    assert_eq!(media.complete(&alice, &id).await.1, completed, "completing twice changes nothing");
+    assert_eq!(
+        (completed["status"].as_str(), completed["has_thumbnail"].as_bool()),
+        (Some("complete"), Some(true))
+    );
+    assert_eq!(
+        media.complete(&alice, &id).await.1,
+        completed,
+        "completing twice changes nothing"
+    );
 
     // Send a message with it; the other member receives it and can fetch the file and its thumbnail.
     let sent = ok(&a
@@ -184,7 +203,11 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
 
     // A non-member can neither fetch it nor upload to the conversation; nobody attaches others' files.
     let (status, body) = media.show(&carol, &id).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
     let (status, body) = media.start(&carol, declare(10, json!({}))).await;
     assert_eq!(status, 403, "{body}");
     refused(
@@ -212,7 +235,9 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
     );
 
     // An expired URL is refused.
-    let (_, short) = media.start(&alice, declare(image.len(), json!({"expires_in_secs": 1}))).await;
+    let (_, short) = media
+        .start(&alice, declare(image.len(), json!({"expires_in_secs": 1})))
+        .await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let status = media.put(&short, image.clone()).await;
     assert_eq!(status, 403, "an expired upload URL must be refused");
@@ -221,14 +246,20 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
     for (request, reason) in [
         (declare(0, json!({})), "size must be 1 to"),
         (declare(200 * 1024 * 1024, json!({})), "this app's upload limit"),
-        (declare(10, json!({"content_type": "application/x-msdownload"})), "is not allowed in this app"),
+        (
+            declare(10, json!({"content_type": "application/x-msdownload"})),
+            "is not allowed in this app",
+        ),
         (declare(10, json!({"filename": "../../etc/passwd"})), "slashes"),
         (declare(10, json!({"expires_in_secs": 0})), "expires_in_secs"),
         (declare(10, json!({"bucket": "other"})), "unknown field"),
     ] {
         let (status, body) = media.start(&alice, request).await;
         assert_eq!(status, 400, "{body}");
-        assert!(body["error"]["message"].as_str().unwrap().contains(reason), "{reason}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(reason),
+            "{reason}: {body}"
+        );
     }
 
     // The operator tightens this app's limits; they apply to the next upload.
@@ -242,14 +273,25 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
         .unwrap();
     assert_eq!(settings.status(), 200);
     let (status, body) = media.start(&alice, declare(2_000, json!({}))).await;
-    assert!(status == 400 && body["error"]["message"].as_str().unwrap().contains("1000"), "{body}");
-    let (status, body) = media.start(&alice, declare(10, json!({"content_type": "image/gif"}))).await;
-    assert!(status == 400 && body["error"]["message"].as_str().unwrap().contains("image/png"), "{body}");
+    assert!(
+        status == 400 && body["error"]["message"].as_str().unwrap().contains("1000"),
+        "{body}"
+    );
+    let (status, body) = media
+        .start(&alice, declare(10, json!({"content_type": "image/gif"})))
+        .await;
+    assert!(
+        status == 400 && body["error"]["message"].as_str().unwrap().contains("image/png"),
+        "{body}"
+    );
 
     // Once the message is persisted and then deleted, its attachment is no longer served.
     let deadline = Instant::now() + Duration::from_secs(30);
     ok(&a
-        .call("message.delete", json!({"conversation_id": conversation, "message_id": message_id}))
+        .call(
+            "message.delete",
+            json!({"conversation_id": conversation, "message_id": message_id}),
+        )
         .await);
     loop {
         let (status, body) = media.show(&bob, &id).await;
@@ -257,7 +299,10 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
             assert!(body["error"]["message"].as_str().unwrap().contains("deleted"), "{body}");
             break;
         }
-        assert!(Instant::now() < deadline, "the deleted message's attachment is still served: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the deleted message's attachment is still served: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

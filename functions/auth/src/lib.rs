@@ -50,7 +50,10 @@ pub fn router(service: Arc<AuthService>) -> Router {
 pub fn routes(service: Arc<AuthService>) -> Router {
     Router::new()
         .route("/api/v1/admin/apps", post(create_app))
-        .route("/api/v1/admin/apps/{app_id}/settings", get(show_settings).put(replace_settings))
+        .route(
+            "/api/v1/admin/apps/{app_id}/settings",
+            get(show_settings).put(replace_settings),
+        )
         .route("/api/v1/auth/sdk/token", post(issue_sdk_token))
         .with_state(service)
 }

@@ -51,9 +51,15 @@ impl MediaApi {
     }
 
     async fn require_member(&self, caller: Caller<'_>, conversation_id: &str) -> Result<()> {
-        match self.store.find_member(caller.app_id, conversation_id, caller.user_id).await? {
+        match self
+            .store
+            .find_member(caller.app_id, conversation_id, caller.user_id)
+            .await?
+        {
             Some(_) => Ok(()),
-            None => Err(Error::Forbidden(format!("you are not a member of conversation {conversation_id}"))),
+            None => Err(Error::Forbidden(format!(
+                "you are not a member of conversation {conversation_id}"
+            ))),
         }
     }
 
@@ -101,10 +107,14 @@ struct UploadRequest {
 
 fn check_filename(filename: &str) -> Result<()> {
     if filename.trim().is_empty() || filename.len() > MAX_FILENAME_BYTES {
-        return Err(Error::Validation(format!("filename must be 1 to {MAX_FILENAME_BYTES} bytes")));
+        return Err(Error::Validation(format!(
+            "filename must be 1 to {MAX_FILENAME_BYTES} bytes"
+        )));
     }
     if filename.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
-        return Err(Error::Validation("filename must not contain slashes or control characters".into()));
+        return Err(Error::Validation(
+            "filename must not contain slashes or control characters".into(),
+        ));
     }
     Ok(())
 }
@@ -114,11 +124,16 @@ fn normalise_content_type(content_type: &str) -> Result<String> {
     let lowered = content_type.trim().to_ascii_lowercase();
     let essence = lowered.split(';').next().unwrap_or_default().trim();
     let token = |part: &str| {
-        !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
     };
     match essence.split_once('/') {
         Some((kind, sub)) if token(kind) && token(sub) && lowered.len() <= 127 => Ok(lowered),
-        _ => Err(Error::Validation(format!("content_type {content_type:?} is not a media type like image/png"))),
+        _ => Err(Error::Validation(format!(
+            "content_type {content_type:?} is not a media type like image/png"
+        ))),
     }
 }
 
@@ -149,7 +164,9 @@ async fn start_upload(
     let content_type = normalise_content_type(&request.content_type)?;
     let ttl = request.expires_in_secs.unwrap_or(DEFAULT_UPLOAD_TTL_SECS);
     if !(1..=MAX_UPLOAD_TTL_SECS).contains(&ttl) {
-        return Err(Error::Validation(format!("expires_in_secs must be 1 to {MAX_UPLOAD_TTL_SECS}")));
+        return Err(Error::Validation(format!(
+            "expires_in_secs must be 1 to {MAX_UPLOAD_TTL_SECS}"
+        )));
     }
     api.require_member(caller, &request.conversation_id).await?;
     let app = api
@@ -189,7 +206,12 @@ async fn start_upload(
     };
     let upload = api
         .blobs
-        .presign_put(&attachment.key, &attachment.content_type, attachment.size, Duration::from_secs(ttl))
+        .presign_put(
+            &attachment.key,
+            &attachment.content_type,
+            attachment.size,
+            Duration::from_secs(ttl),
+        )
         .await?;
     api.store.insert_attachment(&attachment).await?;
     tracing::info!(attachment_id = %attachment.id, size = attachment.size, "upload started");
@@ -215,11 +237,22 @@ async fn complete_upload(State(api): Api, user: Authenticated, Path(id): Path<St
         return Ok(Json(attachment_view(&attachment)));
     }
     let stored = api.blobs.head(&attachment.key).await?.ok_or_else(|| {
-        Error::Conflict("nothing has been uploaded for this attachment yet; PUT the file to its upload URL first".into())
+        Error::Conflict(
+            "nothing has been uploaded for this attachment yet; PUT the file to its upload URL first".into(),
+        )
     })?;
-    let stored_type = stored.content_type.as_deref().map(normalise_content_type).transpose().ok().flatten();
+    let stored_type = stored
+        .content_type
+        .as_deref()
+        .map(normalise_content_type)
+        .transpose()
+        .ok()
+        .flatten();
     let mismatch = if stored.size != attachment.size {
-        Some(format!("the upload has {} bytes but {} were declared", stored.size, attachment.size))
+        Some(format!(
+            "the upload has {} bytes but {} were declared",
+            stored.size, attachment.size
+        ))
     } else if stored_type.as_deref() != Some(attachment.content_type.as_str()) {
         Some(format!(
             "the upload's content type is {} but {} was declared",
@@ -256,7 +289,9 @@ async fn download(State(api): Api, user: Authenticated, Path(id): Path<String>) 
             .find_message(caller.app_id, &attachment.conversation_id, message_id)
             .await?;
         if message.is_some_and(|m| m.is_deleted()) {
-            return Err(Error::NotFound("the message carrying this attachment was deleted".into()));
+            return Err(Error::NotFound(
+                "the message carrying this attachment was deleted".into(),
+            ));
         }
     }
     let original = api
@@ -284,7 +319,10 @@ mod tests {
             assert!(check_filename(bad).is_err(), "{bad:?}");
         }
         assert_eq!(normalise_content_type("Image/PNG").unwrap(), "image/png");
-        assert_eq!(normalise_content_type("text/plain; charset=utf-8").unwrap(), "text/plain; charset=utf-8");
+        assert_eq!(
+            normalise_content_type("text/plain; charset=utf-8").unwrap(),
+            "text/plain; charset=utf-8"
+        );
         for bad in ["png", "image/", "/png", "image/png<script>", ""] {
             assert!(normalise_content_type(bad).is_err(), "{bad:?}");
         }

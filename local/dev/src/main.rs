@@ -93,6 +93,10 @@ async fn main() -> Result<(), BoxError> {
     let signals = stop.trigger_on(caas_shared::shutdown_signal());
     print_banner(&platform.config, &api_url, &ws_url);
     let (gateway, (), functions, ()) = tokio::join!(gateway, socket_node, functions, signals);
+    if data_dir.is_none() {
+        // Nothing is kept without --data-dir, uploads included.
+        let _ = std::fs::remove_dir_all(&blob_dir);
+    }
     gateway?;
     functions?;
     println!("caas-dev stopped");

@@ -17,7 +17,10 @@ pub async fn run(blobs: &dyn Blobs) {
             content_type: Some("text/plain".into())
         })
     );
-    assert_eq!(blobs.get(&key).await.unwrap().as_deref(), Some(b"hello blob".as_slice()));
+    assert_eq!(
+        blobs.get(&key).await.unwrap().as_deref(),
+        Some(b"hello blob".as_slice())
+    );
 
     let put = blobs
         .presign_put(&key, "image/png", 42, Duration::from_secs(60))
@@ -25,7 +28,10 @@ pub async fn run(blobs: &dyn Blobs) {
         .unwrap();
     assert_eq!(put.method, "PUT");
     assert!(put.expires_at > crate::now_ms());
-    let get = blobs.presign_get(&key, "photo.png", Duration::from_secs(60)).await.unwrap();
+    let get = blobs
+        .presign_get(&key, "photo.png", Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(get.method, "GET");
     assert_ne!(put.url, get.url);
 

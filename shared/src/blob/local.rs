@@ -92,7 +92,10 @@ impl LocalBlobs {
         if !crate::auth::constant_time_eq(&expected, field("signature")) {
             return Err(denied("is not signed for this request"));
         }
-        if field("expires").parse::<i64>().map_or(true, |expires| expires < now_ms()) {
+        if field("expires")
+            .parse::<i64>()
+            .map_or(true, |expires| expires < now_ms())
+        {
             return Err(denied("has expired"));
         }
         Ok(fields)
@@ -197,7 +200,10 @@ async fn upload(
         .await
         .map_err(|_| Error::Forbidden(format!("this URL takes exactly {size} bytes")))?;
     if bytes.len() != size {
-        return Err(Error::Forbidden(format!("this URL takes exactly {size} bytes, got {}", bytes.len())));
+        return Err(Error::Forbidden(format!(
+            "this URL takes exactly {size} bytes, got {}",
+            bytes.len()
+        )));
     }
     blobs.put(&key, bytes.to_vec(), &declared_type).await?;
     Ok(StatusCode::OK)
@@ -230,7 +236,10 @@ mod tests {
 
     fn blobs() -> (LocalBlobs, PathBuf) {
         let dir = std::env::temp_dir().join(format!("caas-blobs-{}", uuid::Uuid::new_v4()));
-        (LocalBlobs::new(dir.to_str().unwrap(), "http://gw", "secret").unwrap(), dir)
+        (
+            LocalBlobs::new(dir.to_str().unwrap(), "http://gw", "secret").unwrap(),
+            dir,
+        )
     }
 
     #[tokio::test]
@@ -247,20 +256,37 @@ mod tests {
             .presign_put("a/b/original", "image/png", 3, Duration::from_secs(60))
             .await
             .unwrap();
-        assert!(put.url.starts_with("http://gw/api/v1/media/local/a/b/original?"), "{}", put.url);
+        assert!(
+            put.url.starts_with("http://gw/api/v1/media/local/a/b/original?"),
+            "{}",
+            put.url
+        );
         let query = put.url.split_once('?').unwrap().1;
-        assert!(blobs.verify("PUT", "a/b/original", Some(query), &["type", "size"]).is_ok());
-        assert!(blobs.verify("GET", "a/b/original", Some(query), &["type", "size"]).is_err());
-        assert!(blobs.verify("PUT", "a/b/other", Some(query), &["type", "size"]).is_err());
+        assert!(blobs
+            .verify("PUT", "a/b/original", Some(query), &["type", "size"])
+            .is_ok());
+        assert!(blobs
+            .verify("GET", "a/b/original", Some(query), &["type", "size"])
+            .is_err());
+        assert!(blobs
+            .verify("PUT", "a/b/other", Some(query), &["type", "size"])
+            .is_err());
         let bigger = query.replace("size=3", "size=4");
-        assert!(blobs.verify("PUT", "a/b/original", Some(&bigger), &["type", "size"]).is_err());
+        assert!(blobs
+            .verify("PUT", "a/b/original", Some(&bigger), &["type", "size"])
+            .is_err());
         let expired = blobs
             .presign_put("a/b/original", "image/png", 3, Duration::ZERO)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         let error = blobs
-            .verify("PUT", "a/b/original", expired.url.split_once('?').map(|p| p.1), &["type", "size"])
+            .verify(
+                "PUT",
+                "a/b/original",
+                expired.url.split_once('?').map(|p| p.1),
+                &["type", "size"],
+            )
             .unwrap_err();
         assert!(error.to_string().contains("expired"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();

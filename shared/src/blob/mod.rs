@@ -53,7 +53,9 @@ pub trait Blobs: Send + Sync {
 pub async fn connect(config: &Config) -> Result<Arc<dyn Blobs>> {
     let url = config.blob_url.as_str();
     if url.is_empty() {
-        return Err(Error::Config("CAAS_BLOB_URL (s3://bucket?… or file:///dir) is required".into()));
+        return Err(Error::Config(
+            "CAAS_BLOB_URL (s3://bucket?… or file:///dir) is required".into(),
+        ));
     }
     if let Some(dir) = url.strip_prefix("file://") {
         return Ok(Arc::new(local::LocalBlobs::new(
@@ -66,9 +68,13 @@ pub async fn connect(config: &Config) -> Result<Arc<dyn Blobs>> {
         #[cfg(feature = "s3")]
         return Ok(Arc::new(s3::S3Blobs::connect(config).await?));
         #[cfg(not(feature = "s3"))]
-        return Err(Error::Config("this binary was built without the s3 feature; use CAAS_BLOB_URL=file:///dir".into()));
+        return Err(Error::Config(
+            "this binary was built without the s3 feature; use CAAS_BLOB_URL=file:///dir".into(),
+        ));
     }
-    Err(Error::Config(format!("CAAS_BLOB_URL must be s3://bucket?… or file:///dir, got {url}")))
+    Err(Error::Config(format!(
+        "CAAS_BLOB_URL must be s3://bucket?… or file:///dir, got {url}"
+    )))
 }
 
 /// Keys are built by the platform, but a key reaching a driver is checked anyway: no absolute paths,
@@ -80,9 +86,7 @@ pub fn check_key(key: &str) -> Result<()> {
         && key
             .split('/')
             .all(|part| !part.is_empty() && part != "." && part != "..")
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
     if safe {
         Ok(())
     } else {

@@ -28,8 +28,8 @@ impl S3Blobs {
     pub async fn connect(config: &Config) -> Result<Self> {
         let url = config.blob_url.strip_prefix("s3://").unwrap_or_default();
         let (bucket, query) = url.split_once('?').unwrap_or((url, ""));
-        let options: HashMap<String, String> = serde_urlencoded::from_str(query)
-            .map_err(|e| Error::Config(format!("CAAS_BLOB_URL query: {e}")))?;
+        let options: HashMap<String, String> =
+            serde_urlencoded::from_str(query).map_err(|e| Error::Config(format!("CAAS_BLOB_URL query: {e}")))?;
         if bucket.is_empty() {
             return Err(Error::Config("CAAS_BLOB_URL must name a bucket: s3://bucket?…".into()));
         }
@@ -143,7 +143,9 @@ impl Blobs for S3Blobs {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         check_key(key)?;
         match self.client.get_object().bucket(&self.bucket).key(key).send().await {
-            Ok(object) => Ok(Some(object.body.collect().await.map_err(s3_error)?.into_bytes().to_vec())),
+            Ok(object) => Ok(Some(
+                object.body.collect().await.map_err(s3_error)?.into_bytes().to_vec(),
+            )),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
             Err(error) => Err(s3_error(aws_sdk_s3::error::DisplayErrorContext(error))),
         }
@@ -171,7 +173,11 @@ impl Blobs for S3Blobs {
                 check_key(key)?;
                 objects.push(ObjectIdentifier::builder().key(key).build().map_err(s3_error)?);
             }
-            let delete = Delete::builder().set_objects(Some(objects)).quiet(true).build().map_err(s3_error)?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(s3_error)?;
             self.client
                 .delete_objects()
                 .bucket(&self.bucket)

@@ -4,8 +4,8 @@
 
 use super::{SeqRange, Store};
 use crate::model::{
-    App, AppSettings, Attachment, AttachmentStatus, Conversation, ConversationKind, ConversationSummary, Member, Message,
-    Reaction, Role, User,
+    App, AppSettings, Attachment, AttachmentStatus, Conversation, ConversationKind, ConversationSummary, Member,
+    Message, Reaction, Role, User,
 };
 use crate::Error;
 
@@ -539,9 +539,15 @@ async fn attachments_complete_once_and_link_to_their_first_message(store: &dyn S
         correlation_id: "c".into(),
     };
     store.insert_attachment(&pending).await.unwrap();
-    assert!(matches!(store.insert_attachment(&pending).await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        store.insert_attachment(&pending).await,
+        Err(Error::Conflict(_))
+    ));
     let ids = vec![pending.id.clone(), unique("missing")];
-    assert_eq!(store.find_attachments(&app_id, &ids).await.unwrap(), vec![pending.clone()]);
+    assert_eq!(
+        store.find_attachments(&app_id, &ids).await.unwrap(),
+        vec![pending.clone()]
+    );
     assert!(store.find_attachments("other-app", &ids).await.unwrap().is_empty());
 
     let complete = store
@@ -549,7 +555,11 @@ async fn attachments_complete_once_and_link_to_their_first_message(store: &dyn S
         .await
         .unwrap();
     assert_eq!(
-        (complete.status, complete.completed_at, complete.thumbnail_key.as_deref()),
+        (
+            complete.status,
+            complete.completed_at,
+            complete.thumbnail_key.as_deref()
+        ),
         (AttachmentStatus::Complete, Some(5), Some("k/thumbnail.jpg"))
     );
     let again = store.complete_attachment(&app_id, &pending.id, 9, None).await.unwrap();

@@ -5,7 +5,10 @@
 //! back on open) so a dev-mode restart keeps apps, users, conversations and messages.
 
 use super::{InsertOutcome, SeqRange, Store};
-use crate::model::{App, AppSettings, Attachment, AttachmentStatus, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User};
+use crate::model::{
+    App, AppSettings, Attachment, AttachmentStatus, Conversation, ConversationSummary, Member, Message, Reaction,
+    ReactionCount, User,
+};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

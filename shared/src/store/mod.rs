@@ -11,7 +11,9 @@ mod mongo;
 pub use memory::MemoryStore;
 pub use mongo::MongoStore;
 
-use crate::model::{App, AppSettings, Attachment, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User};
+use crate::model::{
+    App, AppSettings, Attachment, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User,
+};
 use crate::Result;
 use async_trait::async_trait;
 use std::collections::HashMap;

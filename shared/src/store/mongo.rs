@@ -1,7 +1,9 @@
 //! The MongoDB driver of the store port. Models use `id`; documents use `_id`.
 
 use super::{InsertOutcome, SeqRange, Store};
-use crate::model::{App, AppSettings, Attachment, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User};
+use crate::model::{
+    App, AppSettings, Attachment, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User,
+};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -204,7 +206,11 @@ impl Store for MongoStore {
     }
 
     async fn insert_attachment(&self, attachment: &Attachment) -> Result<()> {
-        match self.collection("attachments").insert_one(to_document(attachment)?).await {
+        match self
+            .collection("attachments")
+            .insert_one(to_document(attachment)?)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if is_duplicate_key(&e) => {
                 Err(Error::Conflict(format!("attachment {} already exists", attachment.id)))
