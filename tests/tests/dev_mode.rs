@@ -40,20 +40,20 @@ async fn next_message(client: &mut Client) -> Value {
     }
 }
 
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// The hits for `q` once there are any (the index is fed through the in-process bus).
 async fn search(http: &reqwest::Client, dev: &DevMode, token: &Value, q: &str) -> Vec<Value> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let body: Value = http
-            .get(format!("{}/api/v1/search/messages", dev.gateway.url))
-            .query(&[("q", q)])
-            .bearer_auth(token["token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = json_of(
+            http.get(format!("{}/api/v1/search/messages", dev.gateway.url))
+                .query(&[("q", q)])
+                .bearer_auth(token["token"].as_str().unwrap()),
+        )
+        .await;
         let hits = body["hits"].as_array().unwrap_or_else(|| panic!("{body}"));
         if !hits.is_empty() {
             return hits.clone();
@@ -111,17 +111,13 @@ async fn dev_mode_runs_the_platform_in_one_process_and_keeps_data_across_restart
     // Attachments work the same on file:// blobs, through URLs the dev gateway serves.
     let api = |path: &str| format!("{}/api/v1/media{path}", dev.gateway.url);
     let bearer = |token: &Value| format!("Bearer {}", token["token"].as_str().unwrap());
-    let upload: Value = http
-        .post(api("/uploads"))
-        .header("authorization", bearer(&alice))
-        .json(&json!({"conversation_id": conversation_id, "filename": "notes.txt",
-            "content_type": "text/plain", "size": 11}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let upload = json_of(
+        http.post(api("/uploads"))
+            .header("authorization", bearer(&alice))
+            .json(&json!({"conversation_id": conversation_id, "filename": "notes.txt",
+                "content_type": "text/plain", "size": 11})),
+    )
+    .await;
     let url = upload["url"].as_str().unwrap_or_else(|| panic!("{upload}"));
     assert!(url.starts_with(&dev.gateway.url), "{url}");
     let put = |body: &'static str| http.put(url).header("content-type", "text/plain").body(body).send();
@@ -135,15 +131,7 @@ async fn dev_mode_runs_the_platform_in_one_process_and_keeps_data_across_restart
         .await
         .unwrap();
     assert_eq!(completed.status(), 200);
-    let shown: Value = http
-        .get(api(&format!("/{id}")))
-        .header("authorization", bearer(&bob))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = json_of(http.get(api(&format!("/{id}"))).header("authorization", bearer(&bob))).await;
     let fetched = http.get(shown["url"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(fetched.text().await.unwrap(), "hello notes");
 
