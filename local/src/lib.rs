@@ -65,10 +65,7 @@ impl Platform {
             (None, true) => SearchIndex::open(None)?,
             _ => SearchIndex::open(Some(config.required_search_dir()?))?,
         };
-        let local_blobs = match config.blob_url.strip_prefix("file://") {
-            Some(dir) => Some(Arc::new(LocalBlobs::new(dir, &config.public_url, &config.jwt_secret)?)),
-            None => None,
-        };
+        let local_blobs = LocalBlobs::from_config(&config)?.map(Arc::new);
         let blobs: Arc<dyn Blobs> = match &local_blobs {
             Some(local) => Arc::clone(local) as Arc<dyn Blobs>,
             None => blob::connect(&config).await?,

@@ -358,6 +358,19 @@ impl DevMode {
             .expect("starting caas-dev");
         wait_for_port(gateway_port, "caas-dev gateway", &mut child);
         wait_for_port(socket_port, "caas-dev socket node", &mut child);
+        // The ports are bound before the backends connect; the banner means everything is up.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("caas-dev is running")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "caas-dev printed no banner; see {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Self {
             child,
             gateway: Gateway {

@@ -244,10 +244,7 @@ async fn complete_upload(State(api): Api, user: Authenticated, Path(id): Path<St
     let stored_type = stored
         .content_type
         .as_deref()
-        .map(normalise_content_type)
-        .transpose()
-        .ok()
-        .flatten();
+        .and_then(|t| normalise_content_type(t).ok());
     let mismatch = if stored.size != attachment.size {
         Some(format!(
             "the upload has {} bytes but {} were declared",

@@ -42,6 +42,15 @@ impl LocalBlobs {
         })
     }
 
+    /// The driver when `CAAS_BLOB_URL` is `file:///dir`; `None` for any other URL.
+    pub fn from_config(config: &crate::config::Config) -> Result<Option<Self>> {
+        config
+            .blob_url
+            .strip_prefix("file://")
+            .map(|dir| Self::new(dir, &config.public_url, &config.jwt_secret))
+            .transpose()
+    }
+
     fn object_path(&self, key: &str) -> PathBuf {
         self.root.join("objects").join(key)
     }

@@ -57,12 +57,8 @@ pub async fn connect(config: &Config) -> Result<Arc<dyn Blobs>> {
             "CAAS_BLOB_URL (s3://bucket?… or file:///dir) is required".into(),
         ));
     }
-    if let Some(dir) = url.strip_prefix("file://") {
-        return Ok(Arc::new(local::LocalBlobs::new(
-            dir,
-            &config.public_url,
-            &config.jwt_secret,
-        )?));
+    if let Some(local) = local::LocalBlobs::from_config(config)? {
+        return Ok(Arc::new(local));
     }
     if url.starts_with("s3://") {
         #[cfg(feature = "s3")]
