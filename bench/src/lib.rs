@@ -2,6 +2,8 @@
 //! Their unit tests run them at a tiny size and check the results are right, so the tools never rot.
 
 pub mod corpus;
+pub mod error;
+pub mod load;
 pub mod search;
 
 /// Percentile of already sorted samples (nearest rank).

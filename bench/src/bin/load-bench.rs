@@ -1,0 +1,119 @@
+//! `load-bench [--smoke] [--out PREFIX] [--connections N]`: starts socket nodes and Socket.IO servers,
+//! loads both with the same scenarios, prints the Markdown report and writes PREFIX.json and PREFIX.md.
+//! Needs the platform's `CAAS_*` variables (see `bench/load.sh`, which starts everything and runs this).
+//!
+//! `load-bench hold KIND ADDR APP FIRST END` is the worker the idle scenario starts: it opens the
+//! connections of users FIRST..END, prints one JSON line, and holds them until its stdin closes.
+
+use caas_bench::error::{BenchError, Result};
+use caas_bench::load::{self, idle, servers::Programs, Environment, Plan};
+use caas_shared::config::Config;
+use std::path::PathBuf;
+
+/// Connections one process may hold: the open-files limit, less room for the process's own files.
+fn per_process_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3)?.parse::<usize>().ok())
+        .unwrap_or(1024);
+    open_files.saturating_sub(1_000).clamp(100, 50_000)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    caas_shared::telemetry::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("hold") {
+        return hold(&args[1..]).await;
+    }
+    // Tokens are signed here and checked by the servers: all must share one secret.
+    let jwt_secret = std::env::var("CAAS_JWT_SECRET")
+        .ok()
+        .filter(|secret| !secret.is_empty())
+        .unwrap_or_else(caas_shared::auth::generate_secret);
+    let config = Config::from_lookup(|key| match key {
+        "CAAS_JWT_SECRET" => Some(jwt_secret.clone()),
+        _ => std::env::var(key).ok(),
+    })?;
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let here = std::env::current_exe()?;
+    let mut plan = Plan::full(per_process_limit());
+    let mut out: Option<PathBuf> = None;
+    let mut programs = Programs {
+        socket_node: here.with_file_name("socket-node"),
+        socketio_server: repo.join("bench/socketio/server.js"),
+        socketio_modules: std::env::var_os("CAAS_SOCKETIO_MODULES").map_or_else(
+            || dirs_home().join(".cache/caas/tools/socketio/node_modules"),
+            PathBuf::from,
+        ),
+        log_dir: std::env::temp_dir().join(format!("caas-load-bench-{}", std::process::id())),
+        env: vec![("CAAS_JWT_SECRET".into(), jwt_secret.clone())],
+    };
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| BenchError::Failed(format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "--smoke" => plan = Plan::smoke(),
+            "--out" => out = Some(PathBuf::from(value()?)),
+            "--connections" => {
+                plan.idle.connections = value()?
+                    .parse()
+                    .map_err(|_| BenchError::Failed("--connections N".into()))?
+            }
+            "--logs" => programs.log_dir = PathBuf::from(value()?),
+            other => return Err(BenchError::Failed(format!("unknown argument {other:?}"))),
+        }
+    }
+    let env = Environment::connect(config).await?;
+    let report = load::run(&plan, &programs, &here, &env).await?;
+    let markdown = report.markdown();
+    println!("{markdown}");
+    if let Some(prefix) = out {
+        std::fs::write(prefix.with_extension("md"), &markdown)?;
+        std::fs::write(prefix.with_extension("json"), serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+fn dirs_home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+}
+
+async fn hold(args: &[String]) -> Result<()> {
+    let [kind, addr, app_id, first, end] = args else {
+        return Err(BenchError::Failed(
+            "usage: load-bench hold KIND ADDR APP FIRST END".into(),
+        ));
+    };
+    let number = |v: &str| {
+        v.parse::<usize>()
+            .map_err(|_| BenchError::Failed(format!("not a number: {v}")))
+    };
+    let flavor = idle::parse_flavor(kind)?;
+    let addr = addr
+        .parse()
+        .map_err(|_| BenchError::Failed(format!("not an address: {addr}")))?;
+    let config = Config::from_env()?;
+    let signer = caas_shared::auth::TokenSigner::from_config(&config);
+    let delivered = Default::default();
+    let fleet = load::fleet::connect(flavor, addr, &signer, app_id, number(first)?..number(end)?, &delivered).await?;
+    let report = idle::HoldReport {
+        connected: fleet.clients.len(),
+        failed: fleet.failures.len(),
+        seconds: fleet.elapsed.as_secs_f64(),
+        first_failure: fleet.failures.first().cloned(),
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    // Hold every connection until the benchmark closes our stdin.
+    let mut sink = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await?;
+    for (_, client) in fleet.clients {
+        drop(client.finish());
+    }
+    Ok(())
+}

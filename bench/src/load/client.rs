@@ -1,0 +1,330 @@
+//! Load-generating WebSocket clients for both servers under test: the socket node's JSON protocol and
+//! Socket.IO 4 (Engine.IO 4 over a plain WebSocket). One task per connection reads every frame, answers
+//! Socket.IO's pings, and records each delivery's latency from the timestamp the sender put in the text.
+//!
+//! Frames are classified by substring search rather than parsed: at hundreds of thousands of deliveries a
+//! second the load generator shares the machine's two cores with the server it measures.
+
+use crate::error::{BenchError, Result};
+use futures_util::{SinkExt, StreamExt};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Which server (and so which wire protocol) a client talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flavor {
+    /// The socket node: `/ws?token=…`, `{"type","id","data"}` requests, `message.new` events.
+    Caas,
+    /// Socket.IO 4: `/socket.io/?EIO=4&transport=websocket`, auth in the namespace connect packet.
+    SocketIo,
+}
+
+impl Flavor {
+    pub fn label(self) -> &'static str {
+        match self {
+            Flavor::Caas => "caas socket node",
+            Flavor::SocketIo => "Socket.IO 4",
+        }
+    }
+}
+
+/// Marks a benchmark message's text; the digits after it are the send time in µs since [`epoch`].
+const STAMP: &str = "lb";
+
+/// The process-wide clock origin both the senders and the receivers use.
+pub fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+pub fn micros_since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_micros() as u64
+}
+
+/// What one connection saw; merged over all connections at the end of a run.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub deliveries: u64,
+    /// Send → receive latency of each delivery, in µs.
+    pub latencies_us: Vec<u32>,
+    /// Sends the server acknowledged as accepted.
+    pub acks: u64,
+    /// Error replies and unexpected closes.
+    pub errors: u64,
+    /// When this connection received its last delivery.
+    pub last_delivery: Option<Instant>,
+}
+
+impl Tally {
+    pub fn merge(&mut self, other: Tally) {
+        self.deliveries += other.deliveries;
+        self.latencies_us.extend(other.latencies_us);
+        self.acks += other.acks;
+        self.errors += other.errors;
+        self.last_delivery = self.last_delivery.max(other.last_delivery);
+    }
+}
+
+enum Command {
+    Join(String, oneshot::Sender<Result<()>>),
+    /// Sends one stamped message; the stamp is the time it was scheduled (so a server that falls behind
+    /// shows up as latency, not as a lower send rate).
+    Send {
+        conversation_id: String,
+        scheduled: Instant,
+    },
+}
+
+/// A connected, authenticated client.
+pub struct Client {
+    commands: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<Tally>,
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Connects from loopback address `source` (spreading connections over 127.0.0.x keeps clear of
+/// ephemeral-port exhaustion) and authenticates with `token`.
+/// `delivered` counts deliveries across connections, so a run can tell when the last one arrived.
+pub async fn connect(
+    flavor: Flavor,
+    server: SocketAddr,
+    source: Ipv4Addr,
+    token: &str,
+    delivered: Arc<AtomicU64>,
+) -> Result<Client> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source.into(), 0))?;
+    let stream = socket.connect(server).await?;
+    stream.set_nodelay(true)?;
+    let url = match flavor {
+        Flavor::Caas => format!("ws://{server}/ws?token={token}"),
+        Flavor::SocketIo => format!("ws://{server}/socket.io/?EIO=4&transport=websocket"),
+    };
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await?;
+    let first = next_text(&mut ws).await?;
+    match flavor {
+        Flavor::Caas if first.contains("\"ready\"") => {}
+        Flavor::SocketIo if first.starts_with('0') => {
+            let connect = format!("40{}", serde_json::json!({"token": token}));
+            ws.send(Message::text(connect)).await?;
+            let answer = next_text(&mut ws).await?;
+            if !answer.starts_with("40") {
+                return Err(BenchError::Failed(format!(
+                    "Socket.IO refused the connection: {answer}"
+                )));
+            }
+        }
+        _ => return Err(BenchError::Failed(format!("unexpected first frame: {first}"))),
+    }
+    let (commands, received) = mpsc::unbounded_channel();
+    let task = tokio::spawn(drive(flavor, ws, received, delivered));
+    Ok(Client { commands, task })
+}
+
+async fn next_text(ws: &mut Socket) -> Result<String> {
+    let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+        .await
+        .map_err(|_| BenchError::Failed("no frame from the server within 30 s".into()))?;
+    match frame {
+        Some(Ok(Message::Text(text))) => Ok(text.as_str().to_owned()),
+        Some(Ok(other)) => Err(BenchError::Failed(format!("unexpected frame {other:?}"))),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(BenchError::Failed("the server closed the connection".into())),
+    }
+}
+
+impl Client {
+    /// Joins a conversation (socket node: `conversation.subscribe`; Socket.IO: the `join` event) and
+    /// waits for the server's confirmation, so every later message reaches this client.
+    pub async fn join(&self, conversation_id: &str) -> Result<()> {
+        let (done, confirmed) = oneshot::channel();
+        self.commands
+            .send(Command::Join(conversation_id.to_owned(), done))
+            .map_err(|_| BenchError::Failed("connection closed".into()))?;
+        confirmed
+            .await
+            .map_err(|_| BenchError::Failed("connection closed before the join was confirmed".into()))?
+    }
+
+    pub fn send(&self, conversation_id: &str, scheduled: Instant) -> bool {
+        self.commands
+            .send(Command::Send {
+                conversation_id: conversation_id.to_owned(),
+                scheduled,
+            })
+            .is_ok()
+    }
+
+    /// Closes the connection and returns what it saw.
+    pub async fn finish(self) -> Tally {
+        drop(self.commands);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// The connection's life: requests go out in order, every frame that comes in is classified.
+async fn drive(
+    flavor: Flavor,
+    ws: Socket,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    delivered: Arc<AtomicU64>,
+) -> Tally {
+    let (mut sink, mut frames) = ws.split();
+    let mut tally = Tally::default();
+    let mut next_id: u64 = 0;
+    let mut pending_join: Option<(String, oneshot::Sender<Result<()>>)> = None;
+    loop {
+        tokio::select! {
+            command = commands.recv() => {
+                let Some(command) = command else { break };
+                next_id += 1;
+                let frame = match command {
+                    Command::Join(conversation_id, done) => {
+                        let frame = join_frame(flavor, next_id, &conversation_id);
+                        pending_join = Some((reply_marker(flavor, next_id), done));
+                        frame
+                    }
+                    Command::Send { conversation_id, scheduled } => {
+                        send_frame(flavor, next_id, &conversation_id, micros_since_epoch(scheduled))
+                    }
+                };
+                if sink.send(Message::text(frame)).await.is_err() {
+                    tally.errors += 1;
+                    break;
+                }
+            }
+            frame = frames.next() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => { tally.errors += 1; break; }
+                    Some(Ok(_)) => continue,
+                };
+                let text = text.as_str();
+                if let Some(sent_us) = delivery_stamp(flavor, text) {
+                    let now = Instant::now();
+                    tally.deliveries += 1;
+                    tally.latencies_us.push(micros_since_epoch(now).saturating_sub(sent_us).min(u32::MAX as u64) as u32);
+                    tally.last_delivery = Some(now);
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                } else if flavor == Flavor::SocketIo && text == "2" {
+                    if sink.send(Message::text("3")).await.is_err() { break; }
+                } else if pending_join.as_ref().is_some_and(|(marker, _)| is_reply(flavor, text, marker)) {
+                    let ok = flavor == Flavor::SocketIo || text.contains("\"ok\":true");
+                    let (_, done) = pending_join.take().expect("checked above");
+                    let _ = done.send(if ok { Ok(()) } else { Err(BenchError::Failed(format!("join refused: {text}"))) });
+                } else if is_error(flavor, text) {
+                    tally.errors += 1;
+                } else if is_ack(flavor, text) {
+                    tally.acks += 1;
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+    tally
+}
+
+fn join_frame(flavor: Flavor, id: u64, conversation_id: &str) -> String {
+    match flavor {
+        Flavor::Caas => serde_json::json!({
+            "type": "conversation.subscribe", "id": id.to_string(), "data": {"conversation_id": conversation_id}
+        })
+        .to_string(),
+        Flavor::SocketIo => format!("42{id}{}", serde_json::json!(["join", conversation_id])),
+    }
+}
+
+fn send_frame(flavor: Flavor, id: u64, conversation_id: &str, stamp_us: u64) -> String {
+    let text = format!("{STAMP}{stamp_us}");
+    match flavor {
+        Flavor::Caas => serde_json::json!({
+            "type": "message.send", "id": id.to_string(),
+            "data": {"conversation_id": conversation_id, "client_msg_id": format!("m{id}"), "text": text}
+        })
+        .to_string(),
+        Flavor::SocketIo => format!(
+            "42{id}{}",
+            serde_json::json!(["sendMessage", {"conversationId": conversation_id, "messageContent": text}])
+        ),
+    }
+}
+
+/// What only the reply to request `id` contains (the socket node's reply keys come in any order).
+fn reply_marker(flavor: Flavor, id: u64) -> String {
+    match flavor {
+        Flavor::Caas => format!("\"reply_to\":\"{id}\""),
+        Flavor::SocketIo => format!("43{id}["),
+    }
+}
+
+fn is_reply(flavor: Flavor, text: &str, marker: &str) -> bool {
+    match flavor {
+        Flavor::Caas => text.contains(marker),
+        Flavor::SocketIo => text.starts_with(marker),
+    }
+}
+
+/// The send time stamped into a delivered message, if `text` is a delivery.
+fn delivery_stamp(flavor: Flavor, text: &str) -> Option<u64> {
+    let field = match flavor {
+        Flavor::Caas if text.contains("\"message.new\"") => "\"text\":\"",
+        Flavor::SocketIo if text.starts_with("42[\"message\"") => "\"messageContent\":\"",
+        _ => return None,
+    };
+    let start = text.find(field)? + field.len();
+    let digits = text[start..].strip_prefix(STAMP)?;
+    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+fn is_error(flavor: Flavor, text: &str) -> bool {
+    match flavor {
+        Flavor::Caas => text.contains("\"ok\":false"),
+        Flavor::SocketIo => text.starts_with("44") || text.contains("\"ok\":false"),
+    }
+}
+
+fn is_ack(flavor: Flavor, text: &str) -> bool {
+    match flavor {
+        Flavor::Caas => text.contains("\"ok\":true"),
+        Flavor::SocketIo => text.starts_with("43"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_read_back_from_both_protocols() {
+        let caas = r#"{"type":"message.new","data":{"id":"x","seq":3,"text":"lb123456","sender_id":"u"}}"#;
+        assert_eq!(delivery_stamp(Flavor::Caas, caas), Some(123_456));
+        let socket_io = r#"42["message",{"conversationId":"c","senderId":"u","messageContent":"lb987"}]"#;
+        assert_eq!(delivery_stamp(Flavor::SocketIo, socket_io), Some(987));
+        assert_eq!(
+            delivery_stamp(Flavor::Caas, r#"{"type":"message.new","data":{"text":"hello"}}"#),
+            None
+        );
+        assert_eq!(
+            delivery_stamp(Flavor::Caas, r#"{"reply_to":"1","ok":true,"data":{"text":"lb1"}}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn replies_are_matched_to_their_request() {
+        let replied = |flavor, text: &str| is_reply(flavor, text, &reply_marker(flavor, 12));
+        assert!(replied(Flavor::Caas, r#"{"data":{},"ok":true,"reply_to":"12"}"#));
+        assert!(!replied(Flavor::Caas, r#"{"data":{},"ok":true,"reply_to":"123"}"#));
+        assert!(replied(Flavor::SocketIo, r#"4312[{"ok":true}]"#));
+        assert!(!replied(Flavor::SocketIo, r#"43123[{"ok":true}]"#));
+    }
+}

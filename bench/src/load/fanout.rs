@@ -1,0 +1,218 @@
+//! Scenario 2, fan-out: C conversations of M members, S senders at a fixed rate each; deliveries/s,
+//! send → receive latency (both timestamps taken in this process) and the server's CPU.
+
+use super::client::{Flavor, Tally};
+use super::fleet::{self, user_id};
+use super::servers::{Programs, Server};
+use super::Environment;
+use crate::error::{BenchError, Result};
+use crate::percentile;
+use caas_shared::model::{Conversation, ConversationKind, Member, Role};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FanOutSettings {
+    pub name: String,
+    pub conversations: usize,
+    pub members: usize,
+    pub senders: usize,
+    /// Messages per second each sender sends.
+    pub rate_per_sender: f64,
+    pub seconds: f64,
+}
+
+impl FanOutSettings {
+    pub fn offered_messages_per_sec(&self) -> f64 {
+        self.senders as f64 * self.rate_per_sender
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct FanOutResult {
+    pub flavor: Flavor,
+    pub scenario: String,
+    pub connections: usize,
+    pub sent: u64,
+    pub acknowledged: u64,
+    pub expected_deliveries: u64,
+    pub deliveries: u64,
+    pub errors: u64,
+    pub messages_per_sec: f64,
+    pub deliveries_per_sec: f64,
+    pub latency_ms: Latency,
+    /// Server CPU from the first send to the last delivery, in cores.
+    pub server_cpu_cores: f64,
+    pub server_rss_bytes: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    fn of(samples_us: &mut [u32]) -> Self {
+        samples_us.sort_unstable();
+        let ms: Vec<f64> = samples_us.iter().map(|&us| f64::from(us) / 1000.0).collect();
+        Self {
+            p50: percentile(&ms, 50.0),
+            p95: percentile(&ms, 95.0),
+            p99: percentile(&ms, 99.0),
+            max: ms.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// Creates the conversations in the platform's store (the socket node checks memberships there); the
+/// Socket.IO baseline has no store and uses the same ids as plain room names.
+async fn create_conversations(env: &Environment, settings: &FanOutSettings) -> Result<Vec<String>> {
+    let ids: Vec<String> = (0..settings.conversations)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    stream::iter(ids.iter().enumerate())
+        .map(|(index, id)| async move {
+            let member_ids: Vec<String> = (0..settings.members)
+                .map(|m| user_id(index * settings.members + m))
+                .collect();
+            let conversation = Conversation {
+                id: id.clone(),
+                app_id: env.app_id.clone(),
+                kind: ConversationKind::Group,
+                name: Some(format!("bench {index}")),
+                created_by: member_ids[0].clone(),
+                member_ids: member_ids.clone(),
+                epoch: uuid::Uuid::new_v4().to_string(),
+                created_at: caas_shared::now_ms(),
+                correlation_id: format!("bench-{}", env.app_id),
+            };
+            let members: Vec<Member> = member_ids
+                .iter()
+                .map(|user| {
+                    Member::new(
+                        &conversation,
+                        user,
+                        if *user == member_ids[0] {
+                            Role::Owner
+                        } else {
+                            Role::Member
+                        },
+                    )
+                })
+                .collect();
+            env.store.create_conversation(&conversation, &members).await.map(|_| ())
+        })
+        .buffer_unordered(16)
+        .try_collect::<()>()
+        .await?;
+    Ok(ids)
+}
+
+pub async fn run(
+    flavor: Flavor,
+    settings: &FanOutSettings,
+    programs: &Programs,
+    env: &Environment,
+) -> Result<FanOutResult> {
+    let server = Server::start(flavor, programs, 0).await?;
+    let conversation_ids = match flavor {
+        Flavor::Caas => create_conversations(env, settings).await?,
+        Flavor::SocketIo => (0..settings.conversations).map(|c| format!("room-{c}")).collect(),
+    };
+    let users = settings.conversations * settings.members;
+    let delivered = Arc::new(AtomicU64::new(0));
+    let fleet = fleet::connect(flavor, server.addr, &env.signer, &env.app_id, 0..users, &delivered).await?;
+    if let Some(failure) = fleet.failures.first() {
+        return Err(BenchError::Failed(format!(
+            "{} of {users} connections failed, first: {failure}",
+            fleet.failures.len()
+        )));
+    }
+    let mut clients = fleet.clients;
+    clients.sort_by_key(|(index, _)| *index);
+    stream::iter(clients.iter())
+        .map(|(index, client)| client.join(&conversation_ids[index / settings.members]))
+        .buffer_unordered(256)
+        .try_collect::<()>()
+        .await?;
+
+    // Sender i is a member of conversation i mod C (member i / C of it), spread evenly over time.
+    let period = Duration::from_secs_f64(1.0 / settings.rate_per_sender);
+    let sends_each = (settings.seconds * settings.rate_per_sender).round() as u64;
+    let clients = Arc::new(clients);
+    let conversation_ids = Arc::new(conversation_ids);
+    let before = server.usage()?;
+    let started = Instant::now() + Duration::from_millis(100);
+    let senders: Vec<_> = (0..settings.senders)
+        .map(|sender| {
+            let (clients, conversation_ids, members) =
+                (Arc::clone(&clients), Arc::clone(&conversation_ids), settings.members);
+            let conversation = sender % conversation_ids.len();
+            let member = (sender / conversation_ids.len()) % members;
+            let offset = period.mul_f64(sender as f64 / settings.senders as f64);
+            tokio::spawn(async move {
+                let client = &clients[conversation * members + member].1;
+                let mut sent = 0;
+                for k in 0..sends_each {
+                    let scheduled = started + offset + period * k as u32;
+                    tokio::time::sleep_until(scheduled.into()).await;
+                    if !client.send(&conversation_ids[conversation], scheduled) {
+                        break;
+                    }
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut sent = 0;
+    for sender in senders {
+        sent += sender
+            .await
+            .map_err(|e| BenchError::Failed(format!("sender task: {e}")))?;
+    }
+    let expected = sent * settings.members as u64;
+    // Drain: until every delivery arrived, or nothing arrived for 5 s (then the missing ones are lost).
+    let (mut seen, mut progress_at) = (delivered.load(Ordering::Relaxed), Instant::now());
+    while seen < expected && progress_at.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now_seen = delivered.load(Ordering::Relaxed);
+        if now_seen > seen {
+            (seen, progress_at) = (now_seen, Instant::now());
+        }
+    }
+    let after = server.usage()?;
+    // Acks may trail the last delivery slightly.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let clients = Arc::try_unwrap(clients).map_err(|_| BenchError::Failed("senders still running".into()))?;
+    let mut tally = Tally::default();
+    for (_, client) in clients {
+        tally.merge(client.finish().await);
+    }
+    let window = tally
+        .last_delivery
+        .map_or(Duration::ZERO, |last| last.saturating_duration_since(started))
+        .as_secs_f64()
+        .max(1e-9);
+    Ok(FanOutResult {
+        flavor,
+        scenario: settings.name.clone(),
+        connections: users,
+        sent,
+        acknowledged: tally.acks,
+        expected_deliveries: expected,
+        deliveries: tally.deliveries,
+        errors: tally.errors,
+        messages_per_sec: sent as f64 / window,
+        deliveries_per_sec: tally.deliveries as f64 / window,
+        latency_ms: Latency::of(&mut tally.latencies_us),
+        server_cpu_cores: after.cores_since(&before),
+        server_rss_bytes: after.rss_bytes,
+    })
+}

@@ -1,0 +1,131 @@
+//! The load benchmark: the socket node as users load it, side by side with a Socket.IO 4 server doing
+//! the seed's job (token check, room join, broadcast), plus the persistence path into MongoDB.
+//! Everything runs on loopback and every run is bounded in count and time.
+
+pub mod client;
+pub mod fanout;
+pub mod fleet;
+pub mod idle;
+pub mod persist;
+pub mod report;
+pub mod servers;
+
+use caas_shared::auth::TokenSigner;
+use caas_shared::bus::Bus;
+use caas_shared::config::Config;
+use caas_shared::store::Store;
+use client::Flavor;
+use std::sync::Arc;
+
+/// The platform the socket node runs on (from the same `CAAS_*` variables), and the app under load.
+pub struct Environment {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub signer: TokenSigner,
+    /// A fresh app per run, so runs never see each other's data.
+    pub app_id: String,
+}
+
+impl Environment {
+    pub async fn connect(config: Config) -> crate::error::Result<Self> {
+        let store = caas_shared::store::connect(&config.store_url, &config.store_database).await?;
+        let bus = caas_shared::bus::connect(&config.bus_url).await?;
+        let signer = TokenSigner::from_config(&config);
+        let app_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        Ok(Self {
+            config,
+            store,
+            bus,
+            signer,
+            app_id,
+        })
+    }
+}
+
+/// What one whole run measures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Plan {
+    pub idle: idle::IdleSettings,
+    pub fan_out: Vec<fanout::FanOutSettings>,
+    pub persist: persist::PersistSettings,
+}
+
+impl Plan {
+    /// The full run: the sizes, bounded by what one process may open here.
+    pub fn full(per_process: usize) -> Self {
+        Self {
+            idle: idle::IdleSettings {
+                connections: 100_000,
+                per_process,
+            },
+            fan_out: vec![
+                fanout::FanOutSettings {
+                    name: "broadcast: 100 groups × 100 members, 4,000 msgs/s".into(),
+                    conversations: 100,
+                    members: 100,
+                    senders: 100,
+                    rate_per_sender: 40.0,
+                    seconds: 10.0,
+                },
+                fanout::FanOutSettings {
+                    name: "chat: 2,000 groups × 5 members, 20,000 msgs/s".into(),
+                    conversations: 2_000,
+                    members: 5,
+                    senders: 2_000,
+                    rate_per_sender: 10.0,
+                    seconds: 10.0,
+                },
+            ],
+            persist: persist::PersistSettings {
+                messages: 20_000,
+                naive_seconds: 15.0,
+            },
+        }
+    }
+
+    /// A few seconds, small sizes: keeps the tool from rotting in CI.
+    pub fn smoke() -> Self {
+        Self {
+            idle: idle::IdleSettings {
+                connections: 200,
+                per_process: 100,
+            },
+            fan_out: vec![fanout::FanOutSettings {
+                name: "smoke: 4 groups × 5 members, 40 msgs/s".into(),
+                conversations: 4,
+                members: 5,
+                senders: 4,
+                rate_per_sender: 10.0,
+                seconds: 1.0,
+            }],
+            persist: persist::PersistSettings {
+                messages: 200,
+                naive_seconds: 2.0,
+            },
+        }
+    }
+}
+
+/// Runs every scenario against both servers (idle and fan-out) and the persistence comparison.
+pub async fn run(
+    plan: &Plan,
+    programs: &servers::Programs,
+    worker_binary: &std::path::Path,
+    env: &Environment,
+) -> crate::error::Result<report::LoadReport> {
+    let mut report = report::LoadReport::new(plan.clone());
+    for flavor in [Flavor::Caas, Flavor::SocketIo] {
+        tracing::info!(server = flavor.label(), "idle connections");
+        report
+            .idle
+            .push(idle::run(flavor, &plan.idle, programs, worker_binary, &env.app_id).await?);
+        for settings in &plan.fan_out {
+            tracing::info!(server = flavor.label(), scenario = %settings.name, "fan-out");
+            report.fan_out.push(fanout::run(flavor, settings, programs, env).await?);
+        }
+    }
+    tracing::info!("persistence");
+    report.persist = Some(persist::run(&plan.persist, env).await?);
+    Ok(report)
+}

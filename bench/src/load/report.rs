@@ -1,0 +1,203 @@
+//! The load report: JSON for tools, Markdown for people, with ours / Socket.IO ratios and the targets.
+
+use super::client::Flavor;
+use super::fanout::FanOutResult;
+use super::idle::IdleResult;
+use super::persist::PersistResult;
+use super::Plan;
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Debug, Serialize)]
+pub struct LoadReport {
+    pub date: String,
+    pub machine: String,
+    pub plan: Plan,
+    pub idle: Vec<IdleResult>,
+    pub fan_out: Vec<FanOutResult>,
+    pub persist: Option<PersistResult>,
+}
+
+/// CPU model, core count and memory, from `/proc`.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    format!("{model}, {cores} cores, {:.0} GiB", memory_kib as f64 / 1024.0 / 1024.0)
+}
+
+/// Today's date (UTC) from the system clock, as YYYY-MM-DD.
+fn today() -> String {
+    civil_date(caas_shared::now_ms().div_euclid(86_400_000))
+}
+
+/// The date `days` after 1970-01-01.
+fn civil_date(days: i64) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate for one line of the report.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn ratio(ours: f64, theirs: f64) -> String {
+    if theirs > 0.0 {
+        format!("{:.2}×", ours / theirs)
+    } else {
+        "n/a".into()
+    }
+}
+
+fn kib(bytes: f64) -> f64 {
+    bytes / 1024.0
+}
+
+impl LoadReport {
+    pub fn new(plan: Plan) -> Self {
+        Self {
+            date: today(),
+            machine: machine(),
+            plan,
+            idle: Vec::new(),
+            fan_out: Vec::new(),
+            persist: None,
+        }
+    }
+
+    fn idle_of(&self, flavor: Flavor) -> Option<&IdleResult> {
+        self.idle.iter().find(|r| r.flavor == flavor)
+    }
+
+    fn fan_out_of(&self, flavor: Flavor, scenario: &str) -> Option<&FanOutResult> {
+        self.fan_out
+            .iter()
+            .find(|r| r.flavor == flavor && r.scenario == scenario)
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# Load benchmark: socket node vs Socket.IO 4\n");
+        let _ = writeln!(out, "Run on {} — {}.\n", self.date, self.machine);
+        let _ = writeln!(out, "## Idle connections\n");
+        let _ = writeln!(
+            out,
+            "| server | processes | connections | failed | connects/s | RSS per connection |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+        for r in &self.idle {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.0} | {:.1} KiB |",
+                r.flavor.label(),
+                r.servers,
+                r.connections,
+                r.failed,
+                r.connects_per_sec,
+                kib(r.rss_per_connection_bytes)
+            );
+        }
+        let _ = writeln!(out, "\n## Fan-out\n");
+        let _ = writeln!(
+            out,
+            "| scenario | server | sent | deliveries (expected) | msgs/s | deliveries/s | p50 | p95 | p99 | max | server CPU | server RSS |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &self.fan_out {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} ({}) | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} cores | {:.0} MiB |",
+                r.scenario,
+                r.flavor.label(),
+                r.sent,
+                r.deliveries,
+                r.expected_deliveries,
+                r.messages_per_sec,
+                r.deliveries_per_sec,
+                r.latency_ms.p50,
+                r.latency_ms.p95,
+                r.latency_ms.p99,
+                r.latency_ms.max,
+                r.server_cpu_cores,
+                r.server_rss_bytes as f64 / 1024.0 / 1024.0
+            );
+        }
+        let _ = writeln!(out, "\n## Ours / Socket.IO\n");
+        let _ = writeln!(out, "| measure | ratio | better when |");
+        let _ = writeln!(out, "|---|---:|---|");
+        if let (Some(ours), Some(theirs)) = (self.idle_of(Flavor::Caas), self.idle_of(Flavor::SocketIo)) {
+            let _ = writeln!(
+                out,
+                "| memory per idle connection | {} | lower |",
+                ratio(ours.rss_per_connection_bytes, theirs.rss_per_connection_bytes)
+            );
+        }
+        for settings in &self.plan.fan_out {
+            let pair = (
+                self.fan_out_of(Flavor::Caas, &settings.name),
+                self.fan_out_of(Flavor::SocketIo, &settings.name),
+            );
+            if let (Some(ours), Some(theirs)) = pair {
+                let _ = writeln!(
+                    out,
+                    "| deliveries/s, {} | {} | higher |",
+                    settings.name,
+                    ratio(ours.deliveries_per_sec, theirs.deliveries_per_sec)
+                );
+                let _ = writeln!(
+                    out,
+                    "| p99 latency, {} | {} | lower |",
+                    settings.name,
+                    ratio(ours.latency_ms.p99, theirs.latency_ms.p99)
+                );
+            }
+        }
+        if let Some(p) = &self.persist {
+            let _ = writeln!(out, "\n## Persistence (Kafka → MongoDB)\n");
+            let _ = writeln!(out, "| writer | messages | msgs/s |");
+            let _ = writeln!(out, "|---|---:|---:|");
+            let _ = writeln!(
+                out,
+                "| persist-messages (bulk, idempotent, acks) | {} | {:.0} |",
+                p.messages, p.persist_messages_per_sec
+            );
+            let _ = writeln!(
+                out,
+                "| naive: one insert per message | {} | {:.0} |",
+                p.naive_written, p.naive_per_sec
+            );
+            let _ = writeln!(
+                out,
+                "\npersist-messages / naive: {}; producing the records ran at {:.0} msgs/s.",
+                ratio(p.persist_messages_per_sec, p.naive_per_sec),
+                p.produce_per_sec
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(super::civil_date(0), "1970-01-01");
+        assert_eq!(super::civil_date(20_785), "2026-11-28");
+        assert_eq!(super::civil_date(11_016), "2000-02-29");
+    }
+}

@@ -1,0 +1,176 @@
+//! The servers under test, started as separate processes so their memory and CPU can be read from
+//! `/proc`: socket nodes (the workspace's `socket-node` binary, on the real Redis, Kafka and MongoDB of
+//! the environment) and Socket.IO servers (`node bench/socketio/server.js`).
+
+use super::client::Flavor;
+use crate::error::{BenchError, Result};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Where the binaries and scripts the servers run from are.
+#[derive(Clone, Debug)]
+pub struct Programs {
+    /// The `socket-node` binary (by default beside the running benchmark binary).
+    pub socket_node: PathBuf,
+    /// `bench/socketio/server.js`.
+    pub socketio_server: PathBuf,
+    /// A `node_modules` folder holding `socket.io`.
+    pub socketio_modules: PathBuf,
+    /// Server logs go here.
+    pub log_dir: PathBuf,
+    /// Variables every started process gets on top of ours (the JWT secret the benchmark signs with).
+    pub env: Vec<(String, String)>,
+}
+
+pub struct Server {
+    pub flavor: Flavor,
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn log_file(dir: &Path, name: &str) -> Result<Stdio> {
+    Ok(std::fs::File::create(dir.join(name))?.into())
+}
+
+impl Server {
+    /// Starts one server of `flavor`; `index` tells several apart in the log folder.
+    pub async fn start(flavor: Flavor, programs: &Programs, index: usize) -> Result<Self> {
+        std::fs::create_dir_all(&programs.log_dir)?;
+        match flavor {
+            Flavor::Caas => {
+                let port = free_port()?;
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                let child = Command::new(&programs.socket_node)
+                    .envs(programs.env.iter().cloned())
+                    .env("CAAS_SOCKET_BIND", addr.to_string())
+                    .env("CAAS_NODE_ID", format!("bench-{index}"))
+                    .stdout(log_file(&programs.log_dir, &format!("socket-node-{index}.log"))?)
+                    .stderr(log_file(&programs.log_dir, &format!("socket-node-{index}.err"))?)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| BenchError::Failed(format!("{}: {e}", programs.socket_node.display())))?;
+                let server = Self { flavor, addr, child };
+                server.wait_until_listening().await?;
+                Ok(server)
+            }
+            Flavor::SocketIo => {
+                let mut child = Command::new("node")
+                    .envs(programs.env.iter().cloned())
+                    .arg(&programs.socketio_server)
+                    .env("NODE_PATH", &programs.socketio_modules)
+                    .env("PORT", "0")
+                    .stdout(Stdio::piped())
+                    .stderr(log_file(&programs.log_dir, &format!("socketio-{index}.err"))?)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| BenchError::Failed(format!("node: {e}")))?;
+                let stdout = child.stdout.take().expect("piped");
+                let mut lines = BufReader::new(stdout).lines();
+                let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                    .await
+                    .map_err(|_| BenchError::Failed("the Socket.IO server did not start within 30 s".into()))??
+                    .ok_or_else(|| BenchError::Failed("the Socket.IO server exited; is socket.io installed?".into()))?;
+                let port = serde_json::from_str::<serde_json::Value>(&first)?["port"]
+                    .as_u64()
+                    .ok_or_else(|| BenchError::Failed(format!("unexpected Socket.IO server output {first}")))?;
+                Ok(Self {
+                    flavor,
+                    addr: SocketAddr::from(([127, 0, 0, 1], port as u16)),
+                    child,
+                })
+            }
+        }
+    }
+
+    async fn wait_until_listening(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(BenchError::Failed(format!(
+            "{} did not listen on {} within 60 s",
+            self.flavor.label(),
+            self.addr
+        )))
+    }
+
+    pub fn usage(&self) -> Result<Usage> {
+        let pid = self
+            .child
+            .id()
+            .ok_or_else(|| BenchError::Failed("server exited".into()))?;
+        Usage::of(pid)
+    }
+}
+
+/// A process's resident memory and consumed CPU time at one moment.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    pub rss_bytes: u64,
+    pub cpu_seconds: f64,
+    pub at: Instant,
+}
+
+impl Usage {
+    pub fn of(pid: u32) -> Result<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let rss_kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .ok_or_else(|| BenchError::Failed(format!("no VmRSS for process {pid}")))?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: Vec<u64> = after_name
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|field| field.parse().ok())
+            .collect();
+        // Linux reports CPU time in USER_HZ ticks, 100 per second on every supported architecture.
+        let cpu_seconds = ticks.iter().sum::<u64>() as f64 / 100.0;
+        Ok(Self {
+            rss_bytes: rss_kib * 1024,
+            cpu_seconds,
+            at: Instant::now(),
+        })
+    }
+
+    /// CPU use between two readings, in cores (1.0 = one core busy).
+    pub fn cores_since(&self, earlier: &Usage) -> f64 {
+        let wall = self.at.duration_since(earlier.at).as_secs_f64();
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        (self.cpu_seconds - earlier.cpu_seconds) / wall
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let usage = Usage::of(std::process::id()).unwrap();
+        assert!(usage.rss_bytes > 1024 * 1024, "{usage:?}");
+        let busy_until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < busy_until {
+            std::hint::black_box(0u64.wrapping_add(1));
+        }
+        let later = Usage::of(std::process::id()).unwrap();
+        assert!(later.cpu_seconds > usage.cpu_seconds, "{usage:?} {later:?}");
+    }
+}
