@@ -16,6 +16,7 @@ PREBUILT_DIR="${CAAS_PREBUILT_DIR:-$REPO_DIR/../shared/bin}"
 TANSU_VERSION=0.6.0
 S3S_VERSION=0.14.1
 SECANTUS_VERSION=0.7.0b3
+SOCKETIO_VERSION=4.8.1
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 
@@ -50,6 +51,21 @@ install_binary() {
   fi
 }
 
+# The load benchmark's peer baseline (bench/socketio/server.js) runs on Node.js with socket.io.
+install_socketio() {
+  local modules="$TOOLS_DIR/socketio/node_modules"
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    log "installing Node.js and npm"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  if ! grep -qs "\"version\": \"$SOCKETIO_VERSION\"" "$modules/socket.io/package.json"; then
+    log "installing socket.io $SOCKETIO_VERSION"
+    mkdir -p "$TOOLS_DIR/socketio"
+    npm install --prefix "$TOOLS_DIR/socketio" --no-audit --no-fund --silent "socket.io@$SOCKETIO_VERSION"
+  fi
+}
+
 install_all() {
   install_apt_packages
   if [ ! -x "$TOOLS_DIR/venv/bin/secantusd-py" ]; then
@@ -62,6 +78,7 @@ install_all() {
     log "installing cargo-lambda and cfn-lint"
     "$TOOLS_DIR/venv/bin/pip" install -q cargo-lambda cfn-lint
   fi
+  install_socketio
   install_binary tansu tansu --version "$TANSU_VERSION" --locked --no-default-features --features dynostore,libsql
   install_binary s3s-fs s3s-fs --version "$S3S_VERSION" --features binary --locked
 }

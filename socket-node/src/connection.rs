@@ -72,21 +72,28 @@ fn close_frame(code: CloseCode, reason: &str) -> Message {
 
 type Socket = WebSocketStream<TcpStream>;
 
+/// Initial read buffer of each connection (see [`serve`]).
+pub const READ_BUFFER_BYTES: usize = 1024;
+
 #[allow(clippy::result_large_err)] // the handshake callback's signature is tungstenite's
 pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::Receiver<()>) {
+    // tungstenite zero-fills its whole read buffer before each read, so its 128 KiB default would be
+    // resident for every idle connection; chat frames are small, and larger ones grow the buffer as needed.
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(node.settings.max_frame_bytes))
         .max_frame_size(Some(node.settings.max_frame_bytes));
     let mut handshake = Handshake::default();
     let callback = |request: &Request, response: Response| inspect_upgrade(request, response, &mut handshake);
-    let mut socket = match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await {
+    let handshake_done = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)));
+    let mut socket = match handshake_done.await {
         Ok(socket) => socket,
         Err(e) => {
             tracing::debug!(error = %e, "handshake failed");
             return;
         }
     };
-    let (claims, correlation_id) = match authenticate(&node, &mut socket, handshake).await {
+    let (claims, correlation_id) = match Box::pin(authenticate(&node, &mut socket, handshake)).await {
         Ok(authenticated) => authenticated,
         Err(e) => {
             let _ = socket
@@ -118,7 +125,7 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
         );
         let _ = frames_tx.send(ready.into()).await;
         let holder = format!("{}:{connection}", node.settings.node_id);
-        announce_presence(&node, &session, &holder, true).await;
+        Box::pin(announce_presence(&node, &session, &holder, true)).await;
         let mut presence_renewal = tokio::time::interval(cache::PRESENCE_TTL / 3);
         presence_renewal.tick().await;
         tracing::info!("connected");
@@ -136,7 +143,9 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
                 }
                 frame = incoming.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
-                        let reply = answer(&node, &session, text.as_str()).await;
+                        // Boxed: a request's future is large and exists only while it runs; inline, every idle
+                        // connection's task would carry its size.
+                        let reply = Box::pin(answer(&node, &session, text.as_str())).await;
                         if frames_tx.send(reply.into()).await.is_err() {
                             break close_frame(CloseCode::Normal, "");
                         }
@@ -155,7 +164,7 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
             }
         };
         node.hub.unregister(connection).await;
-        announce_presence(&node, &session, &holder, false).await;
+        Box::pin(announce_presence(&node, &session, &holder, false)).await;
         let _ = close_tx.send(close);
         drop(frames_tx);
         let _ = writer.await;

@@ -121,6 +121,12 @@ fn binary_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// A workspace binary, built first unless `local/test.sh` already did.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    build_binaries();
+    binary_dir().join(name)
+}
+
 /// Builds the binaries the tests run, so a plain `cargo test` never exercises stale ones. `local/test.sh`
 /// builds them before the tests and sets `CAAS_E2E_BINARIES_BUILT=1` to skip this.
 fn build_binaries() {

@@ -1,4 +1,4 @@
-//! `load-bench [--smoke] [--out PREFIX] [--connections N]`: starts socket nodes and Socket.IO servers,
+//! `load-bench [--smoke] [--only idle,fanout,persist] [--connections N] [--out PREFIX] [--logs DIR]`: starts socket nodes and Socket.IO servers,
 //! loads both with the same scenarios, prints the Markdown report and writes PREFIX.json and PREFIX.md.
 //! Needs the platform's `CAAS_*` variables (see `bench/load.sh`, which starts everything and runs this).
 //!
@@ -41,6 +41,7 @@ async fn main() -> Result<()> {
     let here = std::env::current_exe()?;
     let mut plan = Plan::full(per_process_limit());
     let mut out: Option<PathBuf> = None;
+    let mut only: Option<String> = None;
     let mut programs = Programs {
         socket_node: here.with_file_name("socket-node"),
         socketio_server: repo.join("bench/socketio/server.js"),
@@ -61,13 +62,20 @@ async fn main() -> Result<()> {
             "--smoke" => plan = Plan::smoke(),
             "--out" => out = Some(PathBuf::from(value()?)),
             "--connections" => {
-                plan.idle.connections = value()?
+                let connections = value()?
                     .parse()
-                    .map_err(|_| BenchError::Failed("--connections N".into()))?
+                    .map_err(|_| BenchError::Failed("--connections N".into()))?;
+                if let Some(idle) = &mut plan.idle {
+                    idle.connections = connections;
+                }
             }
+            "--only" => only = Some(value()?),
             "--logs" => programs.log_dir = PathBuf::from(value()?),
             other => return Err(BenchError::Failed(format!("unknown argument {other:?}"))),
         }
+    }
+    if let Some(wanted) = only {
+        plan.only(&wanted.split(',').collect::<Vec<_>>());
     }
     let env = Environment::connect(config).await?;
     let report = load::run(&plan, &programs, &here, &env).await?;

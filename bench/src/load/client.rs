@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Which server (and so which wire protocol) a client talks to.
@@ -108,7 +109,10 @@ pub async fn connect(
         Flavor::Caas => format!("ws://{server}/ws?token={token}"),
         Flavor::SocketIo => format!("ws://{server}/socket.io/?EIO=4&transport=websocket"),
     };
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await?;
+    // A small read buffer, as in the socket node: tungstenite zero-fills the whole buffer on each read, so
+    // the 128 KiB default would make the load generator itself run out of memory at 100k connections.
+    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
     let first = next_text(&mut ws).await?;
     match flavor {
         Flavor::Caas if first.contains("\"ready\"") => {}

@@ -43,22 +43,19 @@ impl Environment {
     }
 }
 
-/// What one whole run measures.
+/// What one whole run measures (a scenario left out is `None` or empty).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Plan {
-    pub idle: idle::IdleSettings,
+    pub idle: Option<idle::IdleSettings>,
     pub fan_out: Vec<fanout::FanOutSettings>,
-    pub persist: persist::PersistSettings,
+    pub persist: Option<persist::PersistSettings>,
 }
 
 impl Plan {
     /// The full run: the sizes, bounded by what one process may open here.
     pub fn full(per_process: usize) -> Self {
         Self {
-            idle: idle::IdleSettings {
-                connections: 100_000,
-                per_process,
-            },
+            idle: Some(idle::IdleSettings { connections: 100_000, per_process }),
             fan_out: vec![
                 fanout::FanOutSettings {
                     name: "broadcast: 100 groups × 100 members, 4,000 msgs/s".into(),
@@ -77,20 +74,14 @@ impl Plan {
                     seconds: 10.0,
                 },
             ],
-            persist: persist::PersistSettings {
-                messages: 20_000,
-                naive_seconds: 15.0,
-            },
+            persist: Some(persist::PersistSettings { messages: 20_000, naive_seconds: 15.0 }),
         }
     }
 
     /// A few seconds, small sizes: keeps the tool from rotting in CI.
     pub fn smoke() -> Self {
         Self {
-            idle: idle::IdleSettings {
-                connections: 200,
-                per_process: 100,
-            },
+            idle: Some(idle::IdleSettings { connections: 200, per_process: 100 }),
             fan_out: vec![fanout::FanOutSettings {
                 name: "smoke: 4 groups × 5 members, 40 msgs/s".into(),
                 conversations: 4,
@@ -99,33 +90,48 @@ impl Plan {
                 rate_per_sender: 10.0,
                 seconds: 1.0,
             }],
-            persist: persist::PersistSettings {
-                messages: 200,
-                naive_seconds: 2.0,
-            },
+            persist: Some(persist::PersistSettings { messages: 200, naive_seconds: 2.0 }),
+        }
+    }
+
+    /// Keeps only the scenarios named in `wanted` (`idle`, `fanout`, `persist`).
+    pub fn only(&mut self, wanted: &[&str]) {
+        if !wanted.contains(&"idle") {
+            self.idle = None;
+        }
+        if !wanted.contains(&"fanout") {
+            self.fan_out.clear();
+        }
+        if !wanted.contains(&"persist") {
+            self.persist = None;
         }
     }
 }
 
-/// Runs every scenario against both servers (idle and fan-out) and the persistence comparison.
+/// Runs every planned scenario: idle and fan-out against both servers, then the persistence comparison.
 pub async fn run(
     plan: &Plan,
     programs: &servers::Programs,
     worker_binary: &std::path::Path,
     env: &Environment,
 ) -> crate::error::Result<report::LoadReport> {
+    const BOTH: [Flavor; 2] = [Flavor::Caas, Flavor::SocketIo];
     let mut report = report::LoadReport::new(plan.clone());
-    for flavor in [Flavor::Caas, Flavor::SocketIo] {
-        tracing::info!(server = flavor.label(), "idle connections");
-        report
-            .idle
-            .push(idle::run(flavor, &plan.idle, programs, worker_binary, &env.app_id).await?);
-        for settings in &plan.fan_out {
+    if let Some(settings) = &plan.idle {
+        for flavor in BOTH {
+            tracing::info!(server = flavor.label(), "idle connections");
+            report.idle.push(idle::run(flavor, settings, programs, worker_binary, &env.app_id).await?);
+        }
+    }
+    for settings in &plan.fan_out {
+        for flavor in BOTH {
             tracing::info!(server = flavor.label(), scenario = %settings.name, "fan-out");
             report.fan_out.push(fanout::run(flavor, settings, programs, env).await?);
         }
     }
-    tracing::info!("persistence");
-    report.persist = Some(persist::run(&plan.persist, env).await?);
+    if let Some(settings) = &plan.persist {
+        tracing::info!("persistence");
+        report.persist = Some(persist::run(settings, env).await?);
+    }
     Ok(report)
 }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The load benchmark in one command: installs what is missing (the servers, Node.js's socket.io), starts
+# the real stack (Redis, Tansu, SecantusDB) on loopback, builds the socket node and the benchmark, runs
+# every scenario against the socket node and a Socket.IO 4 server, prints the report and writes it.
+#
+#   bash bench/load.sh            full run, optimised build; writes docs/benchmarks/load.{md,json}
+#   bash bench/load.sh --smoke    a few seconds at small sizes (CI runs the same through the tests)
+# Other arguments go to load-bench (for example --connections 20000 or --out PREFIX).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+profile=release
+args=()
+out_given=false
+for arg in "$@"; do
+  case $arg in
+    --smoke) profile=dev ;;
+    --out) out_given=true ;;
+  esac
+  args+=("$arg")
+done
+if [ "$profile" = release ] && ! $out_given; then
+  args+=(--out docs/benchmarks/load)
+fi
+
+bash local/stack.sh install
+stack_dir=$(mktemp -d "${TMPDIR:-/tmp}/caas-load-stack.XXXXXX")
+trap 'bash local/stack.sh stop "$stack_dir" 2>/dev/null; rm -rf "$stack_dir"' EXIT
+bash local/stack.sh start "$stack_dir" >/dev/null
+set -a
+# shellcheck disable=SC1091
+. "$stack_dir/env"
+set +a
+export CAAS_SOCKETIO_MODULES="${CAAS_TOOLS_DIR:-$HOME/.cache/caas/tools}/socketio/node_modules"
+# Every connection is a file descriptor; take all this machine allows (the benchmark splits the idle
+# connections over as many processes as that limit needs).
+ulimit -n "$(ulimit -Hn)"
+
+cargo build --profile "$profile" -p caas-bench -p socket-node --bins
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+bin_dir="$target_dir/$([ "$profile" = dev ] && echo debug || echo release)"
+"$bin_dir/load-bench" "${args[@]}"
