@@ -85,7 +85,11 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
         .max_frame_size(Some(node.settings.max_frame_bytes));
     let mut handshake = Handshake::default();
     let callback = |request: &Request, response: Response| inspect_upgrade(request, response, &mut handshake);
-    let handshake_done = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)));
+    let handshake_done = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(config),
+    ));
     let mut socket = match handshake_done.await {
         Ok(socket) => socket,
         Err(e) => {
@@ -123,7 +127,9 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
             "ready",
             serde_json::json!({"user_id": session.claims.sub, "app_id": session.claims.app_id, "correlation_id": session.correlation_id}),
         );
-        let _ = frames_tx.send(ready.into()).await;
+        // Written before the writer task starts, so `ready` is always the first frame; anything the hub
+        // queued meanwhile follows it.
+        let _ = socket.send(Message::text(ready)).await;
         let holder = format!("{}:{connection}", node.settings.node_id);
         Box::pin(announce_presence(&node, &session, &holder, true)).await;
         let mut presence_renewal = tokio::time::interval(cache::PRESENCE_TTL / 3);

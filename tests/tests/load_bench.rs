@@ -11,7 +11,10 @@ use std::process::Command;
 fn the_smoke_run_delivers_everything_on_both_servers() {
     let stack = Stack::obtain();
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let dir = workspace_root().join("target").join("e2e-logs").join(format!("load-bench-{run}"));
+    let dir = workspace_root()
+        .join("target")
+        .join("e2e-logs")
+        .join(format!("load-bench-{run}"));
     std::fs::create_dir_all(&dir).unwrap();
     let output = Command::new(workspace_binary("load-bench"))
         .args(["--smoke", "--out"])
@@ -47,8 +50,15 @@ fn the_smoke_run_delivers_everything_on_both_servers() {
     for result in fan_out {
         let sent = result["sent"].as_u64().unwrap();
         assert!(sent > 0, "{result}");
-        assert_eq!(result["acknowledged"].as_u64(), Some(sent), "every send acknowledged: {result}");
-        assert_eq!(result["deliveries"], result["expected_deliveries"], "nothing lost: {result}");
+        assert_eq!(
+            result["acknowledged"].as_u64(),
+            Some(sent),
+            "every send acknowledged: {result}"
+        );
+        assert_eq!(
+            result["deliveries"], result["expected_deliveries"],
+            "nothing lost: {result}"
+        );
         assert_eq!(result["errors"].as_u64(), Some(0), "{result}");
         assert!(result["latency_ms"]["max"].as_f64() > Some(0.0), "{result}");
     }

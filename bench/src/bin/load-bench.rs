@@ -1,4 +1,4 @@
-//! `load-bench [--smoke] [--only idle,fanout,persist] [--connections N] [--out PREFIX] [--logs DIR]`: starts socket nodes and Socket.IO servers,
+//! `load-bench [--smoke] [--only idle,fanout,persist] [--connections N] [--out PREFIX] [--logs DIR] [--socket-node PATH]`: starts socket nodes and Socket.IO servers,
 //! loads both with the same scenarios, prints the Markdown report and writes PREFIX.json and PREFIX.md.
 //! Needs the platform's `CAAS_*` variables (see `bench/load.sh`, which starts everything and runs this).
 //!
@@ -70,6 +70,8 @@ async fn main() -> Result<()> {
                 }
             }
             "--only" => only = Some(value()?),
+            // Another socket-node command, e.g. a wrapper script that runs it under a profiler.
+            "--socket-node" => programs.socket_node = PathBuf::from(value()?),
             "--logs" => programs.log_dir = PathBuf::from(value()?),
             other => return Err(BenchError::Failed(format!("unknown argument {other:?}"))),
         }

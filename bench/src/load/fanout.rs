@@ -195,6 +195,7 @@ pub async fn run(
     for (_, client) in clients {
         tally.merge(client.finish().await);
     }
+    server.stop().await;
     let window = tally
         .last_delivery
         .map_or(Duration::ZERO, |last| last.saturating_duration_since(started))

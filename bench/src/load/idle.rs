@@ -103,6 +103,9 @@ pub async fn run(
         drop(child.stdin.take());
         let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
     }
+    for server in servers {
+        server.stop().await;
+    }
     if let Some(failure) = &total.first_failure {
         tracing::warn!(failed = total.failed, first = %failure, "some idle connections failed");
     }

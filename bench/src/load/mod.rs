@@ -55,7 +55,10 @@ impl Plan {
     /// The full run: the sizes, bounded by what one process may open here.
     pub fn full(per_process: usize) -> Self {
         Self {
-            idle: Some(idle::IdleSettings { connections: 100_000, per_process }),
+            idle: Some(idle::IdleSettings {
+                connections: 100_000,
+                per_process,
+            }),
             fan_out: vec![
                 fanout::FanOutSettings {
                     name: "broadcast: 100 groups × 100 members, 4,000 msgs/s".into(),
@@ -74,14 +77,20 @@ impl Plan {
                     seconds: 10.0,
                 },
             ],
-            persist: Some(persist::PersistSettings { messages: 20_000, naive_seconds: 15.0 }),
+            persist: Some(persist::PersistSettings {
+                messages: 20_000,
+                naive_seconds: 15.0,
+            }),
         }
     }
 
     /// A few seconds, small sizes: keeps the tool from rotting in CI.
     pub fn smoke() -> Self {
         Self {
-            idle: Some(idle::IdleSettings { connections: 200, per_process: 100 }),
+            idle: Some(idle::IdleSettings {
+                connections: 200,
+                per_process: 100,
+            }),
             fan_out: vec![fanout::FanOutSettings {
                 name: "smoke: 4 groups × 5 members, 40 msgs/s".into(),
                 conversations: 4,
@@ -90,7 +99,10 @@ impl Plan {
                 rate_per_sender: 10.0,
                 seconds: 1.0,
             }],
-            persist: Some(persist::PersistSettings { messages: 200, naive_seconds: 2.0 }),
+            persist: Some(persist::PersistSettings {
+                messages: 200,
+                naive_seconds: 2.0,
+            }),
         }
     }
 
@@ -120,7 +132,9 @@ pub async fn run(
     if let Some(settings) = &plan.idle {
         for flavor in BOTH {
             tracing::info!(server = flavor.label(), "idle connections");
-            report.idle.push(idle::run(flavor, settings, programs, worker_binary, &env.app_id).await?);
+            report
+                .idle
+                .push(idle::run(flavor, settings, programs, worker_binary, &env.app_id).await?);
         }
     }
     for settings in &plan.fan_out {

@@ -105,6 +105,21 @@ impl Server {
         )))
     }
 
+    /// Asks the server to stop (SIGTERM, so a wrapper such as a profiler can write its output) and waits
+    /// up to 20 s before killing it.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+            if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        let _ = self.child.kill().await;
+    }
+
     pub fn usage(&self) -> Result<Usage> {
         let pid = self
             .child
