@@ -1,4 +1,5 @@
-//! `load-bench [--smoke] [--only idle,fanout,persist] [--connections N] [--out PREFIX] [--logs DIR] [--socket-node PATH]`: starts socket nodes and Socket.IO servers,
+//! `load-bench [--smoke] [--only idle,fanout,persist] [--connections N] [--scale F] [--out PREFIX] [--logs DIR]
+//! [--socket-node PATH]`: starts socket nodes and Socket.IO servers,
 //! loads both with the same scenarios, prints the Markdown report and writes PREFIX.json and PREFIX.md.
 //! Needs the platform's `CAAS_*` variables (see `bench/load.sh`, which starts everything and runs this).
 //!
@@ -42,6 +43,7 @@ async fn main() -> Result<()> {
     let mut plan = Plan::full(per_process_limit());
     let mut out: Option<PathBuf> = None;
     let mut only: Option<String> = None;
+    let mut scale = 1.0_f64;
     let mut programs = Programs {
         socket_node: here.with_file_name("socket-node"),
         socketio_server: repo.join("bench/socketio/server.js"),
@@ -70,11 +72,19 @@ async fn main() -> Result<()> {
                 }
             }
             "--only" => only = Some(value()?),
+            // Multiplies every fan-out sender's rate (to find where latency starts to climb).
+            "--scale" => scale = value()?.parse().map_err(|_| BenchError::Failed("--scale F".into()))?,
             // Another socket-node command, e.g. a wrapper script that runs it under a profiler.
             "--socket-node" => programs.socket_node = PathBuf::from(value()?),
             "--logs" => programs.log_dir = PathBuf::from(value()?),
             other => return Err(BenchError::Failed(format!("unknown argument {other:?}"))),
         }
+    }
+    for settings in &mut plan.fan_out {
+        settings.rate_per_sender *= scale;
+    }
+    if let Ok(pattern) = std::env::var("CAAS_BENCH_SCENARIO") {
+        plan.fan_out.retain(|settings| settings.name.contains(&pattern));
     }
     if let Some(wanted) = only {
         plan.only(&wanted.split(',').collect::<Vec<_>>());
@@ -110,8 +120,8 @@ async fn hold(args: &[String]) -> Result<()> {
         .map_err(|_| BenchError::Failed(format!("not an address: {addr}")))?;
     let config = Config::from_env()?;
     let signer = caas_shared::auth::TokenSigner::from_config(&config);
-    let delivered = Default::default();
-    let fleet = load::fleet::connect(flavor, addr, &signer, app_id, number(first)?..number(end)?, &delivered).await?;
+    let progress = Default::default();
+    let fleet = load::fleet::connect(flavor, addr, &signer, app_id, number(first)?..number(end)?, &progress).await?;
     let report = idle::HoldReport {
         connected: fleet.clients.len(),
         failed: fleet.failures.len(),

@@ -49,6 +49,14 @@ pub fn micros_since_epoch(at: Instant) -> u64 {
     at.saturating_duration_since(epoch()).as_micros() as u64
 }
 
+/// Live counts shared by every connection of a run, so it can tell when all sends were answered and
+/// when the last delivery arrived.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub delivered: AtomicU64,
+    pub acknowledged: AtomicU64,
+}
+
 /// What one connection saw; merged over all connections at the end of a run.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -76,10 +84,11 @@ impl Tally {
 enum Command {
     Join(String, oneshot::Sender<Result<()>>),
     /// Sends one stamped message; the stamp is the time it was scheduled (so a server that falls behind
-    /// shows up as latency, not as a lower send rate).
+    /// shows up as latency, not as a lower send rate). Unstamped (`None`) messages warm up caches and are
+    /// not counted as deliveries.
     Send {
         conversation_id: String,
-        scheduled: Instant,
+        scheduled: Option<Instant>,
     },
 }
 
@@ -93,13 +102,12 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// Connects from loopback address `source` (spreading connections over 127.0.0.x keeps clear of
 /// ephemeral-port exhaustion) and authenticates with `token`.
-/// `delivered` counts deliveries across connections, so a run can tell when the last one arrived.
 pub async fn connect(
     flavor: Flavor,
     server: SocketAddr,
     source: Ipv4Addr,
     token: &str,
-    delivered: Arc<AtomicU64>,
+    progress: Arc<Progress>,
 ) -> Result<Client> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source.into(), 0))?;
@@ -129,7 +137,7 @@ pub async fn connect(
         _ => return Err(BenchError::Failed(format!("unexpected first frame: {first}"))),
     }
     let (commands, received) = mpsc::unbounded_channel();
-    let task = tokio::spawn(drive(flavor, ws, received, delivered));
+    let task = tokio::spawn(drive(flavor, ws, received, progress));
     Ok(Client { commands, task })
 }
 
@@ -158,7 +166,7 @@ impl Client {
             .map_err(|_| BenchError::Failed("connection closed before the join was confirmed".into()))?
     }
 
-    pub fn send(&self, conversation_id: &str, scheduled: Instant) -> bool {
+    pub fn send(&self, conversation_id: &str, scheduled: Option<Instant>) -> bool {
         self.commands
             .send(Command::Send {
                 conversation_id: conversation_id.to_owned(),
@@ -179,7 +187,7 @@ async fn drive(
     flavor: Flavor,
     ws: Socket,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    delivered: Arc<AtomicU64>,
+    progress: Arc<Progress>,
 ) -> Tally {
     let (mut sink, mut frames) = ws.split();
     let mut tally = Tally::default();
@@ -197,7 +205,7 @@ async fn drive(
                         frame
                     }
                     Command::Send { conversation_id, scheduled } => {
-                        send_frame(flavor, next_id, &conversation_id, micros_since_epoch(scheduled))
+                        send_frame(flavor, next_id, &conversation_id, scheduled.map(micros_since_epoch))
                     }
                 };
                 if sink.send(Message::text(frame)).await.is_err() {
@@ -217,7 +225,7 @@ async fn drive(
                     tally.deliveries += 1;
                     tally.latencies_us.push(micros_since_epoch(now).saturating_sub(sent_us).min(u32::MAX as u64) as u32);
                     tally.last_delivery = Some(now);
-                    delivered.fetch_add(1, Ordering::Relaxed);
+                    progress.delivered.fetch_add(1, Ordering::Relaxed);
                 } else if flavor == Flavor::SocketIo && text == "2" {
                     if sink.send(Message::text("3")).await.is_err() { break; }
                 } else if pending_join.as_ref().is_some_and(|(marker, _)| is_reply(flavor, text, marker)) {
@@ -228,6 +236,7 @@ async fn drive(
                     tally.errors += 1;
                 } else if is_ack(flavor, text) {
                     tally.acks += 1;
+                    progress.acknowledged.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -246,8 +255,8 @@ fn join_frame(flavor: Flavor, id: u64, conversation_id: &str) -> String {
     }
 }
 
-fn send_frame(flavor: Flavor, id: u64, conversation_id: &str, stamp_us: u64) -> String {
-    let text = format!("{STAMP}{stamp_us}");
+fn send_frame(flavor: Flavor, id: u64, conversation_id: &str, stamp_us: Option<u64>) -> String {
+    let text = stamp_us.map_or_else(|| "warm-up".to_owned(), |us| format!("{STAMP}{us}"));
     match flavor {
         Flavor::Caas => serde_json::json!({
             "type": "message.send", "id": id.to_string(),

@@ -1,13 +1,12 @@
 //! Opening many client connections: tokens for numbered users, bounded concurrency, loopback source
 //! addresses spread over 127.0.0.1–127.0.0.250.
 
-use super::client::{self, Client, Flavor};
+use super::client::{self, Client, Flavor, Progress};
 use crate::error::Result;
 use caas_shared::auth::TokenSigner;
 use futures_util::stream::{self, StreamExt};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +36,7 @@ pub async fn connect(
     signer: &TokenSigner,
     app_id: &str,
     users: Range<usize>,
-    delivered: &Arc<AtomicU64>,
+    progress: &Arc<Progress>,
 ) -> Result<Fleet> {
     let tokens: Vec<(usize, String)> = users
         .map(|index| {
@@ -48,7 +47,7 @@ pub async fn connect(
     let started = Instant::now();
     let outcomes: Vec<_> = stream::iter(tokens)
         .map(|(index, token)| async move {
-            let connected = client::connect(flavor, server, source_address(index), &token, Arc::clone(delivered)).await;
+            let connected = client::connect(flavor, server, source_address(index), &token, Arc::clone(progress)).await;
             (index, connected)
         })
         .buffer_unordered(CONNECT_CONCURRENCY)
