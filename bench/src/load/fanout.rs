@@ -3,7 +3,7 @@
 
 use super::client::{Flavor, Progress, Tally};
 use super::fleet::{self, user_id};
-use super::servers::{Programs, Server};
+use super::servers::{Programs, Server, Usage};
 use super::Environment;
 use crate::error::{BenchError, Result};
 use crate::percentile;
@@ -46,6 +46,8 @@ pub struct FanOutResult {
     pub latency_ms: Latency,
     /// Server CPU from the first send to the last delivery, in cores.
     pub server_cpu_cores: f64,
+    /// The socket node's backends' CPU over the same time (none for Socket.IO, which has no backend).
+    pub backend_cpu_cores: Vec<(String, f64)>,
     pub server_rss_bytes: u64,
 }
 
@@ -159,7 +161,9 @@ pub async fn run(
     let warm_deadline = Instant::now() + Duration::from_secs(120);
     while progress.acknowledged.load(Ordering::Relaxed) < settings.senders as u64 {
         if Instant::now() > warm_deadline {
-            return Err(BenchError::Failed("warm-up messages were not acknowledged within 120 s".into()));
+            return Err(BenchError::Failed(
+                "warm-up messages were not acknowledged within 120 s".into(),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -169,6 +173,11 @@ pub async fn run(
     let clients = Arc::new(clients);
     let conversation_ids = Arc::new(conversation_ids);
     let before = server.usage()?;
+    let backends: &[(String, u32)] = if flavor == Flavor::Caas { &env.backends } else { &[] };
+    let backends_before = backends
+        .iter()
+        .map(|(_, pid)| Usage::of(*pid))
+        .collect::<Result<Vec<_>>>()?;
     let started = Instant::now() + Duration::from_millis(100);
     let senders: Vec<_> = sender_slots
         .into_iter()
@@ -208,6 +217,11 @@ pub async fn run(
         }
     }
     let after = server.usage()?;
+    let backend_cpu_cores = backends
+        .iter()
+        .zip(&backends_before)
+        .map(|((name, pid), before)| Ok((name.clone(), Usage::of(*pid)?.cores_since(before))))
+        .collect::<Result<Vec<_>>>()?;
     // Acks may trail the last delivery slightly.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let clients = Arc::try_unwrap(clients).map_err(|_| BenchError::Failed("senders still running".into()))?;
@@ -235,6 +249,7 @@ pub async fn run(
         deliveries_per_sec: tally.deliveries as f64 / window,
         latency_ms: Latency::of(&mut tally.latencies_us),
         server_cpu_cores: after.cores_since(&before),
+        backend_cpu_cores,
         server_rss_bytes: after.rss_bytes,
     })
 }

@@ -25,6 +25,9 @@ pub struct Environment {
     pub signer: TokenSigner,
     /// A fresh app per run, so runs never see each other's data.
     pub app_id: String,
+    /// The socket node's own backends (Redis, the Kafka broker) by name and process id, from
+    /// `CAAS_BENCH_BACKEND_PIDS=redis:123,tansu:456`: their CPU is part of what a message costs us.
+    pub backends: Vec<(String, u32)>,
 }
 
 impl Environment {
@@ -33,6 +36,14 @@ impl Environment {
         let bus = caas_shared::bus::connect(&config.bus_url).await?;
         let signer = TokenSigner::from_config(&config);
         let app_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        let backends = std::env::var("CAAS_BENCH_BACKEND_PIDS")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|entry| {
+                let (name, pid) = entry.split_once(':')?;
+                Some((name.to_owned(), pid.parse().ok()?))
+            })
+            .collect();
         Ok(Self {
             config,
             store,

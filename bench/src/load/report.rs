@@ -64,6 +64,17 @@ fn ratio(ours: f64, theirs: f64) -> String {
     }
 }
 
+fn backend_cpu(backends: &[(String, f64)]) -> String {
+    if backends.is_empty() {
+        return "–".into();
+    }
+    let parts: Vec<String> = backends
+        .iter()
+        .map(|(name, cores)| format!("{name} {cores:.2}"))
+        .collect();
+    parts.join(", ")
+}
+
 fn kib(bytes: f64) -> f64 {
     bytes / 1024.0
 }
@@ -115,13 +126,13 @@ impl LoadReport {
         let _ = writeln!(out, "\n## Fan-out\n");
         let _ = writeln!(
             out,
-            "| scenario | server | sent | deliveries (expected) | msgs/s | deliveries/s | p50 | p95 | p99 | max | server CPU | server RSS |"
+            "| scenario | server | sent | deliveries (expected) | msgs/s | deliveries/s | p50 | p95 | p99 | max | server CPU | backend CPU | server RSS |"
         );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in &self.fan_out {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} ({}) | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} cores | {:.0} MiB |",
+                "| {} | {} | {} | {} ({}) | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} cores | {} | {:.0} MiB |",
                 r.scenario,
                 r.flavor.label(),
                 r.sent,
@@ -134,6 +145,7 @@ impl LoadReport {
                 r.latency_ms.p99,
                 r.latency_ms.max,
                 r.server_cpu_cores,
+                backend_cpu(&r.backend_cpu_cores),
                 r.server_rss_bytes as f64 / 1024.0 / 1024.0
             );
         }
