@@ -50,6 +50,7 @@ impl Environment {
             bus,
             signer,
             app_id,
+            backends,
         })
     }
 }
