@@ -47,10 +47,8 @@ async fn main() -> Result<()> {
     let mut programs = Programs {
         socket_node: here.with_file_name("socket-node"),
         socketio_server: repo.join("bench/socketio/server.js"),
-        socketio_modules: std::env::var_os("CAAS_SOCKETIO_MODULES").map_or_else(
-            || dirs_home().join(".cache/caas/tools/socketio/node_modules"),
-            PathBuf::from,
-        ),
+        socketio_modules: std::env::var_os("CAAS_SOCKETIO_MODULES")
+            .map_or_else(|| tools_dir().join("socketio/node_modules"), PathBuf::from),
         log_dir: std::env::temp_dir().join(format!("caas-load-bench-{}", std::process::id())),
         env: vec![("CAAS_JWT_SECRET".into(), jwt_secret.clone())],
     };
@@ -100,8 +98,12 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-fn dirs_home() -> PathBuf {
-    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+/// Where `local/stack.sh install` puts tools, socket.io included.
+fn tools_dir() -> PathBuf {
+    std::env::var_os("CAAS_TOOLS_DIR").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/caas/tools"),
+        PathBuf::from,
+    )
 }
 
 async fn hold(args: &[String]) -> Result<()> {
