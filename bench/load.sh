@@ -23,14 +23,9 @@ if [ "$profile" = release ] && ! $out_given; then
   args+=(--out docs/benchmarks/load)
 fi
 
-bash local/stack.sh install
-stack_dir=$(mktemp -d "${TMPDIR:-/tmp}/caas-load-stack.XXXXXX")
-trap 'bash local/stack.sh stop "$stack_dir" 2>/dev/null; rm -rf "$stack_dir"' EXIT
-bash local/stack.sh start "$stack_dir" >/dev/null
-set -a
-# shellcheck disable=SC1091
-. "$stack_dir/env"
-set +a
+# shellcheck source=local/stack-session.sh
+. local/stack-session.sh
+start_stack_session load
 # Redis and the Kafka broker work for every message the socket node takes: the report counts their CPU.
 CAAS_BENCH_BACKEND_PIDS=$(awk '$1 == "redis" || $1 == "tansu" { printf "%s%s:%s", sep, $1, $2; sep = "," }' "$stack_dir/pids")
 export CAAS_BENCH_BACKEND_PIDS

@@ -5,14 +5,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bash local/stack.sh install
-stack_dir=$(mktemp -d "${TMPDIR:-/tmp}/caas-test-stack.XXXXXX")
-trap 'bash local/stack.sh stop "$stack_dir" 2>/dev/null; rm -rf "$stack_dir"' EXIT
-bash local/stack.sh start "$stack_dir" >/dev/null
-set -a
-# shellcheck disable=SC1091
-. "$stack_dir/env"
-set +a
+# shellcheck source=local/stack-session.sh
+. local/stack-session.sh
+start_stack_session test
 
 # The end-to-end tests run the workspace's binaries; build them once, up front.
 cargo build --workspace --bins
