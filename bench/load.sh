@@ -29,7 +29,6 @@ start_stack_session load
 # Redis and the Kafka broker work for every message the socket node takes: the report counts their CPU.
 CAAS_BENCH_BACKEND_PIDS=$(awk '$1 == "redis" || $1 == "tansu" { printf "%s%s:%s", sep, $1, $2; sep = "," }' "$stack_dir/pids")
 export CAAS_BENCH_BACKEND_PIDS
-export CAAS_SOCKETIO_MODULES="${CAAS_TOOLS_DIR:-$HOME/.cache/caas/tools}/socketio/node_modules"
 # Every connection is a file descriptor; take all this machine allows (the benchmark splits the idle
 # connections over as many processes as that limit needs).
 ulimit -n "$(ulimit -Hn)"

@@ -134,8 +134,6 @@ async fn hold(args: &[String]) -> Result<()> {
     // Hold every connection until the benchmark closes our stdin.
     let mut sink = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await?;
-    for (_, client) in fleet.clients {
-        drop(client.finish());
-    }
+    drop(fleet);
     Ok(())
 }

@@ -94,19 +94,12 @@ async fn create_conversations(env: &Environment, settings: &FanOutSettings) -> R
                 created_at: caas_shared::now_ms(),
                 correlation_id: format!("bench-{}", env.app_id),
             };
+            // The first member created the conversation.
+            let role = |position: usize| if position == 0 { Role::Owner } else { Role::Member };
             let members: Vec<Member> = member_ids
                 .iter()
-                .map(|user| {
-                    Member::new(
-                        &conversation,
-                        user,
-                        if *user == member_ids[0] {
-                            Role::Owner
-                        } else {
-                            Role::Member
-                        },
-                    )
-                })
+                .enumerate()
+                .map(|(position, user)| Member::new(&conversation, user, role(position)))
                 .collect();
             env.store.create_conversation(&conversation, &members).await.map(|_| ())
         })
