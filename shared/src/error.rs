@@ -19,6 +19,18 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Banned(String),
+    #[error("{0}")]
+    Muted(String),
+    /// The message contains terms the app's content policy blocks.
+    #[error("{0}")]
+    ContentBlocked(String),
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_ms: i64 },
+    /// A legal hold forbids the requested erasure.
+    #[error("{0}")]
+    LegalHold(String),
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]
@@ -53,6 +65,11 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::Banned(_) => "user_banned",
+            Error::Muted(_) => "user_muted",
+            Error::ContentBlocked(_) => "content_blocked",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::LegalHold(_) => "legal_hold",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::RouteNotFound(_) => "route_not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
@@ -66,7 +83,10 @@ impl Error {
         match self {
             Error::InvalidJson(_) | Error::Validation(_) | Error::UnknownEvent(_) => 400,
             Error::Unauthorized(_) => 401,
-            Error::Forbidden(_) => 403,
+            Error::Forbidden(_) | Error::Banned(_) | Error::Muted(_) => 403,
+            Error::ContentBlocked(_) => 422,
+            Error::RateLimited { .. } => 429,
+            Error::LegalHold(_) => 409,
             Error::NotFound(_) | Error::RouteNotFound(_) => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::Conflict(_) => 409,

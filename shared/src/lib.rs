@@ -4,6 +4,7 @@
 //! shell over this crate: it owns the models, the wire protocol, authentication, correlation ids,
 //! configuration, the error type and the drivers for MongoDB, Redis and Kafka.
 
+pub mod audit;
 pub mod auth;
 pub mod blob;
 pub mod bus;
@@ -19,6 +20,7 @@ pub mod history;
 pub mod http;
 pub mod lambda;
 pub mod model;
+pub mod moderation;
 pub mod protocol;
 #[cfg(feature = "search")]
 pub mod search;

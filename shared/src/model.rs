@@ -22,6 +22,141 @@ pub struct App {
 pub struct AppSettings {
     #[serde(default)]
     pub media: MediaLimits,
+    #[serde(default)]
+    pub content: ContentPolicy,
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+    #[serde(default)]
+    pub retention: RetentionPolicy,
+}
+
+/// Terms an app does not accept in messages, and what happens to a message that contains one.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContentPolicy {
+    /// Matched case-insensitively on whole words (a term may span several words).
+    #[serde(default)]
+    pub blocked_terms: Vec<String>,
+    #[serde(default)]
+    pub action: BlockedTermAction,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockedTermAction {
+    /// The send is refused with `content_blocked`; nothing is sequenced or stored.
+    #[default]
+    Reject,
+    /// The message goes through and a `message.flagged` audit event asks for a review.
+    Flag,
+}
+
+/// Sends allowed per second; 0 means unlimited.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    pub user_messages_per_second: u32,
+    pub app_messages_per_second: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            user_messages_per_second: 20,
+            app_messages_per_second: 0,
+        }
+    }
+}
+
+/// How long messages are kept; without `message_days` they are kept forever.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_days: Option<u32>,
+}
+
+/// Suspends retention and erasure for everything it covers until it is released.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LegalHold {
+    pub id: String,
+    pub app_id: String,
+    pub scope: HoldScope,
+    /// The user or conversation id.
+    pub target_id: String,
+    pub reason: String,
+    pub created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<i64>,
+    pub correlation_id: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldScope {
+    User,
+    Conversation,
+}
+
+impl LegalHold {
+    /// Whether the hold keeps this message: it was sent by the held user or in the held conversation.
+    pub fn covers(&self, message: &Message) -> bool {
+        match self.scope {
+            HoldScope::User => message.sender_id == self.target_id,
+            HoldScope::Conversation => message.conversation_id == self.target_id,
+        }
+    }
+}
+
+/// A moderation measure against one user, app-wide or in one conversation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Restriction {
+    /// [`Restriction::id_for`]: one per kind, user and scope, so restricting again replaces it.
+    pub id: String,
+    pub app_id: String,
+    pub user_id: String,
+    pub kind: RestrictionKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Unix ms; `None` lasts until lifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    pub correlation_id: String,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RestrictionKind {
+    /// App-wide: no connection, no token, live connections closed. In a conversation: no sending,
+    /// and the user is removed from it.
+    Ban,
+    /// No sending (app-wide or in the conversation); reading goes on.
+    Mute,
+}
+
+impl RestrictionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestrictionKind::Ban => "ban",
+            RestrictionKind::Mute => "mute",
+        }
+    }
+}
+
+impl Restriction {
+    pub fn id_for(kind: RestrictionKind, user_id: &str, conversation_id: Option<&str>) -> String {
+        match conversation_id {
+            Some(conversation_id) => format!("{}:{user_id}:{conversation_id}", kind.as_str()),
+            None => format!("{}:{user_id}", kind.as_str()),
+        }
+    }
+
+    pub fn is_active(&self, now_ms: i64) -> bool {
+        self.expires_at.is_none_or(|expires_at| expires_at > now_ms)
+    }
 }
 
 /// What members of an app may upload.

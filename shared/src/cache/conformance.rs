@@ -30,6 +30,7 @@ pub async fn run(cache: &dyn Cache) {
     memberships_are_cached(cache).await;
     recent_messages_keep_the_newest_by_seq(cache).await;
     presence_follows_live_connections(cache).await;
+    gates_follow_mirrored_restrictions_and_rate_limits(cache).await;
 }
 
 async fn sequences_need_a_counter_and_start_after_the_floor(cache: &dyn Cache) {
@@ -213,4 +214,71 @@ async fn presence_follows_live_connections(cache: &dyn Cache) {
     );
     assert!(!cache.presence_drop(&app, &ann, "node2:7").await.unwrap());
     assert_eq!(cache.online(&app, &users).await.unwrap(), [false, false]);
+}
+
+async fn gates_follow_mirrored_restrictions_and_rate_limits(cache: &dyn Cache) {
+    use crate::model::{RateLimits, RestrictionKind};
+    use crate::moderation::{restriction_field, GateCheck, RateScope, SendGate};
+    let (app, ann, bob) = (unique("app"), unique("ann"), unique("bob"));
+    let unlimited = RateLimits {
+        user_messages_per_second: 0,
+        app_messages_per_second: 0,
+    };
+    assert_eq!(cache.gate(&GateCheck::connect(&app, &ann)).await.unwrap(), SendGate::Unloaded);
+    let past = crate::now_ms() - 1;
+    let conversation_mute = restriction_field(RestrictionKind::Mute, &ann, Some("c1"));
+    let expired_ban = restriction_field(RestrictionKind::Ban, &bob, None);
+    cache
+        .mirror_restrictions(&app, &[(conversation_mute, 0), (expired_ban, past)])
+        .await
+        .unwrap();
+    assert_eq!(cache.gate(&GateCheck::connect(&app, &ann)).await.unwrap(), SendGate::Allowed);
+    assert_eq!(
+        cache.gate(&GateCheck::send(&app, &ann, "c1", &unlimited)).await.unwrap(),
+        SendGate::Restricted {
+            kind: RestrictionKind::Mute,
+            conversation_wide: true,
+            expires_at: None
+        }
+    );
+    assert_eq!(
+        cache.gate(&GateCheck::send(&app, &ann, "c2", &unlimited)).await.unwrap(),
+        SendGate::Allowed
+    );
+    assert_eq!(
+        cache.gate(&GateCheck::connect(&app, &bob)).await.unwrap(),
+        SendGate::Allowed,
+        "an expired ban is not in force"
+    );
+    let ban = restriction_field(RestrictionKind::Ban, &bob, None);
+    cache.mirror_restriction(&app, &ban, Some(0)).await.unwrap();
+    assert!(matches!(
+        cache.gate(&GateCheck::connect(&app, &bob)).await.unwrap(),
+        SendGate::Restricted {
+            kind: RestrictionKind::Ban,
+            conversation_wide: false,
+            ..
+        }
+    ));
+    cache.mirror_restriction(&app, &ban, None).await.unwrap();
+    assert_eq!(cache.gate(&GateCheck::connect(&app, &bob)).await.unwrap(), SendGate::Allowed);
+
+    let two_per_second = RateLimits {
+        user_messages_per_second: 2,
+        app_messages_per_second: 0,
+    };
+    let mut check = GateCheck::send(&app, &bob, "c1", &two_per_second);
+    check.now_ms = 5_000_100;
+    for _ in 0..2 {
+        assert_eq!(cache.gate(&check).await.unwrap(), SendGate::Allowed);
+    }
+    assert_eq!(
+        cache.gate(&check).await.unwrap(),
+        SendGate::RateLimited {
+            scope: RateScope::User,
+            retry_after_ms: 900
+        }
+    );
+    check.now_ms = 5_001_000;
+    assert_eq!(cache.gate(&check).await.unwrap(), SendGate::Allowed, "a new second");
 }

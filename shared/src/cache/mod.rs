@@ -9,6 +9,7 @@ mod redis;
 pub use self::memory::MemoryCache;
 pub use self::redis::RedisCache;
 
+use crate::moderation::{GateCheck, SendGate};
 use crate::Result;
 use async_trait::async_trait;
 use std::time::Duration;
@@ -102,6 +103,15 @@ pub trait Cache: Send + Sync {
     async fn presence_drop(&self, app_id: &str, user_id: &str, holder: &str) -> Result<bool>;
     /// Which of `user_ids` have a live connection.
     async fn online(&self, app_id: &str, user_ids: &[String]) -> Result<Vec<bool>>;
+    /// Mirrors the app's restrictions (field → expiry, 0 for none; see [`crate::moderation`]) for
+    /// [`crate::moderation::RESTRICTIONS_TTL`] and marks the mirror loaded, even when empty. Fields
+    /// already mirrored stay, so a restriction added meanwhile is not lost.
+    async fn mirror_restrictions(&self, app_id: &str, entries: &[(String, i64)]) -> Result<()>;
+    /// Adds (`Some(expiry)`) or removes (`None`) one mirrored restriction.
+    async fn mirror_restriction(&self, app_id: &str, field: &str, expiry: Option<i64>) -> Result<()>;
+    /// Answers a [`GateCheck`]: a restriction in force, else (for a send) the rate limits, which count
+    /// the send when it is allowed. `Unloaded` when the app's restrictions are not mirrored.
+    async fn gate(&self, check: &GateCheck<'_>) -> Result<SendGate>;
 }
 
 /// Channel that carries a conversation's live events to every node with a subscriber.

@@ -7,6 +7,7 @@ use super::{
     Cache, Claim, ClaimResult, ClaimState, SendKey, IDEMPOTENCY_TTL, MEMBERSHIP_TTL, PRESENCE_TTL, RECENT_MESSAGES,
     RECENT_TTL,
 };
+use crate::moderation::{GateCheck, RateScope, SendGate, RESTRICTIONS_TTL};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -24,6 +25,39 @@ local value = ARGV[1] .. '|' .. seq .. '|pending'
 redis.call('SET', KEYS[2], value, 'EX', ARGV[2])
 return {1, value}
 "#;
+
+/// Atomically: the first restriction among ARGV[4..] in force (its 1-based position and expiry), else
+/// the rate counters of this second (user, then app), which count the send when it fits.
+/// `{-2, 0}`: the app's restrictions are not mirrored; `{0, 0}`: allowed; `{-1, ms}` / `{-3, ms}`:
+/// the user's / app's rate limit is reached, retry in `ms`.
+const GATE_SCRIPT: &str = r#"
+if redis.call('HEXISTS', KEYS[1], '_loaded') == 0 then return {-2, 0} end
+local now = tonumber(ARGV[1])
+for i = 4, #ARGV do
+  local expiry = redis.call('HGET', KEYS[1], ARGV[i])
+  if expiry then
+    local t = tonumber(expiry)
+    if t == 0 or t > now then return {i - 3, t} end
+  end
+end
+local retry = 1000 - (now % 1000)
+local limits = {{KEYS[2], tonumber(ARGV[2]), -1}, {KEYS[3], tonumber(ARGV[3]), -3}}
+for _, limit in ipairs(limits) do
+  if limit[2] > 0 and tonumber(redis.call('GET', limit[1]) or '0') >= limit[2] then return {limit[3], retry} end
+end
+for _, limit in ipairs(limits) do
+  if limit[2] > 0 then
+    redis.call('INCR', limit[1])
+    redis.call('PEXPIRE', limit[1], 2000)
+  end
+end
+return {0, 0}
+"#;
+
+/// An app's moderation keys share its hash tag, so the gate script touches one slot.
+fn restrictions_key(app_id: &str) -> String {
+    format!("caas:{{{app_id}}}:restrictions")
+}
 
 fn parse_claim(value: &str, is_new: bool) -> Result<Claim> {
     let mut parts = value.split('|');
@@ -60,6 +94,7 @@ fn conversation_tag(app_id: &str, conversation_id: &str) -> String {
 pub struct RedisCache {
     connection: ConnectionManager,
     claim_script: redis::Script,
+    gate_script: redis::Script,
 }
 
 impl RedisCache {
@@ -69,6 +104,7 @@ impl RedisCache {
         Ok(Self {
             connection,
             claim_script: redis::Script::new(CLAIM_SCRIPT),
+            gate_script: redis::Script::new(GATE_SCRIPT),
         })
     }
 
@@ -222,6 +258,61 @@ impl Cache for RedisCache {
         }
         let counts: Vec<usize> = pipe.query_async(&mut self.conn()).await?;
         Ok(counts.into_iter().map(|live| live > 0).collect())
+    }
+
+    async fn mirror_restrictions(&self, app_id: &str, entries: &[(String, i64)]) -> Result<()> {
+        let key = restrictions_key(app_id);
+        let mut fields: Vec<(&str, i64)> = entries.iter().map(|(field, expiry)| (field.as_str(), *expiry)).collect();
+        fields.push(("_loaded", 1));
+        let _: () = redis::pipe()
+            .atomic()
+            .hset_multiple(&key, &fields)
+            .expire(&key, RESTRICTIONS_TTL.as_secs() as i64)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn mirror_restriction(&self, app_id: &str, field: &str, expiry: Option<i64>) -> Result<()> {
+        let key = restrictions_key(app_id);
+        let _: () = match expiry {
+            Some(expiry) => self.conn().hset(key, field, expiry).await?,
+            None => self.conn().hdel(key, field).await?,
+        };
+        Ok(())
+    }
+
+    async fn gate(&self, check: &GateCheck<'_>) -> Result<SendGate> {
+        let (app_id, user_id) = (check.app_id, check.user_id);
+        let second = check.now_ms / 1000;
+        let (user_limit, app_limit) = check
+            .limits
+            .map_or((0, 0), |l| (l.user_messages_per_second, l.app_messages_per_second));
+        let mut invocation = self.gate_script.prepare_invoke();
+        invocation
+            .key(restrictions_key(app_id))
+            .key(format!("caas:{{{app_id}}}:rate:{user_id}:{second}"))
+            .key(format!("caas:{{{app_id}}}:rate:{second}"))
+            .arg(check.now_ms)
+            .arg(user_limit)
+            .arg(app_limit);
+        for field in check.fields() {
+            invocation.arg(field);
+        }
+        let (status, value): (i64, i64) = invocation.invoke_async(&mut self.conn()).await?;
+        Ok(match status {
+            0 => SendGate::Allowed,
+            -2 => SendGate::Unloaded,
+            -1 => SendGate::RateLimited {
+                scope: RateScope::User,
+                retry_after_ms: value,
+            },
+            -3 => SendGate::RateLimited {
+                scope: RateScope::App,
+                retry_after_ms: value,
+            },
+            index => check.restricted(index as usize - 1, value),
+        })
     }
 }
 

@@ -4,10 +4,11 @@
 //! Opened on a directory, it also keeps a snapshot there (written atomically after every change, read
 //! back on open) so a dev-mode restart keeps apps, users, conversations and messages.
 
-use super::{InsertOutcome, SeqRange, Store};
+use super::{InsertOutcome, RetentionExceptions, SeqRange, Store};
+use crate::audit::{AuditQuery, AuditRecord};
 use crate::model::{
-    App, AppSettings, Attachment, AttachmentStatus, Conversation, ConversationSummary, Member, Message, Reaction,
-    ReactionCount, User,
+    App, AppSettings, Attachment, AttachmentStatus, Conversation, ConversationSummary, LegalHold, Member, Message,
+    Reaction, ReactionCount, Restriction, User,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -34,6 +35,10 @@ struct Tables {
     reads: HashMap<(String, String, String), i64>,
     summaries: HashMap<String, ConversationSummary>,
     attachments: HashMap<String, Attachment>,
+    /// app_id → the app's audit chain in seq order.
+    audit: HashMap<String, Vec<AuditRecord>>,
+    holds: HashMap<String, LegalHold>,
+    restrictions: HashMap<String, Restriction>,
 }
 
 /// The records themselves; indexes are rebuilt from them on load.
@@ -52,6 +57,12 @@ struct Snapshot {
     summaries: Vec<ConversationSummary>,
     #[serde(default)]
     attachments: Vec<Attachment>,
+    #[serde(default)]
+    audit: Vec<AuditRecord>,
+    #[serde(default)]
+    holds: Vec<LegalHold>,
+    #[serde(default)]
+    restrictions: Vec<Restriction>,
 }
 
 impl Tables {
@@ -70,6 +81,9 @@ impl Tables {
                 .collect(),
             summaries: self.summaries.values().cloned().collect(),
             attachments: self.attachments.values().cloned().collect(),
+            audit: self.audit.values().flatten().cloned().collect(),
+            holds: self.holds.values().cloned().collect(),
+            restrictions: self.restrictions.values().cloned().collect(),
         }
     }
 
@@ -101,6 +115,20 @@ impl Tables {
         }
         for attachment in snapshot.attachments {
             tables.attachments.insert(attachment.id.clone(), attachment);
+        }
+        for record in snapshot.audit {
+            tables.audit.entry(record.event.app_id.clone()).or_default().push(record);
+        }
+        for chain in tables.audit.values_mut() {
+            chain.sort_by_key(|record| record.seq);
+        }
+        for hold in snapshot.holds {
+            tables.holds.insert(hold.id.clone(), hold);
+        }
+        for restriction in snapshot.restrictions {
+            tables
+                .restrictions
+                .insert(restriction_key(&restriction.app_id, &restriction.id), restriction);
         }
         tables
     }
@@ -134,6 +162,11 @@ impl Tables {
         }
         outcome
     }
+}
+
+/// Restriction ids are unique per app only.
+fn restriction_key(app_id: &str, restriction_id: &str) -> String {
+    format!("{app_id}\u{0}{restriction_id}")
 }
 
 #[derive(Default)]
@@ -628,6 +661,209 @@ impl Store for MemoryStore {
             .get(&key)
             .and_then(|seqs| seqs.keys().next_back().copied())
             .unwrap_or(0))
+    }
+
+    async fn last_audit_record(&self, app_id: &str) -> Result<Option<AuditRecord>> {
+        Ok(self.tables().audit.get(app_id).and_then(|chain| chain.last().cloned()))
+    }
+
+    async fn stored_audit_ids(&self, app_id: &str, ids: &[String]) -> Result<Vec<String>> {
+        let tables = self.tables();
+        let chain = tables.audit.get(app_id).map(Vec::as_slice).unwrap_or_default();
+        Ok(ids
+            .iter()
+            .filter(|id| chain.iter().any(|record| record.event.id == **id))
+            .cloned()
+            .collect())
+    }
+
+    async fn append_audit_records(&self, records: &[AuditRecord]) -> Result<()> {
+        let mut tables = self.tables();
+        for record in records {
+            let chain = tables.audit.entry(record.event.app_id.clone()).or_default();
+            let taken = chain.last().is_some_and(|last| last.seq >= record.seq)
+                || chain.iter().any(|stored| stored.event.id == record.event.id);
+            if taken {
+                self.persist(&tables)?;
+                return Err(Error::Conflict("the audit chain moved on; retry the batch".into()));
+            }
+            chain.push(record.clone());
+        }
+        self.persist(&tables)
+    }
+
+    async fn list_audit_records(&self, app_id: &str, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let tables = self.tables();
+        let chain = tables.audit.get(app_id).map(Vec::as_slice).unwrap_or_default();
+        Ok(chain
+            .iter()
+            .filter(|record| query.matches(record))
+            .take(query.limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn insert_hold(&self, hold: &LegalHold) -> Result<()> {
+        let mut tables = self.tables();
+        tables.holds.insert(hold.id.clone(), hold.clone());
+        self.persist(&tables)
+    }
+
+    async fn release_hold(&self, app_id: &str, hold_id: &str, released_at: i64) -> Result<LegalHold> {
+        let mut tables = self.tables();
+        let hold = tables
+            .holds
+            .get_mut(hold_id)
+            .filter(|h| h.app_id == app_id && h.released_at.is_none())
+            .ok_or_else(|| Error::NotFound(format!("no active legal hold {hold_id}")))?;
+        hold.released_at = Some(released_at);
+        let hold = hold.clone();
+        self.persist(&tables)?;
+        Ok(hold)
+    }
+
+    async fn active_holds(&self, app_id: &str) -> Result<Vec<LegalHold>> {
+        let mut holds: Vec<LegalHold> = self
+            .tables()
+            .holds
+            .values()
+            .filter(|h| h.app_id == app_id && h.released_at.is_none())
+            .cloned()
+            .collect();
+        holds.sort_by_key(|h| h.created_at);
+        Ok(holds)
+    }
+
+    async fn put_restriction(&self, restriction: &Restriction) -> Result<()> {
+        let mut tables = self.tables();
+        let key = restriction_key(&restriction.app_id, &restriction.id);
+        tables.restrictions.insert(key, restriction.clone());
+        self.persist(&tables)
+    }
+
+    async fn remove_restriction(&self, app_id: &str, restriction_id: &str) -> Result<Option<Restriction>> {
+        let mut tables = self.tables();
+        let removed = tables.restrictions.remove(&restriction_key(app_id, restriction_id));
+        self.persist(&tables)?;
+        Ok(removed)
+    }
+
+    async fn list_restrictions(&self, app_id: &str) -> Result<Vec<Restriction>> {
+        let mut restrictions: Vec<Restriction> = self
+            .tables()
+            .restrictions
+            .values()
+            .filter(|r| r.app_id == app_id)
+            .cloned()
+            .collect();
+        restrictions.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(restrictions)
+    }
+
+    async fn list_apps(&self) -> Result<Vec<App>> {
+        let mut apps: Vec<App> = self.tables().apps.values().cloned().collect();
+        apps.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(apps)
+    }
+
+    async fn messages_created_before(
+        &self,
+        app_id: &str,
+        before: i64,
+        except: &RetentionExceptions,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let mut expired: Vec<Message> = self
+            .tables()
+            .messages
+            .values()
+            .filter(|m| m.app_id == app_id && m.created_at < before && !except.keeps(m))
+            .cloned()
+            .collect();
+        expired.sort_by_key(|m| m.created_at);
+        expired.truncate(limit);
+        Ok(expired)
+    }
+
+    async fn purge_messages(&self, app_id: &str, message_ids: &[String]) -> Result<usize> {
+        let mut tables = self.tables();
+        let mut purged = 0;
+        for id in message_ids {
+            let Some(message) = tables.messages.get(id).filter(|m| m.app_id == app_id).cloned() else {
+                continue;
+            };
+            tables.messages.remove(id);
+            let key = (message.app_id.clone(), message.conversation_id.clone());
+            if let Some(seqs) = tables.sequences.get_mut(&key) {
+                seqs.remove(&message.seq);
+            }
+            tables.reactions.retain(|_, r| r.message_id != *id);
+            purged += 1;
+        }
+        self.persist(&tables)?;
+        Ok(purged)
+    }
+
+    async fn messages_by_sender(
+        &self,
+        app_id: &str,
+        sender_id: &str,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let mut sent: Vec<Message> = self
+            .tables()
+            .messages
+            .values()
+            .filter(|m| m.app_id == app_id && m.sender_id == sender_id)
+            .filter(|m| after_id.is_none_or(|after| m.id.as_str() > after))
+            .cloned()
+            .collect();
+        sent.sort_by(|a, b| a.id.cmp(&b.id));
+        sent.truncate(limit);
+        Ok(sent)
+    }
+
+    async fn attachments_by_uploader(&self, app_id: &str, uploader_id: &str) -> Result<Vec<Attachment>> {
+        let mut uploaded: Vec<Attachment> = self
+            .tables()
+            .attachments
+            .values()
+            .filter(|a| a.app_id == app_id && a.uploader_id == uploader_id)
+            .cloned()
+            .collect();
+        uploaded.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(uploaded)
+    }
+
+    async fn delete_attachments(&self, app_id: &str, attachment_ids: &[String]) -> Result<usize> {
+        let mut tables = self.tables();
+        let before = tables.attachments.len();
+        tables
+            .attachments
+            .retain(|id, a| a.app_id != app_id || !attachment_ids.contains(id));
+        let deleted = before - tables.attachments.len();
+        self.persist(&tables)?;
+        Ok(deleted)
+    }
+
+    async fn pseudonymise_user(&self, app_id: &str, user_id: &str, pseudonym: &str) -> Result<User> {
+        let mut tables = self.tables();
+        let user = tables
+            .users
+            .get_mut(user_id)
+            .filter(|u| u.app_id == app_id)
+            .ok_or_else(|| Error::NotFound(format!("user {user_id} not found")))?;
+        let old_key = (user.app_id.clone(), user.external_id.clone());
+        user.external_id = pseudonym.to_owned();
+        user.display_name = None;
+        let user = user.clone();
+        tables.user_ids.remove(&old_key);
+        tables
+            .user_ids
+            .insert((user.app_id.clone(), user.external_id.clone()), user.id.clone());
+        self.persist(&tables)?;
+        Ok(user)
     }
 }
 

@@ -11,8 +11,10 @@ mod mongo;
 pub use memory::MemoryStore;
 pub use mongo::MongoStore;
 
+use crate::audit::{AuditQuery, AuditRecord};
 use crate::model::{
-    App, AppSettings, Attachment, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User,
+    App, AppSettings, Attachment, Conversation, ConversationSummary, LegalHold, Member, Message, Reaction,
+    ReactionCount, Restriction, User,
 };
 use crate::Result;
 use async_trait::async_trait;
@@ -140,6 +142,75 @@ pub trait Store: Send + Sync {
     async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>>;
     /// Highest stored `seq` of a conversation (0 when empty).
     async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64>;
+
+    // Compliance: the audit chain, legal holds, restrictions, retention, export and erasure.
+
+    /// The newest record of the app's audit chain.
+    async fn last_audit_record(&self, app_id: &str) -> Result<Option<AuditRecord>>;
+    /// Which of these event ids the app's chain already holds (a redelivered event).
+    async fn stored_audit_ids(&self, app_id: &str, ids: &[String]) -> Result<Vec<String>>;
+    /// Appends records, in order, that continue the chain; `Conflict` when a seq is taken (another
+    /// writer got there first). Records before the conflicting one stay: they continue the chain.
+    async fn append_audit_records(&self, records: &[AuditRecord]) -> Result<()>;
+    /// Matching records in chain order, at most `query.limit`.
+    async fn list_audit_records(&self, app_id: &str, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
+    async fn insert_hold(&self, hold: &LegalHold) -> Result<()>;
+    /// Releases an active hold; `NotFound` for an unknown or already released one.
+    async fn release_hold(&self, app_id: &str, hold_id: &str, released_at: i64) -> Result<LegalHold>;
+    async fn active_holds(&self, app_id: &str) -> Result<Vec<LegalHold>>;
+    /// Stores the restriction, replacing one with the same id.
+    async fn put_restriction(&self, restriction: &Restriction) -> Result<()>;
+    /// Removes a restriction and returns it; `None` when there was none.
+    async fn remove_restriction(&self, app_id: &str, restriction_id: &str) -> Result<Option<Restriction>>;
+    async fn list_restrictions(&self, app_id: &str) -> Result<Vec<Restriction>>;
+    async fn list_apps(&self) -> Result<Vec<App>>;
+    /// Up to `limit` messages created before `before` (Unix ms), oldest first, leaving out the given
+    /// conversations and senders (those under legal hold).
+    async fn messages_created_before(
+        &self,
+        app_id: &str,
+        before: i64,
+        except: &RetentionExceptions,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+    /// Deletes these messages and their reactions for good; returns how many messages went.
+    async fn purge_messages(&self, app_id: &str, message_ids: &[String]) -> Result<usize>;
+    /// The user's messages in id (time) order, after `after_id`.
+    async fn messages_by_sender(
+        &self,
+        app_id: &str,
+        sender_id: &str,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+    async fn attachments_by_uploader(&self, app_id: &str, uploader_id: &str) -> Result<Vec<Attachment>>;
+    async fn delete_attachments(&self, app_id: &str, attachment_ids: &[String]) -> Result<usize>;
+    /// Replaces the user's external id by `pseudonym` and drops the display name.
+    async fn pseudonymise_user(&self, app_id: &str, user_id: &str, pseudonym: &str) -> Result<User>;
+}
+
+/// What retention must keep: conversations and senders under legal hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionExceptions {
+    pub conversation_ids: Vec<String>,
+    pub sender_ids: Vec<String>,
+}
+
+impl RetentionExceptions {
+    pub fn from_holds(holds: &[LegalHold]) -> Self {
+        let mut except = Self::default();
+        for hold in holds {
+            match hold.scope {
+                crate::model::HoldScope::User => except.sender_ids.push(hold.target_id.clone()),
+                crate::model::HoldScope::Conversation => except.conversation_ids.push(hold.target_id.clone()),
+            }
+        }
+        except
+    }
+
+    pub fn keeps(&self, message: &Message) -> bool {
+        self.conversation_ids.contains(&message.conversation_id) || self.sender_ids.contains(&message.sender_id)
+    }
 }
 
 /// Counts active reactions into per-message, per-emoji totals (emoji in first-seen order).

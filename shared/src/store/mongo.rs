@@ -1,8 +1,10 @@
 //! The MongoDB driver of the store port. Models use `id`; documents use `_id`.
 
-use super::{InsertOutcome, SeqRange, Store};
+use super::{InsertOutcome, RetentionExceptions, SeqRange, Store};
+use crate::audit::{AuditQuery, AuditRecord};
 use crate::model::{
-    App, AppSettings, Attachment, Conversation, ConversationSummary, Member, Message, Reaction, ReactionCount, User,
+    App, AppSettings, Attachment, Conversation, ConversationSummary, LegalHold, Member, Message, Reaction,
+    ReactionCount, Restriction, User,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -92,6 +94,18 @@ impl MongoStore {
         self.collection("reads")
             .create_index(unique(doc! {"app_id": 1, "user_id": 1, "conversation_id": 1}))
             .await?;
+        self.collection("audit_events")
+            .create_index(unique(doc! {"app_id": 1, "seq": 1}))
+            .await?;
+        self.collection("messages")
+            .create_index(plain(doc! {"app_id": 1, "sender_id": 1, "_id": 1}))
+            .await?;
+        self.collection("messages")
+            .create_index(plain(doc! {"app_id": 1, "created_at": 1}))
+            .await?;
+        self.collection("attachments")
+            .create_index(plain(doc! {"app_id": 1, "uploader_id": 1}))
+            .await?;
         Ok(())
     }
 
@@ -148,7 +162,8 @@ impl MongoStore {
             .collection(collection)
             .find(filter)
             .sort(sort)
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            // usize::MAX ("all") does not fit: 0 is MongoDB's "no limit".
+            .limit(i64::try_from(limit).unwrap_or(0))
             .await?
             .try_collect()
             .await?;
@@ -596,6 +611,197 @@ impl Store for MongoStore {
             .projection(doc! {"seq": 1})
             .await?;
         Ok(latest.as_ref().and_then(seq_of).unwrap_or(0))
+    }
+
+    async fn last_audit_record(&self, app_id: &str) -> Result<Option<AuditRecord>> {
+        let mut newest = self
+            .find_all("audit_events", doc! {"app_id": app_id}, doc! {"seq": -1}, 1)
+            .await?;
+        Ok(newest.pop())
+    }
+
+    async fn stored_audit_ids(&self, app_id: &str, ids: &[String]) -> Result<Vec<String>> {
+        let documents: Vec<Document> = self
+            .collection("audit_events")
+            .find(doc! {"app_id": app_id, "_id": {"$in": ids}})
+            .projection(doc! {"_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(documents
+            .iter()
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .collect())
+    }
+
+    async fn append_audit_records(&self, records: &[AuditRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let documents = records.iter().map(to_document).collect::<Result<Vec<_>>>()?;
+        match self.collection("audit_events").insert_many(documents).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) || matches!(e.kind.as_ref(), ErrorKind::InsertMany(f) if f.write_errors.as_deref().unwrap_or_default().iter().any(|w| w.code == DUPLICATE_KEY)) => {
+                Err(Error::Conflict("the audit chain moved on; retry the batch".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_audit_records(&self, app_id: &str, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let mut filter = doc! {"app_id": app_id, "seq": {"$gt": query.after_seq}};
+        if let Some(actor) = &query.actor_id {
+            filter.insert("actor.id", actor);
+        }
+        if let Some(action) = &query.action {
+            filter.insert("action", action);
+        }
+        if let Some(correlation_id) = &query.correlation_id {
+            filter.insert("correlation_id", correlation_id);
+        }
+        if let Some(target) = &query.target_id {
+            filter.insert("target.id", target);
+        }
+        let mut at = Document::new();
+        if let Some(since) = query.since {
+            at.insert("$gte", since);
+        }
+        if let Some(until) = query.until {
+            at.insert("$lt", until);
+        }
+        if !at.is_empty() {
+            filter.insert("at", at);
+        }
+        self.find_all("audit_events", filter, doc! {"seq": 1}, query.limit)
+            .await
+    }
+
+    async fn insert_hold(&self, hold: &LegalHold) -> Result<()> {
+        self.collection("legal_holds").insert_one(to_document(hold)?).await?;
+        Ok(())
+    }
+
+    async fn release_hold(&self, app_id: &str, hold_id: &str, released_at: i64) -> Result<LegalHold> {
+        let released = self
+            .collection("legal_holds")
+            .find_one_and_update(
+                doc! {"_id": hold_id, "app_id": app_id, "released_at": {"$exists": false}},
+                doc! {"$set": {"released_at": released_at}},
+            )
+            .return_document(ReturnDocument::After)
+            .await?;
+        released
+            .map(from_document)
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("no active legal hold {hold_id}")))
+    }
+
+    async fn active_holds(&self, app_id: &str) -> Result<Vec<LegalHold>> {
+        let filter = doc! {"app_id": app_id, "released_at": {"$exists": false}};
+        self.find_all("legal_holds", filter, doc! {"created_at": 1}, usize::MAX)
+            .await
+    }
+
+    async fn put_restriction(&self, restriction: &Restriction) -> Result<()> {
+        self.collection("restrictions")
+            .replace_one(
+                doc! {"_id": &restriction.id, "app_id": &restriction.app_id},
+                to_document(restriction)?,
+            )
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    async fn remove_restriction(&self, app_id: &str, restriction_id: &str) -> Result<Option<Restriction>> {
+        self.collection("restrictions")
+            .find_one_and_delete(doc! {"_id": restriction_id, "app_id": app_id})
+            .await?
+            .map(from_document)
+            .transpose()
+    }
+
+    async fn list_restrictions(&self, app_id: &str) -> Result<Vec<Restriction>> {
+        self.find_all("restrictions", doc! {"app_id": app_id}, doc! {"_id": 1}, usize::MAX)
+            .await
+    }
+
+    async fn list_apps(&self) -> Result<Vec<App>> {
+        self.find_all("apps", doc! {}, doc! {"_id": 1}, usize::MAX).await
+    }
+
+    async fn messages_created_before(
+        &self,
+        app_id: &str,
+        before: i64,
+        except: &RetentionExceptions,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let filter = doc! {
+            "app_id": app_id,
+            "created_at": {"$lt": before},
+            "conversation_id": {"$nin": &except.conversation_ids},
+            "sender_id": {"$nin": &except.sender_ids},
+        };
+        self.find_all("messages", filter, doc! {"created_at": 1}, limit).await
+    }
+
+    async fn purge_messages(&self, app_id: &str, message_ids: &[String]) -> Result<usize> {
+        if message_ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = self
+            .collection("messages")
+            .delete_many(doc! {"app_id": app_id, "_id": {"$in": message_ids}})
+            .await?;
+        self.collection("reactions")
+            .delete_many(doc! {"app_id": app_id, "message_id": {"$in": message_ids}})
+            .await?;
+        Ok(deleted.deleted_count as usize)
+    }
+
+    async fn messages_by_sender(
+        &self,
+        app_id: &str,
+        sender_id: &str,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let mut filter = doc! {"app_id": app_id, "sender_id": sender_id};
+        if let Some(after_id) = after_id {
+            filter.insert("_id", doc! {"$gt": after_id});
+        }
+        self.find_all("messages", filter, doc! {"_id": 1}, limit).await
+    }
+
+    async fn attachments_by_uploader(&self, app_id: &str, uploader_id: &str) -> Result<Vec<Attachment>> {
+        let filter = doc! {"app_id": app_id, "uploader_id": uploader_id};
+        self.find_all("attachments", filter, doc! {"_id": 1}, usize::MAX)
+            .await
+    }
+
+    async fn delete_attachments(&self, app_id: &str, attachment_ids: &[String]) -> Result<usize> {
+        if attachment_ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = self
+            .collection("attachments")
+            .delete_many(doc! {"app_id": app_id, "_id": {"$in": attachment_ids}})
+            .await?;
+        Ok(deleted.deleted_count as usize)
+    }
+
+    async fn pseudonymise_user(&self, app_id: &str, user_id: &str, pseudonym: &str) -> Result<User> {
+        self.collection("users")
+            .find_one_and_update(
+                doc! {"_id": user_id, "app_id": app_id},
+                doc! {"$set": {"external_id": pseudonym}, "$unset": {"display_name": ""}},
+            )
+            .return_document(ReturnDocument::After)
+            .await?
+            .map(from_document)
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("user {user_id} not found")))
     }
 }
 
