@@ -48,6 +48,10 @@ pub enum MessageEvent {
     /// One user's reaction state with one emoji after an add or a remove.
     #[serde(rename = "message.reacted")]
     Reacted(Reaction),
+    /// Retention removed the message for good; carries its tombstone so readers that keep copies
+    /// (the search index, conversation summaries) drop the content too.
+    #[serde(rename = "message.purged")]
+    Purged(Message),
 }
 
 impl MessageEvent {
@@ -57,15 +61,17 @@ impl MessageEvent {
             MessageEvent::Edited(_) => "message.edited",
             MessageEvent::Deleted(_) => "message.deleted",
             MessageEvent::Reacted(_) => "message.reacted",
+            MessageEvent::Purged(_) => "message.purged",
         }
     }
 
     /// The record's correlation id, filled in from the Kafka header when the payload lacks one.
     pub fn correlation_id_mut(&mut self) -> &mut String {
         match self {
-            MessageEvent::Created(message) | MessageEvent::Edited(message) | MessageEvent::Deleted(message) => {
-                &mut message.correlation_id
-            }
+            MessageEvent::Created(message)
+            | MessageEvent::Edited(message)
+            | MessageEvent::Deleted(message)
+            | MessageEvent::Purged(message) => &mut message.correlation_id,
             MessageEvent::Reacted(reaction) => &mut reaction.correlation_id,
         }
     }

@@ -22,6 +22,7 @@ pub mod lambda;
 pub mod model;
 pub mod moderation;
 pub mod protocol;
+pub mod revisions;
 #[cfg(feature = "search")]
 pub mod search;
 pub mod store;

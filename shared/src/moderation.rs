@@ -4,7 +4,9 @@
 //! node checks a user's restrictions and rate counters in one cache round trip per send; a missing
 //! mirror is reloaded from the store, so losing the cache never lifts a ban.
 
+use crate::cache::Cache;
 use crate::model::{ContentPolicy, RateLimits, Restriction, RestrictionKind};
+use crate::store::Store;
 use crate::{Error, Result};
 use std::time::Duration;
 
@@ -105,17 +107,6 @@ impl<'a> GateCheck<'a> {
         }
     }
 
-    /// A read of a conversation (subscribe, history): refused by a ban there or app-wide.
-    pub fn read(app_id: &'a str, user_id: &'a str, conversation_id: &'a str) -> Self {
-        Self {
-            app_id,
-            user_id,
-            refused_by: vec![(RestrictionKind::Ban, None), (RestrictionKind::Ban, Some(conversation_id))],
-            limits: None,
-            now_ms: crate::now_ms(),
-        }
-    }
-
     /// The cache fields of [`Self::refused_by`], in order.
     pub fn fields(&self) -> Vec<String> {
         self.refused_by
@@ -139,6 +130,28 @@ impl<'a> GateCheck<'a> {
 /// A restriction's expiry as the cache stores it: 0 for "until lifted".
 pub fn mirrored_expiry(restriction: &Restriction) -> i64 {
     restriction.expires_at.unwrap_or(0)
+}
+
+/// Answers `check` from the cache, first mirroring the app's restrictions from the store when the
+/// cache lost them (or never had them).
+pub async fn gate(store: &dyn Store, cache: &dyn Cache, check: &GateCheck<'_>) -> Result<SendGate> {
+    match cache.gate(check).await? {
+        SendGate::Unloaded => {
+            let entries: Vec<(String, i64)> = store
+                .list_restrictions(check.app_id)
+                .await?
+                .iter()
+                .filter(|r| r.is_active(check.now_ms))
+                .map(|r| (r.id.clone(), mirrored_expiry(r)))
+                .collect();
+            cache.mirror_restrictions(check.app_id, &entries).await?;
+            match cache.gate(check).await? {
+                SendGate::Unloaded => Err(Error::Internal("restrictions did not stay mirrored".into())),
+                verdict => Ok(verdict),
+            }
+        }
+        verdict => Ok(verdict),
+    }
 }
 
 /// What the cache says about one send.

@@ -224,6 +224,19 @@ pub fn event(kind: &str, data: impl Serialize) -> String {
     json!({"type": kind, "data": data}).to_string()
 }
 
+/// Sent on a user's channel to end every live connection of that user (a ban): each node delivers
+/// the frame, then closes the connection.
+pub const SESSION_REVOKED: &str = "session.revoked";
+
+pub fn session_revoked(reason: &str) -> String {
+    event_with_encoded_data(SESSION_REVOKED, &json!({"reason": reason}).to_string())
+}
+
+/// Whether a fan-out payload is a [`session_revoked`] frame (its `type` comes first).
+pub fn is_session_revoked(payload: &str) -> bool {
+    payload.starts_with(r#"{"type":"session.revoked""#)
+}
+
 /// An event whose `data` is already JSON (encoded once, reused for the recent window and the fan-out).
 pub fn event_with_encoded_data(kind: &str, data_json: &str) -> String {
     format!(r#"{{"type":{},"data":{data_json}}}"#, Value::from(kind))

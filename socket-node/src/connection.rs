@@ -3,6 +3,7 @@
 
 use crate::handlers::{self, Session};
 use crate::hub::Outlet;
+use crate::moderation;
 use crate::Node;
 use caas_shared::auth::Claims;
 use caas_shared::cache;
@@ -113,14 +114,27 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
         tracing::info_span!("ws", correlation_id = %correlation_id, app_id = %claims.app_id, user_id = %claims.sub);
     async move {
         let (frames_tx, frames_rx) = mpsc::channel::<Utf8Bytes>(node.settings.send_queue);
-        let overflow = Arc::new(Notify::new());
-        let connection = node.hub.register(Outlet { frames: frames_tx.clone(), overflow: Arc::clone(&overflow) });
+        let (overflow, revoked) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let connection = node.hub.register(Outlet {
+            frames: frames_tx.clone(),
+            overflow: Arc::clone(&overflow),
+            revoked: Arc::clone(&revoked),
+        });
         let session = Session { claims, connection, correlation_id };
         let user_channel = cache::user_channel(&session.claims.app_id, &session.claims.sub);
         if let Err(e) = node.hub.subscribe(connection, &user_channel).await {
             tracing::error!(error = %e, "could not subscribe the user channel");
             node.hub.unregister(connection).await;
             let _ = socket.send(close_frame(CloseCode::Again, "try again later")).await;
+            return;
+        }
+        // Checked after subscribing: a ban is stored before its revocation is published, so a ban
+        // placed during this handshake is either seen here or delivered on the channel.
+        if let Err(e) = Box::pin(moderation::admit(&node, &session)).await {
+            node.hub.unregister(connection).await;
+            let _ = socket.send(Message::text(protocol::event("error", error_body(&e)))).await;
+            let code = if e.is_server_fault() { CloseCode::Again } else { CloseCode::Policy };
+            let _ = socket.send(close_frame(code, e.code())).await;
             return;
         }
         let ready = protocol::event(
@@ -142,6 +156,7 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
             tokio::select! {
                 _ = shutdown.recv() => break close_frame(CloseCode::Away, "server shutting down"),
                 _ = overflow.notified() => break close_frame(CloseCode::Again, "client too slow; reconnect and resume"),
+                _ = revoked.notified() => break close_frame(CloseCode::Policy, "session revoked"),
                 _ = presence_renewal.tick() => {
                     if let Err(e) = node.cache.presence_touch(&session.claims.app_id, &session.claims.sub, &holder).await {
                         tracing::warn!(error = %e, "presence renewal failed");

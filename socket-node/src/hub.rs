@@ -5,6 +5,7 @@
 //! client. Payloads are serialised once and shared by every recipient.
 
 use caas_shared::fanout::{FanOut, MemoryBroker, MemoryFanOut, RedisFanOut};
+use caas_shared::protocol;
 use caas_shared::Result;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,9 @@ pub struct Outlet {
     pub frames: mpsc::Sender<Utf8Bytes>,
     /// Signalled when the client's queue is full: the connection closes instead of silently dropping.
     pub overflow: Arc<Notify>,
+    /// Signalled after a `session.revoked` frame was queued on the user's channel: the connection
+    /// closes once the frame is written.
+    pub revoked: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -170,8 +174,16 @@ impl Hub {
             return 0;
         };
         let mut delivered = 0;
+        let revokes = protocol::is_session_revoked(&payload);
         for id in subscribers {
             let Some(outlet) = routes.outlets.get(id) else { continue };
+            if revokes {
+                // Queued if there is room; the connection closes either way.
+                let _ = outlet.frames.try_send(payload.clone());
+                outlet.revoked.notify_one();
+                delivered += 1;
+                continue;
+            }
             match outlet.frames.try_send(payload.clone()) {
                 Ok(()) => delivered += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => outlet.overflow.notify_one(),
@@ -216,6 +228,7 @@ mod tests {
             Outlet {
                 frames,
                 overflow: Arc::clone(&overflow),
+                revoked: Arc::new(Notify::new()),
             },
             received,
             overflow,

@@ -12,6 +12,7 @@ pub mod conversation_events;
 pub mod handlers;
 pub mod hub;
 pub mod messages;
+pub mod moderation;
 pub mod presence;
 pub mod server;
 
@@ -31,6 +32,8 @@ pub struct Node {
     pub signer: TokenSigner,
     pub hub: Arc<hub::Hub>,
     pub settings: config::NodeSettings,
+    /// Each app's settings as recently read, for the checks every send makes.
+    pub app_settings: moderation::AppSettingsCache,
 }
 
 impl Node {
@@ -54,6 +57,7 @@ impl Node {
             signer: TokenSigner::from_config(config),
             hub,
             settings,
+            app_settings: Default::default(),
         }))
     }
 }

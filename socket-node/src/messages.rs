@@ -4,7 +4,9 @@
 //! fanned out to the conversation on every node.
 
 use crate::handlers::{require_id, require_member, to_json, Session};
+use crate::moderation;
 use crate::Node;
+use caas_shared::audit::{actions, Actor, AuditEvent, Target};
 use caas_shared::cache::{self, ClaimResult, ClaimState, SendKey};
 use caas_shared::clock::next_version;
 use caas_shared::correlation::CorrelationId;
@@ -12,7 +14,7 @@ use caas_shared::events::{topics, EventHeaders, MessageEvent};
 use caas_shared::history::{self, MAX_HISTORY_PAGE};
 use caas_shared::model::{limits, AttachmentStatus, ForwardedFrom, Message, MessageAttachment, Reaction, Role};
 use caas_shared::protocol::{self, Ack, AckStatus, EditMessage, ForwardMessage, MessageRef, ReactionRequest, Replies};
-use caas_shared::{now_ms, Error, Result};
+use caas_shared::{now_ms, revisions, Error, Result};
 use serde_json::{json, Value};
 
 /// A new message before it has an id and a seq.
@@ -91,6 +93,7 @@ pub async fn publish_new(
         require_id("reply_to", parent)?;
     }
     require_member(node, session, &draft.conversation_id).await?;
+    let flagged_terms = moderation::screen_send(node, session, &draft.conversation_id, &draft.text).await?;
     if let Some(parent) = &draft.reply_to {
         current_message(node, session.app_id(), &draft.conversation_id, parent).await?;
     }
@@ -149,6 +152,9 @@ pub async fn publish_new(
         ..Message::default()
     };
     let payload = encode(&message)?;
+    if !flagged_terms.is_empty() && claim.is_new {
+        moderation::report_flagged(node, &message, flagged_terms).await;
+    }
     let event = MessageEvent::Created(message);
     let event_headers = headers(app_id, correlation_id, &event);
     // The recent window must hold the message before anyone can learn its seq (from the fan-out or the
@@ -176,8 +182,7 @@ pub async fn publish_new(
     to_json(&ack)
 }
 
-/// Publishes a message's new state (edit or deletion), refreshes it in the recent window and tells the
-/// conversation with `notice`.
+/// Publishes a message's new state (edit or deletion) and tells the conversation with `notice`.
 async fn publish_revision(
     node: &Node,
     revision: Message,
@@ -185,17 +190,15 @@ async fn publish_revision(
     notice: &str,
     correlation_id: &CorrelationId,
 ) -> Result<Value> {
-    let payload = encode(&revision)?;
-    let (app_id, conversation_id, seq) = (revision.app_id.clone(), revision.conversation_id.clone(), revision.seq);
-    let event = wrap(revision);
-    let event_headers = headers(&app_id, correlation_id, &event);
-    let (published, remembered) = tokio::join!(
-        node.bus
-            .publish_json(topics::MESSAGES, &conversation_id, &event_headers, &event),
-        node.cache.remember_recent(&app_id, &conversation_id, seq, &payload),
-    );
-    published?;
-    remembered?;
+    let (app_id, conversation_id) = (revision.app_id.clone(), revision.conversation_id.clone());
+    let payload = revisions::publish(
+        node.bus.as_ref(),
+        node.cache.as_ref(),
+        revision,
+        wrap,
+        correlation_id.as_str(),
+    )
+    .await?;
     node.hub
         .publish(
             &cache::conversation_channel(&app_id, &conversation_id),
@@ -264,14 +267,27 @@ pub async fn delete(
         correlation_id: correlation_id.to_string(),
         ..current
     };
-    publish_revision(
+    let audit = AuditEvent::new(
+        session.app_id(),
+        actions::MESSAGE_DELETED,
+        Actor::user(session.user_id()),
+        Target::new("message", &tombstone.id),
+        correlation_id.as_str(),
+    )
+    .with_details(json!({"conversation_id": tombstone.conversation_id, "sender_id": tombstone.sender_id}));
+    let deleted = publish_revision(
         node,
         tombstone,
         MessageEvent::Deleted,
         "message.deleted",
         correlation_id,
     )
-    .await
+    .await?;
+    // The deletion stands; a trail that missed it is logged loudly rather than undone.
+    if let Err(e) = audit.emit(node.bus.as_ref()).await {
+        tracing::error!(error = %e, message_id = %audit.target.id, "auditing a deletion failed");
+    }
+    Ok(deleted)
 }
 
 /// The references a new message carries: each id must be a completed upload of this sender to this

@@ -1,7 +1,8 @@
 //! The index-messages function: takes a batch of `caas.messages` records (AWS's `KafkaEvent` shape)
 //! and brings the search index up to date in one commit.
 //!
-//! New messages and edits are indexed, deletions replace the document by a tombstone; every record
+//! New messages and edits are indexed, deletions (and retention's purges) replace the document by a
+//! tombstone; every record
 //! carries the message's version and only a higher one changes the index, so a redelivered or
 //! reordered batch leaves it as it was. Reactions do not change what a message says and are skipped.
 //! The index has one writer: deployed, the function runs with a reserved concurrency of 1, and the
@@ -43,9 +44,12 @@ impl IndexMessages {
         for record in event.records.values().flatten() {
             report.records += 1;
             match decode(record) {
-                Ok(MessageEvent::Created(message) | MessageEvent::Edited(message) | MessageEvent::Deleted(message)) => {
-                    messages.push(message)
-                }
+                Ok(
+                    MessageEvent::Created(message)
+                    | MessageEvent::Edited(message)
+                    | MessageEvent::Deleted(message)
+                    | MessageEvent::Purged(message),
+                ) => messages.push(message),
                 Ok(MessageEvent::Reacted(_)) => report.reactions_skipped += 1,
                 Err(reason) => {
                     report.rejected += 1;

@@ -37,7 +37,12 @@ impl PersistConversations {
         for record in event.records.values().flatten() {
             report.records += 1;
             let message = match decode(record) {
-                Ok(MessageEvent::Created(m) | MessageEvent::Edited(m) | MessageEvent::Deleted(m)) => m,
+                Ok(
+                    MessageEvent::Created(m)
+                    | MessageEvent::Edited(m)
+                    | MessageEvent::Deleted(m)
+                    | MessageEvent::Purged(m),
+                ) => m,
                 Ok(MessageEvent::Reacted(_)) => continue,
                 Err(reason) => {
                     report.rejected += 1;

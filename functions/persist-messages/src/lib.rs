@@ -31,6 +31,8 @@ pub struct BatchReport {
     /// Edits and deletions that replaced an older state (the rest were already superseded).
     pub revisions_applied: usize,
     pub reactions_applied: usize,
+    /// Messages retention removed for good (already gone when retention deleted them first).
+    pub purged: usize,
     pub attachments_linked: usize,
     /// Records that can never be processed (not base64, not JSON, unknown type): logged and skipped so
     /// one bad record cannot block its partition forever.
@@ -45,13 +47,14 @@ impl PersistMessages {
 
     pub async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
         let mut report = BatchReport::default();
-        let (mut messages, mut revisions, mut reactions) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut messages, mut revisions, mut reactions, mut purged) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for record in event.records.values().flatten() {
             report.records += 1;
             match decode(record) {
                 Ok(MessageEvent::Created(message)) => messages.push(message),
                 Ok(MessageEvent::Edited(message) | MessageEvent::Deleted(message)) => revisions.push(message),
                 Ok(MessageEvent::Reacted(reaction)) => reactions.push(reaction),
+                Ok(MessageEvent::Purged(message)) => purged.push(message),
                 Err(reason) => {
                     report.rejected += 1;
                     tracing::error!(partition = record.partition, offset = record.offset, %reason, "rejected record");
@@ -65,10 +68,24 @@ impl PersistMessages {
         report.attachments_linked = self.store.link_attachments(&messages).await?;
         report.revisions_applied = self.store.apply_message_revisions(&revisions).await?;
         report.reactions_applied = self.store.apply_reactions(&reactions).await?;
+        // After the inserts: a redelivered creation earlier in this batch must not outlive its purge.
+        report.purged = self.purge(&purged).await?;
         try_join_all(messages.iter().map(|message| self.acknowledge(message))).await?;
         report.acks = messages.len();
         tracing::info!(report = %json!(report), "batch persisted");
         Ok(report)
+    }
+
+    async fn purge(&self, purged: &[Message]) -> Result<usize> {
+        let mut by_app: std::collections::HashMap<&str, Vec<String>> = std::collections::HashMap::new();
+        for message in purged {
+            by_app.entry(&message.app_id).or_default().push(message.id.clone());
+        }
+        let mut total = 0;
+        for (app_id, ids) in by_app {
+            total += self.store.purge_messages(app_id, &ids).await?;
+        }
+        Ok(total)
     }
 
     async fn acknowledge(&self, message: &Message) -> Result<()> {
