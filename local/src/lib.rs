@@ -28,15 +28,23 @@ pub fn gateway(platform: &Platform) -> axum::Router {
         blobs,
         local_blobs,
     } = platform;
-    let auth = auth::AuthService::new(Arc::clone(store), config);
+    let auth = auth::AuthService::new(Arc::clone(store), Arc::clone(bus), config);
     let conversations =
         conversations::ConversationsApi::new(Arc::clone(store), Arc::clone(cache), Arc::clone(bus), config);
     let search = search::SearchApi::new(Arc::clone(store), Arc::clone(search), config);
     let media = media::MediaApi::new(Arc::clone(store), Arc::clone(blobs), config);
+    let compliance = compliance::ComplianceApi::new(
+        Arc::clone(store),
+        Arc::clone(cache),
+        Arc::clone(bus),
+        Arc::clone(blobs),
+        config,
+    );
     let mut routes = auth::routes(Arc::new(auth))
         .merge(conversations::routes(Arc::new(conversations)))
         .merge(search::routes(Arc::new(search)))
-        .merge(media::routes(Arc::new(media)));
+        .merge(media::routes(Arc::new(media)))
+        .merge(compliance::routes(Arc::new(compliance)));
     if let Some(local) = local_blobs {
         // Stands in for S3's presigned URLs when blobs live in a local directory.
         routes = routes.merge(caas_shared::blob::local::routes(Arc::clone(local)));
@@ -91,38 +99,76 @@ pub async fn run_functions(platform: &Platform, shutdown: impl Future<Output = (
         persist_messages::PersistMessages::new(Arc::clone(&platform.store), Arc::clone(&platform.bus));
     let persist_conversations = persist_conversations::PersistConversations::new(Arc::clone(&platform.store));
     let index_messages = index_messages::IndexMessages::new(Arc::clone(&platform.search));
-    let (persist_messages, persist_conversations, index_messages) =
-        (&persist_messages, &persist_conversations, &index_messages);
+    let write_audit = write_audit::WriteAudit::new(Arc::clone(&platform.store));
+    let (persist_messages, persist_conversations, index_messages, write_audit) =
+        (&persist_messages, &persist_conversations, &index_messages, &write_audit);
     // Every function stops on the same signal, and a bridge that gives up stops the others.
     let stop = StopSignal::new();
-    let feed = |function: &str| (config.consumer_group(function), policy.clone(), &stop);
-    let (messages, conversations, indexing, ()) = tokio::join!(
-        feed_function(bus, feed("persist-messages"), |event| async move {
+    let feed = |topic, function: &str| (topic, config.consumer_group(function), policy.clone(), &stop);
+    let (messages, conversations, indexing, audit, retention, ()) = tokio::join!(
+        feed_function(bus, feed(topics::MESSAGES, "persist-messages"), |event| async move {
             persist_messages.handle(&event).await
         }),
-        feed_function(bus, feed("persist-conversations"), |event| async move {
+        feed_function(bus, feed(topics::MESSAGES, "persist-conversations"), |event| async move {
             persist_conversations.handle(&event).await
         }),
-        feed_function(bus, feed("index-messages"), |event| async move {
+        feed_function(bus, feed(topics::MESSAGES, "index-messages"), |event| async move {
             index_messages.handle(&event).await
         }),
+        feed_function(bus, feed(topics::AUDIT, "write-audit"), |event| async move {
+            write_audit.handle(&event).await
+        }),
+        stop.trigger_after(enforce_retention(platform, stop.wait())),
         stop.trigger_on(shutdown),
     );
-    messages.and(conversations).and(indexing)
+    messages.and(conversations).and(indexing).and(audit).and(retention)
 }
 
-/// One function fed from `caas.messages` by its own consumer group until the shared stop.
+/// One function fed from `topic` by its own consumer group until the shared stop.
 async fn feed_function<F, Fut, T>(
     bus: &dyn Bus,
-    (group, policy, stop): (String, bridge::BatchPolicy, &StopSignal),
+    (topic, group, policy, stop): (&str, String, bridge::BatchPolicy, &StopSignal),
     handler: F,
 ) -> Result<()>
 where
     F: Fn(KafkaEvent) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    stop.trigger_after(bridge::run(bus, topics::MESSAGES, &group, policy, handler, stop.wait()))
+    stop.trigger_after(bridge::run(bus, topic, &group, policy, handler, stop.wait()))
         .await
+}
+
+/// What the template's Schedule does when deployed: applies every app's retention policy every
+/// `CAAS_RETENTION_INTERVAL_SECS` (default 3600), the first time one interval after start.
+async fn enforce_retention(platform: &Platform, stop: impl Future<Output = ()>) -> Result<()> {
+    let seconds = match std::env::var("CAAS_RETENTION_INTERVAL_SECS") {
+        Ok(value) => value
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| caas_shared::Error::Config("CAAS_RETENTION_INTERVAL_SECS must be a positive number".into()))?,
+        Err(_) => 3600,
+    };
+    let retention = compliance::retention::Retention {
+        store: platform.store.as_ref(),
+        bus: platform.bus.as_ref(),
+        blobs: platform.blobs.as_ref(),
+    };
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(seconds));
+    ticks.tick().await;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = ticks.tick() => {
+                let correlation_id = caas_shared::correlation::CorrelationId::generate();
+                // A failed run is retried at the next tick, like a failed scheduled invocation.
+                if let Err(e) = retention.run(None, correlation_id.as_str()).await {
+                    tracing::error!(error = %e, %correlation_id, "scheduled retention run failed");
+                }
+            }
+        }
+    }
 }
 
 /// One stop shared by several long-running parts: any of them may trigger it, all of them wait on it.

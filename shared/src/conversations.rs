@@ -11,6 +11,7 @@ use crate::protocol::CreateConversation;
 use crate::store::{SeqRange, Store};
 use crate::{now_ms, Error, Result};
 use serde_json::{json, Value};
+use crate::audit::{actions, Actor, AuditEvent, Target};
 use std::collections::BTreeSet;
 
 /// The authenticated user a request acts for (from the SDK token).
@@ -312,6 +313,45 @@ impl Conversations<'_> {
                 "the owner cannot be removed, and leaves only as the last member".into(),
             ));
         }
+        let actor = if leaving {
+            None
+        } else {
+            Some(Actor::user(caller.user_id))
+        };
+        self.drop_member(caller, conversation_id, user_id, actor).await
+    }
+
+    /// Removes a member on the operator's authority (a conversation ban), whatever their role;
+    /// `None` when the user is not a member.
+    pub async fn expel(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        user_id: &str,
+        correlation_id: &str,
+    ) -> Result<Option<Conversation>> {
+        if self.store.find_member(app_id, conversation_id, user_id).await?.is_none() {
+            return Ok(None);
+        }
+        let caller = Caller {
+            app_id,
+            user_id,
+            correlation_id,
+        };
+        let updated = self
+            .drop_member(caller, conversation_id, user_id, Some(Actor::operator()))
+            .await?;
+        Ok(Some(updated))
+    }
+
+    /// Removes the member, announces it, and audits a removal by someone else (`actor`).
+    async fn drop_member(
+        &self,
+        caller: Caller<'_>,
+        conversation_id: &str,
+        user_id: &str,
+        actor: Option<Actor>,
+    ) -> Result<Conversation> {
         let updated = self
             .store
             .remove_member(caller.app_id, conversation_id, user_id)
@@ -324,6 +364,18 @@ impl Conversations<'_> {
             removed: vec![user_id.to_owned()],
         };
         self.announce(caller, event).await?;
+        if let Some(actor) = actor {
+            AuditEvent::new(
+                caller.app_id,
+                actions::MEMBER_REMOVED,
+                actor,
+                Target::new("user", user_id),
+                caller.correlation_id,
+            )
+            .with_details(serde_json::json!({"conversation_id": conversation_id}))
+            .emit(self.bus)
+            .await?;
+        }
         Ok(updated)
     }
 

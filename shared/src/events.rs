@@ -9,7 +9,9 @@ pub mod topics {
     pub const CONVERSATIONS: &str = "caas.conversations";
     pub const ACKS: &str = "caas.acks";
     pub const AUDIT: &str = "caas.audit";
-    pub const ALL: [&str; 4] = [MESSAGES, CONVERSATIONS, ACKS, AUDIT];
+    /// Moderation measures socket nodes enforce on live connections (a ban ends them).
+    pub const MODERATION: &str = "caas.moderation";
+    pub const ALL: [&str; 5] = [MESSAGES, CONVERSATIONS, ACKS, AUDIT, MODERATION];
 }
 
 pub const SCHEMA_VERSION: &str = "1";
@@ -117,4 +119,15 @@ pub struct ConversationEvent {
     /// Users who left or were removed; they get `conversation.removed` and lose live delivery at once.
     #[serde(default)]
     pub removed: Vec<String>,
+}
+
+/// Published on `caas.moderation` (keyed by app) when a user's live connections must end: every socket
+/// node tails the topic and closes that user's connections it holds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionRevocation {
+    pub app_id: String,
+    pub user_id: String,
+    /// Shown to the client in the `session.revoked` frame.
+    pub reason: String,
+    pub correlation_id: String,
 }

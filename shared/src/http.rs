@@ -99,6 +99,20 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// Refuses a request that does not carry the operator token (`CAAS_ADMIN_TOKEN`); with no token
+/// configured, operator routes are disabled.
+pub fn require_operator(expected: Option<&str>, headers: &HeaderMap) -> Result<(), Error> {
+    let expected =
+        expected.ok_or_else(|| Error::Forbidden("admin API is disabled: CAAS_ADMIN_TOKEN is not set".into()))?;
+    match bearer_token(headers) {
+        Some(presented) if crate::auth::constant_time_eq(presented, expected) => Ok(()),
+        Some(_) => Err(Error::Unauthorized("invalid operator token".into())),
+        None => Err(Error::Unauthorized(
+            "missing Authorization: Bearer <operator token>".into(),
+        )),
+    }
+}
+
 /// Implemented by every HTTP function that serves SDK-token callers, so they share one extractor.
 pub trait VerifiesSdkTokens {
     fn token_signer(&self) -> &TokenSigner;

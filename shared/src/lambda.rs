@@ -8,12 +8,7 @@ use base64::Engine;
 
 /// Decodes one record; the `correlation_id` header fills in a message that lacks one.
 pub fn decode(record: &KafkaRecord) -> std::result::Result<MessageEvent, String> {
-    let encoded = record.value.as_deref().ok_or("record has no value")?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|e| format!("value is not base64: {e}"))?;
-    let mut event: MessageEvent =
-        serde_json::from_slice(&bytes).map_err(|e| format!("value is not a message event: {e}"))?;
+    let mut event: MessageEvent = decode_json(record, "a message event")?;
     let correlation_id = event.correlation_id_mut();
     if correlation_id.is_empty() {
         if let Some(id) = header(record, KAFKA_HEADER) {
@@ -21,6 +16,15 @@ pub fn decode(record: &KafkaRecord) -> std::result::Result<MessageEvent, String>
         }
     }
     Ok(event)
+}
+
+/// Decodes one record's JSON value (base64 in Lambda's shape); `what` names it in the reason.
+pub fn decode_json<T: serde::de::DeserializeOwned>(record: &KafkaRecord, what: &str) -> std::result::Result<T, String> {
+    let encoded = record.value.as_deref().ok_or("record has no value")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| format!("value is not base64: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("value is not {what}: {e}"))
 }
 
 /// Lambda delivers header values as arrays of signed bytes.

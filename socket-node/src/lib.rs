@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod hub;
 pub mod messages;
 pub mod moderation;
+pub mod moderation_events;
 pub mod presence;
 pub mod server;
 
@@ -38,7 +39,8 @@ pub struct Node {
 
 impl Node {
     /// Builds a node on the given store, cache and bus (shared with other components in the embedded dev
-    /// mode), connects its fan-out from `config`, and starts relaying acks and conversation changes.
+    /// mode), connects its fan-out from `config`, and starts relaying acks, conversation changes and
+    /// session revocations.
     pub async fn start(
         config: &Config,
         settings: config::NodeSettings,
@@ -49,6 +51,7 @@ impl Node {
         let hub = hub::Hub::connect(&config.redis_socket_url).await?;
         acks::start(bus.as_ref(), Arc::clone(&hub)).await?;
         conversation_events::start(bus.as_ref(), Arc::clone(&hub)).await?;
+        moderation_events::start(bus.as_ref(), Arc::clone(&hub)).await?;
         presence::start(Arc::clone(&cache), Arc::clone(&hub));
         Ok(Arc::new(Self {
             store,

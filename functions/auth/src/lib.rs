@@ -2,8 +2,12 @@
 //!
 //! Routes:
 //! - `POST /api/v1/admin/apps` `{name}` → `201 {app_id, app_secret, name}`; the secret is shown only here.
-//! - `GET|PUT /api/v1/admin/apps/{app_id}/settings` `{media:{max_upload_bytes, allowed_content_types}}`
+//! - `POST /api/v1/admin/apps/{app_id}/secret` (operator token) → `{app_id, app_secret}`: a new secret;
+//!   the old one stops working at once.
+//! - `GET|PUT /api/v1/admin/apps/{app_id}/settings` `{media, content, rate_limits, retention}`
 //!   (operator token) → `{app_id, settings}`.
+//!
+//! Every action here is written to the audit trail (`caas.audit`).
 //! - `POST /api/v1/auth/sdk/token` `{app_id, app_secret, user_external_id, display_name?}` →
 //!   `{token, expires_at, user:{id, external_id, display_name}, socket_urls}`.
 
@@ -12,11 +16,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use caas_shared::audit::{actions, Actor, AuditEvent, Target};
 use caas_shared::auth::{self, TokenSigner};
+use caas_shared::bus::Bus;
 use caas_shared::config::Config;
 use caas_shared::correlation::CorrelationId;
-use caas_shared::http::{bearer_token, finish_router, read_json};
+use caas_shared::http::{finish_router, read_json};
 use caas_shared::model::{limits, App, AppSettings, User};
+use caas_shared::moderation;
 use caas_shared::store::Store;
 use caas_shared::{now_ms, Error, Result};
 use serde::Deserialize;
@@ -25,15 +32,17 @@ use std::sync::Arc;
 
 pub struct AuthService {
     store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
     signer: TokenSigner,
     admin_token: Option<String>,
     socket_urls: Vec<String>,
 }
 
 impl AuthService {
-    pub fn new(store: Arc<dyn Store>, config: &Config) -> Self {
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>, config: &Config) -> Self {
         Self {
             store,
+            bus,
             signer: TokenSigner::from_config(config),
             admin_token: config.admin_token.clone(),
             socket_urls: config.socket_urls.clone(),
@@ -50,6 +59,7 @@ pub fn router(service: Arc<AuthService>) -> Router {
 pub fn routes(service: Arc<AuthService>) -> Router {
     Router::new()
         .route("/api/v1/admin/apps", post(create_app))
+        .route("/api/v1/admin/apps/{app_id}/secret", post(rotate_secret))
         .route(
             "/api/v1/admin/apps/{app_id}/settings",
             get(show_settings).put(replace_settings),
@@ -75,17 +85,7 @@ struct SdkTokenRequest {
 }
 
 fn require_operator(service: &AuthService, headers: &HeaderMap) -> Result<()> {
-    let expected = service
-        .admin_token
-        .as_deref()
-        .ok_or_else(|| Error::Forbidden("admin API is disabled: CAAS_ADMIN_TOKEN is not set".into()))?;
-    match bearer_token(headers) {
-        Some(presented) if auth::constant_time_eq(presented, expected) => Ok(()),
-        Some(_) => Err(Error::Unauthorized("invalid operator token".into())),
-        None => Err(Error::Unauthorized(
-            "missing Authorization: Bearer <operator token>".into(),
-        )),
-    }
+    caas_shared::http::require_operator(service.admin_token.as_deref(), headers)
 }
 
 fn validate_text(field: &str, value: &str, max_bytes: usize) -> Result<String> {
@@ -113,11 +113,7 @@ async fn create_app(
     require_operator(&service, &headers)?;
     let request: CreateAppRequest = read_json(&headers, body).await?;
     let name = validate_text("name", &request.name, limits::MAX_NAME_CHARS)?;
-    let secret = auth::generate_secret();
-    let secret_for_hashing = secret.clone();
-    let secret_hash = tokio::task::spawn_blocking(move || auth::hash_secret(&secret_for_hashing))
-        .await
-        .map_err(|e| Error::Internal(format!("hashing task: {e}")))??;
+    let (secret, secret_hash) = new_secret().await?;
     let app = App {
         id: format!("app_{}", uuid_simple()),
         name,
@@ -128,10 +124,52 @@ async fn create_app(
     };
     service.store.insert_app(&app).await?;
     tracing::info!(app_id = %app.id, "app created");
+    AuditEvent::new(
+        &app.id,
+        actions::APP_CREATED,
+        Actor::operator(),
+        Target::new("app", &app.id),
+        &app.correlation_id,
+    )
+    .with_details(json!({"name": app.name}))
+    .emit(service.bus.as_ref())
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"app_id": app.id, "app_secret": secret, "name": app.name})),
     ))
+}
+
+/// A new secret and its argon2 hash (hashing is slow on purpose, so off the async workers).
+async fn new_secret() -> Result<(String, String)> {
+    let secret = auth::generate_secret();
+    let secret_for_hashing = secret.clone();
+    let secret_hash = tokio::task::spawn_blocking(move || auth::hash_secret(&secret_for_hashing))
+        .await
+        .map_err(|e| Error::Internal(format!("hashing task: {e}")))??;
+    Ok((secret, secret_hash))
+}
+
+async fn rotate_secret(
+    State(service): State<Arc<AuthService>>,
+    Extension(correlation_id): Extension<CorrelationId>,
+    headers: HeaderMap,
+    Path(app_id): Path<String>,
+) -> Result<Json<Value>> {
+    require_operator(&service, &headers)?;
+    let (secret, secret_hash) = new_secret().await?;
+    let app = service.store.replace_app_secret(&app_id, &secret_hash).await?;
+    tracing::info!(app_id = %app.id, "app secret rotated");
+    AuditEvent::new(
+        &app.id,
+        actions::APP_SECRET_ROTATED,
+        Actor::operator(),
+        Target::new("app", &app.id),
+        correlation_id.as_str(),
+    )
+    .emit(service.bus.as_ref())
+    .await?;
+    Ok(Json(json!({"app_id": app.id, "app_secret": secret})))
 }
 
 async fn show_settings(
@@ -148,9 +186,10 @@ async fn show_settings(
     Ok(Json(json!({"app_id": app.id, "settings": app.settings})))
 }
 
-/// Replaces an app's settings (media limits); omitted sections return to their defaults.
+/// Replaces an app's settings; omitted sections return to their defaults.
 async fn replace_settings(
     State(service): State<Arc<AuthService>>,
+    Extension(correlation_id): Extension<CorrelationId>,
     headers: HeaderMap,
     Path(app_id): Path<String>,
     body: Body,
@@ -172,8 +211,28 @@ async fn replace_settings(
             "media.allowed_content_types are media types (image/png) or families (image/*)".into(),
         ));
     }
+    moderation::validate_policy(&settings.content, &settings.rate_limits)?;
+    if settings.retention.message_days.is_some_and(|days| !(1..=36_500).contains(&days)) {
+        return Err(Error::Validation("retention.message_days must be 1 to 36500".into()));
+    }
+    let before = service
+        .store
+        .find_app(&app_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("app {app_id} not found")))?
+        .settings;
     let app = service.store.update_app_settings(&app_id, &settings).await?;
     tracing::info!(app_id = %app.id, "app settings replaced");
+    AuditEvent::new(
+        &app.id,
+        actions::APP_SETTINGS_CHANGED,
+        Actor::operator(),
+        Target::new("app", &app.id),
+        correlation_id.as_str(),
+    )
+    .with_details(json!({"before": before, "after": app.settings}))
+    .emit(service.bus.as_ref())
+    .await?;
     Ok(Json(json!({"app_id": app.id, "settings": app.settings})))
 }
 
@@ -226,6 +285,16 @@ async fn issue_sdk_token(
     let user = service.store.upsert_user(&candidate).await?;
     let issued = service.signer.issue(&app.id, &user.id, &user.external_id)?;
     tracing::info!(app_id = %app.id, user_id = %user.id, session_id = %issued.session_id, "sdk token issued");
+    AuditEvent::new(
+        &app.id,
+        actions::TOKEN_ISSUED,
+        Actor::app(&app.id),
+        Target::new("user", &user.id),
+        correlation_id.as_str(),
+    )
+    .with_details(json!({"session_id": issued.session_id, "expires_at": issued.expires_at}))
+    .emit(service.bus.as_ref())
+    .await?;
     Ok(Json(json!({
         "token": issued.token,
         "expires_at": issued.expires_at,

@@ -1,7 +1,7 @@
-//! Lambda entry point of the auth function: wires config, the store and the router.
+//! Lambda entry point of the auth function: wires config, the store, the bus (audit trail) and the router.
 
 use caas_shared::config::Config;
-use caas_shared::store;
+use caas_shared::{bus, store};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -9,5 +9,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     caas_shared::telemetry::init();
     let config = Config::from_env()?;
     let store = store::connect(&config.store_url, &config.store_database).await?;
-    lambda_http::run(auth::router(Arc::new(auth::AuthService::new(store, &config)))).await
+    let bus = bus::connect(&config.bus_url).await?;
+    lambda_http::run(auth::router(Arc::new(auth::AuthService::new(store, bus, &config)))).await
 }

@@ -246,6 +246,18 @@ impl Store for MemoryStore {
         Ok(app)
     }
 
+    async fn replace_app_secret(&self, app_id: &str, secret_hash: &str) -> Result<App> {
+        let mut tables = self.tables();
+        let app = tables
+            .apps
+            .get_mut(app_id)
+            .ok_or_else(|| Error::NotFound(format!("app {app_id} not found")))?;
+        app.secret_hash = secret_hash.to_owned();
+        let app = app.clone();
+        self.persist(&tables)?;
+        Ok(app)
+    }
+
     async fn insert_attachment(&self, attachment: &Attachment) -> Result<()> {
         let mut tables = self.tables();
         if tables.attachments.contains_key(&attachment.id) {

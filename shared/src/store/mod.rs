@@ -55,6 +55,8 @@ pub trait Store: Send + Sync {
     async fn find_app(&self, app_id: &str) -> Result<Option<App>>;
     /// Replaces the app's settings; `NotFound` for an unknown app.
     async fn update_app_settings(&self, app_id: &str, settings: &AppSettings) -> Result<App>;
+    /// Replaces the app's secret hash (a rotation); `NotFound` for an unknown app.
+    async fn replace_app_secret(&self, app_id: &str, secret_hash: &str) -> Result<App>;
     async fn insert_attachment(&self, attachment: &Attachment) -> Result<()>;
     /// The attachments among `ids` that exist in this app.
     async fn find_attachments(&self, app_id: &str, ids: &[String]) -> Result<Vec<Attachment>>;

@@ -220,6 +220,16 @@ impl Store for MongoStore {
             .ok_or_else(|| Error::NotFound(format!("app {app_id} not found")))
     }
 
+    async fn replace_app_secret(&self, app_id: &str, secret_hash: &str) -> Result<App> {
+        self.collection("apps")
+            .find_one_and_update(doc! {"_id": app_id}, doc! {"$set": {"secret_hash": secret_hash}})
+            .return_document(ReturnDocument::After)
+            .await?
+            .map(from_document)
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("app {app_id} not found")))
+    }
+
     async fn insert_attachment(&self, attachment: &Attachment) -> Result<()> {
         match self
             .collection("attachments")

@@ -1,0 +1,138 @@
+//! The compliance function: the audit trail, legal holds, GDPR export and erasure, retention and
+//! moderation (bans and mutes). Every route needs the operator token (`Authorization: Bearer
+//! <CAAS_ADMIN_TOKEN>`) and names the app it acts on; every change it makes is itself audited.
+//!
+//! Routes:
+//! - `GET /api/v1/compliance/audit?app_id=&actor=&action=&target=&since=&until=&correlation_id=&after_seq=&limit=`
+//!   → `{records, next_after_seq}`; `GET /api/v1/compliance/audit/verify?app_id=` → `{valid, records, broken_at?}`
+//! - `POST /api/v1/compliance/holds` `{app_id, user_id | conversation_id, reason}` → `201` hold;
+//!   `GET /api/v1/compliance/holds?app_id=` → `{holds}`; `DELETE /api/v1/compliance/holds/{id}?app_id=`
+//! - `POST /api/v1/compliance/exports` `{app_id, user_id}` → `201 {export_id, url, expires_at, counts}`
+//! - `POST /api/v1/compliance/erasures` `{app_id, user_id}` → `{user_id, pseudonym, messages_erased,
+//!   attachments_deleted}`; `409 legal_hold` when a hold covers the user or their conversations
+//! - `POST /api/v1/compliance/retention/run` `{app_id?}` → `{apps:[{app_id, messages_purged, attachments_deleted}]}`
+//! - `POST /api/v1/compliance/restrictions` `{app_id, user_id, kind: ban|mute, conversation_id?, reason?,
+//!   duration_secs?}` → `201` restriction; `GET …/restrictions?app_id=`; `DELETE …/restrictions/{id}?app_id=`
+
+mod audit_trail;
+mod holds;
+mod privacy;
+pub mod retention;
+mod restrictions;
+
+use axum::http::HeaderMap;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use caas_shared::audit::{Actor, AuditEvent, Target};
+use caas_shared::blob::Blobs;
+use caas_shared::bus::Bus;
+use caas_shared::cache::Cache;
+use caas_shared::config::Config;
+use caas_shared::store::Store;
+use caas_shared::{Error, Result};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+pub struct ComplianceApi {
+    store: Arc<dyn Store>,
+    cache: Arc<dyn Cache>,
+    bus: Arc<dyn Bus>,
+    blobs: Arc<dyn Blobs>,
+    admin_token: Option<String>,
+}
+
+type Api = axum::extract::State<Arc<ComplianceApi>>;
+
+impl ComplianceApi {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<dyn Cache>,
+        bus: Arc<dyn Bus>,
+        blobs: Arc<dyn Blobs>,
+        config: &Config,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            bus,
+            blobs,
+            admin_token: config.admin_token.clone(),
+        }
+    }
+
+    fn require_operator(&self, headers: &HeaderMap) -> Result<()> {
+        caas_shared::http::require_operator(self.admin_token.as_deref(), headers)
+    }
+
+    /// The app a request names, which must exist.
+    async fn app(&self, app_id: &str) -> Result<caas_shared::model::App> {
+        if app_id.trim().is_empty() {
+            return Err(Error::Validation("app_id is required".into()));
+        }
+        self.store
+            .find_app(app_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("app {app_id} not found")))
+    }
+
+    /// Records an operator action in the app's audit trail before the request is answered.
+    async fn audit(
+        &self,
+        app_id: &str,
+        action: &str,
+        target: Target,
+        correlation_id: &str,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        AuditEvent::new(app_id, action, Actor::operator(), target, correlation_id)
+            .with_details(details)
+            .emit(self.bus.as_ref())
+            .await
+    }
+}
+
+/// The function as deployed: its routes with the shared correlation and JSON-error handling.
+pub fn router(api: Arc<ComplianceApi>) -> Router {
+    caas_shared::http::finish_router(routes(api))
+}
+
+/// Just the routes, for the local gateway to merge with the other functions'.
+pub fn routes(api: Arc<ComplianceApi>) -> Router {
+    Router::new()
+        .route("/api/v1/compliance/audit", get(audit_trail::list))
+        .route("/api/v1/compliance/audit/verify", get(audit_trail::verify))
+        .route("/api/v1/compliance/holds", post(holds::place).get(holds::list))
+        .route("/api/v1/compliance/holds/{hold_id}", delete(holds::release))
+        .route("/api/v1/compliance/exports", post(privacy::export))
+        .route("/api/v1/compliance/erasures", post(privacy::erase))
+        .route("/api/v1/compliance/retention/run", post(retention::run_now))
+        .route(
+            "/api/v1/compliance/restrictions",
+            post(restrictions::impose).get(restrictions::list),
+        )
+        .route("/api/v1/compliance/restrictions/{restriction_id}", delete(restrictions::lift))
+        .with_state(api)
+}
+
+/// Parses a query string into `T`, with a clear error for anything unexpected.
+fn parse_query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T> {
+    serde_urlencoded::from_str(raw.unwrap_or_default()).map_err(|e| Error::Validation(format!("bad query string: {e}")))
+}
+
+/// The `app_id` every read and deletion names in its query string.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppQuery {
+    #[serde(default)]
+    app_id: String,
+}
+
+fn number<T: std::str::FromStr>(name: &str, value: Option<&str>) -> Result<Option<T>> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse()
+                .map_err(|_| Error::Validation(format!("{name} must be an integer, got {v:?}")))
+        })
+        .transpose()
+}
