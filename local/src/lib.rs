@@ -109,9 +109,11 @@ pub async fn run_functions(platform: &Platform, shutdown: impl Future<Output = (
         feed_function(bus, feed(topics::MESSAGES, "persist-messages"), |event| async move {
             persist_messages.handle(&event).await
         }),
-        feed_function(bus, feed(topics::MESSAGES, "persist-conversations"), |event| async move {
-            persist_conversations.handle(&event).await
-        }),
+        feed_function(
+            bus,
+            feed(topics::MESSAGES, "persist-conversations"),
+            |event| async move { persist_conversations.handle(&event).await }
+        ),
         feed_function(bus, feed(topics::MESSAGES, "index-messages"), |event| async move {
             index_messages.handle(&event).await
         }),
@@ -142,11 +144,9 @@ where
 /// `CAAS_RETENTION_INTERVAL_SECS` (default 3600), the first time one interval after start.
 async fn enforce_retention(platform: &Platform, stop: impl Future<Output = ()>) -> Result<()> {
     let seconds = match std::env::var("CAAS_RETENTION_INTERVAL_SECS") {
-        Ok(value) => value
-            .parse::<u64>()
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| caas_shared::Error::Config("CAAS_RETENTION_INTERVAL_SECS must be a positive number".into()))?,
+        Ok(value) => value.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+            caas_shared::Error::Config("CAAS_RETENTION_INTERVAL_SECS must be a positive number".into())
+        })?,
         Err(_) => 3600,
     };
     let retention = compliance::retention::Retention {

@@ -2,6 +2,7 @@
 //! read, change and leave a conversation, and how lists show the last message and the unread count.
 //! Callers own the side effects on live connections (fan-out notices).
 
+use crate::audit::{actions, Actor, AuditEvent, Target};
 use crate::bus::Bus;
 use crate::cache::Cache;
 use crate::events::{topics, ConversationEvent, EventHeaders};
@@ -11,7 +12,6 @@ use crate::protocol::CreateConversation;
 use crate::store::{SeqRange, Store};
 use crate::{now_ms, Error, Result};
 use serde_json::{json, Value};
-use crate::audit::{actions, Actor, AuditEvent, Target};
 use std::collections::BTreeSet;
 
 /// The authenticated user a request acts for (from the SDK token).
@@ -330,7 +330,12 @@ impl Conversations<'_> {
         user_id: &str,
         correlation_id: &str,
     ) -> Result<Option<Conversation>> {
-        if self.store.find_member(app_id, conversation_id, user_id).await?.is_none() {
+        if self
+            .store
+            .find_member(app_id, conversation_id, user_id)
+            .await?
+            .is_none()
+        {
             return Ok(None);
         }
         let caller = Caller {

@@ -212,7 +212,11 @@ async fn replace_settings(
         ));
     }
     moderation::validate_policy(&settings.content, &settings.rate_limits)?;
-    if settings.retention.message_days.is_some_and(|days| !(1..=36_500).contains(&days)) {
+    if settings
+        .retention
+        .message_days
+        .is_some_and(|days| !(1..=36_500).contains(&days))
+    {
         return Err(Error::Validation("retention.message_days must be 1 to 36500".into()));
     }
     let before = service

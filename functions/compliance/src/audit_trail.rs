@@ -49,8 +49,12 @@ pub async fn list(State(api): Api, headers: HeaderMap, RawQuery(query): RawQuery
         limit,
     };
     let records = api.store.list_audit_records(&app.id, &query).await?;
-    let next_after_seq = (records.len() == limit).then(|| records.last().map(|r| r.seq)).flatten();
-    Ok(Json(json!({"app_id": app.id, "records": records, "next_after_seq": next_after_seq})))
+    let next_after_seq = (records.len() == limit)
+        .then(|| records.last().map(|r| r.seq))
+        .flatten();
+    Ok(Json(
+        json!({"app_id": app.id, "records": records, "next_after_seq": next_after_seq}),
+    ))
 }
 
 /// `GET /compliance/audit/verify`: walks the app's whole chain and reports the first broken link.

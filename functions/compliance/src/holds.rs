@@ -36,7 +36,12 @@ pub async fn place(
     let app = api.app(&request.app_id).await?;
     let (scope, target_id) = match (request.user_id, request.conversation_id) {
         (Some(user_id), None) => {
-            if api.store.find_users(&app.id, std::slice::from_ref(&user_id)).await?.is_empty() {
+            if api
+                .store
+                .find_users(&app.id, std::slice::from_ref(&user_id))
+                .await?
+                .is_empty()
+            {
                 return Err(Error::NotFound(format!("user {user_id} not found")));
             }
             (HoldScope::User, user_id)

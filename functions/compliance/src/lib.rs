@@ -17,8 +17,8 @@
 mod audit_trail;
 mod holds;
 mod privacy;
-pub mod retention;
 mod restrictions;
+pub mod retention;
 
 use axum::http::HeaderMap;
 use axum::routing::{delete, get, post};
@@ -110,7 +110,10 @@ pub fn routes(api: Arc<ComplianceApi>) -> Router {
             "/api/v1/compliance/restrictions",
             post(restrictions::impose).get(restrictions::list),
         )
-        .route("/api/v1/compliance/restrictions/{restriction_id}", delete(restrictions::lift))
+        .route(
+            "/api/v1/compliance/restrictions/{restriction_id}",
+            delete(restrictions::lift),
+        )
         .with_state(api)
 }
 

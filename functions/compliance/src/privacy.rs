@@ -118,7 +118,8 @@ pub async fn export(
         .blobs
         .presign_get(&key, &format!("{export_id}.json"), EXPORT_LINK_TTL)
         .await?;
-    let counts = json!({"memberships": memberships.len(), "messages": messages.len(), "attachments": attachments.len()});
+    let counts =
+        json!({"memberships": memberships.len(), "messages": messages.len(), "attachments": attachments.len()});
     api.audit(
         &user.app_id,
         actions::USER_EXPORTED,

@@ -46,7 +46,12 @@ pub async fn impose(
     let request: Impose = read_json(&headers, body).await?;
     let app = api.app(&request.app_id).await?;
     require_id("user_id", &request.user_id)?;
-    if api.store.find_users(&app.id, std::slice::from_ref(&request.user_id)).await?.is_empty() {
+    if api
+        .store
+        .find_users(&app.id, std::slice::from_ref(&request.user_id))
+        .await?
+        .is_empty()
+    {
         return Err(Error::NotFound(format!("user {} not found", request.user_id)));
     }
     if let Some(conversation_id) = &request.conversation_id {

@@ -92,8 +92,10 @@ impl Retention<'_> {
                 Target::new("app", &app.id),
                 correlation_id,
             )
-            .with_details(json!({"message_days": days, "cutoff": cutoff, "messages_purged": report.messages_purged,
-                "attachments_deleted": report.attachments_deleted}))
+            .with_details(
+                json!({"message_days": days, "cutoff": cutoff, "messages_purged": report.messages_purged,
+                "attachments_deleted": report.attachments_deleted}),
+            )
             .emit(self.bus)
             .await?;
         }
@@ -167,6 +169,8 @@ pub async fn run_now(
         bus: api.bus.as_ref(),
         blobs: api.blobs.as_ref(),
     };
-    let apps = retention.run(request.app_id.as_deref(), correlation_id.as_str()).await?;
+    let apps = retention
+        .run(request.app_id.as_deref(), correlation_id.as_str())
+        .await?;
     Ok(Json(json!({"apps": apps})))
 }

@@ -50,7 +50,11 @@ impl WriteAudit {
                 }
                 Ok(_) => {
                     report.rejected += 1;
-                    tracing::error!(partition = record.partition, offset = record.offset, "audit event without app or id");
+                    tracing::error!(
+                        partition = record.partition,
+                        offset = record.offset,
+                        "audit event without app or id"
+                    );
                 }
                 Err(reason) => {
                     report.rejected += 1;
@@ -89,7 +93,6 @@ impl WriteAudit {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,7 +117,13 @@ mod tests {
     }
 
     fn audit_event(app: &str, target: &str) -> Value {
-        let event = AuditEvent::new(app, actions::USER_RESTRICTED, Actor::operator(), Target::new("user", target), "c");
+        let event = AuditEvent::new(
+            app,
+            actions::USER_RESTRICTED,
+            Actor::operator(),
+            Target::new("user", target),
+            "c",
+        );
         serde_json::to_value(event).unwrap()
     }
 

@@ -224,7 +224,10 @@ async fn gates_follow_mirrored_restrictions_and_rate_limits(cache: &dyn Cache) {
         user_messages_per_second: 0,
         app_messages_per_second: 0,
     };
-    assert_eq!(cache.gate(&GateCheck::connect(&app, &ann)).await.unwrap(), SendGate::Unloaded);
+    assert_eq!(
+        cache.gate(&GateCheck::connect(&app, &ann)).await.unwrap(),
+        SendGate::Unloaded
+    );
     let past = crate::now_ms() - 1;
     let conversation_mute = restriction_field(RestrictionKind::Mute, &ann, Some("c1"));
     let expired_ban = restriction_field(RestrictionKind::Ban, &bob, None);
@@ -232,9 +235,15 @@ async fn gates_follow_mirrored_restrictions_and_rate_limits(cache: &dyn Cache) {
         .mirror_restrictions(&app, &[(conversation_mute, 0), (expired_ban, past)])
         .await
         .unwrap();
-    assert_eq!(cache.gate(&GateCheck::connect(&app, &ann)).await.unwrap(), SendGate::Allowed);
     assert_eq!(
-        cache.gate(&GateCheck::send(&app, &ann, "c1", &unlimited)).await.unwrap(),
+        cache.gate(&GateCheck::connect(&app, &ann)).await.unwrap(),
+        SendGate::Allowed
+    );
+    assert_eq!(
+        cache
+            .gate(&GateCheck::send(&app, &ann, "c1", &unlimited))
+            .await
+            .unwrap(),
         SendGate::Restricted {
             kind: RestrictionKind::Mute,
             conversation_wide: true,
@@ -242,7 +251,10 @@ async fn gates_follow_mirrored_restrictions_and_rate_limits(cache: &dyn Cache) {
         }
     );
     assert_eq!(
-        cache.gate(&GateCheck::send(&app, &ann, "c2", &unlimited)).await.unwrap(),
+        cache
+            .gate(&GateCheck::send(&app, &ann, "c2", &unlimited))
+            .await
+            .unwrap(),
         SendGate::Allowed
     );
     assert_eq!(
@@ -261,7 +273,10 @@ async fn gates_follow_mirrored_restrictions_and_rate_limits(cache: &dyn Cache) {
         }
     ));
     cache.mirror_restriction(&app, &ban, None).await.unwrap();
-    assert_eq!(cache.gate(&GateCheck::connect(&app, &bob)).await.unwrap(), SendGate::Allowed);
+    assert_eq!(
+        cache.gate(&GateCheck::connect(&app, &bob)).await.unwrap(),
+        SendGate::Allowed
+    );
 
     let two_per_second = RateLimits {
         user_messages_per_second: 2,

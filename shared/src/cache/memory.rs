@@ -289,7 +289,11 @@ impl Cache for MemoryCache {
                 limits.user_messages_per_second,
                 RateScope::User,
             ),
-            (format!("{}:{second}", check.app_id), limits.app_messages_per_second, RateScope::App),
+            (
+                format!("{}:{second}", check.app_id),
+                limits.app_messages_per_second,
+                RateScope::App,
+            ),
         ];
         cached.rates.retain(|_, (_, lapses)| *lapses > now);
         for (key, limit, scope) in &counters {

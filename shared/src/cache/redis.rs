@@ -262,7 +262,10 @@ impl Cache for RedisCache {
 
     async fn mirror_restrictions(&self, app_id: &str, entries: &[(String, i64)]) -> Result<()> {
         let key = restrictions_key(app_id);
-        let mut fields: Vec<(&str, i64)> = entries.iter().map(|(field, expiry)| (field.as_str(), *expiry)).collect();
+        let mut fields: Vec<(&str, i64)> = entries
+            .iter()
+            .map(|(field, expiry)| (field.as_str(), *expiry))
+            .collect();
         fields.push(("_loaded", 1));
         let _: () = redis::pipe()
             .atomic()

@@ -117,7 +117,11 @@ impl Tables {
             tables.attachments.insert(attachment.id.clone(), attachment);
         }
         for record in snapshot.audit {
-            tables.audit.entry(record.event.app_id.clone()).or_default().push(record);
+            tables
+                .audit
+                .entry(record.event.app_id.clone())
+                .or_default()
+                .push(record);
         }
         for chain in tables.audit.values_mut() {
             chain.sort_by_key(|record| record.seq);

@@ -651,7 +651,10 @@ impl Store for MongoStore {
         let documents = records.iter().map(to_document).collect::<Result<Vec<_>>>()?;
         match self.collection("audit_events").insert_many(documents).await {
             Ok(_) => Ok(()),
-            Err(e) if is_duplicate_key(&e) || matches!(e.kind.as_ref(), ErrorKind::InsertMany(f) if f.write_errors.as_deref().unwrap_or_default().iter().any(|w| w.code == DUPLICATE_KEY)) => {
+            Err(e)
+                if is_duplicate_key(&e)
+                    || matches!(e.kind.as_ref(), ErrorKind::InsertMany(f) if f.write_errors.as_deref().unwrap_or_default().iter().any(|w| w.code == DUPLICATE_KEY)) =>
+            {
                 Err(Error::Conflict("the audit chain moved on; retry the batch".into()))
             }
             Err(e) => Err(e.into()),
@@ -786,8 +789,7 @@ impl Store for MongoStore {
 
     async fn attachments_by_uploader(&self, app_id: &str, uploader_id: &str) -> Result<Vec<Attachment>> {
         let filter = doc! {"app_id": app_id, "uploader_id": uploader_id};
-        self.find_all("attachments", filter, doc! {"_id": 1}, usize::MAX)
-            .await
+        self.find_all("attachments", filter, doc! {"_id": 1}, usize::MAX).await
     }
 
     async fn delete_attachments(&self, app_id: &str, attachment_ids: &[String]) -> Result<usize> {
