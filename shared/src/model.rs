@@ -51,21 +51,15 @@ pub enum BlockedTermAction {
     Flag,
 }
 
-/// Sends allowed per second; 0 means unlimited.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// Sends allowed per second; 0 (the default) means unlimited. Off by default because what is normal
+/// differs by app (a support chat versus a live-event room); the operator sets them per app.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimits {
+    #[serde(default)]
     pub user_messages_per_second: u32,
+    #[serde(default)]
     pub app_messages_per_second: u32,
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        Self {
-            user_messages_per_second: 20,
-            app_messages_per_second: 0,
-        }
-    }
 }
 
 /// How long messages are kept; without `message_days` they are kept forever.

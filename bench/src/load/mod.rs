@@ -11,9 +11,9 @@ pub mod report;
 pub mod servers;
 
 use caas_shared::auth::TokenSigner;
-use caas_shared::model::{App, AppSettings, RateLimits};
 use caas_shared::bus::Bus;
 use caas_shared::config::Config;
+use caas_shared::model::{App, AppSettings};
 use caas_shared::store::Store;
 use client::Flavor;
 use std::sync::Arc;
@@ -38,20 +38,14 @@ impl Environment {
         let signer = TokenSigner::from_config(&config);
         let app_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
         // The node reads the app's settings on every send (cached). The bench mints tokens itself, so
-        // the app has no usable secret; it measures capacity, so no rate limit applies.
+        // the app has no usable secret; it measures capacity, so it keeps the default: no rate limits.
         let app = App {
             id: app_id.clone(),
             name: "load-bench".into(),
             secret_hash: String::new(),
             created_at: caas_shared::now_ms(),
             correlation_id: "load-bench".into(),
-            settings: AppSettings {
-                rate_limits: RateLimits {
-                    user_messages_per_second: 0,
-                    app_messages_per_second: 0,
-                },
-                ..AppSettings::default()
-            },
+            settings: AppSettings::default(),
         };
         store.insert_app(&app).await?;
         let backends = std::env::var("CAAS_BENCH_BACKEND_PIDS")

@@ -139,3 +139,116 @@ fn number<T: std::str::FromStr>(name: &str, value: Option<&str>) -> Result<Optio
         })
         .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use caas_shared::model::{App, User};
+    use caas_shared::store::MemoryStore;
+    use serde_json::{json, Value};
+    use tower::ServiceExt;
+
+    const OPERATOR: &str = "operator-secret";
+
+    async fn api() -> Arc<ComplianceApi> {
+        let dir = std::env::temp_dir().join(format!("compliance-{}", uuid::Uuid::new_v4().simple()));
+        let blobs =
+            caas_shared::blob::local::LocalBlobs::new(dir.to_str().unwrap(), "http://127.0.0.1:1", "s").unwrap();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        store
+            .insert_app(&App {
+                id: "app".into(),
+                name: "app".into(),
+                secret_hash: String::new(),
+                created_at: 1,
+                correlation_id: "c".into(),
+                settings: Default::default(),
+            })
+            .await
+            .unwrap();
+        store
+            .upsert_user(&User {
+                id: "u1".into(),
+                app_id: "app".into(),
+                external_id: "alice".into(),
+                display_name: Some("Alice".into()),
+                created_at: 1,
+                correlation_id: "c".into(),
+            })
+            .await
+            .unwrap();
+        Arc::new(ComplianceApi {
+            store,
+            cache: caas_shared::cache::connect("memory://").await.unwrap(),
+            bus: caas_shared::bus::connect("memory://").await.unwrap(),
+            blobs: Arc::new(blobs),
+            admin_token: Some(OPERATOR.into()),
+        })
+    }
+
+    async fn call(api: &Arc<ComplianceApi>, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {OPERATOR}"))
+            .header("content-type", "application/json")
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let response = router(Arc::clone(api)).oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn only_the_operator_gets_in() {
+        let api = api().await;
+        let request = http::Request::get("/api/v1/compliance/holds?app_id=app")
+            .header("authorization", "Bearer guess")
+            .body(Body::empty())
+            .unwrap();
+        let response = router(api).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 401);
+    }
+
+    #[tokio::test]
+    async fn bad_requests_get_clear_errors() {
+        let api = api().await;
+        let both = json!({"app_id": "app", "user_id": "u1", "conversation_id": "c", "reason": "r"});
+        let (status, body) = call(&api, "POST", "/api/v1/compliance/holds", Some(both)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("validation_failed"))
+        );
+        let odd = json!({"app_id": "app", "user_id": "u1", "kind": "shadowban"});
+        let (status, _) = call(&api, "POST", "/api/v1/compliance/restrictions", Some(odd)).await;
+        assert_eq!(status, 400);
+        let (status, body) = call(&api, "GET", "/api/v1/compliance/audit?app_id=nope", None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+        let (status, _) = call(&api, "GET", "/api/v1/compliance/audit?app_id=app&limit=0", None).await;
+        assert_eq!(status, 400);
+        let (status, _) = call(&api, "GET", "/api/v1/compliance/audit?app_id=app&colour=red", None).await;
+        assert_eq!(status, 400);
+    }
+
+    #[tokio::test]
+    async fn a_hold_blocks_erasure_until_it_is_released() {
+        let api = api().await;
+        let hold = json!({"app_id": "app", "user_id": "u1", "reason": "case"});
+        let (status, hold) = call(&api, "POST", "/api/v1/compliance/holds", Some(hold)).await;
+        assert_eq!(status, 201, "{hold}");
+        let erase = json!({"app_id": "app", "user_id": "u1"});
+        let (status, body) = call(&api, "POST", "/api/v1/compliance/erasures", Some(erase.clone())).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (409, Some("legal_hold")));
+        let release = format!("/api/v1/compliance/holds/{}?app_id=app", hold["id"].as_str().unwrap());
+        assert_eq!(call(&api, "DELETE", &release, None).await.0, 200);
+        let (status, body) = call(&api, "POST", "/api/v1/compliance/erasures", Some(erase)).await;
+        assert_eq!(status, 200, "{body}");
+        let user = api.store.find_users("app", &["u1".into()]).await.unwrap().remove(0);
+        assert_eq!(
+            (user.external_id.as_str(), user.display_name),
+            (body["pseudonym"].as_str().unwrap(), None)
+        );
+    }
+}
