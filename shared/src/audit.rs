@@ -181,12 +181,11 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
-/// Checks records that continue a chain whose last verified link was `previous` (`None`: the start).
-/// Returns the first break, if any, and the last good record to continue from.
+/// Checks records that continue a chain whose last verified link was `previous` (`None`: the start);
+/// returns the first break, if any.
 pub fn verify(previous: Option<&AuditRecord>, records: &[AuditRecord]) -> std::result::Result<(), ChainBreak> {
-    let mut expected_seq = previous.map_or(1, |p| p.seq + 1);
     let mut expected_prev = previous.map_or_else(|| GENESIS_HASH.to_owned(), |p| p.hash.clone());
-    for record in records {
+    for (expected_seq, record) in (previous.map_or(1, |p| p.seq + 1)..).zip(records) {
         let broken = |reason: &str| ChainBreak {
             seq: record.seq,
             reason: reason.to_owned(),
@@ -203,7 +202,6 @@ pub fn verify(previous: Option<&AuditRecord>, records: &[AuditRecord]) -> std::r
         if link_hash(&record.prev_hash, record.seq, &record.event) != record.hash {
             return Err(broken("the record's content does not match its hash (edited)"));
         }
-        expected_seq += 1;
         expected_prev = record.hash.clone();
     }
     Ok(())
