@@ -4,11 +4,8 @@
 //! effect exactly-once.
 
 use aws_lambda_events::event::kafka::KafkaEvent;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
 use caas_shared::bus::{Bus, Position, Record};
 use caas_shared::{Error, Result};
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
@@ -49,46 +46,6 @@ impl BatchPolicy {
             ..Self::default()
         })
     }
-}
-
-/// One record in the JSON form Lambda receives (key and value base64, headers as signed bytes).
-fn lambda_record(record: &Record) -> Value {
-    let headers: Vec<Value> = record
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            let bytes: Vec<i8> = value.iter().map(|b| *b as i8).collect();
-            json!({ name: bytes })
-        })
-        .collect();
-    json!({
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp": record.timestamp_ms,
-        "timestampType": "CREATE_TIME",
-        "key": record.key.as_ref().map(|k| BASE64.encode(k)),
-        "value": BASE64.encode(&record.payload),
-        "headers": headers,
-    })
-}
-
-/// Groups a batch the way Lambda does (`"topic-partition"` → records).
-fn kafka_event(bus: &dyn Bus, batch: &[Record]) -> Result<KafkaEvent> {
-    let mut records: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for record in batch {
-        records
-            .entry(format!("{}-{}", record.topic, record.partition))
-            .or_default()
-            .push(lambda_record(record));
-    }
-    let (event_source, bootstrap_servers) = bus.source();
-    serde_json::from_value(json!({
-        "eventSource": event_source,
-        "bootstrapServers": bootstrap_servers,
-        "records": records,
-    }))
-    .map_err(|e| Error::Internal(format!("building KafkaEvent: {e}")))
 }
 
 /// The position after the last record of each partition in the batch.
@@ -146,7 +103,7 @@ where
             consumer.commit(&positions).await.ok();
             continue;
         }
-        let event = kafka_event(bus, &batch)?;
+        let event = caas_shared::lambda::kafka_event(bus.source(), &batch)?;
         let mut backoff = Duration::from_millis(100);
         loop {
             match handler(event.clone()).await {

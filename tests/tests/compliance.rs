@@ -47,6 +47,12 @@ impl<'a> Operator<'a> {
         self.call(reqwest::Method::GET, path, None).await
     }
 
+    /// Releases a hold or lifts a restriction (`kind` is `holds` or `restrictions`); returns the status.
+    async fn end(&self, kind: &str, id: &Value, app_id: &str) -> u16 {
+        let path = format!("/api/v1/compliance/{kind}/{}?app_id={app_id}", id.as_str().unwrap());
+        self.call(reqwest::Method::DELETE, &path, None).await.0
+    }
+
     async fn settings(&self, app_id: &str, settings: Value) {
         let (status, body) = self
             .call(
@@ -305,16 +311,7 @@ async fn bans_mutes_blocked_terms_and_rate_limits_are_enforced_by_the_socket_nod
     ok(&b
         .call("conversation.subscribe", json!({"conversation_id": conversation}))
         .await);
-    let (status, _) = operator
-        .call(
-            reqwest::Method::DELETE,
-            &format!(
-                "/api/v1/compliance/restrictions/{}?app_id={app_id}",
-                mute["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await;
+    let status = operator.end("restrictions", &mute["id"], &app_id).await;
     assert_eq!(status, 200);
     ok(&send(&mut b, &conversation, "back again").await);
 
@@ -586,16 +583,7 @@ async fn retention_purges_old_messages_and_their_files_except_under_legal_hold()
         .post("/api/v1/compliance/retention/run", json!({"app_id": app_id}))
         .await;
     assert_eq!(again["apps"][0]["messages_purged"], 0);
-    let (status, _) = operator
-        .call(
-            reqwest::Method::DELETE,
-            &format!(
-                "/api/v1/compliance/holds/{}?app_id={app_id}",
-                hold["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await;
+    let status = operator.end("holds", &hold["id"], &app_id).await;
     assert_eq!(status, 200);
     let (_, released) = operator
         .post("/api/v1/compliance/retention/run", json!({"app_id": app_id}))
@@ -685,16 +673,7 @@ async fn export_holds_exactly_the_users_data_and_erasure_removes_it_everywhere_u
         "{blocked}"
     );
     assert_eq!(search_hits(&platform, &bob, "flamingo").await, 1);
-    operator
-        .call(
-            reqwest::Method::DELETE,
-            &format!(
-                "/api/v1/compliance/holds/{}?app_id={app_id}",
-                hold["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await;
+    assert_eq!(operator.end("holds", &hold["id"], &app_id).await, 200);
 
     let (status, erased) = operator.post("/api/v1/compliance/erasures", erase).await;
     assert_eq!(status, 200, "{erased}");

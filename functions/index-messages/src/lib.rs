@@ -71,23 +71,11 @@ impl IndexMessages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine;
     use caas_shared::search::SearchRequest;
     use serde_json::Value;
 
     fn event(records: Vec<Value>) -> KafkaEvent {
-        let encoded: Vec<Value> = records
-            .into_iter()
-            .enumerate()
-            .map(|(offset, value)| {
-                json!({
-                    "topic": "caas.messages", "partition": 0, "offset": offset, "timestamp": 0,
-                    "timestampType": "CREATE_TIME", "key": null, "headers": [],
-                    "value": base64::engine::general_purpose::STANDARD.encode(value.to_string()),
-                })
-            })
-            .collect();
-        serde_json::from_value(json!({"eventSource": "aws:kafka", "records": {"caas.messages-0": encoded}})).unwrap()
+        caas_shared::lambda::sample_event("caas.messages", &records)
     }
 
     fn message(kind: &str, text: &str, version: i64) -> Value {

@@ -96,24 +96,12 @@ impl WriteAudit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine;
     use caas_shared::audit::{self, actions, Actor, AuditQuery, Target};
     use caas_shared::store::MemoryStore;
     use serde_json::Value;
 
     fn event(records: Vec<Value>) -> KafkaEvent {
-        let encoded: Vec<Value> = records
-            .into_iter()
-            .enumerate()
-            .map(|(offset, value)| {
-                json!({
-                    "topic": "caas.audit", "partition": 0, "offset": offset, "timestamp": 0,
-                    "timestampType": "CREATE_TIME", "key": null, "headers": [],
-                    "value": base64::engine::general_purpose::STANDARD.encode(value.to_string()),
-                })
-            })
-            .collect();
-        serde_json::from_value(json!({"eventSource": "aws:kafka", "records": {"caas.audit-0": encoded}})).unwrap()
+        caas_shared::lambda::sample_event("caas.audit", &records)
     }
 
     fn audit_event(app: &str, target: &str) -> Value {
