@@ -17,6 +17,7 @@ use caas_shared::events::MessageEvent;
 use caas_shared::http::read_json;
 use caas_shared::model::{Attachment, HoldScope, Message, User};
 use caas_shared::{now_ms, revisions, Error, Result};
+use futures_util::future::try_join_all;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -24,6 +25,8 @@ use std::time::Duration;
 
 /// Messages read per store round trip.
 const PAGE: usize = 500;
+/// Tombstones published at once (each waits for the broker), so a prolific user is erased in seconds.
+const PUBLISH_CONCURRENCY: usize = 64;
 /// How long an export's download link works.
 pub const EXPORT_LINK_TTL: Duration = Duration::from_secs(3600);
 
@@ -180,14 +183,16 @@ pub async fn erase(
     // Stored first, so the content is gone from MongoDB when this answers; then published, so the
     // search index, summaries and recent window follow (persistence sees the same version: a no-op).
     api.store.apply_message_revisions(&tombstones).await?;
-    for tombstone in &tombstones {
-        revisions::publish(
-            api.bus.as_ref(),
-            api.cache.as_ref(),
-            tombstone.clone(),
-            MessageEvent::Deleted,
-            correlation_id.as_str(),
-        )
+    for chunk in tombstones.chunks(PUBLISH_CONCURRENCY) {
+        try_join_all(chunk.iter().map(|tombstone| {
+            revisions::publish(
+                api.bus.as_ref(),
+                api.cache.as_ref(),
+                tombstone.clone(),
+                MessageEvent::Deleted,
+                correlation_id.as_str(),
+            )
+        }))
         .await?;
     }
     let attachments = api.store.attachments_by_uploader(&user.app_id, &user.id).await?;

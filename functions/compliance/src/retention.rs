@@ -20,12 +20,15 @@ use caas_shared::http::read_json;
 use caas_shared::model::{App, Message};
 use caas_shared::store::{RetentionExceptions, Store};
 use caas_shared::{now_ms, Result};
+use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 /// Messages purged per round trip.
 const PAGE: usize = 500;
+/// Purge events published at once (each waits for the broker).
+const ANNOUNCE_CONCURRENCY: usize = 64;
 
 /// What one run did for one app.
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
@@ -80,8 +83,13 @@ impl Retention<'_> {
             report.attachments_deleted += self.delete_attachments(&app.id, &expired).await?;
             let ids: Vec<String> = expired.iter().map(|m| m.id.clone()).collect();
             report.messages_purged += self.store.purge_messages(&app.id, &ids).await?;
-            for message in expired {
-                self.announce(message, correlation_id).await?;
+            for chunk in expired.chunks(ANNOUNCE_CONCURRENCY) {
+                try_join_all(
+                    chunk
+                        .iter()
+                        .map(|message| self.announce(message.clone(), correlation_id)),
+                )
+                .await?;
             }
         }
         if report.messages_purged > 0 {

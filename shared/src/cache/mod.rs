@@ -107,7 +107,7 @@ pub trait Cache: Send + Sync {
     /// [`crate::moderation::RESTRICTIONS_TTL`] and marks the mirror loaded, even when empty. Fields
     /// already mirrored stay, so a restriction added meanwhile is not lost.
     async fn mirror_restrictions(&self, app_id: &str, entries: &[(String, i64)]) -> Result<()>;
-    /// Adds (`Some(expiry)`) or removes (`None`) one mirrored restriction.
+    /// Adds (`Some(expiry)`) or removes (`None`) one mirrored restriction, if the app's mirror is loaded.
     async fn mirror_restriction(&self, app_id: &str, field: &str, expiry: Option<i64>) -> Result<()>;
     /// Answers a [`GateCheck`]: a restriction in force, else (for a send) the rate limits, which count
     /// the send when it is allowed. `Unloaded` when the app's restrictions are not mirrored.

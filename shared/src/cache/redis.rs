@@ -54,6 +54,14 @@ end
 return {0, 0}
 "#;
 
+/// Changes one mirrored restriction only where the app's mirror is loaded (elsewhere the next check
+/// loads it from the store), so no mirror is ever left without its expiry.
+const MIRROR_ONE_SCRIPT: &str = r#"
+if redis.call('HEXISTS', KEYS[1], '_loaded') == 0 then return 0 end
+if ARGV[2] == '' then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+"#;
+
 /// An app's moderation keys share its hash tag, so the gate script touches one slot.
 fn restrictions_key(app_id: &str) -> String {
     format!("caas:{{{app_id}}}:restrictions")
@@ -95,6 +103,7 @@ pub struct RedisCache {
     connection: ConnectionManager,
     claim_script: redis::Script,
     gate_script: redis::Script,
+    mirror_one_script: redis::Script,
 }
 
 impl RedisCache {
@@ -105,6 +114,7 @@ impl RedisCache {
             connection,
             claim_script: redis::Script::new(CLAIM_SCRIPT),
             gate_script: redis::Script::new(GATE_SCRIPT),
+            mirror_one_script: redis::Script::new(MIRROR_ONE_SCRIPT),
         })
     }
 
@@ -277,11 +287,13 @@ impl Cache for RedisCache {
     }
 
     async fn mirror_restriction(&self, app_id: &str, field: &str, expiry: Option<i64>) -> Result<()> {
-        let key = restrictions_key(app_id);
-        let _: () = match expiry {
-            Some(expiry) => self.conn().hset(key, field, expiry).await?,
-            None => self.conn().hdel(key, field).await?,
-        };
+        let _: i64 = self
+            .mirror_one_script
+            .key(restrictions_key(app_id))
+            .arg(field)
+            .arg(expiry.map(|e| e.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn())
+            .await?;
         Ok(())
     }
 
