@@ -502,6 +502,18 @@ impl Client {
         self.reply(&id).await
     }
 
+    /// Creates a group named "g" with the users behind these token responses; returns its id.
+    pub async fn create_group(&mut self, members: &[&Value]) -> String {
+        let member_ids: Vec<&Value> = members.iter().map(|t| &t["user"]["id"]).collect();
+        let created = ok(&self
+            .call(
+                "conversation.create",
+                json!({"kind": "group", "name": "g", "member_ids": member_ids}),
+            )
+            .await);
+        created["id"].as_str().unwrap().to_owned()
+    }
+
     /// The `data` of the next event of `kind`, skipping other frames.
     pub async fn event(&mut self, kind: &str) -> Value {
         loop {

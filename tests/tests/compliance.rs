@@ -26,6 +26,15 @@ impl<'a> Operator<'a> {
         }
     }
 
+    /// SDK tokens for users of `app`, in the order their external ids are given.
+    async fn tokens<const N: usize>(&self, app: &(String, String), external_ids: [&str; N]) -> [Value; N] {
+        let mut tokens = Vec::with_capacity(N);
+        for external_id in external_ids {
+            tokens.push(self.platform.token(&self.http, app, external_id).await);
+        }
+        tokens.try_into().expect("one token per external id")
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self
             .http
@@ -88,17 +97,6 @@ fn id_of(token: &Value) -> String {
 
 async fn connect(platform: &Platform, token: &Value, name: &str) -> Client {
     Client::connect(&platform.socket_urls[0], token["token"].as_str().unwrap(), name).await
-}
-
-async fn group(client: &mut Client, members: &[&Value]) -> String {
-    let member_ids: Vec<&Value> = members.iter().map(|t| &t["user"]["id"]).collect();
-    let created = ok(&client
-        .call(
-            "conversation.create",
-            json!({"kind": "group", "name": "g", "member_ids": member_ids}),
-        )
-        .await);
-    created["id"].as_str().unwrap().to_owned()
 }
 
 fn send_request(conversation_id: &str, text: &str) -> Value {
@@ -260,15 +258,11 @@ async fn bans_mutes_blocked_terms_and_rate_limits_are_enforced_by_the_socket_nod
                    "rate_limits": {"user_messages_per_second": 5, "app_messages_per_second": 0}}),
         )
         .await;
-    let (alice, bob, carol) = (
-        platform.token(&operator.http, &app, "alice").await,
-        platform.token(&operator.http, &app, "bob").await,
-        platform.token(&operator.http, &app, "carol").await,
-    );
+    let [alice, bob, carol] = operator.tokens(&app, ["alice", "bob", "carol"]).await;
     let mut a = connect(&platform, &alice, "mod-alice").await;
     let mut b = connect(&platform, &bob, "mod-bob").await;
     let mut c = connect(&platform, &carol, "mod-carol").await;
-    let conversation = group(&mut a, &[&bob, &carol]).await;
+    let conversation = a.create_group(&[&bob, &carol]).await;
 
     // Blocked terms: whole words, any case; nothing is sequenced for a refused send.
     refused(
@@ -373,10 +367,9 @@ async fn bans_mutes_blocked_terms_and_rate_limits_are_enforced_by_the_socket_nod
             json!({"content": {"blocked_terms": ["scam"], "action": "flag"}}),
         )
         .await;
-    let dave = platform.token(&operator.http, &other, "dave").await;
-    let erin = platform.token(&operator.http, &other, "erin").await;
+    let [dave, erin] = operator.tokens(&other, ["dave", "erin"]).await;
     let mut d = connect(&platform, &dave, "mod-dave").await;
-    let solo = group(&mut d, &[&erin]).await;
+    let solo = d.create_group(&[&erin]).await;
     let flagged = ok(&send(&mut d, &solo, "obvious scam here").await);
     let reviews = operator.audit_until(&other.0, "action=message.flagged", 1).await;
     assert_eq!(reviews[0]["target"]["id"], flagged["message_id"]);
@@ -509,12 +502,9 @@ async fn retention_purges_old_messages_and_their_files_except_under_legal_hold()
     let operator = Operator::new(&platform);
     let app = platform.create_app(&operator.http).await;
     let app_id = app.0.clone();
-    let (alice, bob) = (
-        platform.token(&operator.http, &app, "alice").await,
-        platform.token(&operator.http, &app, "bob").await,
-    );
+    let [alice, bob] = operator.tokens(&app, ["alice", "bob"]).await;
     let mut a = connect(&platform, &alice, "ret-alice").await;
-    let (held, open) = (group(&mut a, &[&bob]).await, group(&mut a, &[&bob]).await);
+    let (held, open) = (a.create_group(&[&bob]).await, a.create_group(&[&bob]).await);
     let file = upload(&platform, &alice, &open, "old notes").await;
     let alice_id = id_of(&alice);
     let mut old_with_file = aged_message(&app_id, &open, &alice_id, 1, 40, "ancient walrus");
@@ -598,14 +588,11 @@ async fn export_holds_exactly_the_users_data_and_erasure_removes_it_everywhere_u
     let operator = Operator::new(&platform);
     let app = platform.create_app(&operator.http).await;
     let app_id = app.0.clone();
-    let (alice, bob) = (
-        platform.token(&operator.http, &app, "alice").await,
-        platform.token(&operator.http, &app, "bob").await,
-    );
+    let [alice, bob] = operator.tokens(&app, ["alice", "bob"]).await;
     let (alice_id, bob_id) = (id_of(&alice), id_of(&bob));
     let mut a = connect(&platform, &alice, "gdpr-alice").await;
     let mut b = connect(&platform, &bob, "gdpr-bob").await;
-    let conversation = group(&mut a, &[&bob]).await;
+    let conversation = a.create_group(&[&bob]).await;
     let file = upload(&platform, &alice, &conversation, "alice's secret file").await;
     let with_file = ok(&a
         .call(

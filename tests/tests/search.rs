@@ -62,17 +62,6 @@ async fn send(client: &mut Client, conversation_id: &str, text: &str) -> String 
         .to_owned()
 }
 
-async fn group(client: &mut Client, members: &[&Value]) -> String {
-    let member_ids: Vec<&Value> = members.iter().map(|t| &t["user"]["id"]).collect();
-    let created = ok(&client
-        .call(
-            "conversation.create",
-            json!({"kind": "group", "name": "g", "member_ids": member_ids}),
-        )
-        .await);
-    created["id"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sent_edited_and_deleted_messages_are_searchable_only_by_members() {
     let platform = Platform::start("search", 1);
@@ -93,12 +82,12 @@ async fn sent_edited_and_deleted_messages_are_searchable_only_by_members() {
     let mut a = Client::connect(url, alice["token"].as_str().unwrap(), "search-alice").await;
     let mut s = Client::connect(url, stranger["token"].as_str().unwrap(), "search-stranger").await;
 
-    let conversation = group(&mut a, &[&bob]).await;
+    let conversation = a.create_group(&[&bob]).await;
     let lunch = send(&mut a, &conversation, "Lunch at the Italian place tomorrow?").await;
     let beijing = send(&mut a, &conversation, "我们明天在北京见面").await;
     let notes = send(&mut a, &conversation, "The release notes are ready").await;
     // The same words in another app's conversation must stay in that app.
-    let elsewhere = group(&mut s, &[&strangers_friend]).await;
+    let elsewhere = s.create_group(&[&strangers_friend]).await;
     let foreign = send(&mut s, &elsewhere, "Italian place release notes 北京").await;
 
     // Sent over the WebSocket → searchable by a member, with highlights.

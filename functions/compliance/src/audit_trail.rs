@@ -1,6 +1,6 @@
 //! Reading and verifying the audit trail.
 
-use crate::{number, parse_query, Api, AppQuery};
+use crate::{number, parse_query, Api};
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -59,9 +59,7 @@ pub async fn list(State(api): Api, headers: HeaderMap, RawQuery(query): RawQuery
 
 /// `GET /compliance/audit/verify`: walks the app's whole chain and reports the first broken link.
 pub async fn verify(State(api): Api, headers: HeaderMap, RawQuery(query): RawQuery) -> Result<Json<Value>> {
-    api.require_operator(&headers)?;
-    let query: AppQuery = parse_query(query.as_deref())?;
-    let app = api.app(&query.app_id).await?;
+    let app = api.operator_app_from_query(&headers, query.as_deref()).await?;
     let mut page = AuditQuery {
         limit: VERIFY_PAGE,
         ..AuditQuery::default()

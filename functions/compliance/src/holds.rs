@@ -1,14 +1,13 @@
 //! Legal holds: while one is active, what it covers (a user's messages, or a conversation's) is kept
 //! by retention and cannot be erased.
 
-use crate::{parse_query, Api, AppQuery};
+use crate::Api;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use caas_shared::audit::{actions, Target};
 use caas_shared::correlation::CorrelationId;
-use caas_shared::http::read_json;
 use caas_shared::model::{HoldScope, LegalHold};
 use caas_shared::{now_ms, Error, Result};
 use serde::Deserialize;
@@ -31,8 +30,7 @@ pub async fn place(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>)> {
-    api.require_operator(&headers)?;
-    let request: PlaceHold = read_json(&headers, body).await?;
+    let request: PlaceHold = api.operator_request(&headers, body).await?;
     let app = api.app(&request.app_id).await?;
     let (scope, target_id) = match (request.user_id, request.conversation_id) {
         (Some(user_id), None) => {
@@ -85,9 +83,7 @@ pub async fn place(
 }
 
 pub async fn list(State(api): Api, headers: HeaderMap, RawQuery(query): RawQuery) -> Result<Json<Value>> {
-    api.require_operator(&headers)?;
-    let query: AppQuery = parse_query(query.as_deref())?;
-    let app = api.app(&query.app_id).await?;
+    let app = api.operator_app_from_query(&headers, query.as_deref()).await?;
     let holds = api.store.active_holds(&app.id).await?;
     Ok(Json(json!({"app_id": app.id, "holds": holds})))
 }
@@ -99,9 +95,7 @@ pub async fn release(
     Path(hold_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>> {
-    api.require_operator(&headers)?;
-    let query: AppQuery = parse_query(query.as_deref())?;
-    let app = api.app(&query.app_id).await?;
+    let app = api.operator_app_from_query(&headers, query.as_deref()).await?;
     let hold = api.store.release_hold(&app.id, &hold_id, now_ms()).await?;
     api.audit(
         &app.id,

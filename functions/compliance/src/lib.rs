@@ -64,6 +64,23 @@ impl ComplianceApi {
         caas_shared::http::require_operator(self.admin_token.as_deref(), headers)
     }
 
+    /// The JSON body of an operator-only change, read only once the operator token checks out.
+    async fn operator_request<T: DeserializeOwned>(&self, headers: &HeaderMap, body: axum::body::Body) -> Result<T> {
+        self.require_operator(headers)?;
+        caas_shared::http::read_json(headers, body).await
+    }
+
+    /// The operator-only app a read or deletion names in its `?app_id=` query string.
+    async fn operator_app_from_query(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<caas_shared::model::App> {
+        self.require_operator(headers)?;
+        let query: AppQuery = parse_query(query)?;
+        self.app(&query.app_id).await
+    }
+
     /// The app a request names, which must exist.
     async fn app(&self, app_id: &str) -> Result<caas_shared::model::App> {
         if app_id.trim().is_empty() {

@@ -14,7 +14,6 @@ use caas_shared::audit::{actions, Target};
 use caas_shared::clock::next_version;
 use caas_shared::correlation::CorrelationId;
 use caas_shared::events::MessageEvent;
-use caas_shared::http::read_json;
 use caas_shared::model::{Attachment, HoldScope, Message, User};
 use caas_shared::{now_ms, revisions, Error, Result};
 use futures_util::future::try_join_all;
@@ -77,8 +76,7 @@ pub async fn export(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>)> {
-    api.require_operator(&headers)?;
-    let request: UserRequest = read_json(&headers, body).await?;
+    let request: UserRequest = api.operator_request(&headers, body).await?;
     let user = user_of(&api, &request).await?;
     let conversations = api.store.list_conversations(&user.app_id, &user.id, usize::MAX).await?;
     let mut memberships = Vec::with_capacity(conversations.len());
@@ -145,8 +143,7 @@ pub async fn erase(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    api.require_operator(&headers)?;
-    let request: UserRequest = read_json(&headers, body).await?;
+    let request: UserRequest = api.operator_request(&headers, body).await?;
     let user = user_of(&api, &request).await?;
     let messages = messages_of(&api, &user).await?;
     let written_in: BTreeSet<&str> = messages.iter().map(|m| m.conversation_id.as_str()).collect();

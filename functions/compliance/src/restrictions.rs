@@ -2,7 +2,7 @@
 //! it on every connect and send; an app-wide ban also ends the user's live connections (through
 //! `caas.moderation`), and a conversation ban removes the user from the conversation.
 
-use crate::{parse_query, Api, AppQuery};
+use crate::Api;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,7 +11,6 @@ use caas_shared::audit::{actions, Target};
 use caas_shared::conversations::{require_id, Conversations};
 use caas_shared::correlation::CorrelationId;
 use caas_shared::events::{topics, EventHeaders, SessionRevocation};
-use caas_shared::http::read_json;
 use caas_shared::model::{Restriction, RestrictionKind};
 use caas_shared::moderation::mirrored_expiry;
 use caas_shared::{now_ms, Error, Result};
@@ -42,8 +41,7 @@ pub async fn impose(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>)> {
-    api.require_operator(&headers)?;
-    let request: Impose = read_json(&headers, body).await?;
+    let request: Impose = api.operator_request(&headers, body).await?;
     let app = api.app(&request.app_id).await?;
     require_id("user_id", &request.user_id)?;
     if api
@@ -136,9 +134,7 @@ async fn enforce_ban(api: &crate::ComplianceApi, ban: &Restriction) -> Result<()
 }
 
 pub async fn list(State(api): Api, headers: HeaderMap, RawQuery(query): RawQuery) -> Result<Json<Value>> {
-    api.require_operator(&headers)?;
-    let query: AppQuery = parse_query(query.as_deref())?;
-    let app = api.app(&query.app_id).await?;
+    let app = api.operator_app_from_query(&headers, query.as_deref()).await?;
     let now = now_ms();
     let restrictions: Vec<Restriction> = api
         .store
@@ -157,9 +153,7 @@ pub async fn lift(
     Path(restriction_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>> {
-    api.require_operator(&headers)?;
-    let query: AppQuery = parse_query(query.as_deref())?;
-    let app = api.app(&query.app_id).await?;
+    let app = api.operator_app_from_query(&headers, query.as_deref()).await?;
     let lifted = api
         .store
         .remove_restriction(&app.id, &restriction_id)

@@ -16,7 +16,6 @@ use caas_shared::bus::Bus;
 use caas_shared::clock::next_version;
 use caas_shared::correlation::CorrelationId;
 use caas_shared::events::{topics, EventHeaders, MessageEvent};
-use caas_shared::http::read_json;
 use caas_shared::model::{App, Message};
 use caas_shared::store::{RetentionExceptions, Store};
 use caas_shared::{now_ms, Result};
@@ -167,8 +166,7 @@ pub async fn run_now(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    api.require_operator(&headers)?;
-    let request: RunRequest = read_json(&headers, body).await?;
+    let request: RunRequest = api.operator_request(&headers, body).await?;
     if let Some(app_id) = &request.app_id {
         api.app(app_id).await?;
     }
