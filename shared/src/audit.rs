@@ -20,6 +20,8 @@ pub mod actions {
     pub const APP_SETTINGS_CHANGED: &str = "app.settings_changed";
     pub const TOKEN_ISSUED: &str = "token.issued";
     pub const TOKEN_REFUSED: &str = "token.refused";
+    pub const TOKEN_REFRESHED: &str = "token.refreshed";
+    pub const SESSION_REVOKED: &str = "session.revoked";
     pub const MESSAGE_DELETED: &str = "message.deleted";
     pub const MESSAGE_FLAGGED: &str = "message.flagged";
     pub const MEMBER_REMOVED: &str = "member.removed";

@@ -2,6 +2,8 @@
 //! (argon2id hashes; the plain secret is shown once and never stored or logged).
 
 use crate::config::Config;
+use crate::model::Session;
+use crate::store::Store;
 use crate::{Error, Result};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -63,13 +65,23 @@ impl TokenSigner {
         )
     }
 
+    /// A token for a new session; callers record the session ([`start_session`]) before handing it out.
     pub fn issue(&self, app_id: &str, user_id: &str, external_id: &str) -> Result<IssuedToken> {
+        self.sign(app_id, user_id, external_id, &uuid::Uuid::new_v4().to_string())
+    }
+
+    /// A fresh token for the same session (a refresh): same identity and session id, new expiry.
+    pub fn reissue(&self, claims: &Claims) -> Result<IssuedToken> {
+        self.sign(&claims.app_id, &claims.sub, &claims.external_id, &claims.jti)
+    }
+
+    fn sign(&self, app_id: &str, user_id: &str, external_id: &str, session_id: &str) -> Result<IssuedToken> {
         let now = crate::now_ms() / 1000;
         let claims = Claims {
             sub: user_id.to_owned(),
             app_id: app_id.to_owned(),
             external_id: external_id.to_owned(),
-            jti: uuid::Uuid::new_v4().to_string(),
+            jti: session_id.to_owned(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             iat: now,
@@ -93,6 +105,45 @@ impl TokenSigner {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map(|data| data.claims)
             .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))
+    }
+}
+
+/// Issues a token for a new session of `user_id` and records the session, so the token is accepted.
+pub async fn start_session(
+    signer: &TokenSigner,
+    store: &dyn Store,
+    (app_id, user_id, external_id): (&str, &str, &str),
+    correlation_id: &str,
+) -> Result<IssuedToken> {
+    let issued = signer.issue(app_id, user_id, external_id)?;
+    store
+        .insert_session(&Session {
+            id: issued.session_id.clone(),
+            app_id: app_id.to_owned(),
+            user_id: user_id.to_owned(),
+            created_at: crate::now_ms(),
+            expires_at: issued.expires_at,
+            revoked_at: None,
+            correlation_id: correlation_id.to_owned(),
+        })
+        .await?;
+    Ok(issued)
+}
+
+/// Verifies an SDK token, then that its session is one the platform recorded for this user and has
+/// not revoked (logout, ban): a valid signature alone is not enough once a session has ended.
+pub async fn authenticate(signer: &TokenSigner, store: &dyn Store, token: &str) -> Result<Claims> {
+    let claims = signer.verify(token)?;
+    require_live_session(store, &claims).await?;
+    Ok(claims)
+}
+
+/// Refuses a verified token whose session was revoked, or was never recorded for this user.
+pub async fn require_live_session(store: &dyn Store, claims: &Claims) -> Result<()> {
+    match store.find_session(&claims.app_id, &claims.jti).await? {
+        Some(session) if session.user_id == claims.sub && session.revoked_at.is_none() => Ok(()),
+        Some(session) if session.revoked_at.is_some() => Err(Error::Unauthorized("session revoked".into())),
+        _ => Err(Error::Unauthorized("unknown session".into())),
     }
 }
 
@@ -176,6 +227,31 @@ mod tests {
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &signer.encoding).unwrap();
         assert!(signer.verify(&token).is_err());
+    }
+
+    #[tokio::test]
+    async fn only_tokens_of_recorded_unrevoked_sessions_authenticate() {
+        let store = crate::store::MemoryStore::new();
+        let signer = signer();
+        let issued = start_session(&signer, &store, ("app1", "user1", "ext1"), "corr").await.unwrap();
+        let claims = authenticate(&signer, &store, &issued.token).await.unwrap();
+        let refreshed = signer.reissue(&claims).unwrap();
+        assert_eq!(refreshed.session_id, issued.session_id);
+        assert!(authenticate(&signer, &store, &refreshed.token).await.is_ok());
+
+        let unrecorded = signer.issue("app1", "user1", "ext1").unwrap();
+        assert!(matches!(
+            authenticate(&signer, &store, &unrecorded.token).await,
+            Err(Error::Unauthorized(m)) if m == "unknown session"
+        ));
+
+        store.revoke_sessions("app1", "user1", None, 1).await.unwrap();
+        for token in [&issued.token, &refreshed.token] {
+            assert!(matches!(
+                authenticate(&signer, &store, token).await,
+                Err(Error::Unauthorized(m)) if m == "session revoked"
+            ));
+        }
     }
 
     #[test]

@@ -121,12 +121,14 @@ pub struct ConversationEvent {
     pub removed: Vec<String>,
 }
 
-/// Published on `caas.moderation` (keyed by app) when a user's live connections must end: every socket
-/// node tails the topic and closes that user's connections it holds.
+/// Published on `caas.moderation` (keyed by app) when a user's sessions end: every socket node tails
+/// the topic and closes the connections it holds of that session, or of the user when none is named.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SessionRevocation {
     pub app_id: String,
     pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
     /// Shown to the client in the `session.revoked` frame.
     pub reason: String,
     pub correlation_id: String,

@@ -116,6 +116,8 @@ pub fn require_operator(expected: Option<&str>, headers: &HeaderMap) -> Result<(
 /// Implemented by every HTTP function that serves SDK-token callers, so they share one extractor.
 pub trait VerifiesSdkTokens {
     fn token_signer(&self) -> &TokenSigner;
+    /// Where sessions are recorded, so tokens of ended sessions are refused.
+    fn session_store(&self) -> &dyn crate::store::Store;
 }
 
 /// The user behind the request's SDK token; extracting it is what authenticates a request.
@@ -136,7 +138,7 @@ impl<S: VerifiesSdkTokens + Send + Sync> FromRequestParts<Arc<S>> for Authentica
             .map(ToString::to_string)
             .unwrap_or_default();
         Ok(Self {
-            claims: api.token_signer().verify(token)?,
+            claims: crate::auth::authenticate(api.token_signer(), api.session_store(), token).await?,
             correlation_id,
         })
     }

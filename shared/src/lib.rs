@@ -25,6 +25,7 @@ pub mod protocol;
 pub mod revisions;
 #[cfg(feature = "search")]
 pub mod search;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;
 

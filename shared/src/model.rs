@@ -102,6 +102,30 @@ impl LegalHold {
     }
 }
 
+/// One sign-in of a user: every SDK token carries its session id (`jti`), and refreshing keeps it, so
+/// revoking the session (logout, a ban) ends every token and live connection of it at once.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub app_id: String,
+    pub user_id: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix seconds, the `exp` of the session's newest token.
+    pub expires_at: i64,
+    /// Unix ms; a revoked session's tokens are refused everywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+    pub correlation_id: String,
+}
+
+impl Session {
+    /// Not revoked, and its newest token not expired at `now_ms`.
+    pub fn is_active(&self, now_ms: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at * 1000 > now_ms
+    }
+}
+
 /// A moderation measure against one user, app-wide or in one conversation.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Restriction {

@@ -224,17 +224,11 @@ pub fn event(kind: &str, data: impl Serialize) -> String {
     json!({"type": kind, "data": data}).to_string()
 }
 
-/// Sent on a user's channel to end every live connection of that user (a ban): each node delivers
-/// the frame, then closes the connection.
+/// Sent to the live connections of an ended session (logout, a ban) just before they are closed.
 pub const SESSION_REVOKED: &str = "session.revoked";
 
 pub fn session_revoked(reason: &str) -> String {
     event_with_encoded_data(SESSION_REVOKED, &json!({"reason": reason}).to_string())
-}
-
-/// Whether a fan-out payload is a [`session_revoked`] frame (its `type` comes first).
-pub fn is_session_revoked(payload: &str) -> bool {
-    payload.starts_with(r#"{"type":"session.revoked""#)
 }
 
 /// An event whose `data` is already JSON (encoded once, reused for the recent window and the fan-out).

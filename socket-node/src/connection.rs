@@ -116,6 +116,7 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
         let (frames_tx, frames_rx) = mpsc::channel::<Utf8Bytes>(node.settings.send_queue);
         let (overflow, revoked) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let connection = node.hub.register(Outlet {
+            session_id: claims.jti.clone(),
             frames: frames_tx.clone(),
             overflow: Arc::clone(&overflow),
             revoked: Arc::clone(&revoked),
@@ -128,8 +129,8 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, mut shutdown: broadcast::
             let _ = socket.send(close_frame(CloseCode::Again, "try again later")).await;
             return;
         }
-        // Checked after subscribing: a ban is stored before its revocation is published, so a ban
-        // placed during this handshake is either seen here or delivered on the channel.
+        // Checked after subscribing: a ban or logout is stored before its revocation is published, so
+        // one made during this handshake is either seen here or delivered on the channel.
         if let Err(e) = Box::pin(moderation::admit(&node, &session)).await {
             node.hub.unregister(connection).await;
             let _ = socket.send(Message::text(protocol::event("error", error_body(&e)))).await;

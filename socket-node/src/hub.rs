@@ -17,11 +17,14 @@ pub type ConnectionId = u64;
 
 /// The sending side of one client connection.
 pub struct Outlet {
+    /// The session of the token the connection authenticated with, so ending one session closes only
+    /// its connections.
+    pub session_id: String,
     pub frames: mpsc::Sender<Utf8Bytes>,
     /// Signalled when the client's queue is full: the connection closes instead of silently dropping.
     pub overflow: Arc<Notify>,
-    /// Signalled after a `session.revoked` frame was queued on the user's channel: the connection
-    /// closes once the frame is written.
+    /// Signalled after a `session.revoked` frame was queued: the connection closes once the frame is
+    /// written.
     pub revoked: Arc<Notify>,
 }
 
@@ -174,16 +177,8 @@ impl Hub {
             return 0;
         };
         let mut delivered = 0;
-        let revokes = protocol::is_session_revoked(&payload);
         for id in subscribers {
             let Some(outlet) = routes.outlets.get(id) else { continue };
-            if revokes {
-                // Queued if there is room; the connection closes either way.
-                let _ = outlet.frames.try_send(payload.clone());
-                outlet.revoked.notify_one();
-                delivered += 1;
-                continue;
-            }
             match outlet.frames.try_send(payload.clone()) {
                 Ok(()) => delivered += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => outlet.overflow.notify_one(),
@@ -191,6 +186,27 @@ impl Hub {
             }
         }
         delivered
+    }
+
+    /// Sends `frame` (a `session.revoked` event) to the local connections on `user_channel` of
+    /// `session_id`, or all of them when `None`, and closes them; returns how many.
+    pub fn end_sessions(&self, user_channel: &str, session_id: Option<&str>, frame: Utf8Bytes) -> usize {
+        let routes = self.routes.lock().expect("routes lock");
+        let Some(subscribers) = routes.channels.get(user_channel) else {
+            return 0;
+        };
+        let mut ended = 0;
+        for id in subscribers {
+            let Some(outlet) = routes.outlets.get(id) else { continue };
+            if session_id.is_some_and(|session_id| session_id != outlet.session_id) {
+                continue;
+            }
+            // Queued if there is room; the connection closes either way.
+            let _ = outlet.frames.try_send(frame.clone());
+            outlet.revoked.notify_one();
+            ended += 1;
+        }
+        ended
     }
 
     pub fn connection_count(&self) -> usize {
@@ -226,6 +242,7 @@ mod tests {
         let overflow = Arc::new(Notify::new());
         (
             Outlet {
+                session_id: "session".into(),
                 frames,
                 overflow: Arc::clone(&overflow),
                 revoked: Arc::new(Notify::new()),

@@ -1,4 +1,4 @@
-//! The app's moderation as this node enforces it: bans at connect; bans, mutes, the content policy and
+//! The app's moderation as this node enforces it: ended sessions and bans at connect; bans, mutes, the content policy and
 //! rate limits at every send. Restrictions and rate counters are answered by the cache in one round
 //! trip; app settings are kept here for a few seconds so a send never waits for the store.
 
@@ -47,8 +47,9 @@ impl AppSettingsCache {
     }
 }
 
-/// Refuses a connection of a user banned from the app.
+/// Refuses a connection whose session has ended (logout, ban) or whose user is banned from the app.
 pub async fn admit(node: &Node, session: &Session) -> Result<()> {
+    caas_shared::auth::require_live_session(node.store.as_ref(), &session.claims).await?;
     let check = GateCheck::connect(session.app_id(), session.user_id());
     moderation::gate(node.store.as_ref(), node.cache.as_ref(), &check)
         .await?

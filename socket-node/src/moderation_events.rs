@@ -1,5 +1,5 @@
-//! Relays `caas.moderation` to this node's connections: a revoked user's connections here get a
-//! `session.revoked` frame and are closed. Read from the topic's end outside any group, as with
+//! Relays `caas.moderation` to this node's connections: the connections here of an ended session (or
+//! of every session of a banned user) get a `session.revoked` frame and are closed. Read from the topic's end outside any group, as with
 //! conversation changes: only the connections open right now matter, and a banned user who connects
 //! later is refused at the handshake.
 
@@ -19,11 +19,12 @@ pub async fn start(bus: &dyn Bus, hub: Arc<Hub>) -> Result<()> {
             match events.next().await {
                 Ok(record) => match serde_json::from_slice::<SessionRevocation>(&record.payload) {
                     Ok(revocation) => {
-                        let closed = hub.deliver_local(
+                        let closed = hub.end_sessions(
                             &cache::user_channel(&revocation.app_id, &revocation.user_id),
+                            revocation.session_id.as_deref(),
                             protocol::session_revoked(&revocation.reason).into(),
                         );
-                        tracing::info!(app_id = %revocation.app_id, user_id = %revocation.user_id, correlation_id = %revocation.correlation_id, closed, "sessions revoked");
+                        tracing::info!(app_id = %revocation.app_id, user_id = %revocation.user_id, session_id = ?revocation.session_id, correlation_id = %revocation.correlation_id, closed, "sessions revoked");
                     }
                     Err(e) => tracing::warn!(error = %e, "malformed moderation event skipped"),
                 },

@@ -439,6 +439,35 @@ impl Client {
         client
     }
 
+    /// Connects with a token the node must refuse; returns the `data` of the `error` event it sends
+    /// before closing.
+    pub async fn refused_handshake(url: &str, token: &str) -> Value {
+        let mut request = url.into_client_request().expect("ws request");
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
+        let first = Self::from_socket(socket).next_json().await;
+        assert_eq!(first["type"], "error", "first frame: {first}");
+        first["data"].clone()
+    }
+
+    /// Waits for the server to close the connection; returns the close code (`None` when the socket
+    /// ended without a close frame).
+    pub async fn closed_with(&mut self) -> Option<u16> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => continue,
+                    _ => return None,
+                }
+            }
+        })
+        .await
+        .expect("the connection was not closed")
+    }
+
     /// Wraps an already connected socket (request ids start high to stay clear of the caller's own).
     pub fn from_socket(socket: Socket) -> Self {
         Self {

@@ -3,7 +3,8 @@
 
 use super::client::{self, Client, Flavor, Progress};
 use crate::error::Result;
-use caas_shared::auth::TokenSigner;
+use caas_shared::auth::{self, TokenSigner};
+use caas_shared::store::Store;
 use futures_util::stream::{self, StreamExt};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
@@ -12,6 +13,8 @@ use std::time::{Duration, Instant};
 
 /// Connection attempts in flight at once.
 const CONNECT_CONCURRENCY: usize = 256;
+/// Session records written to the store at once before connecting.
+const SESSION_CONCURRENCY: usize = 64;
 
 pub fn user_id(index: usize) -> String {
     format!("u{index}")
@@ -29,20 +32,26 @@ pub struct Fleet {
     pub elapsed: Duration,
 }
 
-/// Connects users `users` of `app_id` to `server`.
+/// Connects users `users` of `app_id` to `server`, each with a new session recorded in `store` (the
+/// socket node accepts tokens of recorded sessions only).
 pub async fn connect(
     flavor: Flavor,
     server: SocketAddr,
-    signer: &TokenSigner,
+    (signer, store): (&TokenSigner, &dyn Store),
     app_id: &str,
     users: Range<usize>,
     progress: &Arc<Progress>,
 ) -> Result<Fleet> {
-    let tokens: Vec<(usize, String)> = users
-        .map(|index| {
+    let tokens: Vec<(usize, String)> = stream::iter(users)
+        .map(|index| async move {
             let user = user_id(index);
-            Ok((index, signer.issue(app_id, &user, &user)?.token))
+            let session = auth::start_session(signer, store, (app_id, &user, &user), "load-bench").await?;
+            Ok((index, session.token))
         })
+        .buffer_unordered(SESSION_CONCURRENCY)
+        .collect::<Vec<Result<_>>>()
+        .await
+        .into_iter()
         .collect::<Result<_>>()?;
     let started = Instant::now();
     let outcomes: Vec<_> = stream::iter(tokens)

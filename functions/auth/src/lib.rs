@@ -7,24 +7,35 @@
 //! - `GET|PUT /api/v1/admin/apps/{app_id}/settings` `{media, content, rate_limits, retention}`
 //!   (operator token) → `{app_id, settings}`.
 //!
-//! Every action here is written to the audit trail (`caas.audit`).
 //! - `POST /api/v1/auth/sdk/token` `{app_id, app_secret, user_external_id, display_name?}` →
-//!   `{token, expires_at, user:{id, external_id, display_name}, socket_urls}`.
+//!   `{token, expires_at, session_id, user:{id, external_id, display_name}, socket_urls}`: a new session;
+//!   `403 user_banned` while the user is banned app-wide.
+//!
+//! With the user's SDK token (`Authorization: Bearer`), for the token's session:
+//! - `POST /api/v1/auth/refresh` → the same shape as the token response: a new token for the same
+//!   session, with a later expiry.
+//! - `POST /api/v1/auth/logout` → `{session_id, revoked: true}`: the session's tokens are refused from
+//!   now on and its live connections closed.
+//! - `GET /api/v1/auth/sessions` → `{sessions:[{session_id, created_at, expires_at, current}]}`: the
+//!   user's active sessions; `DELETE /api/v1/auth/sessions/{session_id}` ends one of them.
+//!
+//! Every action here is written to the audit trail (`caas.audit`).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use caas_shared::audit::{actions, Actor, AuditEvent, Target};
 use caas_shared::auth::{self, TokenSigner};
 use caas_shared::bus::Bus;
 use caas_shared::config::Config;
 use caas_shared::correlation::CorrelationId;
-use caas_shared::http::{finish_router, read_json};
-use caas_shared::model::{limits, App, AppSettings, User};
-use caas_shared::moderation;
+use caas_shared::http::{finish_router, read_json, Authenticated, VerifiesSdkTokens};
+use caas_shared::model::{limits, App, AppSettings, Restriction, RestrictionKind, User};
+use caas_shared::sessions::{self, Revocation};
 use caas_shared::store::Store;
+use caas_shared::{auth::IssuedToken, moderation};
 use caas_shared::{now_ms, Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -65,7 +76,21 @@ pub fn routes(service: Arc<AuthService>) -> Router {
             get(show_settings).put(replace_settings),
         )
         .route("/api/v1/auth/sdk/token", post(issue_sdk_token))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/sessions", get(list_sessions))
+        .route("/api/v1/auth/sessions/{session_id}", delete(end_session))
         .with_state(service)
+}
+
+impl VerifiesSdkTokens for AuthService {
+    fn token_signer(&self) -> &TokenSigner {
+        &self.signer
+    }
+
+    fn session_store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
 }
 
 #[derive(Deserialize)]
@@ -287,24 +312,126 @@ async fn issue_sdk_token(
         correlation_id: correlation_id.to_string(),
     };
     let user = service.store.upsert_user(&candidate).await?;
-    let issued = service.signer.issue(&app.id, &user.id, &user.external_id)?;
-    tracing::info!(app_id = %app.id, user_id = %user.id, session_id = %issued.session_id, "sdk token issued");
-    AuditEvent::new(
-        &app.id,
-        actions::TOKEN_ISSUED,
-        Actor::app(&app.id),
-        Target::new("user", &user.id),
+    let token_audit = |action: &str| {
+        AuditEvent::new(
+            &app.id,
+            action,
+            Actor::app(&app.id),
+            Target::new("user", &user.id),
+            correlation_id.as_str(),
+        )
+    };
+    let ban_id = Restriction::id_for(RestrictionKind::Ban, &user.id, None);
+    if let Some(ban) = service.store.find_restriction(&app.id, &ban_id).await? {
+        if ban.is_active(now_ms()) {
+            token_audit(actions::TOKEN_REFUSED)
+                .with_details(json!({"reason": "banned", "restriction_id": ban.id}))
+                .emit(service.bus.as_ref())
+                .await?;
+            return Err(Error::Banned("this user is banned from the app".into()));
+        }
+    }
+    let issued = auth::start_session(
+        &service.signer,
+        service.store.as_ref(),
+        (&app.id, &user.id, &user.external_id),
         correlation_id.as_str(),
     )
-    .with_details(json!({"session_id": issued.session_id, "expires_at": issued.expires_at}))
-    .emit(service.bus.as_ref())
     .await?;
-    Ok(Json(json!({
+    tracing::info!(app_id = %app.id, user_id = %user.id, session_id = %issued.session_id, "sdk token issued");
+    token_audit(actions::TOKEN_ISSUED)
+        .with_details(json!({"session_id": issued.session_id, "expires_at": issued.expires_at}))
+        .emit(service.bus.as_ref())
+        .await?;
+    let user = json!({"id": user.id, "external_id": user.external_id, "display_name": user.display_name});
+    Ok(Json(token_response(&service, &issued, user)))
+}
+
+/// What every token grant answers: the token, its session and where to connect.
+fn token_response(service: &AuthService, issued: &IssuedToken, user: Value) -> Value {
+    json!({
         "token": issued.token,
         "expires_at": issued.expires_at,
-        "user": {"id": user.id, "external_id": user.external_id, "display_name": user.display_name},
+        "session_id": issued.session_id,
+        "user": user,
         "socket_urls": service.socket_urls,
-    })))
+    })
+}
+
+/// A new token for the caller's session; refused once the session has ended.
+async fn refresh(State(service): State<Arc<AuthService>>, caller: Authenticated) -> Result<Json<Value>> {
+    let claims = &caller.claims;
+    let issued = service.signer.reissue(claims)?;
+    service
+        .store
+        .extend_session(&claims.app_id, &claims.jti, issued.expires_at)
+        .await?
+        .ok_or_else(|| Error::Unauthorized("session revoked".into()))?;
+    tracing::info!(app_id = %claims.app_id, user_id = %claims.sub, session_id = %claims.jti, "sdk token refreshed");
+    AuditEvent::new(
+        &claims.app_id,
+        actions::TOKEN_REFRESHED,
+        Actor::user(&claims.sub),
+        Target::new("session", &claims.jti),
+        &caller.correlation_id,
+    )
+    .with_details(json!({"expires_at": issued.expires_at}))
+    .emit(service.bus.as_ref())
+    .await?;
+    let user = json!({"id": claims.sub, "external_id": claims.external_id});
+    Ok(Json(token_response(&service, &issued, user)))
+}
+
+async fn logout(State(service): State<Arc<AuthService>>, caller: Authenticated) -> Result<Json<Value>> {
+    let session_id = caller.claims.jti.clone();
+    end_sessions_of_caller(&service, &caller, &session_id, "logged out").await?;
+    Ok(Json(json!({"session_id": session_id, "revoked": true})))
+}
+
+async fn list_sessions(State(service): State<Arc<AuthService>>, caller: Authenticated) -> Result<Json<Value>> {
+    let claims = &caller.claims;
+    let now = now_ms();
+    let sessions: Vec<Value> = service
+        .store
+        .list_sessions(&claims.app_id, &claims.sub)
+        .await?
+        .into_iter()
+        .filter(|s| s.is_active(now))
+        .map(|s| {
+            json!({"session_id": s.id, "created_at": s.created_at, "expires_at": s.expires_at,
+                   "current": s.id == claims.jti})
+        })
+        .collect();
+    Ok(Json(json!({"sessions": sessions})))
+}
+
+/// Ends another session of the caller (a lost phone); ending the current one is a logout.
+async fn end_session(
+    State(service): State<Arc<AuthService>>,
+    caller: Authenticated,
+    Path(session_id): Path<String>,
+) -> Result<Json<Value>> {
+    end_sessions_of_caller(&service, &caller, &session_id, "ended from another session").await?;
+    Ok(Json(json!({"session_id": session_id, "revoked": true})))
+}
+
+async fn end_sessions_of_caller(service: &AuthService, caller: &Authenticated, session_id: &str, reason: &str) -> Result<()> {
+    let claims = &caller.claims;
+    let revocation = Revocation {
+        app_id: &claims.app_id,
+        user_id: &claims.sub,
+        session_id: Some(session_id),
+        reason,
+        actor: Actor::user(&claims.sub),
+        correlation_id: &caller.correlation_id,
+    };
+    // Scoped to the caller's own sessions: another user's session id ends nothing and is not found.
+    let ended = sessions::revoke(service.store.as_ref(), service.bus.as_ref(), revocation).await?;
+    if ended.is_empty() {
+        return Err(Error::NotFound(format!("no active session {session_id}")));
+    }
+    tracing::info!(app_id = %claims.app_id, user_id = %claims.sub, session_id, reason, "session ended");
+    Ok(())
 }
 
 fn uuid_simple() -> String {

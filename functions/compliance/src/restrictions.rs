@@ -1,18 +1,19 @@
 //! Bans and mutes. The record goes to the store and its mirror to the cache, where socket nodes check
-//! it on every connect and send; an app-wide ban also ends the user's live connections (through
-//! `caas.moderation`), and a conversation ban removes the user from the conversation.
+//! it on every connect and send; an app-wide ban also ends the user's sessions (tokens refused, live
+//! connections closed through `caas.moderation`), and a conversation ban removes the user from the
+//! conversation.
 
 use crate::Api;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
-use caas_shared::audit::{actions, Target};
+use caas_shared::audit::{actions, Actor, Target};
 use caas_shared::conversations::{require_id, Conversations};
 use caas_shared::correlation::CorrelationId;
-use caas_shared::events::{topics, EventHeaders, SessionRevocation};
 use caas_shared::model::{Restriction, RestrictionKind};
 use caas_shared::moderation::mirrored_expiry;
+use caas_shared::sessions;
 use caas_shared::{now_ms, Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -99,25 +100,22 @@ pub async fn impose(
     Ok((StatusCode::CREATED, Json(json!(restriction))))
 }
 
-/// A ban takes effect on live sessions at once: app-wide, the user's connections are closed; in a
-/// conversation, the user is removed from it (which ends its live delivery).
+/// A ban takes effect at once: app-wide, every session of the user ends (its tokens are refused and its
+/// connections closed); in a conversation, the user is removed from it (which ends its live delivery).
 async fn enforce_ban(api: &crate::ComplianceApi, ban: &Restriction) -> Result<()> {
     match &ban.conversation_id {
         None => {
-            let revocation = SessionRevocation {
-                app_id: ban.app_id.clone(),
-                user_id: ban.user_id.clone(),
-                reason: "banned".into(),
-                correlation_id: ban.correlation_id.clone(),
+            let revocation = sessions::Revocation {
+                app_id: &ban.app_id,
+                user_id: &ban.user_id,
+                session_id: None,
+                reason: "banned",
+                actor: Actor::operator(),
+                correlation_id: &ban.correlation_id,
             };
-            let headers = EventHeaders {
-                correlation_id: ban.correlation_id.clone(),
-                app_id: ban.app_id.clone(),
-                event_type: "session.revoked".into(),
-            };
-            api.bus
-                .publish_json(topics::MODERATION, &ban.app_id, &headers, &revocation)
+            sessions::revoke(api.store.as_ref(), api.bus.as_ref(), revocation)
                 .await
+                .map(|_| ())
         }
         Some(conversation_id) => {
             let rules = Conversations {

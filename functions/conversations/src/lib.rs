@@ -79,6 +79,10 @@ impl VerifiesSdkTokens for ConversationsApi {
     fn token_signer(&self) -> &TokenSigner {
         &self.signer
     }
+
+    fn session_store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
 }
 
 /// Query parameters as integers, with a clear error for anything else or anything unknown.

@@ -49,6 +49,10 @@ impl VerifiesSdkTokens for SearchApi {
     fn token_signer(&self) -> &TokenSigner {
         &self.signer
     }
+
+    fn session_store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
 }
 
 /// The function as deployed: its routes with the shared correlation and JSON-error handling.

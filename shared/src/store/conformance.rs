@@ -5,7 +5,7 @@
 use super::{SeqRange, Store};
 use crate::model::{
     App, AppSettings, Attachment, AttachmentStatus, Conversation, ConversationKind, ConversationSummary, Member,
-    Message, Reaction, Role, User,
+    Message, Reaction, Role, Session, User,
 };
 use crate::Error;
 
@@ -53,6 +53,52 @@ pub async fn run(store: &dyn Store) {
     memberships_change_and_reads_only_move_forward(store).await;
     summaries_keep_the_newest_message(store).await;
     attachments_complete_once_and_link_to_their_first_message(store).await;
+    sessions_extend_until_revoked_and_stay_in_their_app(store).await;
+}
+
+async fn sessions_extend_until_revoked_and_stay_in_their_app(store: &dyn Store) {
+    let (app_id, user_id) = (unique("app"), unique("user"));
+    let session = |id: &str, created_at: i64| Session {
+        id: id.to_owned(),
+        app_id: app_id.clone(),
+        user_id: user_id.clone(),
+        created_at,
+        expires_at: 100,
+        revoked_at: None,
+        correlation_id: "conformance".into(),
+    };
+    let (phone, laptop, tablet) = (unique("phone"), unique("laptop"), unique("tablet"));
+    for (i, id) in [&phone, &laptop, &tablet].into_iter().enumerate() {
+        store.insert_session(&session(id, i as i64)).await.unwrap();
+    }
+    assert!(matches!(
+        store.insert_session(&session(&phone, 9)).await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(store.find_session("other-app", &phone).await.unwrap(), None);
+    let extended = store.extend_session(&app_id, &phone, 200).await.unwrap().unwrap();
+    assert_eq!(extended.expires_at, 200);
+
+    let revoked = store.revoke_sessions(&app_id, &user_id, Some(&phone), 7).await.unwrap();
+    assert_eq!(revoked, vec![extended]);
+    assert_eq!(store.extend_session(&app_id, &phone, 300).await.unwrap(), None, "a revoked session stays revoked");
+    let stored = store.find_session(&app_id, &phone).await.unwrap().unwrap();
+    assert_eq!((stored.revoked_at, stored.expires_at), (Some(7), 200));
+    assert!(store
+        .revoke_sessions("other-app", &user_id, None, 8)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let rest = store.revoke_sessions(&app_id, &user_id, None, 8).await.unwrap();
+    let rest_ids: Vec<&str> = rest.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(rest_ids, vec![laptop.as_str(), tablet.as_str()]);
+    let listed = store.list_sessions(&app_id, &user_id).await.unwrap();
+    let listed: Vec<(&str, Option<i64>)> = listed.iter().map(|s| (s.id.as_str(), s.revoked_at)).collect();
+    assert_eq!(
+        listed,
+        vec![(phone.as_str(), Some(7)), (laptop.as_str(), Some(8)), (tablet.as_str(), Some(8))]
+    );
 }
 
 async fn apps_are_unique(store: &dyn Store) {

@@ -8,7 +8,7 @@ use super::{InsertOutcome, RetentionExceptions, SeqRange, Store};
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::model::{
     App, AppSettings, Attachment, AttachmentStatus, Conversation, ConversationSummary, LegalHold, Member, Message,
-    Reaction, ReactionCount, Restriction, User,
+    Reaction, ReactionCount, Restriction, Session, User,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -39,6 +39,8 @@ struct Tables {
     audit: HashMap<String, Vec<AuditRecord>>,
     holds: HashMap<String, LegalHold>,
     restrictions: HashMap<String, Restriction>,
+    /// Keyed by [`app_scoped_key`], as session ids are only unique per app.
+    sessions: HashMap<String, Session>,
 }
 
 /// The records themselves; indexes are rebuilt from them on load.
@@ -63,6 +65,8 @@ struct Snapshot {
     holds: Vec<LegalHold>,
     #[serde(default)]
     restrictions: Vec<Restriction>,
+    #[serde(default)]
+    sessions: Vec<Session>,
 }
 
 impl Tables {
@@ -84,6 +88,7 @@ impl Tables {
             audit: self.audit.values().flatten().cloned().collect(),
             holds: self.holds.values().cloned().collect(),
             restrictions: self.restrictions.values().cloned().collect(),
+            sessions: self.sessions.values().cloned().collect(),
         }
     }
 
@@ -132,7 +137,12 @@ impl Tables {
         for restriction in snapshot.restrictions {
             tables
                 .restrictions
-                .insert(restriction_key(&restriction.app_id, &restriction.id), restriction);
+                .insert(app_scoped_key(&restriction.app_id, &restriction.id), restriction);
+        }
+        for session in snapshot.sessions {
+            tables
+                .sessions
+                .insert(app_scoped_key(&session.app_id, &session.id), session);
         }
         tables
     }
@@ -168,8 +178,8 @@ impl Tables {
     }
 }
 
-/// Restriction ids are unique per app only.
-fn restriction_key(app_id: &str, restriction_id: &str) -> String {
+/// Restriction and session ids are unique per app only.
+fn app_scoped_key(app_id: &str, restriction_id: &str) -> String {
     format!("{app_id}\u{0}{restriction_id}")
 }
 
@@ -752,14 +762,14 @@ impl Store for MemoryStore {
 
     async fn put_restriction(&self, restriction: &Restriction) -> Result<()> {
         let mut tables = self.tables();
-        let key = restriction_key(&restriction.app_id, &restriction.id);
+        let key = app_scoped_key(&restriction.app_id, &restriction.id);
         tables.restrictions.insert(key, restriction.clone());
         self.persist(&tables)
     }
 
     async fn remove_restriction(&self, app_id: &str, restriction_id: &str) -> Result<Option<Restriction>> {
         let mut tables = self.tables();
-        let removed = tables.restrictions.remove(&restriction_key(app_id, restriction_id));
+        let removed = tables.restrictions.remove(&app_scoped_key(app_id, restriction_id));
         self.persist(&tables)?;
         Ok(removed)
     }
@@ -774,6 +784,76 @@ impl Store for MemoryStore {
             .collect();
         restrictions.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(restrictions)
+    }
+
+    async fn insert_session(&self, session: &Session) -> Result<()> {
+        let mut tables = self.tables();
+        let key = app_scoped_key(&session.app_id, &session.id);
+        if tables.sessions.contains_key(&key) {
+            return Err(Error::Conflict(format!("session {} exists", session.id)));
+        }
+        tables.sessions.insert(key, session.clone());
+        self.persist(&tables)
+    }
+
+    async fn find_session(&self, app_id: &str, session_id: &str) -> Result<Option<Session>> {
+        Ok(self.tables().sessions.get(&app_scoped_key(app_id, session_id)).cloned())
+    }
+
+    async fn extend_session(&self, app_id: &str, session_id: &str, expires_at: i64) -> Result<Option<Session>> {
+        let mut tables = self.tables();
+        let Some(session) = tables
+            .sessions
+            .get_mut(&app_scoped_key(app_id, session_id))
+            .filter(|s| s.revoked_at.is_none())
+        else {
+            return Ok(None);
+        };
+        session.expires_at = expires_at;
+        let extended = session.clone();
+        self.persist(&tables)?;
+        Ok(Some(extended))
+    }
+
+    async fn revoke_sessions(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        session_id: Option<&str>,
+        revoked_at: i64,
+    ) -> Result<Vec<Session>> {
+        let mut tables = self.tables();
+        let mut revoked = Vec::new();
+        for session in tables.sessions.values_mut() {
+            let chosen = session_id.is_none_or(|id| id == session.id);
+            if session.app_id == app_id && session.user_id == user_id && chosen && session.revoked_at.is_none() {
+                revoked.push(session.clone());
+                session.revoked_at = Some(revoked_at);
+            }
+        }
+        self.persist(&tables)?;
+        revoked.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(revoked)
+    }
+
+    async fn list_sessions(&self, app_id: &str, user_id: &str) -> Result<Vec<Session>> {
+        let mut sessions: Vec<Session> = self
+            .tables()
+            .sessions
+            .values()
+            .filter(|s| s.app_id == app_id && s.user_id == user_id)
+            .cloned()
+            .collect();
+        sessions.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(sessions)
+    }
+
+    async fn find_restriction(&self, app_id: &str, restriction_id: &str) -> Result<Option<Restriction>> {
+        Ok(self
+            .tables()
+            .restrictions
+            .get(&app_scoped_key(app_id, restriction_id))
+            .cloned())
     }
 
     async fn list_apps(&self) -> Result<Vec<App>> {

@@ -14,7 +14,7 @@ pub use mongo::MongoStore;
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::model::{
     App, AppSettings, Attachment, Conversation, ConversationSummary, LegalHold, Member, Message, Reaction,
-    ReactionCount, Restriction, User,
+    ReactionCount, Restriction, Session, User,
 };
 use crate::Result;
 use async_trait::async_trait;
@@ -165,6 +165,24 @@ pub trait Store: Send + Sync {
     /// Removes a restriction and returns it; `None` when there was none.
     async fn remove_restriction(&self, app_id: &str, restriction_id: &str) -> Result<Option<Restriction>>;
     async fn list_restrictions(&self, app_id: &str) -> Result<Vec<Restriction>>;
+    async fn find_restriction(&self, app_id: &str, restriction_id: &str) -> Result<Option<Restriction>>;
+    /// Records a new session.
+    async fn insert_session(&self, session: &Session) -> Result<()>;
+    async fn find_session(&self, app_id: &str, session_id: &str) -> Result<Option<Session>>;
+    /// Moves an unrevoked session's expiry (a refresh); `None` when it is missing or revoked, so a
+    /// refresh racing a logout cannot bring the session back.
+    async fn extend_session(&self, app_id: &str, session_id: &str, expires_at: i64) -> Result<Option<Session>>;
+    /// Revokes the user's unrevoked sessions (only `session_id` when given) and returns them as they
+    /// were before.
+    async fn revoke_sessions(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        session_id: Option<&str>,
+        revoked_at: i64,
+    ) -> Result<Vec<Session>>;
+    /// The user's sessions, revoked and expired ones included, oldest first.
+    async fn list_sessions(&self, app_id: &str, user_id: &str) -> Result<Vec<Session>>;
     async fn list_apps(&self) -> Result<Vec<App>>;
     /// Up to `limit` messages created before `before` (Unix ms), oldest first, leaving out the given
     /// conversations and senders (those under legal hold).

@@ -4,7 +4,7 @@ use super::{InsertOutcome, RetentionExceptions, SeqRange, Store};
 use crate::audit::{AuditQuery, AuditRecord};
 use crate::model::{
     App, AppSettings, Attachment, Conversation, ConversationSummary, LegalHold, Member, Message, Reaction,
-    ReactionCount, Restriction, User,
+    ReactionCount, Restriction, Session, User,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -105,6 +105,9 @@ impl MongoStore {
             .await?;
         self.collection("attachments")
             .create_index(plain(doc! {"app_id": 1, "uploader_id": 1}))
+            .await?;
+        self.collection("sessions")
+            .create_index(plain(doc! {"app_id": 1, "user_id": 1, "created_at": 1}))
             .await?;
         Ok(())
     }
@@ -736,6 +739,68 @@ impl Store for MongoStore {
 
     async fn list_restrictions(&self, app_id: &str) -> Result<Vec<Restriction>> {
         self.find_all("restrictions", doc! {"app_id": app_id}, doc! {"_id": 1}, usize::MAX)
+            .await
+    }
+
+    async fn insert_session(&self, session: &Session) -> Result<()> {
+        match self.collection("sessions").insert_one(to_document(session)?).await {
+            Err(e) if is_duplicate_key(&e) => Err(Error::Conflict(format!("session {} exists", session.id))),
+            result => result.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    async fn find_session(&self, app_id: &str, session_id: &str) -> Result<Option<Session>> {
+        self.find_one_in("sessions", doc! {"_id": session_id, "app_id": app_id})
+            .await
+    }
+
+    async fn extend_session(&self, app_id: &str, session_id: &str, expires_at: i64) -> Result<Option<Session>> {
+        self.collection("sessions")
+            .find_one_and_update(
+                doc! {"_id": session_id, "app_id": app_id, "revoked_at": {"$exists": false}},
+                doc! {"$set": {"expires_at": expires_at}},
+            )
+            .return_document(ReturnDocument::After)
+            .await?
+            .map(from_document)
+            .transpose()
+    }
+
+    async fn revoke_sessions(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        session_id: Option<&str>,
+        revoked_at: i64,
+    ) -> Result<Vec<Session>> {
+        let mut filter = doc! {"app_id": app_id, "user_id": user_id, "revoked_at": {"$exists": false}};
+        if let Some(session_id) = session_id {
+            filter.insert("_id", session_id);
+        }
+        let sessions: Vec<Session> = self
+            .find_all("sessions", filter.clone(), doc! {"created_at": 1, "_id": 1}, usize::MAX)
+            .await?;
+        // Only what was found: a session created after the read is not revoked unseen.
+        let ids: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
+        filter.insert("_id", doc! {"$in": ids});
+        self.collection("sessions")
+            .update_many(filter, doc! {"$set": {"revoked_at": revoked_at}})
+            .await?;
+        Ok(sessions)
+    }
+
+    async fn list_sessions(&self, app_id: &str, user_id: &str) -> Result<Vec<Session>> {
+        self.find_all(
+            "sessions",
+            doc! {"app_id": app_id, "user_id": user_id},
+            doc! {"created_at": 1, "_id": 1},
+            usize::MAX,
+        )
+        .await
+    }
+
+    async fn find_restriction(&self, app_id: &str, restriction_id: &str) -> Result<Option<Restriction>> {
+        self.find_one_in("restrictions", doc! {"_id": restriction_id, "app_id": app_id})
             .await
     }
 

@@ -1,0 +1,138 @@
+//! Sessions over the real stack: a token's session is listed, refreshed and ended; ending it refuses
+//! its tokens everywhere (HTTP and socket) and closes only its own live connections; ending another
+//! user's session is impossible; every end is audited.
+
+use caas_e2e::{Client, Platform};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+struct Http<'a> {
+    client: reqwest::Client,
+    platform: &'a Platform,
+}
+
+impl Http<'_> {
+    /// Calls the gateway as the holder of `token` (an SDK token string); returns status and JSON body.
+    async fn call(&self, method: reqwest::Method, path: &str, token: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.platform.gateway_url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    async fn audit(&self, app_id: &str, action: &str, wanted: usize) -> Vec<Value> {
+        let admin = self.platform.gateway().admin_token;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let url = format!(
+                "{}/api/v1/compliance/audit?app_id={app_id}&action={action}",
+                self.platform.gateway_url
+            );
+            let body: Value = self
+                .client
+                .get(url)
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let records = body["records"].as_array().cloned().unwrap_or_default();
+            if records.len() >= wanted || Instant::now() > deadline {
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn token_of(grant: &Value) -> &str {
+    grant["token"].as_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_session_refuses_its_tokens_and_closes_only_its_connections() {
+    use reqwest::Method;
+    let platform = Platform::start("sessions", 1);
+    let http = Http {
+        client: reqwest::Client::new(),
+        platform: &platform,
+    };
+    let app = platform.create_app(&http.client).await;
+    let phone = platform.token(&http.client, &app, "alice").await;
+    let laptop = platform.token(&http.client, &app, "alice").await;
+    let mallory = platform.token(&http.client, &app, "mallory").await;
+    assert_ne!(phone["session_id"], laptop["session_id"]);
+
+    let (status, listed) = http.call(Method::GET, "/api/v1/auth/sessions", token_of(&phone)).await;
+    assert_eq!(status, 200, "{listed}");
+    let listed: Vec<(Value, Value)> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["session_id"].clone(), s["current"].clone()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(phone["session_id"].clone(), json!(true)), (laptop["session_id"].clone(), json!(false))]
+    );
+
+    // A refresh keeps the session and moves its expiry; both tokens of the session work until it ends.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, refreshed) = http.call(Method::POST, "/api/v1/auth/refresh", token_of(&phone)).await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(refreshed["session_id"], phone["session_id"]);
+    assert!(refreshed["expires_at"].as_i64() > phone["expires_at"].as_i64(), "{refreshed}");
+    let mut phone_socket = Client::connect(&platform.socket_urls[0], token_of(&refreshed), "phone").await;
+    let mut laptop_socket = Client::connect(&platform.socket_urls[0], token_of(&laptop), "laptop").await;
+
+    // Mallory cannot end alice's session: it is not among hers.
+    let path = format!("/api/v1/auth/sessions/{}", laptop["session_id"].as_str().unwrap());
+    let (status, body) = http.call(Method::DELETE, &path, token_of(&mallory)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+
+    // Logging out on the phone ends its session: its socket is told and closed, the laptop's stays.
+    let (status, body) = http.call(Method::POST, "/api/v1/auth/logout", token_of(&phone)).await;
+    assert_eq!((status, &body["revoked"]), (200, &json!(true)), "{body}");
+    let revoked = phone_socket.event("session.revoked").await;
+    assert_eq!(revoked["reason"], "logged out");
+    assert_eq!(phone_socket.closed_with().await, Some(1008));
+    let pong = laptop_socket.call("ping", json!({})).await;
+    assert_eq!(pong["ok"], true, "the laptop's connection must survive: {pong}");
+
+    for token in [token_of(&phone), token_of(&refreshed)] {
+        let (status, body) = http.call(Method::GET, "/api/v1/conversations", token).await;
+        assert_eq!((status, body["error"]["message"].as_str()), (401, Some("session revoked")), "{body}");
+        let (status, _) = http.call(Method::POST, "/api/v1/auth/refresh", token).await;
+        assert_eq!(status, 401);
+        let refusal = Client::refused_handshake(&platform.socket_urls[0], token).await;
+        assert_eq!(refusal["code"], "unauthorized", "{refusal}");
+    }
+    let (status, listed) = http.call(Method::GET, "/api/v1/auth/sessions", token_of(&laptop)).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 1, "{listed}");
+
+    // Ending the laptop's session from itself works the same way.
+    let (status, _) = http.call(Method::DELETE, &path, token_of(&laptop)).await;
+    assert_eq!(status, 200);
+    assert_eq!(laptop_socket.closed_with().await, Some(1008));
+    let (status, _) = http.call(Method::GET, "/api/v1/conversations", token_of(&laptop)).await;
+    assert_eq!(status, 401);
+
+    // Other users' sessions are untouched.
+    let (status, _) = http.call(Method::GET, "/api/v1/conversations", token_of(&mallory)).await;
+    assert_eq!(status, 200, "mallory's own session is untouched");
+
+    let ended = http.audit(&app.0, "session.revoked", 2).await;
+    let mut ended_ids: Vec<&str> = ended.iter().map(|r| r["target"]["id"].as_str().unwrap()).collect();
+    ended_ids.sort_unstable();
+    let mut expected = vec![phone["session_id"].as_str().unwrap(), laptop["session_id"].as_str().unwrap()];
+    expected.sort_unstable();
+    assert_eq!(ended_ids, expected);
+    assert_eq!(http.audit(&app.0, "token.refreshed", 1).await.len(), 1);
+}
