@@ -233,7 +233,9 @@ mod tests {
     async fn only_tokens_of_recorded_unrevoked_sessions_authenticate() {
         let store = crate::store::MemoryStore::new();
         let signer = signer();
-        let issued = start_session(&signer, &store, ("app1", "user1", "ext1"), "corr").await.unwrap();
+        let issued = start_session(&signer, &store, ("app1", "user1", "ext1"), "corr")
+            .await
+            .unwrap();
         let claims = authenticate(&signer, &store, &issued.token).await.unwrap();
         let refreshed = signer.reissue(&claims).unwrap();
         assert_eq!(refreshed.session_id, issued.session_id);

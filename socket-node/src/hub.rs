@@ -5,7 +5,6 @@
 //! client. Payloads are serialised once and shared by every recipient.
 
 use caas_shared::fanout::{FanOut, MemoryBroker, MemoryFanOut, RedisFanOut};
-use caas_shared::protocol;
 use caas_shared::Result;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -79,7 +79,10 @@ async fn ending_a_session_refuses_its_tokens_and_closes_only_its_connections() {
         .collect();
     assert_eq!(
         listed,
-        vec![(phone["session_id"].clone(), json!(true)), (laptop["session_id"].clone(), json!(false))]
+        vec![
+            (phone["session_id"].clone(), json!(true)),
+            (laptop["session_id"].clone(), json!(false))
+        ]
     );
 
     // A refresh keeps the session and moves its expiry; both tokens of the session work until it ends.
@@ -87,14 +90,21 @@ async fn ending_a_session_refuses_its_tokens_and_closes_only_its_connections() {
     let (status, refreshed) = http.call(Method::POST, "/api/v1/auth/refresh", token_of(&phone)).await;
     assert_eq!(status, 200, "{refreshed}");
     assert_eq!(refreshed["session_id"], phone["session_id"]);
-    assert!(refreshed["expires_at"].as_i64() > phone["expires_at"].as_i64(), "{refreshed}");
+    assert!(
+        refreshed["expires_at"].as_i64() > phone["expires_at"].as_i64(),
+        "{refreshed}"
+    );
     let mut phone_socket = Client::connect(&platform.socket_urls[0], token_of(&refreshed), "phone").await;
     let mut laptop_socket = Client::connect(&platform.socket_urls[0], token_of(&laptop), "laptop").await;
 
     // Mallory cannot end alice's session: it is not among hers.
     let path = format!("/api/v1/auth/sessions/{}", laptop["session_id"].as_str().unwrap());
     let (status, body) = http.call(Method::DELETE, &path, token_of(&mallory)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
 
     // Logging out on the phone ends its session: its socket is told and closed, the laptop's stays.
     let (status, body) = http.call(Method::POST, "/api/v1/auth/logout", token_of(&phone)).await;
@@ -107,7 +117,11 @@ async fn ending_a_session_refuses_its_tokens_and_closes_only_its_connections() {
 
     for token in [token_of(&phone), token_of(&refreshed)] {
         let (status, body) = http.call(Method::GET, "/api/v1/conversations", token).await;
-        assert_eq!((status, body["error"]["message"].as_str()), (401, Some("session revoked")), "{body}");
+        assert_eq!(
+            (status, body["error"]["message"].as_str()),
+            (401, Some("session revoked")),
+            "{body}"
+        );
         let (status, _) = http.call(Method::POST, "/api/v1/auth/refresh", token).await;
         assert_eq!(status, 401);
         let refusal = Client::refused_handshake(&platform.socket_urls[0], token).await;
@@ -125,13 +139,18 @@ async fn ending_a_session_refuses_its_tokens_and_closes_only_its_connections() {
     assert_eq!(status, 401);
 
     // Other users' sessions are untouched.
-    let (status, _) = http.call(Method::GET, "/api/v1/conversations", token_of(&mallory)).await;
+    let (status, _) = http
+        .call(Method::GET, "/api/v1/conversations", token_of(&mallory))
+        .await;
     assert_eq!(status, 200, "mallory's own session is untouched");
 
     let ended = http.audit(&app.0, "session.revoked", 2).await;
     let mut ended_ids: Vec<&str> = ended.iter().map(|r| r["target"]["id"].as_str().unwrap()).collect();
     ended_ids.sort_unstable();
-    let mut expected = vec![phone["session_id"].as_str().unwrap(), laptop["session_id"].as_str().unwrap()];
+    let mut expected = vec![
+        phone["session_id"].as_str().unwrap(),
+        laptop["session_id"].as_str().unwrap(),
+    ];
     expected.sort_unstable();
     assert_eq!(ended_ids, expected);
     assert_eq!(http.audit(&app.0, "token.refreshed", 1).await.len(), 1);

@@ -124,7 +124,15 @@ async fn hold(args: &[String]) -> Result<()> {
     let signer = caas_shared::auth::TokenSigner::from_config(&config);
     let store = caas_shared::store::connect(&config.store_url, &config.store_database).await?;
     let progress = Default::default();
-    let fleet = load::fleet::connect(flavor, addr, (&signer, store.as_ref()), app_id, number(first)?..number(end)?, &progress).await?;
+    let fleet = load::fleet::connect(
+        flavor,
+        addr,
+        (&signer, store.as_ref()),
+        app_id,
+        number(first)?..number(end)?,
+        &progress,
+    )
+    .await?;
     let report = idle::HoldReport {
         connected: fleet.clients.len(),
         failed: fleet.failures.len(),

@@ -129,7 +129,15 @@ pub async fn run(
     };
     let users = settings.conversations * settings.members;
     let progress = Arc::new(Progress::default());
-    let fleet = fleet::connect(flavor, server.addr, (&env.signer, env.store.as_ref()), &env.app_id, 0..users, &progress).await?;
+    let fleet = fleet::connect(
+        flavor,
+        server.addr,
+        (&env.signer, env.store.as_ref()),
+        &env.app_id,
+        0..users,
+        &progress,
+    )
+    .await?;
     if let Some(failure) = fleet.failures.first() {
         return Err(BenchError::Failed(format!(
             "{} of {users} connections failed, first: {failure}",

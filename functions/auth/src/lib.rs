@@ -415,7 +415,12 @@ async fn end_session(
     Ok(Json(json!({"session_id": session_id, "revoked": true})))
 }
 
-async fn end_sessions_of_caller(service: &AuthService, caller: &Authenticated, session_id: &str, reason: &str) -> Result<()> {
+async fn end_sessions_of_caller(
+    service: &AuthService,
+    caller: &Authenticated,
+    session_id: &str,
+    reason: &str,
+) -> Result<()> {
     let claims = &caller.claims;
     let revocation = Revocation {
         app_id: &claims.app_id,

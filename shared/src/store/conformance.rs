@@ -81,7 +81,11 @@ async fn sessions_extend_until_revoked_and_stay_in_their_app(store: &dyn Store) 
 
     let revoked = store.revoke_sessions(&app_id, &user_id, Some(&phone), 7).await.unwrap();
     assert_eq!(revoked, vec![extended]);
-    assert_eq!(store.extend_session(&app_id, &phone, 300).await.unwrap(), None, "a revoked session stays revoked");
+    assert_eq!(
+        store.extend_session(&app_id, &phone, 300).await.unwrap(),
+        None,
+        "a revoked session stays revoked"
+    );
     let stored = store.find_session(&app_id, &phone).await.unwrap().unwrap();
     assert_eq!((stored.revoked_at, stored.expires_at), (Some(7), 200));
     assert!(store
@@ -97,7 +101,11 @@ async fn sessions_extend_until_revoked_and_stay_in_their_app(store: &dyn Store) 
     let listed: Vec<(&str, Option<i64>)> = listed.iter().map(|s| (s.id.as_str(), s.revoked_at)).collect();
     assert_eq!(
         listed,
-        vec![(phone.as_str(), Some(7)), (laptop.as_str(), Some(8)), (tablet.as_str(), Some(8))]
+        vec![
+            (phone.as_str(), Some(7)),
+            (laptop.as_str(), Some(8)),
+            (tablet.as_str(), Some(8))
+        ]
     );
 }
 
