@@ -2,7 +2,7 @@
 //! ones), four in five messages in a Latin script and one in five in Chinese, spread over apps and
 //! conversations. Seeded, so every run indexes the same text.
 
-use caas_shared::model::Message;
+use caas_shared::domain::model::Message;
 
 /// xorshift64*: fast, seedable and good enough to pick words.
 pub struct Rng(u64);

@@ -5,7 +5,7 @@
 
 use crate::corpus::{Corpus, Rng};
 use crate::percentile;
-use caas_shared::search::{SearchIndex, SearchRequest};
+use caas_shared::ports::search::{SearchIndex, SearchRequest};
 use caas_shared::Result;
 use serde::Serialize;
 use std::path::Path;

@@ -4,7 +4,8 @@
 //! effect exactly-once.
 
 use aws_lambda_events::event::kafka::KafkaEvent;
-use caas_shared::bus::{Bus, Position, Record};
+use caas_shared::ports::bus::{Bus, Position, Record};
+use caas_shared::runtime::kafka_function::KafkaFunction;
 use caas_shared::{Error, Result};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -57,6 +58,19 @@ fn positions_after(batch: &[Record]) -> Vec<Position> {
     latest.into_values().collect()
 }
 
+/// Feeds `function` from its topic in `group` until `shutdown`, as the event source mapping does when
+/// deployed.
+pub async fn run_function<F: KafkaFunction>(
+    bus: &dyn Bus,
+    function: &F,
+    group: &str,
+    policy: BatchPolicy,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let handler = |event: KafkaEvent| async move { function.handle(&event).await };
+    run(bus, F::TOPIC, group, policy, handler, shutdown).await
+}
+
 /// Consumes `topic` in `group` until `shutdown`, handing batches to `handler`.
 pub async fn run<F, Fut, T>(
     bus: &dyn Bus,
@@ -103,7 +117,7 @@ where
             consumer.commit(&positions).await.ok();
             continue;
         }
-        let event = caas_shared::lambda::kafka_event(bus.source(), &batch)?;
+        let event = caas_shared::runtime::lambda::kafka_event(bus.source(), &batch)?;
         let mut backoff = Duration::from_millis(100);
         loop {
             match handler(event.clone()).await {
@@ -119,5 +133,70 @@ where
         if let Err(e) = consumer.commit(&positions).await {
             tracing::warn!(error = %e, group, "offset commit failed; the batch may be redelivered");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caas_shared::domain::events::EventHeaders;
+    use caas_shared::ports::bus::MemoryBus;
+    use caas_shared::runtime::kafka_function::async_trait;
+    use std::sync::Mutex;
+
+    /// Collects the values it is handed; its first batch fails, as with a store that is briefly away.
+    struct Collector {
+        values: Mutex<Vec<serde_json::Value>>,
+        failures_left: Mutex<u32>,
+        stop: crate::StopSignal,
+    }
+
+    #[async_trait]
+    impl KafkaFunction for Collector {
+        const NAME: &'static str = "collector";
+        const TOPIC: &'static str = "caas.bridge-test";
+        type Report = usize;
+
+        async fn handle(&self, event: &KafkaEvent) -> Result<usize> {
+            if std::mem::take(&mut *self.failures_left.lock().unwrap()) > 0 {
+                return Err(Error::Internal("briefly away".into()));
+            }
+            let mut values = self.values.lock().unwrap();
+            for record in event.records.values().flatten() {
+                values.push(caas_shared::runtime::lambda::decode_json(record, "JSON").map_err(Error::Internal)?);
+            }
+            if values.len() >= 3 {
+                self.stop.trigger();
+            }
+            Ok(values.len())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_function_is_fed_its_topic_and_a_failed_batch_is_handed_over_again() {
+        let memory = MemoryBus::new(1);
+        let bus: &dyn Bus = &memory;
+        bus.ensure_topics(&[Collector::TOPIC, "caas.other"]).await.unwrap();
+        let headers = EventHeaders::new("app", "test", "corr");
+        for i in 0..3 {
+            bus.publish_json(Collector::TOPIC, "k", &headers, &serde_json::json!({ "n": i }))
+                .await
+                .unwrap();
+        }
+        bus.publish_json("caas.other", "k", &headers, &serde_json::json!({ "n": 9 }))
+            .await
+            .unwrap();
+        let collector = Collector {
+            values: Mutex::new(Vec::new()),
+            failures_left: Mutex::new(1),
+            stop: crate::StopSignal::new(),
+        };
+        let feed = run_function(bus, &collector, "group", BatchPolicy::default(), collector.stop.wait());
+        tokio::time::timeout(Duration::from_secs(10), feed)
+            .await
+            .expect("the collector gets its three records")
+            .unwrap();
+        let values = collector.values.into_inner().unwrap();
+        assert_eq!(values, [0, 1, 2].map(|n| serde_json::json!({ "n": n })));
     }
 }

@@ -4,16 +4,15 @@
 
 pub mod bridge;
 
-use aws_lambda_events::event::kafka::KafkaEvent;
-use caas_shared::blob::{self, local::LocalBlobs, Blobs};
-use caas_shared::bus::Bus;
-use caas_shared::cache::Cache;
-use caas_shared::config::Config;
-use caas_shared::events::topics;
-use caas_shared::search::SearchIndex;
-use caas_shared::store::Store;
+use caas_shared::ports::blob::{self, local::LocalBlobs, Blobs};
+use caas_shared::ports::bus::Bus;
+use caas_shared::ports::cache::Cache;
+use caas_shared::ports::search::SearchIndex;
+use caas_shared::ports::store::Store;
+use caas_shared::runtime::config::Config;
+use caas_shared::runtime::kafka_function::KafkaFunction;
 use caas_shared::Result;
-use caas_shared::{bus, cache, store};
+use caas_shared::{ports::bus, ports::cache, ports::store};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -47,9 +46,9 @@ pub fn gateway(platform: &Platform) -> axum::Router {
         .merge(compliance::routes(Arc::new(compliance)));
     if let Some(local) = local_blobs {
         // Stands in for S3's presigned URLs when blobs live in a local directory.
-        routes = routes.merge(caas_shared::blob::local::routes(Arc::clone(local)));
+        routes = routes.merge(caas_shared::ports::blob::local::routes(Arc::clone(local)));
     }
-    caas_shared::http::finish_router(routes)
+    caas_shared::runtime::http::finish_router(routes)
 }
 
 /// The configuration and the backends every local entry point (gateway, bridge, dev mode) shares.
@@ -82,7 +81,7 @@ impl Platform {
             blobs,
             local_blobs,
             store: store::connect(&config.store_url, &config.store_database).await?,
-            cache: cache::connect(&config.redis_socket_url).await?,
+            cache: cache::connect(&config.cache_url).await?,
             bus: bus::connect(&config.bus_url).await?,
             search,
             config,
@@ -94,49 +93,33 @@ impl Platform {
 /// `shutdown` resolves; each in-flight batch finishes (and is committed) first.
 pub async fn run_functions(platform: &Platform, shutdown: impl Future<Output = ()>) -> Result<()> {
     let policy = bridge::BatchPolicy::from_env()?;
-    let (config, bus) = (&platform.config, platform.bus.as_ref());
     let persist_messages =
         persist_messages::PersistMessages::new(Arc::clone(&platform.store), Arc::clone(&platform.bus));
     let persist_conversations = persist_conversations::PersistConversations::new(Arc::clone(&platform.store));
     let index_messages = index_messages::IndexMessages::new(Arc::clone(&platform.search));
     let write_audit = write_audit::WriteAudit::new(Arc::clone(&platform.store));
-    let (persist_messages, persist_conversations, index_messages, write_audit) =
-        (&persist_messages, &persist_conversations, &index_messages, &write_audit);
     // Every function stops on the same signal, and a bridge that gives up stops the others.
     let stop = StopSignal::new();
-    let feed = |topic, function: &str| (topic, config.consumer_group(function), policy.clone(), &stop);
+    let feed = (platform, &policy, &stop);
     let (messages, conversations, indexing, audit, retention, ()) = tokio::join!(
-        feed_function(bus, feed(topics::MESSAGES, "persist-messages"), |event| async move {
-            persist_messages.handle(&event).await
-        }),
-        feed_function(
-            bus,
-            feed(topics::MESSAGES, "persist-conversations"),
-            |event| async move { persist_conversations.handle(&event).await }
-        ),
-        feed_function(bus, feed(topics::MESSAGES, "index-messages"), |event| async move {
-            index_messages.handle(&event).await
-        }),
-        feed_function(bus, feed(topics::AUDIT, "write-audit"), |event| async move {
-            write_audit.handle(&event).await
-        }),
+        feed_function(feed, &persist_messages),
+        feed_function(feed, &persist_conversations),
+        feed_function(feed, &index_messages),
+        feed_function(feed, &write_audit),
         stop.trigger_after(enforce_retention(platform, stop.wait())),
         stop.trigger_on(shutdown),
     );
     messages.and(conversations).and(indexing).and(audit).and(retention)
 }
 
-/// One function fed from `topic` by its own consumer group until the shared stop.
-async fn feed_function<F, Fut, T>(
-    bus: &dyn Bus,
-    (topic, group, policy, stop): (&str, String, bridge::BatchPolicy, &StopSignal),
-    handler: F,
-) -> Result<()>
-where
-    F: Fn(KafkaEvent) -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    stop.trigger_after(bridge::run(bus, topic, &group, policy, handler, stop.wait()))
+/// One function fed from its topic by its own consumer group until the shared stop.
+async fn feed_function<F: KafkaFunction>(
+    (platform, policy, stop): (&Platform, &bridge::BatchPolicy, &StopSignal),
+    function: &F,
+) -> Result<()> {
+    let group = platform.config.consumer_group(F::NAME);
+    let bus = platform.bus.as_ref();
+    stop.trigger_after(bridge::run_function(bus, function, &group, policy.clone(), stop.wait()))
         .await
 }
 
@@ -161,7 +144,7 @@ async fn enforce_retention(platform: &Platform, stop: impl Future<Output = ()>) 
         tokio::select! {
             _ = &mut stop => return Ok(()),
             _ = ticks.tick() => {
-                let correlation_id = caas_shared::correlation::CorrelationId::generate();
+                let correlation_id = caas_shared::domain::correlation::CorrelationId::generate();
                 // A failed run is retried at the next tick, like a failed scheduled invocation.
                 if let Err(e) = retention.run(None, correlation_id.as_str()).await {
                     tracing::error!(error = %e, %correlation_id, "scheduled retention run failed");

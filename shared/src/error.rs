@@ -1,6 +1,6 @@
 //! The one error type of the domain core, and its stable public codes.
 //!
-//! HTTP functions render it through [`crate::http`]; the socket node sends the same `code` and
+//! HTTP functions render it through [`crate::runtime::http`]; the socket node sends the same `code` and
 //! `message` in WebSocket error replies, so clients see one vocabulary everywhere.
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -24,7 +24,12 @@ pub struct NodeSettings {
 
 impl NodeSettings {
     pub fn from_env() -> Result<Self> {
-        let get = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads the settings through `lookup` (as [`caas_shared::runtime::config::Config::from_lookup`]).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |key: &str| lookup(key).filter(|v| !v.is_empty());
         let number = |key: &str, default: usize| -> Result<usize> {
             get(key).map_or(Ok(default), |v| {
                 v.parse().map_err(|_| Error::Config(format!("{key} must be a number")))

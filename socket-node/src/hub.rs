@@ -4,7 +4,7 @@
 //! mode) only while at least one of its connections wants it, so a message is published once and reaches only nodes with an interested
 //! client. Payloads are serialised once and shared by every recipient.
 
-use caas_shared::fanout::{FanOut, MemoryBroker, MemoryFanOut, RedisFanOut};
+use caas_shared::ports::fanout::{FanOut, MemoryBroker, MemoryFanOut, RedisFanOut};
 use caas_shared::Result;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +13,9 @@ use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub type ConnectionId = u64;
+
+/// What the fan-out driver received: `(channel, payload)` for the channels this node subscribed to.
+pub type FanIn = mpsc::UnboundedReceiver<(String, String)>;
 
 /// The sending side of one client connection.
 pub struct Outlet {
@@ -44,34 +47,28 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Builds the hub over a fan-out driver; `inbox` is the receiving end of the driver's [`Inbox`].
-    pub fn new(fan_out: Arc<dyn FanOut>, mut inbox: mpsc::UnboundedReceiver<(String, String)>) -> Arc<Self> {
-        let hub = Arc::new(Self {
+    /// Builds the hub over a fan-out driver. What the driver receives arrives on the driver's
+    /// [`caas_shared::ports::fanout::Inbox`]; the node's fan-in relay hands it to
+    /// [`Hub::deliver_local`].
+    pub fn new(fan_out: Arc<dyn FanOut>) -> Arc<Self> {
+        Arc::new(Self {
             fan_out,
             routes: Mutex::new(Routes::default()),
             subscriptions: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
-        });
-        let weak = Arc::downgrade(&hub);
-        tokio::spawn(async move {
-            while let Some((channel, payload)) = inbox.recv().await {
-                let Some(hub) = weak.upgrade() else { return };
-                hub.deliver_local(&channel, Utf8Bytes::from(payload));
-            }
-        });
-        hub
+        })
     }
 
     /// A hub over the fan-out named by `url`: Redis pub/sub (`redis://…`), or for a single-process
-    /// deployment (`memory://`) an in-process broker.
-    pub async fn connect(url: &str) -> Result<Arc<Self>> {
+    /// deployment (`memory://`) an in-process broker; with the receiving end of its inbox.
+    pub async fn connect(url: &str) -> Result<(Arc<Self>, FanIn)> {
         let (inbox, received) = mpsc::unbounded_channel();
         let fan_out: Arc<dyn FanOut> = if url.starts_with("memory://") {
             Arc::new(MemoryFanOut::new(MemoryBroker::new(), inbox))
         } else {
             Arc::new(RedisFanOut::connect(url, inbox).await?)
         };
-        Ok(Self::new(fan_out, received))
+        Ok((Self::new(fan_out), received))
     }
 
     /// Sends `payload` to every subscriber of `channel` on every node, this one included.
@@ -228,12 +225,20 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use caas_shared::fanout::{MemoryBroker, MemoryFanOut};
+    use caas_shared::ports::fanout::{MemoryBroker, MemoryFanOut};
     use std::time::Duration;
 
     fn hub_on(broker: &MemoryBroker) -> Arc<Hub> {
         let (inbox, received) = mpsc::unbounded_channel();
-        Hub::new(Arc::new(MemoryFanOut::new(broker.clone(), inbox)), received)
+        let hub = Hub::new(Arc::new(MemoryFanOut::new(broker.clone(), inbox)));
+        let fan_in = Arc::clone(&hub);
+        let mut received = received;
+        tokio::spawn(async move {
+            while let Some((channel, payload)) = received.recv().await {
+                fan_in.deliver_local(&channel, payload.into());
+            }
+        });
+        hub
     }
 
     fn outlet(capacity: usize) -> (Outlet, mpsc::Receiver<Utf8Bytes>, Arc<Notify>) {

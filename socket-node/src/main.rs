@@ -1,23 +1,25 @@
 //! Socket node entry point: wires config, drivers and the listener; stops on SIGTERM or Ctrl-C.
 
-use caas_shared::config::Config;
-use caas_shared::events::topics;
-use caas_shared::{bus, cache, store};
+use caas_shared::domain::events::topics;
+use caas_shared::runtime::config::Config;
+use caas_shared::{ports::bus, ports::cache, ports::store};
 use socket_node::config::NodeSettings;
 use socket_node::{server::Listener, Node};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    caas_shared::telemetry::init();
+    caas_shared::runtime::telemetry::init();
     let config = Config::from_env()?;
     let settings = NodeSettings::from_env()?;
     let store = store::connect(&config.store_url, &config.store_database).await?;
-    let cache = cache::connect(&config.redis_socket_url).await?;
+    let cache = cache::connect(&config.cache_url).await?;
     let bus = bus::connect(&config.bus_url).await?;
     bus.ensure_topics(&topics::ALL).await?;
     let node = Node::start(&config, settings.clone(), store, cache, bus).await?;
     let listener = tokio::net::TcpListener::bind(&settings.bind).await?;
     tracing::info!(addr = %listener.local_addr()?, node_id = %settings.node_id, "socket node listening");
-    Listener { node, listener }.run(caas_shared::shutdown_signal()).await;
+    Listener { node, listener }
+        .run(caas_shared::runtime::shutdown_signal())
+        .await;
     Ok(())
 }

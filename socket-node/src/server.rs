@@ -1,11 +1,11 @@
-//! Accepts connections, caps them, and shuts down gracefully: stop accepting, tell every connection to
-//! close with a close frame, wait for them (bounded by the grace period).
+//! Accepts connections, caps them, and shuts down gracefully: stop accepting, tell every connection and
+//! relay to stop, wait for the connections (bounded by the grace period), then for the relays.
 
 use crate::Node;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 pub struct Listener {
     pub node: Arc<Node>,
@@ -16,7 +16,6 @@ impl Listener {
     /// Serves until `shutdown` completes, then drains connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let limit = Arc::new(Semaphore::new(self.node.settings.max_connections));
-        let (notify_shutdown, _) = broadcast::channel::<()>(1);
         // Every connection task holds a clone; recv() returns None once all have finished.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
@@ -38,17 +37,17 @@ impl Listener {
             };
             let _ = stream.set_nodelay(true);
             let node = Arc::clone(&self.node);
-            let shutdown_rx = notify_shutdown.subscribe();
+            let shutdown = node.shutdown_listener();
             let done = done_tx.clone();
             tokio::spawn(async move {
                 tracing::debug!(%peer, "accepted");
-                crate::connection::serve(node, stream, shutdown_rx).await;
+                crate::connection::serve(node, stream, shutdown).await;
                 drop(permit);
                 drop(done);
             });
         }
         tracing::info!(connections = self.node.hub.connection_count(), "shutting down");
-        drop(notify_shutdown);
+        self.node.begin_shutdown();
         drop(done_tx);
         if tokio::time::timeout(self.node.settings.shutdown_grace, done_rx.recv())
             .await
@@ -56,5 +55,6 @@ impl Listener {
         {
             tracing::warn!("some connections did not close within the grace period");
         }
+        self.node.stop_relays().await;
     }
 }

@@ -2,7 +2,7 @@
 //! driver runs the same suite in `caas-shared`'s unit tests).
 
 use caas_e2e::Stack;
-use caas_shared::bus::{conformance, KafkaBus, DEFAULT_PARTITIONS};
+use caas_shared::ports::bus::{conformance, KafkaBus, DEFAULT_PARTITIONS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_bus_passes_the_conformance_suite() {

@@ -2,7 +2,7 @@
 //! same suite in `caas-shared`'s unit tests).
 
 use caas_e2e::Stack;
-use caas_shared::cache::{conformance, RedisCache};
+use caas_shared::ports::cache::{conformance, RedisCache};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cache_passes_the_conformance_suite() {

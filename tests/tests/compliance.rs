@@ -4,8 +4,8 @@
 //! search index and the recent window.
 
 use caas_e2e::{ok, refused, Client, Platform};
-use caas_shared::events::{topics, EventHeaders, MessageEvent};
-use caas_shared::model::{Message, MessageAttachment};
+use caas_shared::domain::events::{topics, EventHeaders, MessageEvent};
+use caas_shared::domain::model::{Message, MessageAttachment};
 use futures_util::StreamExt;
 use mongodb::bson::doc;
 use serde_json::{json, Value};
@@ -386,15 +386,11 @@ fn aged_message(app_id: &str, conversation_id: &str, sender: &str, seq: i64, day
 }
 
 async fn publish(platform: &Platform, messages: &[Message]) {
-    let bus = caas_shared::bus::connect(platform.stack.get("CAAS_BUS_URL"))
+    let bus = caas_shared::ports::bus::connect(platform.stack.get("CAAS_BUS_URL"))
         .await
         .unwrap();
     for message in messages {
-        let headers = EventHeaders {
-            correlation_id: message.correlation_id.clone(),
-            app_id: message.app_id.clone(),
-            event_type: "message.created".into(),
-        };
+        let headers = EventHeaders::new(&message.app_id, "message.created", &message.correlation_id);
         bus.publish_json(
             topics::MESSAGES,
             &message.conversation_id,

@@ -2,7 +2,7 @@
 //! in-process driver runs the same suite in `caas-shared`'s unit tests).
 
 use caas_e2e::Stack;
-use caas_shared::fanout::{conformance, RedisFanOut};
+use caas_shared::ports::fanout::{conformance, RedisFanOut};
 use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

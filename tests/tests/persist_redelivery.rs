@@ -4,10 +4,10 @@
 
 use base64::Engine;
 use caas_e2e::Stack;
-use caas_shared::bus;
-use caas_shared::events::MessageEvent;
-use caas_shared::model::{Message, Reaction};
-use caas_shared::store::MongoStore;
+use caas_shared::domain::events::MessageEvent;
+use caas_shared::domain::model::{Message, Reaction};
+use caas_shared::ports::bus;
+use caas_shared::ports::store::MongoStore;
 use mongodb::bson::{doc, Document};
 use persist_messages::PersistMessages;
 use serde_json::json;
@@ -51,7 +51,9 @@ async fn handler_on_fresh_database(stack: &Stack, name: &str) -> (Arc<MongoStore
             .unwrap(),
     );
     let bus = bus::connect(stack.get("CAAS_BUS_URL")).await.unwrap();
-    bus.ensure_topics(&caas_shared::events::topics::ALL).await.unwrap();
+    bus.ensure_topics(&caas_shared::domain::events::topics::ALL)
+        .await
+        .unwrap();
     let handler = PersistMessages::new(Arc::clone(&store) as _, bus);
     (store, handler)
 }

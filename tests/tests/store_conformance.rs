@@ -2,7 +2,7 @@
 //! in-memory driver runs the same suite in `caas-shared`'s unit tests).
 
 use caas_e2e::Stack;
-use caas_shared::store::{conformance, MongoStore};
+use caas_shared::ports::store::{conformance, MongoStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_store_passes_the_conformance_suite() {

@@ -8,7 +8,7 @@
 
 use caas_bench::error::{BenchError, Result};
 use caas_bench::load::{self, idle, servers::Programs, Environment, Plan};
-use caas_shared::config::Config;
+use caas_shared::runtime::config::Config;
 use std::path::PathBuf;
 
 /// Connections one process may hold: the open-files limit, less room for the process's own files.
@@ -24,7 +24,7 @@ fn per_process_limit() -> usize {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    caas_shared::telemetry::init();
+    caas_shared::runtime::telemetry::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("hold") {
         return hold(&args[1..]).await;
@@ -33,7 +33,7 @@ async fn main() -> Result<()> {
     let jwt_secret = std::env::var("CAAS_JWT_SECRET")
         .ok()
         .filter(|secret| !secret.is_empty())
-        .unwrap_or_else(caas_shared::auth::generate_secret);
+        .unwrap_or_else(caas_shared::services::auth::generate_secret);
     let config = Config::from_lookup(|key| match key {
         "CAAS_JWT_SECRET" => Some(jwt_secret.clone()),
         _ => std::env::var(key).ok(),
@@ -121,8 +121,8 @@ async fn hold(args: &[String]) -> Result<()> {
         .parse()
         .map_err(|_| BenchError::Failed(format!("not an address: {addr}")))?;
     let config = Config::from_env()?;
-    let signer = caas_shared::auth::TokenSigner::from_config(&config);
-    let store = caas_shared::store::connect(&config.store_url, &config.store_database).await?;
+    let signer = caas_shared::services::auth::TokenSigner::from_config(&config);
+    let store = caas_shared::ports::store::connect(&config.store_url, &config.store_database).await?;
     let progress = Default::default();
     let fleet = load::fleet::connect(
         flavor,

@@ -7,7 +7,7 @@ use super::servers::{Programs, Server, Usage};
 use super::Environment;
 use crate::error::{BenchError, Result};
 use crate::percentile;
-use caas_shared::model::{Conversation, ConversationKind, Member, Role};
+use caas_shared::domain::model::{Conversation, ConversationKind, Member, Role};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use std::sync::atomic::Ordering;

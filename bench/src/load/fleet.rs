@@ -3,8 +3,8 @@
 
 use super::client::{self, Client, Flavor, Progress};
 use crate::error::Result;
-use caas_shared::auth::{self, TokenSigner};
-use caas_shared::store::Store;
+use caas_shared::ports::store::Store;
+use caas_shared::services::auth::{self, TokenSigner};
 use futures_util::stream::{self, StreamExt};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;

@@ -10,11 +10,11 @@ pub mod persist;
 pub mod report;
 pub mod servers;
 
-use caas_shared::auth::TokenSigner;
-use caas_shared::bus::Bus;
-use caas_shared::config::Config;
-use caas_shared::model::{App, AppSettings};
-use caas_shared::store::Store;
+use caas_shared::domain::model::{App, AppSettings};
+use caas_shared::ports::bus::Bus;
+use caas_shared::ports::store::Store;
+use caas_shared::runtime::config::Config;
+use caas_shared::services::auth::TokenSigner;
 use client::Flavor;
 use std::sync::Arc;
 
@@ -33,8 +33,8 @@ pub struct Environment {
 
 impl Environment {
     pub async fn connect(config: Config) -> crate::error::Result<Self> {
-        let store = caas_shared::store::connect(&config.store_url, &config.store_database).await?;
-        let bus = caas_shared::bus::connect(&config.bus_url).await?;
+        let store = caas_shared::ports::store::connect(&config.store_url, &config.store_database).await?;
+        let bus = caas_shared::ports::bus::connect(&config.bus_url).await?;
         let signer = TokenSigner::from_config(&config);
         let app_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
         // The node reads the app's settings on every send (cached). The bench mints tokens itself, so

@@ -6,8 +6,8 @@ use super::Environment;
 use crate::error::{BenchError, Result};
 use caas_local::bridge::{self, BatchPolicy};
 use caas_local::StopSignal;
-use caas_shared::events::{EventHeaders, MessageEvent};
-use caas_shared::model::Message;
+use caas_shared::domain::events::{EventHeaders, MessageEvent};
+use caas_shared::domain::model::Message;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -92,11 +92,7 @@ pub async fn run(settings: &PersistSettings, env: &Environment) -> Result<Persis
     let started = Instant::now();
     stream::iter(batch.iter())
         .map(|message| {
-            let headers = EventHeaders {
-                correlation_id: message.correlation_id.clone(),
-                app_id: message.app_id.clone(),
-                event_type: "message.created".into(),
-            };
+            let headers = EventHeaders::new(&message.app_id, "message.created", &message.correlation_id);
             let topic = topic.as_str();
             async move {
                 let event = MessageEvent::Created(message.clone());
@@ -147,7 +143,7 @@ pub async fn run(settings: &PersistSettings, env: &Environment) -> Result<Persis
         |event| async move {
             let mut written = 0;
             for record in event.records.values().flatten() {
-                let Ok(MessageEvent::Created(message)) = caas_shared::lambda::decode(record) else {
+                let Ok(MessageEvent::Created(message)) = caas_shared::runtime::lambda::decode(record) else {
                     continue;
                 };
                 naive.insert_one(&message).await?;

@@ -26,16 +26,16 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
-use caas_shared::audit::{actions, Actor, AuditEvent, Target};
-use caas_shared::auth::{self, TokenSigner};
-use caas_shared::bus::Bus;
-use caas_shared::config::Config;
-use caas_shared::correlation::CorrelationId;
-use caas_shared::http::{finish_router, read_json, Authenticated, VerifiesSdkTokens};
-use caas_shared::model::{limits, App, AppSettings, Restriction, RestrictionKind, User};
-use caas_shared::sessions::{self, Revocation};
-use caas_shared::store::Store;
-use caas_shared::{auth::IssuedToken, moderation};
+use caas_shared::domain::audit::{actions, Actor, AuditEvent, Target};
+use caas_shared::domain::correlation::CorrelationId;
+use caas_shared::domain::model::{limits, App, AppSettings, Restriction, RestrictionKind, User};
+use caas_shared::ports::bus::Bus;
+use caas_shared::ports::store::Store;
+use caas_shared::runtime::config::Config;
+use caas_shared::runtime::http::{finish_router, read_json, Authenticated, VerifiesSdkTokens};
+use caas_shared::services::auth::{self, TokenSigner};
+use caas_shared::services::sessions::{self, Revocation};
+use caas_shared::{domain::moderation, services::auth::IssuedToken};
 use caas_shared::{now_ms, Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -110,7 +110,7 @@ struct SdkTokenRequest {
 }
 
 fn require_operator(service: &AuthService, headers: &HeaderMap) -> Result<()> {
-    caas_shared::http::require_operator(service.admin_token.as_deref(), headers)
+    caas_shared::runtime::http::require_operator(service.admin_token.as_deref(), headers)
 }
 
 fn validate_text(field: &str, value: &str, max_bytes: usize) -> Result<String> {

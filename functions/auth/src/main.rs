@@ -1,12 +1,12 @@
 //! Lambda entry point of the auth function: wires config, the store, the bus (audit trail) and the router.
 
-use caas_shared::config::Config;
-use caas_shared::{bus, store};
+use caas_shared::runtime::config::Config;
+use caas_shared::{ports::bus, ports::store};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    caas_shared::telemetry::init();
+    caas_shared::runtime::telemetry::init();
     let config = Config::from_env()?;
     let store = store::connect(&config.store_url, &config.store_database).await?;
     let bus = bus::connect(&config.bus_url).await?;

@@ -4,7 +4,7 @@ use crate::{number, parse_query, Api};
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use caas_shared::audit::{self, AuditQuery};
+use caas_shared::domain::audit::{self, AuditQuery};
 use caas_shared::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};

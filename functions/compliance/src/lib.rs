@@ -23,12 +23,12 @@ pub mod retention;
 use axum::http::HeaderMap;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use caas_shared::audit::{Actor, AuditEvent, Target};
-use caas_shared::blob::Blobs;
-use caas_shared::bus::Bus;
-use caas_shared::cache::Cache;
-use caas_shared::config::Config;
-use caas_shared::store::Store;
+use caas_shared::domain::audit::{Actor, AuditEvent, Target};
+use caas_shared::ports::blob::Blobs;
+use caas_shared::ports::bus::Bus;
+use caas_shared::ports::cache::Cache;
+use caas_shared::ports::store::Store;
+use caas_shared::runtime::config::Config;
 use caas_shared::{Error, Result};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -61,13 +61,13 @@ impl ComplianceApi {
     }
 
     fn require_operator(&self, headers: &HeaderMap) -> Result<()> {
-        caas_shared::http::require_operator(self.admin_token.as_deref(), headers)
+        caas_shared::runtime::http::require_operator(self.admin_token.as_deref(), headers)
     }
 
     /// The JSON body of an operator-only change, read only once the operator token checks out.
     async fn operator_request<T: DeserializeOwned>(&self, headers: &HeaderMap, body: axum::body::Body) -> Result<T> {
         self.require_operator(headers)?;
-        caas_shared::http::read_json(headers, body).await
+        caas_shared::runtime::http::read_json(headers, body).await
     }
 
     /// The operator-only app a read or deletion names in its `?app_id=` query string.
@@ -75,14 +75,14 @@ impl ComplianceApi {
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-    ) -> Result<caas_shared::model::App> {
+    ) -> Result<caas_shared::domain::model::App> {
         self.require_operator(headers)?;
         let query: AppQuery = parse_query(query)?;
         self.app(&query.app_id).await
     }
 
     /// The app a request names, which must exist.
-    async fn app(&self, app_id: &str) -> Result<caas_shared::model::App> {
+    async fn app(&self, app_id: &str) -> Result<caas_shared::domain::model::App> {
         if app_id.trim().is_empty() {
             return Err(Error::Validation("app_id is required".into()));
         }
@@ -110,7 +110,7 @@ impl ComplianceApi {
 
 /// The function as deployed: its routes with the shared correlation and JSON-error handling.
 pub fn router(api: Arc<ComplianceApi>) -> Router {
-    caas_shared::http::finish_router(routes(api))
+    caas_shared::runtime::http::finish_router(routes(api))
 }
 
 /// Just the routes, for the local gateway to merge with the other functions'.
@@ -161,8 +161,8 @@ fn number<T: std::str::FromStr>(name: &str, value: Option<&str>) -> Result<Optio
 mod tests {
     use super::*;
     use axum::body::Body;
-    use caas_shared::model::{App, User};
-    use caas_shared::store::MemoryStore;
+    use caas_shared::domain::model::{App, User};
+    use caas_shared::ports::store::MemoryStore;
     use serde_json::{json, Value};
     use tower::ServiceExt;
 
@@ -171,7 +171,7 @@ mod tests {
     async fn api() -> Arc<ComplianceApi> {
         let dir = std::env::temp_dir().join(format!("compliance-{}", uuid::Uuid::new_v4().simple()));
         let blobs =
-            caas_shared::blob::local::LocalBlobs::new(dir.to_str().unwrap(), "http://127.0.0.1:1", "s").unwrap();
+            caas_shared::ports::blob::local::LocalBlobs::new(dir.to_str().unwrap(), "http://127.0.0.1:1", "s").unwrap();
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         store
             .insert_app(&App {
@@ -197,8 +197,8 @@ mod tests {
             .unwrap();
         Arc::new(ComplianceApi {
             store,
-            cache: caas_shared::cache::connect("memory://").await.unwrap(),
-            bus: caas_shared::bus::connect("memory://").await.unwrap(),
+            cache: caas_shared::ports::cache::connect("memory://").await.unwrap(),
+            bus: caas_shared::ports::bus::connect("memory://").await.unwrap(),
             blobs: Arc::new(blobs),
             admin_token: Some(OPERATOR.into()),
         })

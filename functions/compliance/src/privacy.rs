@@ -10,12 +10,11 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
-use caas_shared::audit::{actions, Target};
-use caas_shared::clock::next_version;
-use caas_shared::correlation::CorrelationId;
-use caas_shared::events::MessageEvent;
-use caas_shared::model::{Attachment, HoldScope, Message, User};
-use caas_shared::{now_ms, revisions, Error, Result};
+use caas_shared::domain::audit::{actions, Target};
+use caas_shared::domain::correlation::CorrelationId;
+use caas_shared::domain::events::MessageEvent;
+use caas_shared::domain::model::{Attachment, HoldScope, Message, User};
+use caas_shared::{now_ms, services::revisions, Error, Result};
 use futures_util::future::try_join_all;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -38,7 +37,7 @@ struct UserRequest {
 
 async fn user_of(api: &crate::ComplianceApi, request: &UserRequest) -> Result<User> {
     let app = api.app(&request.app_id).await?;
-    caas_shared::conversations::require_id("user_id", &request.user_id)?;
+    caas_shared::services::conversations::require_id("user_id", &request.user_id)?;
     api.store
         .find_users(&app.id, std::slice::from_ref(&request.user_id))
         .await?
@@ -168,14 +167,7 @@ pub async fn erase(
     let tombstones: Vec<Message> = messages
         .into_iter()
         .filter(|m| !m.is_deleted() || !m.text.is_empty() || !m.attachments.is_empty())
-        .map(|m| Message {
-            text: String::new(),
-            attachments: Vec::new(),
-            version: next_version(),
-            deleted_at: Some(m.deleted_at.unwrap_or(now)),
-            correlation_id: correlation_id.to_string(),
-            ..m
-        })
+        .map(|m| m.into_tombstone(now, correlation_id.as_str()))
         .collect();
     // Stored first, so the content is gone from MongoDB when this answers; then published, so the
     // search index, summaries and recent window follow (persistence sees the same version: a no-op).

@@ -10,14 +10,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
-use caas_shared::audit::{actions, Actor, AuditEvent, Target};
-use caas_shared::blob::Blobs;
-use caas_shared::bus::Bus;
-use caas_shared::clock::next_version;
-use caas_shared::correlation::CorrelationId;
-use caas_shared::events::{topics, EventHeaders, MessageEvent};
-use caas_shared::model::{App, Message};
-use caas_shared::store::{RetentionExceptions, Store};
+use caas_shared::domain::audit::{actions, Actor, AuditEvent, Target};
+use caas_shared::domain::correlation::CorrelationId;
+use caas_shared::domain::events::{topics, EventHeaders, MessageEvent};
+use caas_shared::domain::model::{App, Message};
+use caas_shared::ports::blob::Blobs;
+use caas_shared::ports::bus::Bus;
+use caas_shared::ports::store::{RetentionExceptions, Store};
 use caas_shared::{now_ms, Result};
 use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
@@ -129,25 +128,10 @@ impl Retention<'_> {
 
     /// Tells the index and the summaries that the message is gone.
     async fn announce(&self, message: Message, correlation_id: &str) -> Result<()> {
-        let tombstone = Message {
-            text: String::new(),
-            attachments: Vec::new(),
-            version: next_version(),
-            deleted_at: Some(now_ms()),
-            correlation_id: correlation_id.to_owned(),
-            ..message
-        };
-        let key = tombstone.conversation_id.clone();
-        let headers = EventHeaders {
-            correlation_id: correlation_id.to_owned(),
-            app_id: tombstone.app_id.clone(),
-            event_type: String::new(),
-        };
+        let tombstone = message.into_tombstone(now_ms(), correlation_id);
+        let (app_id, key) = (tombstone.app_id.clone(), tombstone.conversation_id.clone());
         let event = MessageEvent::Purged(tombstone);
-        let headers = EventHeaders {
-            event_type: event.event_type().to_owned(),
-            ..headers
-        };
+        let headers = EventHeaders::for_message_event(&app_id, &event, correlation_id);
         self.bus.publish_json(topics::MESSAGES, &key, &headers, &event).await
     }
 }

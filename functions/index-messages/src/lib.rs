@@ -9,9 +9,10 @@
 //! index directory's lock refuses a second writer (its batch fails and is retried).
 
 use aws_lambda_events::event::kafka::KafkaEvent;
-use caas_shared::events::MessageEvent;
-use caas_shared::lambda::decode;
-use caas_shared::search::SearchIndex;
+use caas_shared::domain::events::{topics, MessageEvent};
+use caas_shared::ports::search::SearchIndex;
+use caas_shared::runtime::kafka_function::{async_trait, KafkaFunction};
+use caas_shared::runtime::lambda::decode;
 use caas_shared::Result;
 use serde_json::json;
 use std::sync::Arc;
@@ -68,14 +69,25 @@ impl IndexMessages {
     }
 }
 
+#[async_trait]
+impl KafkaFunction for IndexMessages {
+    const NAME: &'static str = "index-messages";
+    const TOPIC: &'static str = topics::MESSAGES;
+    type Report = BatchReport;
+
+    async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
+        IndexMessages::handle(self, event).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use caas_shared::search::SearchRequest;
+    use caas_shared::ports::search::SearchRequest;
     use serde_json::Value;
 
     fn event(records: Vec<Value>) -> KafkaEvent {
-        caas_shared::lambda::sample_event("caas.messages", &records)
+        caas_shared::runtime::lambda::sample_event("caas.messages", &records)
     }
 
     fn message(kind: &str, text: &str, version: i64) -> Value {

@@ -1,7 +1,7 @@
 //! Thumbnails for uploaded images, stored beside the original as `…/thumbnail.jpg`.
 
-use caas_shared::blob::Blobs;
-use caas_shared::model::Attachment;
+use caas_shared::domain::model::Attachment;
+use caas_shared::ports::blob::Blobs;
 use caas_shared::{Error, Result};
 use image::{ImageFormat, ImageReader, Limits};
 use std::io::Cursor;

@@ -5,10 +5,11 @@
 //! batches leave them unchanged.
 
 use aws_lambda_events::event::kafka::KafkaEvent;
-use caas_shared::events::MessageEvent;
-use caas_shared::lambda::decode;
-use caas_shared::model::{ConversationSummary, Message};
-use caas_shared::store::Store;
+use caas_shared::domain::events::{topics, MessageEvent};
+use caas_shared::domain::model::{ConversationSummary, Message};
+use caas_shared::ports::store::Store;
+use caas_shared::runtime::kafka_function::{async_trait, KafkaFunction};
+use caas_shared::runtime::lambda::decode;
 use caas_shared::Result;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,5 +71,16 @@ impl PersistConversations {
         report.summaries_applied = self.store.apply_summaries(&summaries).await?;
         tracing::info!(report = %serde_json::json!(report), "conversation summaries updated");
         Ok(report)
+    }
+}
+
+#[async_trait]
+impl KafkaFunction for PersistConversations {
+    const NAME: &'static str = "persist-conversations";
+    const TOPIC: &'static str = topics::MESSAGES;
+    type Report = BatchReport;
+
+    async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
+        PersistConversations::handle(self, event).await
     }
 }

@@ -1,22 +1,14 @@
 //! Lambda entry point of persist-conversations: wires config, the store and the handler.
 
-use aws_lambda_events::event::kafka::KafkaEvent;
-use caas_shared::config::Config;
-use caas_shared::store;
-use lambda_runtime::{service_fn, LambdaEvent};
+use caas_shared::ports::store;
+use caas_shared::runtime::config::Config;
+use caas_shared::runtime::kafka_function::run_kafka_function;
 use persist_conversations::PersistConversations;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    caas_shared::telemetry::init();
+    caas_shared::runtime::telemetry::init();
     let config = Config::from_env()?;
-    let handler = PersistConversations::new(store::connect(&config.store_url, &config.store_database).await?);
-    let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<KafkaEvent>| async move {
-        handler
-            .handle(&event.payload)
-            .await
-            .map_err(lambda_runtime::Error::from)
-    }))
-    .await
+    let store = store::connect(&config.store_url, &config.store_database).await?;
+    run_kafka_function(PersistConversations::new(store)).await
 }

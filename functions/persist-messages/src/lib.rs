@@ -7,11 +7,12 @@
 //! arrives before its message.
 
 use aws_lambda_events::event::kafka::KafkaEvent;
-use caas_shared::bus::Bus;
-use caas_shared::events::{topics, EventHeaders, MessageEvent, PersistedAck};
-use caas_shared::lambda::decode;
-use caas_shared::model::Message;
-use caas_shared::store::Store;
+use caas_shared::domain::events::{topics, EventHeaders, MessageEvent, PersistedAck};
+use caas_shared::domain::model::Message;
+use caas_shared::ports::bus::Bus;
+use caas_shared::ports::store::Store;
+use caas_shared::runtime::kafka_function::{async_trait, KafkaFunction};
+use caas_shared::runtime::lambda::decode;
 use caas_shared::Result;
 use futures_util::future::try_join_all;
 use serde_json::json;
@@ -89,15 +90,22 @@ impl PersistMessages {
     }
 
     async fn acknowledge(&self, message: &Message) -> Result<()> {
-        let headers = EventHeaders {
-            correlation_id: message.correlation_id.clone(),
-            app_id: message.app_id.clone(),
-            event_type: "message.persisted".into(),
-        };
+        let headers = EventHeaders::new(&message.app_id, "message.persisted", &message.correlation_id);
         let ack = PersistedAck::for_message(message);
         self.bus
             .publish_json(topics::ACKS, &message.conversation_id, &headers, &ack)
             .await
+    }
+}
+
+#[async_trait]
+impl KafkaFunction for PersistMessages {
+    const NAME: &'static str = "persist-messages";
+    const TOPIC: &'static str = topics::MESSAGES;
+    type Report = BatchReport;
+
+    async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
+        PersistMessages::handle(self, event).await
     }
 }
 

@@ -7,9 +7,11 @@
 //! retried on the new end of the chain. Nothing here ever updates or deletes a record.
 
 use aws_lambda_events::event::kafka::KafkaEvent;
-use caas_shared::audit::{AuditEvent, AuditRecord};
-use caas_shared::lambda::decode_json;
-use caas_shared::store::Store;
+use caas_shared::domain::audit::{AuditEvent, AuditRecord};
+use caas_shared::domain::events::topics;
+use caas_shared::ports::store::Store;
+use caas_shared::runtime::kafka_function::{async_trait, KafkaFunction};
+use caas_shared::runtime::lambda::decode_json;
 use caas_shared::Result;
 use serde_json::json;
 use std::collections::HashSet;
@@ -93,15 +95,26 @@ impl WriteAudit {
     }
 }
 
+#[async_trait]
+impl KafkaFunction for WriteAudit {
+    const NAME: &'static str = "write-audit";
+    const TOPIC: &'static str = topics::AUDIT;
+    type Report = BatchReport;
+
+    async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
+        WriteAudit::handle(self, event).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use caas_shared::audit::{self, actions, Actor, AuditQuery, Target};
-    use caas_shared::store::MemoryStore;
+    use caas_shared::domain::audit::{self, actions, Actor, AuditQuery, Target};
+    use caas_shared::ports::store::{ComplianceStore, MemoryStore};
     use serde_json::Value;
 
     fn event(records: Vec<Value>) -> KafkaEvent {
-        caas_shared::lambda::sample_event("caas.audit", &records)
+        caas_shared::runtime::lambda::sample_event("caas.audit", &records)
     }
 
     fn audit_event(app: &str, target: &str) -> Value {

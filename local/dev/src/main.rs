@@ -7,7 +7,7 @@
 //! a restart keeps apps, users, conversations, messages and issued tokens.
 
 use caas_local::{Platform, StopSignal};
-use caas_shared::config::Config;
+use caas_shared::runtime::config::Config;
 use socket_node::config::NodeSettings;
 use socket_node::{server::Listener, Node};
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    caas_shared::telemetry::init_with_default("warn");
+    caas_shared::runtime::telemetry::init_with_default("warn");
     let data_dir = data_dir()?;
     let gateway_listener = TcpListener::bind(env_or("CAAS_GATEWAY_BIND", "127.0.0.1:3000")).await?;
     let socket_listener = TcpListener::bind(env_or("CAAS_SOCKET_BIND", "127.0.0.1:3002")).await?;
@@ -90,7 +90,7 @@ async fn main() -> Result<(), BoxError> {
             .await
             .map_err(BoxError::from)
     });
-    let signals = stop.trigger_on(caas_shared::shutdown_signal());
+    let signals = stop.trigger_on(caas_shared::runtime::shutdown_signal());
     print_banner(&platform.config, &api_url, &ws_url);
     let (gateway, (), functions, ()) = tokio::join!(gateway, socket_node, functions, signals);
     if data_dir.is_none() {
@@ -133,13 +133,13 @@ fn data_dir() -> Result<Option<PathBuf>, BoxError> {
 /// A fresh signing secret per run, or the one kept in the data directory so tokens outlive a restart.
 fn dev_secret(data_dir: Option<&Path>) -> Result<String, BoxError> {
     let Some(dir) = data_dir else {
-        return Ok(caas_shared::auth::generate_secret());
+        return Ok(caas_shared::services::auth::generate_secret());
     };
     let path = dir.join(SECRET_FILE);
     match std::fs::read_to_string(&path) {
         Ok(secret) => Ok(secret.trim().to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let secret = caas_shared::auth::generate_secret();
+            let secret = caas_shared::services::auth::generate_secret();
             std::fs::write(&path, &secret)?;
             Ok(secret)
         }
@@ -175,7 +175,7 @@ Search what you sent: curl -s '{api_url}/api/v1/search/messages?q=hello' -H 'aut
 Ctrl-C stops everything.",
         store = config.store_url,
         bus = config.bus_url,
-        cache = config.redis_socket_url,
+        cache = config.cache_url,
         blobs = config.blob_url,
         search = config
             .search_dir

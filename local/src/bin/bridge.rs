@@ -2,14 +2,14 @@
 //! `CAAS_BUS_URL`, `CAAS_STORE_URL` and `CAAS_SEARCH_DIR`.
 
 use caas_local::Platform;
-use caas_shared::config::Config;
-use caas_shared::events::topics;
+use caas_shared::domain::events::topics;
+use caas_shared::runtime::config::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    caas_shared::telemetry::init();
+    caas_shared::runtime::telemetry::init();
     let platform = Platform::connect(Config::from_env()?, false).await?;
     platform.bus.ensure_topics(&topics::ALL).await?;
-    caas_local::run_functions(&platform, caas_shared::shutdown_signal()).await?;
+    caas_local::run_functions(&platform, caas_shared::runtime::shutdown_signal()).await?;
     Ok(())
 }

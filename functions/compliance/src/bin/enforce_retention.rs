@@ -1,15 +1,15 @@
 //! Lambda entry point of the scheduled retention run: an EventBridge Schedule invokes it (the event's
 //! content is not needed); it applies every app's retention policy.
 
-use caas_shared::config::Config;
-use caas_shared::correlation::CorrelationId;
-use caas_shared::{blob, bus, store};
+use caas_shared::domain::correlation::CorrelationId;
+use caas_shared::runtime::config::Config;
+use caas_shared::{ports::blob, ports::bus, ports::store};
 use compliance::retention::Retention;
 use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    caas_shared::telemetry::init();
+    caas_shared::runtime::telemetry::init();
     let config = Config::from_env()?;
     let store = store::connect(&config.store_url, &config.store_database).await?;
     let bus = bus::connect(&config.bus_url).await?;

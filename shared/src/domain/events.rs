@@ -1,0 +1,150 @@
+//! Kafka envelopes. Values are JSON; metadata travels in headers so consumers can route and trace
+//! without parsing the payload.
+
+use crate::domain::model::{Conversation, Message, Reaction};
+use serde::{Deserialize, Serialize};
+
+pub mod topics {
+    pub const MESSAGES: &str = "caas.messages";
+    pub const CONVERSATIONS: &str = "caas.conversations";
+    pub const ACKS: &str = "caas.acks";
+    pub const AUDIT: &str = "caas.audit";
+    /// Moderation measures socket nodes enforce on live connections (a ban ends them).
+    pub const MODERATION: &str = "caas.moderation";
+    pub const ALL: [&str; 5] = [MESSAGES, CONVERSATIONS, ACKS, AUDIT, MODERATION];
+}
+
+pub const SCHEMA_VERSION: &str = "1";
+
+/// Headers every record carries (ARCHITECTURE.md: correlation_id, app_id, event_type, schema_version).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventHeaders {
+    pub correlation_id: String,
+    pub app_id: String,
+    pub event_type: String,
+}
+
+impl EventHeaders {
+    /// The headers of one record of `app_id`, of type `event_type`, traced by `correlation_id`.
+    pub fn new(app_id: &str, event_type: &str, correlation_id: &str) -> Self {
+        Self {
+            correlation_id: correlation_id.to_owned(),
+            app_id: app_id.to_owned(),
+            event_type: event_type.to_owned(),
+        }
+    }
+
+    /// The headers of `event`, a record on `caas.messages`.
+    pub fn for_message_event(app_id: &str, event: &MessageEvent, correlation_id: &str) -> Self {
+        Self::new(app_id, event.event_type(), correlation_id)
+    }
+
+    /// The `(name, value)` pairs as they travel on the bus.
+    pub fn pairs(&self) -> [(&'static str, &str); 4] {
+        [
+            (crate::domain::correlation::KAFKA_HEADER, self.correlation_id.as_str()),
+            ("app_id", self.app_id.as_str()),
+            ("event_type", self.event_type.as_str()),
+            ("schema_version", SCHEMA_VERSION),
+        ]
+    }
+}
+
+/// Everything published on `caas.messages`, keyed by conversation id so each conversation stays ordered.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", content = "data")]
+pub enum MessageEvent {
+    #[serde(rename = "message.created")]
+    Created(Message),
+    /// The whole message after an edit, with a higher `version`.
+    #[serde(rename = "message.edited")]
+    Edited(Message),
+    /// The tombstone after a soft deletion, with a higher `version`.
+    #[serde(rename = "message.deleted")]
+    Deleted(Message),
+    /// One user's reaction state with one emoji after an add or a remove.
+    #[serde(rename = "message.reacted")]
+    Reacted(Reaction),
+    /// Retention removed the message for good; carries its tombstone so readers that keep copies
+    /// (the search index, conversation summaries) drop the content too.
+    #[serde(rename = "message.purged")]
+    Purged(Message),
+}
+
+impl MessageEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            MessageEvent::Created(_) => "message.created",
+            MessageEvent::Edited(_) => "message.edited",
+            MessageEvent::Deleted(_) => "message.deleted",
+            MessageEvent::Reacted(_) => "message.reacted",
+            MessageEvent::Purged(_) => "message.purged",
+        }
+    }
+
+    /// The record's correlation id, filled in from the Kafka header when the payload lacks one.
+    pub fn correlation_id_mut(&mut self) -> &mut String {
+        match self {
+            MessageEvent::Created(message)
+            | MessageEvent::Edited(message)
+            | MessageEvent::Deleted(message)
+            | MessageEvent::Purged(message) => &mut message.correlation_id,
+            MessageEvent::Reacted(reaction) => &mut reaction.correlation_id,
+        }
+    }
+}
+
+/// Published on `caas.acks` once a message is durably stored; socket nodes relay it to the sender.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PersistedAck {
+    pub app_id: String,
+    pub conversation_id: String,
+    pub message_id: String,
+    pub seq: i64,
+    pub sender_id: String,
+    pub client_msg_id: String,
+    pub correlation_id: String,
+}
+
+impl PersistedAck {
+    pub fn for_message(message: &Message) -> Self {
+        Self {
+            app_id: message.app_id.clone(),
+            conversation_id: message.conversation_id.clone(),
+            message_id: message.id.clone(),
+            seq: message.seq,
+            sender_id: message.sender_id.clone(),
+            client_msg_id: message.client_msg_id.clone(),
+            correlation_id: message.correlation_id.clone(),
+        }
+    }
+}
+
+/// Published on `caas.conversations` (keyed by conversation id) whenever a conversation or its
+/// membership changes, whichever entry point made the change. Every socket node tails the topic and
+/// tells its own connections, so live clients hear of changes made over HTTP too.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConversationEvent {
+    /// `conversation.created`, `conversation.updated` (renamed, members added or removed).
+    pub kind: String,
+    pub conversation: Conversation,
+    /// Users who joined with this change; they get `conversation.joined`.
+    #[serde(default)]
+    pub added: Vec<String>,
+    /// Users who left or were removed; they get `conversation.removed` and lose live delivery at once.
+    #[serde(default)]
+    pub removed: Vec<String>,
+}
+
+/// Published on `caas.moderation` (keyed by app) when a user's sessions end: every socket node tails
+/// the topic and closes the connections it holds of that session, or of the user when none is named.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionRevocation {
+    pub app_id: String,
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Shown to the client in the `session.revoked` frame.
+    pub reason: String,
+    pub correlation_id: String,
+}

@@ -1,0 +1,10 @@
+//! What the platform is made of, without I/O: models, the client protocol, the Kafka envelopes, the
+//! audit chain, moderation rules, correlation ids and clocks. Every other layer speaks these types.
+
+pub mod audit;
+pub mod clock;
+pub mod correlation;
+pub mod events;
+pub mod model;
+pub mod moderation;
+pub mod protocol;

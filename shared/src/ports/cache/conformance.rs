@@ -1,0 +1,299 @@
+//! One test body for every driver of the cache port (in-memory in unit tests, Redis in `tests/`).
+
+use super::{Cache, Claim, ClaimResult, ClaimState, SendKey, RECENT_MESSAGES};
+use futures_util::future::join_all;
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn send<'a>(app_id: &'a str, conversation_id: &'a str, sender_id: &'a str, client_msg_id: &'a str) -> SendKey<'a> {
+    SendKey {
+        app_id,
+        conversation_id,
+        sender_id,
+        client_msg_id,
+    }
+}
+
+fn claimed(result: ClaimResult) -> Claim {
+    match result {
+        ClaimResult::Claimed(claim) => claim,
+        ClaimResult::CounterMissing => panic!("the counter should exist"),
+    }
+}
+
+pub async fn run(cache: &dyn Cache) {
+    sequences_need_a_counter_and_start_after_the_floor(cache).await;
+    claims_are_idempotent_and_remember_their_state(cache).await;
+    concurrent_claims_get_distinct_gap_free_seqs(cache).await;
+    memberships_are_cached(cache).await;
+    recent_messages_keep_the_newest_by_seq(cache).await;
+    presence_follows_live_connections(cache).await;
+    gates_follow_mirrored_restrictions_and_rate_limits(cache).await;
+}
+
+async fn sequences_need_a_counter_and_start_after_the_floor(cache: &dyn Cache) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    assert_eq!(cache.current_seq(&app, &conversation).await.unwrap(), None);
+    let missing = cache
+        .claim_message(send(&app, &conversation, "u", "c1"), "m1")
+        .await
+        .unwrap();
+    assert!(matches!(missing, ClaimResult::CounterMissing));
+    cache.ensure_sequence(&app, &conversation, 41).await.unwrap();
+    cache.ensure_sequence(&app, &conversation, 0).await.unwrap();
+    assert_eq!(
+        cache.current_seq(&app, &conversation).await.unwrap(),
+        Some(41),
+        "an existing counter is kept"
+    );
+    let claim = claimed(
+        cache
+            .claim_message(send(&app, &conversation, "u", "c1"), "m1")
+            .await
+            .unwrap(),
+    );
+    assert_eq!((claim.seq, claim.is_new, claim.state), (42, true, ClaimState::Pending));
+}
+
+async fn claims_are_idempotent_and_remember_their_state(cache: &dyn Cache) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    cache.ensure_sequence(&app, &conversation, 0).await.unwrap();
+    let first = claimed(
+        cache
+            .claim_message(send(&app, &conversation, "u", "c1"), "m1")
+            .await
+            .unwrap(),
+    );
+    let retry = claimed(
+        cache
+            .claim_message(send(&app, &conversation, "u", "c1"), "m-other")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (retry.message_id.as_str(), retry.seq, retry.is_new),
+        ("m1", first.seq, false)
+    );
+    cache
+        .set_claim_state(send(&app, &conversation, "u", "c1"), &first, ClaimState::Published)
+        .await
+        .unwrap();
+    let after = claimed(
+        cache
+            .claim_message(send(&app, &conversation, "u", "c1"), "m-third")
+            .await
+            .unwrap(),
+    );
+    assert_eq!((after.state, after.seq), (ClaimState::Published, first.seq));
+    // The same client_msg_id from another sender is another message.
+    let other_sender = claimed(
+        cache
+            .claim_message(send(&app, &conversation, "v", "c1"), "m2")
+            .await
+            .unwrap(),
+    );
+    assert_eq!((other_sender.seq, other_sender.is_new), (first.seq + 1, true));
+}
+
+async fn concurrent_claims_get_distinct_gap_free_seqs(cache: &dyn Cache) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    cache.ensure_sequence(&app, &conversation, 0).await.unwrap();
+    let (app, conversation) = (&app, &conversation);
+    let claims = join_all((0..50).map(|i| async move {
+        let client_msg_id = format!("c{}", i % 25); // every id is sent twice
+        claimed(
+            cache
+                .claim_message(send(app, conversation, "u", &client_msg_id), &format!("m{i}"))
+                .await
+                .unwrap(),
+        )
+    }))
+    .await;
+    let mut seqs: Vec<i64> = claims.iter().filter(|c| c.is_new).map(|c| c.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=25).collect::<Vec<_>>());
+    assert_eq!(cache.current_seq(app, conversation).await.unwrap(), Some(25));
+}
+
+async fn memberships_are_cached(cache: &dyn Cache) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    assert_eq!(cache.cached_members(&app, &conversation).await.unwrap(), None);
+    let members = vec!["a".to_owned(), "b".to_owned()];
+    cache.cache_members(&app, &conversation, &members).await.unwrap();
+    let mut cached = cache.cached_members(&app, &conversation).await.unwrap().unwrap();
+    cached.sort();
+    assert_eq!(cached, members);
+    cache
+        .cache_members(&app, &conversation, &["c".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.cached_members(&app, &conversation).await.unwrap(),
+        Some(vec!["c".to_owned()])
+    );
+    assert_eq!(
+        cache.cached_members(&unique("other"), &conversation).await.unwrap(),
+        None
+    );
+    assert_eq!(cache.is_member(&app, &conversation, "c").await.unwrap(), Some(true));
+    assert_eq!(cache.is_member(&app, &conversation, "a").await.unwrap(), Some(false));
+    assert_eq!(cache.is_member(&app, &unique("uncached"), "c").await.unwrap(), None);
+    assert_eq!(cache.cached_conversation(&app, &conversation).await.unwrap(), None);
+    cache
+        .cache_conversation(&app, &conversation, r#"{"v":1}"#)
+        .await
+        .unwrap();
+    cache
+        .cache_conversation(&app, &conversation, r#"{"v":2}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.cached_conversation(&app, &conversation).await.unwrap().as_deref(),
+        Some(r#"{"v":2}"#),
+        "a change replaces the cached conversation"
+    );
+    assert_eq!(
+        cache
+            .cached_conversation(&unique("other"), &conversation)
+            .await
+            .unwrap(),
+        None
+    );
+    cache.cache_members(&app, &conversation, &[]).await.unwrap();
+    assert_eq!(
+        cache.cached_members(&app, &conversation).await.unwrap(),
+        None,
+        "an emptied conversation is no longer cached"
+    );
+}
+
+async fn recent_messages_keep_the_newest_by_seq(cache: &dyn Cache) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    assert!(cache.recent_after(&app, &conversation, 0).await.unwrap().is_empty());
+    for seq in [3, 1, 2] {
+        cache
+            .remember_recent(&app, &conversation, seq, &format!("first {seq}"))
+            .await
+            .unwrap();
+    }
+    // A republished message (same seq) replaces its earlier payload instead of appearing twice.
+    cache.remember_recent(&app, &conversation, 2, "second 2").await.unwrap();
+    assert_eq!(
+        cache.recent_after(&app, &conversation, 1).await.unwrap(),
+        [(2, "second 2".to_owned()), (3, "first 3".to_owned())]
+    );
+    assert!(cache
+        .recent_after(&unique("other"), &conversation, 0)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let total = RECENT_MESSAGES as i64 + 5;
+    for seq in 4..=total {
+        cache.remember_recent(&app, &conversation, seq, "x").await.unwrap();
+    }
+    let kept = cache.recent_after(&app, &conversation, 0).await.unwrap();
+    assert_eq!(kept.len(), RECENT_MESSAGES, "only the newest are kept");
+    assert_eq!(kept.first().unwrap().0, total - RECENT_MESSAGES as i64 + 1);
+    assert_eq!(kept.last().unwrap().0, total);
+}
+
+async fn presence_follows_live_connections(cache: &dyn Cache) {
+    let (app, ann, bob) = (unique("app"), unique("ann"), unique("bob"));
+    let users = [ann.clone(), bob.clone()];
+    assert_eq!(cache.online(&app, &users).await.unwrap(), [false, false]);
+    cache.presence_touch(&app, &ann, "node1:1").await.unwrap();
+    cache.presence_touch(&app, &ann, "node2:7").await.unwrap();
+    assert_eq!(cache.online(&app, &users).await.unwrap(), [true, false]);
+    assert_eq!(cache.online(&unique("app"), &users).await.unwrap(), [false, false]);
+    assert!(
+        cache.presence_drop(&app, &ann, "node1:1").await.unwrap(),
+        "still on node 2"
+    );
+    assert!(!cache.presence_drop(&app, &ann, "node2:7").await.unwrap());
+    assert_eq!(cache.online(&app, &users).await.unwrap(), [false, false]);
+}
+
+async fn gates_follow_mirrored_restrictions_and_rate_limits(cache: &dyn Cache) {
+    use crate::domain::model::{RateLimits, RestrictionKind};
+    use crate::domain::moderation::{restriction_field, GateCheck, RateScope, SendGate};
+    let (app, ann, bob) = (unique("app"), unique("ann"), unique("bob"));
+    let unlimited = RateLimits {
+        user_messages_per_second: 0,
+        app_messages_per_second: 0,
+    };
+    assert_eq!(
+        cache.gate(&GateCheck::connect(&app, &ann)).await.unwrap(),
+        SendGate::Unloaded
+    );
+    let past = crate::now_ms() - 1;
+    let conversation_mute = restriction_field(RestrictionKind::Mute, &ann, Some("c1"));
+    let expired_ban = restriction_field(RestrictionKind::Ban, &bob, None);
+    cache
+        .mirror_restrictions(&app, &[(conversation_mute, 0), (expired_ban, past)])
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.gate(&GateCheck::connect(&app, &ann)).await.unwrap(),
+        SendGate::Allowed
+    );
+    assert_eq!(
+        cache
+            .gate(&GateCheck::send(&app, &ann, "c1", &unlimited))
+            .await
+            .unwrap(),
+        SendGate::Restricted {
+            kind: RestrictionKind::Mute,
+            conversation_wide: true,
+            expires_at: None
+        }
+    );
+    assert_eq!(
+        cache
+            .gate(&GateCheck::send(&app, &ann, "c2", &unlimited))
+            .await
+            .unwrap(),
+        SendGate::Allowed
+    );
+    assert_eq!(
+        cache.gate(&GateCheck::connect(&app, &bob)).await.unwrap(),
+        SendGate::Allowed,
+        "an expired ban is not in force"
+    );
+    let ban = restriction_field(RestrictionKind::Ban, &bob, None);
+    cache.mirror_restriction(&app, &ban, Some(0)).await.unwrap();
+    assert!(matches!(
+        cache.gate(&GateCheck::connect(&app, &bob)).await.unwrap(),
+        SendGate::Restricted {
+            kind: RestrictionKind::Ban,
+            conversation_wide: false,
+            ..
+        }
+    ));
+    cache.mirror_restriction(&app, &ban, None).await.unwrap();
+    assert_eq!(
+        cache.gate(&GateCheck::connect(&app, &bob)).await.unwrap(),
+        SendGate::Allowed
+    );
+
+    let two_per_second = RateLimits {
+        user_messages_per_second: 2,
+        app_messages_per_second: 0,
+    };
+    let mut check = GateCheck::send(&app, &bob, "c1", &two_per_second);
+    check.now_ms = 5_000_100;
+    for _ in 0..2 {
+        assert_eq!(cache.gate(&check).await.unwrap(), SendGate::Allowed);
+    }
+    assert_eq!(
+        cache.gate(&check).await.unwrap(),
+        SendGate::RateLimited {
+            scope: RateScope::User,
+            retry_after_ms: 900
+        }
+    );
+    check.now_ms = 5_001_000;
+    assert_eq!(cache.gate(&check).await.unwrap(), SendGate::Allowed, "a new second");
+}

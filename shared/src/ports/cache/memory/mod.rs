@@ -1,0 +1,60 @@
+//! The in-memory reference driver of the cache port, with the same atomicity and expiry as Redis.
+
+mod membership;
+mod presence;
+mod recent;
+mod restrictions;
+mod sequences;
+
+use crate::ports::cache::Claim;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Instant;
+
+type ConversationKey = (String, String);
+/// (app, conversation, sender, client_msg_id).
+type ClaimKey = (String, String, String, String);
+
+#[derive(Default)]
+struct Entries {
+    sequences: HashMap<ConversationKey, i64>,
+    /// (app, conversation, sender, client_msg_id) → claim and when it expires.
+    claims: HashMap<ClaimKey, (Claim, Instant)>,
+    members: HashMap<ConversationKey, (Vec<String>, Instant)>,
+    /// Newest messages per conversation (seq → payload) and when the list expires.
+    recent: HashMap<ConversationKey, (BTreeMap<i64, String>, Instant)>,
+    conversations: HashMap<ConversationKey, (String, Instant)>,
+    /// (app, user) → connection holder → when its presence lapses.
+    presence: HashMap<(String, String), HashMap<String, Instant>>,
+    /// app → mirrored restrictions (field → expiry) and when the mirror lapses; present means loaded.
+    restrictions: HashMap<String, (HashMap<String, i64>, Instant)>,
+    /// Rate counter key → sends counted in its second.
+    rates: HashMap<String, (u32, Instant)>,
+}
+
+#[derive(Default)]
+pub struct MemoryCache {
+    entries: Mutex<Entries>,
+}
+
+impl MemoryCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn conversation(app_id: &str, conversation_id: &str) -> ConversationKey {
+    (app_id.to_owned(), conversation_id.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn passes_the_cache_conformance_suite() {
+        super::super::conformance::run(&super::MemoryCache::new()).await;
+    }
+}

@@ -1,0 +1,78 @@
+//! Sequence counters and send claims in memory.
+
+use super::{conversation, ClaimKey, MemoryCache};
+use crate::ports::cache::{Claim, ClaimResult, ClaimState, SendKey, SequenceCache, IDEMPOTENCY_TTL};
+use crate::Result;
+use async_trait::async_trait;
+use std::time::Instant;
+
+fn owned(key: SendKey<'_>) -> ClaimKey {
+    (
+        key.app_id.to_owned(),
+        key.conversation_id.to_owned(),
+        key.sender_id.to_owned(),
+        key.client_msg_id.to_owned(),
+    )
+}
+
+#[async_trait]
+impl SequenceCache for MemoryCache {
+    async fn ensure_sequence(&self, app_id: &str, conversation_id: &str, floor: i64) -> Result<()> {
+        self.entries()
+            .sequences
+            .entry(conversation(app_id, conversation_id))
+            .or_insert(floor);
+        Ok(())
+    }
+
+    async fn current_seq(&self, app_id: &str, conversation_id: &str) -> Result<Option<i64>> {
+        Ok(self
+            .entries()
+            .sequences
+            .get(&conversation(app_id, conversation_id))
+            .copied())
+    }
+
+    async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult> {
+        let mut entries = self.entries();
+        let claim_key = owned(key);
+        if let Some((claim, expires)) = entries.claims.get(&claim_key) {
+            if *expires > Instant::now() {
+                return Ok(ClaimResult::Claimed(Claim {
+                    is_new: false,
+                    ..claim.clone()
+                }));
+            }
+        }
+        let Some(counter) = entries
+            .sequences
+            .get_mut(&conversation(key.app_id, key.conversation_id))
+        else {
+            return Ok(ClaimResult::CounterMissing);
+        };
+        *counter += 1;
+        let claim = Claim {
+            message_id: message_id.to_owned(),
+            seq: *counter,
+            state: ClaimState::Pending,
+            is_new: true,
+        };
+        entries
+            .claims
+            .insert(claim_key, (claim.clone(), Instant::now() + IDEMPOTENCY_TTL));
+        Ok(ClaimResult::Claimed(claim))
+    }
+
+    async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()> {
+        let claim_key = owned(key);
+        let stored = Claim {
+            state,
+            is_new: false,
+            ..claim.clone()
+        };
+        self.entries()
+            .claims
+            .insert(claim_key, (stored, Instant::now() + IDEMPOTENCY_TTL));
+        Ok(())
+    }
+}

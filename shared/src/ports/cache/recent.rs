@@ -1,0 +1,22 @@
+//! The recent window: each conversation's newest messages, for clients that reconnect before
+//! persistence has caught up.
+
+use crate::Result;
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// How many of a conversation's newest messages are kept for reconnecting clients, and for how long
+/// after the last one. Older ones come from the store, where persistence has long caught up.
+pub const RECENT_MESSAGES: usize = 1000;
+pub const RECENT_TTL: Duration = Duration::from_secs(3600);
+
+/// Each conversation's newest accepted messages, by seq.
+#[async_trait]
+pub trait RecentWindow: Send + Sync {
+    /// Keeps `payload` (the message as clients see it) as the conversation's message `seq` among its
+    /// newest [`RECENT_MESSAGES`]: a reconnecting client may have missed messages that are accepted but
+    /// not persisted yet. A later call for the same seq replaces the earlier payload.
+    async fn remember_recent(&self, app_id: &str, conversation_id: &str, seq: i64, payload: &str) -> Result<()>;
+    /// Remembered messages with `seq > after_seq`, ascending.
+    async fn recent_after(&self, app_id: &str, conversation_id: &str, after_seq: i64) -> Result<Vec<(i64, String)>>;
+}

@@ -1,0 +1,42 @@
+//! The Redis driver of the cache port.
+//!
+//! Keys of one conversation share a hash tag (`{app:conversation}`) so the claim script touches a
+//! single slot and stays atomic on Redis Cluster too.
+
+mod membership;
+mod presence;
+mod recent;
+mod restrictions;
+mod sequences;
+
+use crate::Result;
+use redis::aio::ConnectionManager;
+
+fn conversation_tag(app_id: &str, conversation_id: &str) -> String {
+    format!("caas:{{{app_id}:{conversation_id}}}")
+}
+
+#[derive(Clone)]
+pub struct RedisCache {
+    connection: ConnectionManager,
+    claim_script: redis::Script,
+    gate_script: redis::Script,
+    mirror_one_script: redis::Script,
+}
+
+impl RedisCache {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let client = redis::Client::open(url)?;
+        let connection = ConnectionManager::new(client).await?;
+        Ok(Self {
+            connection,
+            claim_script: redis::Script::new(sequences::CLAIM_SCRIPT),
+            gate_script: redis::Script::new(restrictions::GATE_SCRIPT),
+            mirror_one_script: redis::Script::new(restrictions::MIRROR_ONE_SCRIPT),
+        })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+}

@@ -1,0 +1,48 @@
+//! Presence in Redis.
+
+use super::RedisCache;
+use crate::ports::cache::{PresenceCache, PRESENCE_TTL};
+use crate::Result;
+use async_trait::async_trait;
+
+/// Per user: a sorted set of live connections scored by when their presence lapses.
+fn presence_key(app_id: &str, user_id: &str) -> String {
+    format!("caas:presence:{{{app_id}:{user_id}}}")
+}
+
+#[async_trait]
+impl PresenceCache for RedisCache {
+    async fn presence_touch(&self, app_id: &str, user_id: &str, holder: &str) -> Result<()> {
+        let key = presence_key(app_id, user_id);
+        let expires = crate::now_ms() + PRESENCE_TTL.as_millis() as i64;
+        let _: () = redis::pipe()
+            .zadd(&key, holder, expires)
+            .expire(&key, PRESENCE_TTL.as_secs() as i64)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn presence_drop(&self, app_id: &str, user_id: &str, holder: &str) -> Result<bool> {
+        let key = presence_key(app_id, user_id);
+        let (_, live): ((), usize) = redis::pipe()
+            .zrem(&key, holder)
+            .zcount(&key, crate::now_ms(), "+inf")
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(live > 0)
+    }
+
+    async fn online(&self, app_id: &str, user_ids: &[String]) -> Result<Vec<bool>> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = crate::now_ms();
+        let mut pipe = redis::pipe();
+        for user_id in user_ids {
+            pipe.zcount(presence_key(app_id, user_id), now, "+inf");
+        }
+        let counts: Vec<usize> = pipe.query_async(&mut self.conn()).await?;
+        Ok(counts.into_iter().map(|live| live > 0).collect())
+    }
+}

@@ -1,0 +1,65 @@
+//! Per-conversation sequence numbers and the cross-node idempotency of sends.
+
+use crate::Result;
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// How long a `client_msg_id` is remembered: longer than any sane client retry window.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Where a send stands in its life; stored with the claim so a retry knows what to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimState {
+    /// Sequenced, not yet confirmed by Kafka.
+    Pending,
+    /// Kafka has it.
+    Published,
+    /// Publishing failed; a retry republishes under the same id and seq.
+    Failed,
+}
+
+impl ClaimState {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            ClaimState::Pending => "pending",
+            ClaimState::Published => "published",
+            ClaimState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub message_id: String,
+    pub seq: i64,
+    pub state: ClaimState,
+    /// False when an earlier send with the same `client_msg_id` made this claim.
+    pub is_new: bool,
+}
+
+pub enum ClaimResult {
+    Claimed(Claim),
+    CounterMissing,
+}
+
+/// Identifies one send for idempotency: the same key is the same message on every node.
+#[derive(Clone, Copy, Debug)]
+pub struct SendKey<'a> {
+    pub app_id: &'a str,
+    pub conversation_id: &'a str,
+    pub sender_id: &'a str,
+    pub client_msg_id: &'a str,
+}
+
+/// A conversation's sequence counter and the claims that give each send its seq exactly once.
+#[async_trait]
+pub trait SequenceCache: Send + Sync {
+    /// Creates the conversation's counter at `floor` unless it exists.
+    async fn ensure_sequence(&self, app_id: &str, conversation_id: &str, floor: i64) -> Result<()>;
+    async fn current_seq(&self, app_id: &str, conversation_id: &str) -> Result<Option<i64>>;
+    /// Atomically returns the earlier claim of `(app, conversation, sender, client_msg_id)`, or takes the
+    /// next seq and claims it for `message_id`. `CounterMissing` when the counter is gone (cache lost),
+    /// so the caller re-seeds it from the store instead of restarting at 1.
+    async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult>;
+    async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()>;
+}

@@ -1,0 +1,28 @@
+//! The attachments part of the store port.
+
+use crate::domain::model::{Attachment, Message};
+use crate::Result;
+use async_trait::async_trait;
+
+/// Attachments: recorded on upload, completed, linked to the message that carries them and deleted on
+/// erasure.
+#[async_trait]
+pub trait AttachmentStore: Send + Sync {
+    async fn insert_attachment(&self, attachment: &Attachment) -> Result<()>;
+    /// The attachments among `ids` that exist in this app.
+    async fn find_attachments(&self, app_id: &str, ids: &[String]) -> Result<Vec<Attachment>>;
+    /// Marks an attachment complete with its thumbnail key, if any; completing it again changes nothing
+    /// and returns the stored attachment. `NotFound` for an unknown one.
+    async fn complete_attachment(
+        &self,
+        app_id: &str,
+        attachment_id: &str,
+        completed_at: i64,
+        thumbnail_key: Option<&str>,
+    ) -> Result<Attachment>;
+    /// Records which message carries each of these messages' attachments (the first link stays);
+    /// safe to repeat. Returns how many attachments were newly linked.
+    async fn link_attachments(&self, messages: &[Message]) -> Result<usize>;
+    async fn attachments_by_uploader(&self, app_id: &str, uploader_id: &str) -> Result<Vec<Attachment>>;
+    async fn delete_attachments(&self, app_id: &str, attachment_ids: &[String]) -> Result<usize>;
+}

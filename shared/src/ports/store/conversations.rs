@@ -1,0 +1,43 @@
+//! The conversations part of the store port: conversations, their members, read horizons and summaries.
+
+use crate::domain::model::{Conversation, ConversationSummary, Member};
+use crate::Result;
+use async_trait::async_trait;
+use std::collections::HashMap;
+
+/// Conversations, their members, the members' read horizons and each conversation's summary (its newest
+/// message).
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// Stores a conversation and its members; if a conversation with that id already exists (a direct
+    /// conversation created twice), returns the stored one unchanged.
+    async fn create_conversation(&self, conversation: &Conversation, members: &[Member]) -> Result<Conversation>;
+    async fn find_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<Conversation>>;
+    async fn find_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Option<Member>>;
+    async fn list_members(&self, app_id: &str, conversation_id: &str) -> Result<Vec<Member>>;
+    /// Adds members (existing ones keep their role) and returns the conversation as it is now.
+    async fn add_members(&self, app_id: &str, conversation_id: &str, members: &[Member]) -> Result<Conversation>;
+    /// Removes a member (leaving or being removed) and returns the conversation as it is now.
+    async fn remove_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Conversation>;
+    async fn rename_conversation(&self, app_id: &str, conversation_id: &str, name: &str) -> Result<Conversation>;
+    /// The user's conversations, most recently created first.
+    async fn list_conversations(&self, app_id: &str, user_id: &str, limit: usize) -> Result<Vec<Conversation>>;
+    /// Moves the user's read horizon forward to `seq` (never back) and returns the horizon now stored.
+    async fn mark_read(&self, app_id: &str, conversation_id: &str, user_id: &str, seq: i64) -> Result<i64>;
+    /// The user's read horizons (0 when never read) for `conversation_ids`.
+    async fn read_horizons(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        conversation_ids: &[String],
+    ) -> Result<HashMap<String, i64>>;
+    /// Records each conversation's newest message: replaces a summary with a lower `last_seq`, or
+    /// updates the same message to a higher `version`; anything else is stale and ignored. Returns
+    /// how many summaries changed.
+    async fn apply_summaries(&self, summaries: &[ConversationSummary]) -> Result<usize>;
+    async fn summaries(
+        &self,
+        app_id: &str,
+        conversation_ids: &[String],
+    ) -> Result<HashMap<String, ConversationSummary>>;
+}

@@ -1,0 +1,69 @@
+//! The messages part of the store port: messages, their revisions, replies and reactions, and the
+//! queries retention and export run on them.
+
+use super::{InsertOutcome, RetentionExceptions, SeqRange};
+use crate::domain::model::{Message, Reaction, ReactionCount};
+use crate::Result;
+use async_trait::async_trait;
+use std::collections::HashMap;
+
+/// Messages with their revisions, replies and reactions, and the queries retention and export run on them.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Inserts messages, skipping those already stored; safe to call again with the same batch.
+    async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome>;
+    /// Stores each message's new state (an edit or a deletion) unless a state with an equal or higher
+    /// `version` is already stored; a revision that arrives before its message stores it whole. Returns
+    /// how many were applied.
+    async fn apply_message_revisions(&self, revisions: &[Message]) -> Result<usize>;
+    async fn find_message(&self, app_id: &str, conversation_id: &str, message_id: &str) -> Result<Option<Message>>;
+    /// Direct replies per parent among `parent_ids`.
+    async fn reply_counts(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        parent_ids: &[String],
+    ) -> Result<HashMap<String, usize>>;
+    /// Replies to one message, oldest first.
+    async fn list_replies(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        parent_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+    /// Stores each reaction state unless one with an equal or higher `version` is stored. Returns how
+    /// many were applied.
+    async fn apply_reactions(&self, reactions: &[Reaction]) -> Result<usize>;
+    /// Active reactions per message among `message_ids`, counted per emoji, with `mine` for `viewer_id`.
+    async fn reaction_counts(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        message_ids: &[String],
+        viewer_id: &str,
+    ) -> Result<HashMap<String, Vec<ReactionCount>>>;
+    /// A page of a conversation's stored messages; see [`SeqRange`].
+    async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>>;
+    /// Highest stored `seq` of a conversation (0 when empty).
+    async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64>;
+    /// Up to `limit` messages created before `before` (Unix ms), oldest first, leaving out the given
+    /// conversations and senders (those under legal hold).
+    async fn messages_created_before(
+        &self,
+        app_id: &str,
+        before: i64,
+        except: &RetentionExceptions,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+    /// Deletes these messages and their reactions for good; returns how many messages went.
+    async fn purge_messages(&self, app_id: &str, message_ids: &[String]) -> Result<usize>;
+    /// The user's messages in id (time) order, after `after_id`.
+    async fn messages_by_sender(
+        &self,
+        app_id: &str,
+        sender_id: &str,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+}

@@ -1,0 +1,228 @@
+//! Messages, revisions, replies and reactions in the MongoDB store.
+
+use super::{from_document, insert_many_idempotent, is_duplicate_key, seq_of, to_document, MongoStore};
+use crate::domain::model::{Message, Reaction, ReactionCount};
+use crate::ports::store::{count_reactions, InsertOutcome, MessageStore, RetentionExceptions, SeqRange};
+use crate::Result;
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, Bson, Document};
+use serde::Serialize;
+use std::collections::HashMap;
+
+impl MongoStore {
+    /// Replaces the document `id` of this app with `document` unless the stored one has an equal or
+    /// higher `version`; inserts it when missing. Returns whether anything was written.
+    async fn store_if_newer(
+        &self,
+        collection: &str,
+        app_id: &str,
+        id: &str,
+        version: i64,
+        document: Document,
+    ) -> Result<bool> {
+        let filter = doc! {"_id": id, "app_id": app_id, "version": {"$lt": version}};
+        match self
+            .collection(collection)
+            .replace_one(filter, document)
+            .upsert(true)
+            .await
+        {
+            Ok(result) => Ok(result.modified_count > 0 || result.upserted_id.is_some()),
+            // The document exists with a newer version (or in another app): the filter missed, and the
+            // upsert's insert hit the unique `_id`.
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// [`Self::store_if_newer`] for each item, concurrently; `key` gives `(app_id, id, version)`.
+    /// Returns how many were written.
+    async fn store_all_if_newer<T: Serialize + Sync>(
+        &self,
+        collection: &str,
+        items: &[T],
+        key: impl Fn(&T) -> (&str, &str, i64) + Sync,
+    ) -> Result<usize> {
+        let writes = items.iter().map(|item| async {
+            let (app_id, id, version) = key(item);
+            self.store_if_newer(collection, app_id, id, version, to_document(item)?)
+                .await
+        });
+        let written = futures_util::future::try_join_all(writes).await?;
+        Ok(written.into_iter().filter(|written| *written).count())
+    }
+}
+
+#[async_trait]
+impl MessageStore for MongoStore {
+    async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome> {
+        if messages.is_empty() {
+            return Ok(InsertOutcome::default());
+        }
+        let documents = messages.iter().map(to_document).collect::<Result<Vec<_>>>()?;
+        insert_many_idempotent(&self.collection("messages"), documents).await
+    }
+
+    async fn apply_message_revisions(&self, revisions: &[Message]) -> Result<usize> {
+        self.store_all_if_newer("messages", revisions, |m| (&m.app_id, &m.id, m.version))
+            .await
+    }
+
+    async fn find_message(&self, app_id: &str, conversation_id: &str, message_id: &str) -> Result<Option<Message>> {
+        self.find_one_in(
+            "messages",
+            doc! {"_id": message_id, "app_id": app_id, "conversation_id": conversation_id},
+        )
+        .await
+    }
+
+    async fn reply_counts(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        parent_ids: &[String],
+    ) -> Result<HashMap<String, usize>> {
+        let pipeline = [
+            doc! {"$match": {"app_id": app_id, "conversation_id": conversation_id, "reply_to": {"$in": parent_ids}}},
+            doc! {"$group": {"_id": "$reply_to", "count": {"$sum": 1}}},
+        ];
+        let groups: Vec<Document> = self
+            .collection("messages")
+            .aggregate(pipeline)
+            .await?
+            .try_collect()
+            .await?;
+        Ok(groups
+            .into_iter()
+            .filter_map(|group| {
+                let parent = group.get_str("_id").ok()?.to_owned();
+                let count = match group.get("count")? {
+                    Bson::Int32(n) => *n as usize,
+                    Bson::Int64(n) => *n as usize,
+                    Bson::Double(n) => *n as usize,
+                    _ => return None,
+                };
+                Some((parent, count))
+            })
+            .collect())
+    }
+
+    async fn list_replies(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        parent_id: &str,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let filter = doc! {"app_id": app_id, "conversation_id": conversation_id, "reply_to": parent_id};
+        self.find_all("messages", filter, doc! {"seq": 1}, limit).await
+    }
+
+    async fn apply_reactions(&self, reactions: &[Reaction]) -> Result<usize> {
+        self.store_all_if_newer("reactions", reactions, |r| (&r.app_id, &r.id, r.version))
+            .await
+    }
+
+    async fn reaction_counts(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        message_ids: &[String],
+        viewer_id: &str,
+    ) -> Result<HashMap<String, Vec<ReactionCount>>> {
+        let filter = doc! {
+            "app_id": app_id,
+            "conversation_id": conversation_id,
+            "message_id": {"$in": message_ids},
+            "active": true,
+        };
+        let reactions: Vec<Reaction> = self.find_all("reactions", filter, doc! {"version": 1}, 100_000).await?;
+        Ok(count_reactions(&reactions, viewer_id))
+    }
+
+    async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>> {
+        let mut seq = Document::new();
+        if let Some(after) = range.after_seq {
+            seq.insert("$gt", after);
+        }
+        if let Some(before) = range.before_seq {
+            seq.insert("$lt", before);
+        }
+        let mut filter = doc! {"app_id": app_id, "conversation_id": conversation_id};
+        if !seq.is_empty() {
+            filter.insert("seq", seq);
+        }
+        let direction = if range.reads_forward() { 1 } else { -1 };
+        let documents: Vec<Document> = self
+            .collection("messages")
+            .find(filter)
+            .sort(doc! {"seq": direction})
+            .limit(i64::try_from(range.limit).unwrap_or(i64::MAX))
+            .await?
+            .try_collect()
+            .await?;
+        let mut messages = documents
+            .into_iter()
+            .map(from_document)
+            .collect::<Result<Vec<Message>>>()?;
+        if !range.reads_forward() {
+            messages.reverse();
+        }
+        Ok(messages)
+    }
+
+    async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64> {
+        let latest = self
+            .collection("messages")
+            .find_one(doc! {"app_id": app_id, "conversation_id": conversation_id})
+            .sort(doc! {"seq": -1})
+            .projection(doc! {"seq": 1})
+            .await?;
+        Ok(latest.as_ref().and_then(seq_of).unwrap_or(0))
+    }
+
+    async fn messages_created_before(
+        &self,
+        app_id: &str,
+        before: i64,
+        except: &RetentionExceptions,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let filter = doc! {
+            "app_id": app_id,
+            "created_at": {"$lt": before},
+            "conversation_id": {"$nin": &except.conversation_ids},
+            "sender_id": {"$nin": &except.sender_ids},
+        };
+        self.find_all("messages", filter, doc! {"created_at": 1}, limit).await
+    }
+
+    async fn purge_messages(&self, app_id: &str, message_ids: &[String]) -> Result<usize> {
+        if message_ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = self
+            .collection("messages")
+            .delete_many(doc! {"app_id": app_id, "_id": {"$in": message_ids}})
+            .await?;
+        self.collection("reactions")
+            .delete_many(doc! {"app_id": app_id, "message_id": {"$in": message_ids}})
+            .await?;
+        Ok(deleted.deleted_count as usize)
+    }
+
+    async fn messages_by_sender(
+        &self,
+        app_id: &str,
+        sender_id: &str,
+        after_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let mut filter = doc! {"app_id": app_id, "sender_id": sender_id};
+        if let Some(after_id) = after_id {
+            filter.insert("_id", doc! {"$gt": after_id});
+        }
+        self.find_all("messages", filter, doc! {"_id": 1}, limit).await
+    }
+}

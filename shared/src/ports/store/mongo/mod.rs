@@ -1,0 +1,175 @@
+//! The MongoDB driver of the store port. Models use `id`; documents use `_id`.
+
+mod apps;
+mod attachments;
+mod compliance;
+mod conversations;
+mod messages;
+mod users;
+
+use super::InsertOutcome;
+use crate::{Error, Result};
+use futures_util::TryStreamExt;
+use mongodb::bson::{self, doc, Bson, Document};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Collection, Database, IndexModel};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+const DUPLICATE_KEY: i32 = 11000;
+
+pub struct MongoStore {
+    db: Database,
+}
+
+fn to_document<T: Serialize>(value: &T) -> Result<Document> {
+    let mut document = bson::to_document(value).map_err(|e| Error::Internal(format!("encoding document: {e}")))?;
+    if let Some(id) = document.remove("id") {
+        document.insert("_id", id);
+    }
+    Ok(document)
+}
+
+fn from_document<T: DeserializeOwned>(mut document: Document) -> Result<T> {
+    if let Some(id) = document.remove("_id") {
+        document.insert("id", id);
+    }
+    bson::from_document(document).map_err(|e| Error::Internal(format!("decoding document: {e}")))
+}
+
+fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
+    matches!(err.kind.as_ref(), ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY)
+}
+
+impl MongoStore {
+    pub async fn connect(url: &str, database: &str) -> Result<Self> {
+        let mut options = ClientOptions::parse(url).await?;
+        // The MongoDB-protocol test server drops connections idle for 300 s; recycle them earlier.
+        options.max_idle_time = Some(Duration::from_secs(240));
+        options.app_name = Some("caas".into());
+        let client = mongodb::Client::with_options(options)?;
+        let store = Self {
+            db: client.database(database),
+        };
+        store.ensure_indexes().await?;
+        Ok(store)
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    fn collection(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    async fn ensure_indexes(&self) -> Result<()> {
+        let unique = |keys: Document| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().unique(true).build())
+                .build()
+        };
+        self.collection("users")
+            .create_index(unique(doc! {"app_id": 1, "external_id": 1}))
+            .await?;
+        self.collection("members")
+            .create_index(unique(doc! {"app_id": 1, "user_id": 1, "conversation_id": 1}))
+            .await?;
+        self.collection("messages")
+            .create_index(unique(doc! {"app_id": 1, "conversation_id": 1, "seq": 1}))
+            .await?;
+        let plain = |keys: Document| IndexModel::builder().keys(keys).build();
+        self.collection("messages")
+            .create_index(plain(doc! {"app_id": 1, "conversation_id": 1, "reply_to": 1, "seq": 1}))
+            .await?;
+        self.collection("reactions")
+            .create_index(plain(doc! {"app_id": 1, "conversation_id": 1, "message_id": 1}))
+            .await?;
+        self.collection("conversations")
+            .create_index(plain(doc! {"app_id": 1, "member_ids": 1, "created_at": -1}))
+            .await?;
+        self.collection("reads")
+            .create_index(unique(doc! {"app_id": 1, "user_id": 1, "conversation_id": 1}))
+            .await?;
+        self.collection("audit_events")
+            .create_index(unique(doc! {"app_id": 1, "seq": 1}))
+            .await?;
+        self.collection("messages")
+            .create_index(plain(doc! {"app_id": 1, "sender_id": 1, "_id": 1}))
+            .await?;
+        self.collection("messages")
+            .create_index(plain(doc! {"app_id": 1, "created_at": 1}))
+            .await?;
+        self.collection("attachments")
+            .create_index(plain(doc! {"app_id": 1, "uploader_id": 1}))
+            .await?;
+        self.collection("sessions")
+            .create_index(plain(doc! {"app_id": 1, "user_id": 1, "created_at": 1}))
+            .await?;
+        Ok(())
+    }
+
+    async fn find_all<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        filter: Document,
+        sort: Document,
+        limit: usize,
+    ) -> Result<Vec<T>> {
+        let documents: Vec<Document> = self
+            .collection(collection)
+            .find(filter)
+            .sort(sort)
+            // usize::MAX ("all") does not fit: 0 is MongoDB's "no limit".
+            .limit(i64::try_from(limit).unwrap_or(0))
+            .await?
+            .try_collect()
+            .await?;
+        documents.into_iter().map(from_document).collect()
+    }
+
+    async fn find_one_in<T: DeserializeOwned>(&self, collection: &str, filter: Document) -> Result<Option<T>> {
+        self.collection(collection)
+            .find_one(filter)
+            .await?
+            .map(from_document)
+            .transpose()
+    }
+}
+
+/// The `seq` field of a document, whichever integer width the server stored.
+fn seq_of(document: &Document) -> Option<i64> {
+    match document.get("seq") {
+        Some(Bson::Int64(n)) => Some(*n),
+        Some(Bson::Int32(n)) => Some(i64::from(*n)),
+        _ => None,
+    }
+}
+
+/// Unordered bulk insert where duplicate keys mean "already stored" rather than failure.
+async fn insert_many_idempotent(collection: &Collection<Document>, documents: Vec<Document>) -> Result<InsertOutcome> {
+    let total = documents.len();
+    match collection.insert_many(documents).ordered(false).await {
+        Ok(result) => Ok(InsertOutcome {
+            inserted: result.inserted_ids.len(),
+            duplicates: 0,
+        }),
+        Err(e) => match e.kind.as_ref() {
+            ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
+                let errors = failure.write_errors.as_deref().unwrap_or_default();
+                if errors.iter().all(|w| w.code == DUPLICATE_KEY) {
+                    Ok(InsertOutcome {
+                        inserted: total - errors.len(),
+                        duplicates: errors.len(),
+                    })
+                } else {
+                    Err(e)?
+                }
+            }
+            _ => Err(e)?,
+        },
+    }
+}

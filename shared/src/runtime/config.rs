@@ -1,0 +1,151 @@
+//! Configuration from `CAAS_*` environment variables.
+//!
+//! Backends are chosen by URL so the same binaries run against local servers or managed services.
+
+use crate::{Error, Result};
+use std::time::Duration;
+
+/// Everything an entry point may need; each binary reads only the parts it uses.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `mongodb://…` connection string.
+    pub store_url: String,
+    /// Database name inside the store.
+    pub store_database: String,
+    /// `kafka://host:port,host:port` bootstrap servers.
+    pub bus_url: String,
+    /// `redis://…` or `memory://`: the cache (sequences, idempotency, membership, recent window,
+    /// presence, restrictions) and the socket nodes' fan-out (`CAAS_CACHE_URL`;
+    /// `CAAS_REDIS_SOCKET_URL`, its older name, still overrides it).
+    pub cache_url: String,
+    /// HMAC secret used to sign and verify SDK tokens.
+    pub jwt_secret: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub token_ttl: Duration,
+    /// Operator token guarding `/api/v1/admin/*`; admin routes refuse every call when it is unset.
+    pub admin_token: Option<String>,
+    /// WebSocket URLs advertised to clients in token responses.
+    pub socket_urls: Vec<String>,
+    /// Where attachments live: `s3://bucket?endpoint=…&region=…` or `file:///dir`; empty when unset.
+    pub blob_url: String,
+    /// Static S3 credentials (`CAAS_S3_*`, else the `AWS_*` variables Lambda sets for the role).
+    pub s3_access_key: Option<String>,
+    pub s3_secret_key: Option<String>,
+    pub s3_session_token: Option<String>,
+    /// The gateway's address as clients reach it; local (`file://`) blob URLs point there.
+    pub public_url: String,
+    /// Directory of the message search index (`CAAS_SEARCH_DIR`; an EFS mount when deployed).
+    pub search_dir: Option<std::path::PathBuf>,
+    /// Appended to every consumer-group name, so several deployments (or test runs) can share a broker.
+    pub consumer_group_suffix: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads configuration through `lookup` so tests can supply values without touching the process env.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |key: &str, default: &str| {
+            lookup(key)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let cache_url = get("CAAS_CACHE_URL", "redis://127.0.0.1:6379");
+        let jwt_secret = match lookup("CAAS_JWT_SECRET").filter(|v| !v.is_empty()) {
+            Some(secret) => secret,
+            None => match lookup("CAAS_JWT_SECRET_FILE").filter(|v| !v.is_empty()) {
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|e| Error::Config(format!("CAAS_JWT_SECRET_FILE {path}: {e}")))?
+                    .trim()
+                    .to_owned(),
+                None => {
+                    return Err(Error::Config(
+                        "CAAS_JWT_SECRET (or CAAS_JWT_SECRET_FILE) is required".into(),
+                    ))
+                }
+            },
+        };
+        if jwt_secret.len() < 32 {
+            return Err(Error::Config("the JWT secret must be at least 32 bytes".into()));
+        }
+        let token_ttl_secs: u64 = get("CAAS_TOKEN_TTL_SECS", "86400")
+            .parse()
+            .map_err(|_| Error::Config("CAAS_TOKEN_TTL_SECS must be a number of seconds".into()))?;
+        Ok(Self {
+            store_url: get("CAAS_STORE_URL", "mongodb://127.0.0.1:27017/?directConnection=true"),
+            store_database: get("CAAS_STORE_DATABASE", "caas"),
+            bus_url: get("CAAS_BUS_URL", "kafka://127.0.0.1:9092"),
+            cache_url: lookup("CAAS_REDIS_SOCKET_URL")
+                .filter(|v| !v.is_empty())
+                .unwrap_or(cache_url),
+            jwt_secret,
+            jwt_issuer: get("CAAS_JWT_ISSUER", "caas"),
+            jwt_audience: get("CAAS_JWT_AUDIENCE", "caas-sdk"),
+            token_ttl: Duration::from_secs(token_ttl_secs),
+            admin_token: lookup("CAAS_ADMIN_TOKEN").filter(|v| !v.is_empty()),
+            socket_urls: get("CAAS_SOCKET_URLS", "ws://127.0.0.1:3002/ws")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            consumer_group_suffix: get("CAAS_CONSUMER_GROUP_SUFFIX", ""),
+            blob_url: get("CAAS_BLOB_URL", ""),
+            s3_access_key: lookup("CAAS_S3_ACCESS_KEY")
+                .or_else(|| lookup("AWS_ACCESS_KEY_ID"))
+                .filter(|v| !v.is_empty()),
+            s3_secret_key: lookup("CAAS_S3_SECRET_KEY")
+                .or_else(|| lookup("AWS_SECRET_ACCESS_KEY"))
+                .filter(|v| !v.is_empty()),
+            s3_session_token: lookup("AWS_SESSION_TOKEN").filter(|v| !v.is_empty()),
+            public_url: get("CAAS_PUBLIC_URL", "http://127.0.0.1:3000"),
+            search_dir: lookup("CAAS_SEARCH_DIR").filter(|v| !v.is_empty()).map(Into::into),
+        })
+    }
+
+    /// The consumer-group name of a function in this deployment.
+    pub fn consumer_group(&self, function: &str) -> String {
+        format!("{function}{}", self.consumer_group_suffix)
+    }
+
+    /// The search index directory, for the functions that cannot run without one.
+    pub fn required_search_dir(&self) -> Result<&std::path::Path> {
+        self.search_dir
+            .as_deref()
+            .ok_or_else(|| Error::Config("CAAS_SEARCH_DIR (the search index directory) is required".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn requires_a_long_enough_jwt_secret() {
+        assert!(matches!(config(&[]), Err(Error::Config(_))));
+        assert!(matches!(config(&[("CAAS_JWT_SECRET", "short")]), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn the_older_cache_url_overrides_the_cache_url() {
+        let secret = ("CAAS_JWT_SECRET", "0123456789abcdef0123456789abcdef");
+        let base = config(&[secret, ("CAAS_CACHE_URL", "redis://a:1")]).unwrap();
+        assert_eq!(base.cache_url, "redis://a:1");
+        let split = config(&[
+            secret,
+            ("CAAS_CACHE_URL", "redis://a:1"),
+            ("CAAS_REDIS_SOCKET_URL", "redis://b:2"),
+        ])
+        .unwrap();
+        assert_eq!(split.cache_url, "redis://b:2");
+    }
+}

@@ -1,0 +1,270 @@
+//! SDK tokens (HS256 JWTs verified for signature, expiry, issuer and audience) and app secrets
+//! (argon2id hashes; the plain secret is shown once and never stored or logged).
+
+use crate::domain::model::Session;
+use crate::ports::store::Store;
+use crate::runtime::config::Config;
+use crate::{Error, Result};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What a token proves: this user of this app, for this session, until `exp`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Platform user id.
+    pub sub: String,
+    pub app_id: String,
+    /// The id the app's backend knows the user by.
+    pub external_id: String,
+    /// Session id, so a session can be revoked.
+    pub jti: String,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Issues and verifies SDK tokens with one shared secret.
+#[derive(Clone)]
+pub struct TokenSigner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+}
+
+/// A freshly issued token and when it stops being accepted (Unix seconds).
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_at: i64,
+    pub session_id: String,
+}
+
+impl TokenSigner {
+    pub fn new(secret: &str, issuer: &str, audience: &str, ttl: Duration) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            ttl,
+        }
+    }
+
+    pub fn from_config(config: &Config) -> Self {
+        Self::new(
+            &config.jwt_secret,
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            config.token_ttl,
+        )
+    }
+
+    /// A token for a new session; callers record the session ([`start_session`]) before handing it out.
+    pub fn issue(&self, app_id: &str, user_id: &str, external_id: &str) -> Result<IssuedToken> {
+        self.sign(app_id, user_id, external_id, &uuid::Uuid::new_v4().to_string())
+    }
+
+    /// A fresh token for the same session (a refresh): same identity and session id, new expiry.
+    pub fn reissue(&self, claims: &Claims) -> Result<IssuedToken> {
+        self.sign(&claims.app_id, &claims.sub, &claims.external_id, &claims.jti)
+    }
+
+    fn sign(&self, app_id: &str, user_id: &str, external_id: &str, session_id: &str) -> Result<IssuedToken> {
+        let now = crate::now_ms() / 1000;
+        let claims = Claims {
+            sub: user_id.to_owned(),
+            app_id: app_id.to_owned(),
+            external_id: external_id.to_owned(),
+            jti: session_id.to_owned(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat: now,
+            exp: now + self.ttl.as_secs() as i64,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| Error::Internal(format!("signing token: {e}")))?;
+        Ok(IssuedToken {
+            token,
+            expires_at: claims.exp,
+            session_id: claims.jti,
+        })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 5;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| Error::Unauthorized(format!("invalid token: {e}")))
+    }
+}
+
+/// Issues a token for a new session of `user_id` and records the session, so the token is accepted.
+pub async fn start_session(
+    signer: &TokenSigner,
+    store: &dyn Store,
+    (app_id, user_id, external_id): (&str, &str, &str),
+    correlation_id: &str,
+) -> Result<IssuedToken> {
+    let issued = signer.issue(app_id, user_id, external_id)?;
+    store
+        .insert_session(&Session {
+            id: issued.session_id.clone(),
+            app_id: app_id.to_owned(),
+            user_id: user_id.to_owned(),
+            created_at: crate::now_ms(),
+            expires_at: issued.expires_at,
+            revoked_at: None,
+            correlation_id: correlation_id.to_owned(),
+        })
+        .await?;
+    Ok(issued)
+}
+
+/// Verifies an SDK token, then that its session is one the platform recorded for this user and has
+/// not revoked (logout, ban): a valid signature alone is not enough once a session has ended.
+pub async fn authenticate(signer: &TokenSigner, store: &dyn Store, token: &str) -> Result<Claims> {
+    let claims = signer.verify(token)?;
+    require_live_session(store, &claims).await?;
+    Ok(claims)
+}
+
+/// Refuses a verified token whose session was revoked, or was never recorded for this user.
+pub async fn require_live_session(store: &dyn Store, claims: &Claims) -> Result<()> {
+    match store.find_session(&claims.app_id, &claims.jti).await? {
+        Some(session) if session.user_id == claims.sub && session.revoked_at.is_none() => Ok(()),
+        Some(session) if session.revoked_at.is_some() => Err(Error::Unauthorized("session revoked".into())),
+        _ => Err(Error::Unauthorized("unknown session".into())),
+    }
+}
+
+/// A new random app secret (256 bits, URL-safe).
+pub fn generate_secret() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("sk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+pub fn hash_secret(secret: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::Internal(format!("hashing secret: {e}")))
+}
+
+/// Constant-time check of a presented secret against its stored argon2 hash.
+pub fn verify_secret(secret: &str, stored_hash: &str) -> bool {
+    PasswordHash::new(stored_hash)
+        .map(|hash| Argon2::default().verify_password(secret.as_bytes(), &hash).is_ok())
+        .unwrap_or(false)
+}
+
+/// Compares operator tokens without leaking the matching prefix length through timing.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::store::UserStore;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn signer() -> TokenSigner {
+        TokenSigner::new(SECRET, "caas", "caas-sdk", Duration::from_secs(60))
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_carry_the_identity() {
+        let issued = signer().issue("app1", "user1", "ext1").unwrap();
+        let claims = signer().verify(&issued.token).unwrap();
+        assert_eq!(
+            (claims.app_id.as_str(), claims.sub.as_str(), claims.external_id.as_str()),
+            ("app1", "user1", "ext1")
+        );
+        assert_eq!(claims.exp, issued.expires_at);
+    }
+
+    #[test]
+    fn tokens_with_wrong_signature_issuer_audience_or_expiry_are_refused() {
+        let token = signer().issue("app1", "user1", "ext1").unwrap().token;
+        let other_key = TokenSigner::new(&"x".repeat(32), "caas", "caas-sdk", Duration::from_secs(60));
+        assert!(other_key.verify(&token).is_err());
+        let other_issuer = TokenSigner::new(SECRET, "evil", "caas-sdk", Duration::from_secs(60));
+        assert!(other_issuer.verify(&token).is_err());
+        let other_audience = TokenSigner::new(SECRET, "caas", "other", Duration::from_secs(60));
+        assert!(other_audience.verify(&token).is_err());
+        let mut tampered = token.clone();
+        tampered.push('x');
+        assert!(signer().verify(&tampered).is_err());
+        assert!(signer().verify("not.a.jwt").is_err());
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let signer = signer();
+        let now = crate::now_ms() / 1000;
+        let claims = Claims {
+            sub: "u".into(),
+            app_id: "a".into(),
+            external_id: "e".into(),
+            jti: "s".into(),
+            iss: "caas".into(),
+            aud: "caas-sdk".into(),
+            iat: now - 120,
+            exp: now - 60,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &signer.encoding).unwrap();
+        assert!(signer.verify(&token).is_err());
+    }
+
+    #[tokio::test]
+    async fn only_tokens_of_recorded_unrevoked_sessions_authenticate() {
+        let store = crate::ports::store::MemoryStore::new();
+        let signer = signer();
+        let issued = start_session(&signer, &store, ("app1", "user1", "ext1"), "corr")
+            .await
+            .unwrap();
+        let claims = authenticate(&signer, &store, &issued.token).await.unwrap();
+        let refreshed = signer.reissue(&claims).unwrap();
+        assert_eq!(refreshed.session_id, issued.session_id);
+        assert!(authenticate(&signer, &store, &refreshed.token).await.is_ok());
+
+        let unrecorded = signer.issue("app1", "user1", "ext1").unwrap();
+        assert!(matches!(
+            authenticate(&signer, &store, &unrecorded.token).await,
+            Err(Error::Unauthorized(m)) if m == "unknown session"
+        ));
+
+        store.revoke_sessions("app1", "user1", None, 1).await.unwrap();
+        for token in [&issued.token, &refreshed.token] {
+            assert!(matches!(
+                authenticate(&signer, &store, token).await,
+                Err(Error::Unauthorized(m)) if m == "session revoked"
+            ));
+        }
+    }
+
+    #[test]
+    fn secrets_hash_and_verify() {
+        let secret = generate_secret();
+        let hash = hash_secret(&secret).unwrap();
+        assert!(!hash.contains(&secret));
+        assert!(verify_secret(&secret, &hash));
+        assert!(!verify_secret("wrong", &hash));
+        assert!(!verify_secret(&secret, "not-a-hash"));
+        assert!(constant_time_eq("abc", "abc") && !constant_time_eq("abc", "abd") && !constant_time_eq("a", "ab"));
+    }
+}

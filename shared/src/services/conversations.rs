@@ -1,0 +1,484 @@
+//! Conversation rules shared by the socket node and the conversations HTTP function: who may create,
+//! read, change and leave a conversation, and how lists show the last message and the unread count.
+//! Callers own the side effects on live connections (fan-out notices).
+
+use crate::domain::audit::{actions, Actor, AuditEvent, Target};
+use crate::domain::events::{topics, ConversationEvent, EventHeaders};
+use crate::domain::model::{limits, Conversation, ConversationKind, Member, Role};
+use crate::domain::protocol::CreateConversation;
+use crate::ports::bus::Bus;
+use crate::ports::cache::Cache;
+use crate::ports::store::{SeqRange, Store};
+use crate::services::history;
+use crate::{now_ms, Error, Result};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// The authenticated user a request acts for (from the SDK token).
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    pub app_id: &'a str,
+    pub user_id: &'a str,
+    pub correlation_id: &'a str,
+}
+
+pub struct Conversations<'a> {
+    pub store: &'a dyn Store,
+    pub cache: &'a dyn Cache,
+    pub bus: &'a dyn Bus,
+}
+
+/// Largest page of conversations a list returns.
+pub const MAX_LIST: usize = 100;
+
+/// Refuses an id that is empty, longer than [`limits::MAX_ID_BYTES`] or holds control characters.
+pub fn require_id(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.len() > limits::MAX_ID_BYTES || value.chars().any(char::is_control) {
+        return Err(Error::Validation(format!(
+            "{field} must be 1 to {} printable characters",
+            limits::MAX_ID_BYTES
+        )));
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().count() > limits::MAX_NAME_CHARS {
+        return Err(Error::Validation(format!(
+            "name must be 1 to {} characters",
+            limits::MAX_NAME_CHARS
+        )));
+    }
+    Ok(())
+}
+
+impl Conversations<'_> {
+    /// Announces a change on `caas.conversations` for every socket node to relay.
+    async fn announce(&self, caller: Caller<'_>, event: ConversationEvent) -> Result<()> {
+        let headers = EventHeaders::new(caller.app_id, &event.kind, caller.correlation_id);
+        self.bus
+            .publish_json(topics::CONVERSATIONS, &event.conversation.id, &headers, &event)
+            .await?;
+        tracing::debug!(kind = %event.kind, conversation_id = %event.conversation.id, removed = ?event.removed, "conversation change announced");
+        Ok(())
+    }
+
+    /// Refuses callers who are not members of the conversation (one cache lookup when the member list is
+    /// cached). Another app's conversation is "not found", never "forbidden".
+    pub async fn require_member(&self, caller: Caller<'_>, conversation_id: &str) -> Result<()> {
+        require_id("conversation_id", conversation_id)?;
+        let member = match self
+            .cache
+            .is_member(caller.app_id, conversation_id, caller.user_id)
+            .await?
+        {
+            Some(member) => member,
+            None => self.find(caller, conversation_id).await?.has_member(caller.user_id),
+        };
+        if !member {
+            return Err(Error::Forbidden(format!(
+                "you are not a member of conversation {conversation_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The conversation from the cache, or from the store (then cached for an hour).
+    async fn find(&self, caller: Caller<'_>, conversation_id: &str) -> Result<Conversation> {
+        if let Some(json) = self.cache.cached_conversation(caller.app_id, conversation_id).await? {
+            if let Ok(conversation) = serde_json::from_str::<Conversation>(&json) {
+                return Ok(conversation);
+            }
+        }
+        let conversation = self
+            .store
+            .find_conversation(caller.app_id, conversation_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} not found")))?;
+        self.remember(&conversation).await?;
+        Ok(conversation)
+    }
+
+    /// Caches the conversation and its member list as they are now (after every change).
+    async fn remember(&self, conversation: &Conversation) -> Result<()> {
+        let json = serde_json::to_string(conversation).map_err(|e| Error::Internal(e.to_string()))?;
+        tokio::try_join!(
+            self.cache
+                .cache_conversation(&conversation.app_id, &conversation.id, &json),
+            self.cache
+                .cache_members(&conversation.app_id, &conversation.id, &conversation.member_ids),
+        )?;
+        Ok(())
+    }
+
+    /// The conversation, for a member.
+    pub async fn get(&self, caller: Caller<'_>, conversation_id: &str) -> Result<Conversation> {
+        self.require_member(caller, conversation_id).await?;
+        self.find(caller, conversation_id).await
+    }
+
+    async fn require_users_exist(&self, caller: Caller<'_>, ids: &[String]) -> Result<()> {
+        let found = self.store.find_users(caller.app_id, ids).await?;
+        if found.len() == ids.len() {
+            return Ok(());
+        }
+        let known: BTreeSet<&str> = found.iter().map(|u| u.id.as_str()).collect();
+        let missing: Vec<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| !known.contains(id))
+            .collect();
+        Err(Error::NotFound(format!(
+            "unknown users in this app: {}",
+            missing.join(", ")
+        )))
+    }
+
+    /// Creates a direct conversation (one per pair of users: creating it again returns it) or a group
+    /// owned by the caller.
+    pub async fn create(&self, caller: Caller<'_>, request: CreateConversation) -> Result<Conversation> {
+        let others: BTreeSet<String> = request
+            .member_ids
+            .into_iter()
+            .filter(|id| id != caller.user_id)
+            .collect();
+        for id in &others {
+            require_id("member_ids[]", id)?;
+        }
+        let id = match request.kind {
+            ConversationKind::Direct => {
+                let [other] = others.iter().collect::<Vec<_>>()[..] else {
+                    return Err(Error::Validation(
+                        "a direct conversation has exactly one other member".into(),
+                    ));
+                };
+                Conversation::direct_id(caller.app_id, caller.user_id, other)
+            }
+            ConversationKind::Group => {
+                if others.is_empty() || others.len() >= limits::MAX_GROUP_MEMBERS {
+                    return Err(Error::Validation(format!(
+                        "a group needs 1 to {} other members",
+                        limits::MAX_GROUP_MEMBERS - 1
+                    )));
+                }
+                uuid::Uuid::now_v7().to_string()
+            }
+        };
+        if let Some(name) = &request.name {
+            validate_name(name)?;
+        }
+        let ids: Vec<String> = others.iter().cloned().collect();
+        self.require_users_exist(caller, &ids).await?;
+        let mut member_ids = vec![caller.user_id.to_owned()];
+        member_ids.extend(ids);
+        let conversation = Conversation {
+            id,
+            app_id: caller.app_id.to_owned(),
+            kind: request.kind,
+            name: request.name.map(|n| n.trim().to_owned()),
+            created_by: caller.user_id.to_owned(),
+            member_ids,
+            epoch: uuid::Uuid::new_v4().simple().to_string(),
+            created_at: now_ms(),
+            correlation_id: caller.correlation_id.to_owned(),
+        };
+        let members: Vec<Member> = conversation
+            .member_ids
+            .iter()
+            .map(|user| {
+                let role = if user == caller.user_id && request.kind == ConversationKind::Group {
+                    Role::Owner
+                } else {
+                    Role::Member
+                };
+                Member::new(&conversation, user, role)
+            })
+            .collect();
+        let stored = self.store.create_conversation(&conversation, &members).await?;
+        if !stored.has_member(caller.user_id) {
+            return Err(Error::Forbidden("you are not a member of this conversation".into()));
+        }
+        self.cache.ensure_sequence(&stored.app_id, &stored.id, 0).await?;
+        self.remember(&stored).await?;
+        let event = ConversationEvent {
+            kind: "conversation.created".into(),
+            added: stored.member_ids.clone(),
+            conversation: stored.clone(),
+            removed: Vec::new(),
+        };
+        self.announce(caller, event).await?;
+        Ok(stored)
+    }
+
+    /// The caller's role, refusing anyone below `Admin` (and every change to a direct conversation).
+    async fn require_admin(&self, caller: Caller<'_>, conversation_id: &str) -> Result<(Conversation, Role)> {
+        let conversation = self.get(caller, conversation_id).await?;
+        if conversation.kind == ConversationKind::Direct {
+            return Err(Error::Validation(
+                "a direct conversation's members and name cannot change".into(),
+            ));
+        }
+        let role = self
+            .store
+            .find_member(caller.app_id, conversation_id, caller.user_id)
+            .await?
+            .map(|m| m.role)
+            .ok_or_else(|| Error::Forbidden("you are not a member of this conversation".into()))?;
+        if role == Role::Member {
+            return Err(Error::Forbidden("only the owner or an admin can do this".into()));
+        }
+        Ok((conversation, role))
+    }
+
+    /// Adds users to a group (owner/admin only). Only the owner may add admins.
+    pub async fn add_members(
+        &self,
+        caller: Caller<'_>,
+        conversation_id: &str,
+        user_ids: &[String],
+        role: Role,
+    ) -> Result<Conversation> {
+        let (conversation, caller_role) = self.require_admin(caller, conversation_id).await?;
+        match role {
+            Role::Owner => return Err(Error::Validation("a group has exactly one owner".into())),
+            Role::Admin if caller_role != Role::Owner => {
+                return Err(Error::Forbidden("only the owner can add admins".into()))
+            }
+            _ => {}
+        }
+        let new: Vec<String> = user_ids
+            .iter()
+            .filter(|id| !conversation.has_member(id))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if new.is_empty() {
+            return Ok(conversation);
+        }
+        for id in &new {
+            require_id("member_ids[]", id)?;
+        }
+        if conversation.member_ids.len() + new.len() > limits::MAX_GROUP_MEMBERS {
+            return Err(Error::Validation(format!(
+                "a group has at most {} members",
+                limits::MAX_GROUP_MEMBERS
+            )));
+        }
+        self.require_users_exist(caller, &new).await?;
+        let members: Vec<Member> = new
+            .iter()
+            .map(|user| Member {
+                joined_at: now_ms(),
+                correlation_id: caller.correlation_id.to_owned(),
+                ..Member::new(&conversation, user, role)
+            })
+            .collect();
+        let updated = self.store.add_members(caller.app_id, conversation_id, &members).await?;
+        self.remember(&updated).await?;
+        let event = ConversationEvent {
+            kind: "conversation.updated".into(),
+            conversation: updated.clone(),
+            added: new,
+            removed: Vec::new(),
+        };
+        self.announce(caller, event).await?;
+        Ok(updated)
+    }
+
+    /// Removes `user_id`: anyone may leave; owners and admins may remove members; nobody removes the
+    /// owner, and the owner cannot leave a group that still has other members.
+    pub async fn remove_member(
+        &self,
+        caller: Caller<'_>,
+        conversation_id: &str,
+        user_id: &str,
+    ) -> Result<Conversation> {
+        require_id("user_id", user_id)?;
+        let leaving = user_id == caller.user_id;
+        let conversation = if leaving {
+            self.get(caller, conversation_id).await?
+        } else {
+            self.require_admin(caller, conversation_id).await?.0
+        };
+        let target = self
+            .store
+            .find_member(caller.app_id, conversation_id, user_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("{user_id} is not a member of this conversation")))?;
+        if target.role == Role::Owner && (!leaving || conversation.member_ids.len() > 1) {
+            return Err(Error::Forbidden(
+                "the owner cannot be removed, and leaves only as the last member".into(),
+            ));
+        }
+        let actor = if leaving {
+            None
+        } else {
+            Some(Actor::user(caller.user_id))
+        };
+        self.drop_member(caller, conversation_id, user_id, actor).await
+    }
+
+    /// Removes a member on the operator's authority (a conversation ban), whatever their role;
+    /// `None` when the user is not a member.
+    pub async fn expel(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        user_id: &str,
+        correlation_id: &str,
+    ) -> Result<Option<Conversation>> {
+        if self
+            .store
+            .find_member(app_id, conversation_id, user_id)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let caller = Caller {
+            app_id,
+            user_id,
+            correlation_id,
+        };
+        let updated = self
+            .drop_member(caller, conversation_id, user_id, Some(Actor::operator()))
+            .await?;
+        Ok(Some(updated))
+    }
+
+    /// Removes the member, announces it, and audits a removal by someone else (`actor`).
+    async fn drop_member(
+        &self,
+        caller: Caller<'_>,
+        conversation_id: &str,
+        user_id: &str,
+        actor: Option<Actor>,
+    ) -> Result<Conversation> {
+        let updated = self
+            .store
+            .remove_member(caller.app_id, conversation_id, user_id)
+            .await?;
+        self.remember(&updated).await?;
+        let event = ConversationEvent {
+            kind: "conversation.updated".into(),
+            conversation: updated.clone(),
+            added: Vec::new(),
+            removed: vec![user_id.to_owned()],
+        };
+        self.announce(caller, event).await?;
+        if let Some(actor) = actor {
+            AuditEvent::new(
+                caller.app_id,
+                actions::MEMBER_REMOVED,
+                actor,
+                Target::new("user", user_id),
+                caller.correlation_id,
+            )
+            .with_details(serde_json::json!({"conversation_id": conversation_id}))
+            .emit(self.bus)
+            .await?;
+        }
+        Ok(updated)
+    }
+
+    pub async fn rename(&self, caller: Caller<'_>, conversation_id: &str, name: &str) -> Result<Conversation> {
+        validate_name(name)?;
+        self.require_admin(caller, conversation_id).await?;
+        let renamed = self
+            .store
+            .rename_conversation(caller.app_id, conversation_id, name.trim())
+            .await?;
+        self.remember(&renamed).await?;
+        let event = ConversationEvent {
+            kind: "conversation.updated".into(),
+            conversation: renamed.clone(),
+            added: Vec::new(),
+            removed: Vec::new(),
+        };
+        self.announce(caller, event).await?;
+        Ok(renamed)
+    }
+
+    pub async fn members(&self, caller: Caller<'_>, conversation_id: &str) -> Result<Vec<Member>> {
+        self.require_member(caller, conversation_id).await?;
+        self.store.list_members(caller.app_id, conversation_id).await
+    }
+
+    /// Moves the caller's read horizon to `seq` (never past the last message, never back).
+    pub async fn mark_read(&self, caller: Caller<'_>, conversation_id: &str, seq: i64) -> Result<i64> {
+        self.require_member(caller, conversation_id).await?;
+        if seq < 0 {
+            return Err(Error::Validation("seq must not be negative".into()));
+        }
+        let last_seq = self.last_seq(caller.app_id, conversation_id).await?;
+        self.store
+            .mark_read(caller.app_id, conversation_id, caller.user_id, seq.min(last_seq))
+            .await
+    }
+
+    async fn last_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64> {
+        match self.cache.current_seq(app_id, conversation_id).await? {
+            Some(seq) => Ok(seq),
+            None => self.store.max_seq(app_id, conversation_id).await,
+        }
+    }
+
+    /// The caller's conversations with `last_message`, `last_seq`, `read_seq` and `unread_count`.
+    pub async fn list(&self, caller: Caller<'_>, limit: usize) -> Result<Vec<Value>> {
+        if limit == 0 || limit > MAX_LIST {
+            return Err(Error::Validation(format!("limit must be 1 to {MAX_LIST}")));
+        }
+        let conversations = self
+            .store
+            .list_conversations(caller.app_id, caller.user_id, limit)
+            .await?;
+        let ids: Vec<String> = conversations.iter().map(|c| c.id.clone()).collect();
+        let (horizons, summaries) = tokio::try_join!(
+            self.store.read_horizons(caller.app_id, caller.user_id, &ids),
+            self.store.summaries(caller.app_id, &ids),
+        )?;
+        let latest = SeqRange {
+            after_seq: None,
+            before_seq: None,
+            limit: 1,
+        };
+        // One lookup per conversation, run concurrently rather than one round trip after another.
+        let (horizons, summaries) = (&horizons, &summaries);
+        let entries = conversations.iter().map(|conversation| async move {
+            // The summary persist-conversations keeps, unless messages accepted since are not in it yet.
+            let current_seq = self.cache.current_seq(caller.app_id, &conversation.id).await?;
+            let fresh = summaries
+                .get(&conversation.id)
+                .filter(|summary| current_seq.is_none_or(|seq| summary.last_seq >= seq));
+            let last_message = match fresh {
+                Some(summary) => Some(summary.last_message.clone()),
+                None => history::page(self.store, self.cache, caller.app_id, &conversation.id, latest)
+                    .await?
+                    .pop(),
+            };
+            let last_seq = last_message.as_ref().map_or(0, |m| m.seq);
+            let read_seq = horizons.get(&conversation.id).copied().unwrap_or(0);
+            let mut value = serde_json::to_value(conversation).map_err(|e| Error::Internal(e.to_string()))?;
+            value["last_message"] = json!(last_message);
+            value["last_seq"] = last_seq.into();
+            value["read_seq"] = read_seq.into();
+            value["unread_count"] = (last_seq - read_seq).max(0).into();
+            Ok::<Value, Error>(value)
+        });
+        futures_util::future::try_join_all(entries).await
+    }
+
+    /// A page of history for a member, annotated with reply counts and reactions.
+    pub async fn history(&self, caller: Caller<'_>, conversation_id: &str, range: SeqRange) -> Result<Vec<Value>> {
+        self.require_member(caller, conversation_id).await?;
+        if range.limit == 0 || range.limit > history::MAX_HISTORY_PAGE {
+            return Err(Error::Validation(format!(
+                "limit must be 1 to {}",
+                history::MAX_HISTORY_PAGE
+            )));
+        }
+        let messages = history::page(self.store, self.cache, caller.app_id, conversation_id, range).await?;
+        history::annotate(self.store, caller.app_id, conversation_id, caller.user_id, messages).await
+    }
+}

@@ -1,0 +1,193 @@
+//! Reading a conversation's messages the way clients need them: the store holds what persistence has
+//! written, the cache's recent window holds what was accepted moments ago and may still be on its way
+//! through the bus. Both the socket node (reconnect replay, `conversation.history`) and the HTTP history
+//! route read through here, so they always agree.
+
+use crate::domain::model::Message;
+use crate::ports::cache::Cache;
+use crate::ports::store::{SeqRange, Store};
+use crate::Result;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Messages per replay page; a client with more to catch up asks again from the last one it got.
+pub const REPLAY_PAGE: usize = 1000;
+/// Largest page a history request may ask for.
+pub const MAX_HISTORY_PAGE: usize = 200;
+
+/// A page of messages in ascending `seq` order, from the store completed by the recent window. Where
+/// both have a message, the higher `version` wins (edits and deletions reach both).
+pub async fn page(
+    store: &dyn Store,
+    cache: &dyn Cache,
+    app_id: &str,
+    conversation_id: &str,
+    range: SeqRange,
+) -> Result<Vec<Message>> {
+    let (stored, recent) = tokio::try_join!(
+        store.list_messages(app_id, conversation_id, range),
+        cache.recent_after(app_id, conversation_id, range.after_seq.unwrap_or(0)),
+    )?;
+    let mut merged: BTreeMap<i64, Message> = BTreeMap::new();
+    for (seq, payload) in recent.into_iter().filter(|(seq, _)| range.contains(*seq)) {
+        match serde_json::from_str::<Message>(&payload) {
+            Ok(message) => {
+                merged.insert(seq, message);
+            }
+            Err(e) => tracing::warn!(seq, error = %e, "unreadable recent message skipped"),
+        }
+    }
+    for message in stored {
+        // The higher version wins: the window may hold an edit persistence has not written yet.
+        match merged.get(&message.seq) {
+            Some(recent) if recent.id == message.id && recent.version > message.version => {}
+            _ => {
+                merged.insert(message.seq, message);
+            }
+        }
+    }
+    let mut messages: Vec<Message> = merged.into_values().collect();
+    if range.reads_forward() {
+        messages.truncate(range.limit);
+    } else {
+        messages.drain(..messages.len().saturating_sub(range.limit));
+    }
+    Ok(messages)
+}
+
+/// Messages as history shows them: each with its `reply_count` and `reactions` (per emoji, with
+/// `mine` for `viewer_id`), from what is persisted.
+pub async fn annotate(
+    store: &dyn Store,
+    app_id: &str,
+    conversation_id: &str,
+    viewer_id: &str,
+    messages: Vec<Message>,
+) -> Result<Vec<serde_json::Value>> {
+    let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+    let (replies, mut reactions) = tokio::try_join!(
+        store.reply_counts(app_id, conversation_id, &ids),
+        store.reaction_counts(app_id, conversation_id, &ids, viewer_id),
+    )?;
+    messages
+        .into_iter()
+        .map(|message| {
+            let reply_count = replies.get(&message.id).copied().unwrap_or(0);
+            let message_reactions = reactions.remove(&message.id).unwrap_or_default();
+            let mut value =
+                serde_json::to_value(&message).map_err(|e| crate::Error::Internal(format!("encoding message: {e}")))?;
+            value["reply_count"] = reply_count.into();
+            value["reactions"] = serde_json::to_value(message_reactions)
+                .map_err(|e| crate::Error::Internal(format!("encoding reactions: {e}")))?;
+            Ok(value)
+        })
+        .collect()
+}
+
+/// How long a replay waits for a missing seq to show up (a send still between its claim and its
+/// publish) before it declares the gap unrecoverable.
+pub const REPLAY_GAP_PATIENCE: Duration = Duration::from_secs(2);
+
+/// What a reconnecting client missed after `since_seq`: the next [`REPLAY_PAGE`] messages without a
+/// gap, or `None` when a gap stayed open for [`REPLAY_GAP_PATIENCE`] (the client must reload history).
+pub async fn replay(
+    store: &dyn Store,
+    cache: &dyn Cache,
+    app_id: &str,
+    conversation_id: &str,
+    since_seq: i64,
+) -> Result<Option<Vec<Message>>> {
+    let range = SeqRange {
+        after_seq: Some(since_seq),
+        before_seq: None,
+        limit: REPLAY_PAGE,
+    };
+    let deadline = tokio::time::Instant::now() + REPLAY_GAP_PATIENCE;
+    loop {
+        let messages = page(store, cache, app_id, conversation_id, range).await?;
+        match first_gap(since_seq, &messages) {
+            None => return Ok(Some(messages)),
+            Some(missing) if tokio::time::Instant::now() >= deadline => {
+                tracing::warn!(
+                    conversation_id,
+                    since_seq,
+                    missing,
+                    "replay has a gap; client must reload"
+                );
+                return Ok(None);
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The first seq missing from a forward page that should continue right after `after_seq`.
+fn first_gap(after_seq: i64, messages: &[Message]) -> Option<i64> {
+    (after_seq + 1..)
+        .zip(messages)
+        .find(|(expected, message)| message.seq != *expected)
+        .map(|(expected, _)| expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::cache::{MemoryCache, RecentWindow};
+    use crate::ports::store::{MemoryStore, MessageStore};
+
+    fn message(seq: i64, text: &str) -> Message {
+        Message {
+            id: format!("m{seq}"),
+            app_id: "app".into(),
+            conversation_id: "c".into(),
+            seq,
+            sender_id: "u".into(),
+            client_msg_id: format!("c{seq}"),
+            text: text.into(),
+            reply_to: None,
+            created_at: 1,
+            correlation_id: "corr".into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_merge_stored_and_recent_messages() {
+        let (store, cache) = (MemoryStore::new(), MemoryCache::new());
+        store
+            .insert_messages(&(1..=4).map(|seq| message(seq, "stored")).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        for seq in 3..=6 {
+            let payload = serde_json::to_string(&message(seq, "recent")).unwrap();
+            cache.remember_recent("app", "c", seq, &payload).await.unwrap();
+        }
+        let forward = SeqRange {
+            after_seq: Some(1),
+            before_seq: None,
+            limit: 10,
+        };
+        let messages = page(&store, &cache, "app", "c", forward).await.unwrap();
+        let seen: Vec<(i64, &str)> = messages.iter().map(|m| (m.seq, m.text.as_str())).collect();
+        assert_eq!(
+            seen,
+            [
+                (2, "stored"),
+                (3, "stored"),
+                (4, "stored"),
+                (5, "recent"),
+                (6, "recent")
+            ]
+        );
+        assert_eq!(first_gap(1, &messages), None);
+        assert_eq!(first_gap(0, &messages), Some(1));
+
+        let latest = SeqRange {
+            after_seq: None,
+            before_seq: None,
+            limit: 2,
+        };
+        let messages = page(&store, &cache, "app", "c", latest).await.unwrap();
+        assert_eq!(messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [5, 6]);
+    }
+}

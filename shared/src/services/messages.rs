@@ -1,0 +1,495 @@
+//! Message use cases: send (and forward), edit, delete, react and read a thread. Each is authorised
+//! against the caller's app and membership, published to `caas.messages` with the request's correlation
+//! id (persist-messages stores it idempotently) and kept in the recent window for reconnecting clients.
+//! What live connections must be told comes back as a [`Notice`]: delivering it is the transport's job.
+
+use crate::domain::audit::{actions, Actor, AuditEvent, Target};
+use crate::domain::clock::next_version;
+use crate::domain::events::{topics, EventHeaders, MessageEvent};
+use crate::domain::model::{limits, AttachmentStatus, ForwardedFrom, Message, MessageAttachment, Reaction, Role};
+use crate::domain::protocol::{
+    self, Ack, AckStatus, EditMessage, ForwardMessage, MessageRef, ReactionRequest, Replies,
+};
+use crate::ports::bus::Bus;
+use crate::ports::cache::{self, Cache, ClaimResult, ClaimState, SendKey};
+use crate::ports::store::Store;
+use crate::services::conversations::{require_id, Caller, Conversations};
+use crate::services::history::{self, MAX_HISTORY_PAGE};
+use crate::services::moderation::{self, AppSettingsCache};
+use crate::services::revisions;
+use crate::{now_ms, Error, Result};
+use serde_json::{json, Value};
+
+/// More than this many files in one message is refused.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+/// A new message before it has an id and a seq.
+pub struct Draft {
+    pub conversation_id: String,
+    pub client_msg_id: String,
+    pub text: String,
+    pub reply_to: Option<String>,
+    pub forwarded_from: Option<ForwardedFrom>,
+    /// Ids of completed uploads (media function) to attach.
+    pub attachment_ids: Vec<String>,
+}
+
+impl From<protocol::SendMessage> for Draft {
+    fn from(request: protocol::SendMessage) -> Self {
+        Self {
+            conversation_id: request.conversation_id,
+            client_msg_id: request.client_msg_id,
+            text: request.text,
+            reply_to: request.reply_to,
+            forwarded_from: None,
+            attachment_ids: request.attachments,
+        }
+    }
+}
+
+/// One event frame for every live subscriber of a conversation, on any node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// The conversation's fan-out channel ([`cache::conversation_channel`]).
+    pub channel: String,
+    /// The whole event frame, encoded.
+    pub frame: String,
+}
+
+impl Notice {
+    fn to_conversation(app_id: &str, conversation_id: &str, frame: String) -> Self {
+        Self {
+            channel: cache::conversation_channel(app_id, conversation_id),
+            frame,
+        }
+    }
+}
+
+/// A use case's reply to the caller and what the conversation must be told, in that order of need:
+/// the transport delivers the notice before it sends the reply.
+#[derive(Debug)]
+pub struct Outcome {
+    pub reply: Value,
+    pub notice: Option<Notice>,
+}
+
+/// The message use cases over the ports; `settings` is the caller's node-wide cache of app settings.
+pub struct Messages<'a> {
+    pub store: &'a dyn Store,
+    pub cache: &'a dyn Cache,
+    pub bus: &'a dyn Bus,
+    pub settings: &'a AppSettingsCache,
+}
+
+fn validate_text(text: &str, has_attachments: bool) -> Result<()> {
+    if text.trim().is_empty() && !has_attachments {
+        return Err(Error::Validation(
+            "text must not be empty (unless the message has attachments)".into(),
+        ));
+    }
+    if text.len() > limits::MAX_TEXT_BYTES {
+        return Err(Error::Validation(format!(
+            "text must be at most {} bytes",
+            limits::MAX_TEXT_BYTES
+        )));
+    }
+    Ok(())
+}
+
+impl Messages<'_> {
+    fn conversations(&self) -> Conversations<'_> {
+        Conversations {
+            store: self.store,
+            cache: self.cache,
+            bus: self.bus,
+        }
+    }
+
+    async fn require_member(&self, caller: Caller<'_>, conversation_id: &str) -> Result<()> {
+        self.conversations().require_member(caller, conversation_id).await
+    }
+
+    /// The message as it stands now: the stored copy or, when newer or not persisted yet, the copy in
+    /// the recent window. Another app's or another conversation's message is "not found".
+    pub async fn current(&self, app_id: &str, conversation_id: &str, message_id: &str) -> Result<Message> {
+        require_id("message_id", message_id)?;
+        let stored = self.store.find_message(app_id, conversation_id, message_id).await?;
+        // Known seq: only that slot of the window matters; unknown: the message may be too new to be stored.
+        let window = self
+            .cache
+            .recent_after(app_id, conversation_id, stored.as_ref().map_or(0, |m| m.seq - 1))
+            .await?;
+        let recent = window
+            .iter()
+            .take(if stored.is_some() { 1 } else { usize::MAX })
+            .filter_map(|(_, payload)| serde_json::from_str::<Message>(payload).ok())
+            .find(|m| m.id == message_id);
+        [stored, recent]
+            .into_iter()
+            .flatten()
+            .max_by_key(|m| m.version)
+            .ok_or_else(|| Error::NotFound(format!("message {message_id} not found in this conversation")))
+    }
+
+    /// `message.send`: sequences and publishes a new message; a retried `client_msg_id` returns the
+    /// original id and seq. `accepted` is answered only once the bus has the message.
+    pub async fn send(&self, caller: Caller<'_>, draft: Draft) -> Result<Outcome> {
+        require_id("client_msg_id", &draft.client_msg_id)?;
+        validate_text(&draft.text, !draft.attachment_ids.is_empty())?;
+        if let Some(parent) = &draft.reply_to {
+            require_id("reply_to", parent)?;
+        }
+        self.require_member(caller, &draft.conversation_id).await?;
+        let flagged_terms = moderation::screen_send(
+            self.store,
+            self.cache,
+            self.settings,
+            caller,
+            &draft.conversation_id,
+            &draft.text,
+        )
+        .await?;
+        if let Some(parent) = &draft.reply_to {
+            self.current(caller.app_id, &draft.conversation_id, parent).await?;
+        }
+        let attachments = self.attachments_for(caller, &draft).await?;
+        let (app_id, sender_id) = (caller.app_id, caller.user_id);
+        let conversation_id = draft.conversation_id.as_str();
+        let send_key = SendKey {
+            app_id,
+            conversation_id,
+            sender_id,
+            client_msg_id: &draft.client_msg_id,
+        };
+        let claim_of = || async {
+            self.cache
+                .claim_message(send_key, &uuid::Uuid::now_v7().to_string())
+                .await
+        };
+        let claim = match claim_of().await? {
+            ClaimResult::Claimed(claim) => claim,
+            ClaimResult::CounterMissing => {
+                // Redis lost the counter: continue after the highest stored seq instead of reusing numbers.
+                let floor = self.store.max_seq(app_id, conversation_id).await?;
+                self.cache.ensure_sequence(app_id, conversation_id, floor).await?;
+                match claim_of().await? {
+                    ClaimResult::Claimed(claim) => claim,
+                    ClaimResult::CounterMissing => return Err(Error::Internal("sequence counter vanished".into())),
+                }
+            }
+        };
+        let ack = Ack {
+            conversation_id: conversation_id.to_owned(),
+            client_msg_id: draft.client_msg_id.clone(),
+            message_id: claim.message_id.clone(),
+            seq: claim.seq,
+            status: AckStatus::Accepted,
+            duplicate: !claim.is_new,
+        };
+        if claim.state == ClaimState::Published {
+            return Ok(Outcome {
+                reply: protocol::to_data(&ack)?,
+                notice: None,
+            });
+        }
+        // New, failed or still pending (its node may have died before publishing): publish under the
+        // claimed id and seq. Persistence is idempotent, so a second publish of the same message is harmless.
+        let message = Message {
+            id: claim.message_id.clone(),
+            app_id: app_id.to_owned(),
+            conversation_id: conversation_id.to_owned(),
+            seq: claim.seq,
+            sender_id: sender_id.to_owned(),
+            client_msg_id: draft.client_msg_id.clone(),
+            text: draft.text,
+            reply_to: draft.reply_to,
+            forwarded_from: draft.forwarded_from,
+            attachments,
+            created_at: now_ms(),
+            correlation_id: caller.correlation_id.to_owned(),
+            ..Message::default()
+        };
+        let payload = serde_json::to_string(&message).map_err(|e| Error::Internal(format!("encoding message: {e}")))?;
+        if !flagged_terms.is_empty() && claim.is_new {
+            self.report_flagged(&message, flagged_terms).await;
+        }
+        let event = MessageEvent::Created(message);
+        let headers = EventHeaders::for_message_event(app_id, &event, caller.correlation_id);
+        // The recent window must hold the message before anyone can learn its seq (from the fan-out or
+        // the ack), so that a client reconnecting right after can replay it even before it is persisted.
+        let (published, remembered) = tokio::join!(
+            self.bus
+                .publish_json(topics::MESSAGES, conversation_id, &headers, &event),
+            self.cache.remember_recent(app_id, conversation_id, claim.seq, &payload),
+        );
+        // Recorded either way: a failed claim is republished by the client's retry under the same id and seq.
+        let state = if published.is_ok() {
+            ClaimState::Published
+        } else {
+            ClaimState::Failed
+        };
+        self.cache.set_claim_state(send_key, &claim, state).await?;
+        published?;
+        remembered?;
+        Ok(Outcome {
+            reply: protocol::to_data(&ack)?,
+            notice: Some(Notice::to_conversation(
+                app_id,
+                conversation_id,
+                protocol::event_with_encoded_data("message.new", &payload),
+            )),
+        })
+    }
+
+    /// `message.forward`: a new message in the target conversation, copying the source's text and
+    /// pointing at it. The caller must be a member of both.
+    pub async fn forward(&self, caller: Caller<'_>, request: ForwardMessage) -> Result<Outcome> {
+        self.require_member(caller, &request.source_conversation_id).await?;
+        let source = self
+            .current(caller.app_id, &request.source_conversation_id, &request.message_id)
+            .await?;
+        if source.is_deleted() {
+            return Err(Error::Conflict("a deleted message cannot be forwarded".into()));
+        }
+        let draft = Draft {
+            conversation_id: request.conversation_id,
+            client_msg_id: request.client_msg_id,
+            text: source.text,
+            reply_to: None,
+            // Files stay readable only by members of the conversation they were uploaded to.
+            attachment_ids: Vec::new(),
+            forwarded_from: Some(ForwardedFrom {
+                conversation_id: source.conversation_id,
+                message_id: source.id,
+            }),
+        };
+        self.send(caller, draft).await
+    }
+
+    /// `message.edit`: the sender replaces the text; `version` and `edited_at` record the change.
+    pub async fn edit(&self, caller: Caller<'_>, request: EditMessage) -> Result<Outcome> {
+        validate_text(&request.text, false)?;
+        self.require_member(caller, &request.conversation_id).await?;
+        let current = self
+            .current(caller.app_id, &request.conversation_id, &request.message_id)
+            .await?;
+        if current.sender_id != caller.user_id {
+            return Err(Error::Forbidden("only the sender can edit a message".into()));
+        }
+        if current.is_deleted() {
+            return Err(Error::Conflict("the message was deleted".into()));
+        }
+        let revision = Message {
+            text: request.text,
+            version: next_version(),
+            edited_at: Some(now_ms()),
+            correlation_id: caller.correlation_id.to_owned(),
+            ..current
+        };
+        self.publish_revision(caller, revision, MessageEvent::Edited, "message.updated")
+            .await
+    }
+
+    /// `message.delete`: a soft delete by the sender or a conversation owner/admin. The text goes, the
+    /// tombstone (id, seq, sender, thread links) stays so the conversation reads coherently.
+    pub async fn delete(&self, caller: Caller<'_>, request: MessageRef) -> Result<Outcome> {
+        self.require_member(caller, &request.conversation_id).await?;
+        let current = self
+            .current(caller.app_id, &request.conversation_id, &request.message_id)
+            .await?;
+        if current.sender_id != caller.user_id {
+            let member = self
+                .store
+                .find_member(caller.app_id, &request.conversation_id, caller.user_id)
+                .await?;
+            if !member.is_some_and(|m| matches!(m.role, Role::Owner | Role::Admin)) {
+                return Err(Error::Forbidden(
+                    "only the sender or a conversation admin can delete a message".into(),
+                ));
+            }
+        }
+        if current.is_deleted() {
+            return Ok(Outcome {
+                reply: protocol::to_data(&current)?,
+                notice: None,
+            });
+        }
+        // The files stop being served too (the media function checks the carrying message).
+        let tombstone = current.into_tombstone(now_ms(), caller.correlation_id);
+        let audit = AuditEvent::new(
+            caller.app_id,
+            actions::MESSAGE_DELETED,
+            Actor::user(caller.user_id),
+            Target::new("message", &tombstone.id),
+            caller.correlation_id,
+        )
+        .with_details(json!({"conversation_id": tombstone.conversation_id, "sender_id": tombstone.sender_id}));
+        let deleted = self
+            .publish_revision(caller, tombstone, MessageEvent::Deleted, "message.deleted")
+            .await?;
+        // The deletion stands; a trail that missed it is logged loudly rather than undone.
+        if let Err(e) = audit.emit(self.bus).await {
+            tracing::error!(error = %e, message_id = %audit.target.id, "auditing a deletion failed");
+        }
+        Ok(deleted)
+    }
+
+    /// `reaction.add` / `reaction.remove`: one reaction per user per emoji; repeating either is harmless.
+    pub async fn react(&self, caller: Caller<'_>, request: ReactionRequest, active: bool) -> Result<Outcome> {
+        let emoji = request.emoji.as_str();
+        if emoji.is_empty()
+            || emoji.len() > limits::MAX_EMOJI_BYTES
+            || emoji.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':')
+        {
+            return Err(Error::Validation(format!(
+                "emoji must be 1 to {} bytes without spaces or colons",
+                limits::MAX_EMOJI_BYTES
+            )));
+        }
+        self.require_member(caller, &request.conversation_id).await?;
+        let message = self
+            .current(caller.app_id, &request.conversation_id, &request.message_id)
+            .await?;
+        if message.is_deleted() {
+            return Err(Error::Conflict("the message was deleted".into()));
+        }
+        let reaction = Reaction {
+            id: Reaction::id_for(&message.id, caller.user_id, emoji),
+            app_id: message.app_id.clone(),
+            conversation_id: message.conversation_id.clone(),
+            message_id: message.id.clone(),
+            user_id: caller.user_id.to_owned(),
+            emoji: emoji.to_owned(),
+            active,
+            version: next_version(),
+            correlation_id: caller.correlation_id.to_owned(),
+        };
+        let notice = json!({
+            "conversation_id": reaction.conversation_id,
+            "message_id": reaction.message_id,
+            "emoji": reaction.emoji,
+            "user_id": reaction.user_id,
+        });
+        let event = MessageEvent::Reacted(reaction);
+        let headers = EventHeaders::for_message_event(&message.app_id, &event, caller.correlation_id);
+        self.bus
+            .publish_json(topics::MESSAGES, &message.conversation_id, &headers, &event)
+            .await?;
+        let kind = if active { "reaction.added" } else { "reaction.removed" };
+        let frame = protocol::event(kind, &notice);
+        let mut reply = notice;
+        reply["active"] = active.into();
+        Ok(Outcome {
+            reply,
+            notice: Some(Notice::to_conversation(
+                &message.app_id,
+                &message.conversation_id,
+                frame,
+            )),
+        })
+    }
+
+    /// `message.replies`: the thread under one message, oldest first, annotated like history.
+    pub async fn replies(&self, caller: Caller<'_>, request: Replies) -> Result<Value> {
+        self.require_member(caller, &request.conversation_id).await?;
+        let parent = self
+            .current(caller.app_id, &request.conversation_id, &request.message_id)
+            .await?;
+        let limit = request.limit.unwrap_or(50);
+        if limit == 0 || limit > MAX_HISTORY_PAGE {
+            return Err(Error::Validation(format!("limit must be 1 to {MAX_HISTORY_PAGE}")));
+        }
+        let replies = self
+            .store
+            .list_replies(caller.app_id, &parent.conversation_id, &parent.id, limit)
+            .await?;
+        let messages = history::annotate(
+            self.store,
+            caller.app_id,
+            &parent.conversation_id,
+            caller.user_id,
+            replies,
+        )
+        .await?;
+        Ok(json!({"conversation_id": parent.conversation_id, "message_id": parent.id, "messages": messages}))
+    }
+
+    /// Publishes a message's new state (edit or deletion); the conversation is told with `notice_kind`.
+    async fn publish_revision(
+        &self,
+        caller: Caller<'_>,
+        revision: Message,
+        wrap: fn(Message) -> MessageEvent,
+        notice_kind: &str,
+    ) -> Result<Outcome> {
+        let (app_id, conversation_id) = (revision.app_id.clone(), revision.conversation_id.clone());
+        let payload = revisions::publish(self.bus, self.cache, revision, wrap, caller.correlation_id).await?;
+        Ok(Outcome {
+            reply: serde_json::from_str(&payload).map_err(|e| Error::Internal(e.to_string()))?,
+            notice: Some(Notice::to_conversation(
+                &app_id,
+                &conversation_id,
+                protocol::event_with_encoded_data(notice_kind, &payload),
+            )),
+        })
+    }
+
+    /// The references a new message carries: each id must be a completed upload of this sender to this
+    /// conversation (the media function checked the object's size and type when it was completed).
+    async fn attachments_for(&self, caller: Caller<'_>, draft: &Draft) -> Result<Vec<MessageAttachment>> {
+        let ids = &draft.attachment_ids;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if ids.len() > MAX_ATTACHMENTS {
+            return Err(Error::Validation(format!(
+                "a message carries at most {MAX_ATTACHMENTS} attachments"
+            )));
+        }
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        if unique.len() != ids.len() {
+            return Err(Error::Validation("attachments must not repeat an id".into()));
+        }
+        let found = self.store.find_attachments(caller.app_id, ids).await?;
+        ids.iter()
+            .map(|id| {
+                let attachment = found
+                    .iter()
+                    .find(|a| &a.id == id)
+                    .ok_or_else(|| Error::NotFound(format!("attachment {id} not found")))?;
+                if attachment.conversation_id != draft.conversation_id {
+                    return Err(Error::Validation(format!(
+                        "attachment {id} was uploaded to another conversation"
+                    )));
+                }
+                if attachment.uploader_id != caller.user_id {
+                    return Err(Error::Forbidden(format!(
+                        "attachment {id} was uploaded by someone else"
+                    )));
+                }
+                if attachment.status != AttachmentStatus::Complete {
+                    return Err(Error::Conflict(format!(
+                        "attachment {id} is not complete; complete the upload first"
+                    )));
+                }
+                Ok(attachment.reference())
+            })
+            .collect()
+    }
+
+    /// Asks for a review of a message the content policy flagged (an audit event). The message is
+    /// already accepted, so a failure here is logged rather than failing the send.
+    async fn report_flagged(&self, message: &Message, terms: Vec<String>) {
+        let event = AuditEvent::new(
+            &message.app_id,
+            actions::MESSAGE_FLAGGED,
+            Actor::user(&message.sender_id),
+            Target::new("message", &message.id),
+            &message.correlation_id,
+        )
+        .with_details(json!({"conversation_id": message.conversation_id, "seq": message.seq, "terms": terms}));
+        if let Err(e) = event.emit(self.bus).await {
+            tracing::error!(error = %e, message_id = %message.id, "flagging a message for review failed");
+        }
+    }
+}

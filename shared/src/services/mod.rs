@@ -1,0 +1,11 @@
+//! The use cases, written once against the ports and called by every entry point that offers them:
+//! the HTTP functions, the Kafka-triggered functions and the socket node.
+
+pub mod audit;
+pub mod auth;
+pub mod conversations;
+pub mod history;
+pub mod messages;
+pub mod moderation;
+pub mod revisions;
+pub mod sessions;

@@ -1,0 +1,73 @@
+//! `conversation.subscribe` (live events, and the replay of what a reconnecting client missed) and
+//! `conversation.history`.
+
+use crate::session::Session;
+use crate::Node;
+use caas_shared::domain::protocol::{to_data, History, Subscribe};
+use caas_shared::ports::cache;
+use caas_shared::ports::store::SeqRange;
+use caas_shared::services::conversations::Caller;
+use caas_shared::services::history::{self, REPLAY_PAGE};
+use caas_shared::{Error, Result};
+use serde_json::{json, Value};
+
+/// Subscribes the connection to the conversation's live events and, when the client says what it
+/// already has (`since_seq`, `epoch`), replays what it missed. The live subscription comes first, so a
+/// message is either in the replay or arrives live afterwards (possibly both: clients drop `message.new`
+/// with a seq they already hold).
+pub async fn subscribe(node: &Node, session: &Session, caller: Caller<'_>, request: Subscribe) -> Result<Value> {
+    let conversation = node.conversations().get(caller, &request.conversation_id).await?;
+    let channel = cache::conversation_channel(caller.app_id, &conversation.id);
+    node.hub.subscribe(session.connection, &channel).await?;
+    let last_seq = node
+        .cache
+        .current_seq(caller.app_id, &conversation.id)
+        .await?
+        .unwrap_or(0);
+    let mut reply = json!({
+        "conversation_id": conversation.id,
+        "epoch": conversation.epoch,
+        "last_seq": last_seq,
+        "recovered": false,
+        "messages": [],
+        "has_more": false,
+    });
+    let Some(since_seq) = request.since_seq else {
+        return Ok(reply);
+    };
+    if since_seq < 0 {
+        return Err(Error::Validation("since_seq must not be negative".into()));
+    }
+    if request.epoch.as_ref().is_some_and(|epoch| *epoch != conversation.epoch) {
+        // The numbering the client knows no longer holds: it must reload history.
+        return Ok(reply);
+    }
+    let replayed = history::replay(
+        node.store.as_ref(),
+        node.cache.as_ref(),
+        caller.app_id,
+        &conversation.id,
+        since_seq,
+    )
+    .await?;
+    if let Some(messages) = replayed {
+        reply["recovered"] = json!(true);
+        reply["has_more"] = json!(messages.len() == REPLAY_PAGE);
+        reply["messages"] = to_data(&messages)?;
+    }
+    Ok(reply)
+}
+
+/// A page of history (stored messages completed by the recent window), newest page by default.
+pub async fn history(node: &Node, caller: Caller<'_>, request: History) -> Result<Value> {
+    let range = SeqRange {
+        after_seq: request.after_seq,
+        before_seq: request.before_seq,
+        limit: request.limit.unwrap_or(50),
+    };
+    let messages = node
+        .conversations()
+        .history(caller, &request.conversation_id, range)
+        .await?;
+    Ok(json!({"conversation_id": request.conversation_id, "messages": messages}))
+}

@@ -1,0 +1,238 @@
+//! One client connection, in mini-redis's shape: [`serve`] runs handshake → admit → run → teardown.
+//! Frames are answered in order (which keeps one sender's messages in `seq` order) while a writer task
+//! drains the connection's bounded queue.
+
+mod handshake;
+mod writer;
+
+use crate::dispatch;
+use crate::hub::{ConnectionId, Outlet};
+use crate::session::Session;
+use crate::shutdown::Shutdown;
+use crate::Node;
+use caas_shared::domain::correlation::CorrelationId;
+use caas_shared::domain::protocol;
+use caas_shared::ports::cache;
+use caas_shared::services::auth::Claims;
+use caas_shared::services::moderation;
+use caas_shared::Error;
+use futures_util::stream::SplitStream;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
+
+type Socket = WebSocketStream<TcpStream>;
+
+/// Initial read buffer of each connection (see [`handshake::upgrade`]).
+pub const READ_BUFFER_BYTES: usize = 1024;
+
+/// Serves one accepted TCP stream until the client leaves, misbehaves, or the node shuts down.
+pub async fn serve(node: Arc<Node>, stream: TcpStream, shutdown: Shutdown) {
+    let Some((mut socket, found)) = handshake::upgrade(&node, stream).await else {
+        return;
+    };
+    let (claims, correlation_id) = match Box::pin(handshake::authenticate(&node, &mut socket, found)).await {
+        Ok(authenticated) => authenticated,
+        Err(e) => return refuse(&mut socket, &e, CloseCode::Policy, "authentication failed").await,
+    };
+    let span =
+        tracing::info_span!("ws", correlation_id = %correlation_id, app_id = %claims.app_id, user_id = %claims.sub);
+    async move {
+        let (connection, outgoing) = Connection::open(node, claims, correlation_id);
+        match Box::pin(connection.admit()).await {
+            Ok(()) => connection.run(socket, outgoing, shutdown).await,
+            Err(e) => {
+                connection.teardown(false).await;
+                let code = if e.is_server_fault() {
+                    CloseCode::Again
+                } else {
+                    CloseCode::Policy
+                };
+                refuse(&mut socket, &e, code, e.code()).await;
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Tells the client why it is refused (an `error` event), then closes with `code`.
+async fn refuse(socket: &mut Socket, error: &Error, code: CloseCode, reason: &str) {
+    let _ = socket
+        .send(Message::text(protocol::event("error", error_body(error))))
+        .await;
+    let _ = socket.send(close_frame(code, reason)).await;
+}
+
+fn close_frame(code: CloseCode, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+fn error_body(error: &Error) -> serde_json::Value {
+    serde_json::json!({"code": error.code(), "message": error.public_message()})
+}
+
+/// An authenticated connection, registered with the hub from [`Connection::open`] until
+/// [`Connection::teardown`].
+struct Connection {
+    node: Arc<Node>,
+    session: Session,
+    /// Names this connection's presence uniquely across nodes.
+    holder: String,
+    /// The connection's queue (replies and hub deliveries share it); the writer drains it.
+    frames: mpsc::Sender<Utf8Bytes>,
+    overflow: Arc<Notify>,
+    revoked: Arc<Notify>,
+}
+
+impl Connection {
+    /// Registers the connection with the hub; frames queued for it wait on the returned receiver.
+    fn open(node: Arc<Node>, claims: Claims, correlation_id: CorrelationId) -> (Self, mpsc::Receiver<Utf8Bytes>) {
+        let (frames, outgoing) = mpsc::channel::<Utf8Bytes>(node.settings.send_queue);
+        let (overflow, revoked) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let connection: ConnectionId = node.hub.register(Outlet {
+            session_id: claims.jti.clone(),
+            frames: frames.clone(),
+            overflow: Arc::clone(&overflow),
+            revoked: Arc::clone(&revoked),
+        });
+        let holder = format!("{}:{connection}", node.settings.node_id);
+        let session = Session {
+            claims,
+            connection,
+            correlation_id,
+        };
+        let connection = Self {
+            node,
+            session,
+            holder,
+            frames,
+            overflow,
+            revoked,
+        };
+        (connection, outgoing)
+    }
+
+    /// Subscribes the user channel (revocations, acks, conversation notices), then refuses an ended
+    /// session or a banned user. Checked after subscribing: a ban or logout is stored before its
+    /// revocation is published, so one made during this handshake is either seen here or delivered on
+    /// the channel.
+    async fn admit(&self) -> Result<(), Error> {
+        let user_channel = cache::user_channel(self.session.app_id(), self.session.user_id());
+        if let Err(e) = self.node.hub.subscribe(self.session.connection, &user_channel).await {
+            tracing::error!(error = %e, "could not subscribe the user channel");
+            return Err(e);
+        }
+        moderation::admit(self.node.store.as_ref(), self.node.cache.as_ref(), &self.session.claims).await
+    }
+
+    /// Greets the client, answers its frames until it leaves, is too slow, is revoked or the node shuts
+    /// down, then tears down and closes with the reason.
+    async fn run(self, mut socket: Socket, outgoing: mpsc::Receiver<Utf8Bytes>, mut shutdown: Shutdown) {
+        let claims = &self.session.claims;
+        let ready = protocol::event(
+            "ready",
+            serde_json::json!({"user_id": claims.sub, "app_id": claims.app_id, "correlation_id": self.session.correlation_id}),
+        );
+        // Written before the writer task starts, so `ready` is always the first frame; anything the hub
+        // queued meanwhile follows it.
+        let _ = socket.send(Message::text(ready)).await;
+        Box::pin(self.announce_presence(true)).await;
+        tracing::info!("connected");
+        let (sink, incoming) = socket.split();
+        let (close_tx, close_rx) = oneshot::channel::<Message>();
+        let writer = tokio::spawn(writer::write_frames(sink, outgoing, close_rx));
+        let close = self.read_frames(incoming, &mut shutdown).await;
+        self.teardown(true).await;
+        let _ = close_tx.send(close);
+        // Dropping the connection drops its queue's last sender, so the writer flushes and finishes.
+        drop(self);
+        let _ = writer.await;
+        tracing::info!("disconnected");
+    }
+
+    /// Answers frames in order; returns the close frame that ends the connection.
+    async fn read_frames(&self, mut incoming: SplitStream<Socket>, shutdown: &mut Shutdown) -> Message {
+        let mut presence_renewal = tokio::time::interval(cache::PRESENCE_TTL / 3);
+        presence_renewal.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.recv() => return close_frame(CloseCode::Away, "server shutting down"),
+                _ = self.overflow.notified() => return close_frame(CloseCode::Again, "client too slow; reconnect and resume"),
+                _ = self.revoked.notified() => return close_frame(CloseCode::Policy, "session revoked"),
+                _ = presence_renewal.tick() => {
+                    if let Err(e) = self.node.cache.presence_touch(self.session.app_id(), self.session.user_id(), &self.holder).await {
+                        tracing::warn!(error = %e, "presence renewal failed");
+                    }
+                }
+                frame = incoming.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        // Boxed: a request's future is large and exists only while it runs; inline, every idle
+                        // connection's task would carry its size.
+                        let reply = Box::pin(dispatch::answer(&self.node, &self.session, text.as_str())).await;
+                        if self.frames.send(reply.into()).await.is_err() {
+                            return close_frame(CloseCode::Normal, "");
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        let reply = protocol::reply_error(None, &Error::Validation("binary frames are not supported; send JSON text".into()));
+                        let _ = self.frames.send(reply.into()).await;
+                    }
+                    Some(Ok(Message::Close(_))) | None => return close_frame(CloseCode::Normal, ""),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::info!(error = %e, "connection error");
+                        return close_frame(CloseCode::Protocol, "protocol error");
+                    }
+                },
+            }
+        }
+    }
+
+    /// The one place a connection leaves the hub; an admitted one also gives up its presence.
+    async fn teardown(&self, admitted: bool) {
+        self.node.hub.unregister(self.session.connection).await;
+        if admitted {
+            Box::pin(self.announce_presence(false)).await;
+        }
+    }
+
+    /// Records this connection's presence (or its end) and tells the user's watchers when the user came
+    /// online or went offline. Best effort: presence must never stop a connection from working.
+    async fn announce_presence(&self, connected: bool) {
+        let (node, holder) = (&self.node, self.holder.as_str());
+        let (app_id, user_id) = (self.session.app_id(), self.session.user_id());
+        let online = if connected {
+            node.cache.presence_touch(app_id, user_id, holder).await.map(|()| true)
+        } else {
+            node.cache.presence_drop(app_id, user_id, holder).await
+        };
+        let online = match online {
+            Ok(online) => online,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence update failed");
+                return;
+            }
+        };
+        if !connected && online {
+            return; // Another connection keeps the user online.
+        }
+        let frame = protocol::event("presence", serde_json::json!({"user_id": user_id, "online": online}));
+        if let Err(e) = node
+            .hub
+            .publish(&cache::presence_channel(app_id, user_id), &frame)
+            .await
+        {
+            tracing::warn!(error = %e, "presence announcement failed");
+        }
+    }
+}

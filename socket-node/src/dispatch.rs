@@ -1,0 +1,79 @@
+//! Turns one text frame into its reply: parse the envelope, pick the correlation id, interpret the
+//! payload as a typed [`ClientEvent`], and hand it to its command. Bad input is answered with an error
+//! reply and never fails the connection.
+
+use crate::commands::{conversations, messages, presence, subscribe};
+use crate::session::Session;
+use crate::Node;
+use caas_shared::domain::correlation::CorrelationId;
+use caas_shared::domain::protocol::{self, ClientEvent, ClientFrame};
+use caas_shared::{now_ms, Error, Result};
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+/// The reply frame to one client text frame.
+pub async fn answer(node: &Node, session: &Session, text: &str) -> String {
+    let frame = match ClientFrame::parse(text) {
+        Ok(frame) => frame,
+        Err(e) => return protocol::reply_error(None, &e),
+    };
+    let correlation_id = match frame.correlation_id.as_deref() {
+        Some(id) => CorrelationId::from_untrusted(Some(id)),
+        None => session.correlation_id.clone(),
+    };
+    let result = async {
+        let event = ClientEvent::from_frame(&frame)?;
+        dispatch(node, session, event, &correlation_id).await
+    }
+    .instrument(tracing::info_span!("event", kind = %frame.kind, frame_correlation_id = %correlation_id))
+    .await;
+    match result {
+        Ok(data) => protocol::reply_ok(frame.id.as_deref(), data),
+        Err(e) => {
+            if e.is_server_fault() {
+                tracing::error!(error = %e, kind = %frame.kind, "event failed");
+            }
+            protocol::reply_error(frame.id.as_deref(), &e)
+        }
+    }
+}
+
+/// Runs one request; `correlation_id` is the frame's own or the connection's.
+pub async fn dispatch(
+    node: &Node,
+    session: &Session,
+    event: ClientEvent,
+    correlation_id: &CorrelationId,
+) -> Result<Value> {
+    let caller = session.caller(correlation_id.as_str());
+    match event {
+        ClientEvent::Ping(_) => Ok(json!({"pong": now_ms()})),
+        ClientEvent::Auth(_) => Err(Error::Validation("this connection is already authenticated".into())),
+        ClientEvent::CreateConversation(request) => conversations::create(node, caller, request).await,
+        ClientEvent::ListConversations(request) => conversations::list(node, caller, request.unwrap_or_default()).await,
+        ClientEvent::Members(request) => conversations::members(node, caller, request).await,
+        ClientEvent::AddMembers(request) => conversations::add_members(node, caller, request).await,
+        ClientEvent::RemoveMember(request) => {
+            conversations::remove_member(node, caller, &request.conversation_id, &request.user_id).await
+        }
+        ClientEvent::Leave(request) => {
+            conversations::remove_member(node, caller, &request.conversation_id, caller.user_id).await
+        }
+        ClientEvent::Rename(request) => conversations::rename(node, caller, request).await,
+        ClientEvent::MarkRead(request) => conversations::mark_read(node, caller, request).await,
+        ClientEvent::TypingStart(request) => conversations::typing(node, caller, request, true).await,
+        ClientEvent::TypingStop(request) => conversations::typing(node, caller, request, false).await,
+        ClientEvent::Subscribe(request) => subscribe::subscribe(node, session, caller, request).await,
+        ClientEvent::History(request) => subscribe::history(node, caller, request).await,
+        ClientEvent::PresenceSubscribe(request) => presence::subscribe(node, session, request).await,
+        ClientEvent::Send(request) => messages::send(node, caller, request).await,
+        ClientEvent::Edit(request) => messages::edit(node, caller, request).await,
+        ClientEvent::Delete(request) => messages::delete(node, caller, request).await,
+        ClientEvent::Forward(request) => messages::forward(node, caller, request).await,
+        ClientEvent::Replies(request) => node.messages().replies(caller, request).await,
+        ClientEvent::ReactionAdd(request) => messages::react(node, caller, request, true).await,
+        ClientEvent::ReactionRemove(request) => messages::react(node, caller, request, false).await,
+        // `from_frame` answers an unknown type itself, naming it.
+        ClientEvent::Unknown => Err(Error::UnknownEvent("?".into())),
+    }
+}

@@ -1,0 +1,110 @@
+//! The node: the drivers, the hub and the background relays, built once and shared by every
+//! connection (centrifuge's `Node` owning its `Hub` and `Broker`).
+
+use crate::config::NodeSettings;
+use crate::hub::Hub;
+use crate::relays;
+use crate::shutdown::Shutdown;
+use caas_shared::ports::bus::Bus;
+use caas_shared::ports::cache::Cache;
+use caas_shared::ports::store::Store;
+use caas_shared::runtime::config::Config;
+use caas_shared::services::auth::TokenSigner;
+use caas_shared::services::conversations::Conversations;
+use caas_shared::services::messages::{Messages, Notice};
+use caas_shared::services::moderation::AppSettingsCache;
+use caas_shared::Result;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+
+pub struct Node {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<dyn Cache>,
+    pub bus: Arc<dyn Bus>,
+    pub signer: TokenSigner,
+    pub hub: Arc<Hub>,
+    pub settings: NodeSettings,
+    /// Each app's settings as recently read, for the checks every send makes.
+    pub app_settings: AppSettingsCache,
+    /// Fired once, when the node shuts down; see [`Shutdown`].
+    notify_shutdown: broadcast::Sender<()>,
+    /// The relays: topics tailed into the hub, the hub's own fan-in, the presence sweep.
+    background: Mutex<JoinSet<()>>,
+}
+
+impl Node {
+    /// Builds a node on the given store, cache and bus (shared with other components in the embedded dev
+    /// mode), connects its fan-out from `config`, and starts relaying acks, conversation changes and
+    /// session revocations. Each topic is tailed from its end before this returns, so nothing produced
+    /// afterwards is missed.
+    pub async fn start(
+        config: &Config,
+        settings: NodeSettings,
+        store: Arc<dyn Store>,
+        cache: Arc<dyn Cache>,
+        bus: Arc<dyn Bus>,
+    ) -> Result<Arc<Self>> {
+        let (notify_shutdown, _) = broadcast::channel(1);
+        let shutdown = || Shutdown::new(notify_shutdown.subscribe());
+        let (hub, inbox) = Hub::connect(&config.cache_url).await?;
+        let mut background = JoinSet::new();
+        background.spawn(relays::fan_in(Arc::clone(&hub), inbox, shutdown()));
+        background.spawn(relays::acks(bus.as_ref(), Arc::clone(&hub), shutdown()).await?);
+        background.spawn(relays::conversation_changes(bus.as_ref(), Arc::clone(&hub), shutdown()).await?);
+        background.spawn(relays::revocations(bus.as_ref(), Arc::clone(&hub), shutdown()).await?);
+        background.spawn(relays::presence_sweep(Arc::clone(&cache), Arc::clone(&hub), shutdown()));
+        Ok(Arc::new(Self {
+            store,
+            cache,
+            bus,
+            signer: TokenSigner::from_config(config),
+            hub,
+            settings,
+            app_settings: AppSettingsCache::default(),
+            notify_shutdown,
+            background: Mutex::new(background),
+        }))
+    }
+
+    /// A listener for the node's shutdown.
+    pub fn shutdown_listener(&self) -> Shutdown {
+        Shutdown::new(self.notify_shutdown.subscribe())
+    }
+
+    /// Tells every connection and relay to stop.
+    pub fn begin_shutdown(&self) {
+        let _ = self.notify_shutdown.send(());
+    }
+
+    /// Waits for the relays to stop (after [`Self::begin_shutdown`]).
+    pub async fn stop_relays(&self) {
+        let mut background = std::mem::take(&mut *self.background.lock().expect("background lock"));
+        while background.join_next().await.is_some() {}
+    }
+
+    pub fn conversations(&self) -> Conversations<'_> {
+        Conversations {
+            store: self.store.as_ref(),
+            cache: self.cache.as_ref(),
+            bus: self.bus.as_ref(),
+        }
+    }
+
+    pub fn messages(&self) -> Messages<'_> {
+        Messages {
+            store: self.store.as_ref(),
+            cache: self.cache.as_ref(),
+            bus: self.bus.as_ref(),
+            settings: &self.app_settings,
+        }
+    }
+
+    /// Delivers a use case's notice to the conversation's subscribers on every node.
+    pub async fn tell(&self, notice: Option<Notice>) -> Result<()> {
+        match notice {
+            Some(notice) => self.hub.publish(&notice.channel, &notice.frame).await,
+            None => Ok(()),
+        }
+    }
+}
