@@ -6,7 +6,7 @@
 use aws_lambda_events::event::kafka::KafkaEvent;
 use caas_shared::ports::bus::{Bus, Position, Record};
 use caas_shared::runtime::kafka_function::KafkaFunction;
-use caas_shared::{Error, Result};
+use caas_shared::Result;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
@@ -32,20 +32,12 @@ impl Default for BatchPolicy {
 }
 
 impl BatchPolicy {
-    /// The defaults, with `CAAS_BRIDGE_SKIP_BEFORE_MS` when set.
-    pub fn from_env() -> Result<Self> {
-        let skip_before_ms = match std::env::var("CAAS_BRIDGE_SKIP_BEFORE_MS") {
-            Ok(value) if !value.is_empty() => Some(
-                value
-                    .parse()
-                    .map_err(|_| Error::Config("CAAS_BRIDGE_SKIP_BEFORE_MS must be Unix milliseconds".into()))?,
-            ),
-            _ => None,
-        };
-        Ok(Self {
-            skip_before_ms,
+    /// The defaults, skipping what `config` says to skip.
+    pub fn from_config(config: &caas_shared::runtime::config::Config) -> Self {
+        Self {
+            skip_before_ms: config.bridge_skip_before_ms,
             ..Self::default()
-        })
+        }
     }
 }
 
@@ -142,6 +134,7 @@ mod tests {
     use caas_shared::domain::events::EventHeaders;
     use caas_shared::ports::bus::MemoryBus;
     use caas_shared::runtime::kafka_function::async_trait;
+    use caas_shared::Error;
     use std::sync::Mutex;
 
     /// Collects the values it is handed; its first batch fails, as with a store that is briefly away.

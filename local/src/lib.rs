@@ -92,7 +92,7 @@ impl Platform {
 /// Feeds every Kafka-triggered function from its topic, one consumer group per function, until
 /// `shutdown` resolves; each in-flight batch finishes (and is committed) first.
 pub async fn run_functions(platform: &Platform, shutdown: impl Future<Output = ()>) -> Result<()> {
-    let policy = bridge::BatchPolicy::from_env()?;
+    let policy = bridge::BatchPolicy::from_config(&platform.config);
     let persist_messages =
         persist_messages::PersistMessages::new(Arc::clone(&platform.store), Arc::clone(&platform.bus));
     let persist_conversations = persist_conversations::PersistConversations::new(Arc::clone(&platform.store));
@@ -126,18 +126,12 @@ async fn feed_function<F: KafkaFunction>(
 /// What the template's Schedule does when deployed: applies every app's retention policy every
 /// `CAAS_RETENTION_INTERVAL_SECS` (default 3600), the first time one interval after start.
 async fn enforce_retention(platform: &Platform, stop: impl Future<Output = ()>) -> Result<()> {
-    let seconds = match std::env::var("CAAS_RETENTION_INTERVAL_SECS") {
-        Ok(value) => value.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
-            caas_shared::Error::Config("CAAS_RETENTION_INTERVAL_SECS must be a positive number".into())
-        })?,
-        Err(_) => 3600,
-    };
     let retention = compliance::retention::Retention {
         store: platform.store.as_ref(),
         bus: platform.bus.as_ref(),
         blobs: platform.blobs.as_ref(),
     };
-    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(seconds));
+    let mut ticks = tokio::time::interval(platform.config.retention_interval);
     ticks.tick().await;
     tokio::pin!(stop);
     loop {

@@ -8,6 +8,7 @@ use caas_shared::domain::events::MessageEvent;
 use caas_shared::domain::model::{Message, Reaction};
 use caas_shared::ports::bus;
 use caas_shared::ports::store::MongoStore;
+use caas_shared::runtime::kafka_function::KafkaFunction;
 use mongodb::bson::{doc, Document};
 use persist_messages::PersistMessages;
 use serde_json::json;

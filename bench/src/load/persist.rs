@@ -8,6 +8,7 @@ use caas_local::bridge::{self, BatchPolicy};
 use caas_local::StopSignal;
 use caas_shared::domain::events::{EventHeaders, MessageEvent};
 use caas_shared::domain::model::Message;
+use caas_shared::runtime::kafka_function::KafkaFunction;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -38,8 +38,15 @@ impl IndexMessages {
     pub fn new(index: Arc<SearchIndex>) -> Self {
         Self { index }
     }
+}
 
-    pub async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
+#[async_trait]
+impl KafkaFunction for IndexMessages {
+    const NAME: &'static str = "index-messages";
+    const TOPIC: &'static str = topics::MESSAGES;
+    type Report = BatchReport;
+
+    async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
         let mut report = BatchReport::default();
         let mut messages = Vec::new();
         for record in event.records.values().flatten() {
@@ -66,17 +73,6 @@ impl IndexMessages {
         }
         tracing::info!(report = %json!(report), "batch indexed");
         Ok(report)
-    }
-}
-
-#[async_trait]
-impl KafkaFunction for IndexMessages {
-    const NAME: &'static str = "index-messages";
-    const TOPIC: &'static str = topics::MESSAGES;
-    type Report = BatchReport;
-
-    async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
-        IndexMessages::handle(self, event).await
     }
 }
 

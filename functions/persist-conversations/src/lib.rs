@@ -30,8 +30,15 @@ impl PersistConversations {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self { store }
     }
+}
 
-    pub async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
+#[async_trait]
+impl KafkaFunction for PersistConversations {
+    const NAME: &'static str = "persist-conversations";
+    const TOPIC: &'static str = topics::MESSAGES;
+    type Report = BatchReport;
+
+    async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
         let mut report = BatchReport::default();
         // Per conversation, the candidate with the highest (seq, version) in this batch.
         let mut newest: HashMap<(String, String), Message> = HashMap::new();
@@ -71,16 +78,5 @@ impl PersistConversations {
         report.summaries_applied = self.store.apply_summaries(&summaries).await?;
         tracing::info!(report = %serde_json::json!(report), "conversation summaries updated");
         Ok(report)
-    }
-}
-
-#[async_trait]
-impl KafkaFunction for PersistConversations {
-    const NAME: &'static str = "persist-conversations";
-    const TOPIC: &'static str = topics::MESSAGES;
-    type Report = BatchReport;
-
-    async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
-        PersistConversations::handle(self, event).await
     }
 }

@@ -46,37 +46,6 @@ impl PersistMessages {
         Self { store, bus }
     }
 
-    pub async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
-        let mut report = BatchReport::default();
-        let (mut messages, mut revisions, mut reactions, mut purged) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for record in event.records.values().flatten() {
-            report.records += 1;
-            match decode(record) {
-                Ok(MessageEvent::Created(message)) => messages.push(message),
-                Ok(MessageEvent::Edited(message) | MessageEvent::Deleted(message)) => revisions.push(message),
-                Ok(MessageEvent::Reacted(reaction)) => reactions.push(reaction),
-                Ok(MessageEvent::Purged(message)) => purged.push(message),
-                Err(reason) => {
-                    report.rejected += 1;
-                    tracing::error!(partition = record.partition, offset = record.offset, %reason, "rejected record");
-                }
-            }
-        }
-        let outcome = self.store.insert_messages(&messages).await?;
-        report.inserted = outcome.inserted;
-        report.duplicates = outcome.duplicates;
-        // Attachments learn their message, so the media function stops serving them once it is deleted.
-        report.attachments_linked = self.store.link_attachments(&messages).await?;
-        report.revisions_applied = self.store.apply_message_revisions(&revisions).await?;
-        report.reactions_applied = self.store.apply_reactions(&reactions).await?;
-        // After the inserts: a redelivered creation earlier in this batch must not outlive its purge.
-        report.purged = self.purge(&purged).await?;
-        try_join_all(messages.iter().map(|message| self.acknowledge(message))).await?;
-        report.acks = messages.len();
-        tracing::info!(report = %json!(report), "batch persisted");
-        Ok(report)
-    }
-
     async fn purge(&self, purged: &[Message]) -> Result<usize> {
         let mut by_app: std::collections::HashMap<&str, Vec<String>> = std::collections::HashMap::new();
         for message in purged {
@@ -105,7 +74,34 @@ impl KafkaFunction for PersistMessages {
     type Report = BatchReport;
 
     async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
-        PersistMessages::handle(self, event).await
+        let mut report = BatchReport::default();
+        let (mut messages, mut revisions, mut reactions, mut purged) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for record in event.records.values().flatten() {
+            report.records += 1;
+            match decode(record) {
+                Ok(MessageEvent::Created(message)) => messages.push(message),
+                Ok(MessageEvent::Edited(message) | MessageEvent::Deleted(message)) => revisions.push(message),
+                Ok(MessageEvent::Reacted(reaction)) => reactions.push(reaction),
+                Ok(MessageEvent::Purged(message)) => purged.push(message),
+                Err(reason) => {
+                    report.rejected += 1;
+                    tracing::error!(partition = record.partition, offset = record.offset, %reason, "rejected record");
+                }
+            }
+        }
+        let outcome = self.store.insert_messages(&messages).await?;
+        report.inserted = outcome.inserted;
+        report.duplicates = outcome.duplicates;
+        // Attachments learn their message, so the media function stops serving them once it is deleted.
+        report.attachments_linked = self.store.link_attachments(&messages).await?;
+        report.revisions_applied = self.store.apply_message_revisions(&revisions).await?;
+        report.reactions_applied = self.store.apply_reactions(&reactions).await?;
+        // After the inserts: a redelivered creation earlier in this batch must not outlive its purge.
+        report.purged = self.purge(&purged).await?;
+        try_join_all(messages.iter().map(|message| self.acknowledge(message))).await?;
+        report.acks = messages.len();
+        tracing::info!(report = %json!(report), "batch persisted");
+        Ok(report)
     }
 }
 

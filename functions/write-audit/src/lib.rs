@@ -37,7 +37,35 @@ impl WriteAudit {
         Self { store }
     }
 
-    pub async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
+    /// Extends one app's chain with the events it does not hold yet.
+    async fn append(&self, app_id: &str, events: Vec<AuditEvent>) -> Result<(usize, usize)> {
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        let stored: HashSet<String> = self.store.stored_audit_ids(app_id, &ids).await?.into_iter().collect();
+        let mut seen = HashSet::new();
+        let fresh: Vec<AuditEvent> = events
+            .into_iter()
+            .filter(|e| !stored.contains(&e.id) && seen.insert(e.id.clone()))
+            .collect();
+        let duplicates = ids.len() - fresh.len();
+        let mut previous = self.store.last_audit_record(app_id).await?;
+        let mut records = Vec::with_capacity(fresh.len());
+        for event in fresh {
+            let record = AuditRecord::chain(previous.as_ref(), event);
+            previous = Some(record.clone());
+            records.push(record);
+        }
+        self.store.append_audit_records(&records).await?;
+        Ok((records.len(), duplicates))
+    }
+}
+
+#[async_trait]
+impl KafkaFunction for WriteAudit {
+    const NAME: &'static str = "write-audit";
+    const TOPIC: &'static str = topics::AUDIT;
+    type Report = BatchReport;
+
+    async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
         let mut report = BatchReport::default();
         // Per app, in arrival order (each partition's records are in offset order).
         let mut per_app: Vec<(String, Vec<AuditEvent>)> = Vec::new();
@@ -71,38 +99,6 @@ impl WriteAudit {
         }
         tracing::info!(report = %json!(report), "audit batch written");
         Ok(report)
-    }
-
-    /// Extends one app's chain with the events it does not hold yet.
-    async fn append(&self, app_id: &str, events: Vec<AuditEvent>) -> Result<(usize, usize)> {
-        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-        let stored: HashSet<String> = self.store.stored_audit_ids(app_id, &ids).await?.into_iter().collect();
-        let mut seen = HashSet::new();
-        let fresh: Vec<AuditEvent> = events
-            .into_iter()
-            .filter(|e| !stored.contains(&e.id) && seen.insert(e.id.clone()))
-            .collect();
-        let duplicates = ids.len() - fresh.len();
-        let mut previous = self.store.last_audit_record(app_id).await?;
-        let mut records = Vec::with_capacity(fresh.len());
-        for event in fresh {
-            let record = AuditRecord::chain(previous.as_ref(), event);
-            previous = Some(record.clone());
-            records.push(record);
-        }
-        self.store.append_audit_records(&records).await?;
-        Ok((records.len(), duplicates))
-    }
-}
-
-#[async_trait]
-impl KafkaFunction for WriteAudit {
-    const NAME: &'static str = "write-audit";
-    const TOPIC: &'static str = topics::AUDIT;
-    type Report = BatchReport;
-
-    async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {
-        WriteAudit::handle(self, event).await
     }
 }
 

@@ -8,10 +8,9 @@ use caas_shared::runtime::config::Config;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     caas_shared::runtime::telemetry::init();
-    let bind = std::env::var("CAAS_GATEWAY_BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let platform = Platform::connect(Config::from_env()?, false).await?;
     platform.bus.ensure_topics(&topics::ALL).await?;
-    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    let listener = tokio::net::TcpListener::bind(&platform.config.gateway_bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
     axum::serve(listener, caas_local::gateway(&platform))
         .with_graceful_shutdown(caas_shared::runtime::shutdown_signal())

@@ -39,6 +39,14 @@ pub struct Config {
     pub search_dir: Option<std::path::PathBuf>,
     /// Appended to every consumer-group name, so several deployments (or test runs) can share a broker.
     pub consumer_group_suffix: String,
+    /// Where the local gateway listens (`CAAS_GATEWAY_BIND`).
+    pub gateway_bind: String,
+    /// How often the local bridge applies retention (`CAAS_RETENTION_INTERVAL_SECS`); deployed, the
+    /// template's Schedule does.
+    pub retention_interval: Duration,
+    /// Records produced before this Unix-ms time are committed by the local bridge without being handled
+    /// (`CAAS_BRIDGE_SKIP_BEFORE_MS`): a fresh group on a shared broker skips older runs' records.
+    pub bridge_skip_before_ms: Option<i64>,
 }
 
 impl Config {
@@ -71,6 +79,19 @@ impl Config {
         if jwt_secret.len() < 32 {
             return Err(Error::Config("the JWT secret must be at least 32 bytes".into()));
         }
+        let retention_interval_secs = get("CAAS_RETENTION_INTERVAL_SECS", "3600")
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| Error::Config("CAAS_RETENTION_INTERVAL_SECS must be a positive number".into()))?;
+        let bridge_skip_before_ms = match lookup("CAAS_BRIDGE_SKIP_BEFORE_MS").filter(|v| !v.is_empty()) {
+            Some(value) => Some(
+                value
+                    .parse()
+                    .map_err(|_| Error::Config("CAAS_BRIDGE_SKIP_BEFORE_MS must be Unix milliseconds".into()))?,
+            ),
+            None => None,
+        };
         let token_ttl_secs: u64 = get("CAAS_TOKEN_TTL_SECS", "86400")
             .parse()
             .map_err(|_| Error::Config("CAAS_TOKEN_TTL_SECS must be a number of seconds".into()))?;
@@ -93,6 +114,9 @@ impl Config {
                 .map(str::to_owned)
                 .collect(),
             consumer_group_suffix: get("CAAS_CONSUMER_GROUP_SUFFIX", ""),
+            gateway_bind: get("CAAS_GATEWAY_BIND", "127.0.0.1:3000"),
+            retention_interval: Duration::from_secs(retention_interval_secs),
+            bridge_skip_before_ms,
             blob_url: get("CAAS_BLOB_URL", ""),
             s3_access_key: lookup("CAAS_S3_ACCESS_KEY")
                 .or_else(|| lookup("AWS_ACCESS_KEY_ID"))

@@ -16,7 +16,7 @@ use crate::ports::store::Store;
 use crate::services::conversations::{require_id, Caller, Conversations};
 use crate::services::history::{self, MAX_HISTORY_PAGE};
 use crate::services::moderation::{self, AppSettingsCache};
-use crate::services::revisions;
+use crate::services::revisions::{self, Published};
 use crate::{now_ms, Error, Result};
 use serde_json::{json, Value};
 
@@ -57,7 +57,8 @@ pub struct Notice {
 }
 
 impl Notice {
-    fn to_conversation(app_id: &str, conversation_id: &str, frame: String) -> Self {
+    /// `frame` for every subscriber of the conversation.
+    pub fn to_conversation(app_id: &str, conversation_id: &str, frame: String) -> Self {
         Self {
             channel: cache::conversation_channel(app_id, conversation_id),
             frame,
@@ -107,6 +108,12 @@ impl Messages<'_> {
 
     async fn require_member(&self, caller: Caller<'_>, conversation_id: &str) -> Result<()> {
         self.conversations().require_member(caller, conversation_id).await
+    }
+
+    /// A message of a conversation the caller is a member of, as it stands now (see [`Self::current`]).
+    async fn member_message(&self, caller: Caller<'_>, conversation_id: &str, message_id: &str) -> Result<Message> {
+        self.require_member(caller, conversation_id).await?;
+        self.current(caller.app_id, conversation_id, message_id).await
     }
 
     /// The message as it stands now: the stored copy or, when newer or not persisted yet, the copy in
@@ -209,19 +216,23 @@ impl Messages<'_> {
             correlation_id: caller.correlation_id.to_owned(),
             ..Message::default()
         };
-        let payload = serde_json::to_string(&message).map_err(|e| Error::Internal(format!("encoding message: {e}")))?;
         if !flagged_terms.is_empty() && claim.is_new {
             self.report_flagged(&message, flagged_terms).await;
         }
-        let event = MessageEvent::Created(message);
-        let headers = EventHeaders::for_message_event(app_id, &event, caller.correlation_id);
         // The recent window must hold the message before anyone can learn its seq (from the fan-out or
         // the ack), so that a client reconnecting right after can replay it even before it is persisted.
-        let (published, remembered) = tokio::join!(
-            self.bus
-                .publish_json(topics::MESSAGES, conversation_id, &headers, &event),
-            self.cache.remember_recent(app_id, conversation_id, claim.seq, &payload),
-        );
+        let Published {
+            payload,
+            published,
+            remembered,
+        } = revisions::publish_and_remember(
+            self.bus,
+            self.cache,
+            message,
+            MessageEvent::Created,
+            caller.correlation_id,
+        )
+        .await?;
         // Recorded either way: a failed claim is republished by the client's retry under the same id and seq.
         let state = if published.is_ok() {
             ClaimState::Published
@@ -244,9 +255,8 @@ impl Messages<'_> {
     /// `message.forward`: a new message in the target conversation, copying the source's text and
     /// pointing at it. The caller must be a member of both.
     pub async fn forward(&self, caller: Caller<'_>, request: ForwardMessage) -> Result<Outcome> {
-        self.require_member(caller, &request.source_conversation_id).await?;
         let source = self
-            .current(caller.app_id, &request.source_conversation_id, &request.message_id)
+            .member_message(caller, &request.source_conversation_id, &request.message_id)
             .await?;
         if source.is_deleted() {
             return Err(Error::Conflict("a deleted message cannot be forwarded".into()));
@@ -269,9 +279,8 @@ impl Messages<'_> {
     /// `message.edit`: the sender replaces the text; `version` and `edited_at` record the change.
     pub async fn edit(&self, caller: Caller<'_>, request: EditMessage) -> Result<Outcome> {
         validate_text(&request.text, false)?;
-        self.require_member(caller, &request.conversation_id).await?;
         let current = self
-            .current(caller.app_id, &request.conversation_id, &request.message_id)
+            .member_message(caller, &request.conversation_id, &request.message_id)
             .await?;
         if current.sender_id != caller.user_id {
             return Err(Error::Forbidden("only the sender can edit a message".into()));
@@ -293,9 +302,8 @@ impl Messages<'_> {
     /// `message.delete`: a soft delete by the sender or a conversation owner/admin. The text goes, the
     /// tombstone (id, seq, sender, thread links) stays so the conversation reads coherently.
     pub async fn delete(&self, caller: Caller<'_>, request: MessageRef) -> Result<Outcome> {
-        self.require_member(caller, &request.conversation_id).await?;
         let current = self
-            .current(caller.app_id, &request.conversation_id, &request.message_id)
+            .member_message(caller, &request.conversation_id, &request.message_id)
             .await?;
         if current.sender_id != caller.user_id {
             let member = self
@@ -346,9 +354,8 @@ impl Messages<'_> {
                 limits::MAX_EMOJI_BYTES
             )));
         }
-        self.require_member(caller, &request.conversation_id).await?;
         let message = self
-            .current(caller.app_id, &request.conversation_id, &request.message_id)
+            .member_message(caller, &request.conversation_id, &request.message_id)
             .await?;
         if message.is_deleted() {
             return Err(Error::Conflict("the message was deleted".into()));
@@ -391,9 +398,8 @@ impl Messages<'_> {
 
     /// `message.replies`: the thread under one message, oldest first, annotated like history.
     pub async fn replies(&self, caller: Caller<'_>, request: Replies) -> Result<Value> {
-        self.require_member(caller, &request.conversation_id).await?;
         let parent = self
-            .current(caller.app_id, &request.conversation_id, &request.message_id)
+            .member_message(caller, &request.conversation_id, &request.message_id)
             .await?;
         let limit = request.limit.unwrap_or(50);
         if limit == 0 || limit > MAX_HISTORY_PAGE {

@@ -7,9 +7,41 @@ use crate::ports::bus::Bus;
 use crate::ports::cache::Cache;
 use crate::{Error, Result};
 
-/// Publishes `revision` on `caas.messages` (persistence, search index and summaries follow) and
-/// replaces the message in the conversation's recent window, where reconnecting clients read it (a
-/// tombstone written there for an older message is harmless: it carries no content).
+/// What [`publish_and_remember`] did: the message as clients see it (JSON) and the outcome of each half.
+pub struct Published {
+    pub payload: String,
+    pub published: Result<()>,
+    pub remembered: Result<()>,
+}
+
+/// Publishes `message` (wrapped as its event) on `caas.messages` and, at the same time, keeps it as its
+/// seq's entry in the conversation's recent window, where reconnecting clients read it. Both halves
+/// run whatever the other's outcome, and both outcomes come back: a new message records whether the
+/// bus took it before failing, so a retry can republish under the same id and seq.
+pub async fn publish_and_remember(
+    bus: &dyn Bus,
+    cache: &dyn Cache,
+    message: Message,
+    wrap: fn(Message) -> MessageEvent,
+    correlation_id: &str,
+) -> Result<Published> {
+    let payload = serde_json::to_string(&message).map_err(|e| Error::Internal(format!("encoding message: {e}")))?;
+    let (app_id, conversation_id, seq) = (message.app_id.clone(), message.conversation_id.clone(), message.seq);
+    let event = wrap(message);
+    let headers = EventHeaders::for_message_event(&app_id, &event, correlation_id);
+    let (published, remembered) = tokio::join!(
+        bus.publish_json(topics::MESSAGES, &conversation_id, &headers, &event),
+        cache.remember_recent(&app_id, &conversation_id, seq, &payload),
+    );
+    Ok(Published {
+        payload,
+        published,
+        remembered,
+    })
+}
+
+/// Publishes `revision` (an edit, a deletion, an erasure) and replaces the message in the recent
+/// window (a tombstone written there for an older message is harmless: it carries no content).
 /// Returns the message as clients see it (JSON).
 pub async fn publish(
     bus: &dyn Bus,
@@ -18,14 +50,11 @@ pub async fn publish(
     wrap: fn(Message) -> MessageEvent,
     correlation_id: &str,
 ) -> Result<String> {
-    let payload = serde_json::to_string(&revision).map_err(|e| Error::Internal(format!("encoding message: {e}")))?;
-    let (app_id, conversation_id, seq) = (revision.app_id.clone(), revision.conversation_id.clone(), revision.seq);
-    let event = wrap(revision);
-    let headers = EventHeaders::for_message_event(&app_id, &event, correlation_id);
-    let (published, remembered) = tokio::join!(
-        bus.publish_json(topics::MESSAGES, &conversation_id, &headers, &event),
-        cache.remember_recent(&app_id, &conversation_id, seq, &payload),
-    );
+    let Published {
+        payload,
+        published,
+        remembered,
+    } = publish_and_remember(bus, cache, revision, wrap, correlation_id).await?;
     published?;
     remembered?;
     Ok(payload)

@@ -6,8 +6,8 @@ use caas_shared::domain::model::Role;
 use caas_shared::domain::protocol::{
     self, to_data, AddMembers, ConversationRef, CreateConversation, ListConversations, MarkRead, RenameConversation,
 };
-use caas_shared::ports::cache;
 use caas_shared::services::conversations::Caller;
+use caas_shared::services::messages::Notice;
 use caas_shared::Result;
 use serde_json::{json, Value};
 
@@ -62,14 +62,7 @@ pub async fn mark_read(node: &Node, caller: Caller<'_>, request: MarkRead) -> Re
         .mark_read(caller, &request.conversation_id, request.seq)
         .await?;
     let notice = json!({"conversation_id": request.conversation_id, "user_id": caller.user_id, "seq": seq});
-    publish_to_conversation(
-        node,
-        caller,
-        &request.conversation_id,
-        &protocol::event("read", &notice),
-    )
-    .await?;
-    Ok(notice)
+    announce(node, caller, &request.conversation_id, "read", notice).await
 }
 
 pub async fn typing(node: &Node, caller: Caller<'_>, request: ConversationRef, typing: bool) -> Result<Value> {
@@ -82,18 +75,13 @@ pub async fn typing(node: &Node, caller: Caller<'_>, request: ConversationRef, t
         "typing": typing,
         "expires_in_ms": if typing { TYPING_EXPIRES_MS } else { 0 },
     });
-    publish_to_conversation(
-        node,
-        caller,
-        &request.conversation_id,
-        &protocol::event("typing", &notice),
-    )
-    .await?;
-    Ok(notice)
+    announce(node, caller, &request.conversation_id, "typing", notice).await
 }
 
-async fn publish_to_conversation(node: &Node, caller: Caller<'_>, conversation_id: &str, frame: &str) -> Result<()> {
-    node.hub
-        .publish(&cache::conversation_channel(caller.app_id, conversation_id), frame)
-        .await
+/// Publishes `notice` to the conversation as a `kind` event, and answers the caller with it.
+async fn announce(node: &Node, caller: Caller<'_>, conversation_id: &str, kind: &str, notice: Value) -> Result<Value> {
+    let frame = protocol::event(kind, &notice);
+    node.tell(Some(Notice::to_conversation(caller.app_id, conversation_id, frame)))
+        .await?;
+    Ok(notice)
 }

@@ -58,6 +58,7 @@ fn inspect_upgrade(request: &Request, response: Response, found: &mut Handshake)
 }
 
 /// Completes the WebSocket upgrade; `None` when the client did not (the reason is logged).
+#[allow(clippy::result_large_err)] // the handshake callback's signature is tungstenite's
 pub async fn upgrade(node: &Node, stream: TcpStream) -> Option<(Socket, Handshake)> {
     // tungstenite zero-fills its whole read buffer before each read, so its 128 KiB default would be
     // resident for every idle connection; chat frames are small, and larger ones grow the buffer as needed.
