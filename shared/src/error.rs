@@ -3,54 +3,96 @@
 //! HTTP functions render it through [`crate::runtime::http`]; the socket node sends the same `code` and
 //! `message` in WebSocket error replies, so clients see one vocabulary everywhere.
 
+/// The result type of the domain core; the error type defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Everything a use case, port or entry point can fail with.
+///
+/// Each variant has one stable [`code`](Error::code) and one [`HTTP status`](Error::http_status), shared by the
+/// HTTP functions' `{"error":{…}}` bodies and the socket node's error replies. The infrastructure variants
+/// (`Store`, `Cache`, `Bus`, `Search`, `Blob`: `unavailable`, 503) and `Config`/`Internal` (`internal`, 500) are
+/// server faults whose details stay in the logs (see [`Error::public_message`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The body or frame is not JSON at all, or is empty (`invalid_json`, 400). JSON of the wrong shape is
+    /// [`Error::Validation`] instead (see the `From<serde_json::Error>` impl).
     #[error("invalid JSON: {0}")]
     InvalidJson(String),
+    /// The request is well-formed JSON but breaks a rule: a missing or wrong-typed field, a bad value, an
+    /// unsupported content type (`validation_failed`, 400).
     #[error("{0}")]
     Validation(String),
+    /// No valid credential: a missing, invalid or expired SDK token, a revoked or unknown session, a wrong operator
+    /// token (`unauthorized`, 401).
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller is authenticated but may not do this: not a member, not the owner or an admin, or the admin API is
+    /// disabled (`forbidden`, 403).
     #[error("{0}")]
     Forbidden(String),
+    /// The addressed app, user, conversation, message or attachment does not exist in the caller's app
+    /// (`not_found`, 404).
     #[error("{0}")]
     NotFound(String),
+    /// The request clashes with the current state: an id that is already taken (in any app), a message that was
+    /// deleted, an upload not yet complete, an audit chain that moved on (`conflict`, 409).
     #[error("{0}")]
     Conflict(String),
+    /// An active ban restriction refuses the user, app-wide or in the conversation (`user_banned`, 403).
     #[error("{0}")]
     Banned(String),
+    /// An active mute restriction keeps the user from sending (`user_muted`, 403).
     #[error("{0}")]
     Muted(String),
     /// The message contains terms the app's content policy blocks.
     #[error("{0}")]
     ContentBlocked(String),
+    /// The sender's or the whole app's message rate limit is reached (`rate_limited`, 429).
     #[error("{message}")]
-    RateLimited { message: String, retry_after_ms: i64 },
+    RateLimited {
+        /// The human-readable reason, naming whose limit was reached and when to retry.
+        message: String,
+        /// How long to wait before retrying, in milliseconds.
+        retry_after_ms: i64,
+    },
     /// A legal hold forbids the requested erasure.
     #[error("{0}")]
     LegalHold(String),
+    /// The request body is larger than the limit it carries, in bytes (see
+    /// [`MAX_BODY_BYTES`](crate::runtime::http::MAX_BODY_BYTES)) (`payload_too_large`, 413).
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    /// No HTTP route matches the method and path (`route_not_found`, 404).
     #[error("{0}")]
     RouteNotFound(String),
+    /// The path exists but not for this HTTP method (`method_not_allowed`, 405).
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// A socket frame's `type` is not an event the protocol knows; carries the type as sent (`unknown_event`, 400).
     #[error("unknown event type {0:?}")]
     UnknownEvent(String),
+    /// The process configuration is missing or invalid, e.g. a short JWT secret (`internal`, 500; details only in
+    /// the logs).
     #[error("configuration: {0}")]
     Config(String),
+    /// The MongoDB store failed (`unavailable`, 503; the caller may retry the same request).
     #[error("store: {0}")]
     Store(#[from] mongodb::error::Error),
+    /// Redis (the cache, presence or fan-out) failed (`unavailable`, 503).
     #[error("cache: {0}")]
     Cache(#[from] redis::RedisError),
+    /// The event bus (Kafka or the in-memory bus) failed: creating a client or topic, publishing, consuming
+    /// (`unavailable`, 503).
     #[error("bus: {0}")]
     Bus(String),
+    /// The embedded search index failed to open, write or read (`unavailable`, 503).
     #[error("search index: {0}")]
     Search(String),
+    /// The blob store (S3 or the local directory) holding attachments failed (`unavailable`, 503).
     #[error("blob store: {0}")]
     Blob(String),
+    /// A bug or an impossible state, such as a value that fails to encode (`internal`, 500; details only in the
+    /// logs).
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -79,6 +121,8 @@ impl Error {
         }
     }
 
+    /// The HTTP status the error is answered with; the socket node uses [`Error::is_server_fault`] instead to pick
+    /// its close code.
     pub fn http_status(&self) -> u16 {
         match self {
             Error::InvalidJson(_) | Error::Validation(_) | Error::UnknownEvent(_) => 400,
@@ -107,6 +151,8 @@ impl Error {
         }
     }
 
+    /// Whether the fault is the platform's (status 5xx) rather than the caller's: such errors are logged at error
+    /// level, and a socket refused for one is closed with "try again" rather than "policy".
     pub fn is_server_fault(&self) -> bool {
         self.http_status() >= 500
     }

@@ -11,6 +11,8 @@
 //! - [`runtime`]: what an entry point needs to run them (configuration, telemetry, HTTP plumbing, the
 //!   Kafka-function runner, shutdown).
 
+#![warn(missing_docs)]
+
 pub mod domain;
 pub mod error;
 pub mod ports;

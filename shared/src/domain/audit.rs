@@ -12,22 +12,41 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// The actions recorded; each is the `action` of its events.
 pub mod actions {
+    /// The operator created the app (auth function); target: the app.
     pub const APP_CREATED: &str = "app.created";
+    /// The operator rotated the app secret; target: the app.
     pub const APP_SECRET_ROTATED: &str = "app.secret_rotated";
+    /// The operator replaced the app's settings; details hold the settings `before` and `after`.
     pub const APP_SETTINGS_CHANGED: &str = "app.settings_changed";
+    /// An SDK token was issued to the app's backend for a user, starting a session; target: the user.
     pub const TOKEN_ISSUED: &str = "token.issued";
+    /// An SDK token was refused, e.g. for an app-wide ban; details name the `reason` and the restriction.
     pub const TOKEN_REFUSED: &str = "token.refused";
+    /// A user refreshed their token (same session, new expiry); target: the session.
     pub const TOKEN_REFRESHED: &str = "token.refreshed";
+    /// A session ended (logout, another device revoked, an app-wide ban); one event per session, target: the
+    /// session.
     pub const SESSION_REVOKED: &str = "session.revoked";
+    /// A message was deleted by its sender or a group owner or admin; target: the message.
     pub const MESSAGE_DELETED: &str = "message.deleted";
+    /// A sent message matched a blocked term under the `flag` policy and needs a review; details list the terms.
     pub const MESSAGE_FLAGGED: &str = "message.flagged";
+    /// A member was removed by someone else (an owner or admin, or the operator through a conversation ban);
+    /// target: the removed user.
     pub const MEMBER_REMOVED: &str = "member.removed";
+    /// The operator banned or muted a user; details carry the restriction.
     pub const USER_RESTRICTED: &str = "user.restricted";
+    /// The operator lifted a ban or mute.
     pub const USER_RESTRICTION_LIFTED: &str = "user.restriction_lifted";
+    /// The operator placed a legal hold; target: the hold.
     pub const LEGAL_HOLD_PLACED: &str = "legal_hold.placed";
+    /// The operator released a legal hold; target: the hold.
     pub const LEGAL_HOLD_RELEASED: &str = "legal_hold.released";
+    /// The operator exported a user's data; details carry the export id and counts.
     pub const USER_EXPORTED: &str = "user.exported";
+    /// The operator erased a user (messages tombstoned, attachments deleted, user pseudonymised).
     pub const USER_ERASED: &str = "user.erased";
+    /// The retention job purged an app's expired messages; actor: `system`/`retention`.
     pub const RETENTION_APPLIED: &str = "retention.applied";
 }
 
@@ -35,11 +54,15 @@ pub mod actions {
 /// platform itself (scheduled jobs).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Actor {
+    /// `operator`, `user`, `app` or `system`.
     pub kind: String,
+    /// The platform user id for `user`, the app id for `app`, the job name for `system`, and `operator` for the
+    /// operator; what the audit query's `actor` filter matches.
     pub id: String,
 }
 
 impl Actor {
+    /// The platform operator (a request with the `CAAS_ADMIN_TOKEN`).
     pub fn operator() -> Self {
         Self {
             kind: "operator".into(),
@@ -47,6 +70,7 @@ impl Actor {
         }
     }
 
+    /// A user acting with their SDK token; `user_id` is the platform user id.
     pub fn user(user_id: &str) -> Self {
         Self {
             kind: "user".into(),
@@ -54,6 +78,7 @@ impl Actor {
         }
     }
 
+    /// An app's backend acting with the app's credentials.
     pub fn app(app_id: &str) -> Self {
         Self {
             kind: "app".into(),
@@ -61,6 +86,7 @@ impl Actor {
         }
     }
 
+    /// The platform itself, running the scheduled job named `job` (e.g. `retention`).
     pub fn system(job: &str) -> Self {
         Self {
             kind: "system".into(),
@@ -72,11 +98,14 @@ impl Actor {
 /// What it was done to.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Target {
+    /// What kind of record: `app`, `user`, `session`, `message`, `legal_hold`, …
     pub kind: String,
+    /// The record's id; what the audit query's `target` filter matches.
     pub id: String,
 }
 
 impl Target {
+    /// The record of `kind` with id `id`.
     pub fn new(kind: &str, id: &str) -> Self {
         Self {
             kind: kind.to_owned(),
@@ -85,22 +114,30 @@ impl Target {
     }
 }
 
+/// One security-relevant action, as published on `caas.audit` and stored (flattened) in each [`AuditRecord`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AuditEvent {
     /// Unique per event, so a redelivered event is stored once.
     pub id: String,
+    /// The app whose chain records the event; also the bus key, so an app's events stay in order.
     pub app_id: String,
+    /// One of [`actions`].
     pub action: String,
+    /// Who did it.
     pub actor: Actor,
+    /// What it was done to.
     pub target: Target,
     /// Action-specific facts (never secrets or message text).
     #[serde(default)]
     pub details: Value,
+    /// When it happened, Unix ms.
     pub at: i64,
+    /// The correlation id of the request (or job run) that did it, so the audit trail links to the logs.
     pub correlation_id: String,
 }
 
 impl AuditEvent {
+    /// An event that happens now, with a fresh UUID v7 id and no details.
     pub fn new(app_id: &str, action: &str, actor: Actor, target: Target, correlation_id: &str) -> Self {
         Self {
             id: uuid::Uuid::now_v7().to_string(),
@@ -114,6 +151,7 @@ impl AuditEvent {
         }
     }
 
+    /// The event with its action-specific `details` (never secrets or message text).
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;
         self
@@ -123,11 +161,14 @@ impl AuditEvent {
 /// One stored link of an app's chain.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AuditRecord {
+    /// The event, flattened into the record (its fields sit beside `seq` and the hashes).
     #[serde(flatten)]
     pub event: AuditEvent,
     /// 1, 2, 3… per app, without gaps.
     pub seq: i64,
+    /// The `hash` of the record before this one; [`GENESIS_HASH`] for the first.
     pub prev_hash: String,
+    /// Hex SHA-256 over `prev_hash`, `seq` and the event's canonical JSON; changes if any of them is edited.
     pub hash: String,
 }
 
@@ -166,7 +207,9 @@ fn link_hash(prev_hash: &str, seq: i64, event: &AuditEvent) -> String {
 /// Where a chain stopped being trustworthy.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct ChainBreak {
+    /// The seq of the first record that is missing, out of place or altered.
     pub seq: i64,
+    /// What is wrong there, for the operator.
     pub reason: String,
 }
 
@@ -199,19 +242,26 @@ pub fn verify(previous: Option<&AuditRecord>, records: &[AuditRecord]) -> std::r
 /// Filters of `GET /compliance/audit`; records come in chain order, after `after_seq`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditQuery {
+    /// Only events by this actor id ([`Actor::id`]).
     pub actor_id: Option<String>,
+    /// Only events with this action (one of [`actions`]).
     pub action: Option<String>,
     /// Unix ms, inclusive.
     pub since: Option<i64>,
     /// Unix ms, exclusive.
     pub until: Option<i64>,
+    /// Only events done by this request.
     pub correlation_id: Option<String>,
+    /// Only events on this target id ([`Target::id`]).
     pub target_id: Option<String>,
+    /// Only records with a higher seq (0: from the start); the page cursor.
     pub after_seq: i64,
+    /// Most records to return.
     pub limit: usize,
 }
 
 impl AuditQuery {
+    /// Whether `record` passes every filter that is set, and comes after `after_seq`.
     pub fn matches(&self, record: &AuditRecord) -> bool {
         let event = &record.event;
         record.seq > self.after_seq

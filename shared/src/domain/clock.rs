@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 static LAST: AtomicI64 = AtomicI64::new(0);
 
+/// A new version for an edit, deletion or reaction: the current Unix time in microseconds, or one more than
+/// the last version this process handed out if the clock has not moved on (or went back).
 pub fn next_version() -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -4,16 +4,20 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The HTTP header (and WebSocket upgrade header) a correlation id is read from and echoed in.
 pub const HEADER: &str = "x-correlation-id";
 /// Kafka header carrying the id (ARCHITECTURE.md: headers use snake_case names).
 pub const KAFKA_HEADER: &str = "correlation_id";
 const MAX_LEN: usize = 128;
 
+/// A correlation id that is safe to echo in headers and write to logs: a caller-supplied id of at most 128 ASCII
+/// letters, digits and `-_.:/+=`, or a generated UUID v4. Serialised as a plain string.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CorrelationId(String);
 
 impl CorrelationId {
+    /// A fresh id (a UUID v4), for requests that came without a usable one.
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
     }
@@ -35,6 +39,7 @@ impl CorrelationId {
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
     }
 
+    /// The id as a string.
     pub fn as_str(&self) -> &str {
         &self.0
     }

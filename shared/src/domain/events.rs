@@ -4,23 +4,40 @@
 use crate::domain::model::{Conversation, Message, Reaction};
 use serde::{Deserialize, Serialize};
 
+/// The Kafka topic names. Long-running processes (socket nodes, the local gateway and bridge) create them all
+/// from [`topics::ALL`] at start-up; the in-memory bus has them from the start.
 pub mod topics {
+    /// Every message state ([`MessageEvent`](super::MessageEvent)), keyed by conversation id: written by the
+    /// send, edit, delete and react use cases and by retention; read by persist-messages, persist-conversations
+    /// and index-messages.
     pub const MESSAGES: &str = "caas.messages";
+    /// Conversation and membership changes ([`ConversationEvent`](super::ConversationEvent)), keyed by
+    /// conversation id; every socket node relays them to its connections.
     pub const CONVERSATIONS: &str = "caas.conversations";
+    /// [`PersistedAck`](super::PersistedAck)s from persist-messages once messages are stored, keyed by
+    /// conversation id; socket nodes relay them to the senders as `persisted` acks.
     pub const ACKS: &str = "caas.acks";
+    /// [`AuditEvent`](crate::domain::audit::AuditEvent)s, keyed by app id so each app's chain stays in order; the
+    /// write-audit function appends them to the chain.
     pub const AUDIT: &str = "caas.audit";
     /// Moderation measures socket nodes enforce on live connections (a ban ends them).
     pub const MODERATION: &str = "caas.moderation";
+    /// Every topic, for creating them all at start-up.
     pub const ALL: [&str; 5] = [MESSAGES, CONVERSATIONS, ACKS, AUDIT, MODERATION];
 }
 
+/// The value of the `schema_version` header every record carries: the version of the payload shapes defined here.
 pub const SCHEMA_VERSION: &str = "1";
 
 /// Headers every record carries (ARCHITECTURE.md: correlation_id, app_id, event_type, schema_version).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventHeaders {
+    /// Travels as the `correlation_id` header ([`KAFKA_HEADER`](crate::domain::correlation::KAFKA_HEADER)).
     pub correlation_id: String,
+    /// The app the record belongs to (the `app_id` header).
     pub app_id: String,
+    /// What the record is (the `event_type` header), e.g. `message.created`, `conversation.updated`,
+    /// `message.persisted`, or an audit action.
     pub event_type: String,
 }
 
@@ -54,6 +71,7 @@ impl EventHeaders {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", content = "data")]
 pub enum MessageEvent {
+    /// A new message, as sent (`version` 0); wire `type` `message.created`.
     #[serde(rename = "message.created")]
     Created(Message),
     /// The whole message after an edit, with a higher `version`.
@@ -72,6 +90,7 @@ pub enum MessageEvent {
 }
 
 impl MessageEvent {
+    /// The wire name of the variant, also sent as the record's `event_type` header.
     pub fn event_type(&self) -> &'static str {
         match self {
             MessageEvent::Created(_) => "message.created",
@@ -97,16 +116,24 @@ impl MessageEvent {
 /// Published on `caas.acks` once a message is durably stored; socket nodes relay it to the sender.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PersistedAck {
+    /// The app the message belongs to.
     pub app_id: String,
+    /// The conversation the message was stored in.
     pub conversation_id: String,
+    /// The stored message's id.
     pub message_id: String,
+    /// The message's seq in the conversation.
     pub seq: i64,
+    /// The platform user id of the sender, whose connections get the ack.
     pub sender_id: String,
+    /// The sender's idempotency key, so the client can match the ack to its pending message.
     pub client_msg_id: String,
+    /// The correlation id of the send.
     pub correlation_id: String,
 }
 
 impl PersistedAck {
+    /// The ack of a stored `message`.
     pub fn for_message(message: &Message) -> Self {
         Self {
             app_id: message.app_id.clone(),
@@ -127,6 +154,7 @@ impl PersistedAck {
 pub struct ConversationEvent {
     /// `conversation.created`, `conversation.updated` (renamed, members added or removed).
     pub kind: String,
+    /// The conversation as it is after the change (members included).
     pub conversation: Conversation,
     /// Users who joined with this change; they get `conversation.joined`.
     #[serde(default)]
@@ -140,11 +168,15 @@ pub struct ConversationEvent {
 /// the topic and closes the connections it holds of that session, or of the user when none is named.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SessionRevocation {
+    /// The app the sessions belong to (also the record key).
     pub app_id: String,
+    /// The platform user id whose sessions ended.
     pub user_id: String,
+    /// The one session that ended; `None` when every session of the user ended (e.g. an app-wide ban).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
     /// Shown to the client in the `session.revoked` frame.
     pub reason: String,
+    /// The correlation id of the request that revoked the sessions.
     pub correlation_id: String,
 }

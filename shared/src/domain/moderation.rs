@@ -66,12 +66,15 @@ pub fn restriction_field(kind: RestrictionKind, user_id: &str, conversation_id: 
 /// does it fit the rate limits? Answered in one round trip.
 #[derive(Clone, Debug)]
 pub struct GateCheck<'a> {
+    /// The app whose restriction mirror and rate counters are consulted.
     pub app_id: &'a str,
+    /// The platform user id of the user connecting or sending.
     pub user_id: &'a str,
     /// Restrictions that refuse the action: (kind, conversation) — `None` is app-wide.
     pub refused_by: Vec<(RestrictionKind, Option<&'a str>)>,
     /// Counted against when set (a send); connecting counts nothing.
     pub limits: Option<&'a RateLimits>,
+    /// When the question is asked, Unix ms; restrictions expiring at or before it are not in force.
     pub now_ms: i64,
 }
 
@@ -131,23 +134,34 @@ pub fn mirrored_expiry(restriction: &Restriction) -> i64 {
 /// What the cache says about one send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SendGate {
+    /// Nothing refuses the action; for a send, it has been counted against the rate limits.
     Allowed,
     /// The app's restrictions are not mirrored: load them from the store and ask again.
     Unloaded,
+    /// A ban or mute of the user is in force; maps to `user_banned` or `user_muted` (403).
     Restricted {
+        /// Ban or mute.
         kind: RestrictionKind,
+        /// Whether the restriction is for this conversation rather than the whole app.
         conversation_wide: bool,
+        /// Unix ms when it lapses; `None` lasts until lifted.
         expires_at: Option<i64>,
     },
+    /// A rate limit is reached; maps to `rate_limited` (429). Nothing was counted.
     RateLimited {
+        /// Whose limit: the sender's or the whole app's.
         scope: RateScope,
+        /// Milliseconds until the current one-second window ends.
         retry_after_ms: i64,
     },
 }
 
+/// Which rate limit refused a send ([`RateLimits`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RateScope {
+    /// The sender's own limit, `user_messages_per_second`.
     User,
+    /// The whole app's limit, `app_messages_per_second`.
     App,
 }
 

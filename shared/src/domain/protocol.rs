@@ -14,12 +14,17 @@ use serde_json::{json, Value};
 /// with the request id it came with.
 #[derive(Debug, Deserialize)]
 pub struct ClientFrame {
+    /// The client's request id, echoed as `reply_to` in the reply so the client can match the two; without one
+    /// the reply carries `"reply_to": null`.
     #[serde(default)]
     pub id: Option<String>,
+    /// The event name (wire name `type`), e.g. `message.send`; see [`ClientEvent`] for the full list.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The event's payload, interpreted by [`ClientEvent::from_frame`]; `null` when absent.
     #[serde(default)]
     pub data: Value,
+    /// A correlation id for this request alone; without one the connection's id (from the upgrade) is used.
     #[serde(default)]
     pub correlation_id: Option<String>,
     /// Only in the `auth` frame.
@@ -28,6 +33,8 @@ pub struct ClientFrame {
 }
 
 impl ClientFrame {
+    /// Parses one text frame: `invalid_json` when it is not JSON, `validation_failed` when it is not an object or
+    /// lacks a `type`.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let value: Value = serde_json::from_str(text)?;
         if !value.is_object() {
@@ -47,44 +54,65 @@ pub enum ClientEvent {
     /// Only valid as a connection's first frame; later it is refused.
     #[serde(rename = "auth")]
     Auth(#[serde(default)] Option<IgnoredAny>),
+    /// `conversation.create`: a direct conversation (returned as is if it exists) or a group owned by the caller.
     #[serde(rename = "conversation.create")]
     CreateConversation(CreateConversation),
+    /// `conversation.list`: the caller's conversations with last message and unread count; `data` is optional.
     #[serde(rename = "conversation.list")]
     ListConversations(#[serde(default)] Option<ListConversations>),
+    /// `conversation.members`: the member records (with roles) of a conversation the caller belongs to.
     #[serde(rename = "conversation.members")]
     Members(ConversationRef),
+    /// `conversation.members.add`: adds users to a group (owner or admin only).
     #[serde(rename = "conversation.members.add")]
     AddMembers(AddMembers),
+    /// `conversation.members.remove`: removes another member (owner or admin only), or the caller.
     #[serde(rename = "conversation.members.remove")]
     RemoveMember(RemoveMember),
+    /// `conversation.leave`: the caller removes themself.
     #[serde(rename = "conversation.leave")]
     Leave(ConversationRef),
+    /// `conversation.update`: renames a group (owner or admin only).
     #[serde(rename = "conversation.update")]
     Rename(RenameConversation),
+    /// `conversation.subscribe`: live events of the conversation on this connection, plus the replay of what a
+    /// reconnecting client missed.
     #[serde(rename = "conversation.subscribe")]
     Subscribe(Subscribe),
+    /// `conversation.history`: a page of messages with reply counts and reactions.
     #[serde(rename = "conversation.history")]
     History(History),
+    /// `read.mark`: moves the caller's read horizon and tells the conversation (a `read` event).
     #[serde(rename = "read.mark")]
     MarkRead(MarkRead),
+    /// `typing.start`: tells the conversation the caller is typing (a `typing` event that lapses after 5 s).
     #[serde(rename = "typing.start")]
     TypingStart(ConversationRef),
+    /// `typing.stop`: tells the conversation the caller stopped typing.
     #[serde(rename = "typing.stop")]
     TypingStop(ConversationRef),
+    /// `presence.subscribe`: the users' current presence, then `presence` events as it changes.
     #[serde(rename = "presence.subscribe")]
     PresenceSubscribe(PresenceSubscribe),
+    /// `message.send`: a new message; answered with an `accepted` [`Ack`] once the bus has it.
     #[serde(rename = "message.send")]
     Send(SendMessage),
+    /// `message.edit`: the sender replaces a message's text.
     #[serde(rename = "message.edit")]
     Edit(EditMessage),
+    /// `message.delete`: soft-deletes a message (the sender, or a group owner or admin).
     #[serde(rename = "message.delete")]
     Delete(MessageRef),
+    /// `message.forward`: copies a message into another conversation.
     #[serde(rename = "message.forward")]
     Forward(ForwardMessage),
+    /// `message.replies`: the thread under one message.
     #[serde(rename = "message.replies")]
     Replies(Replies),
+    /// `reaction.add`: the caller reacts to a message with an emoji.
     #[serde(rename = "reaction.add")]
     ReactionAdd(ReactionRequest),
+    /// `reaction.remove`: the caller takes back a reaction.
     #[serde(rename = "reaction.remove")]
     ReactionRemove(ReactionRequest),
     /// A `type` no variant names (with no `data`; see [`ClientEvent::from_frame`]).
@@ -109,22 +137,34 @@ impl ClientEvent {
     }
 }
 
+/// `conversation.create`: who is in the new conversation and what it is called.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConversation {
+    /// Direct (exactly one other member) or group (at least one other, at most
+    /// [`MAX_GROUP_MEMBERS`](crate::domain::model::limits::MAX_GROUP_MEMBERS) in all); wire values `direct`, `group`.
     pub kind: ConversationKind,
     /// The other members; the caller is always added.
     pub member_ids: Vec<String>,
+    /// Optional name, 1 to [`MAX_NAME_CHARS`](crate::domain::model::limits::MAX_NAME_CHARS) characters once
+    /// trimmed.
     #[serde(default)]
     pub name: Option<String>,
 }
 
+/// `conversation.subscribe`: which conversation, and what the client already holds of it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Subscribe {
+    /// The conversation to receive live events of; the caller must be a member.
     pub conversation_id: String,
+    /// The highest seq the client holds; when given, the reply replays what came after it (up to
+    /// [`REPLAY_PAGE`](crate::services::history::REPLAY_PAGE) messages, `has_more` telling whether to ask again).
+    /// `None` subscribes without a replay.
     #[serde(default)]
     pub since_seq: Option<i64>,
+    /// The conversation epoch the client's seqs belong to; when it differs from the current one no replay is
+    /// made and the client must reload history.
     #[serde(default)]
     pub epoch: Option<String>,
 }
@@ -134,6 +174,7 @@ pub struct Subscribe {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConversationRef {
+    /// The conversation's id.
     pub conversation_id: String,
 }
 
@@ -141,6 +182,7 @@ pub struct ConversationRef {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListConversations {
+    /// Most conversations to return, 1 to [`MAX_LIST`](crate::services::conversations::MAX_LIST); 50 when absent.
     #[serde(default)]
     pub limit: Option<usize>,
 }
@@ -149,8 +191,12 @@ pub struct ListConversations {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddMembers {
+    /// The group to add to.
     pub conversation_id: String,
+    /// Platform user ids of the users to add; ones already members are skipped, unknown ones refuse the request.
     pub member_ids: Vec<String>,
+    /// The role the new members get: `member` (the default) or `admin` (only the owner may add admins); never
+    /// `owner`.
     #[serde(default)]
     pub role: Option<crate::domain::model::Role>,
 }
@@ -159,7 +205,9 @@ pub struct AddMembers {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveMember {
+    /// The conversation's id.
     pub conversation_id: String,
+    /// The platform user id of the member to remove; the owner cannot be removed.
     pub user_id: String,
 }
 
@@ -167,7 +215,9 @@ pub struct RemoveMember {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenameConversation {
+    /// The group's id.
     pub conversation_id: String,
+    /// The new name, 1 to [`MAX_NAME_CHARS`](crate::domain::model::limits::MAX_NAME_CHARS) characters once trimmed.
     pub name: String,
 }
 
@@ -175,6 +225,7 @@ pub struct RenameConversation {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PresenceSubscribe {
+    /// Platform user ids to watch, 1 to 500 of them.
     pub user_ids: Vec<String>,
 }
 
@@ -182,7 +233,9 @@ pub struct PresenceSubscribe {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarkRead {
+    /// The conversation's id.
     pub conversation_id: String,
+    /// The seq read up to (not negative); capped at the conversation's last seq, and a horizon never moves back.
     pub seq: i64,
 }
 
@@ -190,22 +243,33 @@ pub struct MarkRead {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct History {
+    /// The conversation's id.
     pub conversation_id: String,
+    /// Only messages with a lower seq (the page ends right before it); for paging back through older history.
     #[serde(default)]
     pub before_seq: Option<i64>,
+    /// Only messages with a higher seq (the page starts right after it); for reading forward.
     #[serde(default)]
     pub after_seq: Option<i64>,
+    /// Page size, 1 to [`MAX_HISTORY_PAGE`](crate::services::history::MAX_HISTORY_PAGE); 50 when absent.
     #[serde(default)]
     pub limit: Option<usize>,
 }
 
+/// `message.send`: a new message from the caller.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
+    /// The conversation to send to; the caller must be a member.
     pub conversation_id: String,
+    /// The client's idempotency key for this message: retrying with the same key returns the original id and seq
+    /// (`duplicate: true` in the ack) instead of sending twice.
     pub client_msg_id: String,
+    /// The text, at most [`MAX_TEXT_BYTES`](crate::domain::model::limits::MAX_TEXT_BYTES) bytes; may be empty
+    /// (or absent) only when `attachments` is not.
     #[serde(default)]
     pub text: String,
+    /// The id of the message in the same conversation this one replies to.
     #[serde(default)]
     pub reply_to: Option<String>,
     /// Ids of completed uploads (`POST /api/v1/media/uploads/{id}/complete`).
@@ -213,11 +277,15 @@ pub struct SendMessage {
     pub attachments: Vec<String>,
 }
 
+/// `message.edit`: the sender's new text for a message.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EditMessage {
+    /// The conversation's id.
     pub conversation_id: String,
+    /// The id of the message to edit; it must be the caller's and not deleted.
     pub message_id: String,
+    /// The new text: not blank, at most [`MAX_TEXT_BYTES`](crate::domain::model::limits::MAX_TEXT_BYTES) bytes.
     pub text: String,
 }
 
@@ -225,7 +293,9 @@ pub struct EditMessage {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRef {
+    /// The conversation's id.
     pub conversation_id: String,
+    /// The message's id.
     pub message_id: String,
 }
 
@@ -233,8 +303,11 @@ pub struct MessageRef {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Replies {
+    /// The conversation's id.
     pub conversation_id: String,
+    /// The id of the parent message.
     pub message_id: String,
+    /// Most replies to return, 1 to [`MAX_HISTORY_PAGE`](crate::services::history::MAX_HISTORY_PAGE); 50 when absent.
     #[serde(default)]
     pub limit: Option<usize>,
 }
@@ -243,9 +316,13 @@ pub struct Replies {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardMessage {
+    /// The conversation to forward into; the caller must be a member.
     pub conversation_id: String,
+    /// The idempotency key of the new message, as in [`SendMessage::client_msg_id`].
     pub client_msg_id: String,
+    /// The conversation the original message is in; the caller must be a member of it too.
     pub source_conversation_id: String,
+    /// The id of the message to forward; a deleted message cannot be forwarded.
     pub message_id: String,
 }
 
@@ -253,25 +330,37 @@ pub struct ForwardMessage {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReactionRequest {
+    /// The conversation's id.
     pub conversation_id: String,
+    /// The id of the message reacted to; it must not be deleted.
     pub message_id: String,
+    /// The emoji, 1 to [`MAX_EMOJI_BYTES`](crate::domain::model::limits::MAX_EMOJI_BYTES) bytes with no whitespace
+    /// or colons.
     pub emoji: String,
 }
 
+/// How far a sent message has got; wire values `accepted`, `persisted`.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum AckStatus {
+    /// Sequenced and on the bus: the reply to `message.send`. Delivery and persistence follow.
     Accepted,
+    /// Written to the store by persist-messages: sent later as an `ack` event to the sender's connections.
     Persisted,
 }
 
 /// Tells a sender how far its message has got.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Ack {
+    /// The conversation the message was sent to.
     pub conversation_id: String,
+    /// The sender's idempotency key, so the client can match the ack to its pending message.
     pub client_msg_id: String,
+    /// The message id assigned to the send.
     pub message_id: String,
+    /// The message's seq in the conversation.
     pub seq: i64,
+    /// Accepted (the reply to the send) or persisted (a later `ack` event).
     pub status: AckStatus,
     /// True when this send repeated an earlier `client_msg_id` and no new message was created.
     #[serde(default)]
@@ -283,15 +372,19 @@ pub fn to_data(value: &impl Serialize) -> Result<Value, Error> {
     serde_json::to_value(value).map_err(|e| Error::Internal(format!("encoding reply: {e}")))
 }
 
+/// A successful reply frame: `{"reply_to":…,"ok":true,"data":…}`.
 pub fn reply_ok(reply_to: Option<&str>, data: impl Serialize) -> String {
     json!({"reply_to": reply_to, "ok": true, "data": data}).to_string()
 }
 
+/// An error reply frame: `{"reply_to":…,"ok":false,"error":{"code","message"}}` with the error's stable code and
+/// public message (infrastructure details are not shown).
 pub fn reply_error(reply_to: Option<&str>, error: &Error) -> String {
     json!({"reply_to": reply_to, "ok": false, "error": {"code": error.code(), "message": error.public_message()}})
         .to_string()
 }
 
+/// A server event frame `{"type":kind,"data":…}`, e.g. `message.new`, `typing`, `presence`.
 pub fn event(kind: &str, data: impl Serialize) -> String {
     json!({"type": kind, "data": data}).to_string()
 }
@@ -299,6 +392,7 @@ pub fn event(kind: &str, data: impl Serialize) -> String {
 /// Sent to the live connections of an ended session (logout, a ban) just before they are closed.
 pub const SESSION_REVOKED: &str = "session.revoked";
 
+/// The `session.revoked` frame, `data` `{"reason":…}`, sent before the connection is closed.
 pub fn session_revoked(reason: &str) -> String {
     event_with_encoded_data(SESSION_REVOKED, &json!({"reason": reason}).to_string())
 }

@@ -20,8 +20,11 @@ pub struct Config {
     pub cache_url: String,
     /// HMAC secret used to sign and verify SDK tokens.
     pub jwt_secret: String,
+    /// The `iss` claim SDK tokens carry and must carry to verify (`CAAS_JWT_ISSUER`, default `caas`).
     pub jwt_issuer: String,
+    /// The `aud` claim SDK tokens carry and must carry to verify (`CAAS_JWT_AUDIENCE`, default `caas-sdk`).
     pub jwt_audience: String,
+    /// How long an SDK token is valid after it is issued or refreshed (`CAAS_TOKEN_TTL_SECS`, default 86400 s).
     pub token_ttl: Duration,
     /// Operator token guarding `/api/v1/admin/*`; admin routes refuse every call when it is unset.
     pub admin_token: Option<String>,
@@ -31,7 +34,9 @@ pub struct Config {
     pub blob_url: String,
     /// Static S3 credentials (`CAAS_S3_*`, else the `AWS_*` variables Lambda sets for the role).
     pub s3_access_key: Option<String>,
+    /// The secret key paired with `s3_access_key` (`CAAS_S3_SECRET_KEY`, else `AWS_SECRET_ACCESS_KEY`).
     pub s3_secret_key: Option<String>,
+    /// The session token of temporary credentials (`AWS_SESSION_TOKEN`, as Lambda sets it); `None` for static keys.
     pub s3_session_token: Option<String>,
     /// The gateway's address as clients reach it; local (`file://`) blob URLs point there.
     pub public_url: String,
@@ -50,6 +55,8 @@ pub struct Config {
 }
 
 impl Config {
+    /// Reads the configuration from the process environment; `Config` error when the JWT secret is missing or
+    /// shorter than 32 bytes, or a number does not parse. Unset variables take their local-development defaults.
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|key| std::env::var(key).ok())
     }

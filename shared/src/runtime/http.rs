@@ -115,6 +115,7 @@ pub fn require_operator(expected: Option<&str>, headers: &HeaderMap) -> Result<(
 
 /// Implemented by every HTTP function that serves SDK-token callers, so they share one extractor.
 pub trait VerifiesSdkTokens {
+    /// The signer whose secret, issuer and audience SDK tokens are verified with.
     fn token_signer(&self) -> &TokenSigner;
     /// Where sessions are recorded, so tokens of ended sessions are refused.
     fn session_store(&self) -> &dyn crate::ports::store::Store;
@@ -122,7 +123,9 @@ pub trait VerifiesSdkTokens {
 
 /// The user behind the request's SDK token; extracting it is what authenticates a request.
 pub struct Authenticated {
+    /// The verified token's claims: the app (`app_id`), the platform user (`sub`) and the session (`jti`).
     pub claims: Claims,
+    /// The request's correlation id, as set by [`correlate`]; empty when the middleware did not run.
     pub correlation_id: String,
 }
 
@@ -145,6 +148,7 @@ impl<S: VerifiesSdkTokens + Send + Sync> FromRequestParts<Arc<S>> for Authentica
 }
 
 impl Authenticated {
+    /// The caller the services act for: the token's app and user, traced by the request's correlation id.
     pub fn caller(&self) -> Caller<'_> {
         Caller {
             app_id: &self.claims.app_id,

@@ -2,6 +2,8 @@
 
 use tracing_subscriber::{fmt, EnvFilter};
 
+/// Installs the JSON log subscriber on stdout, filtered by `RUST_LOG` or else at `info`; calling it again is
+/// harmless. Every entry point calls it first.
 pub fn init() {
     init_with_default("info");
 }

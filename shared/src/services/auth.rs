@@ -17,14 +17,19 @@ use std::time::Duration;
 pub struct Claims {
     /// Platform user id.
     pub sub: String,
+    /// The app the user belongs to; every request the token authorises is scoped to it.
     pub app_id: String,
     /// The id the app's backend knows the user by.
     pub external_id: String,
     /// Session id, so a session can be revoked.
     pub jti: String,
+    /// Issuer, checked against [`Config::jwt_issuer`] on verification.
     pub iss: String,
+    /// Audience, checked against [`Config::jwt_audience`] on verification.
     pub aud: String,
+    /// Issued at, Unix seconds (not milliseconds, as JWT requires).
     pub iat: i64,
+    /// Expiry, Unix seconds; verification allows 5 s of clock skew.
     pub exp: i64,
 }
 
@@ -40,12 +45,17 @@ pub struct TokenSigner {
 
 /// A freshly issued token and when it stops being accepted (Unix seconds).
 pub struct IssuedToken {
+    /// The signed HS256 JWT, sent as `Authorization: Bearer <token>` or on the WebSocket upgrade.
     pub token: String,
+    /// The token's `exp`, Unix seconds.
     pub expires_at: i64,
+    /// The session the token belongs to (its `jti`).
     pub session_id: String,
 }
 
 impl TokenSigner {
+    /// A signer with the shared HMAC `secret`, the `issuer` and `audience` it sets and requires, and tokens valid for
+    /// `ttl`.
     pub fn new(secret: &str, issuer: &str, audience: &str, ttl: Duration) -> Self {
         Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
@@ -56,6 +66,7 @@ impl TokenSigner {
         }
     }
 
+    /// The signer of this deployment ([`Config::jwt_secret`], issuer, audience and token TTL).
     pub fn from_config(config: &Config) -> Self {
         Self::new(
             &config.jwt_secret,
@@ -96,6 +107,8 @@ impl TokenSigner {
         })
     }
 
+    /// Checks the token's HS256 signature, expiry, issuer and audience and returns its claims; `Unauthorized` when
+    /// any check fails. Does not look at the session: see [`authenticate`] for that.
     pub fn verify(&self, token: &str) -> Result<Claims> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&self.issuer]);
@@ -155,6 +168,8 @@ pub fn generate_secret() -> String {
     format!("sk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// The argon2id PHC string of an app secret, with a fresh random salt; what
+/// [`App::secret_hash`](crate::domain::model::App::secret_hash) stores.
 pub fn hash_secret(secret: &str) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()

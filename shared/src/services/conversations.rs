@@ -17,14 +17,22 @@ use std::collections::BTreeSet;
 /// The authenticated user a request acts for (from the SDK token).
 #[derive(Clone, Copy, Debug)]
 pub struct Caller<'a> {
+    /// The app of the token; every read and write is scoped to it.
     pub app_id: &'a str,
+    /// The platform user id of the token's subject (`sub`).
     pub user_id: &'a str,
+    /// The request's correlation id, written into every record and event the use case causes.
     pub correlation_id: &'a str,
 }
 
+/// The conversation use cases over the ports: membership and role checks, changes announced on
+/// `caas.conversations`, and the membership cache kept in step with the store.
 pub struct Conversations<'a> {
+    /// Where conversations, members and read horizons are stored.
     pub store: &'a dyn Store,
+    /// The membership cache, sequence counters and recent window.
     pub cache: &'a dyn Cache,
+    /// Where changes are announced (and member removals audited).
     pub bus: &'a dyn Bus,
 }
 
@@ -382,6 +390,8 @@ impl Conversations<'_> {
         Ok(updated)
     }
 
+    /// Renames a group (owner or admin only; a direct conversation's name cannot change) to `name`, trimmed, and
+    /// announces the change as `conversation.updated`.
     pub async fn rename(&self, caller: Caller<'_>, conversation_id: &str, name: &str) -> Result<Conversation> {
         validate_name(name)?;
         self.require_admin(caller, conversation_id).await?;
@@ -400,6 +410,7 @@ impl Conversations<'_> {
         Ok(renamed)
     }
 
+    /// The member records (with roles), for a member, in the order they joined.
     pub async fn members(&self, caller: Caller<'_>, conversation_id: &str) -> Result<Vec<Member>> {
         self.require_member(caller, conversation_id).await?;
         self.store.list_members(caller.app_id, conversation_id).await

@@ -25,10 +25,15 @@ pub const MAX_ATTACHMENTS: usize = 10;
 
 /// A new message before it has an id and a seq.
 pub struct Draft {
+    /// The conversation to send to.
     pub conversation_id: String,
+    /// The sender's idempotency key ([`Message::client_msg_id`]).
     pub client_msg_id: String,
+    /// The text; empty only when the draft carries attachments.
     pub text: String,
+    /// The id of the message replied to, in the same conversation; it must exist.
     pub reply_to: Option<String>,
+    /// Set by [`Messages::forward`]: where the forwarded message came from.
     pub forwarded_from: Option<ForwardedFrom>,
     /// Ids of completed uploads (media function) to attach.
     pub attachment_ids: Vec<String>,
@@ -70,15 +75,23 @@ impl Notice {
 /// the transport delivers the notice before it sends the reply.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The reply `data` for the caller: the ack of a send, the new state of an edited or deleted message, the
+    /// reaction notice.
     pub reply: Value,
+    /// What the conversation's live subscribers must be told; `None` when nothing changed (a duplicate send, a
+    /// repeated deletion).
     pub notice: Option<Notice>,
 }
 
 /// The message use cases over the ports; `settings` is the caller's node-wide cache of app settings.
 pub struct Messages<'a> {
+    /// Where messages, members and attachments are read.
     pub store: &'a dyn Store,
+    /// Sequence counters, send claims, the recent window and the moderation gate.
     pub cache: &'a dyn Cache,
+    /// Where message states (`caas.messages`) and audit events are published.
     pub bus: &'a dyn Bus,
+    /// The node-wide cache of app settings (content policy, rate limits).
     pub settings: &'a AppSettingsCache,
 }
 

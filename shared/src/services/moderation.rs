@@ -25,6 +25,8 @@ pub struct AppSettingsCache {
 }
 
 impl AppSettingsCache {
+    /// The app's settings, read from the store at most every [`SETTINGS_TTL`] per app; `Unauthorized` when the app no
+    /// longer exists.
     pub async fn get(&self, store: &dyn Store, app_id: &str) -> Result<Arc<AppSettings>> {
         let fresh = {
             let entries = self.entries.lock().expect("settings lock");

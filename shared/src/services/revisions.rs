@@ -9,8 +9,12 @@ use crate::{Error, Result};
 
 /// What [`publish_and_remember`] did: the message as clients see it (JSON) and the outcome of each half.
 pub struct Published {
+    /// The message as clients see it, JSON-encoded once: the `data` of `message.*` frames and the recent-window
+    /// entry.
     pub payload: String,
+    /// Whether `caas.messages` took the event.
     pub published: Result<()>,
+    /// Whether the recent window took the message.
     pub remembered: Result<()>,
 }
 

@@ -13,13 +13,17 @@ use serde_json::json;
 
 /// Whose sessions end, why, and on whose behalf.
 pub struct Revocation<'a> {
+    /// The app of the sessions.
     pub app_id: &'a str,
+    /// The platform user id whose sessions end.
     pub user_id: &'a str,
     /// One session; `None` ends every session of the user.
     pub session_id: Option<&'a str>,
     /// Shown to the client in the `session.revoked` frame and kept in the audit trail.
     pub reason: &'a str,
+    /// Who ended them, recorded in each `session.revoked` audit event (the user on logout, the operator on a ban).
     pub actor: Actor,
+    /// The correlation id of the request, carried by the announcement and the audit events.
     pub correlation_id: &'a str,
 }
 

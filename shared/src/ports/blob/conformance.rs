@@ -4,6 +4,8 @@
 use super::{Blobs, ObjectInfo};
 use std::time::Duration;
 
+/// Runs the blob conformance checks on `blobs`: missing keys, put/head/get round trips, presigned PUT and GET,
+/// idempotent delete and refused unsafe keys. Panics at the first behaviour that differs.
 pub async fn run(blobs: &dyn Blobs) {
     let key = format!("conformance/{}/original", uuid::Uuid::new_v4().simple());
     assert_eq!(blobs.head(&key).await.unwrap(), None);

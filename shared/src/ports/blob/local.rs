@@ -21,6 +21,8 @@ use std::time::Duration;
 /// The route prefix the gateway serves local blob URLs under.
 pub const ROUTE_PREFIX: &str = "/api/v1/media/local";
 
+/// The `file:///dir` blob driver of the embedded dev mode: objects in a local directory, with HMAC-signed,
+/// expiring URLs that the local gateway serves.
 pub struct LocalBlobs {
     root: PathBuf,
     public_url: String,

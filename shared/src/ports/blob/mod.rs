@@ -23,8 +23,12 @@ use std::time::Duration;
 /// headers it must send exactly as given (they are part of the signature).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PresignedRequest {
+    /// The absolute URL to call: S3 (or the S3-protocol server) directly, or the local gateway's
+    /// [`ROUTE_PREFIX`](local::ROUTE_PREFIX) routes in dev mode.
     pub url: String,
+    /// The HTTP method the signature is for: `PUT` to upload, `GET` to download.
     pub method: String,
+    /// Headers the client must send unchanged (e.g. the content type of an upload); empty when none are required.
     pub headers: BTreeMap<String, String>,
     /// Milliseconds since the epoch.
     pub expires_at: i64,
@@ -33,18 +37,24 @@ pub struct PresignedRequest {
 /// What the blob store says about a stored object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
+    /// The stored object's size in bytes.
     pub size: u64,
+    /// The content type it was stored with; `None` when the store recorded none.
     pub content_type: Option<String>,
 }
 
+/// The blob port: objects addressed by a key (see [`check_key`]), with short-lived presigned URLs for clients.
 #[async_trait]
 pub trait Blobs: Send + Sync {
     /// A URL that accepts exactly one PUT of `size` bytes of `content_type` at `key`.
     async fn presign_put(&self, key: &str, content_type: &str, size: u64, ttl: Duration) -> Result<PresignedRequest>;
     /// A URL that serves `key`, offered to browsers as `filename`.
     async fn presign_get(&self, key: &str, filename: &str, ttl: Duration) -> Result<PresignedRequest>;
+    /// The stored object's size and content type; `None` when nothing is stored at `key`.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>>;
+    /// The whole object (e.g. an image to make a thumbnail of); `None` when nothing is stored at `key`.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Stores `bytes` at `key` with `content_type`, replacing any object there (thumbnails, exports).
     async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<()>;
     /// Deleting what is not there is not an error.
     async fn delete(&self, keys: &[String]) -> Result<()>;

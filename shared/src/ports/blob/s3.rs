@@ -15,6 +15,7 @@ use aws_sdk_s3::Client;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// The `s3://bucket?…` blob driver: S3 or any S3-protocol server, with SDK-presigned URLs.
 pub struct S3Blobs {
     client: Client,
     bucket: String,
@@ -25,6 +26,8 @@ fn s3_error(error: impl std::fmt::Display) -> Error {
 }
 
 impl S3Blobs {
+    /// A client for the bucket `config.blob_url` names, with the credentials of `config` (`Config` error when the
+    /// bucket or the credentials are missing).
     pub async fn connect(config: &Config) -> Result<Self> {
         let url = config.blob_url.strip_prefix("s3://").unwrap_or_default();
         let (bucket, query) = url.split_once('?').unwrap_or((url, ""));

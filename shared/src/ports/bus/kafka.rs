@@ -20,6 +20,7 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Metadata and offset lookups when positioning a tail reader.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The Kafka driver of the bus port (`kafka://host:port,…`, cargo feature `kafka`); cheap to clone.
 #[derive(Clone)]
 pub struct KafkaBus {
     producer: FutureProducer,
@@ -28,6 +29,8 @@ pub struct KafkaBus {
 }
 
 impl KafkaBus {
+    /// A bus on the comma-separated `brokers`; topics it creates get `partitions` partitions. Only the producer is
+    /// created here, and it connects in the background: nothing is checked against the brokers yet.
     pub fn connect(brokers: &str, partitions: i32) -> Result<Self> {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers)

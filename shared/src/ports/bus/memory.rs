@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
+/// The in-memory bus (`memory://`); clones share the same logs, so publishers and consumers of one process meet.
 #[derive(Clone)]
 pub struct MemoryBus {
     inner: Arc<Inner>,
@@ -39,6 +40,7 @@ struct Group {
 }
 
 impl MemoryBus {
+    /// An empty bus whose topics get `partitions` partitions (at least 1); create them with [`Bus::ensure_topics`].
     pub fn new(partitions: i32) -> Self {
         Self {
             inner: Arc::new(Inner {

@@ -25,12 +25,19 @@ pub const DEFAULT_PARTITIONS: i32 = 3;
 /// One record as a consumer sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
+    /// The topic it was read from (one of [`topics`](crate::domain::events::topics)).
     pub topic: String,
+    /// The partition it was read from; records with the same key share one.
     pub partition: i32,
+    /// Its position in the partition, from 0.
     pub offset: i64,
+    /// When the bus accepted it, Unix ms (Kafka's record timestamp).
     pub timestamp_ms: i64,
+    /// The key it was published with (a conversation or app id); always set on records the platform publishes.
     pub key: Option<Vec<u8>>,
+    /// The record's value: the JSON of the event.
     pub payload: Vec<u8>,
+    /// The headers as they travel (see [`EventHeaders::pairs`]); values are bytes, read them with [`Record::header`].
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
@@ -56,11 +63,16 @@ impl Record {
 /// A committed consumer position: the offset of the next record to read in one partition.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: i32,
+    /// The offset of the first record not yet processed: one past the last committed record.
     pub next_offset: i64,
 }
 
+/// The event-bus port: publishing keyed records and reading them in groups or as a tail. Hold it as
+/// `Arc<dyn Bus>` (see [`connect`]) and publish events with its `publish_json`.
 #[async_trait]
 pub trait Bus: Send + Sync {
     /// How Lambda would name this source in a `KafkaEvent`: `(eventSource, bootstrapServers)`.
@@ -92,6 +104,7 @@ impl dyn Bus + '_ {
     }
 }
 
+/// A reader of one topic, from [`Bus::group_consumer`] or [`Bus::tail`].
 #[async_trait]
 pub trait Consumer: Send {
     /// Waits for the next record.

@@ -10,6 +10,7 @@ pub fn user_channel(app_id: &str, user_id: &str) -> String {
     format!("caas:user:{app_id}:{user_id}")
 }
 
+/// The prefix every presence channel starts with, so a node can pick out the presence channels it watches.
 pub const PRESENCE_CHANNEL_PREFIX: &str = "caas:presence:";
 
 /// Channel that carries one user's presence changes to whoever watches them.

@@ -23,6 +23,8 @@ fn claimed(result: ClaimResult) -> Claim {
     }
 }
 
+/// Runs the cache conformance checks on `cache`: sequences and claims, memberships, the recent window, presence
+/// and the moderation gate. Panics at the first behaviour that differs.
 pub async fn run(cache: &dyn Cache) {
     sequences_need_a_counter_and_start_after_the_floor(cache).await;
     claims_are_idempotent_and_remember_their_state(cache).await;

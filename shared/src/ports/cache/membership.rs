@@ -10,6 +10,7 @@ pub const MEMBERSHIP_TTL: Duration = Duration::from_secs(3600);
 /// Conversations and their members, cached so a send need not ask the store who may post.
 #[async_trait]
 pub trait MembershipCache: Send + Sync {
+    /// The cached member ids (platform user ids); `None` when the list is not cached (the caller asks the store).
     async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>>;
     /// Whether `user_id` is among the cached members; `None` when the member list is not cached. One
     /// lookup, however large the conversation.

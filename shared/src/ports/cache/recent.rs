@@ -8,6 +8,7 @@ use std::time::Duration;
 /// How many of a conversation's newest messages are kept for reconnecting clients, and for how long
 /// after the last one. Older ones come from the store, where persistence has long caught up.
 pub const RECENT_MESSAGES: usize = 1000;
+/// How long a conversation's window lives after its newest message was remembered.
 pub const RECENT_TTL: Duration = Duration::from_secs(3600);
 
 /// Each conversation's newest accepted messages, by seq.

@@ -28,26 +28,38 @@ impl ClaimState {
     }
 }
 
+/// The message id and seq a send was given, and how far that send got.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
+    /// The message id claimed with the seq; a retried send publishes under this id again.
     pub message_id: String,
+    /// The seq taken from the conversation's counter for this send.
     pub seq: i64,
+    /// Pending, published or failed, as last recorded with [`SequenceCache::set_claim_state`].
     pub state: ClaimState,
     /// False when an earlier send with the same `client_msg_id` made this claim.
     pub is_new: bool,
 }
 
+/// The outcome of [`SequenceCache::claim_message`].
 pub enum ClaimResult {
+    /// The send's claim: a new one, or the earlier one of the same `client_msg_id` (`is_new` false).
     Claimed(Claim),
+    /// The conversation has no counter (the cache lost it): re-seed it with [`SequenceCache::ensure_sequence`] from
+    /// the store's highest seq and claim again.
     CounterMissing,
 }
 
 /// Identifies one send for idempotency: the same key is the same message on every node.
 #[derive(Clone, Copy, Debug)]
 pub struct SendKey<'a> {
+    /// The app of the conversation.
     pub app_id: &'a str,
+    /// The conversation sent to.
     pub conversation_id: &'a str,
+    /// The platform user id of the sender; two senders' `client_msg_id`s never collide.
     pub sender_id: &'a str,
+    /// The sender's idempotency key for the message.
     pub client_msg_id: &'a str,
 }
 
@@ -56,10 +68,13 @@ pub struct SendKey<'a> {
 pub trait SequenceCache: Send + Sync {
     /// Creates the conversation's counter at `floor` unless it exists.
     async fn ensure_sequence(&self, app_id: &str, conversation_id: &str, floor: i64) -> Result<()>;
+    /// The last seq the conversation's counter handed out; `None` when there is no counter.
     async fn current_seq(&self, app_id: &str, conversation_id: &str) -> Result<Option<i64>>;
     /// Atomically returns the earlier claim of `(app, conversation, sender, client_msg_id)`, or takes the
     /// next seq and claims it for `message_id`. `CounterMissing` when the counter is gone (cache lost),
     /// so the caller re-seeds it from the store instead of restarting at 1.
     async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult>;
+    /// Records how far the claimed send got (published, or failed so a retry republishes it), keeping the claim for
+    /// another [`IDEMPOTENCY_TTL`].
     async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()>;
 }

@@ -5,11 +5,15 @@ use super::FanOut;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+/// The receiving end of a node's [`Inbox`](super::Inbox): `(channel, payload)` pairs.
 pub type Received = UnboundedReceiver<(String, String)>;
 
 /// Long enough for a pub/sub round trip on a loaded machine; absence is checked after a real delivery.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Runs the fan-out conformance checks on two nodes of one backend, each with the receiver of its inbox: a
+/// publish reaches only the nodes subscribed to its channel (the publisher included), and unsubscribing stops
+/// delivery. Panics at the first behaviour that differs.
 pub async fn run(node1: &dyn FanOut, inbox1: &mut Received, node2: &dyn FanOut, inbox2: &mut Received) {
     let channel = format!("conformance-{}", uuid::Uuid::new_v4().simple());
     let other = format!("{channel}-other");

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// The in-process broker shared by the nodes of one process; clones are the same broker.
 #[derive(Clone, Default)]
 pub struct MemoryBroker {
     /// channel → node id → that node's inbox.
@@ -15,6 +16,7 @@ pub struct MemoryBroker {
 }
 
 impl MemoryBroker {
+    /// A broker with no subscribers yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -24,6 +26,8 @@ impl MemoryBroker {
     }
 }
 
+/// One node's fan-out on a [`MemoryBroker`]: what it publishes reaches every node of the broker subscribed to the
+/// channel, itself included.
 pub struct MemoryFanOut {
     broker: MemoryBroker,
     node: u64,
@@ -31,6 +35,7 @@ pub struct MemoryFanOut {
 }
 
 impl MemoryFanOut {
+    /// A new node on `broker` whose subscribed payloads arrive on `inbox`.
     pub fn new(broker: MemoryBroker, inbox: Inbox) -> Self {
         let node = broker.next_node.fetch_add(1, Ordering::Relaxed);
         Self { broker, node, inbox }

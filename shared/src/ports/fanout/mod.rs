@@ -17,12 +17,15 @@ use tokio::sync::mpsc;
 /// Where a node receives `(channel, payload)` for the channels it subscribed to.
 pub type Inbox = mpsc::UnboundedSender<(String, String)>;
 
+/// The fan-out port: one node's view of the pub/sub channels that carry live events between nodes (channel
+/// names: [`crate::ports::cache::conversation_channel`] and its siblings).
 #[async_trait]
 pub trait FanOut: Send + Sync {
     /// Sends `payload` to every subscriber of `channel` on every node, the publishing one included.
     async fn publish(&self, channel: &str, payload: &str) -> Result<()>;
     /// Returns once the subscription is in effect: anything published afterwards arrives.
     async fn subscribe(&self, channel: &str) -> Result<()>;
+    /// Stops delivering these channels to this node; channels it is not subscribed to are ignored.
     async fn unsubscribe(&self, channels: &[String]) -> Result<()>;
 }
 

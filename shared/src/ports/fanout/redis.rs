@@ -9,6 +9,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The Redis pub/sub driver of the fan-out port: one node's connections, resubscribing its channels after a
+/// reconnect.
 pub struct RedisFanOut {
     /// Publishing needs an ordinary connection: a pub/sub connection cannot PUBLISH.
     publisher: ConnectionManager,
@@ -18,6 +20,8 @@ pub struct RedisFanOut {
 }
 
 impl RedisFanOut {
+    /// Connects to the Redis at `url` and relays every payload of this node's subscriptions to `inbox` (from a task
+    /// spawned here).
     pub async fn connect(url: &str, inbox: Inbox) -> Result<Self> {
         let client = redis::Client::open(url)?;
         let (sink, stream) = client.get_async_pubsub().await?.split();

@@ -14,6 +14,8 @@ pub const ANALYZER: &str = "caas_chat";
 /// Longer tokens (pasted hashes, base64) are dropped: nobody searches for them and they bloat the index.
 const MAX_TOKEN_BYTES: usize = 64;
 
+/// The analyzer of the message text field ([`ANALYZER`]): chat tokens with over-long ones dropped and accents
+/// folded to ASCII.
 pub fn analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(ChatTokenizer)
         .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
@@ -48,9 +50,12 @@ pub fn is_cjk(c: char) -> bool {
     )
 }
 
+/// Splits text into lowercased words of letters and digits, and CJK runs into overlapping character bigrams (a
+/// lone CJK character stays a unigram).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ChatTokenizer;
 
+/// The tokens [`ChatTokenizer`] made of one text, handed out in order.
 pub struct ChatTokenStream {
     tokens: Vec<Token>,
     next: usize,

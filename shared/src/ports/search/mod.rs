@@ -32,6 +32,7 @@ use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, 
 
 /// Memory the single writer may buffer before it flushes a segment.
 const WRITER_HEAP_BYTES: usize = 64 * 1024 * 1024;
+/// Most hits one page may hold; larger limits are clamped to it.
 pub const MAX_PAGE: usize = 100;
 /// How deep a caller may page; deeper pages cost as much as collecting everything before them.
 pub const MAX_OFFSET: usize = 10_000;
@@ -99,38 +100,58 @@ pub struct ApplyReport {
     pub superseded: usize,
 }
 
+/// How hits are ordered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Sort {
+    /// Best BM25 match first (the default); hits carry their `score`.
     #[default]
     Relevance,
+    /// Newest `created_at` first; hits carry no score.
     Recent,
 }
 
 /// One search, already scoped: `conversation_ids` are the conversations the caller may read.
 #[derive(Clone, Debug, Default)]
 pub struct SearchRequest {
+    /// The caller's app; only its messages can match.
     pub app_id: String,
+    /// The conversations the caller is a member of (from the store, never from the query); empty finds nothing.
     pub conversation_ids: Vec<String>,
+    /// The search box text, in the [`query`] language (words, `"phrases"`, `prefix*`).
     pub text: String,
+    /// Only messages from this sender (a platform user id).
     pub sender_id: Option<String>,
     /// Inclusive bounds on `created_at`, in milliseconds since the epoch.
     pub from: Option<i64>,
+    /// Upper bound on `created_at`, Unix ms, inclusive.
     pub to: Option<i64>,
+    /// Only messages with (`true`) or without (`false`) attachments.
     pub has_attachment: Option<bool>,
+    /// Relevance or recency.
     pub sort: Sort,
+    /// Page size, clamped to 1 to [`MAX_PAGE`].
     pub limit: usize,
+    /// How many hits to skip (the page cursor), capped at [`MAX_OFFSET`].
     pub offset: usize,
 }
 
+/// One matching message, as the search function returns it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SearchHit {
+    /// The message's id.
     pub message_id: String,
+    /// The conversation the message is in.
     pub conversation_id: String,
+    /// The platform user id of the sender.
     pub sender_id: String,
+    /// The message's seq in its conversation, to open it in history.
     pub seq: i64,
+    /// When the message was sent, Unix ms.
     pub created_at: i64,
+    /// When it was last edited, Unix ms; `None` (and left out of the JSON) if never edited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<i64>,
+    /// The message's whole current text.
     pub text: String,
     /// The matching part of the text, HTML-escaped, matches wrapped in `<mark>`…`</mark>`.
     pub highlight: String,
@@ -139,14 +160,18 @@ pub struct SearchHit {
     pub score: Option<f32>,
 }
 
+/// One page of hits, in the requested order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SearchPage {
+    /// The hits of this page; at most the request's `limit`.
     pub hits: Vec<SearchHit>,
     /// The offset of the next page, when there is one.
     #[serde(skip)]
     pub next_offset: Option<usize>,
 }
 
+/// The embedded tantivy message index: one document per message (its newest version), read by many and written
+/// through a single writer opened on the first [`apply`](SearchIndex::apply).
 pub struct SearchIndex {
     index: Index,
     reader: IndexReader,
@@ -189,6 +214,8 @@ impl SearchIndex {
         blocking(move || this.apply_blocking(messages)).await
     }
 
+    /// Runs one scoped search (app, the caller's conversations and the filters, plus the parsed query text);
+    /// `validation_failed` for a query the [`query`] language refuses.
     pub async fn search(self: &Arc<Self>, request: SearchRequest) -> Result<SearchPage> {
         let this = Arc::clone(self);
         blocking(move || this.search_blocking(&request)).await

@@ -11,6 +11,7 @@ pub const MAX_QUERY_CHARS: usize = 256;
 /// More clauses than this is not a chat search; it is a denial of service.
 const MAX_CLAUSES: usize = 16;
 
+/// One piece of a parsed search query; every clause of a query must match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Clause {
     /// Consecutive analyzed terms: one is a term query, more a phrase.
@@ -35,6 +36,8 @@ impl Clause {
     }
 }
 
+/// Parses the search box text into clauses: `validation_failed` when it is longer than [`MAX_QUERY_CHARS`],
+/// holds no searchable word, or has too many pieces.
 pub fn parse(query: &str) -> Result<Vec<Clause>> {
     if query.chars().count() > MAX_QUERY_CHARS {
         return Err(Error::Validation(format!(

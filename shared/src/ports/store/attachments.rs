@@ -8,6 +8,7 @@ use async_trait::async_trait;
 /// erasure.
 #[async_trait]
 pub trait AttachmentStore: Send + Sync {
+    /// Records a new (pending) upload; `Conflict` when the id is taken.
     async fn insert_attachment(&self, attachment: &Attachment) -> Result<()>;
     /// The attachments among `ids` that exist in this app.
     async fn find_attachments(&self, app_id: &str, ids: &[String]) -> Result<Vec<Attachment>>;
@@ -23,6 +24,8 @@ pub trait AttachmentStore: Send + Sync {
     /// Records which message carries each of these messages' attachments (the first link stays);
     /// safe to repeat. Returns how many attachments were newly linked.
     async fn link_attachments(&self, messages: &[Message]) -> Result<usize>;
+    /// Every attachment the user uploaded in this app, ordered by id (for export and erasure).
     async fn attachments_by_uploader(&self, app_id: &str, uploader_id: &str) -> Result<Vec<Attachment>>;
+    /// Deletes these attachment records (the blobs are the caller's to delete); returns how many went.
     async fn delete_attachments(&self, app_id: &str, attachment_ids: &[String]) -> Result<usize>;
 }

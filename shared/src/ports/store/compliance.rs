@@ -17,14 +17,19 @@ pub trait ComplianceStore: Send + Sync {
     async fn append_audit_records(&self, records: &[AuditRecord]) -> Result<()>;
     /// Matching records in chain order, at most `query.limit`.
     async fn list_audit_records(&self, app_id: &str, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
+    /// Stores a newly placed hold.
     async fn insert_hold(&self, hold: &LegalHold) -> Result<()>;
     /// Releases an active hold; `NotFound` for an unknown or already released one.
     async fn release_hold(&self, app_id: &str, hold_id: &str, released_at: i64) -> Result<LegalHold>;
+    /// The app's unreleased holds, oldest first.
     async fn active_holds(&self, app_id: &str) -> Result<Vec<LegalHold>>;
     /// Stores the restriction, replacing one with the same id.
     async fn put_restriction(&self, restriction: &Restriction) -> Result<()>;
     /// Removes a restriction and returns it; `None` when there was none.
     async fn remove_restriction(&self, app_id: &str, restriction_id: &str) -> Result<Option<Restriction>>;
+    /// Every restriction of the app, expired ones included (until removed), ordered by id.
     async fn list_restrictions(&self, app_id: &str) -> Result<Vec<Restriction>>;
+    /// The restriction with this id (see [`Restriction::id_for`]); `None` when there is none, whether or not it is
+    /// still in force.
     async fn find_restriction(&self, app_id: &str, restriction_id: &str) -> Result<Option<Restriction>>;
 }

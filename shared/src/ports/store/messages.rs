@@ -16,6 +16,8 @@ pub trait MessageStore: Send + Sync {
     /// `version` is already stored; a revision that arrives before its message stores it whole. Returns
     /// how many were applied.
     async fn apply_message_revisions(&self, revisions: &[Message]) -> Result<usize>;
+    /// The stored message (its latest persisted state); `None` when it is not stored in this conversation of this
+    /// app (it may still be too new: see the recent window).
     async fn find_message(&self, app_id: &str, conversation_id: &str, message_id: &str) -> Result<Option<Message>>;
     /// Direct replies per parent among `parent_ids`.
     async fn reply_counts(

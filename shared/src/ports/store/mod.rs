@@ -35,6 +35,7 @@ use std::collections::HashMap;
 /// Result of an idempotent bulk insert.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InsertOutcome {
+    /// Records that were newly written.
     pub inserted: usize,
     /// Records that were already stored (a redelivery); not an error.
     pub duplicates: usize,
@@ -47,6 +48,7 @@ pub struct SeqRange {
     pub after_seq: Option<i64>,
     /// Only messages with `seq < before_seq`; without `after_seq` the page ends right before it.
     pub before_seq: Option<i64>,
+    /// Most messages in the page.
     pub limit: usize,
 }
 
@@ -56,6 +58,7 @@ impl SeqRange {
         self.after_seq.is_some()
     }
 
+    /// Whether `seq` lies inside the bounds that are set (both exclusive).
     pub fn contains(&self, seq: i64) -> bool {
         self.after_seq.is_none_or(|after| seq > after) && self.before_seq.is_none_or(|before| seq < before)
     }
@@ -70,11 +73,14 @@ impl<T: AppStore + UserStore + ConversationStore + MessageStore + ComplianceStor
 /// What retention must keep: conversations and senders under legal hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetentionExceptions {
+    /// Conversations under a conversation hold: none of their messages is purged.
     pub conversation_ids: Vec<String>,
+    /// Users under a user hold: none of the messages they sent is purged, in any conversation.
     pub sender_ids: Vec<String>,
 }
 
 impl RetentionExceptions {
+    /// The exceptions of the app's active holds.
     pub fn from_holds(holds: &[LegalHold]) -> Self {
         let mut except = Self::default();
         for hold in holds {
@@ -86,6 +92,7 @@ impl RetentionExceptions {
         except
     }
 
+    /// Whether retention must keep `message`: it is in a held conversation or was sent by a held user.
     pub fn keeps(&self, message: &Message) -> bool {
         self.conversation_ids.contains(&message.conversation_id) || self.sender_ids.contains(&message.sender_id)
     }

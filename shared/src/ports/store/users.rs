@@ -13,6 +13,7 @@ pub trait UserStore: Send + Sync {
     async fn find_users(&self, app_id: &str, ids: &[String]) -> Result<Vec<User>>;
     /// Records a new session.
     async fn insert_session(&self, session: &Session) -> Result<()>;
+    /// The session; `None` when it was never recorded in this app. Revoked and expired sessions are returned too.
     async fn find_session(&self, app_id: &str, session_id: &str) -> Result<Option<Session>>;
     /// Moves an unrevoked session's expiry (a refresh); `None` when it is missing or revoked, so a
     /// refresh racing a logout cannot bring the session back.

@@ -32,12 +32,15 @@ struct Entries {
     rates: HashMap<String, (u32, Instant)>,
 }
 
+/// The in-memory reference driver of the cache port (`memory://`): private to this process, with the same
+/// expiries as Redis.
 #[derive(Default)]
 pub struct MemoryCache {
     entries: Mutex<Entries>,
 }
 
 impl MemoryCache {
+    /// An empty cache.
     pub fn new() -> Self {
         Self::default()
     }

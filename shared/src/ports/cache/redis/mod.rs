@@ -16,6 +16,8 @@ fn conversation_tag(app_id: &str, conversation_id: &str) -> String {
     format!("caas:{{{app_id}:{conversation_id}}}")
 }
 
+/// The Redis driver of the cache port (`redis://…`, `rediss://…`); cheap to clone, all clones share one
+/// reconnecting connection.
 #[derive(Clone)]
 pub struct RedisCache {
     connection: ConnectionManager,
@@ -25,6 +27,7 @@ pub struct RedisCache {
 }
 
 impl RedisCache {
+    /// Connects to the Redis at `url` (failing with a `Cache` error when it is unreachable).
     pub async fn connect(url: &str) -> Result<Self> {
         let client = redis::Client::open(url)?;
         let connection = ConnectionManager::new(client).await?;

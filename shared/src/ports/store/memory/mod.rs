@@ -208,6 +208,8 @@ impl<T> Change<T> {
     }
 }
 
+/// The in-memory reference driver of the store port (`memory://`, or `file:///dir` with a JSON snapshot):
+/// behaves like [`MongoStore`](crate::ports::store::MongoStore) for the conformance suite.
 #[derive(Default)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
@@ -216,6 +218,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store that keeps everything in memory only (`memory://`); its contents are lost on exit.
     pub fn new() -> Self {
         Self::default()
     }

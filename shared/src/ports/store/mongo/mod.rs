@@ -20,6 +20,8 @@ use std::time::Duration;
 
 const DUPLICATE_KEY: i32 = 11000;
 
+/// The MongoDB driver of the store port (`mongodb://…`): a collection per kind of record (`apps`, `users`,
+/// `messages`, …), every query filtered by `app_id`; a model's `id` is stored as `_id`.
 pub struct MongoStore {
     db: Database,
 }
@@ -44,6 +46,8 @@ fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
 }
 
 impl MongoStore {
+    /// Connects to `url` and uses `database`, creating the indexes the port relies on (the unique ones make inserts
+    /// idempotent).
     pub async fn connect(url: &str, database: &str) -> Result<Self> {
         let mut options = ClientOptions::parse(url).await?;
         // The MongoDB-protocol test server drops connections idle for 300 s; recycle them earlier.
@@ -57,6 +61,7 @@ impl MongoStore {
         Ok(store)
     }
 
+    /// The underlying database, for tests that inspect the stored documents directly.
     pub fn database(&self) -> &Database {
         &self.db
     }
