@@ -12,6 +12,12 @@ start_stack_session test
 # The end-to-end tests run the workspace's binaries; build them once, up front.
 cargo build --workspace --bins
 export CAAS_E2E_BINARIES_BUILT=1
+# The release artifacts `sam build` deploys, built the same way (cargo-lambda, linked with zig): every
+# `Binary` of template.yaml. The lambda_artifacts test invokes each one.
+mapfile -t functions < <(sed -n 's/^ *Binary: *//p' template.yaml)
+PATH="${CAAS_TOOLS_DIR:-$HOME/.cache/caas/tools}/venv/bin:$PATH" \
+  cargo lambda build --release "${functions[@]/#/--bin=}"
+export CAAS_LAMBDA_ARTIFACTS_BUILT=1
 results="$stack_dir/cargo-test.log"
 set +e
 cargo test --workspace "$@" 2>&1 | tee "$results"
