@@ -33,7 +33,7 @@ impl Default for BatchPolicy {
 
 impl BatchPolicy {
     /// The defaults, skipping what `config` says to skip.
-    pub fn from_config(config: &caas_shared::runtime::config::Config) -> Self {
+    pub fn from_config(config: &caas_shared::config::Config) -> Self {
         Self {
             skip_before_ms: config.bridge_skip_before_ms,
             ..Self::default()

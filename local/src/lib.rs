@@ -4,12 +4,12 @@
 
 pub mod bridge;
 
+use caas_shared::config::Config;
 use caas_shared::ports::blob::{self, local::LocalBlobs, Blobs};
 use caas_shared::ports::bus::Bus;
 use caas_shared::ports::cache::Cache;
 use caas_shared::ports::search::SearchIndex;
 use caas_shared::ports::store::Store;
-use caas_shared::runtime::config::Config;
 use caas_shared::runtime::kafka_function::KafkaFunction;
 use caas_shared::Result;
 use caas_shared::{ports::bus, ports::cache, ports::store};

@@ -8,11 +8,15 @@
 //!   in-memory reference driver chosen by URL;
 //! - [`services`]: the use cases (conversations, messages, sessions, moderation, history) written
 //!   against the ports;
-//! - [`runtime`]: what an entry point needs to run them (configuration, telemetry, HTTP plumbing, the
-//!   Kafka-function runner, shutdown).
+//! - [`runtime`]: what an entry point needs to run them (telemetry, HTTP plumbing, the Kafka-function
+//!   runner, shutdown).
+//!
+//! Beside the layers, [`error`] (the one error type) and [`config`] (the `CAAS_*` environment) are used by
+//! all of them.
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod domain;
 pub mod error;
 pub mod ports;

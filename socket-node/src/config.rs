@@ -27,7 +27,7 @@ impl NodeSettings {
         Self::from_lookup(|key| std::env::var(key).ok())
     }
 
-    /// Reads the settings through `lookup` (as [`caas_shared::runtime::config::Config::from_lookup`]).
+    /// Reads the settings through `lookup` (as [`caas_shared::config::Config::from_lookup`]).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let get = |key: &str| lookup(key).filter(|v| !v.is_empty());
         let number = |key: &str, default: usize| -> Result<usize> {

@@ -1,7 +1,7 @@
 //! Socket node entry point: wires config, drivers and the listener; stops on SIGTERM or Ctrl-C.
 
+use caas_shared::config::Config;
 use caas_shared::domain::events::topics;
-use caas_shared::runtime::config::Config;
 use caas_shared::{ports::bus, ports::cache, ports::store};
 use socket_node::config::NodeSettings;
 use socket_node::{server::Listener, Node};

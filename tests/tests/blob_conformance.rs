@@ -2,8 +2,8 @@
 //! directory driver runs the same suite in `caas-shared`'s unit tests).
 
 use caas_e2e::Stack;
+use caas_shared::config::Config;
 use caas_shared::ports::blob::{conformance, s3::S3Blobs};
-use caas_shared::runtime::config::Config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_blobs_pass_the_conformance_suite() {

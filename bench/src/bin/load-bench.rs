@@ -8,7 +8,7 @@
 
 use caas_bench::error::{BenchError, Result};
 use caas_bench::load::{self, idle, servers::Programs, Environment, Plan};
-use caas_shared::runtime::config::Config;
+use caas_shared::config::Config;
 use std::path::PathBuf;
 
 /// Connections one process may hold: the open-files limit, less room for the process's own files.

@@ -10,10 +10,10 @@ pub mod persist;
 pub mod report;
 pub mod servers;
 
+use caas_shared::config::Config;
 use caas_shared::domain::model::{App, AppSettings};
 use caas_shared::ports::bus::Bus;
 use caas_shared::ports::store::Store;
-use caas_shared::runtime::config::Config;
 use caas_shared::services::auth::TokenSigner;
 use client::Flavor;
 use std::sync::Arc;

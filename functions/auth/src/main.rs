@@ -1,6 +1,6 @@
 //! Lambda entry point of the auth function: wires config, the store, the bus (audit trail) and the router.
 
-use caas_shared::runtime::config::Config;
+use caas_shared::config::Config;
 use caas_shared::{ports::bus, ports::store};
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Lambda entry point of the compliance function: wires config, the store, cache, bus and blob store,
 //! and the router.
 
-use caas_shared::runtime::config::Config;
+use caas_shared::config::Config;
 use caas_shared::{ports::blob, ports::bus, ports::cache, ports::store};
 use compliance::ComplianceApi;
 use std::sync::Arc;

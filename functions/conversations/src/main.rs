@@ -1,6 +1,6 @@
 //! Lambda entry point of the conversations function: wires config, the store, cache and bus, and the router.
 
-use caas_shared::runtime::config::Config;
+use caas_shared::config::Config;
 use caas_shared::{ports::bus, ports::cache, ports::store};
 use std::sync::Arc;
 

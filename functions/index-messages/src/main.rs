@@ -1,8 +1,8 @@
 //! Lambda entry point of index-messages: wires config, the index directory and the handler.
 //! The template gives it a reserved concurrency of 1: the index has a single writer.
 
+use caas_shared::config::Config;
 use caas_shared::ports::search::SearchIndex;
-use caas_shared::runtime::config::Config;
 use caas_shared::runtime::kafka_function::run_kafka_function;
 use index_messages::IndexMessages;
 

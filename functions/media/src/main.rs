@@ -1,6 +1,6 @@
 //! Lambda entry point of the media function: wires config, the store, the blob store and the router.
 
-use caas_shared::runtime::config::Config;
+use caas_shared::config::Config;
 use caas_shared::{ports::blob, ports::store};
 use std::sync::Arc;
 

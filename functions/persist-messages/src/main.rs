@@ -1,6 +1,6 @@
 //! Lambda entry point of persist-messages: wires config, the store, the bus and the handler.
 
-use caas_shared::runtime::config::Config;
+use caas_shared::config::Config;
 use caas_shared::runtime::kafka_function::run_kafka_function;
 use caas_shared::{ports::bus, ports::store};
 use persist_messages::PersistMessages;

@@ -1,8 +1,8 @@
 //! Lambda entry point of the search function: wires config, the store, the index directory and the router.
 
+use caas_shared::config::Config;
 use caas_shared::ports::search::SearchIndex;
 use caas_shared::ports::store;
-use caas_shared::runtime::config::Config;
 use std::sync::Arc;
 
 #[tokio::main]

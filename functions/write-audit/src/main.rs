@@ -1,7 +1,7 @@
 //! Lambda entry point of write-audit: wires config, the store and the handler.
 
+use caas_shared::config::Config;
 use caas_shared::ports::store;
-use caas_shared::runtime::config::Config;
 use caas_shared::runtime::kafka_function::run_kafka_function;
 use write_audit::WriteAudit;
 

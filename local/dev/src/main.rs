@@ -7,7 +7,7 @@
 //! a restart keeps apps, users, conversations, messages and issued tokens.
 
 use caas_local::{Platform, StopSignal};
-use caas_shared::runtime::config::Config;
+use caas_shared::config::Config;
 use socket_node::config::NodeSettings;
 use socket_node::{server::Listener, Node};
 use std::collections::HashMap;

@@ -2,8 +2,8 @@
 //! `CAAS_BUS_URL`, `CAAS_STORE_URL` and `CAAS_SEARCH_DIR`.
 
 use caas_local::Platform;
+use caas_shared::config::Config;
 use caas_shared::domain::events::topics;
-use caas_shared::runtime::config::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

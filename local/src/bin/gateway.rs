@@ -2,8 +2,8 @@
 //! (`CAAS_GATEWAY_BIND`, default `127.0.0.1:3000`).
 
 use caas_local::Platform;
+use caas_shared::config::Config;
 use caas_shared::domain::events::topics;
-use caas_shared::runtime::config::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -8,3 +8,4 @@ pub mod events;
 pub mod model;
 pub mod moderation;
 pub mod protocol;
+pub mod secrets;

@@ -159,7 +159,7 @@ pub struct Subscribe {
     /// The conversation to receive live events of; the caller must be a member.
     pub conversation_id: String,
     /// The highest seq the client holds; when given, the reply replays what came after it (up to
-    /// [`REPLAY_PAGE`](crate::services::history::REPLAY_PAGE) messages, `has_more` telling whether to ask again).
+    /// `REPLAY_PAGE` messages, `has_more` telling whether to ask again).
     /// `None` subscribes without a replay.
     #[serde(default)]
     pub since_seq: Option<i64>,
@@ -182,7 +182,7 @@ pub struct ConversationRef {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListConversations {
-    /// Most conversations to return, 1 to [`MAX_LIST`](crate::services::conversations::MAX_LIST); 50 when absent.
+    /// Most conversations to return, 1 to `MAX_LIST`; 50 when absent.
     #[serde(default)]
     pub limit: Option<usize>,
 }
@@ -239,7 +239,7 @@ pub struct MarkRead {
     pub seq: i64,
 }
 
-/// `conversation.history`: a page of messages; see [`crate::ports::store::SeqRange`].
+/// `conversation.history`: a page of messages; see `SeqRange` in the store port.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct History {
@@ -251,7 +251,7 @@ pub struct History {
     /// Only messages with a higher seq (the page starts right after it); for reading forward.
     #[serde(default)]
     pub after_seq: Option<i64>,
-    /// Page size, 1 to [`MAX_HISTORY_PAGE`](crate::services::history::MAX_HISTORY_PAGE); 50 when absent.
+    /// Page size, 1 to `MAX_HISTORY_PAGE`; 50 when absent.
     #[serde(default)]
     pub limit: Option<usize>,
 }
@@ -307,7 +307,7 @@ pub struct Replies {
     pub conversation_id: String,
     /// The id of the parent message.
     pub message_id: String,
-    /// Most replies to return, 1 to [`MAX_HISTORY_PAGE`](crate::services::history::MAX_HISTORY_PAGE); 50 when absent.
+    /// Most replies to return, 1 to `MAX_HISTORY_PAGE`; 50 when absent.
     #[serde(default)]
     pub limit: Option<usize>,
 }

@@ -105,7 +105,7 @@ pub fn require_operator(expected: Option<&str>, headers: &HeaderMap) -> Result<(
     let expected =
         expected.ok_or_else(|| Error::Forbidden("admin API is disabled: CAAS_ADMIN_TOKEN is not set".into()))?;
     match bearer_token(headers) {
-        Some(presented) if crate::services::auth::constant_time_eq(presented, expected) => Ok(()),
+        Some(presented) if crate::domain::secrets::constant_time_eq(presented, expected) => Ok(()),
         Some(_) => Err(Error::Unauthorized("invalid operator token".into())),
         None => Err(Error::Unauthorized(
             "missing Authorization: Bearer <operator token>".into(),

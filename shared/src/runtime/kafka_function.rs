@@ -13,7 +13,7 @@ pub use async_trait::async_trait;
 #[async_trait]
 pub trait KafkaFunction: Send + Sync {
     /// The function's name; locally also its consumer group (see
-    /// [`Config::consumer_group`](crate::runtime::config::Config::consumer_group)).
+    /// [`Config::consumer_group`](crate::config::Config::consumer_group)).
     const NAME: &'static str;
     /// The topic it consumes.
     const TOPIC: &'static str;

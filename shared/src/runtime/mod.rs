@@ -1,7 +1,6 @@
-//! What an entry point needs around the use cases: configuration, telemetry, the HTTP plumbing shared by
+//! What an entry point needs around the use cases: telemetry, the HTTP plumbing shared by
 //! every HTTP function, Kafka-event decoding, and the shutdown signal.
 
-pub mod config;
 pub mod http;
 pub mod kafka_function;
 pub mod lambda;

@@ -1,9 +1,9 @@
 //! SDK tokens (HS256 JWTs verified for signature, expiry, issuer and audience) and app secrets
 //! (argon2id hashes; the plain secret is shown once and never stored or logged).
 
+use crate::config::Config;
 use crate::domain::model::Session;
 use crate::ports::store::Store;
-use crate::runtime::config::Config;
 use crate::{Error, Result};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -185,11 +185,6 @@ pub fn verify_secret(secret: &str, stored_hash: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Compares operator tokens without leaking the matching prefix length through timing.
-pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +275,5 @@ mod tests {
         assert!(verify_secret(&secret, &hash));
         assert!(!verify_secret("wrong", &hash));
         assert!(!verify_secret(&secret, "not-a-hash"));
-        assert!(constant_time_eq("abc", "abc") && !constant_time_eq("abc", "abd") && !constant_time_eq("a", "ab"));
     }
 }

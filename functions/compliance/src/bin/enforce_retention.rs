@@ -1,8 +1,8 @@
 //! Lambda entry point of the scheduled retention run: an EventBridge Schedule invokes it (the event's
 //! content is not needed); it applies every app's retention policy.
 
+use caas_shared::config::Config;
 use caas_shared::domain::correlation::CorrelationId;
-use caas_shared::runtime::config::Config;
 use caas_shared::{ports::blob, ports::bus, ports::store};
 use compliance::retention::Retention;
 use lambda_runtime::{service_fn, LambdaEvent};

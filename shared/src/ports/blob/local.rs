@@ -45,7 +45,7 @@ impl LocalBlobs {
     }
 
     /// The driver when `CAAS_BLOB_URL` is `file:///dir`; `None` for any other URL.
-    pub fn from_config(config: &crate::runtime::config::Config) -> Result<Option<Self>> {
+    pub fn from_config(config: &crate::config::Config) -> Result<Option<Self>> {
         config
             .blob_url
             .strip_prefix("file://")
@@ -100,7 +100,7 @@ impl LocalBlobs {
         let mut signed = vec![("method", method), ("key", key), ("expires", field("expires"))];
         signed.extend(bound.iter().map(|name| (*name, field(name))));
         let expected = self.signature(&signed);
-        if !crate::services::auth::constant_time_eq(&expected, field("signature")) {
+        if !crate::domain::secrets::constant_time_eq(&expected, field("signature")) {
             return Err(denied("is not signed for this request"));
         }
         if field("expires")

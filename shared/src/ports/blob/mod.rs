@@ -11,7 +11,7 @@ pub mod local;
 #[cfg(feature = "s3")]
 pub mod s3;
 
-use crate::runtime::config::Config;
+use crate::config::Config;
 use crate::{Error, Result};
 use async_trait::async_trait;
 use serde::Serialize;

@@ -4,7 +4,7 @@
 //! the function's role.
 
 use super::{check_key, Blobs, ObjectInfo, PresignedRequest};
-use crate::runtime::config::Config;
+use crate::config::Config;
 use crate::{Error, Result};
 use async_trait::async_trait;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};

@@ -1,0 +1,31 @@
+//! Domain models. Ids are strings; timestamps are Unix milliseconds. Every document written because of
+//! a request carries that request's `correlation_id`.
+
+mod apps;
+mod compliance;
+mod conversations;
+mod messages;
+mod users;
+
+pub use apps::*;
+pub use compliance::*;
+pub use conversations::*;
+pub use messages::*;
+pub use users::*;
+
+/// Limits on user-supplied content, enforced before anything is sequenced or published.
+pub mod limits {
+    /// Longest message text, in bytes (16 KiB); longer sends and edits are refused with `validation_failed`.
+    pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+    /// Any client-supplied id (conversation, message, user, `client_msg_id`, …).
+    pub const MAX_ID_BYTES: usize = 128;
+    /// Most members a group may have, the owner included.
+    pub const MAX_GROUP_MEMBERS: usize = 1_000;
+    /// Longest conversation name, in characters; the auth function also caps app and display names at this many
+    /// bytes.
+    pub const MAX_NAME_CHARS: usize = 200;
+    /// Longest external user id an app's backend may give, in bytes.
+    pub const MAX_EXTERNAL_ID_BYTES: usize = 256;
+    /// Longest reaction emoji, in bytes.
+    pub const MAX_EMOJI_BYTES: usize = 32;
+}
