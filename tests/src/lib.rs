@@ -23,7 +23,8 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -79,6 +80,17 @@ impl Stack {
             env,
             owned_dir: Some(dir),
         }
+    }
+
+    /// Creates the platform's topics (deployed, they exist before any function runs; a test that runs a
+    /// function without the platform's binaries, which would create them, needs this first).
+    pub async fn ensure_topics(&self) {
+        caas_shared::ports::bus::connect(self.get("CAAS_BUS_URL"))
+            .await
+            .expect("connecting to the bus")
+            .ensure_topics(&caas_shared::domain::events::topics::ALL)
+            .await
+            .expect("creating the topics");
     }
 
     pub fn get(&self, key: &str) -> &str {
@@ -564,4 +576,28 @@ pub fn ok(reply: &Value) -> Value {
 pub fn refused(reply: &Value, code: &str) {
     assert_eq!(reply["ok"], false, "{reply}");
     assert_eq!(reply["error"]["code"], code, "{reply}");
+}
+
+/// PATH with the tools `local/stack.sh install` puts in `$CAAS_TOOLS_DIR/venv/bin` (cargo-lambda, and zig
+/// from its wheel) in front.
+pub fn cargo_lambda_path() -> String {
+    let tools = std::env::var("CAAS_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/caas/tools"));
+    let dir = tools.join("venv/bin");
+    assert!(
+        dir.join("cargo-lambda").exists(),
+        "cargo-lambda missing: run `bash local/stack.sh install`"
+    );
+    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// A child process that is killed (and reaped) when the test lets go of it, pass or fail.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

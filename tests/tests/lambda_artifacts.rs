@@ -7,16 +7,15 @@
 //! `local/test.sh` builds the artifacts first and sets `CAAS_LAMBDA_ARTIFACTS_BUILT=1`; otherwise this
 //! test builds them.
 
-use caas_e2e::{workspace_root, Stack};
+use caas_e2e::{cargo_lambda_path, free_port, workspace_root, KillOnDrop, Stack};
 use caas_shared::domain::audit::{Actor, AuditEvent, Target};
-use caas_shared::domain::events::topics;
 use caas_shared::runtime::lambda::sample_event;
 use mongodb::bson::{doc, Document};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `Binary` of every function in `template.yaml`: what `sam build` builds and deploys.
@@ -33,27 +32,6 @@ fn templated_functions() -> Vec<String> {
 
 const ADMIN_TOKEN: &str = "artifact-admin-token";
 const JWT_SECRET: &str = "artifact-smoke-test-secret-0123456789abcdef";
-
-fn tools_bin() -> PathBuf {
-    let tools = std::env::var("CAAS_TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/caas/tools"));
-    let dir = tools.join("venv/bin");
-    assert!(
-        dir.join("cargo-lambda").exists(),
-        "cargo-lambda missing: run `bash local/stack.sh install`"
-    );
-    dir
-}
-
-/// PATH with cargo-lambda and zig (from the cargo-lambda wheel) in front.
-fn tools_path() -> String {
-    format!(
-        "{}:{}",
-        tools_bin().display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
 
 /// `<target>/lambda`, where `cargo lambda build` puts `<binary>/bootstrap`.
 fn artifacts_dir() -> PathBuf {
@@ -73,25 +51,11 @@ fn build_artifacts() {
     for function in templated_functions() {
         build.args(["--bin", &function]);
     }
-    let status = build.env("PATH", tools_path()).status().expect("cargo lambda build");
+    let status = build
+        .env("PATH", cargo_lambda_path())
+        .status()
+        .expect("cargo lambda build");
     assert!(status.success(), "cargo lambda build --release failed");
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An API Gateway HTTP API (payload format 2.0) request, as Lambda hands it to an HTTP function.
@@ -231,13 +195,7 @@ impl Harness {
 async fn every_release_artifact_answers_its_event() {
     build_artifacts();
     let stack = Stack::obtain();
-    // Deployed, the topics exist before any function runs; here the platform's binaries would create them.
-    caas_shared::ports::bus::connect(stack.get("CAAS_BUS_URL"))
-        .await
-        .unwrap()
-        .ensure_topics(&topics::ALL)
-        .await
-        .unwrap();
+    stack.ensure_topics().await;
     let database = format!("e2e_artifacts_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let log_dir = workspace_root().join("target/e2e-logs").join(&database);
     std::fs::create_dir_all(&log_dir).unwrap();
@@ -248,7 +206,7 @@ async fn every_release_artifact_answers_its_event() {
             .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P"])
             .arg(emulator_port.to_string())
             .current_dir(workspace_root())
-            .env("PATH", tools_path())
+            .env("PATH", cargo_lambda_path())
             .stdin(Stdio::null())
             .stdout(emulator_log.try_clone().unwrap())
             .stderr(emulator_log)

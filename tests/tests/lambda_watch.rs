@@ -1,48 +1,19 @@
 //! `cargo lambda watch` serves the functions as Lambda would: the auth function answers through its
 //! function URL, and persist-messages accepts the sample KafkaEvent kept in local/events/.
 
-use caas_e2e::{workspace_root, Stack};
+use caas_e2e::{cargo_lambda_path, free_port, workspace_root, KillOnDrop, Stack};
 use mongodb::bson::doc;
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn cargo_lambda_dir() -> PathBuf {
-    let tools = std::env::var("CAAS_TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/caas/tools"));
-    let dir = tools.join("venv/bin");
-    assert!(
-        dir.join("cargo-lambda").exists(),
-        "cargo-lambda missing: run `bash local/stack.sh install`"
-    );
-    dir
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cargo_lambda_watch_serves_the_functions() {
     let stack = Stack::obtain();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    stack.ensure_topics().await;
+    let port = free_port();
     let database = format!("e2e_watch_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let path = format!(
-        "{}:{}",
-        cargo_lambda_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = cargo_lambda_path();
     let log_dir = workspace_root().join("target/e2e-logs").join(&database);
     std::fs::create_dir_all(&log_dir).unwrap();
     let log = std::fs::File::create(log_dir.join("watch.log")).unwrap();
