@@ -17,10 +17,6 @@ impl Shutdown {
         }
     }
 
-    pub fn is_shutdown(&self) -> bool {
-        self.is_shutdown
-    }
-
     /// Resolves once the node shuts down (the signal was sent, or its sender is gone).
     pub async fn recv(&mut self) {
         if self.is_shutdown {
