@@ -11,9 +11,20 @@ pub struct NodeSettings {
     pub node_id: String,
     /// Connections beyond this wait for a free slot (`CAAS_SOCKET_MAX_CONNECTIONS`, default 100000).
     pub max_connections: usize,
-    /// Frames queued for one client before it counts as too slow and is disconnected
-    /// (`CAAS_SOCKET_SEND_QUEUE`, default 1024). The client then reconnects and resumes by `since_seq`.
-    pub send_queue: usize,
+    /// Bytes of frames (replies and events) queued for one client before it counts as too slow and is
+    /// disconnected (`CAAS_SOCKET_SEND_QUEUE_BYTES`, default 1 MiB). The client then reconnects and
+    /// resumes by `since_seq`. A node holds at most about this much per connection.
+    pub send_queue_bytes: usize,
+    /// Connections one user of one app may hold on this node (`CAAS_SOCKET_MAX_CONNECTIONS_PER_USER`,
+    /// default 16); one more is refused with `too_many_connections`.
+    pub max_connections_per_user: usize,
+    /// Connections from one IP address still in their handshake (`CAAS_SOCKET_MAX_HANDSHAKES_PER_IP`,
+    /// default 64); more are closed at once. Counts only the unauthenticated phase, so a load balancer's
+    /// address is not capped once its clients are in.
+    pub max_handshakes_per_ip: usize,
+    /// Time from TCP accept to an authenticated connection (`CAAS_SOCKET_HANDSHAKE_TIMEOUT_MS`, default
+    /// 10000); a connection that has not finished the upgrade and authentication by then is closed.
+    pub handshake_timeout: Duration,
     /// Largest accepted client frame in bytes (`CAAS_SOCKET_MAX_FRAME_BYTES`, default 65536).
     pub max_frame_bytes: usize,
     /// Time a client has to send its `auth` frame when the handshake carried no token.
@@ -39,7 +50,10 @@ impl NodeSettings {
             bind: get("CAAS_SOCKET_BIND").unwrap_or_else(|| "0.0.0.0:3002".into()),
             node_id: get("CAAS_NODE_ID").unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
             max_connections: number("CAAS_SOCKET_MAX_CONNECTIONS", 100_000)?,
-            send_queue: number("CAAS_SOCKET_SEND_QUEUE", 1024)?,
+            send_queue_bytes: number("CAAS_SOCKET_SEND_QUEUE_BYTES", 1024 * 1024)?,
+            max_connections_per_user: number("CAAS_SOCKET_MAX_CONNECTIONS_PER_USER", 16)?,
+            max_handshakes_per_ip: number("CAAS_SOCKET_MAX_HANDSHAKES_PER_IP", 64)?,
+            handshake_timeout: Duration::from_millis(number("CAAS_SOCKET_HANDSHAKE_TIMEOUT_MS", 10_000)? as u64),
             max_frame_bytes: number("CAAS_SOCKET_MAX_FRAME_BYTES", 64 * 1024)?,
             auth_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),

@@ -22,6 +22,9 @@ pub async fn answer(node: &Node, session: &Session, text: &str) -> String {
         None => session.correlation_id.clone(),
     };
     let result = async {
+        if frame.kind == "auth" {
+            return renew(node, session, &frame).await;
+        }
         let event = ClientEvent::from_frame(&frame)?;
         dispatch(node, session, event, &correlation_id).await
     }
@@ -38,6 +41,20 @@ pub async fn answer(node: &Node, session: &Session, text: &str) -> String {
     }
 }
 
+/// An `auth` frame on a live connection: a fresh token for the same session moves the connection's
+/// expiry, so a client refreshes (HTTP `/auth/refresh`) and hands the new token over without reconnecting.
+async fn renew(node: &Node, session: &Session, frame: &ClientFrame) -> Result<Value> {
+    let token = frame
+        .token
+        .clone()
+        .or_else(|| frame.data.get("token").and_then(Value::as_str).map(str::to_owned))
+        .ok_or_else(|| Error::Validation("an auth frame carries a token".into()))?;
+    let claims = node.signer.verify(&token)?;
+    caas_shared::services::auth::require_live_session(node.store.as_ref(), &claims).await?;
+    let expires_at = session.renew(&claims)?;
+    Ok(json!({"authenticated": true, "expires_at": expires_at}))
+}
+
 /// Runs one request; `correlation_id` is the frame's own or the connection's.
 pub async fn dispatch(
     node: &Node,
@@ -48,7 +65,9 @@ pub async fn dispatch(
     let caller = session.caller(correlation_id.as_str());
     match event {
         ClientEvent::Ping(_) => Ok(json!({"pong": now_ms()})),
-        ClientEvent::Auth(_) => Err(Error::Validation("this connection is already authenticated".into())),
+        ClientEvent::Auth(_) => Err(Error::Validation(
+            "auth renews a connection only as a frame of its own".into(),
+        )),
         ClientEvent::CreateConversation(request) => conversations::create(node, caller, request).await,
         ClientEvent::ListConversations(request) => conversations::list(node, caller, request.unwrap_or_default()).await,
         ClientEvent::Members(request) => conversations::members(node, caller, request).await,

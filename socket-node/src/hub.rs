@@ -4,6 +4,7 @@
 //! mode) only while at least one of its connections wants it, so a message is published once and reaches only nodes with an interested
 //! client. Payloads are serialised once and shared by every recipient.
 
+use crate::outbox::Outbox;
 use caas_shared::ports::fanout::{FanOut, MemoryBroker, MemoryFanOut, RedisFanOut};
 use caas_shared::Result;
 use std::collections::{HashMap, HashSet};
@@ -22,9 +23,9 @@ pub struct Outlet {
     /// The session of the token the connection authenticated with, so ending one session closes only
     /// its connections.
     pub session_id: String,
-    pub frames: mpsc::Sender<Utf8Bytes>,
-    /// Signalled when the client's queue is full: the connection closes instead of silently dropping.
-    pub overflow: Arc<Notify>,
+    /// The connection's byte-bounded queue; a delivery that does not fit closes the connection instead
+    /// of being silently dropped.
+    pub outbox: Arc<Outbox>,
     /// Signalled after a `session.revoked` frame was queued: the connection closes once the frame is
     /// written.
     pub revoked: Arc<Notify>,
@@ -175,10 +176,8 @@ impl Hub {
         let mut delivered = 0;
         for id in subscribers {
             let Some(outlet) = routes.outlets.get(id) else { continue };
-            match outlet.frames.try_send(payload.clone()) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => outlet.overflow.notify_one(),
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            if outlet.outbox.push(payload.clone()).is_ok() {
+                delivered += 1;
             }
         }
         delivered
@@ -198,11 +197,21 @@ impl Hub {
                 continue;
             }
             // Queued if there is room; the connection closes either way.
-            let _ = outlet.frames.try_send(frame.clone());
+            let _ = outlet.outbox.push(frame.clone());
             outlet.revoked.notify_one();
             ended += 1;
         }
         ended
+    }
+
+    /// The channels `connection` is routed that start with `prefix`.
+    pub fn channels_of(&self, connection: ConnectionId, prefix: &str) -> HashSet<String> {
+        let routes = self.routes.lock().expect("routes lock");
+        routes
+            .channels_of
+            .get(&connection)
+            .map(|channels| channels.iter().filter(|c| c.starts_with(prefix)).cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn connection_count(&self) -> usize {
@@ -241,23 +250,20 @@ mod tests {
         hub
     }
 
-    fn outlet(capacity: usize) -> (Outlet, mpsc::Receiver<Utf8Bytes>, Arc<Notify>) {
-        let (frames, received) = mpsc::channel(capacity);
-        let overflow = Arc::new(Notify::new());
+    fn outlet(limit_bytes: usize) -> (Outlet, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(limit_bytes));
         (
             Outlet {
                 session_id: "session".into(),
-                frames,
-                overflow: Arc::clone(&overflow),
+                outbox: Arc::clone(&outbox),
                 revoked: Arc::new(Notify::new()),
             },
-            received,
-            overflow,
+            outbox,
         )
     }
 
-    async fn next(received: &mut mpsc::Receiver<Utf8Bytes>) -> String {
-        tokio::time::timeout(Duration::from_secs(5), received.recv())
+    async fn next(received: &Outbox) -> String {
+        tokio::time::timeout(Duration::from_secs(5), received.next())
             .await
             .unwrap()
             .unwrap()
@@ -269,32 +275,33 @@ mod tests {
     async fn events_reach_subscribers_on_other_nodes_and_stop_after_unregister() {
         let broker = MemoryBroker::new();
         let (node1, node2) = (hub_on(&broker), hub_on(&broker));
-        let (out, mut received, _) = outlet(8);
+        let (out, received) = outlet(1024);
         let connection = node2.register(out);
         node2.subscribe(connection, "conv").await.unwrap();
         node1.publish("conv", "first").await.unwrap();
         node1.publish("elsewhere", "ignored").await.unwrap();
         node1.publish("conv", "second").await.unwrap();
-        assert_eq!(next(&mut received).await, "first");
-        assert_eq!(next(&mut received).await, "second");
+        assert_eq!(next(&received).await, "first");
+        assert_eq!(next(&received).await, "second");
         node2.unregister(connection).await;
         assert_eq!(node2.connection_count(), 0);
         node1.publish("conv", "late").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(received.try_recv().is_err());
+        assert!(received.try_next().is_none());
     }
 
     #[tokio::test]
-    async fn a_full_queue_signals_overflow_instead_of_blocking() {
+    async fn a_full_outbox_signals_overflow_instead_of_blocking() {
         let hub = hub_on(&MemoryBroker::new());
-        let (out, mut received, overflow) = outlet(1);
+        let (out, received) = outlet(5);
         let connection = hub.register(out);
         hub.subscribe(connection, "conv").await.unwrap();
         assert_eq!(hub.deliver_local("conv", "one".into()), 1);
         assert_eq!(hub.deliver_local("conv", "two".into()), 0);
-        tokio::time::timeout(Duration::from_secs(1), overflow.notified())
+        tokio::time::timeout(Duration::from_secs(1), received.overflowed())
             .await
             .expect("overflow signalled");
-        assert_eq!(next(&mut received).await, "one");
+        // The connection closes as too slow: what was queued is not written.
+        assert!(received.try_next().is_none());
     }
 }

@@ -7,7 +7,9 @@
 //! - [`dispatch`] turns a client frame into a typed [`ClientEvent`](caas_shared::domain::protocol::ClientEvent)
 //!   and hands it to its command under [`commands`];
 //! - [`node::Node`] owns the drivers, the [`hub`] (local routing + cross-node fan-out) and the
-//!   background [`relays`] (topics tailed into the hub, the presence sweep), all stopped by [`shutdown`].
+//!   background [`relays`] (topics tailed into the hub, the presence sweep), all stopped by [`shutdown`];
+//! - every connection's outbound frames wait in its byte-bounded [`outbox`], and [`tally`] caps
+//!   connections per user and handshakes per IP.
 
 pub mod commands;
 pub mod config;
@@ -15,9 +17,11 @@ pub mod connection;
 pub mod dispatch;
 pub mod hub;
 pub mod node;
+pub mod outbox;
 pub mod relays;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod tally;
 
 pub use node::Node;

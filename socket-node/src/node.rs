@@ -5,6 +5,7 @@ use crate::config::NodeSettings;
 use crate::hub::Hub;
 use crate::relays;
 use crate::shutdown::Shutdown;
+use crate::tally::Tally;
 use caas_shared::config::Config;
 use caas_shared::ports::bus::Bus;
 use caas_shared::ports::cache::Cache;
@@ -27,6 +28,8 @@ pub struct Node {
     pub settings: NodeSettings,
     /// Each app's settings as recently read, for the checks every send makes.
     pub app_settings: AppSettingsCache,
+    /// Connections per (app id, user id) on this node, capped by `max_connections_per_user`.
+    pub user_connections: Tally<(String, String)>,
     /// Fired once, when the node shuts down; see [`Shutdown`].
     notify_shutdown: broadcast::Sender<()>,
     /// The relays: topics tailed into the hub, the hub's own fan-in, the presence sweep.
@@ -62,6 +65,7 @@ impl Node {
             hub,
             settings,
             app_settings: AppSettingsCache::default(),
+            user_connections: Tally::default(),
             notify_shutdown,
             background: Mutex::new(background),
         }))

@@ -1,8 +1,10 @@
 //! Accepts connections, caps them, and shuts down gracefully: stop accepting, tell every connection and
 //! relay to stop, wait for the connections (bounded by the grace period), then for the relays.
 
+use crate::tally::Tally;
 use crate::Node;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
@@ -16,6 +18,7 @@ impl Listener {
     /// Serves until `shutdown` completes, then drains connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let limit = Arc::new(Semaphore::new(self.node.settings.max_connections));
+        let handshakes: Tally<IpAddr> = Tally::default();
         // Every connection task holds a clone; recv() returns None once all have finished.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
@@ -35,13 +38,19 @@ impl Listener {
                     }
                 },
             };
+            // A flood of connections that never finish their handshake is capped per address (and each
+            // is bounded in time by the handshake timeout), so it cannot take every slot.
+            let Some(handshake_place) = handshakes.enter(peer.ip(), self.node.settings.max_handshakes_per_ip) else {
+                tracing::debug!(%peer, "too many handshakes from this address; closed");
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let node = Arc::clone(&self.node);
             let shutdown = node.shutdown_listener();
             let done = done_tx.clone();
             tokio::spawn(async move {
                 tracing::debug!(%peer, "accepted");
-                crate::connection::serve(node, stream, shutdown).await;
+                crate::connection::serve(node, stream, handshake_place, shutdown).await;
                 drop(permit);
                 drop(done);
             });

@@ -4,6 +4,8 @@ use crate::hub::ConnectionId;
 use caas_shared::domain::correlation::CorrelationId;
 use caas_shared::services::auth::Claims;
 use caas_shared::services::conversations::Caller;
+use std::sync::atomic::{AtomicI64, Ordering};
+use tokio::sync::Notify;
 
 pub struct Session {
     pub claims: Claims,
@@ -11,9 +13,42 @@ pub struct Session {
     /// The connection's correlation id (from the handshake, the auth frame, or generated); a frame may
     /// carry its own for one request.
     pub correlation_id: CorrelationId,
+    /// When the connection's token expires (Unix seconds): the connection closes then unless the client
+    /// sent a fresh token for the same session in an `auth` frame.
+    expires_at: AtomicI64,
+    /// Signalled when an `auth` frame moved [`Self::expires_at`].
+    pub renewed: Notify,
 }
 
 impl Session {
+    pub fn new(claims: Claims, connection: ConnectionId, correlation_id: CorrelationId) -> Self {
+        Self {
+            expires_at: AtomicI64::new(claims.exp),
+            claims,
+            connection,
+            correlation_id,
+            renewed: Notify::new(),
+        }
+    }
+
+    /// When the connection's current token expires, Unix seconds.
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at.load(Ordering::Relaxed)
+    }
+
+    /// Accepts a fresh token's claims: only for the same app, user and session, so a connection never
+    /// changes identity.
+    pub fn renew(&self, fresh: &Claims) -> caas_shared::Result<i64> {
+        if fresh.app_id != self.claims.app_id || fresh.sub != self.claims.sub || fresh.jti != self.claims.jti {
+            return Err(caas_shared::Error::Forbidden(
+                "a connection renews only with a token of its own session".into(),
+            ));
+        }
+        self.expires_at.fetch_max(fresh.exp, Ordering::Relaxed);
+        self.renewed.notify_one();
+        Ok(self.expires_at())
+    }
+
     pub fn app_id(&self) -> &str {
         &self.claims.app_id
     }

@@ -159,6 +159,11 @@ fn build_binaries() {
 
 impl Platform {
     pub fn start(name: &str, socket_nodes: usize) -> Self {
+        Self::start_with(name, socket_nodes, &[])
+    }
+
+    /// [`Self::start`] with extra environment for every process (a test's own limits, say).
+    pub fn start_with(name: &str, socket_nodes: usize, extra_env: &[(&str, &str)]) -> Self {
         build_binaries();
         let stack = Stack::obtain();
         let run_id = uuid::Uuid::new_v4().simple().to_string();
@@ -196,6 +201,7 @@ impl Platform {
             ),
             ("RUST_LOG".into(), "info".into()),
         ]);
+        common.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let gateway_env = [("CAAS_GATEWAY_BIND".to_owned(), format!("127.0.0.1:{gateway_port}"))];
         platform.spawn("caas-gateway", "gateway", &common, &gateway_env);
         platform.spawn("caas-bridge", "bridge", &common, &[]);
@@ -239,6 +245,11 @@ impl Platform {
             .find(|(l, _)| l == label)
             .unwrap_or_else(|| panic!("no process labelled {label}"))
             .1
+    }
+
+    /// The process id of the process labelled `label` (`gateway`, `bridge`, `node1`, …).
+    pub fn pid(&mut self, label: &str) -> u32 {
+        self.child(label).id()
     }
 
     /// Sends SIGTERM to one process and waits (bounded) for it to exit; returns whether it exited cleanly.
@@ -402,6 +413,11 @@ impl DevMode {
 
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id of `caas-dev`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Ctrl-C, as a developer would; returns whether it exited cleanly.

@@ -83,6 +83,13 @@ async fn http_and_websocket_refuse_bad_input_clearly() {
             "validation_failed",
         ),
         (token_body(&app.1, ""), json_type, 400, "validation_failed"),
+        (
+            json!({"app_id": app.0, "app_secret": app.1, "user_external_id": "u", "display_name": "admin\u{202E}gnp.exe"})
+                .to_string(),
+            json_type,
+            400,
+            "validation_failed",
+        ),
         (token_body("wrong-secret", "u"), json_type, 401, "unauthorized"),
         (
             json!({"app_id": "app_missing", "app_secret": app.1, "user_external_id": "u"}).to_string(),

@@ -271,6 +271,13 @@ async fn bans_mutes_blocked_terms_and_rate_limits_are_enforced_by_the_socket_nod
     refused(&send(&mut a, &conversation, "total scam").await, "content_blocked");
     let fine = ok(&send(&mut a, &conversation, "scampi for dinner").await);
     assert_eq!(fine["seq"], 1, "refused sends took no seq");
+    // An edit is screened like a send: a blocked term cannot get in by editing.
+    let edit = |text: &str| json!({"conversation_id": conversation, "message_id": fine["message_id"], "text": text});
+    refused(
+        &a.call("message.edit", edit("a scam after all")).await,
+        "content_blocked",
+    );
+    ok(&a.call("message.edit", edit("scampi, grilled")).await);
 
     // Rate limit: 5 per second per user; a burst of 20 (at most 3 seconds) gets refusals.
     let mut ids = Vec::new();
@@ -292,6 +299,7 @@ async fn bans_mutes_blocked_terms_and_rate_limits_are_enforced_by_the_socket_nod
     assert!(limited >= 5, "only {limited} of 20 were limited");
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
+    let fine_of_bob = ok(&send(&mut b, &conversation, "before the mute").await)["message_id"].clone();
     // Conversation mute: bob cannot send there but still reads; lifting it restores sending.
     let (status, mute) = operator
         .post(
@@ -301,6 +309,28 @@ async fn bans_mutes_blocked_terms_and_rate_limits_are_enforced_by_the_socket_nod
         .await;
     assert_eq!(status, 201, "{mute}");
     refused(&send(&mut b, &conversation, "hello?").await, "user_muted");
+    // Nor can a muted user edit, react or show as typing there.
+    let bobs = fine_of_bob.clone();
+    refused(
+        &b.call(
+            "message.edit",
+            json!({"conversation_id": conversation, "message_id": bobs, "text": "sneaky"}),
+        )
+        .await,
+        "user_muted",
+    );
+    refused(
+        &b.call(
+            "reaction.add",
+            json!({"conversation_id": conversation, "message_id": fine["message_id"], "emoji": "👍"}),
+        )
+        .await,
+        "user_muted",
+    );
+    refused(
+        &b.call("typing.start", json!({"conversation_id": conversation})).await,
+        "user_muted",
+    );
     ok(&b
         .call("conversation.subscribe", json!({"conversation_id": conversation}))
         .await);
@@ -321,6 +351,15 @@ async fn bans_mutes_blocked_terms_and_rate_limits_are_enforced_by_the_socket_nod
     assert_eq!(removed["conversation_id"], conversation.as_str());
     let reply = send(&mut c, &conversation, "let me in").await;
     assert_eq!(reply["ok"], false, "{reply}");
+    // Re-adding her does not undo the ban.
+    refused(
+        &a.call(
+            "conversation.members.add",
+            json!({"conversation_id": conversation, "member_ids": [id_of(&carol)]}),
+        )
+        .await,
+        "forbidden",
+    );
 
     // App-wide ban: bob's live connection is told and closed; he cannot connect again.
     let (status, ban) = operator

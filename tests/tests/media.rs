@@ -196,6 +196,20 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
     let (status, shown) = media.show(&bob, &id).await;
     assert_eq!(status, 200, "{shown}");
     assert_eq!(media.fetch(shown["url"].as_str().unwrap()).await, (200, image.clone()));
+    // Served as what was recorded, and inline only because PNG cannot script.
+    let served = media.http.get(shown["url"].as_str().unwrap()).send().await.unwrap();
+    let header = |name: &str| {
+        served
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(header("content-type").as_deref(), Some("image/png"));
+    assert_eq!(
+        header("content-disposition").as_deref(),
+        Some("inline; filename=\"cat.png\"")
+    );
     let (status, thumbnail) = media.fetch(shown["thumbnail_url"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(&thumbnail[..3], &[0xFF, 0xD8, 0xFF], "the thumbnail is a JPEG");
@@ -248,6 +262,11 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
         (declare(200 * 1024 * 1024, json!({})), "this app's upload limit"),
         (
             declare(10, json!({"content_type": "application/x-msdownload"})),
+            "is not allowed in this app",
+        ),
+        // SVG runs script: `image/*` does not admit it.
+        (
+            declare(10, json!({"content_type": "image/svg+xml", "filename": "x.svg"})),
             "is not allowed in this app",
         ),
         (declare(10, json!({"filename": "../../etc/passwd"})), "slashes"),

@@ -94,6 +94,13 @@ async fn a_client_of_a_killed_node_resumes_on_another_without_loss_or_duplicates
     let carol = platform.token(&http, &app, "carol").await;
     let _dave_socket = Client::connect(&platform.socket_urls[0], dave["token"].as_str().unwrap(), "recovery-d").await;
     let mut watcher = Client::connect(&platform.socket_urls[1], carol["token"].as_str().unwrap(), "recovery-c").await;
+    // Presence is visible to users who share a conversation.
+    watcher
+        .call(
+            "conversation.create",
+            json!({"kind": "direct", "member_ids": [dave["user"]["id"]]}),
+        )
+        .await;
     let watched = watcher
         .call("presence.subscribe", json!({"user_ids": [dave["user"]["id"]]}))
         .await;

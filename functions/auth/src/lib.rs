@@ -34,6 +34,7 @@ use caas_shared::ports::bus::Bus;
 use caas_shared::ports::store::Store;
 use caas_shared::runtime::http::{finish_router, read_json, Authenticated, VerifiesSdkTokens};
 use caas_shared::services::auth::{self, TokenSigner};
+use caas_shared::services::credentials::CredentialCheck;
 use caas_shared::services::sessions::{self, Revocation};
 use caas_shared::{domain::moderation, services::auth::IssuedToken};
 use caas_shared::{now_ms, Error, Result};
@@ -47,6 +48,8 @@ pub struct AuthService {
     signer: TokenSigner,
     admin_token: Option<String>,
     socket_urls: Vec<String>,
+    /// Verifies app secrets at a bounded, failure-limited, uniform cost.
+    credentials: CredentialCheck,
 }
 
 impl AuthService {
@@ -57,6 +60,7 @@ impl AuthService {
             signer: TokenSigner::from_config(config),
             admin_token: config.admin_token.clone(),
             socket_urls: config.socket_urls.clone(),
+            credentials: CredentialCheck::default(),
         }
     }
 }
@@ -121,9 +125,9 @@ fn validate_text(field: &str, value: &str, max_bytes: usize) -> Result<String> {
     if trimmed.len() > max_bytes {
         return Err(Error::Validation(format!("{field} must be at most {max_bytes} bytes")));
     }
-    if trimmed.chars().any(char::is_control) {
+    if limits::has_deceptive_chars(trimmed) {
         return Err(Error::Validation(format!(
-            "{field} must not contain control characters"
+            "{field} must not contain control characters or bidirectional overrides"
         )));
     }
     Ok(trimmed.to_owned())
@@ -268,9 +272,29 @@ async fn replace_settings(
 /// S3 takes at most 5 GiB in one PUT.
 const MAX_SINGLE_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
+/// The caller's IP address as the platform saw it: API Gateway's or the load balancer's record of the
+/// connection under Lambda, the TCP peer behind the local gateway. Never `X-Forwarded-For`, which the
+/// caller writes.
+fn source_address(extensions: &axum::http::Extensions) -> String {
+    use lambda_http::request::RequestContext;
+    let from_lambda = extensions.get::<RequestContext>().and_then(|context| match context {
+        RequestContext::ApiGatewayV2(context) => context.http.source_ip.clone(),
+        RequestContext::ApiGatewayV1(context) => context.identity.source_ip.clone(),
+        _ => None,
+    });
+    from_lambda
+        .or_else(|| {
+            extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|peer| peer.0.ip().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 async fn issue_sdk_token(
     State(service): State<Arc<AuthService>>,
     Extension(correlation_id): Extension<CorrelationId>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
@@ -288,21 +312,16 @@ async fn issue_sdk_token(
     if request.app_id.trim().is_empty() || request.app_secret.is_empty() {
         return Err(Error::Validation("app_id and app_secret must not be empty".into()));
     }
-    // One answer for an unknown app and a wrong secret, so callers cannot probe which app ids exist.
-    let invalid_credentials = || Error::Unauthorized("invalid app credentials".into());
+    let source = source_address(&extensions);
     let app = service
-        .store
-        .find_app(request.app_id.trim())
-        .await?
-        .ok_or_else(invalid_credentials)?;
-    let stored_hash = app.secret_hash.clone();
-    let secret = request.app_secret;
-    let valid = tokio::task::spawn_blocking(move || auth::verify_secret(&secret, &stored_hash))
-        .await
-        .map_err(|e| Error::Internal(format!("verification task: {e}")))?;
-    if !valid {
-        return Err(invalid_credentials());
-    }
+        .credentials
+        .verify(
+            service.store.as_ref(),
+            request.app_id.trim(),
+            &request.app_secret,
+            &source,
+        )
+        .await?;
     let candidate = User {
         id: uuid::Uuid::now_v7().to_string(),
         app_id: app.id.clone(),
@@ -361,7 +380,19 @@ fn token_response(service: &AuthService, issued: &IssuedToken, user: Value) -> V
 /// A new token for the caller's session; refused once the session has ended.
 async fn refresh(State(service): State<Arc<AuthService>>, caller: Authenticated) -> Result<Json<Value>> {
     let claims = &caller.claims;
-    let issued = service.signer.reissue(claims)?;
+    let session = service
+        .store
+        .find_session(&claims.app_id, &claims.jti)
+        .await?
+        .ok_or_else(|| Error::Unauthorized("session revoked".into()))?;
+    let not_after = session.created_at / 1000 + auth::MAX_SESSION_LIFETIME.as_secs() as i64;
+    if now_ms() / 1000 >= not_after {
+        return Err(Error::Unauthorized(format!(
+            "the session reached its maximum lifetime of {} days; request a new token",
+            auth::MAX_SESSION_LIFETIME.as_secs() / 86_400
+        )));
+    }
+    let issued = service.signer.reissue(claims, not_after)?;
     service
         .store
         .extend_session(&claims.app_id, &claims.jti, issued.expires_at)

@@ -116,7 +116,7 @@ pub async fn export(
     api.blobs.put(&key, bytes, "application/json").await?;
     let link = api
         .blobs
-        .presign_get(&key, &format!("{export_id}.json"), EXPORT_LINK_TTL)
+        .presign_get(&key, &format!("{export_id}.json"), "application/json", EXPORT_LINK_TTL)
         .await?;
     let counts =
         json!({"memberships": memberships.len(), "messages": messages.len(), "attachments": attachments.len()});

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use caas_shared::config::Config;
-use caas_shared::domain::model::{Attachment, AttachmentStatus};
+use caas_shared::domain::model::{limits, Attachment, AttachmentStatus};
 use caas_shared::ports::blob::Blobs;
 use caas_shared::ports::store::Store;
 use caas_shared::runtime::http::{finish_router, read_json, Authenticated, VerifiesSdkTokens};
@@ -115,9 +115,9 @@ fn check_filename(filename: &str) -> Result<()> {
             "filename must be 1 to {MAX_FILENAME_BYTES} bytes"
         )));
     }
-    if filename.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+    if limits::has_deceptive_chars(filename) || filename.chars().any(|c| c == '/' || c == '\\') {
         return Err(Error::Validation(
-            "filename must not contain slashes or control characters".into(),
+            "filename must not contain slashes, control characters or bidirectional overrides".into(),
         ));
     }
     Ok(())
@@ -297,13 +297,21 @@ async fn download(State(api): Api, user: Authenticated, Path(id): Path<String>) 
     }
     let original = api
         .blobs
-        .presign_get(&attachment.key, &attachment.filename, DOWNLOAD_TTL)
+        .presign_get(
+            &attachment.key,
+            &attachment.filename,
+            &attachment.content_type,
+            DOWNLOAD_TTL,
+        )
         .await?;
     let mut view = attachment_view(&attachment);
     view["url"] = json!(original.url);
     view["expires_at"] = json!(original.expires_at);
     if let Some(key) = &attachment.thumbnail_key {
-        let thumbnail = api.blobs.presign_get(key, "thumbnail.jpg", DOWNLOAD_TTL).await?;
+        let thumbnail = api
+            .blobs
+            .presign_get(key, "thumbnail.jpg", "image/jpeg", DOWNLOAD_TTL)
+            .await?;
         view["thumbnail_url"] = json!(thumbnail.url);
     }
     Ok(Json(view))

@@ -55,6 +55,16 @@ async fn main() -> Result<(), BoxError> {
     if env("CAAS_JWT_SECRET").is_none() && env("CAAS_JWT_SECRET_FILE").is_none() {
         defaults.insert("CAAS_JWT_SECRET", dev_secret(data_dir.as_deref())?);
     }
+    let lookup = |key: &str| env(key).or_else(|| defaults.get(key).cloned());
+    if env("CAAS_ADMIN_TOKEN").is_none() && !only_local_backends(lookup) {
+        // A well-known operator token on real servers would give anyone who reads this README the
+        // admin API of that deployment.
+        defaults.remove("CAAS_ADMIN_TOKEN");
+        eprintln!(
+            "WARNING: caas-dev is pointed at real servers and CAAS_ADMIN_TOKEN is not set: the admin API is \
+             disabled (the dev token \"{DEV_ADMIN_TOKEN}\" applies only to in-memory and file backends)."
+        );
+    }
     let config = Config::from_lookup(|key| env(key).or_else(|| defaults.get(key).cloned()))?;
     // Without a data directory the search index lives in memory, like everything else.
     let platform = Platform::connect(config, true).await?;
@@ -73,10 +83,14 @@ async fn main() -> Result<(), BoxError> {
     let stop = StopSignal::new();
     let router = caas_local::gateway(&platform);
     let gateway = stop.trigger_after(async {
-        axum::serve(gateway_listener, router)
-            .with_graceful_shutdown(stop.wait())
-            .await
-            .map_err(BoxError::from)
+        axum::serve(
+            gateway_listener,
+            // The peer address is the caller's source for the token endpoint's failure limits.
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.wait())
+        .await
+        .map_err(BoxError::from)
     });
     let socket_node = stop.trigger_after(
         Listener {
@@ -147,6 +161,14 @@ fn dev_secret(data_dir: Option<&Path>) -> Result<String, BoxError> {
     }
 }
 
+/// Whether the store, cache, bus and blobs (as `lookup` resolves them) all live in this process or
+/// its data directory, the only case the well-known dev admin token is offered in.
+fn only_local_backends(lookup: impl Fn(&str) -> Option<String>) -> bool {
+    ["CAAS_STORE_URL", "CAAS_CACHE_URL", "CAAS_BUS_URL", "CAAS_BLOB_URL"]
+        .iter()
+        .all(|key| lookup(key).is_some_and(|url| url.starts_with("memory://") || url.starts_with("file://")))
+}
+
 fn print_banner(config: &Config, api_url: &str, ws_url: &str) {
     let admin = config.admin_token.as_deref().unwrap_or("<CAAS_ADMIN_TOKEN>");
     let persistence = if config.store_url.starts_with("file://") {
@@ -182,4 +204,28 @@ Ctrl-C stops everything.",
             .as_deref()
             .map_or("in memory".to_owned(), |dir| dir.display().to_string()),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::only_local_backends;
+
+    #[test]
+    fn the_dev_admin_token_is_only_for_local_backends() {
+        let local = |key: &str| match key {
+            "CAAS_STORE_URL" => Some("file:///tmp/x".to_owned()),
+            _ => Some("memory://".to_owned()),
+        };
+        assert!(only_local_backends(local));
+        let real_store = |key: &str| match key {
+            "CAAS_STORE_URL" => Some("mongodb://db.internal:27017/caas".to_owned()),
+            _ => Some("memory://".to_owned()),
+        };
+        assert!(!only_local_backends(real_store));
+        let real_cache = |key: &str| match key {
+            "CAAS_CACHE_URL" => Some("redis://cache:6379".to_owned()),
+            _ => Some("memory://".to_owned()),
+        };
+        assert!(!only_local_backends(real_cache));
+    }
 }

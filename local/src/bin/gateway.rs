@@ -12,8 +12,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     platform.bus.ensure_topics(&topics::ALL).await?;
     let listener = tokio::net::TcpListener::bind(&platform.config.gateway_bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    axum::serve(listener, caas_local::gateway(&platform))
-        .with_graceful_shutdown(caas_shared::runtime::shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        // The peer address is the caller's source for the token endpoint's failure limits.
+        caas_local::gateway(&platform).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(caas_shared::runtime::shutdown_signal())
+    .await?;
     Ok(())
 }

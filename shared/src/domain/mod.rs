@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod clock;
 pub mod correlation;
+pub mod downloads;
 pub mod events;
 pub mod model;
 pub mod moderation;

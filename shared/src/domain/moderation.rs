@@ -62,6 +62,11 @@ pub fn restriction_field(kind: RestrictionKind, user_id: &str, conversation_id: 
     Restriction::id_for(kind, user_id, conversation_id)
 }
 
+const NO_LIMITS: RateLimits = RateLimits {
+    user_messages_per_second: 0,
+    app_messages_per_second: 0,
+};
+
 /// One question to the cache: is any of these restrictions of the user in force, and (for a send)
 /// does it fit the rate limits? Answered in one round trip.
 #[derive(Clone, Debug)]
@@ -103,6 +108,15 @@ impl<'a> GateCheck<'a> {
             ],
             limits: Some(limits),
             now_ms: crate::now_ms(),
+        }
+    }
+
+    /// An action in a conversation that is not a post (typing): refused by any ban or mute, app-wide
+    /// or there, and counted against nothing.
+    pub fn act(app_id: &'a str, user_id: &'a str, conversation_id: &'a str) -> Self {
+        Self {
+            limits: None,
+            ..Self::send(app_id, user_id, conversation_id, &NO_LIMITS)
         }
     }
 

@@ -81,12 +81,24 @@ impl TokenSigner {
         self.sign(app_id, user_id, external_id, &uuid::Uuid::new_v4().to_string())
     }
 
-    /// A fresh token for the same session (a refresh): same identity and session id, new expiry.
-    pub fn reissue(&self, claims: &Claims) -> Result<IssuedToken> {
-        self.sign(&claims.app_id, &claims.sub, &claims.external_id, &claims.jti)
+    /// A fresh token for the same session (a refresh): same identity and session id, new expiry — but
+    /// never past `not_after` (Unix seconds), the session's absolute end.
+    pub fn reissue(&self, claims: &Claims, not_after: i64) -> Result<IssuedToken> {
+        self.sign_until(&claims.app_id, &claims.sub, &claims.external_id, &claims.jti, not_after)
     }
 
     fn sign(&self, app_id: &str, user_id: &str, external_id: &str, session_id: &str) -> Result<IssuedToken> {
+        self.sign_until(app_id, user_id, external_id, session_id, i64::MAX)
+    }
+
+    fn sign_until(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        external_id: &str,
+        session_id: &str,
+        not_after: i64,
+    ) -> Result<IssuedToken> {
         let now = crate::now_ms() / 1000;
         let claims = Claims {
             sub: user_id.to_owned(),
@@ -96,7 +108,7 @@ impl TokenSigner {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             iat: now,
-            exp: now + self.ttl.as_secs() as i64,
+            exp: (now + self.ttl.as_secs() as i64).min(not_after),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| Error::Internal(format!("signing token: {e}")))?;
@@ -159,6 +171,10 @@ pub async fn require_live_session(store: &dyn Store, claims: &Claims) -> Result<
         _ => Err(Error::Unauthorized("unknown session".into())),
     }
 }
+
+/// The longest a session lives, however often it is refreshed: after this the user's app must request
+/// a new token (with its app credentials), so a leaked token cannot be kept alive for ever.
+pub const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A new random app secret (256 bits, URL-safe).
 pub fn generate_secret() -> String {
@@ -248,8 +264,14 @@ mod tests {
             .await
             .unwrap();
         let claims = authenticate(&signer, &store, &issued.token).await.unwrap();
-        let refreshed = signer.reissue(&claims).unwrap();
+        let refreshed = signer.reissue(&claims, i64::MAX).unwrap();
         assert_eq!(refreshed.session_id, issued.session_id);
+        let capped = signer.reissue(&claims, claims.iat + 5).unwrap();
+        assert_eq!(
+            capped.expires_at,
+            claims.iat + 5,
+            "never past the session's absolute end"
+        );
         assert!(authenticate(&signer, &store, &refreshed.token).await.is_ok());
 
         let unrecorded = signer.issue("app1", "user1", "ext1").unwrap();

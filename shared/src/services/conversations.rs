@@ -4,7 +4,7 @@
 
 use crate::domain::audit::{actions, Actor, AuditEvent, Target};
 use crate::domain::events::{topics, ConversationEvent, EventHeaders};
-use crate::domain::model::{limits, Conversation, ConversationKind, Member, Role};
+use crate::domain::model::{limits, Conversation, ConversationKind, Member, Restriction, RestrictionKind, Role};
 use crate::domain::protocol::CreateConversation;
 use crate::ports::bus::Bus;
 use crate::ports::cache::Cache;
@@ -56,6 +56,11 @@ fn validate_name(name: &str) -> Result<()> {
             "name must be 1 to {} characters",
             limits::MAX_NAME_CHARS
         )));
+    }
+    if limits::has_deceptive_chars(name) {
+        return Err(Error::Validation(
+            "name must not contain control characters or bidirectional overrides".into(),
+        ));
     }
     Ok(())
 }
@@ -238,6 +243,26 @@ impl Conversations<'_> {
         Ok((conversation, role))
     }
 
+    /// Refuses to add a user banned from the conversation (or the whole app): re-adding must not undo
+    /// the operator's ban.
+    async fn refuse_banned(&self, app_id: &str, conversation_id: &str, user_ids: &[String]) -> Result<()> {
+        let now = now_ms();
+        for user_id in user_ids {
+            for scope in [Some(conversation_id), None] {
+                let id = Restriction::id_for(RestrictionKind::Ban, user_id, scope);
+                if self
+                    .store
+                    .find_restriction(app_id, &id)
+                    .await?
+                    .is_some_and(|r| r.is_active(now))
+                {
+                    return Err(Error::Forbidden(format!("{user_id} is banned and cannot be added")));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Adds users to a group (owner/admin only). Only the owner may add admins.
     pub async fn add_members(
         &self,
@@ -274,6 +299,7 @@ impl Conversations<'_> {
             )));
         }
         self.require_users_exist(caller, &new).await?;
+        self.refuse_banned(caller.app_id, conversation_id, &new).await?;
         let members: Vec<Member> = new
             .iter()
             .map(|user| Member {
@@ -304,10 +330,11 @@ impl Conversations<'_> {
     ) -> Result<Conversation> {
         require_id("user_id", user_id)?;
         let leaving = user_id == caller.user_id;
-        let conversation = if leaving {
-            self.get(caller, conversation_id).await?
+        let (conversation, caller_role) = if leaving {
+            (self.get(caller, conversation_id).await?, None)
         } else {
-            self.require_admin(caller, conversation_id).await?.0
+            let (conversation, role) = self.require_admin(caller, conversation_id).await?;
+            (conversation, Some(role))
         };
         let target = self
             .store
@@ -318,6 +345,9 @@ impl Conversations<'_> {
             return Err(Error::Forbidden(
                 "the owner cannot be removed, and leaves only as the last member".into(),
             ));
+        }
+        if target.role == Role::Admin && caller_role == Some(Role::Admin) {
+            return Err(Error::Forbidden("only the owner can remove an admin".into()));
         }
         let actor = if leaving {
             None

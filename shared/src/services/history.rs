@@ -10,8 +10,11 @@ use crate::Result;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Messages per replay page; a client with more to catch up asks again from the last one it got.
+/// Most messages in one replay page; a client with more to catch up asks again from the last one it got.
 pub const REPLAY_PAGE: usize = 1000;
+/// Most bytes of message JSON in one replay page (at least one message is always included). It keeps
+/// one replay reply well under a connection's outbound budget, however long the messages are.
+pub const REPLAY_PAGE_BYTES: usize = 256 * 1024;
 /// Largest page a history request may ask for.
 pub const MAX_HISTORY_PAGE: usize = 200;
 
@@ -88,15 +91,24 @@ pub async fn annotate(
 /// publish) before it declares the gap unrecoverable.
 pub const REPLAY_GAP_PATIENCE: Duration = Duration::from_secs(2);
 
-/// What a reconnecting client missed after `since_seq`: the next [`REPLAY_PAGE`] messages without a
-/// gap, or `None` when a gap stayed open for [`REPLAY_GAP_PATIENCE`] (the client must reload history).
+/// One page of a replay: the messages after the client's `since_seq`, in order and without a gap.
+#[derive(Debug)]
+pub struct ReplayPage {
+    /// At most [`REPLAY_PAGE`] messages and [`REPLAY_PAGE_BYTES`] of them.
+    pub messages: Vec<Message>,
+    /// The page was cut short: ask again after its last message.
+    pub has_more: bool,
+}
+
+/// What a reconnecting client missed after `since_seq`: the next page of messages without a gap, or
+/// `None` when a gap stayed open for [`REPLAY_GAP_PATIENCE`] (the client must reload history).
 pub async fn replay(
     store: &dyn Store,
     cache: &dyn Cache,
     app_id: &str,
     conversation_id: &str,
     since_seq: i64,
-) -> Result<Option<Vec<Message>>> {
+) -> Result<Option<ReplayPage>> {
     let range = SeqRange {
         after_seq: Some(since_seq),
         before_seq: None,
@@ -106,7 +118,7 @@ pub async fn replay(
     loop {
         let messages = page(store, cache, app_id, conversation_id, range).await?;
         match first_gap(since_seq, &messages) {
-            None => return Ok(Some(messages)),
+            None => return Ok(Some(cut_to_budget(messages))),
             Some(missing) if tokio::time::Instant::now() >= deadline => {
                 tracing::warn!(
                     conversation_id,
@@ -121,6 +133,27 @@ pub async fn replay(
     }
 }
 
+/// Keeps the leading messages that fit [`REPLAY_PAGE_BYTES`] (at least one).
+fn cut_to_budget(mut messages: Vec<Message>) -> ReplayPage {
+    let full = messages.len() == REPLAY_PAGE;
+    let mut bytes = 0;
+    let fitting = messages
+        .iter()
+        .take_while(|message| {
+            // Exact: escaping can make a text several times longer than its bytes.
+            bytes += serde_json::to_vec(message).map_or(usize::MAX / 2, |json| json.len());
+            bytes <= REPLAY_PAGE_BYTES
+        })
+        .count()
+        .max(1);
+    let cut = fitting < messages.len();
+    messages.truncate(fitting);
+    ReplayPage {
+        messages,
+        has_more: full || cut,
+    }
+}
+
 /// The first seq missing from a forward page that should continue right after `after_seq`.
 fn first_gap(after_seq: i64, messages: &[Message]) -> Option<i64> {
     (after_seq + 1..)
@@ -132,6 +165,7 @@ fn first_gap(after_seq: i64, messages: &[Message]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::model::limits;
     use crate::ports::cache::{MemoryCache, RecentWindow};
     use crate::ports::store::{MemoryStore, MessageStore};
 
@@ -181,6 +215,14 @@ mod tests {
         );
         assert_eq!(first_gap(1, &messages), None);
         assert_eq!(first_gap(0, &messages), Some(1));
+
+        let long = "x".repeat(limits::MAX_TEXT_BYTES);
+        let cut = cut_to_budget((1..=100).map(|seq| message(seq, &long)).collect());
+        assert!(cut.has_more);
+        assert!(cut.messages.len() * limits::MAX_TEXT_BYTES <= REPLAY_PAGE_BYTES);
+        assert_eq!(cut.messages.last().map(|m| m.seq), Some(cut.messages.len() as i64));
+        let whole = cut_to_budget((1..=3).map(|seq| message(seq, "short")).collect());
+        assert_eq!((whole.messages.len(), whole.has_more), (3, false));
 
         let latest = SeqRange {
             after_seq: None,

@@ -160,7 +160,7 @@ impl Messages<'_> {
             require_id("reply_to", parent)?;
         }
         self.require_member(caller, &draft.conversation_id).await?;
-        let flagged_terms = moderation::screen_send(
+        let flagged_terms = moderation::screen_post(
             self.store,
             self.cache,
             self.settings,
@@ -301,6 +301,17 @@ impl Messages<'_> {
         if current.is_deleted() {
             return Err(Error::Conflict("the message was deleted".into()));
         }
+        // An edit is a post: the same content policy, restrictions and rate limits as a send, or a
+        // muted user (or a blocked term) could get in by editing an earlier message.
+        let flagged_terms = moderation::screen_post(
+            self.store,
+            self.cache,
+            self.settings,
+            caller,
+            &request.conversation_id,
+            &request.text,
+        )
+        .await?;
         let revision = Message {
             text: request.text,
             version: next_version(),
@@ -308,6 +319,9 @@ impl Messages<'_> {
             correlation_id: caller.correlation_id.to_owned(),
             ..current
         };
+        if !flagged_terms.is_empty() {
+            self.report_flagged(&revision, flagged_terms).await;
+        }
         self.publish_revision(caller, revision, MessageEvent::Edited, "message.updated")
             .await
     }
@@ -373,6 +387,15 @@ impl Messages<'_> {
         if message.is_deleted() {
             return Err(Error::Conflict("the message was deleted".into()));
         }
+        moderation::screen_post(
+            self.store,
+            self.cache,
+            self.settings,
+            caller,
+            &request.conversation_id,
+            "",
+        )
+        .await?;
         let reaction = Reaction {
             id: Reaction::id_for(&message.id, caller.user_id, emoji),
             app_id: message.app_id.clone(),

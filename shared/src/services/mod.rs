@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod conversations;
+pub mod credentials;
 pub mod history;
 pub mod messages;
 pub mod moderation;

@@ -58,9 +58,10 @@ pub async fn admit(store: &dyn Store, cache: &dyn Cache, claims: &Claims) -> Res
     gate(store, cache, &check).await?.into_result()
 }
 
-/// Checks a send against the content policy, the user's restrictions and the rate limits. Returns the
-/// blocked terms the message may carry because the policy only flags them.
-pub async fn screen_send(
+/// Checks a post — a send, a forward, an edit, a reaction (with empty `text`) — against the content
+/// policy, the user's restrictions and the rate limits, which count every post. Returns the blocked
+/// terms the text may carry because the policy only flags them.
+pub async fn screen_post(
     store: &dyn Store,
     cache: &dyn Cache,
     settings: &AppSettingsCache,
@@ -79,6 +80,17 @@ pub async fn screen_send(
     let check = GateCheck::send(caller.app_id, caller.user_id, conversation_id, &settings.rate_limits);
     gate(store, cache, &check).await?.into_result()?;
     Ok(terms)
+}
+
+/// Refuses an action in a conversation that is not a post (typing) by a banned or muted user.
+pub async fn screen_action(
+    store: &dyn Store,
+    cache: &dyn Cache,
+    caller: Caller<'_>,
+    conversation_id: &str,
+) -> Result<()> {
+    let check = GateCheck::act(caller.app_id, caller.user_id, conversation_id);
+    gate(store, cache, &check).await?.into_result()
 }
 
 /// Answers `check` from the cache, first mirroring the app's restrictions from the store when the

@@ -8,6 +8,7 @@ use caas_shared::domain::protocol::{
 };
 use caas_shared::services::conversations::Caller;
 use caas_shared::services::messages::Notice;
+use caas_shared::services::moderation;
 use caas_shared::Result;
 use serde_json::{json, Value};
 
@@ -69,6 +70,16 @@ pub async fn typing(node: &Node, caller: Caller<'_>, request: ConversationRef, t
     node.conversations()
         .require_member(caller, &request.conversation_id)
         .await?;
+    if typing {
+        // A muted user cannot show as typing; stopping is always allowed (it only hides the indicator).
+        moderation::screen_action(
+            node.store.as_ref(),
+            node.cache.as_ref(),
+            caller,
+            &request.conversation_id,
+        )
+        .await?;
+    }
     let notice = json!({
         "conversation_id": request.conversation_id,
         "user_id": caller.user_id,

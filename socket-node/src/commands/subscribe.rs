@@ -7,7 +7,7 @@ use caas_shared::domain::protocol::{to_data, History, Subscribe};
 use caas_shared::ports::cache;
 use caas_shared::ports::store::SeqRange;
 use caas_shared::services::conversations::Caller;
-use caas_shared::services::history::{self, REPLAY_PAGE};
+use caas_shared::services::history;
 use caas_shared::{Error, Result};
 use serde_json::{json, Value};
 
@@ -50,10 +50,10 @@ pub async fn subscribe(node: &Node, session: &Session, caller: Caller<'_>, reque
         since_seq,
     )
     .await?;
-    if let Some(messages) = replayed {
+    if let Some(page) = replayed {
         reply["recovered"] = json!(true);
-        reply["has_more"] = json!(messages.len() == REPLAY_PAGE);
-        reply["messages"] = to_data(&messages)?;
+        reply["has_more"] = json!(page.has_more);
+        reply["messages"] = to_data(&page.messages)?;
     }
     Ok(reply)
 }

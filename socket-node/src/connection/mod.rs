@@ -7,8 +7,10 @@ mod writer;
 
 use crate::dispatch;
 use crate::hub::{ConnectionId, Outlet};
+use crate::outbox::Outbox;
 use crate::session::Session;
 use crate::shutdown::Shutdown;
+use crate::tally::Place;
 use crate::Node;
 use caas_shared::domain::correlation::CorrelationId;
 use caas_shared::domain::protocol;
@@ -18,12 +20,14 @@ use caas_shared::services::moderation;
 use caas_shared::Error;
 use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
@@ -33,20 +37,49 @@ type Socket = WebSocketStream<TcpStream>;
 pub const READ_BUFFER_BYTES: usize = 1024;
 
 /// Serves one accepted TCP stream until the client leaves, misbehaves, or the node shuts down.
-pub async fn serve(node: Arc<Node>, stream: TcpStream, shutdown: Shutdown) {
-    let Some((mut socket, found)) = handshake::upgrade(&node, stream).await else {
-        return;
-    };
-    let (claims, correlation_id) = match Box::pin(handshake::authenticate(&node, &mut socket, found)).await {
-        Ok(authenticated) => authenticated,
-        Err(e) => return refuse(&mut socket, &e, CloseCode::Policy, "authentication failed").await,
+/// `handshake_place` is the stream's place among its IP address's handshakes; it is given back once the
+/// connection is authenticated (or refused).
+pub async fn serve(node: Arc<Node>, stream: TcpStream, handshake_place: Place<IpAddr>, shutdown: Shutdown) {
+    // The upgrade and the authentication together get one deadline, so a client that opens a TCP
+    // connection and sends nothing (or dribbles bytes) holds a slot for a bounded time only.
+    let authenticated = tokio::time::timeout(node.settings.handshake_timeout, async {
+        let (mut socket, found) = handshake::upgrade(&node, stream).await?;
+        let result = Box::pin(handshake::authenticate(&node, &mut socket, found)).await;
+        Some((socket, result))
+    })
+    .await;
+    drop(handshake_place);
+    let (mut socket, claims, correlation_id) = match authenticated {
+        Ok(Some((socket, Ok((claims, correlation_id))))) => (socket, claims, correlation_id),
+        Ok(Some((mut socket, Err(e)))) => {
+            return refuse(&mut socket, &e, CloseCode::Policy, "authentication failed").await;
+        }
+        Ok(None) => return,
+        Err(_) => {
+            tracing::debug!("handshake timed out");
+            return;
+        }
     };
     let span =
         tracing::info_span!("ws", correlation_id = %correlation_id, app_id = %claims.app_id, user_id = %claims.sub);
     async move {
-        let (connection, outgoing) = Connection::open(node, claims, correlation_id);
+        let user = (claims.app_id.clone(), claims.sub.clone());
+        let Some(user_place) = node
+            .user_connections
+            .enter(user, node.settings.max_connections_per_user)
+        else {
+            let e = Error::RateLimited {
+                message: format!(
+                    "this user already has {} connections to this node; close one first",
+                    node.settings.max_connections_per_user
+                ),
+                retry_after_ms: 1_000,
+            };
+            return refuse(&mut socket, &e, CloseCode::Policy, "too many connections").await;
+        };
+        let (connection, outbox) = Connection::open(node, claims, correlation_id, user_place);
         match Box::pin(connection.admit()).await {
-            Ok(()) => connection.run(socket, outgoing, shutdown).await,
+            Ok(()) => connection.run(socket, outbox, shutdown).await,
             Err(e) => {
                 connection.teardown(false).await;
                 let code = if e.is_server_fault() {
@@ -62,12 +95,19 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, shutdown: Shutdown) {
     .await
 }
 
-/// Tells the client why it is refused (an `error` event), then closes with `code`.
+/// How long a refused client, or a closing one, gets to take its last frames before the socket is dropped.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Tells the client why it is refused (an `error` event), then closes with `code`; a client that does
+/// not read gets [`CLOSE_PATIENCE`], then its socket is dropped.
 async fn refuse(socket: &mut Socket, error: &Error, code: CloseCode, reason: &str) {
-    let _ = socket
-        .send(Message::text(protocol::event("error", error_body(error))))
-        .await;
-    let _ = socket.send(close_frame(code, reason)).await;
+    let _ = tokio::time::timeout(CLOSE_PATIENCE, async {
+        let _ = socket
+            .send(Message::text(protocol::event("error", error_body(error))))
+            .await;
+        let _ = socket.send(close_frame(code, reason)).await;
+    })
+    .await;
 }
 
 fn close_frame(code: CloseCode, reason: &str) -> Message {
@@ -75,6 +115,19 @@ fn close_frame(code: CloseCode, reason: &str) -> Message {
         code,
         reason: reason.into(),
     }))
+}
+
+/// The instant a token expiring at `expires_at` (Unix seconds) runs out.
+fn token_deadline(expires_at: i64) -> tokio::time::Instant {
+    let left = expires_at
+        .saturating_mul(1000)
+        .saturating_sub(caas_shared::now_ms())
+        .max(0);
+    tokio::time::Instant::now() + Duration::from_millis(left as u64)
+}
+
+fn too_slow() -> Message {
+    close_frame(CloseCode::Again, "client too slow; reconnect and resume")
 }
 
 fn error_body(error: &Error) -> serde_json::Value {
@@ -88,38 +141,39 @@ struct Connection {
     session: Session,
     /// Names this connection's presence uniquely across nodes.
     holder: String,
-    /// The connection's queue (replies and hub deliveries share it); the writer drains it.
-    frames: mpsc::Sender<Utf8Bytes>,
-    overflow: Arc<Notify>,
+    /// The connection's byte-bounded queue (replies and hub deliveries share it); the writer drains it.
+    outbox: Arc<Outbox>,
     revoked: Arc<Notify>,
+    /// The connection's place among its user's connections on this node, given back when it is dropped.
+    _user_place: Place<(String, String)>,
 }
 
 impl Connection {
-    /// Registers the connection with the hub; frames queued for it wait on the returned receiver.
-    fn open(node: Arc<Node>, claims: Claims, correlation_id: CorrelationId) -> (Self, mpsc::Receiver<Utf8Bytes>) {
-        let (frames, outgoing) = mpsc::channel::<Utf8Bytes>(node.settings.send_queue);
-        let (overflow, revoked) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    /// Registers the connection with the hub; frames queued for it wait in the returned outbox.
+    fn open(
+        node: Arc<Node>,
+        claims: Claims,
+        correlation_id: CorrelationId,
+        user_place: Place<(String, String)>,
+    ) -> (Self, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(node.settings.send_queue_bytes));
+        let revoked = Arc::new(Notify::new());
         let connection: ConnectionId = node.hub.register(Outlet {
             session_id: claims.jti.clone(),
-            frames: frames.clone(),
-            overflow: Arc::clone(&overflow),
+            outbox: Arc::clone(&outbox),
             revoked: Arc::clone(&revoked),
         });
         let holder = format!("{}:{connection}", node.settings.node_id);
-        let session = Session {
-            claims,
-            connection,
-            correlation_id,
-        };
+        let session = Session::new(claims, connection, correlation_id);
         let connection = Self {
             node,
             session,
             holder,
-            frames,
-            overflow,
+            outbox: Arc::clone(&outbox),
             revoked,
+            _user_place: user_place,
         };
-        (connection, outgoing)
+        (connection, outbox)
     }
 
     /// Subscribes the user channel (revocations, acks, conversation notices), then refuses an ended
@@ -137,7 +191,7 @@ impl Connection {
 
     /// Greets the client, answers its frames until it leaves, is too slow, is revoked or the node shuts
     /// down, then tears down and closes with the reason.
-    async fn run(self, mut socket: Socket, outgoing: mpsc::Receiver<Utf8Bytes>, mut shutdown: Shutdown) {
+    async fn run(self, mut socket: Socket, outbox: Arc<Outbox>, mut shutdown: Shutdown) {
         let claims = &self.session.claims;
         let ready = protocol::event(
             "ready",
@@ -150,13 +204,18 @@ impl Connection {
         tracing::info!("connected");
         let (sink, incoming) = socket.split();
         let (close_tx, close_rx) = oneshot::channel::<Message>();
-        let writer = tokio::spawn(writer::write_frames(sink, outgoing, close_rx));
+        let mut writer = tokio::spawn(writer::write_frames(sink, Arc::clone(&outbox), close_rx));
         let close = self.read_frames(incoming, &mut shutdown).await;
         self.teardown(true).await;
         let _ = close_tx.send(close);
-        // Dropping the connection drops its queue's last sender, so the writer flushes and finishes.
+        outbox.close();
         drop(self);
-        let _ = writer.await;
+        // A client that stopped reading would keep the writer waiting on the socket for ever: after the
+        // patience runs out the writer goes, and with it the socket and whatever it still held.
+        if tokio::time::timeout(CLOSE_PATIENCE, &mut writer).await.is_err() {
+            writer.abort();
+            tracing::info!("client did not take its last frames; socket dropped");
+        }
         tracing::info!("disconnected");
     }
 
@@ -164,10 +223,22 @@ impl Connection {
     async fn read_frames(&self, mut incoming: SplitStream<Socket>, shutdown: &mut Shutdown) -> Message {
         let mut presence_renewal = tokio::time::interval(cache::PRESENCE_TTL / 3);
         presence_renewal.tick().await;
+        let expiry = tokio::time::sleep_until(token_deadline(self.session.expires_at()));
+        tokio::pin!(expiry);
         loop {
             tokio::select! {
+                () = &mut expiry => {
+                    if caas_shared::now_ms() / 1000 >= self.session.expires_at() {
+                        let _ = self.outbox.push(protocol::event("session.expired", serde_json::json!({
+                            "reason": "token expired; reconnect with a fresh token, or send one in an auth frame before it expires",
+                        })).into());
+                        return close_frame(CloseCode::Policy, "token expired");
+                    }
+                    expiry.as_mut().reset(token_deadline(self.session.expires_at()));
+                }
+                _ = self.session.renewed.notified() => expiry.as_mut().reset(token_deadline(self.session.expires_at())),
                 _ = shutdown.recv() => return close_frame(CloseCode::Away, "server shutting down"),
-                _ = self.overflow.notified() => return close_frame(CloseCode::Again, "client too slow; reconnect and resume"),
+                _ = self.outbox.overflowed() => return too_slow(),
                 _ = self.revoked.notified() => return close_frame(CloseCode::Policy, "session revoked"),
                 _ = presence_renewal.tick() => {
                     if let Err(e) = self.node.cache.presence_touch(self.session.app_id(), self.session.user_id(), &self.holder).await {
@@ -179,13 +250,16 @@ impl Connection {
                         // Boxed: a request's future is large and exists only while it runs; inline, every idle
                         // connection's task would carry its size.
                         let reply = Box::pin(dispatch::answer(&self.node, &self.session, text.as_str())).await;
-                        if self.frames.send(reply.into()).await.is_err() {
-                            return close_frame(CloseCode::Normal, "");
+                        // Never waits: a client that asks for more than it reads overflows and is closed.
+                        if self.outbox.push(reply.into()).is_err() {
+                            return too_slow();
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
                         let reply = protocol::reply_error(None, &Error::Validation("binary frames are not supported; send JSON text".into()));
-                        let _ = self.frames.send(reply.into()).await;
+                        if self.outbox.push(reply.into()).is_err() {
+                            return too_slow();
+                        }
                     }
                     Some(Ok(Message::Close(_))) | None => return close_frame(CloseCode::Normal, ""),
                     Some(Ok(_)) => {}

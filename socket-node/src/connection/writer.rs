@@ -1,36 +1,35 @@
-//! The writing half of a connection: one task per connection drains its bounded queue.
+//! The writing half of a connection: one task per connection drains its [`Outbox`].
 
 use super::Socket;
+use crate::outbox::Outbox;
 use futures_util::SinkExt;
-use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
 
-/// Sends queued frames in order; when the connection ends, flushes what is queued and finishes with the
-/// close frame the reader chose.
+/// Sends queued frames in order; when the outbox closes, writes what is left and finishes with the close
+/// frame the reader chose. A client that stops reading leaves this task waiting on the socket: the
+/// connection bounds that wait (see `Connection::run`) and then drops the task and the socket.
 pub async fn write_frames(
     mut sink: futures_util::stream::SplitSink<Socket, Message>,
-    mut frames: mpsc::Receiver<Utf8Bytes>,
-    mut close: oneshot::Receiver<Message>,
+    outbox: Arc<Outbox>,
+    close: oneshot::Receiver<Message>,
 ) {
-    let close_message = loop {
-        tokio::select! {
-            biased;
-            frame = frames.recv() => match frame {
-                Some(frame) => {
-                    if sink.feed(Message::Text(frame)).await.is_err() { return; }
-                    // Coalesce: write everything already queued before one flush.
-                    while let Ok(frame) = frames.try_recv() {
-                        if sink.feed(Message::Text(frame)).await.is_err() { return; }
-                    }
-                    if sink.flush().await.is_err() { return; }
-                }
-                // Every sender is gone: the reader has finished and its close frame is on its way.
-                None => break (&mut close).await.ok(),
-            },
-            message = &mut close => break message.ok(),
+    while let Some(frame) = outbox.next().await {
+        if sink.feed(Message::Text(frame)).await.is_err() {
+            return;
         }
-    };
-    if let Some(message) = close_message {
+        // Coalesce: write everything already queued before one flush.
+        while let Some(frame) = outbox.try_next() {
+            if sink.feed(Message::Text(frame)).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+    if let Ok(message) = close.await {
         let _ = sink.send(message).await;
     }
     let _ = sink.close().await;

@@ -109,17 +109,15 @@ impl Default for MediaLimits {
 impl MediaLimits {
     /// Whether `content_type` may be uploaded: its essence (parameters dropped, lower-cased) equals an allowed type
     /// or belongs to an allowed `family/*`.
+    /// A family never admits a [`SCRIPTABLE_TYPES`](crate::domain::downloads::SCRIPTABLE_TYPES) type
+    /// (`image/*` does not allow `image/svg+xml`): those must be listed exactly.
     pub fn allows(&self, content_type: &str) -> bool {
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        let essence = crate::domain::downloads::essence(content_type);
+        let scriptable = crate::domain::downloads::SCRIPTABLE_TYPES.contains(&essence.as_str());
         self.allowed_content_types
             .iter()
             .any(|allowed| match allowed.strip_suffix("/*") {
-                Some(family) => essence.split_once('/').is_some_and(|(f, _)| f == family),
+                Some(family) => !scriptable && essence.split_once('/').is_some_and(|(f, _)| f == family),
                 None => *allowed == essence,
             })
     }

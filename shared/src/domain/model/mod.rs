@@ -28,4 +28,24 @@ pub mod limits {
     pub const MAX_EXTERNAL_ID_BYTES: usize = 256;
     /// Longest reaction emoji, in bytes.
     pub const MAX_EMOJI_BYTES: usize = 32;
+
+    /// Whether a name (display name, conversation or file name) holds a character that can disguise
+    /// what others see: control characters, and the bidirectional overrides, embeddings and isolates
+    /// that reorder text ("evil\u{202E}gpj.exe" shows as "evilexe.jpg").
+    pub fn has_deceptive_chars(name: &str) -> bool {
+        name.chars().any(|c| {
+            c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{FEFF}')
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn bidi_controls_and_control_characters_are_deceptive() {
+            assert!(super::has_deceptive_chars("evil\u{202E}gpj.exe"));
+            assert!(super::has_deceptive_chars("a\u{2066}b"));
+            assert!(super::has_deceptive_chars("tab\there"));
+            assert!(!super::has_deceptive_chars("Zoë's team — שלום 👋"));
+        }
+    }
 }

@@ -31,7 +31,7 @@ pub async fn run(blobs: &dyn Blobs) {
     assert_eq!(put.method, "PUT");
     assert!(put.expires_at > crate::now_ms());
     let get = blobs
-        .presign_get(&key, "photo.png", Duration::from_secs(60))
+        .presign_get(&key, "photo.png", "image/png", Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(get.method, "GET");

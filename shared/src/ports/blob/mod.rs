@@ -48,8 +48,16 @@ pub struct ObjectInfo {
 pub trait Blobs: Send + Sync {
     /// A URL that accepts exactly one PUT of `size` bytes of `content_type` at `key`.
     async fn presign_put(&self, key: &str, content_type: &str, size: u64, ttl: Duration) -> Result<PresignedRequest>;
-    /// A URL that serves `key`, offered to browsers as `filename`.
-    async fn presign_get(&self, key: &str, filename: &str, ttl: Duration) -> Result<PresignedRequest>;
+    /// A URL that serves `key`, offered to browsers as `filename` of `content_type`, with the
+    /// disposition [`downloads::content_disposition`](crate::domain::downloads::content_disposition)
+    /// gives: inline only for types that cannot script.
+    async fn presign_get(
+        &self,
+        key: &str,
+        filename: &str,
+        content_type: &str,
+        ttl: Duration,
+    ) -> Result<PresignedRequest>;
     /// The stored object's size and content type; `None` when nothing is stored at `key`.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>>;
     /// The whole object (e.g. an image to make a thumbnail of); `None` when nothing is stored at `key`.

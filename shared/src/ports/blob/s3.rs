@@ -5,6 +5,7 @@
 
 use super::{check_key, Blobs, ObjectInfo, PresignedRequest};
 use crate::config::Config;
+use crate::domain::downloads;
 use crate::{Error, Result};
 use async_trait::async_trait;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -117,14 +118,23 @@ impl Blobs for S3Blobs {
         Ok(presigned)
     }
 
-    async fn presign_get(&self, key: &str, filename: &str, ttl: Duration) -> Result<PresignedRequest> {
+    async fn presign_get(
+        &self,
+        key: &str,
+        filename: &str,
+        content_type: &str,
+        ttl: Duration,
+    ) -> Result<PresignedRequest> {
         check_key(key)?;
+        // S3 serves from its own origin and cannot add headers beyond these overrides: the disposition
+        // (attachment unless inline is safe) and the content type the platform recorded.
         let request = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .response_content_disposition(format!("inline; filename=\"{}\"", filename.replace('"', "")))
+            .response_content_disposition(downloads::content_disposition(content_type, filename))
+            .response_content_type(content_type)
             .presigned(presigning(ttl)?)
             .await
             .map_err(s3_error)?;

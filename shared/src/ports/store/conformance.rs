@@ -519,6 +519,28 @@ async fn memberships_change_and_reads_only_move_forward(store: &dyn Store) {
         .map(|c| c.id)
         .collect();
     assert_eq!(anns, std::slice::from_ref(&older.id));
+    let ids = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let contacts = |app: String, user: &'static str, candidates: Vec<String>| async move {
+        let mut found: Vec<String> = store
+            .contacts(&app, user, &candidates)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(
+        contacts(app.clone(), "ann", ids(&["owner", "bob", "stranger", "ann"])).await,
+        ["ann", "owner"],
+        "bob shares no conversation with ann since she was removed from the newer one"
+    );
+    assert_eq!(contacts(app.clone(), "bob", ids(&["ann", "owner"])).await, ["owner"]);
+    assert!(
+        contacts(unique("app"), "ann", ids(&["owner"])).await.is_empty(),
+        "scoped to the app"
+    );
+    assert!(contacts(app.clone(), "stranger", ids(&["owner"])).await.is_empty());
 
     assert_eq!(store.mark_read(&app, &older.id, "ann", 5).await.unwrap(), 5);
     assert_eq!(

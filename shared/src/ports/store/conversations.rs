@@ -3,7 +3,7 @@
 use crate::domain::model::{Conversation, ConversationSummary, Member};
 use crate::Result;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Conversations, their members, the members' read horizons and each conversation's summary (its newest
 /// message).
@@ -26,6 +26,9 @@ pub trait ConversationStore: Send + Sync {
     async fn rename_conversation(&self, app_id: &str, conversation_id: &str, name: &str) -> Result<Conversation>;
     /// The user's conversations, most recently created first.
     async fn list_conversations(&self, app_id: &str, user_id: &str, limit: usize) -> Result<Vec<Conversation>>;
+    /// Those of `candidates` who share at least one conversation with `user_id` (the user among them when
+    /// they are in any conversation): whose presence the user may watch.
+    async fn contacts(&self, app_id: &str, user_id: &str, candidates: &[String]) -> Result<HashSet<String>>;
     /// Moves the user's read horizon forward to `seq` (never back) and returns the horizon now stored.
     async fn mark_read(&self, app_id: &str, conversation_id: &str, user_id: &str, seq: i64) -> Result<i64>;
     /// The user's read horizons (0 when never read) for `conversation_ids`.

@@ -6,7 +6,7 @@ use crate::domain::model::{Conversation, ConversationSummary, Member};
 use crate::ports::store::ConversationStore;
 use crate::{Error, Result};
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 #[async_trait]
 impl ConversationStore for MemoryStore {
@@ -116,6 +116,19 @@ impl ConversationStore for MemoryStore {
         conversations.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         conversations.truncate(limit);
         Ok(conversations)
+    }
+
+    async fn contacts(&self, app_id: &str, user_id: &str, candidates: &[String]) -> Result<HashSet<String>> {
+        self.read(|tables| {
+            tables
+                .conversations
+                .values()
+                .filter(|c| c.app_id == app_id && c.has_member(user_id))
+                .flat_map(|c| c.member_ids.iter())
+                .filter(|member| candidates.contains(member))
+                .cloned()
+                .collect()
+        })
     }
 
     async fn mark_read(&self, app_id: &str, conversation_id: &str, user_id: &str, seq: i64) -> Result<i64> {

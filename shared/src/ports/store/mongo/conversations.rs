@@ -7,7 +7,10 @@ use crate::{Error, Result};
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Document};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+/// Most of a user's conversations a presence check looks through.
+const MAX_CONTACT_SCAN: usize = 10_000;
 
 impl MongoStore {
     async fn update_conversation(&self, app_id: &str, conversation_id: &str, update: Document) -> Result<()> {
@@ -105,6 +108,33 @@ impl ConversationStore for MongoStore {
         let filter = doc! {"app_id": app_id, "member_ids": user_id};
         self.find_all("conversations", filter, doc! {"created_at": -1, "_id": -1}, limit)
             .await
+    }
+
+    async fn contacts(&self, app_id: &str, user_id: &str, candidates: &[String]) -> Result<HashSet<String>> {
+        if candidates.is_empty() {
+            return Ok(HashSet::new());
+        }
+        // Two small indexed reads of the members collection rather than whole conversations with their
+        // member lists: the user's conversations, then which candidates are members of any of them.
+        let mine: Vec<Member> = self
+            .find_all(
+                "members",
+                doc! {"app_id": app_id, "user_id": user_id},
+                doc! {},
+                MAX_CONTACT_SCAN,
+            )
+            .await?;
+        if mine.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let conversation_ids: Vec<&str> = mine.iter().map(|m| m.conversation_id.as_str()).collect();
+        let filter = doc! {
+            "app_id": app_id,
+            "conversation_id": {"$in": conversation_ids},
+            "user_id": {"$in": candidates},
+        };
+        let theirs: Vec<Member> = self.find_all("members", filter, doc! {}, usize::MAX).await?;
+        Ok(theirs.into_iter().map(|m| m.user_id).collect())
     }
 
     async fn mark_read(&self, app_id: &str, conversation_id: &str, user_id: &str, seq: i64) -> Result<i64> {

@@ -1,0 +1,265 @@
+//! Clients that misbehave on purpose, against the real stack: they must not grow a node's memory
+//! without bound, hold its slots, watch strangers' presence, or brute-force app secrets.
+
+use caas_e2e::{ok, refused, Client, DevMode, Platform};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Resident memory of a process, in bytes (Linux `/proc`).
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// The reported reproduction: in the embedded dev mode (where replays are fastest, so memory would grow
+/// fastest), clients that never read ask again and again for a replay of 300 messages of 15 KB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_are_disconnected_and_node_memory_stays_bounded() {
+    const NON_READERS: usize = 20;
+    const REPLAYS_EACH: usize = 300;
+    const QUEUE_BYTES: u64 = MIB;
+    let data_dir = std::env::temp_dir().join(format!("caas-nonreaders-{}", uuid::Uuid::new_v4().simple()));
+    let dev = DevMode::start(&data_dir);
+    let http = reqwest::Client::new();
+    let app = dev.gateway.create_app(&http).await;
+    let alice = dev.gateway.token(&http, &app, "alice").await;
+    let url = dev.socket_url.clone();
+    let mut a = Client::connect(&url, alice["token"].as_str().unwrap(), "nonreaders-a").await;
+    let mut readers = Vec::new();
+    for n in 0..NON_READERS {
+        readers.push(dev.gateway.token(&http, &app, &format!("nonreader{n}")).await);
+    }
+    let conversation = a.create_group(&readers.iter().collect::<Vec<_>>()).await;
+    // 300 messages of 15 KB: a full replay of them is 4.5 MB.
+    let text = "x".repeat(15_000);
+    let mut ids = Vec::new();
+    for n in 0..300 {
+        let data = json!({"conversation_id": conversation, "client_msg_id": format!("big{n}"), "text": text});
+        ids.push(a.request("message.send", data).await);
+    }
+    for id in &ids {
+        ok(&a.reply(id).await);
+    }
+
+    let node = dev.pid();
+    let baseline = rss_bytes(node);
+    let disconnects_before = dev.output().matches("\"disconnected\"").count();
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = std::sync::Arc::clone(&sampling);
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_bytes(node));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            peak
+        })
+    };
+    let replay = json!({"type": "conversation.subscribe", "data": {"conversation_id": conversation, "since_seq": 0}})
+        .to_string();
+    let mut sockets = Vec::new();
+    for (n, reader) in readers.iter().enumerate() {
+        let mut request = url.as_str().into_client_request().unwrap();
+        let token = reader["token"].as_str().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+            .headers_mut()
+            .insert("x-correlation-id", format!("nonreader-{n}").parse().unwrap());
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        // Ask, never read.
+        for _ in 0..REPLAYS_EACH {
+            let sent = tokio::time::timeout(Duration::from_secs(2), socket.send(Message::text(replay.clone()))).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                break;
+            }
+        }
+        sockets.push(socket);
+    }
+    // Still not reading: the node must close every one of them on its own.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let closed = loop {
+        let closed = dev.output().matches("\"disconnected\"").count() - disconnects_before;
+        if closed >= NON_READERS || Instant::now() > deadline {
+            break closed;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await.unwrap();
+    assert_eq!(closed, NON_READERS, "the node kept clients that did not read");
+    // What each got before the node gave up on it: far less than it asked for.
+    let mut delivered = Vec::new();
+    for mut socket in sockets {
+        let mut bytes = 0usize;
+        let ended = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(frame) = socket.next().await {
+                match frame {
+                    Ok(Message::Text(text)) => bytes += text.len(),
+                    Ok(Message::Close(_)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "a closed connection kept delivering");
+        delivered.push(bytes);
+    }
+    let asked = REPLAYS_EACH as u64 * 300 * 15_000;
+    println!(
+        "{NON_READERS} non-reading clients: node RSS {} MiB → peak {} MiB; delivered per client (MiB): {:?} of {} asked",
+        baseline / MIB,
+        peak / MIB,
+        delivered.iter().map(|b| *b as u64 / MIB).collect::<Vec<_>>(),
+        asked / MIB
+    );
+    assert!(delivered.iter().all(|b| (*b as u64) < asked / 10), "{delivered:?}");
+    // Each connection may hold its queue, the frame being written and the socket's write buffer.
+    let bound = NON_READERS as u64 * (QUEUE_BYTES + MIB) + 64 * MIB;
+    assert!(
+        peak.saturating_sub(baseline) < bound,
+        "node RSS grew by {} MiB (bound {} MiB)",
+        peak.saturating_sub(baseline) / MIB,
+        bound / MIB
+    );
+    // The node still serves the well-behaved client.
+    ok(&a.call("ping", json!({})).await);
+    drop(dev);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_are_capped_per_address_and_in_time_and_connections_per_user() {
+    let platform = Platform::start_with(
+        "handshakes",
+        1,
+        &[
+            ("CAAS_SOCKET_HANDSHAKE_TIMEOUT_MS", "1500"),
+            ("CAAS_SOCKET_MAX_HANDSHAKES_PER_IP", "8"),
+            ("CAAS_SOCKET_MAX_CONNECTIONS_PER_USER", "3"),
+        ],
+    );
+    let address = platform.socket_urls[0]
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    // Eight idle TCP connections (no upgrade request) fill this address's handshake places.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A ninth is closed at once.
+    let mut ninth = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_millis(1_000), ninth.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the ninth handshake was not refused: {read:?}"
+    );
+    // The idle ones are closed when the handshake timeout passes.
+    let started = Instant::now();
+    for mut stream in idle {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle connection stayed open: {read:?}"
+        );
+    }
+    println!("idle handshakes closed after {:?}", started.elapsed());
+
+    // Real clients connect again; a user holds at most 3 connections.
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
+    let alice = platform.token(&http, &app, "alice").await;
+    let token = alice["token"].as_str().unwrap();
+    let url = &platform.socket_urls[0];
+    let mut held = Vec::new();
+    for n in 0..3 {
+        held.push(Client::connect(url, token, &format!("cap-{n}")).await);
+    }
+    let refusal = Client::refused_handshake(url, token).await;
+    assert_eq!(refusal["code"], "rate_limited", "{refusal}");
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = Client::connect(url, token, "cap-again").await;
+    ok(&again.call("ping", json!({})).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_only_granted_for_users_sharing_a_conversation() {
+    let platform = Platform::start("presence_scope", 1);
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
+    let [alice, bob, mallory] = [
+        platform.token(&http, &app, "alice").await,
+        platform.token(&http, &app, "bob").await,
+        platform.token(&http, &app, "mallory").await,
+    ];
+    let url = &platform.socket_urls[0];
+    let mut a = Client::connect(url, alice["token"].as_str().unwrap(), "scope-a").await;
+    let _b = Client::connect(url, bob["token"].as_str().unwrap(), "scope-b").await;
+    let mut m = Client::connect(url, mallory["token"].as_str().unwrap(), "scope-m").await;
+    a.create_group(&[&bob]).await;
+    let (alice_id, bob_id) = (alice["user"]["id"].clone(), bob["user"]["id"].clone());
+
+    let probed = ok(&m
+        .call("presence.subscribe", json!({"user_ids": [alice_id, bob_id]}))
+        .await);
+    assert_eq!(probed["presence"], json!([]), "{probed}");
+    assert_eq!(probed["not_visible"], json!([alice_id, bob_id]));
+    let watched = ok(&a.call("presence.subscribe", json!({"user_ids": [bob_id]})).await);
+    assert_eq!(watched["presence"], json!([{"user_id": bob_id, "online": true}]));
+
+    // Nothing was subscribed for mallory: alice going offline tells her nothing.
+    drop(a);
+    let quiet = tokio::time::timeout(Duration::from_millis(800), m.event("presence")).await;
+    assert!(quiet.is_err(), "mallory was told about a stranger's presence");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secrets_in_parallel_are_rate_limited() {
+    let platform = Platform::start("brute_force", 1);
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
+    let url = format!("{}/api/v1/auth/sdk/token", platform.gateway_url);
+    let attempts = (0..40).map(|n| {
+        let (http, url, app_id) = (http.clone(), url.clone(), app.0.clone());
+        tokio::spawn(async move {
+            let body = json!({"app_id": app_id, "app_secret": format!("sk_wrong{n}"), "user_external_id": "u"});
+            http.post(&url).json(&body).send().await.unwrap().status().as_u16()
+        })
+    });
+    let mut statuses = Vec::new();
+    for attempt in attempts.collect::<Vec<_>>() {
+        statuses.push(attempt.await.unwrap());
+    }
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    let unauthorized = statuses.iter().filter(|s| **s == 401).count();
+    println!("40 wrong secrets in parallel: {unauthorized} × 401, {limited} × 429");
+    assert_eq!(limited + unauthorized, 40, "{statuses:?}");
+    assert!(limited >= 20, "only {limited} of 40 were rate limited: {statuses:?}");
+    // An unknown app id answers exactly like a wrong secret (and counts against the same address).
+    let response = http
+        .post(&url)
+        .json(&json!({"app_id": "app_does_not_exist", "app_secret": "x", "user_external_id": "u"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let body: Value = response.json().await.unwrap();
+    refused(&json!({"ok": false, "error": body["error"]}), "rate_limited");
+}
