@@ -121,6 +121,8 @@ pub struct Platform {
     pub gateway_url: String,
     pub socket_urls: Vec<String>,
     children: Vec<(String, Child)>,
+    /// How each process was started (binary, environment), for [`Platform::respawn`].
+    specs: HashMap<String, (String, Vec<(String, String)>)>,
     log_dir: PathBuf,
 }
 
@@ -180,6 +182,7 @@ impl Platform {
             stack,
             database,
             children: Vec::new(),
+            specs: HashMap::new(),
             log_dir,
         };
         let mut common: Vec<(String, String)> =
@@ -227,7 +230,13 @@ impl Platform {
     }
 
     fn spawn(&mut self, binary: &str, label: &str, common: &[(String, String)], extra: &[(String, String)]) {
-        let log = std::fs::File::create(self.log_dir.join(format!("{label}.log"))).expect("log file");
+        let env: Vec<(String, String)> = common.iter().chain(extra).cloned().collect();
+        self.specs.insert(label.to_owned(), (binary.to_owned(), env));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_dir.join(format!("{label}.log")))
+            .expect("log file");
         let child = Command::new(binary_dir().join(binary))
             .envs(common.iter().chain(extra).map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -255,6 +264,27 @@ impl Platform {
     /// Sends SIGTERM to one process and waits (bounded) for it to exit; returns whether it exited cleanly.
     pub fn terminate(&mut self, label: &str) -> bool {
         signal_and_wait(self.child(label), "TERM")
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to one process without waiting.
+    pub fn signal(&mut self, label: &str, signal: &str) {
+        let pid = self.pid(label).to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {label}");
+    }
+
+    /// Starts a stopped or killed process again, as it was first started (its log continues).
+    pub fn respawn(&mut self, label: &str) {
+        let (binary, env) = self
+            .specs
+            .get(label)
+            .cloned()
+            .unwrap_or_else(|| panic!("no process labelled {label}"));
+        self.children.retain(|(l, _)| l != label);
+        self.spawn(&binary, label, &env, &[]);
     }
 
     /// SIGKILL: the process dies at once, with no chance to close connections or flush anything.

@@ -263,3 +263,42 @@ async fn wrong_secrets_in_parallel_are_rate_limited() {
     let body: Value = response.json().await.unwrap();
     refused(&json!({"ok": false, "error": body["error"]}), "rate_limited");
 }
+
+/// A socket lives no longer than its token: it is closed at expiry unless the client hands over a fresh
+/// token of the same session in an `auth` frame (after `POST /auth/refresh`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_close_when_their_token_expires_unless_renewed_in_band() {
+    let platform = Platform::start_with("token_expiry", 1, &[("CAAS_TOKEN_TTL_SECS", "4")]);
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
+    let [alice, bob] = [
+        platform.token(&http, &app, "alice").await,
+        platform.token(&http, &app, "bob").await,
+    ];
+    let url = &platform.socket_urls[0];
+    let token = alice["token"].as_str().unwrap();
+    let mut renewed = Client::connect(url, token, "expiry-renewed").await;
+    let mut lapsing = Client::connect(url, token, "expiry-lapsing").await;
+    // Another user's token cannot take over the connection.
+    let takeover = renewed.call("auth", json!({"token": bob["token"]})).await;
+    refused(&takeover, "forbidden");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let refreshed: Value = http
+        .post(format!("{}/api/v1/auth/refresh", platform.gateway_url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fresh = refreshed["token"].as_str().expect("refreshed token");
+    let renewal = ok(&renewed.call("auth", json!({"token": fresh})).await);
+    assert!(renewal["expires_at"].as_i64().unwrap() > alice["expires_at"].as_i64().unwrap());
+    // The other connection of the same session did not renew: it is told and closed at expiry.
+    let expired = lapsing.event("session.expired").await;
+    assert!(expired["reason"].as_str().unwrap().contains("expired"));
+    assert_eq!(lapsing.closed_with().await, Some(1008));
+    // Past the first token's expiry, the renewed connection still works.
+    ok(&renewed.call("ping", json!({})).await);
+}

@@ -3,7 +3,7 @@
 //! through the bus. Both the socket node (reconnect replay, `conversation.history`) and the HTTP history
 //! route read through here, so they always agree.
 
-use crate::domain::model::Message;
+use crate::domain::model::{Message, SeqReservation};
 use crate::ports::cache::Cache;
 use crate::ports::store::{SeqRange, Store};
 use crate::Result;
@@ -119,7 +119,12 @@ pub async fn replay(
         let messages = page(store, cache, app_id, conversation_id, range).await?;
         match first_gap(since_seq, &messages) {
             None => return Ok(Some(cut_to_budget(messages))),
-            Some(missing) if tokio::time::Instant::now() >= deadline => {
+            Some(_) if tokio::time::Instant::now() >= deadline => {
+                // Seqs a re-created counter skipped may never exist: a gap made only of them is no gap.
+                let reservation = store.seq_reservation(app_id, conversation_id).await?;
+                let Some(missing) = first_real_gap(since_seq, &messages, &reservation) else {
+                    return Ok(Some(cut_to_budget(messages)));
+                };
                 tracing::warn!(
                     conversation_id,
                     since_seq,
@@ -152,6 +157,21 @@ fn cut_to_budget(mut messages: Vec<Message>) -> ReplayPage {
         messages,
         has_more: full || cut,
     }
+}
+
+/// The first seq missing from a forward page that is not one a re-created counter skipped.
+fn first_real_gap(after_seq: i64, messages: &[Message], reservation: &SeqReservation) -> Option<i64> {
+    let mut expected = after_seq + 1;
+    for message in messages {
+        while expected < message.seq {
+            if !reservation.may_be_void(expected) {
+                return Some(expected);
+            }
+            expected += 1;
+        }
+        expected = message.seq + 1;
+    }
+    None
 }
 
 /// The first seq missing from a forward page that should continue right after `after_seq`.
@@ -223,6 +243,20 @@ mod tests {
         assert_eq!(cut.messages.last().map(|m| m.seq), Some(cut.messages.len() as i64));
         let whole = cut_to_budget((1..=3).map(|seq| message(seq, "short")).collect());
         assert_eq!((whole.messages.len(), whole.has_more), (3, false));
+
+        let skipped = SeqReservation {
+            uncertain: vec![crate::domain::model::SeqSpan { after: 2, through: 10 }],
+            ..SeqReservation::default()
+        };
+        let across: Vec<Message> = [1, 2, 11, 12].map(|seq| message(seq, "m")).to_vec();
+        assert_eq!(first_gap(0, &across), Some(3));
+        assert_eq!(
+            first_real_gap(0, &across, &skipped),
+            None,
+            "only skipped seqs are missing"
+        );
+        let holed: Vec<Message> = [1, 2, 11, 13].map(|seq| message(seq, "m")).to_vec();
+        assert_eq!(first_real_gap(0, &holed, &skipped), Some(12));
 
         let latest = SeqRange {
             after_seq: None,

@@ -11,12 +11,13 @@ use crate::domain::protocol::{
     self, Ack, AckStatus, EditMessage, ForwardMessage, MessageRef, ReactionRequest, Replies,
 };
 use crate::ports::bus::Bus;
-use crate::ports::cache::{self, Cache, ClaimResult, ClaimState, SendKey};
+use crate::ports::cache::{self, Cache, ClaimState, SendKey};
 use crate::ports::store::Store;
 use crate::services::conversations::{require_id, Caller, Conversations};
 use crate::services::history::{self, MAX_HISTORY_PAGE};
 use crate::services::moderation::{self, AppSettingsCache};
 use crate::services::revisions::{self, Published};
+use crate::services::sequencing;
 use crate::{now_ms, Error, Result};
 use serde_json::{json, Value};
 
@@ -181,23 +182,7 @@ impl Messages<'_> {
             sender_id,
             client_msg_id: &draft.client_msg_id,
         };
-        let claim_of = || async {
-            self.cache
-                .claim_message(send_key, &uuid::Uuid::now_v7().to_string())
-                .await
-        };
-        let claim = match claim_of().await? {
-            ClaimResult::Claimed(claim) => claim,
-            ClaimResult::CounterMissing => {
-                // Redis lost the counter: continue after the highest stored seq instead of reusing numbers.
-                let floor = self.store.max_seq(app_id, conversation_id).await?;
-                self.cache.ensure_sequence(app_id, conversation_id, floor).await?;
-                match claim_of().await? {
-                    ClaimResult::Claimed(claim) => claim,
-                    ClaimResult::CounterMissing => return Err(Error::Internal("sequence counter vanished".into())),
-                }
-            }
-        };
+        let claim = sequencing::claim(self.store, self.cache, send_key, &uuid::Uuid::now_v7().to_string()).await?;
         let ack = Ack {
             conversation_id: conversation_id.to_owned(),
             client_msg_id: draft.client_msg_id.clone(),

@@ -9,4 +9,5 @@ pub mod history;
 pub mod messages;
 pub mod moderation;
 pub mod revisions;
+pub mod sequencing;
 pub mod sessions;

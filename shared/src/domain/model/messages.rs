@@ -197,3 +197,44 @@ pub struct ReactionCount {
     /// Whether the viewer (the user the history is read for) is one of them.
     pub mine: bool,
 }
+
+/// A conversation's durable record of the seqs it may have handed out, kept in the store because the
+/// cache's counter can be lost (a flush, a failover). Every seq is covered by `reserved_through` before
+/// any message carries it, so a counter re-created after a loss starts above every seq in use.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeqReservation {
+    /// The app of the conversation.
+    pub app_id: String,
+    /// The conversation whose seqs these are.
+    pub conversation_id: String,
+    /// No seq above this has been handed out.
+    #[serde(default)]
+    pub reserved_through: i64,
+    /// Seqs that may never carry a message: what was reserved but perhaps not used when a counter was
+    /// re-created. A replay does not wait for them.
+    #[serde(default)]
+    pub uncertain: Vec<SeqSpan>,
+}
+
+/// The seqs after `after` up to and including `through`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeqSpan {
+    /// The last seq before the span.
+    pub after: i64,
+    /// The last seq of the span.
+    pub through: i64,
+}
+
+impl SeqSpan {
+    /// Whether `seq` lies in the span.
+    pub fn contains(&self, seq: i64) -> bool {
+        seq > self.after && seq <= self.through
+    }
+}
+
+impl SeqReservation {
+    /// Whether a message with `seq` may never exist (it lies in an uncertain span).
+    pub fn may_be_void(&self, seq: i64) -> bool {
+        self.uncertain.iter().any(|span| span.contains(seq))
+    }
+}

@@ -55,7 +55,11 @@ impl KafkaBus {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000");
+            .set("session.timeout.ms", "10000")
+            // Also the rebalance timeout: a consumer that died mid-batch (kill -9) holds its partitions
+            // until the group gives up on it, so this bounds how long its replacement waits (the
+            // default, 5 minutes, stalled persistence that long). Batches take far less.
+            .set("max.poll.interval.ms", "30000");
         config
     }
 }

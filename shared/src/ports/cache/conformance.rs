@@ -29,6 +29,7 @@ pub async fn run(cache: &dyn Cache) {
     sequences_need_a_counter_and_start_after_the_floor(cache).await;
     claims_are_idempotent_and_remember_their_state(cache).await;
     concurrent_claims_get_distinct_gap_free_seqs(cache).await;
+    claims_say_whether_the_mirrored_reservation_covers_them(cache).await;
     memberships_are_cached(cache).await;
     recent_messages_keep_the_newest_by_seq(cache).await;
     presence_follows_live_connections(cache).await;
@@ -57,6 +58,34 @@ async fn sequences_need_a_counter_and_start_after_the_floor(cache: &dyn Cache) {
             .unwrap(),
     );
     assert_eq!((claim.seq, claim.is_new, claim.state), (42, true, ClaimState::Pending));
+}
+
+async fn claims_say_whether_the_mirrored_reservation_covers_them(cache: &dyn Cache) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    cache.ensure_sequence(&app, &conversation, 0).await.unwrap();
+    let claim = |id: &'static str| {
+        let (app, conversation) = (app.clone(), conversation.clone());
+        async move {
+            claimed(
+                cache
+                    .claim_message(send(&app, &conversation, "u", id), id)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let first = claim("c1").await;
+    assert_eq!((first.seq, first.reserved), (1, false), "nothing reserved yet");
+    cache.mirror_reservation(&app, &conversation, 2).await.unwrap();
+    cache.mirror_reservation(&app, &conversation, 1).await.unwrap();
+    assert!(claim("c1").await.reserved, "a retried claim sees the raised mirror");
+    assert_eq!((claim("c2").await.seq, claim("c2").await.reserved), (2, true));
+    let third = claim("c3").await;
+    assert_eq!(
+        (third.seq, third.reserved),
+        (3, false),
+        "the mirror is never lowered, nor passed"
+    );
 }
 
 async fn claims_are_idempotent_and_remember_their_state(cache: &dyn Cache) {

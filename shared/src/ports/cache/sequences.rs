@@ -39,14 +39,18 @@ pub struct Claim {
     pub state: ClaimState,
     /// False when an earlier send with the same `client_msg_id` made this claim.
     pub is_new: bool,
+    /// Whether the seq is covered by the conversation's durable reservation (as mirrored in the cache,
+    /// see [`SequenceCache::mirror_reservation`]); when not, the sender reserves it in the store first,
+    /// so that no message ever carries a seq a re-created counter could hand out again.
+    pub reserved: bool,
 }
 
 /// The outcome of [`SequenceCache::claim_message`].
 pub enum ClaimResult {
     /// The send's claim: a new one, or the earlier one of the same `client_msg_id` (`is_new` false).
     Claimed(Claim),
-    /// The conversation has no counter (the cache lost it): re-seed it with [`SequenceCache::ensure_sequence`] from
-    /// the store's highest seq and claim again.
+    /// The conversation has no counter (the cache lost it): re-seed it with [`SequenceCache::ensure_sequence`]
+    /// above every seq the store's reservation covers, and claim again.
     CounterMissing,
 }
 
@@ -74,6 +78,8 @@ pub trait SequenceCache: Send + Sync {
     /// next seq and claims it for `message_id`. `CounterMissing` when the counter is gone (cache lost),
     /// so the caller re-seeds it from the store instead of restarting at 1.
     async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult>;
+    /// Raises the cache's mirror of the conversation's seq reservation to `through` (never lowers it).
+    async fn mirror_reservation(&self, app_id: &str, conversation_id: &str, through: i64) -> Result<()>;
     /// Records how far the claimed send got (published, or failed so a retry republishes it), keeping the claim for
     /// another [`IDEMPOTENCY_TTL`].
     async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()>;

@@ -54,6 +54,32 @@ pub async fn run(store: &dyn Store) {
     summaries_keep_the_newest_message(store).await;
     attachments_complete_once_and_link_to_their_first_message(store).await;
     sessions_extend_until_revoked_and_stay_in_their_app(store).await;
+    seq_reservations_only_rise_and_remember_uncertain_spans(store).await;
+}
+
+async fn seq_reservations_only_rise_and_remember_uncertain_spans(store: &dyn Store) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    let fresh = store.seq_reservation(&app, &conversation).await.unwrap();
+    assert_eq!((fresh.reserved_through, fresh.uncertain.len()), (0, 0));
+    assert_eq!(store.reserve_seqs(&app, &conversation, 1000).await.unwrap(), 1000);
+    assert_eq!(
+        store.reserve_seqs(&app, &conversation, 500).await.unwrap(),
+        1000,
+        "never lowered"
+    );
+    assert_eq!(store.reserve_seqs(&app, &conversation, 2000).await.unwrap(), 2000);
+    let span = crate::domain::model::SeqSpan {
+        after: 40,
+        through: 2000,
+    };
+    store.mark_uncertain(&app, &conversation, span).await.unwrap();
+    store.mark_uncertain(&app, &conversation, span).await.unwrap();
+    let reservation = store.seq_reservation(&app, &conversation).await.unwrap();
+    assert_eq!(reservation.reserved_through, 2000);
+    assert_eq!(reservation.uncertain, [span], "marking is idempotent");
+    assert!(reservation.may_be_void(41) && reservation.may_be_void(2000) && !reservation.may_be_void(40));
+    let elsewhere = store.seq_reservation(&unique("app"), &conversation).await.unwrap();
+    assert_eq!(elsewhere.reserved_through, 0, "scoped to the app");
 }
 
 async fn sessions_extend_until_revoked_and_stay_in_their_app(store: &dyn Store) {

@@ -2,7 +2,7 @@
 //! queries retention and export run on them.
 
 use super::{InsertOutcome, RetentionExceptions, SeqRange};
-use crate::domain::model::{Message, Reaction, ReactionCount};
+use crate::domain::model::{Message, Reaction, ReactionCount, SeqReservation, SeqSpan};
 use crate::Result;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -49,6 +49,13 @@ pub trait MessageStore: Send + Sync {
     async fn list_messages(&self, app_id: &str, conversation_id: &str, range: SeqRange) -> Result<Vec<Message>>;
     /// Highest stored `seq` of a conversation (0 when empty).
     async fn max_seq(&self, app_id: &str, conversation_id: &str) -> Result<i64>;
+    /// Raises the conversation's seq reservation to at least `through`; returns the reservation now
+    /// stored (never lower than before).
+    async fn reserve_seqs(&self, app_id: &str, conversation_id: &str, through: i64) -> Result<i64>;
+    /// The conversation's seq reservation; all zero for a conversation that never reserved.
+    async fn seq_reservation(&self, app_id: &str, conversation_id: &str) -> Result<SeqReservation>;
+    /// Records seqs that may never carry a message (a re-created counter skipped them); idempotent.
+    async fn mark_uncertain(&self, app_id: &str, conversation_id: &str, span: SeqSpan) -> Result<()>;
     /// Up to `limit` messages created before `before` (Unix ms), oldest first, leaving out the given
     /// conversations and senders (those under legal hold).
     async fn messages_created_before(

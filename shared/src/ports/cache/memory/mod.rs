@@ -18,6 +18,8 @@ type ClaimKey = (String, String, String, String);
 #[derive(Default)]
 struct Entries {
     sequences: HashMap<ConversationKey, i64>,
+    /// The mirrored seq reservation per conversation.
+    reservations: HashMap<ConversationKey, i64>,
     /// (app, conversation, sender, client_msg_id) → claim and when it expires.
     claims: HashMap<ClaimKey, (Claim, Instant)>,
     members: HashMap<ConversationKey, (Vec<String>, Instant)>,

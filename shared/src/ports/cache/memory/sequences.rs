@@ -36,10 +36,16 @@ impl SequenceCache for MemoryCache {
     async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult> {
         let mut entries = self.entries();
         let claim_key = owned(key);
+        let reserved_through = entries
+            .reservations
+            .get(&conversation(key.app_id, key.conversation_id))
+            .copied()
+            .unwrap_or(0);
         if let Some((claim, expires)) = entries.claims.get(&claim_key) {
             if *expires > Instant::now() {
                 return Ok(ClaimResult::Claimed(Claim {
                     is_new: false,
+                    reserved: claim.seq <= reserved_through,
                     ..claim.clone()
                 }));
             }
@@ -56,11 +62,22 @@ impl SequenceCache for MemoryCache {
             seq: *counter,
             state: ClaimState::Pending,
             is_new: true,
+            reserved: *counter <= reserved_through,
         };
         entries
             .claims
             .insert(claim_key, (claim.clone(), Instant::now() + IDEMPOTENCY_TTL));
         Ok(ClaimResult::Claimed(claim))
+    }
+
+    async fn mirror_reservation(&self, app_id: &str, conversation_id: &str, through: i64) -> Result<()> {
+        let mut entries = self.entries();
+        let mirrored = entries
+            .reservations
+            .entry(conversation(app_id, conversation_id))
+            .or_insert(0);
+        *mirrored = (*mirrored).max(through);
+        Ok(())
     }
 
     async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()> {

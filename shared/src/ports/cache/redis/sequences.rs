@@ -7,19 +7,28 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 /// Atomically: return the existing claim of this `client_msg_id`, or take the next sequence number and
-/// record the claim. Returns `[-1, ""]` when the conversation has no counter (Redis lost it), so the
-/// caller can re-seed it from the store instead of restarting at 1.
+/// record the claim; either way with the mirrored seq reservation. Returns `[-1, "", r]` when the
+/// conversation has no counter (Redis lost it), so the caller can re-seed it above the store's
+/// reservation instead of restarting at 1.
 pub(super) const CLAIM_SCRIPT: &str = r#"
+local reserved = tonumber(redis.call('GET', KEYS[3]) or '0')
 local existing = redis.call('GET', KEYS[2])
-if existing then return {0, existing} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+if existing then return {0, existing, reserved} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, '', reserved} end
 local seq = redis.call('INCR', KEYS[1])
 local value = ARGV[1] .. '|' .. seq .. '|pending'
 redis.call('SET', KEYS[2], value, 'EX', ARGV[2])
-return {1, value}
+return {1, value, reserved}
 "#;
 
-fn parse_claim(value: &str, is_new: bool) -> Result<Claim> {
+/// Raises the mirrored reservation to ARGV[1], never lowering it.
+pub(super) const MIRROR_RESERVATION_SCRIPT: &str = r#"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"#;
+
+fn parse_claim(value: &str, is_new: bool, reserved_through: i64) -> Result<Claim> {
     let mut parts = value.split('|');
     let (Some(id), Some(seq), Some(state)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(Error::Internal(format!("malformed claim {value:?}")));
@@ -38,6 +47,7 @@ fn parse_claim(value: &str, is_new: bool) -> Result<Claim> {
         seq,
         state,
         is_new,
+        reserved: seq <= reserved_through,
     })
 }
 
@@ -62,20 +72,36 @@ impl SequenceCache for RedisCache {
     }
 
     async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult> {
-        let seq_key = format!("{}:seq", conversation_tag(key.app_id, key.conversation_id));
+        let tag = conversation_tag(key.app_id, key.conversation_id);
         let claim_key = Self::claim_key(key);
-        let (status, value): (i64, String) = self
+        let (status, value, reserved_through): (i64, String, i64) = self
             .claim_script
-            .key(seq_key)
+            .key(format!("{tag}:seq"))
             .key(claim_key)
+            .key(format!("{tag}:reserved"))
             .arg(message_id)
             .arg(IDEMPOTENCY_TTL.as_secs())
             .invoke_async(&mut self.conn())
             .await?;
         match status {
             -1 => Ok(ClaimResult::CounterMissing),
-            _ => Ok(ClaimResult::Claimed(parse_claim(&value, status == 1)?)),
+            _ => Ok(ClaimResult::Claimed(parse_claim(
+                &value,
+                status == 1,
+                reserved_through,
+            )?)),
         }
+    }
+
+    async fn mirror_reservation(&self, app_id: &str, conversation_id: &str, through: i64) -> Result<()> {
+        let key = format!("{}:reserved", conversation_tag(app_id, conversation_id));
+        let _: i64 = self
+            .mirror_reservation_script
+            .key(key)
+            .arg(through)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
     }
 
     async fn set_claim_state(&self, key: SendKey<'_>, claim: &Claim, state: ClaimState) -> Result<()> {
@@ -92,18 +118,20 @@ mod tests {
 
     #[test]
     fn claims_round_trip_through_their_stored_form() {
-        let claim = parse_claim("m-1|42|published", false).unwrap();
+        let claim = parse_claim("m-1|42|published", false, 42).unwrap();
         assert_eq!(
             claim,
             Claim {
                 message_id: "m-1".into(),
                 seq: 42,
                 state: ClaimState::Published,
-                is_new: false
+                is_new: false,
+                reserved: true,
             }
         );
-        assert!(parse_claim("m-1|x|pending", true).is_err());
-        assert!(parse_claim("garbage", true).is_err());
+        assert!(!parse_claim("m-1|43|pending", true, 42).unwrap().reserved);
+        assert!(parse_claim("m-1|x|pending", true, 0).is_err());
+        assert!(parse_claim("garbage", true, 0).is_err());
     }
 
     #[test]

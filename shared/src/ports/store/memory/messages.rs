@@ -1,8 +1,8 @@
 //! Messages, revisions, replies and reactions in the in-memory store.
 
-use super::Change::{self, Changed};
+use super::Change::{self, Changed, Unchanged};
 use super::MemoryStore;
-use crate::domain::model::{Message, Reaction, ReactionCount};
+use crate::domain::model::{Message, Reaction, ReactionCount, SeqReservation, SeqSpan};
 use crate::ports::store::{count_reactions, InsertOutcome, MessageStore, RetentionExceptions, SeqRange};
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -156,6 +156,43 @@ impl MessageStore for MemoryStore {
         })
     }
 
+    async fn reserve_seqs(&self, app_id: &str, conversation_id: &str, through: i64) -> Result<i64> {
+        self.write(|tables| {
+            let reservation = tables.reservation_mut(app_id, conversation_id);
+            if through <= reservation.reserved_through {
+                return Ok(Unchanged(reservation.reserved_through));
+            }
+            reservation.reserved_through = through;
+            Ok(Changed(through))
+        })
+    }
+
+    async fn seq_reservation(&self, app_id: &str, conversation_id: &str) -> Result<SeqReservation> {
+        let key = (app_id.to_owned(), conversation_id.to_owned());
+        self.read(|tables| {
+            tables
+                .seq_reservations
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| SeqReservation {
+                    app_id: app_id.to_owned(),
+                    conversation_id: conversation_id.to_owned(),
+                    ..SeqReservation::default()
+                })
+        })
+    }
+
+    async fn mark_uncertain(&self, app_id: &str, conversation_id: &str, span: SeqSpan) -> Result<()> {
+        self.write(|tables| {
+            let reservation = tables.reservation_mut(app_id, conversation_id);
+            if reservation.uncertain.contains(&span) {
+                return Ok(Unchanged(()));
+            }
+            reservation.uncertain.push(span);
+            Ok(Changed(()))
+        })
+    }
+
     async fn messages_created_before(
         &self,
         app_id: &str,
@@ -214,5 +251,17 @@ impl MessageStore for MemoryStore {
         sent.sort_by(|a, b| a.id.cmp(&b.id));
         sent.truncate(limit);
         Ok(sent)
+    }
+}
+
+impl super::Tables {
+    fn reservation_mut(&mut self, app_id: &str, conversation_id: &str) -> &mut SeqReservation {
+        self.seq_reservations
+            .entry((app_id.to_owned(), conversation_id.to_owned()))
+            .or_insert_with(|| SeqReservation {
+                app_id: app_id.to_owned(),
+                conversation_id: conversation_id.to_owned(),
+                ..SeqReservation::default()
+            })
     }
 }

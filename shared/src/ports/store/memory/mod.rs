@@ -14,8 +14,8 @@ mod users;
 use super::InsertOutcome;
 use crate::domain::audit::AuditRecord;
 use crate::domain::model::{
-    App, Attachment, Conversation, ConversationSummary, LegalHold, Member, Message, Reaction, Restriction, Session,
-    User,
+    App, Attachment, Conversation, ConversationSummary, LegalHold, Member, Message, Reaction, Restriction,
+    SeqReservation, Session, User,
 };
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -47,6 +47,8 @@ struct Tables {
     restrictions: HashMap<String, Restriction>,
     /// Keyed by [`app_scoped_key`], as session ids are only unique per app.
     sessions: HashMap<String, Session>,
+    /// (app_id, conversation_id) → the conversation's seq reservation.
+    seq_reservations: HashMap<(String, String), SeqReservation>,
 }
 
 /// The records themselves; indexes are rebuilt from them on load.
@@ -73,6 +75,8 @@ struct Snapshot {
     restrictions: Vec<Restriction>,
     #[serde(default)]
     sessions: Vec<Session>,
+    #[serde(default)]
+    seq_reservations: Vec<SeqReservation>,
 }
 
 impl Tables {
@@ -95,6 +99,7 @@ impl Tables {
             holds: self.holds.values().cloned().collect(),
             restrictions: self.restrictions.values().cloned().collect(),
             sessions: self.sessions.values().cloned().collect(),
+            seq_reservations: self.seq_reservations.values().cloned().collect(),
         }
     }
 
@@ -149,6 +154,10 @@ impl Tables {
             tables
                 .sessions
                 .insert(app_scoped_key(&session.app_id, &session.id), session);
+        }
+        for reservation in snapshot.seq_reservations {
+            let key = (reservation.app_id.clone(), reservation.conversation_id.clone());
+            tables.seq_reservations.insert(key, reservation);
         }
         tables
     }

@@ -1,7 +1,7 @@
 //! Messages, revisions, replies and reactions in the MongoDB store.
 
 use super::{from_document, insert_many_idempotent, is_duplicate_key, seq_of, to_document, MongoStore};
-use crate::domain::model::{Message, Reaction, ReactionCount};
+use crate::domain::model::{Message, Reaction, ReactionCount, SeqReservation, SeqSpan};
 use crate::ports::store::{count_reactions, InsertOutcome, MessageStore, RetentionExceptions, SeqRange};
 use crate::Result;
 use async_trait::async_trait;
@@ -182,6 +182,29 @@ impl MessageStore for MongoStore {
         Ok(latest.as_ref().and_then(seq_of).unwrap_or(0))
     }
 
+    async fn reserve_seqs(&self, app_id: &str, conversation_id: &str, through: i64) -> Result<i64> {
+        self.upsert_reservation(app_id, conversation_id, doc! {"$max": {"reserved_through": through}})
+            .await?;
+        Ok(self.seq_reservation(app_id, conversation_id).await?.reserved_through)
+    }
+
+    async fn seq_reservation(&self, app_id: &str, conversation_id: &str) -> Result<SeqReservation> {
+        let found: Option<SeqReservation> = self
+            .find_one_in("sequences", doc! {"_id": reservation_id(app_id, conversation_id)})
+            .await?;
+        Ok(found.unwrap_or_else(|| SeqReservation {
+            app_id: app_id.to_owned(),
+            conversation_id: conversation_id.to_owned(),
+            ..SeqReservation::default()
+        }))
+    }
+
+    async fn mark_uncertain(&self, app_id: &str, conversation_id: &str, span: SeqSpan) -> Result<()> {
+        let span = doc! {"after": span.after, "through": span.through};
+        self.upsert_reservation(app_id, conversation_id, doc! {"$addToSet": {"uncertain": span}})
+            .await
+    }
+
     async fn messages_created_before(
         &self,
         app_id: &str,
@@ -224,5 +247,34 @@ impl MessageStore for MongoStore {
             filter.insert("_id", doc! {"$gt": after_id});
         }
         self.find_all("messages", filter, doc! {"_id": 1}, limit).await
+    }
+}
+
+/// The `_id` of a conversation's document in `sequences`.
+fn reservation_id(app_id: &str, conversation_id: &str) -> String {
+    format!("{app_id}/{conversation_id}")
+}
+
+impl MongoStore {
+    /// Applies `update` to the conversation's reservation document, creating it (with zero reservation)
+    /// first when it does not exist.
+    async fn upsert_reservation(&self, app_id: &str, conversation_id: &str, update: Document) -> Result<()> {
+        let filter = doc! {"_id": reservation_id(app_id, conversation_id)};
+        let mut update = update;
+        update.insert(
+            "$setOnInsert",
+            doc! {"app_id": app_id, "conversation_id": conversation_id},
+        );
+        let collection = self.collection("sequences");
+        match collection.update_one(filter.clone(), update.clone()).upsert(true).await {
+            Ok(_) => Ok(()),
+            // Two first reservations raced on the _id; the other created the document.
+            Err(e) if is_duplicate_key(&e) => {
+                update.remove("$setOnInsert");
+                collection.update_one(filter, update).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -1,0 +1,112 @@
+//! Giving a send its seq so that no seq is ever handed out twice, even when the cache loses its
+//! counters (a `FLUSHALL`, an eviction, a failover to an empty node).
+//!
+//! The counter lives in the cache for speed, but the store keeps a reservation: before any message
+//! carries a seq, the conversation's reservation covers it (one store write per [`RESERVATION_BLOCK`]
+//! seqs). A counter re-created after a loss starts above the reservation, so it cannot collide with a
+//! message accepted but still on its way through the bus. The seqs between the highest stored message
+//! and the reservation may then never carry a message: they are recorded as uncertain, and a replay
+//! does not wait for them.
+
+use crate::domain::model::SeqSpan;
+use crate::ports::cache::{Cache, Claim, ClaimResult, SendKey};
+use crate::ports::store::Store;
+use crate::{Error, Result};
+
+/// Seqs reserved in the store at a time, per conversation.
+pub const RESERVATION_BLOCK: i64 = 1000;
+
+/// Claims at most this many times before giving up (each retry follows a reservation or a re-seed).
+const MAX_ATTEMPTS: usize = 8;
+
+/// The send's claim (a new seq, or the earlier claim of a retried `client_msg_id`), covered by the
+/// store's reservation. Safe to publish under.
+pub async fn claim(store: &dyn Store, cache: &dyn Cache, key: SendKey<'_>, message_id: &str) -> Result<Claim> {
+    let (app_id, conversation_id) = (key.app_id, key.conversation_id);
+    for _ in 0..MAX_ATTEMPTS {
+        match cache.claim_message(key, message_id).await? {
+            ClaimResult::Claimed(claim) if claim.reserved => return Ok(claim),
+            ClaimResult::Claimed(claim) => {
+                let through = store
+                    .reserve_seqs(app_id, conversation_id, claim.seq + RESERVATION_BLOCK - 1)
+                    .await?;
+                cache.mirror_reservation(app_id, conversation_id, through).await?;
+                // Claim again rather than trust this one: if the cache lost it while the store was
+                // written, the counter was re-created above the reservation and this seq is void.
+            }
+            ClaimResult::CounterMissing => reseed(store, cache, app_id, conversation_id).await?,
+        }
+    }
+    Err(Error::Internal("could not claim a reserved seq".into()))
+}
+
+/// Re-creates a lost counter above every seq that may be in use: the reservation and the highest
+/// stored seq. What lies between the two is recorded as uncertain.
+async fn reseed(store: &dyn Store, cache: &dyn Cache, app_id: &str, conversation_id: &str) -> Result<()> {
+    let (reservation, stored) = tokio::try_join!(
+        store.seq_reservation(app_id, conversation_id),
+        store.max_seq(app_id, conversation_id),
+    )?;
+    let floor = reservation.reserved_through.max(stored);
+    if reservation.reserved_through > stored {
+        let span = SeqSpan {
+            after: stored,
+            through: reservation.reserved_through,
+        };
+        store.mark_uncertain(app_id, conversation_id, span).await?;
+        tracing::warn!(
+            app_id,
+            conversation_id,
+            after = span.after,
+            through = span.through,
+            "sequence counter lost: re-created above the reservation"
+        );
+    }
+    cache.ensure_sequence(app_id, conversation_id, floor).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::cache::{MemoryCache, SequenceCache};
+    use crate::ports::store::{MemoryStore, MessageStore};
+
+    fn key<'a>(client_msg_id: &'a str) -> SendKey<'a> {
+        SendKey {
+            app_id: "app",
+            conversation_id: "c",
+            sender_id: "u",
+            client_msg_id,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_counter_never_hands_out_a_seq_again() {
+        let store = MemoryStore::new();
+        let cache = MemoryCache::new();
+        cache.ensure_sequence("app", "c", 0).await.unwrap();
+        for n in 1..=5 {
+            let claim = claim(&store, &cache, key(&format!("m{n}")), &format!("id{n}"))
+                .await
+                .unwrap();
+            assert_eq!((claim.seq, claim.reserved), (n, true));
+        }
+        assert_eq!(
+            store.seq_reservation("app", "c").await.unwrap().reserved_through,
+            RESERVATION_BLOCK
+        );
+        // The cache loses everything; nothing was persisted yet (all five are still "in the bus").
+        let cache = MemoryCache::new();
+        let after = claim(&store, &cache, key("m6"), "id6").await.unwrap();
+        assert_eq!(after.seq, RESERVATION_BLOCK + 1, "above every seq that may be in use");
+        let reservation = store.seq_reservation("app", "c").await.unwrap();
+        assert_eq!(
+            reservation.uncertain,
+            [SeqSpan {
+                after: 0,
+                through: RESERVATION_BLOCK
+            }]
+        );
+        assert_eq!(reservation.reserved_through, 2 * RESERVATION_BLOCK);
+    }
+}
