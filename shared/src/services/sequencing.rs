@@ -25,7 +25,12 @@ pub async fn claim(store: &dyn Store, cache: &dyn Cache, key: SendKey<'_>, messa
     let (app_id, conversation_id) = (key.app_id, key.conversation_id);
     for _ in 0..MAX_ATTEMPTS {
         match cache.claim_message(key, message_id).await? {
-            ClaimResult::Claimed(claim) if claim.reserved => return Ok(claim),
+            ClaimResult::Claimed(claim) if claim.reserved => {
+                // A claim made under our own fresh id is ours even when it comes back from the
+                // re-claim that follows a reservation (which reports it as an earlier claim).
+                let is_new = claim.message_id == message_id;
+                return Ok(Claim { is_new, ..claim });
+            }
             ClaimResult::Claimed(claim) => {
                 let through = store
                     .reserve_seqs(app_id, conversation_id, claim.seq + RESERVATION_BLOCK - 1)
@@ -89,8 +94,14 @@ mod tests {
             let claim = claim(&store, &cache, key(&format!("m{n}")), &format!("id{n}"))
                 .await
                 .unwrap();
-            assert_eq!((claim.seq, claim.reserved), (n, true));
+            assert_eq!(
+                (claim.seq, claim.reserved, claim.is_new),
+                (n, true, true),
+                "new even after reserving"
+            );
         }
+        let retried = claim(&store, &cache, key("m5"), "id5-retry").await.unwrap();
+        assert_eq!((retried.seq, retried.is_new), (5, false), "a retry is not new");
         assert_eq!(
             store.seq_reservation("app", "c").await.unwrap().reserved_through,
             RESERVATION_BLOCK
