@@ -143,7 +143,8 @@ async fn dev_mode_runs_the_platform_in_one_process_and_keeps_data_across_restart
     assert!(dev.output().contains("caas-dev stopped"));
 
     // Restart on the same directory: the app, the signing secret and the conversation survive, and the
-    // sequence continues from the stored messages although the in-memory cache started empty.
+    // sequence continues above every seq that may have been handed out (the stored reservation), although
+    // the in-memory cache started empty: no seq is ever reused.
     let dev = DevMode::start(&data_dir);
     let mut b = connect(&dev, &bob, "dev-bob-again").await;
     let mut a = connect(&dev, &dev.gateway.token(&http, &app, "alice").await, "dev-alice-again").await;
@@ -155,7 +156,7 @@ async fn dev_mode_runs_the_platform_in_one_process_and_keeps_data_across_restart
         "the conversation survived the restart: {subscribed}"
     );
     let (accepted, _) = send(&mut a, &conversation_id, "hello-2", "still here").await;
-    assert_eq!(accepted["data"]["seq"], 2, "{accepted}");
+    assert!(accepted["data"]["seq"].as_i64().unwrap() > 1, "{accepted}");
     assert_eq!(next_message(&mut b).await["text"], "still here");
     // The search index is kept in the data directory too.
     assert_eq!(search(&http, &dev, &bob, "hello").await.len(), 1);
