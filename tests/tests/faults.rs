@@ -251,18 +251,6 @@ async fn nothing_accepted_is_lost_or_duplicated_under_faults() {
     );
     outcomes.push(
         under_load(
-            "faults_bridge",
-            "persistence (bridge) kill -9 mid-batch, restarted 2 s later",
-            |platform| {
-                platform.kill("bridge");
-                std::thread::sleep(Duration::from_secs(2));
-                platform.respawn("bridge");
-            },
-        )
-        .await,
-    );
-    outcomes.push(
-        under_load(
             "faults_pause",
             "socket node 2 paused (SIGSTOP) 12 s, past the 10 s heartbeat",
             |platform| {
