@@ -233,6 +233,15 @@ impl SeqSpan {
 }
 
 impl SeqReservation {
+    /// The reservation of a conversation that never reserved: nothing reserved, nothing uncertain.
+    pub fn none(app_id: &str, conversation_id: &str) -> Self {
+        Self {
+            app_id: app_id.to_owned(),
+            conversation_id: conversation_id.to_owned(),
+            ..Self::default()
+        }
+    }
+
     /// Whether a message with `seq` may never exist (it lies in an uncertain span).
     pub fn may_be_void(&self, seq: i64) -> bool {
         self.uncertain.iter().any(|span| span.contains(seq))

@@ -174,11 +174,7 @@ impl MessageStore for MemoryStore {
                 .seq_reservations
                 .get(&key)
                 .cloned()
-                .unwrap_or_else(|| SeqReservation {
-                    app_id: app_id.to_owned(),
-                    conversation_id: conversation_id.to_owned(),
-                    ..SeqReservation::default()
-                })
+                .unwrap_or_else(|| SeqReservation::none(app_id, conversation_id))
         })
     }
 
@@ -258,10 +254,6 @@ impl super::Tables {
     fn reservation_mut(&mut self, app_id: &str, conversation_id: &str) -> &mut SeqReservation {
         self.seq_reservations
             .entry((app_id.to_owned(), conversation_id.to_owned()))
-            .or_insert_with(|| SeqReservation {
-                app_id: app_id.to_owned(),
-                conversation_id: conversation_id.to_owned(),
-                ..SeqReservation::default()
-            })
+            .or_insert_with(|| SeqReservation::none(app_id, conversation_id))
     }
 }

@@ -192,11 +192,7 @@ impl MessageStore for MongoStore {
         let found: Option<SeqReservation> = self
             .find_one_in("sequences", doc! {"_id": reservation_id(app_id, conversation_id)})
             .await?;
-        Ok(found.unwrap_or_else(|| SeqReservation {
-            app_id: app_id.to_owned(),
-            conversation_id: conversation_id.to_owned(),
-            ..SeqReservation::default()
-        }))
+        Ok(found.unwrap_or_else(|| SeqReservation::none(app_id, conversation_id)))
     }
 
     async fn mark_uncertain(&self, app_id: &str, conversation_id: &str, span: SeqSpan) -> Result<()> {
