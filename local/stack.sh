@@ -5,6 +5,9 @@
 #   local/stack.sh install          install what is missing (idempotent)
 #   local/stack.sh start DIR        start everything; writes DIR/env (CAAS_* variables) and DIR/pids
 #   local/stack.sh stop DIR         stop what start started
+#   local/stack.sh restart DIR NAME [DOWN_SECS]
+#                                   kill -9 one server (redis, tansu, secantus, s3s), wait, start it again
+#                                   on its port with its data (fault tests)
 #
 # Tools go to $CAAS_TOOLS_DIR (default ~/.cache/caas/tools). Prebuilt tansu/s3s-fs from ../shared/bin are
 # used when present and verified; otherwise they are built with cargo install (slow: ~40 min for tansu).
@@ -96,43 +99,74 @@ wait_for_port() {
   log "$name did not open port $port"; return 1
 }
 
+# One server, on its recorded port, with its data in DIR (so a restart finds what it had).
+start_server() {
+  local dir=$1 name=$2 port
+  port=$(sed -n "s/^$name //p" "$dir/ports")
+  case "$name" in
+    redis)
+      # No persistence: a restart loses everything, as a cache node replaced without a replica does.
+      redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+      wait_for_port "$port" redis
+      echo "redis $(cat "$dir/redis.pid")" >>"$dir/pids" ;;
+    tansu)
+      # In memory by default (fast); CAAS_STACK_KAFKA_STORAGE=sqlite at start keeps the log across restarts.
+      local storage=memory://tansu/
+      [ "$(cat "$dir/kafka-storage")" = sqlite ] && storage="sqlite://tansu.db"  # relative to $dir/kafka, where it runs
+      (cd "$dir/kafka" && exec "$TOOLS_DIR/bin/tansu" broker \
+         --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+         --storage-engine "$storage" >>"$dir/tansu.log" 2>&1) &
+      echo "tansu $!" >>"$dir/pids"
+      wait_for_port "$port" tansu ;;
+    secantus)
+      "$TOOLS_DIR/venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$dir/mongo" \
+        >>"$dir/secantus.log" 2>&1 &
+      echo "secantus $!" >>"$dir/pids"
+      wait_for_port "$port" secantusdb ;;
+    s3s)
+      "$TOOLS_DIR/bin/s3s-fs" --host 127.0.0.1 --port "$port" --access-key caas-local --secret-key caas-local-secret \
+        "$dir/s3" >>"$dir/s3s.log" 2>&1 &
+      echo "s3s $!" >>"$dir/pids"
+      wait_for_port "$port" s3s-fs ;;
+    *) log "no server named $name"; return 2 ;;
+  esac
+}
+
+# Stops one server abruptly (SIGKILL: no shutdown work, as a crash) and forgets its pid.
+kill_server() {
+  local dir=$1 name=$2 pid
+  pid=$(sed -n "s/^$name //p" "$dir/pids")
+  [ -n "$pid" ] || { log "$name is not running in $dir"; return 2; }
+  kill -9 "$pid" 2>/dev/null || true
+  # Gone, or a zombie nobody reaped yet (state Z): either way it holds no port any more.
+  for _ in $(seq 1 200); do
+    kill -0 "$pid" 2>/dev/null || break
+    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
+    sleep 0.05
+  done
+  sed -i "/^$name /d" "$dir/pids"
+}
+
 start_all() {
   local dir=$1
   # s3s-fs serves each directory under its root as a bucket: `caas` is the platform's.
   mkdir -p "$dir"/{mongo,s3/caas,kafka}
   dir=$(cd "$dir" && pwd)
-  local redis_port kafka_port mongo_port s3_port
-  redis_port=$(free_port); kafka_port=$(free_port); mongo_port=$(free_port); s3_port=$(free_port)
   : >"$dir/pids"
-
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
-  wait_for_port "$redis_port" redis
-  echo "redis $(cat "$dir/redis.pid")" >>"$dir/pids"
-
-  (cd "$dir/kafka" && exec "$TOOLS_DIR/bin/tansu" broker \
-     --listener-url "tcp://127.0.0.1:$kafka_port" --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
-     --storage-engine memory://tansu/ >"$dir/tansu.log" 2>&1) &
-  echo "tansu $!" >>"$dir/pids"
-
-  "$TOOLS_DIR/venv/bin/secantusd-py" --host 127.0.0.1 --port "$mongo_port" --storage-path "$dir/mongo" \
-    >"$dir/secantus.log" 2>&1 &
-  echo "secantus $!" >>"$dir/pids"
-
-  "$TOOLS_DIR/bin/s3s-fs" --host 127.0.0.1 --port "$s3_port" --access-key caas-local --secret-key caas-local-secret \
-    "$dir/s3" >"$dir/s3s.log" 2>&1 &
-  echo "s3s $!" >>"$dir/pids"
-
-  wait_for_port "$kafka_port" tansu
-  wait_for_port "$mongo_port" secantusdb
-  wait_for_port "$s3_port" s3s-fs
+  : >"$dir/ports"
+  echo "${CAAS_STACK_KAFKA_STORAGE:-memory}" >"$dir/kafka-storage"
+  local name
+  for name in redis tansu secantus s3s; do echo "$name $(free_port)" >>"$dir/ports"; done
+  for name in redis tansu secantus s3s; do start_server "$dir" "$name"; done
+  port_of() { sed -n "s/^$1 //p" "$dir/ports"; }
 
   # Values with & are single-quoted: the file is sourced by shells.
   cat >"$dir/env" <<ENV
-CAAS_CACHE_URL=redis://127.0.0.1:$redis_port
-CAAS_BUS_URL=kafka://127.0.0.1:$kafka_port
-CAAS_STORE_URL=mongodb://127.0.0.1:$mongo_port/?directConnection=true
-CAAS_BLOB_URL='s3://caas?endpoint=http://127.0.0.1:$s3_port&region=us-east-1'
+CAAS_CACHE_URL=redis://127.0.0.1:$(port_of redis)
+CAAS_BUS_URL=kafka://127.0.0.1:$(port_of tansu)
+CAAS_STORE_URL=mongodb://127.0.0.1:$(port_of secantus)/?directConnection=true
+CAAS_BLOB_URL='s3://caas?endpoint=http://127.0.0.1:$(port_of s3s)&region=us-east-1'
 CAAS_S3_ACCESS_KEY=caas-local
 CAAS_S3_SECRET_KEY=caas-local-secret
 CAAS_SEARCH_DIR=$dir/search
@@ -159,5 +193,8 @@ case "${1:-}" in
   install) install_all ;;
   start) [ -n "${2:-}" ] || { echo "usage: $0 start DIR" >&2; exit 2; }; install_all; start_all "$2" ;;
   stop) [ -n "${2:-}" ] || { echo "usage: $0 stop DIR" >&2; exit 2; }; stop_all "$2" ;;
-  *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
+  restart)
+    [ -n "${3:-}" ] || { echo "usage: $0 restart DIR redis|tansu|secantus|s3s [DOWN_SECS]" >&2; exit 2; }
+    kill_server "$2" "$3"; sleep "${4:-0}"; start_server "$2" "$3" ;;
+  *) echo "usage: $0 install | start DIR | stop DIR | restart DIR SERVER [DOWN_SECS]" >&2; exit 2 ;;
 esac

@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const STACK_KEYS: [&str; 3] = ["CAAS_CACHE_URL", "CAAS_BUS_URL", "CAAS_STORE_URL"];
+mod stack;
+pub use stack::Stack;
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -43,74 +44,6 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("{what} did not listen on {port}");
-}
-
-/// Connection settings of the real servers.
-pub struct Stack {
-    pub env: HashMap<String, String>,
-    /// Set when this process started the stack and must stop it.
-    owned_dir: Option<PathBuf>,
-}
-
-impl Stack {
-    pub fn obtain() -> Self {
-        if STACK_KEYS.iter().all(|k| std::env::var(k).is_ok()) {
-            let env = std::env::vars().filter(|(k, _)| k.starts_with("CAAS_")).collect();
-            return Self { env, owned_dir: None };
-        }
-        let dir = workspace_root()
-            .join("target")
-            .join("e2e-stack")
-            .join(uuid::Uuid::new_v4().simple().to_string());
-        let status = Command::new("bash")
-            .arg(workspace_root().join("local/stack.sh"))
-            .arg("start")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .status()
-            .expect("running local/stack.sh");
-        assert!(status.success(), "local/stack.sh start failed");
-        let env = std::fs::read_to_string(dir.join("env"))
-            .expect("stack env file")
-            .lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
-            .collect();
-        Self {
-            env,
-            owned_dir: Some(dir),
-        }
-    }
-
-    /// Creates the platform's topics (deployed, they exist before any function runs; a test that runs a
-    /// function without the platform's binaries, which would create them, needs this first).
-    pub async fn ensure_topics(&self) {
-        caas_shared::ports::bus::connect(self.get("CAAS_BUS_URL"))
-            .await
-            .expect("connecting to the bus")
-            .ensure_topics(&caas_shared::domain::events::topics::ALL)
-            .await
-            .expect("creating the topics");
-    }
-
-    pub fn get(&self, key: &str) -> &str {
-        self.env
-            .get(key)
-            .map(String::as_str)
-            .unwrap_or_else(|| panic!("{key} missing from the stack"))
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.owned_dir {
-            let _ = Command::new("bash")
-                .arg(workspace_root().join("local/stack.sh"))
-                .arg("stop")
-                .arg(dir)
-                .status();
-        }
-    }
 }
 
 /// The platform's processes for one test, isolated by database name and consumer-group suffix.
@@ -166,8 +99,12 @@ impl Platform {
 
     /// [`Self::start`] with extra environment for every process (a test's own limits, say).
     pub fn start_with(name: &str, socket_nodes: usize, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_on(Stack::obtain(), name, socket_nodes, extra_env)
+    }
+
+    /// [`Self::start_with`] on a given stack (a [`Stack::dedicated`] one, to break its servers).
+    pub fn start_on(stack: Stack, name: &str, socket_nodes: usize, extra_env: &[(&str, &str)]) -> Self {
         build_binaries();
-        let stack = Stack::obtain();
         let run_id = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("e2e_{name}_{}", &run_id[..8]);
         let log_dir = workspace_root().join("target").join("e2e-logs").join(&database);

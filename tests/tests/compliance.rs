@@ -691,6 +691,21 @@ async fn export_holds_exactly_the_users_data_and_erasure_removes_it_everywhere_u
         (&erased["messages_erased"], &erased["attachments_deleted"]),
         (&json!(2), &json!(1))
     );
+    // The earlier export file goes too, and alice's sessions end: her live socket is told and closed.
+    assert_eq!(
+        (&erased["exports_deleted"], &erased["sessions_ended"]),
+        (&json!(1), &json!(1)),
+        "{erased}"
+    );
+    assert_eq!(
+        blob_status(export["url"].as_str().unwrap()).await,
+        404,
+        "the export is gone from S3"
+    );
+    assert_eq!(a.event("session.revoked").await["reason"], "user erased");
+    assert_eq!(a.closed_with().await, Some(1008));
+    let refusal = Client::refused_handshake(&platform.socket_urls[0], alice["token"].as_str().unwrap()).await;
+    assert_eq!(refusal["code"], "unauthorized", "{refusal}");
 
     // MongoDB: tombstones without content; bob's message untouched; the user pseudonymised.
     let alices = stored(&platform, doc! {"app_id": &app_id, "sender_id": &alice_id}).await;

@@ -26,7 +26,12 @@ const MIB: u64 = 1024 * 1024;
 /// fastest), clients that never read ask again and again for a replay of 300 messages of 15 KB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_never_read_are_disconnected_and_node_memory_stays_bounded() {
-    const NON_READERS: usize = 20;
+    // CI size; the full size (`CAAS_HOSTILE_NON_READERS=999`: one group of 1,000 with the sender) is
+    // reported in docs/reliability.md.
+    let non_readers: usize = std::env::var("CAAS_HOSTILE_NON_READERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
     const REPLAYS_EACH: usize = 300;
     const QUEUE_BYTES: u64 = MIB;
     let data_dir = std::env::temp_dir().join(format!("caas-nonreaders-{}", uuid::Uuid::new_v4().simple()));
@@ -37,7 +42,7 @@ async fn clients_that_never_read_are_disconnected_and_node_memory_stays_bounded(
     let url = dev.socket_url.clone();
     let mut a = Client::connect(&url, alice["token"].as_str().unwrap(), "nonreaders-a").await;
     let mut readers = Vec::new();
-    for n in 0..NON_READERS {
+    for n in 0..non_readers {
         readers.push(dev.gateway.token(&http, &app, &format!("nonreader{n}")).await);
     }
     let conversation = a.create_group(&readers.iter().collect::<Vec<_>>()).await;
@@ -93,14 +98,14 @@ async fn clients_that_never_read_are_disconnected_and_node_memory_stays_bounded(
     let deadline = Instant::now() + Duration::from_secs(90);
     let closed = loop {
         let closed = dev.output().matches("\"disconnected\"").count() - disconnects_before;
-        if closed >= NON_READERS || Instant::now() > deadline {
+        if closed >= non_readers || Instant::now() > deadline {
             break closed;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let peak = sampler.await.unwrap();
-    assert_eq!(closed, NON_READERS, "the node kept clients that did not read");
+    assert_eq!(closed, non_readers, "the node kept clients that did not read");
     // What each got before the node gave up on it: far less than it asked for.
     let mut delivered = Vec::new();
     for mut socket in sockets {
@@ -120,15 +125,15 @@ async fn clients_that_never_read_are_disconnected_and_node_memory_stays_bounded(
     }
     let asked = REPLAYS_EACH as u64 * 300 * 15_000;
     println!(
-        "{NON_READERS} non-reading clients: node RSS {} MiB → peak {} MiB; delivered per client (MiB): {:?} of {} asked",
+        "{non_readers} non-reading clients: node RSS {} MiB → peak {} MiB; delivered per client: at most {} MiB of {} MiB asked",
         baseline / MIB,
         peak / MIB,
-        delivered.iter().map(|b| *b as u64 / MIB).collect::<Vec<_>>(),
+        delivered.iter().max().copied().unwrap_or_default() as u64 / MIB,
         asked / MIB
     );
     assert!(delivered.iter().all(|b| (*b as u64) < asked / 10), "{delivered:?}");
     // Each connection may hold its queue, the frame being written and the socket's write buffer.
-    let bound = NON_READERS as u64 * (QUEUE_BYTES + MIB) + 64 * MIB;
+    let bound = non_readers as u64 * (QUEUE_BYTES + MIB) + 64 * MIB;
     assert!(
         peak.saturating_sub(baseline) < bound,
         "node RSS grew by {} MiB (bound {} MiB)",

@@ -210,6 +210,14 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
         header("content-disposition").as_deref(),
         Some("inline; filename=\"cat.png\"")
     );
+    // The upload URL is valid until it expires, but what it writes after completion is never served.
+    let replaced = media.put(&upload, vec![0xAB; image.len()]).await;
+    let (_, shown_again) = media.show(&bob, &id).await;
+    assert_eq!(
+        media.fetch(shown_again["url"].as_str().unwrap()).await,
+        (200, image.clone()),
+        "a PUT to a completed upload's URL (answered {replaced}) must not replace the file"
+    );
     let (status, thumbnail) = media.fetch(shown["thumbnail_url"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(&thumbnail[..3], &[0xFF, 0xD8, 0xFF], "the thumbnail is a JPEG");
@@ -303,6 +311,21 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
         status == 400 && body["error"]["message"].as_str().unwrap().contains("image/png"),
         "{body}"
     );
+
+    // Pending uploads are bounded per user: each holds a URL that takes up to the app's limit.
+    for n in 0..20 {
+        // media::MAX_PENDING_UPLOADS
+        let (status, body) = media.start(&bob, declare(10, json!({}))).await;
+        assert_eq!(status, 201, "upload {n}: {body}");
+    }
+    let (status, body) = media.start(&bob, declare(10, json!({}))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{body}"
+    );
+    let (status, body) = media.start(&alice, declare(10, json!({}))).await;
+    assert_eq!(status, 201, "another user's uploads are not counted: {body}");
 
     // Once the message is persisted and then deleted, its attachment is no longer served.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -155,3 +155,89 @@ async fn ending_a_session_refuses_its_tokens_and_closes_only_its_connections() {
     assert_eq!(ended_ids, expected);
     assert_eq!(http.audit(&app.0, "token.refreshed", 1).await.len(), 1);
 }
+
+/// A leaked app secret: rotating it refuses the old secret at once, and with `end_sessions` also ends
+/// every session it minted — tokens refused, live sockets told and closed — across users; without it
+/// the sessions live on. Other apps are untouched either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_a_secret_can_end_every_session_of_the_app() {
+    use reqwest::Method;
+    let platform = Platform::start("rotation", 1);
+    let http = Http {
+        client: reqwest::Client::new(),
+        platform: &platform,
+    };
+    let admin = platform.gateway().admin_token;
+    let rotate = |app_id: String, body: Option<Value>| {
+        let mut request = http
+            .client
+            .post(format!("{}/api/v1/admin/apps/{app_id}/secret", platform.gateway_url))
+            .bearer_auth(&admin);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let app = platform.create_app(&http.client).await;
+    let other_app = platform.create_app(&http.client).await;
+    let alice = platform.token(&http.client, &app, "alice").await;
+    let bob = platform.token(&http.client, &app, "bob").await;
+    let outsider = platform.token(&http.client, &other_app, "carol").await;
+
+    // A plain rotation: the old secret is refused, sessions it minted live on.
+    let (status, rotated) = rotate(app.0.clone(), None).await;
+    assert_eq!((status, &rotated["sessions_ended"]), (200, &json!(0)), "{rotated}");
+    let refused = http
+        .client
+        .post(format!("{}/api/v1/auth/sdk/token", platform.gateway_url))
+        .json(&json!({"app_id": app.0, "app_secret": app.1, "user_external_id": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "the old secret stops working at once");
+    let (status, _) = http.call(Method::GET, "/api/v1/conversations", token_of(&alice)).await;
+    assert_eq!(status, 200, "without end_sessions, sessions live on");
+
+    // The leak response: a rotation that ends every session of the app.
+    let mut alice_socket = Client::connect(&platform.socket_urls[0], token_of(&alice), "alice").await;
+    let mut bob_socket = Client::connect(&platform.socket_urls[0], token_of(&bob), "bob").await;
+    let mut carol_socket = Client::connect(&platform.socket_urls[0], token_of(&outsider), "carol").await;
+    let (status, body) = rotate(app.0.clone(), Some(json!({"end_sessions": "yes"}))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("validation_failed")),
+        "{body}"
+    );
+    let (status, rotated) = rotate(app.0.clone(), Some(json!({"end_sessions": true}))).await;
+    assert_eq!((status, &rotated["sessions_ended"]), (200, &json!(2)), "{rotated}");
+    for socket in [&mut alice_socket, &mut bob_socket] {
+        assert_eq!(socket.event("session.revoked").await["reason"], "app secret rotated");
+        assert_eq!(socket.closed_with().await, Some(1008));
+    }
+    for grant in [&alice, &bob] {
+        let (status, body) = http.call(Method::GET, "/api/v1/conversations", token_of(grant)).await;
+        assert_eq!(
+            (status, body["error"]["message"].as_str()),
+            (401, Some("session revoked")),
+            "{body}"
+        );
+        let refusal = Client::refused_handshake(&platform.socket_urls[0], token_of(grant)).await;
+        assert_eq!(refusal["code"], "unauthorized", "{refusal}");
+    }
+    let pong = carol_socket.call("ping", json!({})).await;
+    assert_eq!(pong["ok"], true, "another app's connection survives: {pong}");
+
+    // The new secret works: users sign in again through the app's backend.
+    let new_secret = rotated["app_secret"].as_str().unwrap().to_owned();
+    let again = platform
+        .token(&http.client, &(app.0.clone(), new_secret), "alice")
+        .await;
+    let (status, _) = http.call(Method::GET, "/api/v1/conversations", token_of(&again)).await;
+    assert_eq!(status, 200);
+    let audited = http.audit(&app.0, "app.secret_rotated", 2).await;
+    let ended: Vec<&Value> = audited.iter().map(|r| &r["details"]["sessions_ended"]).collect();
+    assert!(ended.contains(&&json!(2)) && ended.contains(&&json!(0)), "{audited:?}");
+}

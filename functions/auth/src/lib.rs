@@ -2,8 +2,10 @@
 //!
 //! Routes:
 //! - `POST /api/v1/admin/apps` `{name}` → `201 {app_id, app_secret, name}`; the secret is shown only here.
-//! - `POST /api/v1/admin/apps/{app_id}/secret` (operator token) → `{app_id, app_secret}`: a new secret;
-//!   the old one stops working at once.
+//! - `POST /api/v1/admin/apps/{app_id}/secret` `{end_sessions?}` (operator token) →
+//!   `{app_id, app_secret, sessions_ended}`: a new secret; the old one stops working at once. With
+//!   `end_sessions: true` (for a leaked secret) every session of the app ends too: its tokens are refused
+//!   and its live connections closed, so every user signs in again through the app's backend.
 //! - `GET|PUT /api/v1/admin/apps/{app_id}/settings` `{media, content, rate_limits, retention}`
 //!   (operator token) → `{app_id, settings}`.
 //!
@@ -23,24 +25,26 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use caas_shared::config::Config;
 use caas_shared::domain::audit::{actions, Actor, AuditEvent, Target};
 use caas_shared::domain::correlation::CorrelationId;
-use caas_shared::domain::model::{limits, App, AppSettings, Restriction, RestrictionKind, User};
+use caas_shared::domain::model::{limits, App, Restriction, RestrictionKind, User};
 use caas_shared::ports::bus::Bus;
 use caas_shared::ports::store::Store;
 use caas_shared::runtime::http::{finish_router, read_json, Authenticated, VerifiesSdkTokens};
+use caas_shared::services::auth::IssuedToken;
 use caas_shared::services::auth::{self, TokenSigner};
 use caas_shared::services::credentials::CredentialCheck;
 use caas_shared::services::sessions::{self, Revocation};
-use caas_shared::{domain::moderation, services::auth::IssuedToken};
 use caas_shared::{now_ms, Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
+
+mod admin;
 
 pub struct AuthService {
     store: Arc<dyn Store>,
@@ -73,11 +77,11 @@ pub fn router(service: Arc<AuthService>) -> Router {
 /// Just the routes, for the local gateway to merge with the other functions'.
 pub fn routes(service: Arc<AuthService>) -> Router {
     Router::new()
-        .route("/api/v1/admin/apps", post(create_app))
-        .route("/api/v1/admin/apps/{app_id}/secret", post(rotate_secret))
+        .route("/api/v1/admin/apps", post(admin::create_app))
+        .route("/api/v1/admin/apps/{app_id}/secret", post(admin::rotate_secret))
         .route(
             "/api/v1/admin/apps/{app_id}/settings",
-            get(show_settings).put(replace_settings),
+            get(admin::show_settings).put(admin::replace_settings),
         )
         .route("/api/v1/auth/sdk/token", post(issue_sdk_token))
         .route("/api/v1/auth/refresh", post(refresh))
@@ -99,22 +103,12 @@ impl VerifiesSdkTokens for AuthService {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateAppRequest {
-    name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SdkTokenRequest {
     app_id: String,
     app_secret: String,
     user_external_id: String,
     #[serde(default)]
     display_name: Option<String>,
-}
-
-fn require_operator(service: &AuthService, headers: &HeaderMap) -> Result<()> {
-    caas_shared::runtime::http::require_operator(service.admin_token.as_deref(), headers)
 }
 
 fn validate_text(field: &str, value: &str, max_bytes: usize) -> Result<String> {
@@ -132,145 +126,6 @@ fn validate_text(field: &str, value: &str, max_bytes: usize) -> Result<String> {
     }
     Ok(trimmed.to_owned())
 }
-
-async fn create_app(
-    State(service): State<Arc<AuthService>>,
-    Extension(correlation_id): Extension<CorrelationId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<(StatusCode, Json<Value>)> {
-    require_operator(&service, &headers)?;
-    let request: CreateAppRequest = read_json(&headers, body).await?;
-    let name = validate_text("name", &request.name, limits::MAX_NAME_CHARS)?;
-    let (secret, secret_hash) = new_secret().await?;
-    let app = App {
-        id: format!("app_{}", uuid_simple()),
-        name,
-        secret_hash,
-        created_at: now_ms(),
-        correlation_id: correlation_id.to_string(),
-        settings: Default::default(),
-    };
-    service.store.insert_app(&app).await?;
-    tracing::info!(app_id = %app.id, "app created");
-    AuditEvent::new(
-        &app.id,
-        actions::APP_CREATED,
-        Actor::operator(),
-        Target::new("app", &app.id),
-        &app.correlation_id,
-    )
-    .with_details(json!({"name": app.name}))
-    .emit(service.bus.as_ref())
-    .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"app_id": app.id, "app_secret": secret, "name": app.name})),
-    ))
-}
-
-/// A new secret and its argon2 hash (hashing is slow on purpose, so off the async workers).
-async fn new_secret() -> Result<(String, String)> {
-    let secret = auth::generate_secret();
-    let secret_for_hashing = secret.clone();
-    let secret_hash = tokio::task::spawn_blocking(move || auth::hash_secret(&secret_for_hashing))
-        .await
-        .map_err(|e| Error::Internal(format!("hashing task: {e}")))??;
-    Ok((secret, secret_hash))
-}
-
-async fn rotate_secret(
-    State(service): State<Arc<AuthService>>,
-    Extension(correlation_id): Extension<CorrelationId>,
-    headers: HeaderMap,
-    Path(app_id): Path<String>,
-) -> Result<Json<Value>> {
-    require_operator(&service, &headers)?;
-    let (secret, secret_hash) = new_secret().await?;
-    let app = service.store.replace_app_secret(&app_id, &secret_hash).await?;
-    tracing::info!(app_id = %app.id, "app secret rotated");
-    AuditEvent::new(
-        &app.id,
-        actions::APP_SECRET_ROTATED,
-        Actor::operator(),
-        Target::new("app", &app.id),
-        correlation_id.as_str(),
-    )
-    .emit(service.bus.as_ref())
-    .await?;
-    Ok(Json(json!({"app_id": app.id, "app_secret": secret})))
-}
-
-async fn show_settings(
-    State(service): State<Arc<AuthService>>,
-    headers: HeaderMap,
-    Path(app_id): Path<String>,
-) -> Result<Json<Value>> {
-    require_operator(&service, &headers)?;
-    let app = service
-        .store
-        .find_app(&app_id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("app {app_id} not found")))?;
-    Ok(Json(json!({"app_id": app.id, "settings": app.settings})))
-}
-
-/// Replaces an app's settings; omitted sections return to their defaults.
-async fn replace_settings(
-    State(service): State<Arc<AuthService>>,
-    Extension(correlation_id): Extension<CorrelationId>,
-    headers: HeaderMap,
-    Path(app_id): Path<String>,
-    body: Body,
-) -> Result<Json<Value>> {
-    require_operator(&service, &headers)?;
-    let settings: AppSettings = read_json(&headers, body).await?;
-    let media = &settings.media;
-    if media.max_upload_bytes == 0 || media.max_upload_bytes > MAX_SINGLE_UPLOAD_BYTES {
-        return Err(Error::Validation(format!(
-            "media.max_upload_bytes must be 1 to {MAX_SINGLE_UPLOAD_BYTES} (one presigned PUT)"
-        )));
-    }
-    let valid_pattern = |p: &String| {
-        let (kind, sub) = p.split_once('/').unwrap_or_default();
-        !kind.is_empty() && !sub.is_empty() && p.len() <= 127 && !p.contains(char::is_whitespace)
-    };
-    if !media.allowed_content_types.iter().all(valid_pattern) {
-        return Err(Error::Validation(
-            "media.allowed_content_types are media types (image/png) or families (image/*)".into(),
-        ));
-    }
-    moderation::validate_policy(&settings.content, &settings.rate_limits)?;
-    if settings
-        .retention
-        .message_days
-        .is_some_and(|days| !(1..=36_500).contains(&days))
-    {
-        return Err(Error::Validation("retention.message_days must be 1 to 36500".into()));
-    }
-    let before = service
-        .store
-        .find_app(&app_id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("app {app_id} not found")))?
-        .settings;
-    let app = service.store.update_app_settings(&app_id, &settings).await?;
-    tracing::info!(app_id = %app.id, "app settings replaced");
-    AuditEvent::new(
-        &app.id,
-        actions::APP_SETTINGS_CHANGED,
-        Actor::operator(),
-        Target::new("app", &app.id),
-        correlation_id.as_str(),
-    )
-    .with_details(json!({"before": before, "after": app.settings}))
-    .emit(service.bus.as_ref())
-    .await?;
-    Ok(Json(json!({"app_id": app.id, "settings": app.settings})))
-}
-
-/// S3 takes at most 5 GiB in one PUT.
-const MAX_SINGLE_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
 /// The caller's IP address as the platform saw it: API Gateway's or the load balancer's record of the
 /// connection under Lambda, the TCP peer behind the local gateway. Never `X-Forwarded-For`, which the
@@ -357,6 +212,7 @@ async fn issue_sdk_token(
         correlation_id.as_str(),
     )
     .await?;
+    refuse_if_rotated_meanwhile(&service, &app, &user.id, &issued.session_id).await?;
     tracing::info!(app_id = %app.id, user_id = %user.id, session_id = %issued.session_id, "sdk token issued");
     token_audit(actions::TOKEN_ISSUED)
         .with_details(json!({"session_id": issued.session_id, "expires_at": issued.expires_at}))
@@ -364,6 +220,26 @@ async fn issue_sdk_token(
         .await?;
     let user = json!({"id": user.id, "external_id": user.external_id, "display_name": user.display_name});
     Ok(Json(token_response(&service, &issued, user)))
+}
+
+/// A secret rotated between verifying it and recording the session would otherwise leave a session
+/// minted with the old secret that a rotation ending all sessions did not see: such a session is ended
+/// here and the request refused, as if it had come a moment later.
+async fn refuse_if_rotated_meanwhile(
+    service: &AuthService,
+    verified: &App,
+    user_id: &str,
+    session_id: &str,
+) -> Result<()> {
+    let current = service.store.find_app(&verified.id).await?;
+    if current.is_some_and(|app| app.secret_hash == verified.secret_hash) {
+        return Ok(());
+    }
+    service
+        .store
+        .revoke_sessions(&verified.id, user_id, Some(session_id), now_ms())
+        .await?;
+    Err(Error::Unauthorized("invalid app credentials".into()))
 }
 
 /// What every token grant answers: the token, its session and where to connect.

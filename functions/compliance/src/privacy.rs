@@ -1,8 +1,9 @@
 //! GDPR: exporting everything the platform holds about a user, and erasing it.
 //!
 //! Erasure empties the user's messages into tombstones (id, seq, sender and thread links stay, so
-//! conversations read coherently), deletes their uploads from blob storage, and replaces their external
-//! id and display name by a pseudonym. The tombstones are written to MongoDB at once and published on
+//! conversations read coherently), deletes their uploads and every earlier export of their data from
+//! blob storage, ends their sessions (live connections closed), and replaces their external id and
+//! display name by a pseudonym. The tombstones are written to MongoDB at once and published on
 //! `caas.messages`, so the search index and conversation summaries drop the content too.
 
 use crate::Api;
@@ -10,10 +11,11 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
-use caas_shared::domain::audit::{actions, Target};
+use caas_shared::domain::audit::{actions, Actor, Target};
 use caas_shared::domain::correlation::CorrelationId;
 use caas_shared::domain::events::MessageEvent;
 use caas_shared::domain::model::{Attachment, HoldScope, Message, User};
+use caas_shared::services::sessions::{self, Revocation};
 use caas_shared::{now_ms, services::revisions, Error, Result};
 use futures_util::future::try_join_all;
 use serde::Deserialize;
@@ -62,9 +64,9 @@ async fn messages_of(api: &crate::ComplianceApi, user: &User) -> Result<Vec<Mess
     }
 }
 
-/// Blob keys of an attachment: the original and its thumbnail.
-fn blob_keys(attachment: &Attachment) -> impl Iterator<Item = String> + '_ {
-    std::iter::once(attachment.key.clone()).chain(attachment.thumbnail_key.clone())
+/// The blob folder of a user's exports: erasure deletes everything in it.
+fn exports_folder(user: &User) -> String {
+    format!("{}/exports/{}", user.app_id, user.id)
 }
 
 /// `POST /compliance/exports`: writes the user's data as one JSON file to blob storage and returns a
@@ -111,7 +113,7 @@ pub async fn export(
             "created_at": a.created_at, "message_id": a.message_id,
         })).collect::<Vec<_>>(),
     });
-    let key = format!("{}/exports/{export_id}.json", user.app_id);
+    let key = format!("{}/{export_id}.json", exports_folder(&user));
     let bytes = serde_json::to_vec_pretty(&document).map_err(|e| Error::Internal(format!("encoding export: {e}")))?;
     api.blobs.put(&key, bytes, "application/json").await?;
     let link = api
@@ -185,22 +187,42 @@ pub async fn erase(
         .await?;
     }
     let attachments = api.store.attachments_by_uploader(&user.app_id, &user.id).await?;
-    let keys: Vec<String> = attachments.iter().flat_map(blob_keys).collect();
+    let mut keys: Vec<String> = attachments.iter().flat_map(Attachment::blob_keys).collect();
+    let exports = api.blobs.list(&exports_folder(&user)).await?;
+    let exports_deleted = exports.len();
+    keys.extend(exports);
     api.blobs.delete(&keys).await?;
     let attachment_ids: Vec<String> = attachments.iter().map(|a| a.id.clone()).collect();
     let attachments_deleted = api.store.delete_attachments(&user.app_id, &attachment_ids).await?;
     let pseudonym = format!("erased-{}", uuid::Uuid::new_v4().simple());
     api.store.pseudonymise_user(&user.app_id, &user.id, &pseudonym).await?;
+    // Last, so a client that reconnects meanwhile finds nothing left to read.
+    let sessions_ended = sessions::revoke(
+        api.store.as_ref(),
+        api.bus.as_ref(),
+        Revocation {
+            app_id: &user.app_id,
+            user_id: &user.id,
+            session_id: None,
+            reason: "user erased",
+            actor: Actor::operator(),
+            correlation_id: correlation_id.as_str(),
+        },
+    )
+    .await?
+    .len();
     api.audit(
         &user.app_id,
         actions::USER_ERASED,
         Target::new("user", &user.id),
         correlation_id.as_str(),
-        json!({"messages_erased": tombstones.len(), "attachments_deleted": attachments_deleted}),
+        json!({"messages_erased": tombstones.len(), "attachments_deleted": attachments_deleted,
+               "exports_deleted": exports_deleted, "sessions_ended": sessions_ended}),
     )
     .await?;
     Ok(Json(json!({
         "user_id": user.id, "pseudonym": pseudonym,
         "messages_erased": tombstones.len(), "attachments_deleted": attachments_deleted,
+        "exports_deleted": exports_deleted, "sessions_ended": sessions_ended,
     })))
 }

@@ -118,10 +118,7 @@ impl Retention<'_> {
             return Ok(0);
         }
         let attachments = self.store.find_attachments(app_id, &ids).await?;
-        let keys: Vec<String> = attachments
-            .iter()
-            .flat_map(|a| std::iter::once(a.key.clone()).chain(a.thumbnail_key.clone()))
-            .collect();
+        let keys: Vec<String> = attachments.iter().flat_map(|a| a.blob_keys()).collect();
         self.blobs.delete(&keys).await?;
         self.store.delete_attachments(app_id, &ids).await
     }

@@ -3,11 +3,16 @@
 //!
 //! Routes (all need `Authorization: Bearer <SDK token>`):
 //! - `POST /api/v1/media/uploads` `{conversation_id, filename, content_type, size, expires_in_secs?}` →
-//!   `201 {upload_id, url, method, headers, expires_at}`: members only, within the app's size and type limits.
+//!   `201 {upload_id, url, method, headers, expires_at}`: members only, within the app's size and type
+//!   limits, at most [`MAX_PENDING_UPLOADS`] started and not completed per user per hour (`429`).
 //! - `POST /api/v1/media/uploads/{id}/complete` → the attachment: the object must exist with the declared
 //!   size and type; images get a thumbnail. The id is then accepted by `message.send {attachments:[id]}`.
 //! - `GET /api/v1/media/{id}` → `{…, url, expires_at, thumbnail_url?}`: members of the attachment's
 //!   conversation only; not served once the message carrying it is deleted.
+//!
+//! The upload URL writes to a staging key; completion copies the verified object to the key downloads
+//! serve, so a PUT to the same URL after completion (it stays valid until it expires) changes nothing
+//! anyone can download.
 
 mod thumbnail;
 
@@ -34,6 +39,9 @@ const MAX_UPLOAD_TTL_SECS: u64 = 60 * 60;
 /// Download links are handed out per view; short lives keep shared links from outliving access.
 const DOWNLOAD_TTL: Duration = Duration::from_secs(5 * 60);
 const MAX_FILENAME_BYTES: usize = 255;
+/// Uploads a user may have started and not completed within the last [`MAX_UPLOAD_TTL_SECS`] (older
+/// ones can no longer receive bytes): each holds a URL that accepts up to the app's upload limit.
+pub const MAX_PENDING_UPLOADS: u64 = 20;
 
 pub struct MediaApi {
     store: Arc<dyn Store>,
@@ -191,6 +199,19 @@ async fn start_upload(
             limits.allowed_content_types.join(", ")
         )));
     }
+    let since = now_ms() - (MAX_UPLOAD_TTL_SECS * 1000) as i64;
+    let pending = api
+        .store
+        .count_pending_uploads(caller.app_id, caller.user_id, since)
+        .await?;
+    if pending >= MAX_PENDING_UPLOADS {
+        return Err(Error::RateLimited {
+            message: format!(
+                "{pending} uploads are started and not completed; complete them first (at most {MAX_PENDING_UPLOADS} pending per hour)"
+            ),
+            retry_after_ms: 60_000,
+        });
+    }
     let id = format!("att_{}", uuid::Uuid::now_v7().simple());
     let attachment = Attachment {
         key: format!("{}/{id}/original", caller.app_id),
@@ -211,7 +232,7 @@ async fn start_upload(
     let upload = api
         .blobs
         .presign_put(
-            &attachment.key,
+            &attachment.staging_key(),
             &attachment.content_type,
             attachment.size,
             Duration::from_secs(ttl),
@@ -240,11 +261,16 @@ async fn complete_upload(State(api): Api, user: Authenticated, Path(id): Path<St
     if attachment.status == AttachmentStatus::Complete {
         return Ok(Json(attachment_view(&attachment)));
     }
-    let stored = api.blobs.head(&attachment.key).await?.ok_or_else(|| {
-        Error::Conflict(
+    let staged = attachment.staging_key();
+    let Some(stored) = api.blobs.head(&staged).await? else {
+        // A completion that stopped after moving the bytes finishes here.
+        if api.blobs.head(&attachment.key).await?.is_some() {
+            return finish_completion(&api, caller, &attachment).await;
+        }
+        return Err(Error::Conflict(
             "nothing has been uploaded for this attachment yet; PUT the file to its upload URL first".into(),
-        )
-    })?;
+        ));
+    };
     let stored_type = stored
         .content_type
         .as_deref()
@@ -265,15 +291,27 @@ async fn complete_upload(State(api): Api, user: Authenticated, Path(id): Path<St
     };
     if let Some(reason) = mismatch {
         // A wrong object must not linger where a later completion could pick it up.
-        api.blobs.delete(std::slice::from_ref(&attachment.key)).await?;
+        api.blobs.delete(std::slice::from_ref(&staged)).await?;
         return Err(Error::Conflict(format!("{reason}; upload again with a new URL")));
     }
-    let thumbnail_key = thumbnail::create(api.blobs.as_ref(), &attachment).await?;
+    // Copied, not renamed in place: only this copy is ever served, whatever later lands at the staging key.
+    match api.blobs.copy(&staged, &attachment.key).await {
+        // A concurrent completion moved it first: finish from the copy it made.
+        Err(Error::NotFound(_)) if api.blobs.head(&attachment.key).await?.is_some() => {}
+        result => result?,
+    }
+    api.blobs.delete(std::slice::from_ref(&staged)).await?;
+    finish_completion(&api, caller, &attachment).await
+}
+
+/// The verified bytes are at `attachment.key`: the thumbnail, then the record.
+async fn finish_completion(api: &MediaApi, caller: Caller<'_>, attachment: &Attachment) -> Result<Json<Value>> {
+    let thumbnail_key = thumbnail::create(api.blobs.as_ref(), attachment).await?;
     let completed = api
         .store
-        .complete_attachment(caller.app_id, &id, now_ms(), thumbnail_key.as_deref())
+        .complete_attachment(caller.app_id, &attachment.id, now_ms(), thumbnail_key.as_deref())
         .await?;
-    tracing::info!(attachment_id = %id, thumbnail = thumbnail_key.is_some(), "upload completed");
+    tracing::info!(attachment_id = %attachment.id, thumbnail = thumbnail_key.is_some(), "upload completed");
     Ok(Json(attachment_view(&completed)))
 }
 

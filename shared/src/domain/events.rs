@@ -170,8 +170,10 @@ pub struct ConversationEvent {
 pub struct SessionRevocation {
     /// The app the sessions belong to (also the record key).
     pub app_id: String,
-    /// The platform user id whose sessions ended.
-    pub user_id: String,
+    /// The platform user id whose sessions ended; `None` when every session of the app ended (a secret
+    /// rotation that ends all sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
     /// The one session that ended; `None` when every session of the user ended (e.g. an app-wide ban).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,

@@ -73,6 +73,22 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
 
 /// Parses a JSON body of at most [`MAX_BODY_BYTES`], mapping every failure to a clear client error.
 pub async fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, Error> {
+    read_json_or(headers, body, || {
+        Err(Error::InvalidJson("the request body is empty".into()))
+    })
+    .await
+}
+
+/// [`read_json`] for a request whose body is optional: an empty body means `T::default()`.
+pub async fn read_optional_json<T: DeserializeOwned + Default>(headers: &HeaderMap, body: Body) -> Result<T, Error> {
+    read_json_or(headers, body, || Ok(T::default())).await
+}
+
+async fn read_json_or<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    when_empty: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
     if let Some(content_type) = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         if !content_type.starts_with("application/json") {
             return Err(Error::Validation(format!(
@@ -84,7 +100,7 @@ pub async fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> 
         .await
         .map_err(|_| Error::PayloadTooLarge(MAX_BODY_BYTES))?;
     if bytes.is_empty() {
-        return Err(Error::InvalidJson("the request body is empty".into()));
+        return when_empty();
     }
     Ok(serde_json::from_slice(&bytes)?)
 }

@@ -1,7 +1,7 @@
 //! Ending sessions (logout, revoking another device, an app-wide ban), shared by the auth and compliance
 //! functions. The revocation is stored first, so the sessions' tokens are refused from then on; then it
 //! is announced on `caas.moderation`, where every socket node closes the live connections it holds for
-//! those sessions; each ended session is audited.
+//! those sessions; each ended session is audited (an app-wide end is audited once, by its caller).
 
 use crate::domain::audit::{actions, Actor, AuditEvent, Target};
 use crate::domain::events::{topics, EventHeaders, SessionRevocation};
@@ -45,7 +45,7 @@ pub async fn revoke(store: &dyn Store, bus: &dyn Bus, revocation: Revocation<'_>
     if session_id.is_none() || !ended.is_empty() {
         let announcement = SessionRevocation {
             app_id: app_id.to_owned(),
-            user_id: user_id.to_owned(),
+            user_id: Some(user_id.to_owned()),
             session_id: session_id.map(str::to_owned),
             reason: reason.to_owned(),
             correlation_id: correlation_id.to_owned(),
@@ -66,5 +66,29 @@ pub async fn revoke(store: &dyn Store, bus: &dyn Bus, revocation: Revocation<'_>
         .emit(bus)
         .await?;
     }
+    Ok(ended)
+}
+
+/// Ends every session of the app (a secret rotation that should lock out whoever holds tokens) and
+/// closes their live connections; returns how many sessions it revoked (expired ones not yet revoked included). The announcement names
+/// no user, so each socket node closes all its connections of the app.
+pub async fn revoke_app(
+    store: &dyn Store,
+    bus: &dyn Bus,
+    app_id: &str,
+    reason: &str,
+    correlation_id: &str,
+) -> Result<u64> {
+    let ended = store.revoke_app_sessions(app_id, crate::now_ms()).await?;
+    let announcement = SessionRevocation {
+        app_id: app_id.to_owned(),
+        user_id: None,
+        session_id: None,
+        reason: reason.to_owned(),
+        correlation_id: correlation_id.to_owned(),
+    };
+    let headers = EventHeaders::new(app_id, crate::domain::protocol::SESSION_REVOKED, correlation_id);
+    bus.publish_json(topics::MODERATION, app_id, &headers, &announcement)
+        .await?;
     Ok(ended)
 }

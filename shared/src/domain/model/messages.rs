@@ -52,6 +52,19 @@ pub struct Attachment {
 }
 
 impl Attachment {
+    /// Where the attachment's upload URL writes; completion copies the verified bytes to `key`, the
+    /// only key downloads serve. Whatever lands here after completion is never served.
+    pub fn staging_key(&self) -> String {
+        format!("{}/{}/upload", self.app_id, self.id)
+    }
+
+    /// Every blob key the attachment may occupy: the original, its thumbnail and the staging key.
+    pub fn blob_keys(&self) -> Vec<String> {
+        let mut keys = vec![self.key.clone(), self.staging_key()];
+        keys.extend(self.thumbnail_key.clone());
+        keys
+    }
+
     /// What a message carries about this attachment.
     pub fn reference(&self) -> MessageAttachment {
         MessageAttachment {

@@ -37,6 +37,36 @@ pub async fn run(blobs: &dyn Blobs) {
     assert_eq!(get.method, "GET");
     assert_ne!(put.url, get.url);
 
+    // A copy carries bytes and type; listing a folder finds every key under it and nothing beside it.
+    let folder = key.trim_end_matches("/original").to_owned();
+    let copied = format!("{folder}/nested/copy");
+    blobs.copy(&key, &copied).await.unwrap();
+    assert_eq!(
+        blobs.get(&copied).await.unwrap().as_deref(),
+        Some(b"hello blob".as_slice())
+    );
+    assert_eq!(
+        blobs.head(&copied).await.unwrap().unwrap().content_type.as_deref(),
+        Some("text/plain")
+    );
+    assert!(matches!(
+        blobs.copy(&format!("{folder}/missing"), &copied).await,
+        Err(crate::Error::NotFound(_))
+    ));
+    let mut listed = blobs.list(&folder).await.unwrap();
+    listed.sort();
+    assert_eq!(listed, vec![copied.clone(), key.clone()]);
+    assert!(blobs
+        .list(&format!("{folder}/nested/copy/none"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        blobs.list(&format!("{folder}x")).await.unwrap().is_empty(),
+        "a sibling folder is not listed"
+    );
+    blobs.delete(std::slice::from_ref(&copied)).await.unwrap();
+
     blobs.delete(std::slice::from_ref(&key)).await.unwrap();
     blobs.delete(std::slice::from_ref(&key)).await.unwrap();
     assert_eq!(blobs.head(&key).await.unwrap(), None);

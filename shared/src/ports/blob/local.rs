@@ -179,6 +179,52 @@ impl Blobs for LocalBlobs {
         write_file(&self.object_path(key), &bytes).await
     }
 
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        check_key(from)?;
+        check_key(to)?;
+        let bytes = read_file(&self.object_path(from))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no object at {from}")))?;
+        let content_type = read_file(&self.type_path(from)).await?.unwrap_or_default();
+        write_file(&self.type_path(to), &content_type).await?;
+        write_file(&self.object_path(to), &bytes).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        check_key(prefix)?;
+        let objects = self.root.join("objects");
+        let mut keys = Vec::new();
+        let mut folders = vec![objects.join(prefix)];
+        while let Some(folder) = folders.pop() {
+            let mut entries = match tokio::fs::read_dir(&folder).await {
+                Ok(entries) => entries,
+                // Nothing there, or an object where the folder would be: nothing under it.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(io_error(e)),
+            };
+            while let Some(entry) = entries.next_entry().await.map_err(io_error)? {
+                let path = entry.path();
+                if entry.file_type().await.map_err(io_error)?.is_dir() {
+                    folders.push(path);
+                } else if let Ok(key) = path.strip_prefix(&objects) {
+                    let key = key.to_string_lossy().into_owned();
+                    // Half-written objects (see write_file) are not objects yet.
+                    if check_key(&key).is_ok() && !key.contains(".partial-") {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     async fn delete(&self, keys: &[String]) -> Result<()> {
         for key in keys {
             check_key(key)?;

@@ -64,6 +64,11 @@ pub trait Blobs: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Stores `bytes` at `key` with `content_type`, replacing any object there (thumbnails, exports).
     async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<()>;
+    /// Copies the object at `from` (bytes and content type) to `to`, replacing any object there;
+    /// `NotFound` when nothing is stored at `from`.
+    async fn copy(&self, from: &str, to: &str) -> Result<()>;
+    /// Every key under the folder `prefix` (keys that start with `prefix/`), in no particular order.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Deleting what is not there is not an error.
     async fn delete(&self, keys: &[String]) -> Result<()>;
 }

@@ -178,6 +178,48 @@ impl Blobs for S3Blobs {
         Ok(())
     }
 
+    async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        check_key(from)?;
+        check_key(to)?;
+        // Checked keys hold only characters that need no escaping in the copy source.
+        match self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(format!("{}/{from}", self.bucket))
+            .key(to)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if error.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                Err(Error::NotFound(format!("no object at {from}")))
+            }
+            Err(error) => Err(s3_error(aws_sdk_s3::error::DisplayErrorContext(error))),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        check_key(prefix)?;
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(format!("{prefix}/"))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| s3_error(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|object| object.key().map(str::to_owned)),
+            );
+        }
+        Ok(keys)
+    }
+
     async fn delete(&self, keys: &[String]) -> Result<()> {
         // DeleteObjects takes at most 1,000 keys per call.
         for chunk in keys.chunks(1_000) {

@@ -1,5 +1,6 @@
 //! The Kafka driver: an idempotent producer that publishes with the standard headers, topic creation,
-//! group consumers that commit only when told (at-least-once), and partition-assigned tail readers.
+//! group readers that commit only when told (at-least-once), and tail readers; both are assigned every
+//! partition explicitly (no group membership).
 
 use super::{Bus, Consumer, Position, Record};
 use crate::domain::events::EventHeaders;
@@ -54,12 +55,7 @@ impl KafkaBus {
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            // Also the rebalance timeout: a consumer that died mid-batch (kill -9) holds its partitions
-            // until the group gives up on it, so this bounds how long its replacement waits (the
-            // default, 5 minutes, stalled persistence that long). Batches take far less.
-            .set("max.poll.interval.ms", "30000");
+            .set("auto.offset.reset", "earliest");
         config
     }
 }
@@ -112,13 +108,16 @@ impl Bus for KafkaBus {
     }
 
     async fn group_consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>> {
+        // No group membership (subscribe): the group id only keeps the committed positions. Tansu
+        // 0.6.0's coordinator can complete a rebalance with an empty assignment when a member died
+        // without leaving (a SyncGroup race once the dead leader expires), which left a restarted
+        // bridge stable, heartbeating and reading nothing. Each group has exactly one consumer (one
+        // per function, as the event source mapping runs when deployed), so nothing needs balancing.
         let consumer: StreamConsumer = self
             .consumer_config(group)
             .create()
             .map_err(|e| Error::Bus(format!("creating consumer {group}: {e}")))?;
-        consumer
-            .subscribe(&[topic])
-            .map_err(|e| Error::Bus(format!("subscribing to {topic}: {e}")))?;
+        let consumer = assign_every_partition(consumer, topic, |_, _, _| Ok(Offset::Stored)).await?;
         Ok(Box::new(KafkaConsumer {
             consumer,
             grouped: true,
@@ -132,35 +131,48 @@ impl Bus for KafkaBus {
             .consumer_config(&group)
             .create()
             .map_err(|e| Error::Bus(format!("creating tail reader on {topic}: {e}")))?;
-        let topic = topic.to_owned();
-        let consumer = tokio::task::spawn_blocking(move || -> Result<StreamConsumer> {
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), METADATA_TIMEOUT)
-                .map_err(|e| Error::Bus(format!("reading {topic} metadata: {e}")))?;
-            let mut assignment = TopicPartitionList::new();
-            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-                let (_, high) = consumer
-                    .fetch_watermarks(&topic, partition.id(), METADATA_TIMEOUT)
-                    .map_err(|e| Error::Bus(format!("reading {topic} offsets: {e}")))?;
-                assignment
-                    .add_partition_offset(&topic, partition.id(), Offset::Offset(high))
-                    .map_err(|e| Error::Bus(e.to_string()))?;
-            }
-            if assignment.count() == 0 {
-                return Err(Error::Bus(format!("topic {topic} has no partitions")));
-            }
-            consumer
-                .assign(&assignment)
-                .map_err(|e| Error::Bus(format!("assigning {topic}: {e}")))?;
-            Ok(consumer)
+        let consumer = assign_every_partition(consumer, topic, |consumer, topic, partition| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+                .map_err(|e| Error::Bus(format!("reading {topic} offsets: {e}")))?;
+            Ok(Offset::Offset(high))
         })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+        .await?;
         Ok(Box::new(KafkaConsumer {
             consumer,
             grouped: false,
         }))
     }
+}
+
+/// Assigns `consumer` every partition of `topic`, each starting where `start` says (blocking metadata
+/// calls, so off the async workers).
+async fn assign_every_partition(
+    consumer: StreamConsumer,
+    topic: &str,
+    start: fn(&StreamConsumer, &str, i32) -> Result<Offset>,
+) -> Result<StreamConsumer> {
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<StreamConsumer> {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), METADATA_TIMEOUT)
+            .map_err(|e| Error::Bus(format!("reading {topic} metadata: {e}")))?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            assignment
+                .add_partition_offset(&topic, partition.id(), start(&consumer, &topic, partition.id())?)
+                .map_err(|e| Error::Bus(e.to_string()))?;
+        }
+        if assignment.count() == 0 {
+            return Err(Error::Bus(format!("topic {topic} has no partitions")));
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| Error::Bus(format!("assigning {topic}: {e}")))?;
+        Ok(consumer)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
 }
 
 struct KafkaConsumer {

@@ -82,8 +82,9 @@ pub trait Bus: Send + Sync {
     /// Appends one record and returns once the bus has durably accepted it. Records with the same key
     /// land in the same partition, in publish order.
     async fn publish(&self, topic: &str, key: &str, headers: &EventHeaders, payload: &[u8]) -> Result<()>;
-    /// Joins `group` on `topic`: reading starts at the group's committed positions (the beginning for a
-    /// new group), and the group's partitions are shared among its live consumers.
+    /// Reads `topic` for `group`: reading starts at the group's committed positions (the beginning for a
+    /// new group). Run one consumer per group: the Kafka driver reads every partition in each consumer
+    /// (it does not join the group, see its docs); the memory driver shares partitions among them.
     async fn group_consumer(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>>;
     /// Reads every partition of `topic` from its current end, outside any group: for relays that only
     /// care about what happens from now on. Returns once positioned, so nothing published later is missed.

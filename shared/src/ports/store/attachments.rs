@@ -24,6 +24,8 @@ pub trait AttachmentStore: Send + Sync {
     /// Records which message carries each of these messages' attachments (the first link stays);
     /// safe to repeat. Returns how many attachments were newly linked.
     async fn link_attachments(&self, messages: &[Message]) -> Result<usize>;
+    /// How many of the user's uploads are still pending and were started at or after `since` (Unix ms).
+    async fn count_pending_uploads(&self, app_id: &str, uploader_id: &str, since: i64) -> Result<u64>;
     /// Every attachment the user uploaded in this app, ordered by id (for export and erasure).
     async fn attachments_by_uploader(&self, app_id: &str, uploader_id: &str) -> Result<Vec<Attachment>>;
     /// Deletes these attachment records (the blobs are the caller's to delete); returns how many went.

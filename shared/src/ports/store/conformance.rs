@@ -133,6 +133,32 @@ async fn sessions_extend_until_revoked_and_stay_in_their_app(store: &dyn Store) 
             (tablet.as_str(), Some(8))
         ]
     );
+
+    // Ending every session of the app reaches every user's unrevoked sessions, and only this app's.
+    let (other_user, other_app) = (unique("user"), unique("app"));
+    let desk = Session {
+        user_id: other_user.clone(),
+        ..session(&unique("desk"), 5)
+    };
+    let elsewhere = Session {
+        app_id: other_app.clone(),
+        ..session(&unique("phone"), 5)
+    };
+    for fresh in [&desk, &elsewhere] {
+        store.insert_session(fresh).await.unwrap();
+    }
+    assert_eq!(
+        store.revoke_app_sessions(&app_id, 9).await.unwrap(),
+        1,
+        "only the unrevoked one"
+    );
+    let desk_now = store.find_session(&app_id, &desk.id).await.unwrap().unwrap();
+    assert_eq!(desk_now.revoked_at, Some(9));
+    let phone_now = store.find_session(&app_id, &phone).await.unwrap().unwrap();
+    assert_eq!(phone_now.revoked_at, Some(7), "an earlier revocation is kept");
+    let untouched = store.find_session(&other_app, &elsewhere.id).await.unwrap().unwrap();
+    assert_eq!(untouched.revoked_at, None);
+    assert_eq!(store.revoke_app_sessions(&app_id, 10).await.unwrap(), 0);
 }
 
 async fn apps_are_unique(store: &dyn Store) {
@@ -645,6 +671,13 @@ async fn attachments_complete_once_and_link_to_their_first_message(store: &dyn S
         store.insert_attachment(&pending).await,
         Err(Error::Conflict(_))
     ));
+    let count = |since| store.count_pending_uploads(&app_id, "alice", since);
+    assert_eq!(
+        (count(1).await.unwrap(), count(2).await.unwrap()),
+        (1, 0),
+        "started at 1"
+    );
+    assert_eq!(store.count_pending_uploads("other-app", "alice", 0).await.unwrap(), 0);
     let ids = vec![pending.id.clone(), unique("missing")];
     assert_eq!(
         store.find_attachments(&app_id, &ids).await.unwrap(),
@@ -664,6 +697,7 @@ async fn attachments_complete_once_and_link_to_their_first_message(store: &dyn S
         ),
         (AttachmentStatus::Complete, Some(5), Some("k/thumbnail.jpg"))
     );
+    assert_eq!(count(0).await.unwrap(), 0, "a completed upload is no longer pending");
     let again = store.complete_attachment(&app_id, &pending.id, 9, None).await.unwrap();
     assert_eq!(again, complete, "completing twice changes nothing");
     assert!(matches!(

@@ -27,6 +27,9 @@ pub trait UserStore: Send + Sync {
         session_id: Option<&str>,
         revoked_at: i64,
     ) -> Result<Vec<Session>>;
+    /// Revokes every unrevoked session of the app (a secret rotation that ends all sessions); returns how
+    /// many it revoked.
+    async fn revoke_app_sessions(&self, app_id: &str, revoked_at: i64) -> Result<u64>;
     /// The user's sessions, revoked and expired ones included, oldest first.
     async fn list_sessions(&self, app_id: &str, user_id: &str) -> Result<Vec<Session>>;
     /// Replaces the user's external id by `pseudonym` and drops the display name.

@@ -70,6 +70,17 @@ impl AttachmentStore for MemoryStore {
         })
     }
 
+    async fn count_pending_uploads(&self, app_id: &str, uploader_id: &str, since: i64) -> Result<u64> {
+        self.read(|tables| {
+            tables
+                .attachments
+                .values()
+                .filter(|a| a.app_id == app_id && a.uploader_id == uploader_id)
+                .filter(|a| a.status == AttachmentStatus::Pending && a.created_at >= since)
+                .count() as u64
+        })
+    }
+
     async fn attachments_by_uploader(&self, app_id: &str, uploader_id: &str) -> Result<Vec<Attachment>> {
         let mut uploaded: Vec<Attachment> = self.read(|tables| {
             tables

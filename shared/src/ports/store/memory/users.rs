@@ -93,6 +93,19 @@ impl UserStore for MemoryStore {
         Ok(revoked)
     }
 
+    async fn revoke_app_sessions(&self, app_id: &str, revoked_at: i64) -> Result<u64> {
+        self.write(|tables| {
+            let mut revoked = 0;
+            for session in tables.sessions.values_mut() {
+                if session.app_id == app_id && session.revoked_at.is_none() {
+                    session.revoked_at = Some(revoked_at);
+                    revoked += 1;
+                }
+            }
+            Ok(Changed(revoked))
+        })
+    }
+
     async fn list_sessions(&self, app_id: &str, user_id: &str) -> Result<Vec<Session>> {
         let mut sessions: Vec<Session> = self.read(|tables| {
             tables

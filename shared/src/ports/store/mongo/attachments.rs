@@ -66,6 +66,13 @@ impl AttachmentStore for MongoStore {
         Ok(linked)
     }
 
+    async fn count_pending_uploads(&self, app_id: &str, uploader_id: &str, since: i64) -> Result<u64> {
+        let filter = doc! {
+            "app_id": app_id, "uploader_id": uploader_id, "status": "pending", "created_at": {"$gte": since},
+        };
+        Ok(self.collection("attachments").count_documents(filter).await?)
+    }
+
     async fn attachments_by_uploader(&self, app_id: &str, uploader_id: &str) -> Result<Vec<Attachment>> {
         let filter = doc! {"app_id": app_id, "uploader_id": uploader_id};
         self.find_all("attachments", filter, doc! {"_id": 1}, usize::MAX).await

@@ -101,6 +101,17 @@ impl UserStore for MongoStore {
         Ok(sessions)
     }
 
+    async fn revoke_app_sessions(&self, app_id: &str, revoked_at: i64) -> Result<u64> {
+        let result = self
+            .collection("sessions")
+            .update_many(
+                doc! {"app_id": app_id, "revoked_at": {"$exists": false}},
+                doc! {"$set": {"revoked_at": revoked_at}},
+            )
+            .await?;
+        Ok(result.modified_count)
+    }
+
     async fn list_sessions(&self, app_id: &str, user_id: &str) -> Result<Vec<Session>> {
         self.find_all(
             "sessions",
