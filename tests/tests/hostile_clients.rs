@@ -1,24 +1,13 @@
 //! Clients that misbehave on purpose, against the real stack: they must not grow a node's memory
 //! without bound, hold its slots, watch strangers' presence, or brute-force app secrets.
 
-use caas_e2e::{ok, refused, Client, DevMode, Platform};
+use caas_e2e::{ok, refused, rss_bytes, Client, DevMode, Platform};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-
-/// Resident memory of a process, in bytes (Linux `/proc`).
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
 
 const MIB: u64 = 1024 * 1024;
 

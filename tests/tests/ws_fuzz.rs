@@ -9,7 +9,7 @@
 //! The node must never panic or exit, keep its memory bounded, and keep serving the bystander: every
 //! one of its sends is accepted and delivered.
 
-use caas_e2e::{ok, Client, Platform};
+use caas_e2e::{ok, rss_bytes, Client, Platform};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -225,16 +225,6 @@ async fn raw_upgrade(url: &str, token: &str) -> Option<tokio::net::TcpStream> {
         .ok()?
         .starts_with("HTTP/1.1 101")
         .then_some(stream)
-}
-
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
