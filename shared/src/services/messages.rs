@@ -237,9 +237,18 @@ impl Messages<'_> {
         } else {
             ClaimState::Failed
         };
-        self.cache.set_claim_state(send_key, &claim, state).await?;
+        let recorded = self.cache.set_claim_state(send_key, &claim, state).await;
         published?;
-        remembered?;
+        // Once the bus has the message it is accepted, whatever happened to the cache meanwhile: an
+        // error now would make the client retry, and a cache that lost the claim (a Redis restart)
+        // would then sequence the retry as a second message. A window entry that did not land is
+        // filled from the store by replay; a claim state that did not land stays `pending`, whose
+        // retry republishes under the same id and seq.
+        for (what, outcome) in [("claim state", recorded), ("recent window entry", remembered)] {
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, message_id = %claim.message_id, "accepted, but its {what} was not cached");
+            }
+        }
         Ok(Outcome {
             reply: protocol::to_data(&ack)?,
             notice: Some(Notice::to_conversation(
@@ -520,3 +529,7 @@ impl Messages<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "messages_tests.rs"]
+mod tests;

@@ -10,7 +10,7 @@ use std::time::Instant;
 impl MembershipCache for MemoryCache {
     async fn cached_conversation(&self, app_id: &str, conversation_id: &str) -> Result<Option<String>> {
         Ok(self
-            .entries()
+            .entries()?
             .conversations
             .get(&conversation(app_id, conversation_id))
             .filter(|(_, expires)| *expires > Instant::now())
@@ -18,7 +18,7 @@ impl MembershipCache for MemoryCache {
     }
 
     async fn cache_conversation(&self, app_id: &str, conversation_id: &str, json: &str) -> Result<()> {
-        self.entries().conversations.insert(
+        self.entries()?.conversations.insert(
             conversation(app_id, conversation_id),
             (json.to_owned(), Instant::now() + MEMBERSHIP_TTL),
         );
@@ -26,7 +26,7 @@ impl MembershipCache for MemoryCache {
     }
 
     async fn cached_members(&self, app_id: &str, conversation_id: &str) -> Result<Option<Vec<String>>> {
-        let entries = self.entries();
+        let entries = self.entries()?;
         Ok(entries
             .members
             .get(&conversation(app_id, conversation_id))
@@ -36,7 +36,7 @@ impl MembershipCache for MemoryCache {
 
     async fn is_member(&self, app_id: &str, conversation_id: &str, user_id: &str) -> Result<Option<bool>> {
         Ok(self
-            .entries()
+            .entries()?
             .members
             .get(&conversation(app_id, conversation_id))
             .filter(|(_, expires)| *expires > Instant::now())
@@ -45,7 +45,7 @@ impl MembershipCache for MemoryCache {
 
     async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()> {
         let key = conversation(app_id, conversation_id);
-        let mut entries = self.entries();
+        let mut entries = self.entries()?;
         if members.is_empty() {
             entries.members.remove(&key);
         } else {

@@ -7,7 +7,9 @@ mod restrictions;
 mod sequences;
 
 use crate::ports::cache::Claim;
+use crate::Result;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -39,6 +41,8 @@ struct Entries {
 #[derive(Default)]
 pub struct MemoryCache {
     entries: Mutex<Entries>,
+    /// Set by tests to play a Redis that is down: every operation fails until it "restarts".
+    unreachable: AtomicBool,
 }
 
 impl MemoryCache {
@@ -47,8 +51,24 @@ impl MemoryCache {
         Self::default()
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn entries(&self) -> Result<std::sync::MutexGuard<'_, Entries>> {
+        if self.unreachable.load(Ordering::Relaxed) {
+            return Err(redis::RedisError::from((redis::ErrorKind::Io, "the cache is unreachable")).into());
+        }
+        Ok(self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// From now on every operation fails, as with a Redis server that went down (a test's fault).
+    #[cfg(any(test, feature = "conformance"))]
+    pub fn go_down(&self) {
+        self.unreachable.store(true, Ordering::Relaxed);
+    }
+
+    /// Comes back with nothing in it, as a Redis server restarted without persistence.
+    #[cfg(any(test, feature = "conformance"))]
+    pub fn restart_empty(&self) {
+        *self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Entries::default();
+        self.unreachable.store(false, Ordering::Relaxed);
     }
 }
 

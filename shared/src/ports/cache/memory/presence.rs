@@ -9,7 +9,7 @@ use std::time::Instant;
 #[async_trait]
 impl PresenceCache for MemoryCache {
     async fn presence_touch(&self, app_id: &str, user_id: &str, holder: &str) -> Result<()> {
-        self.entries()
+        self.entries()?
             .presence
             .entry((app_id.to_owned(), user_id.to_owned()))
             .or_default()
@@ -18,7 +18,7 @@ impl PresenceCache for MemoryCache {
     }
 
     async fn presence_drop(&self, app_id: &str, user_id: &str, holder: &str) -> Result<bool> {
-        let mut entries = self.entries();
+        let mut entries = self.entries()?;
         let now = Instant::now();
         let Some(holders) = entries.presence.get_mut(&(app_id.to_owned(), user_id.to_owned())) else {
             return Ok(false);
@@ -29,7 +29,7 @@ impl PresenceCache for MemoryCache {
     }
 
     async fn online(&self, app_id: &str, user_ids: &[String]) -> Result<Vec<bool>> {
-        let entries = self.entries();
+        let entries = self.entries()?;
         let now = Instant::now();
         Ok(user_ids
             .iter()

@@ -10,7 +10,7 @@ use std::time::Instant;
 #[async_trait]
 impl RecentWindow for MemoryCache {
     async fn remember_recent(&self, app_id: &str, conversation_id: &str, seq: i64, payload: &str) -> Result<()> {
-        let mut entries = self.entries();
+        let mut entries = self.entries()?;
         let now = Instant::now();
         let (messages, expires) = entries
             .recent
@@ -28,7 +28,7 @@ impl RecentWindow for MemoryCache {
     }
 
     async fn recent_after(&self, app_id: &str, conversation_id: &str, after_seq: i64) -> Result<Vec<(i64, String)>> {
-        let entries = self.entries();
+        let entries = self.entries()?;
         Ok(entries
             .recent
             .get(&conversation(app_id, conversation_id))

@@ -11,7 +11,7 @@ use std::time::Instant;
 #[async_trait]
 impl RestrictionCache for MemoryCache {
     async fn mirror_restrictions(&self, app_id: &str, entries: &[(String, i64)]) -> Result<()> {
-        let mut cached = self.entries();
+        let mut cached = self.entries()?;
         let now = Instant::now();
         let mirror = cached
             .restrictions
@@ -27,7 +27,7 @@ impl RestrictionCache for MemoryCache {
 
     async fn mirror_restriction(&self, app_id: &str, field: &str, expiry: Option<i64>) -> Result<()> {
         // Without a loaded mirror there is nothing to update: the next check loads from the store.
-        if let Some((fields, _)) = self.entries().restrictions.get_mut(app_id) {
+        if let Some((fields, _)) = self.entries()?.restrictions.get_mut(app_id) {
             match expiry {
                 Some(expiry) => fields.insert(field.to_owned(), expiry),
                 None => fields.remove(field),
@@ -37,7 +37,7 @@ impl RestrictionCache for MemoryCache {
     }
 
     async fn gate(&self, check: &GateCheck<'_>) -> Result<SendGate> {
-        let mut cached = self.entries();
+        let mut cached = self.entries()?;
         let now = Instant::now();
         let Some((fields, _)) = cached
             .restrictions

@@ -18,7 +18,7 @@ fn owned(key: SendKey<'_>) -> ClaimKey {
 #[async_trait]
 impl SequenceCache for MemoryCache {
     async fn ensure_sequence(&self, app_id: &str, conversation_id: &str, floor: i64) -> Result<()> {
-        self.entries()
+        self.entries()?
             .sequences
             .entry(conversation(app_id, conversation_id))
             .or_insert(floor);
@@ -27,14 +27,14 @@ impl SequenceCache for MemoryCache {
 
     async fn current_seq(&self, app_id: &str, conversation_id: &str) -> Result<Option<i64>> {
         Ok(self
-            .entries()
+            .entries()?
             .sequences
             .get(&conversation(app_id, conversation_id))
             .copied())
     }
 
     async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult> {
-        let mut entries = self.entries();
+        let mut entries = self.entries()?;
         let claim_key = owned(key);
         let reserved_through = entries
             .reservations
@@ -71,7 +71,7 @@ impl SequenceCache for MemoryCache {
     }
 
     async fn mirror_reservation(&self, app_id: &str, conversation_id: &str, through: i64) -> Result<()> {
-        let mut entries = self.entries();
+        let mut entries = self.entries()?;
         let mirrored = entries
             .reservations
             .entry(conversation(app_id, conversation_id))
@@ -87,7 +87,7 @@ impl SequenceCache for MemoryCache {
             is_new: false,
             ..claim.clone()
         };
-        self.entries()
+        self.entries()?
             .claims
             .insert(claim_key, (stored, Instant::now() + IDEMPOTENCY_TTL));
         Ok(())
