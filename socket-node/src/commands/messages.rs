@@ -10,8 +10,15 @@ use serde_json::Value;
 
 /// Tells the conversation, then hands back the reply: a sender sees its own message live no later
 /// than anyone else.
+///
+/// The use case has already put the change on the bus, so it has happened: a notice that could not be
+/// published (Redis down) is only missed live, and subscribers find the change by replay or history.
+/// Answering an error instead would make the client retry a change that is done, and a send retried
+/// into a Redis that restarted empty would be sequenced and stored a second time.
 async fn deliver(node: &Node, outcome: Outcome) -> Result<Value> {
-    node.tell(outcome.notice).await?;
+    if let Err(e) = node.tell(outcome.notice).await {
+        tracing::warn!(error = %e, "accepted, but its live notice was not published");
+    }
     Ok(outcome.reply)
 }
 
