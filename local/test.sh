@@ -20,7 +20,7 @@ PATH="${CAAS_TOOLS_DIR:-$HOME/.cache/caas/tools}/venv/bin:$PATH" \
 export CAAS_LAMBDA_ARTIFACTS_BUILT=1
 results="$stack_dir/cargo-test.log"
 set +e
-cargo test --workspace "$@" 2>&1 | tee "$results"
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$results"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run (cargo prints one per test binary, the last being doc-tests).

@@ -157,6 +157,18 @@ async fn handshakes_are_capped_per_address_and_in_time_and_connections_per_user(
         .trim_start_matches("ws://")
         .trim_end_matches("/ws")
         .to_owned();
+    // A real client first: once it is served, the node's start-up is over and the readiness probe's
+    // connection (which waited in the listen backlog meanwhile) has given its handshake place back.
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
+    let alice = platform.token(&http, &app, "alice").await;
+    let token = alice["token"].as_str().unwrap();
+    let url = &platform.socket_urls[0];
+    ok(&Client::connect(url, token, "cap-first")
+        .await
+        .call("ping", json!({}))
+        .await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // Eight idle TCP connections (no upgrade request) fill this address's handshake places.
     let mut idle = Vec::new();
     for _ in 0..8 {
@@ -184,11 +196,6 @@ async fn handshakes_are_capped_per_address_and_in_time_and_connections_per_user(
     println!("idle handshakes closed after {:?}", started.elapsed());
 
     // Real clients connect again; a user holds at most 3 connections.
-    let http = reqwest::Client::new();
-    let app = platform.create_app(&http).await;
-    let alice = platform.token(&http, &app, "alice").await;
-    let token = alice["token"].as_str().unwrap();
-    let url = &platform.socket_urls[0];
     let mut held = Vec::new();
     for n in 0..3 {
         held.push(Client::connect(url, token, &format!("cap-{n}")).await);
