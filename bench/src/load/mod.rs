@@ -11,7 +11,7 @@ pub mod report;
 pub mod servers;
 
 use caas_shared::config::Config;
-use caas_shared::domain::model::{App, AppSettings};
+use caas_shared::domain::model::App;
 use caas_shared::ports::bus::Bus;
 use caas_shared::ports::store::Store;
 use caas_shared::services::auth::TokenSigner;
@@ -39,14 +39,13 @@ impl Environment {
         let app_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
         // The node reads the app's settings on every send (cached). The bench mints tokens itself, so
         // the app has no usable secret; it measures capacity, so it keeps the default: no rate limits.
-        let app = App {
-            id: app_id.clone(),
-            name: "load-bench".into(),
-            secret_hash: String::new(),
-            created_at: caas_shared::now_ms(),
-            correlation_id: "load-bench".into(),
-            settings: AppSettings::default(),
-        };
+        let app = App::new(
+            app_id.clone(),
+            "load-bench".into(),
+            String::new(),
+            caas_shared::now_ms(),
+            "load-bench".into(),
+        );
         store.insert_app(&app).await?;
         let backends = std::env::var("CAAS_BENCH_BACKEND_PIDS")
             .unwrap_or_default()

@@ -35,14 +35,13 @@ pub(crate) async fn create_app(
     let request: CreateAppRequest = read_json(&headers, body).await?;
     let name = validate_text("name", &request.name, limits::MAX_NAME_CHARS)?;
     let (secret, secret_hash) = new_secret().await?;
-    let app = App {
-        id: format!("app_{}", uuid_simple()),
+    let app = App::new(
+        format!("app_{}", uuid_simple()),
         name,
         secret_hash,
-        created_at: now_ms(),
-        correlation_id: correlation_id.to_string(),
-        settings: Default::default(),
-    };
+        now_ms(),
+        correlation_id.to_string(),
+    );
     service.store.insert_app(&app).await?;
     tracing::info!(app_id = %app.id, "app created");
     AuditEvent::new(

@@ -174,14 +174,7 @@ mod tests {
             caas_shared::ports::blob::local::LocalBlobs::new(dir.to_str().unwrap(), "http://127.0.0.1:1", "s").unwrap();
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         store
-            .insert_app(&App {
-                id: "app".into(),
-                name: "app".into(),
-                secret_hash: String::new(),
-                created_at: 1,
-                correlation_id: "c".into(),
-                settings: Default::default(),
-            })
+            .insert_app(&App::new("app".into(), "app".into(), String::new(), 1, "c".into()))
             .await
             .unwrap();
         store

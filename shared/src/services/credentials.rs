@@ -146,14 +146,13 @@ mod tests {
 
     async fn store_with_app(secret: &str) -> (MemoryStore, String) {
         let store = MemoryStore::new();
-        let app = App {
-            id: "app_1".into(),
-            name: "one".into(),
-            secret_hash: hash_secret(secret).unwrap(),
-            created_at: 1,
-            correlation_id: "corr".into(),
-            settings: Default::default(),
-        };
+        let app = App::new(
+            "app_1".into(),
+            "one".into(),
+            hash_secret(secret).unwrap(),
+            1,
+            "corr".into(),
+        );
         store.insert_app(&app).await.unwrap();
         (store, app.id)
     }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::domain::events::EventHeaders;
-use crate::domain::model::{App, AppSettings, Conversation, ConversationKind, Member};
+use crate::domain::model::{App, Conversation, ConversationKind, Member};
 use crate::ports::bus::{Consumer, MemoryBus};
 use crate::ports::cache::{MemoryCache, SequenceCache};
 use crate::ports::store::{AppStore, ConversationStore, MemoryStore};
@@ -67,14 +67,7 @@ async fn a_send_the_bus_took_is_accepted_even_if_the_cache_dies_right_after() {
     };
     bus.ensure_topics(&[topics::MESSAGES]).await.unwrap();
     store
-        .insert_app(&App {
-            id: "app".into(),
-            name: "app".into(),
-            secret_hash: String::new(),
-            created_at: 1,
-            correlation_id: "corr".into(),
-            settings: AppSettings::default(),
-        })
+        .insert_app(&App::new("app".into(), "app".into(), String::new(), 1, "corr".into()))
         .await
         .unwrap();
     let conversation = Conversation {

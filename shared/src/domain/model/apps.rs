@@ -20,6 +20,20 @@ pub struct App {
     pub settings: AppSettings,
 }
 
+impl App {
+    /// A new app with the default settings.
+    pub fn new(id: String, name: String, secret_hash: String, created_at: i64, correlation_id: String) -> Self {
+        Self {
+            id,
+            name,
+            secret_hash,
+            created_at,
+            correlation_id,
+            settings: AppSettings::default(),
+        }
+    }
+}
+
 /// What an app's operator can tune; every field has a sensible default.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

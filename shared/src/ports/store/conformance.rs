@@ -162,14 +162,7 @@ async fn sessions_extend_until_revoked_and_stay_in_their_app(store: &dyn Store) 
 }
 
 async fn apps_are_unique(store: &dyn Store) {
-    let app = App {
-        id: unique("app"),
-        name: "conformance".into(),
-        secret_hash: "hash".into(),
-        created_at: 1,
-        correlation_id: "c".into(),
-        settings: Default::default(),
-    };
+    let app = App::new(unique("app"), "conformance".into(), "hash".into(), 1, "c".into());
     store.insert_app(&app).await.unwrap();
     assert_eq!(store.find_app(&app.id).await.unwrap(), Some(app.clone()));
     assert!(matches!(store.insert_app(&app).await, Err(Error::Conflict(_))));
