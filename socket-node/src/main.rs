@@ -6,6 +6,12 @@ use caas_shared::{ports::bus, ports::cache, ports::store};
 use socket_node::config::NodeSettings;
 use socket_node::{server::Listener, Node};
 
+/// Every frame, Redis reply and Kafka record is a handful of short-lived allocations; under load glibc
+/// malloc spent a quarter of the node's CPU on them (docs/benchmarks/load.md), mimalloc's per-thread
+/// free lists a fraction of that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     caas_shared::runtime::telemetry::init();

@@ -180,6 +180,7 @@ pub async fn run(
         .map(|(_, pid)| Usage::of(*pid))
         .collect::<Result<Vec<_>>>()?;
     let started = Instant::now() + Duration::from_millis(100);
+    let profiler = profile_system(flavor, settings, programs)?;
     let senders: Vec<_> = sender_slots
         .into_iter()
         .enumerate()
@@ -218,6 +219,9 @@ pub async fn run(
         }
     }
     let after = server.usage()?;
+    if let Some(mut profiler) = profiler {
+        let _ = profiler.wait().await;
+    }
     let backend_cpu_cores = backends
         .iter()
         .zip(&backends_before)
@@ -253,4 +257,34 @@ pub async fn run(
         backend_cpu_cores,
         server_rss_bytes: after.rss_bytes,
     })
+}
+
+/// With `CAAS_BENCH_PERF_SECONDS=N`, records the whole machine (`perf record -a -g`, cpu-clock) for the
+/// first N seconds of the measured load, into `perf-<server>-<scenario>.data` in the log directory: the
+/// profile shows where the node, Redis, the broker and this load generator spend the cores they share.
+fn profile_system(
+    flavor: Flavor,
+    settings: &FanOutSettings,
+    programs: &Programs,
+) -> Result<Option<tokio::process::Child>> {
+    let Some(seconds) = std::env::var("CAAS_BENCH_PERF_SECONDS").ok().filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let scenario: String = settings
+        .name
+        .chars()
+        .take_while(|c| *c != ':')
+        .collect();
+    let file = programs
+        .log_dir
+        .join(format!("perf-{}-{scenario}-{}.data", flavor.label().replace(' ', "-"), settings.senders));
+    std::fs::create_dir_all(&programs.log_dir)?;
+    let child = tokio::process::Command::new("perf")
+        .args(["record", "-a", "-g", "-F", "997", "-e", "cpu-clock", "-o"])
+        .arg(&file)
+        .args(["--", "sleep", &seconds])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    Ok(Some(child))
 }

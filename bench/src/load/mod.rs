@@ -160,10 +160,15 @@ pub async fn run(
     worker_binary: &std::path::Path,
     env: &Environment,
 ) -> crate::error::Result<report::LoadReport> {
-    const BOTH: [Flavor; 2] = [Flavor::Caas, Flavor::SocketIo];
+    // `CAAS_BENCH_SERVERS=caas` (or `socketio`) runs one side only, for profiling one change at a time.
+    let only = std::env::var("CAAS_BENCH_SERVERS").unwrap_or_default();
+    let both: Vec<Flavor> = [Flavor::Caas, Flavor::SocketIo]
+        .into_iter()
+        .filter(|flavor| only.is_empty() || flavor.label().to_lowercase().replace('.', "").contains(&only))
+        .collect();
     let mut report = report::LoadReport::new(plan.clone());
     if let Some(settings) = &plan.idle {
-        for flavor in BOTH {
+        for &flavor in &both {
             tracing::info!(server = flavor.label(), "idle connections");
             report
                 .idle
@@ -171,7 +176,7 @@ pub async fn run(
         }
     }
     for settings in &plan.fan_out {
-        for flavor in BOTH {
+        for &flavor in &both {
             tracing::info!(server = flavor.label(), scenario = %settings.name, "fan-out");
             report.fan_out.push(fanout::run(flavor, settings, programs, env).await?);
         }
