@@ -270,14 +270,12 @@ fn profile_system(
     let Some(seconds) = std::env::var("CAAS_BENCH_PERF_SECONDS").ok().filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
-    let scenario: String = settings
-        .name
-        .chars()
-        .take_while(|c| *c != ':')
-        .collect();
-    let file = programs
-        .log_dir
-        .join(format!("perf-{}-{scenario}-{}.data", flavor.label().replace(' ', "-"), settings.senders));
+    let scenario: String = settings.name.chars().take_while(|c| *c != ':').collect();
+    let file = programs.log_dir.join(format!(
+        "perf-{}-{scenario}-{}.data",
+        flavor.label().replace(' ', "-"),
+        settings.senders
+    ));
     std::fs::create_dir_all(&programs.log_dir)?;
     let child = tokio::process::Command::new("perf")
         .args(["record", "-a", "-g", "-F", "997", "-e", "cpu-clock", "-o"])
