@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 /// The reply frame to one client text frame.
 pub async fn answer(node: &Node, session: &Session, text: &str) -> String {
-    let frame = match ClientFrame::parse(text) {
+    let mut frame = match ClientFrame::parse(text) {
         Ok(frame) => frame,
         Err(e) => return protocol::reply_error(None, &e),
     };
@@ -21,14 +21,20 @@ pub async fn answer(node: &Node, session: &Session, text: &str) -> String {
         Some(id) => CorrelationId::from_untrusted(Some(id)),
         None => session.correlation_id.clone(),
     };
+    let span = request_span(&frame, &correlation_id);
+    // The payload moves into the typed event (an `auth` frame reads its own).
+    let data = match frame.kind.as_str() {
+        "auth" => Value::Null,
+        _ => std::mem::take(&mut frame.data),
+    };
     let result = async {
         if frame.kind == "auth" {
             return renew(node, session, &frame).await;
         }
-        let event = ClientEvent::from_frame(&frame)?;
+        let event = ClientEvent::from_data(&frame.kind, data)?;
         dispatch(node, session, event, &correlation_id).await
     }
-    .instrument(tracing::info_span!("event", kind = %frame.kind, frame_correlation_id = %correlation_id))
+    .instrument(span)
     .await;
     match result {
         Ok(data) => protocol::reply_ok(frame.id.as_deref(), data),
@@ -38,6 +44,16 @@ pub async fn answer(node: &Node, session: &Session, text: &str) -> String {
             }
             protocol::reply_error(frame.id.as_deref(), &e)
         }
+    }
+}
+
+/// The span of one request: only a frame that names its own correlation id needs one (the connection's
+/// `ws` span already carries the connection's). Creating a span per frame cost more than the frame's
+/// parsing under load.
+fn request_span(frame: &ClientFrame, correlation_id: &CorrelationId) -> tracing::Span {
+    match frame.correlation_id {
+        Some(_) => tracing::info_span!("event", kind = %frame.kind, frame_correlation_id = %correlation_id),
+        None => tracing::Span::none(),
     }
 }
 

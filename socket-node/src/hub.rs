@@ -5,6 +5,7 @@
 //! client. Payloads are serialised once and shared by every recipient.
 
 use crate::outbox::Outbox;
+use caas_shared::ports::cache::PresenceHolder;
 use caas_shared::ports::fanout::{FanOut, MemoryBroker, MemoryFanOut, RedisFanOut};
 use caas_shared::Result;
 use std::collections::{HashMap, HashSet};
@@ -23,6 +24,8 @@ pub struct Outlet {
     /// The session of the token the connection authenticated with, so ending one session closes only
     /// its connections.
     pub session_id: String,
+    /// Names the connection's presence uniquely across nodes (`node:connection`); the node renews it.
+    pub presence: PresenceHolder,
     /// The connection's byte-bounded queue; a delivery that does not fit closes the connection instead
     /// of being silently dropped.
     pub outbox: Arc<Outbox>,
@@ -44,6 +47,9 @@ pub struct Hub {
     /// Serialises fan-out subscribe/unsubscribe with the route changes that cause them, so a channel is
     /// never left unsubscribed while a local connection still wants it.
     subscriptions: tokio::sync::Mutex<()>,
+    /// Held while presence is renewed and while a leaving connection drops its presence, so a renewal
+    /// that saw the connection cannot land after its drop (and keep the user online for a TTL).
+    presence: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
 }
 
@@ -56,6 +62,7 @@ impl Hub {
             fan_out,
             routes: Mutex::new(Routes::default()),
             subscriptions: tokio::sync::Mutex::new(()),
+            presence: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
         })
     }
@@ -77,10 +84,25 @@ impl Hub {
         self.fan_out.publish(channel, payload).await
     }
 
-    pub fn register(&self, outlet: Outlet) -> ConnectionId {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    /// The id the next registered connection gets (so its presence holder can be named first).
+    pub fn next_connection_id(&self) -> ConnectionId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Routes to the connection `id` (from [`Self::next_connection_id`]).
+    pub fn register(&self, id: ConnectionId, outlet: Outlet) {
         self.routes.lock().expect("routes lock").outlets.insert(id, outlet);
-        id
+    }
+
+    /// Exclusive use of presence for the caller (see the field's docs).
+    pub async fn hold_presence(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.presence.lock().await
+    }
+
+    /// The presence of every connection on this node, to renew.
+    pub fn presence_holders(&self) -> Vec<PresenceHolder> {
+        let routes = self.routes.lock().expect("routes lock");
+        routes.outlets.values().map(|outlet| outlet.presence.clone()).collect()
     }
 
     /// Routes `channel` to the connection; returns once Redis confirmed the subscription, so anything
@@ -170,17 +192,51 @@ impl Hub {
     /// Queues `payload` for every local subscriber of `channel`; returns how many got it.
     pub fn deliver_local(&self, channel: &str, payload: Utf8Bytes) -> usize {
         let routes = self.routes.lock().expect("routes lock");
+        let mut corked = Vec::new();
+        let delivered = Self::deliver_corked(&routes, channel, payload, &mut corked);
+        for outbox in corked {
+            outbox.wake();
+        }
+        delivered
+    }
+
+    /// [`Self::deliver_local`] for each `(channel, payload)` in order, under one hold of the routes: the
+    /// fan-in hands over everything Redis delivered since its last turn at once. Corked: each
+    /// recipient's writer is woken once, after the whole batch, so it writes all of its frames at once.
+    pub fn deliver_batch(&self, batch: impl IntoIterator<Item = (String, String)>) {
+        let routes = self.routes.lock().expect("routes lock");
+        let mut corked = Vec::new();
+        for (channel, payload) in batch {
+            Self::deliver_corked(&routes, &channel, Utf8Bytes::from(payload), &mut corked);
+        }
+        corked.sort_unstable_by_key(|outbox| Arc::as_ptr(outbox));
+        corked.dedup_by_key(|outbox| Arc::as_ptr(outbox));
+        for outbox in corked {
+            outbox.wake();
+        }
+    }
+
+    /// Queues `payload` for the subscribers of `channel` without waking their writers; each outbox that
+    /// took it is added to `corked`.
+    fn deliver_corked<'r>(
+        routes: &'r Routes,
+        channel: &str,
+        payload: Utf8Bytes,
+        corked: &mut Vec<&'r Arc<Outbox>>,
+    ) -> usize {
         let Some(subscribers) = routes.channels.get(channel) else {
             return 0;
         };
-        let mut delivered = 0;
+        let before = corked.len();
         for id in subscribers {
             let Some(outlet) = routes.outlets.get(id) else { continue };
-            if outlet.outbox.push(payload.clone()).is_ok() {
-                delivered += 1;
+            // Every recipient shares the payload's one allocation. A refused push needs no wake: the
+            // overflow ends the connection.
+            if outlet.outbox.push_corked(payload.clone()).is_ok() {
+                corked.push(&outlet.outbox);
             }
         }
-        delivered
+        corked.len() - before
     }
 
     /// Sends `frame` (a `session.revoked` event) to the local connections on `user_channel` of
@@ -255,6 +311,11 @@ mod tests {
         (
             Outlet {
                 session_id: "session".into(),
+                presence: PresenceHolder {
+                    app_id: "app".into(),
+                    user_id: "user".into(),
+                    holder: "node:1".into(),
+                },
                 outbox: Arc::clone(&outbox),
                 revoked: Arc::new(Notify::new()),
             },
@@ -276,7 +337,8 @@ mod tests {
         let broker = MemoryBroker::new();
         let (node1, node2) = (hub_on(&broker), hub_on(&broker));
         let (out, received) = outlet(1024);
-        let connection = node2.register(out);
+        let connection = node2.next_connection_id();
+        node2.register(connection, out);
         node2.subscribe(connection, "conv").await.unwrap();
         node1.publish("conv", "first").await.unwrap();
         node1.publish("elsewhere", "ignored").await.unwrap();
@@ -291,10 +353,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_reaches_each_subscriber_in_order_with_one_wake() {
+        let hub = hub_on(&MemoryBroker::new());
+        let (out, received) = outlet(1024);
+        let connection = hub.next_connection_id();
+        hub.register(connection, out);
+        hub.subscribe(connection, "conv").await.unwrap();
+        hub.deliver_batch([("conv", "a"), ("elsewhere", "x"), ("conv", "b")].map(|(c, p)| (c.into(), p.into())));
+        assert_eq!(next(&received).await, "a");
+        assert_eq!(received.try_next().map(|f| f.as_str().to_owned()).as_deref(), Some("b"));
+        assert!(received.try_next().is_none());
+    }
+
+    #[tokio::test]
     async fn a_full_outbox_signals_overflow_instead_of_blocking() {
         let hub = hub_on(&MemoryBroker::new());
         let (out, received) = outlet(5);
-        let connection = hub.register(out);
+        let connection = hub.next_connection_id();
+        hub.register(connection, out);
         hub.subscribe(connection, "conv").await.unwrap();
         assert_eq!(hub.deliver_local("conv", "one".into()), 1);
         assert_eq!(hub.deliver_local("conv", "two".into()), 0);

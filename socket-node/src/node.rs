@@ -32,7 +32,7 @@ pub struct Node {
     pub user_connections: Tally<(String, String)>,
     /// Fired once, when the node shuts down; see [`Shutdown`].
     notify_shutdown: broadcast::Sender<()>,
-    /// The relays: topics tailed into the hub, the hub's own fan-in, the presence sweep.
+    /// The relays: topics tailed into the hub, the hub's own fan-in, presence renewal and sweep.
     background: Mutex<JoinSet<()>>,
 }
 
@@ -56,6 +56,11 @@ impl Node {
         background.spawn(relays::acks(bus.as_ref(), Arc::clone(&hub), shutdown()).await?);
         background.spawn(relays::conversation_changes(bus.as_ref(), Arc::clone(&hub), shutdown()).await?);
         background.spawn(relays::revocations(bus.as_ref(), Arc::clone(&hub), shutdown()).await?);
+        background.spawn(relays::presence_renewal(
+            Arc::clone(&cache),
+            Arc::clone(&hub),
+            shutdown(),
+        ));
         background.spawn(relays::presence_sweep(Arc::clone(&cache), Arc::clone(&hub), shutdown()));
         Ok(Arc::new(Self {
             store,

@@ -50,6 +50,14 @@ impl Outbox {
     /// Queues `frame` without waiting, or refuses it when the queue would pass its limit (then every
     /// later push is refused too, and [`Self::overflowed`] completes).
     pub fn push(&self, frame: Utf8Bytes) -> Result<(), Overflow> {
+        self.push_corked(frame)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// [`Self::push`] without waking the writer: whoever queues several frames for several connections
+    /// at once wakes each writer once at the end ([`Self::wake`]), so it writes them all in one go.
+    pub fn push_corked(&self, frame: Utf8Bytes) -> Result<(), Overflow> {
         {
             let mut queue = self.queue.lock().expect("outbox lock");
             if queue.closed {
@@ -69,8 +77,12 @@ impl Outbox {
             queue.bytes += frame.len();
             queue.frames.push_back(frame);
         }
-        self.ready.notify_one();
         Ok(())
+    }
+
+    /// Wakes the writer for what [`Self::push_corked`] queued.
+    pub fn wake(&self) {
+        self.ready.notify_one();
     }
 
     /// Completes once a push has been refused.

@@ -48,6 +48,11 @@ pub struct FanOutResult {
     pub server_cpu_cores: f64,
     /// The socket node's backends' CPU over the same time (none for Socket.IO, which has no backend).
     pub backend_cpu_cores: Vec<(String, f64)>,
+    /// This load generator's own CPU over the same time: it shares the machine's cores with the servers.
+    pub generator_cpu_cores: f64,
+    /// Everything's CPU time per message sent (server, backends and the generator), in µs: on a machine
+    /// whose cores are all busy, what bounds msgs/s.
+    pub cpu_us_per_message: f64,
     pub server_rss_bytes: u64,
 }
 
@@ -174,6 +179,7 @@ pub async fn run(
     let clients = Arc::new(clients);
     let conversation_ids = Arc::new(conversation_ids);
     let before = server.usage()?;
+    let generator_before = Usage::of(std::process::id())?;
     let backends: &[(String, u32)] = if flavor == Flavor::Caas { &env.backends } else { &[] };
     let backends_before = backends
         .iter()
@@ -219,14 +225,26 @@ pub async fn run(
         }
     }
     let after = server.usage()?;
+    let generator_after = Usage::of(std::process::id())?;
     if let Some(mut profiler) = profiler {
         let _ = profiler.wait().await;
     }
+    let backends_after = backends
+        .iter()
+        .map(|(_, pid)| Usage::of(*pid))
+        .collect::<Result<Vec<_>>>()?;
     let backend_cpu_cores = backends
         .iter()
-        .zip(&backends_before)
-        .map(|((name, pid), before)| Ok((name.clone(), Usage::of(*pid)?.cores_since(before))))
-        .collect::<Result<Vec<_>>>()?;
+        .zip(backends_before.iter().zip(&backends_after))
+        .map(|((name, _), (before, after))| (name.clone(), after.cores_since(before)))
+        .collect();
+    let cpu_seconds = (after.cpu_seconds - before.cpu_seconds)
+        + (generator_after.cpu_seconds - generator_before.cpu_seconds)
+        + backends_before
+            .iter()
+            .zip(&backends_after)
+            .map(|(before, after)| after.cpu_seconds - before.cpu_seconds)
+            .sum::<f64>();
     // Acks may trail the last delivery slightly.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let clients = Arc::try_unwrap(clients).map_err(|_| BenchError::Failed("senders still running".into()))?;
@@ -255,6 +273,8 @@ pub async fn run(
         latency_ms: Latency::of(&mut tally.latencies_us),
         server_cpu_cores: after.cores_since(&before),
         backend_cpu_cores,
+        generator_cpu_cores: generator_after.cores_since(&generator_before),
+        cpu_us_per_message: cpu_seconds * 1e6 / sent.max(1) as f64,
         server_rss_bytes: after.rss_bytes,
     })
 }

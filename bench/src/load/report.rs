@@ -126,13 +126,16 @@ impl LoadReport {
         let _ = writeln!(out, "\n## Fan-out\n");
         let _ = writeln!(
             out,
-            "| scenario | server | sent | deliveries (expected) | msgs/s | deliveries/s | p50 | p95 | p99 | max | server CPU | backend CPU | server RSS |"
+            "| scenario | server | sent | deliveries (expected) | msgs/s | deliveries/s | p50 | p95 | p99 | max | server CPU | backend CPU | generator CPU | all-in CPU per msg | server RSS |"
         );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for r in &self.fan_out {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} ({}) | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} cores | {} | {:.0} MiB |",
+                "| {} | {} | {} | {} ({}) | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} cores | {} | {:.2} cores | {:.0} µs | {:.0} MiB |",
                 r.scenario,
                 r.flavor.label(),
                 r.sent,
@@ -146,6 +149,8 @@ impl LoadReport {
                 r.latency_ms.max,
                 r.server_cpu_cores,
                 backend_cpu(&r.backend_cpu_cores),
+                r.generator_cpu_cores,
+                r.cpu_us_per_message,
                 r.server_rss_bytes as f64 / 1024.0 / 1024.0
             );
         }
@@ -176,6 +181,12 @@ impl LoadReport {
                     "| p99 latency, {} | {} | lower |",
                     settings.name,
                     ratio(ours.latency_ms.p99, theirs.latency_ms.p99)
+                );
+                let _ = writeln!(
+                    out,
+                    "| all-in CPU per message, {} | {} | lower |",
+                    settings.name,
+                    ratio(ours.cpu_us_per_message, theirs.cpu_us_per_message)
                 );
             }
         }

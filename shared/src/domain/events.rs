@@ -101,6 +101,13 @@ impl MessageEvent {
         }
     }
 
+    /// The record's bytes when its `data` is already encoded as `data_json` (the message as clients see
+    /// it, encoded once for the bus, the recent window and the fan-out); byte for byte what serde writes
+    /// for the event.
+    pub fn encode_with_data(&self, data_json: &str) -> Vec<u8> {
+        format!(r#"{{"type":"{}","data":{data_json}}}"#, self.event_type()).into_bytes()
+    }
+
     /// The record's correlation id, filled in from the Kafka header when the payload lacks one.
     pub fn correlation_id_mut(&mut self) -> &mut String {
         match self {
@@ -181,4 +188,23 @@ pub struct SessionRevocation {
     pub reason: String,
     /// The correlation id of the request that revoked the sessions.
     pub correlation_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_around_encoded_data_is_what_serde_writes() {
+        let message = Message {
+            id: "m".into(),
+            text: "say \"hi\"\n".into(),
+            seq: 7,
+            ..Message::default()
+        };
+        let data = serde_json::to_string(&message).unwrap();
+        for event in [MessageEvent::Created(message.clone()), MessageEvent::Deleted(message)] {
+            assert_eq!(event.encode_with_data(&data), serde_json::to_vec(&event).unwrap());
+        }
+    }
 }

@@ -36,11 +36,14 @@ impl ClientFrame {
     /// Parses one text frame: `invalid_json` when it is not JSON, `validation_failed` when it is not an object or
     /// lacks a `type`.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let value: Value = serde_json::from_str(text)?;
-        if !value.is_object() {
-            return Err(Error::Validation("a frame must be a JSON object".into()));
+        // Straight into the struct, no intermediate tree. Serde would also read a struct from an array, so
+        // the object is checked by its first character.
+        match serde_json::from_str::<Self>(text) {
+            Err(e) if !matches!(e.classify(), serde_json::error::Category::Data) => Err(e.into()),
+            _ if !text.trim_start().starts_with('{') => Err(Error::Validation("a frame must be a JSON object".into())),
+            Ok(frame) => Ok(frame),
+            Err(e) => Err(Error::Validation(format!("malformed frame: {e}"))),
         }
-        serde_json::from_value(value).map_err(|e| Error::Validation(format!("malformed frame: {e}")))
     }
 }
 
@@ -124,15 +127,22 @@ impl ClientEvent {
     /// Interprets the frame's `data` as the payload of its `type`: `unknown_event` for a type no
     /// variant names, `validation_failed` naming the problem for a payload that does not fit.
     pub fn from_frame(frame: &ClientFrame) -> Result<Self, Error> {
-        let unknown = || Error::UnknownEvent(frame.kind.clone());
-        match Self::deserialize(json!({"type": frame.kind, "data": frame.data})) {
+        Self::from_data(&frame.kind, frame.data.clone())
+    }
+
+    /// [`Self::from_frame`] for a frame's `kind` and its `data`, taken rather than copied.
+    pub fn from_data(kind: &str, data: Value) -> Result<Self, Error> {
+        let unknown = || Error::UnknownEvent(kind.to_owned());
+        let tagged = Value::Object(serde_json::Map::from_iter([
+            ("type".to_owned(), Value::from(kind)),
+            ("data".to_owned(), data),
+        ]));
+        match Self::deserialize(tagged) {
             Ok(ClientEvent::Unknown) => Err(unknown()),
             Ok(event) => Ok(event),
             // `Unknown` takes no data, so an unknown type that came with some is told apart here.
-            Err(_) if matches!(Self::deserialize(json!({"type": frame.kind})), Ok(ClientEvent::Unknown)) => {
-                Err(unknown())
-            }
-            Err(e) => Err(Error::Validation(format!("invalid data for {}: {e}", frame.kind))),
+            Err(_) if matches!(Self::deserialize(json!({"type": kind})), Ok(ClientEvent::Unknown)) => Err(unknown()),
+            Err(e) => Err(Error::Validation(format!("invalid data for {kind}: {e}"))),
         }
     }
 }
@@ -374,7 +384,19 @@ pub fn to_data(value: &impl Serialize) -> Result<Value, Error> {
 
 /// A successful reply frame: `{"reply_to":…,"ok":true,"data":…}`.
 pub fn reply_ok(reply_to: Option<&str>, data: impl Serialize) -> String {
-    json!({"reply_to": reply_to, "ok": true, "data": data}).to_string()
+    /// Encoded straight from the data (no intermediate `Value`), keys in the documented order.
+    #[derive(Serialize)]
+    struct Reply<'a, T> {
+        reply_to: Option<&'a str>,
+        ok: bool,
+        data: T,
+    }
+    serde_json::to_string(&Reply {
+        reply_to,
+        ok: true,
+        data,
+    })
+    .unwrap_or_else(|e| reply_error(reply_to, &Error::Internal(format!("encoding a reply: {e}"))))
 }
 
 /// An error reply frame: `{"reply_to":…,"ok":false,"error":{"code","message"}}` with the error's stable code and
@@ -426,6 +448,11 @@ mod tests {
         assert_eq!(ClientFrame::parse("{oops").unwrap_err().code(), "invalid_json");
         assert_eq!(ClientFrame::parse("[1]").unwrap_err().code(), "validation_failed");
         assert_eq!(
+            ClientFrame::parse(r#" [null, "ping"]"#).unwrap_err().code(),
+            "validation_failed",
+            "a struct's fields in an array are not a frame"
+        );
+        assert_eq!(
             ClientFrame::parse(r#"{"id":"1"}"#).unwrap_err().code(),
             "validation_failed"
         );
@@ -443,6 +470,13 @@ mod tests {
     fn replies_have_the_documented_shape() {
         let ok: Value = serde_json::from_str(&reply_ok(Some("7"), json!({"a":1}))).unwrap();
         assert_eq!(ok, json!({"reply_to":"7","ok":true,"data":{"a":1}}));
+        for reply_to in [Some("7"), None] {
+            assert_eq!(
+                reply_ok(reply_to, json!({"a": [1, "x"]})),
+                json!({"reply_to": reply_to, "ok": true, "data": {"a": [1, "x"]}}).to_string(),
+                "encoded without a Value, byte for byte as before"
+            );
+        }
         let err: Value = serde_json::from_str(&reply_error(Some("8"), &Error::Forbidden("no".into()))).unwrap();
         assert_eq!(
             err,

@@ -89,9 +89,7 @@ impl Conversations<'_> {
             None => self.find(caller, conversation_id).await?.has_member(caller.user_id),
         };
         if !member {
-            return Err(Error::Forbidden(format!(
-                "you are not a member of conversation {conversation_id}"
-            )));
+            return Err(not_a_member(conversation_id));
         }
         Ok(())
     }
@@ -522,4 +520,9 @@ impl Conversations<'_> {
         let messages = history::page(self.store, self.cache, caller.app_id, conversation_id, range).await?;
         history::annotate(self.store, caller.app_id, conversation_id, caller.user_id, messages).await
     }
+}
+
+/// The refusal of a caller who is not a member of `conversation_id`.
+pub(crate) fn not_a_member(conversation_id: &str) -> Error {
+    Error::Forbidden(format!("you are not a member of conversation {conversation_id}"))
 }

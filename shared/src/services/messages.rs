@@ -7,17 +7,14 @@ use crate::domain::audit::{actions, Actor, AuditEvent, Target};
 use crate::domain::clock::next_version;
 use crate::domain::events::{topics, EventHeaders, MessageEvent};
 use crate::domain::model::{limits, AttachmentStatus, ForwardedFrom, Message, MessageAttachment, Reaction, Role};
-use crate::domain::protocol::{
-    self, Ack, AckStatus, EditMessage, ForwardMessage, MessageRef, ReactionRequest, Replies,
-};
+use crate::domain::protocol::{self, EditMessage, ForwardMessage, MessageRef, ReactionRequest, Replies};
 use crate::ports::bus::Bus;
-use crate::ports::cache::{self, Cache, ClaimState, SendKey};
+use crate::ports::cache::{self, Cache};
 use crate::ports::store::Store;
 use crate::services::conversations::{require_id, Caller, Conversations};
 use crate::services::history::{self, MAX_HISTORY_PAGE};
 use crate::services::moderation::{self, AppSettingsCache};
-use crate::services::revisions::{self, Published};
-use crate::services::sequencing;
+use crate::services::revisions;
 use crate::{now_ms, Error, Result};
 use serde_json::{json, Value};
 
@@ -96,7 +93,7 @@ pub struct Messages<'a> {
     pub settings: &'a AppSettingsCache,
 }
 
-fn validate_text(text: &str, has_attachments: bool) -> Result<()> {
+pub(super) fn validate_text(text: &str, has_attachments: bool) -> Result<()> {
     if text.trim().is_empty() && !has_attachments {
         return Err(Error::Validation(
             "text must not be empty (unless the message has attachments)".into(),
@@ -120,7 +117,7 @@ impl Messages<'_> {
         }
     }
 
-    async fn require_member(&self, caller: Caller<'_>, conversation_id: &str) -> Result<()> {
+    pub(super) async fn require_member(&self, caller: Caller<'_>, conversation_id: &str) -> Result<()> {
         self.conversations().require_member(caller, conversation_id).await
     }
 
@@ -150,113 +147,6 @@ impl Messages<'_> {
             .flatten()
             .max_by_key(|m| m.version)
             .ok_or_else(|| Error::NotFound(format!("message {message_id} not found in this conversation")))
-    }
-
-    /// `message.send`: sequences and publishes a new message; a retried `client_msg_id` returns the
-    /// original id and seq. `accepted` is answered only once the bus has the message.
-    pub async fn send(&self, caller: Caller<'_>, draft: Draft) -> Result<Outcome> {
-        require_id("client_msg_id", &draft.client_msg_id)?;
-        validate_text(&draft.text, !draft.attachment_ids.is_empty())?;
-        if let Some(parent) = &draft.reply_to {
-            require_id("reply_to", parent)?;
-        }
-        self.require_member(caller, &draft.conversation_id).await?;
-        let flagged_terms = moderation::screen_post(
-            self.store,
-            self.cache,
-            self.settings,
-            caller,
-            &draft.conversation_id,
-            &draft.text,
-        )
-        .await?;
-        if let Some(parent) = &draft.reply_to {
-            self.current(caller.app_id, &draft.conversation_id, parent).await?;
-        }
-        let attachments = self.attachments_for(caller, &draft).await?;
-        let (app_id, sender_id) = (caller.app_id, caller.user_id);
-        let conversation_id = draft.conversation_id.as_str();
-        let send_key = SendKey {
-            app_id,
-            conversation_id,
-            sender_id,
-            client_msg_id: &draft.client_msg_id,
-        };
-        let claim = sequencing::claim(self.store, self.cache, send_key, &uuid::Uuid::now_v7().to_string()).await?;
-        let ack = Ack {
-            conversation_id: conversation_id.to_owned(),
-            client_msg_id: draft.client_msg_id.clone(),
-            message_id: claim.message_id.clone(),
-            seq: claim.seq,
-            status: AckStatus::Accepted,
-            duplicate: !claim.is_new,
-        };
-        if claim.state == ClaimState::Published {
-            return Ok(Outcome {
-                reply: protocol::to_data(&ack)?,
-                notice: None,
-            });
-        }
-        // New, failed or still pending (its node may have died before publishing): publish under the
-        // claimed id and seq. Persistence is idempotent, so a second publish of the same message is harmless.
-        let message = Message {
-            id: claim.message_id.clone(),
-            app_id: app_id.to_owned(),
-            conversation_id: conversation_id.to_owned(),
-            seq: claim.seq,
-            sender_id: sender_id.to_owned(),
-            client_msg_id: draft.client_msg_id.clone(),
-            text: draft.text,
-            reply_to: draft.reply_to,
-            forwarded_from: draft.forwarded_from,
-            attachments,
-            created_at: now_ms(),
-            correlation_id: caller.correlation_id.to_owned(),
-            ..Message::default()
-        };
-        if !flagged_terms.is_empty() && claim.is_new {
-            self.report_flagged(&message, flagged_terms).await;
-        }
-        // The recent window must hold the message before anyone can learn its seq (from the fan-out or
-        // the ack), so that a client reconnecting right after can replay it even before it is persisted.
-        let Published {
-            payload,
-            published,
-            remembered,
-        } = revisions::publish_and_remember(
-            self.bus,
-            self.cache,
-            message,
-            MessageEvent::Created,
-            caller.correlation_id,
-        )
-        .await?;
-        // Recorded either way: a failed claim is republished by the client's retry under the same id and seq.
-        let state = if published.is_ok() {
-            ClaimState::Published
-        } else {
-            ClaimState::Failed
-        };
-        let recorded = self.cache.set_claim_state(send_key, &claim, state).await;
-        published?;
-        // Once the bus has the message it is accepted, whatever happened to the cache meanwhile: an
-        // error now would make the client retry, and a cache that lost the claim (a Redis restart)
-        // would then sequence the retry as a second message. A window entry that did not land is
-        // filled from the store by replay; a claim state that did not land stays `pending`, whose
-        // retry republishes under the same id and seq.
-        for (what, outcome) in [("claim state", recorded), ("recent window entry", remembered)] {
-            if let Err(e) = outcome {
-                tracing::warn!(error = %e, message_id = %claim.message_id, "accepted, but its {what} was not cached");
-            }
-        }
-        Ok(Outcome {
-            reply: protocol::to_data(&ack)?,
-            notice: Some(Notice::to_conversation(
-                app_id,
-                conversation_id,
-                protocol::event_with_encoded_data("message.new", &payload),
-            )),
-        })
     }
 
     /// `message.forward`: a new message in the target conversation, copying the source's text and
@@ -472,7 +362,7 @@ impl Messages<'_> {
 
     /// The references a new message carries: each id must be a completed upload of this sender to this
     /// conversation (the media function checked the object's size and type when it was completed).
-    async fn attachments_for(&self, caller: Caller<'_>, draft: &Draft) -> Result<Vec<MessageAttachment>> {
+    pub(super) async fn attachments_for(&self, caller: Caller<'_>, draft: &Draft) -> Result<Vec<MessageAttachment>> {
         let ids = &draft.attachment_ids;
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -515,7 +405,7 @@ impl Messages<'_> {
 
     /// Asks for a review of a message the content policy flagged (an audit event). The message is
     /// already accepted, so a failure here is logged rather than failing the send.
-    async fn report_flagged(&self, message: &Message, terms: Vec<String>) {
+    pub(super) async fn report_flagged(&self, message: &Message, terms: Vec<String>) {
         let event = AuditEvent::new(
             &message.app_id,
             actions::MESSAGE_FLAGGED,

@@ -9,5 +9,6 @@ pub mod history;
 pub mod messages;
 pub mod moderation;
 pub mod revisions;
+mod sending;
 pub mod sequencing;
 pub mod sessions;

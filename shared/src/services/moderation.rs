@@ -19,35 +19,74 @@ use std::time::{Duration, Instant};
 pub const SETTINGS_TTL: Duration = Duration::from_secs(5);
 
 /// Each app's settings as recently read, so the checks every send makes rarely wait for the store.
+/// Single-flight: when an entry goes stale, one caller reads the store while the others keep using the
+/// stale settings (or, with nothing cached yet, wait for that one read), so a stale entry never sends
+/// every concurrent sender to the store at once.
 #[derive(Default)]
 pub struct AppSettingsCache {
-    entries: Mutex<HashMap<String, (Instant, Arc<AppSettings>)>>,
+    slots: Mutex<HashMap<String, SettingsSlot>>,
+}
+
+#[derive(Default)]
+struct SettingsSlot {
+    /// When the settings were read, and what they were.
+    cached: Option<(Instant, Arc<AppSettings>)>,
+    /// Held by the one caller reading the store for this app.
+    refresh: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What the cache holds for an app right now.
+enum Lookup {
+    Fresh(Arc<AppSettings>),
+    Stale(Arc<AppSettings>, Arc<tokio::sync::Mutex<()>>),
+    Missing(Arc<tokio::sync::Mutex<()>>),
 }
 
 impl AppSettingsCache {
     /// The app's settings, read from the store at most every [`SETTINGS_TTL`] per app; `Unauthorized` when the app no
     /// longer exists.
     pub async fn get(&self, store: &dyn Store, app_id: &str) -> Result<Arc<AppSettings>> {
-        let fresh = {
-            let entries = self.entries.lock().expect("settings lock");
-            entries
-                .get(app_id)
-                .filter(|(fetched, _)| fetched.elapsed() < SETTINGS_TTL)
-                .map(|(_, settings)| Arc::clone(settings))
+        let _refreshing = match self.lookup(app_id) {
+            Lookup::Fresh(settings) => return Ok(settings),
+            Lookup::Stale(stale, refresh) => match refresh.try_lock_owned() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(stale), // another caller is reading the store
+            },
+            Lookup::Missing(refresh) => {
+                let guard = refresh.lock_owned().await;
+                if let Lookup::Fresh(settings) = self.lookup(app_id) {
+                    return Ok(settings); // read by the caller we waited for
+                }
+                guard
+            }
         };
-        if let Some(settings) = fresh {
-            return Ok(settings);
-        }
-        let app = store
-            .find_app(app_id)
-            .await?
-            .ok_or_else(|| Error::Unauthorized(format!("app {app_id} no longer exists")))?;
+        let app = match store.find_app(app_id).await? {
+            Some(app) => app,
+            None => {
+                self.slots().remove(app_id);
+                return Err(Error::Unauthorized(format!("app {app_id} no longer exists")));
+            }
+        };
         let settings = Arc::new(app.settings);
-        self.entries
-            .lock()
-            .expect("settings lock")
-            .insert(app_id.to_owned(), (Instant::now(), Arc::clone(&settings)));
+        self.slots().entry(app_id.to_owned()).or_default().cached = Some((Instant::now(), Arc::clone(&settings)));
         Ok(settings)
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, SettingsSlot>> {
+        self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lookup(&self, app_id: &str) -> Lookup {
+        let mut slots = self.slots();
+        if !slots.contains_key(app_id) {
+            slots.insert(app_id.to_owned(), SettingsSlot::default());
+        }
+        let slot = &slots[app_id];
+        match &slot.cached {
+            Some((fetched, settings)) if fetched.elapsed() < SETTINGS_TTL => Lookup::Fresh(Arc::clone(settings)),
+            Some((_, settings)) => Lookup::Stale(Arc::clone(settings), Arc::clone(&slot.refresh)),
+            None => Lookup::Missing(Arc::clone(&slot.refresh)),
+        }
     }
 }
 
@@ -112,5 +151,72 @@ pub async fn gate(store: &dyn Store, cache: &dyn Cache, check: &GateCheck<'_>) -
             }
         }
         verdict => Ok(verdict),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::App;
+    use crate::ports::store::{AppStore, MemoryStore};
+
+    #[tokio::test]
+    async fn while_one_caller_refreshes_a_stale_entry_the_others_keep_the_stale_settings() {
+        let store = MemoryStore::new();
+        let app = App::new("app".into(), "name".into(), "hash".into(), 0, "corr".into());
+        store.insert_app(&app).await.unwrap();
+        let cache = AppSettingsCache::default();
+        assert_eq!(
+            cache
+                .get(&store, "app")
+                .await
+                .unwrap()
+                .rate_limits
+                .user_messages_per_second,
+            0
+        );
+        let mut settings = app.settings.clone();
+        settings.rate_limits.user_messages_per_second = 7;
+        store.update_app_settings("app", &settings).await.unwrap();
+        let refresh = {
+            let mut slots = cache.slots();
+            let slot = slots.get_mut("app").unwrap();
+            slot.cached.as_mut().unwrap().0 -= SETTINGS_TTL;
+            Arc::clone(&slot.refresh)
+        };
+        let in_flight = refresh.try_lock().expect("nobody refreshes yet");
+        let during = tokio::time::timeout(Duration::from_secs(1), cache.get(&store, "app"))
+            .await
+            .expect("a caller does not wait for another's refresh")
+            .unwrap();
+        assert_eq!(
+            during.rate_limits.user_messages_per_second, 0,
+            "the stale settings, not a second read"
+        );
+        drop(in_flight);
+        assert_eq!(
+            cache
+                .get(&store, "app")
+                .await
+                .unwrap()
+                .rate_limits
+                .user_messages_per_second,
+            7
+        );
+        assert_eq!(
+            cache
+                .get(&store, "app")
+                .await
+                .unwrap()
+                .rate_limits
+                .user_messages_per_second,
+            7,
+            "fresh again"
+        );
+        assert!(matches!(cache.get(&store, "gone").await, Err(Error::Unauthorized(_))));
+        assert!(
+            !cache.slots().contains_key("gone"),
+            "a missing app leaves nothing behind"
+        );
     }
 }

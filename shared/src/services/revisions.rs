@@ -30,18 +30,40 @@ pub async fn publish_and_remember(
     correlation_id: &str,
 ) -> Result<Published> {
     let payload = serde_json::to_string(&message).map_err(|e| Error::Internal(format!("encoding message: {e}")))?;
-    let (app_id, conversation_id, seq) = (message.app_id.clone(), message.conversation_id.clone(), message.seq);
-    let event = wrap(message);
-    let headers = EventHeaders::for_message_event(&app_id, &event, correlation_id);
-    let (published, remembered) = tokio::join!(
-        bus.publish_json(topics::MESSAGES, &conversation_id, &headers, &event),
-        cache.remember_recent(&app_id, &conversation_id, seq, &payload),
-    );
+    let (published, remembered) = publish_encoded(bus, cache, message, &payload, wrap, correlation_id, true).await;
     Ok(Published {
         payload,
         published,
         remembered,
     })
+}
+
+/// [`publish_and_remember`] for a message already encoded as `payload`; the window entry is written
+/// only when `remember` (a send whose claim wrote it already does not). Returns whether the bus and the
+/// window took it.
+pub async fn publish_encoded(
+    bus: &dyn Bus,
+    cache: &dyn Cache,
+    message: Message,
+    payload: &str,
+    wrap: fn(Message) -> MessageEvent,
+    correlation_id: &str,
+    remember: bool,
+) -> (Result<()>, Result<()>) {
+    let (app_id, conversation_id, seq) = (message.app_id.clone(), message.conversation_id.clone(), message.seq);
+    let event = wrap(message);
+    let headers = EventHeaders::for_message_event(&app_id, &event, correlation_id);
+    let record = event.encode_with_data(payload);
+    let remembering = async {
+        match remember {
+            true => cache.remember_recent(&app_id, &conversation_id, seq, payload).await,
+            false => Ok(()),
+        }
+    };
+    tokio::join!(
+        bus.publish(topics::MESSAGES, &conversation_id, &headers, &record),
+        remembering,
+    )
 }
 
 /// Publishes `revision` (an edit, a deletion, an erasure) and replaces the message in the recent

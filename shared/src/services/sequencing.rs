@@ -9,7 +9,7 @@
 //! does not wait for them.
 
 use crate::domain::model::SeqSpan;
-use crate::ports::cache::{Cache, Claim, ClaimResult, SendKey};
+use crate::ports::cache::{Cache, Claim, SendClaim, SendRequest};
 use crate::ports::store::Store;
 use crate::{Error, Result};
 
@@ -19,19 +19,40 @@ pub const RESERVATION_BLOCK: i64 = 1000;
 /// Claims at most this many times before giving up (each retry follows a reservation or a re-seed).
 const MAX_ATTEMPTS: usize = 8;
 
-/// The send's claim (a new seq, or the earlier claim of a retried `client_msg_id`), covered by the
-/// store's reservation. Safe to publish under.
-pub async fn claim(store: &dyn Store, cache: &dyn Cache, key: SendKey<'_>, message_id: &str) -> Result<Claim> {
-    let (app_id, conversation_id) = (key.app_id, key.conversation_id);
+/// What [`claim`] decided.
+#[derive(Debug)]
+pub enum Sequenced {
+    /// The send's claim (a new seq, or the earlier claim of a retried `client_msg_id`), covered by the
+    /// store's reservation, so safe to publish under; `remembered` when the claim also wrote the
+    /// recent-window entry.
+    Claimed {
+        /// The claim to publish under.
+        claim: Claim,
+        /// Whether the recent window holds the entry already.
+        remembered: bool,
+    },
+    /// The request checked membership in the cache and the sender is not a member.
+    NotMember,
+    /// The request checked membership in the cache and the member set is not cached: check it
+    /// against the store, then claim without the check.
+    MembersNotCached,
+}
+
+/// Claims a seq for the send, covered by the store's reservation (reserving and re-seeding as needed).
+pub async fn claim(store: &dyn Store, cache: &dyn Cache, request: SendRequest<'_>) -> Result<Sequenced> {
+    let (app_id, conversation_id) = (request.key.app_id, request.key.conversation_id);
     for _ in 0..MAX_ATTEMPTS {
-        match cache.claim_message(key, message_id).await? {
-            ClaimResult::Claimed(claim) if claim.reserved => {
+        match cache.claim_send(request).await? {
+            SendClaim::Claimed { claim, remembered } if claim.reserved => {
                 // A claim made under our own fresh id is ours even when it comes back from the
                 // re-claim that follows a reservation (which reports it as an earlier claim).
-                let is_new = claim.message_id == message_id;
-                return Ok(Claim { is_new, ..claim });
+                let is_new = claim.message_id == request.message_id;
+                return Ok(Sequenced::Claimed {
+                    claim: Claim { is_new, ..claim },
+                    remembered,
+                });
             }
-            ClaimResult::Claimed(claim) => {
+            SendClaim::Claimed { claim, .. } => {
                 let through = store
                     .reserve_seqs(app_id, conversation_id, claim.seq + RESERVATION_BLOCK - 1)
                     .await?;
@@ -39,7 +60,9 @@ pub async fn claim(store: &dyn Store, cache: &dyn Cache, key: SendKey<'_>, messa
                 // Claim again rather than trust this one: if the cache lost it while the store was
                 // written, the counter was re-created above the reservation and this seq is void.
             }
-            ClaimResult::CounterMissing => reseed(store, cache, app_id, conversation_id).await?,
+            SendClaim::CounterMissing => reseed(store, cache, app_id, conversation_id).await?,
+            SendClaim::NotMember => return Ok(Sequenced::NotMember),
+            SendClaim::MembersNotCached => return Ok(Sequenced::MembersNotCached),
         }
     }
     Err(Error::Internal("could not claim a reserved seq".into()))
@@ -73,15 +96,28 @@ async fn reseed(store: &dyn Store, cache: &dyn Cache, app_id: &str, conversation
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::cache::{MemoryCache, SequenceCache};
+    use crate::ports::cache::{EntryAroundSeq, MemoryCache, SendKey, SequenceCache};
     use crate::ports::store::{MemoryStore, MessageStore};
 
-    fn key<'a>(client_msg_id: &'a str) -> SendKey<'a> {
-        SendKey {
-            app_id: "app",
-            conversation_id: "c",
-            sender_id: "u",
-            client_msg_id,
+    /// A claim of `client_msg_id` under `message_id`, membership checked by the caller.
+    async fn claim(store: &MemoryStore, cache: &MemoryCache, client_msg_id: &str, message_id: &str) -> Result<Claim> {
+        let request = SendRequest {
+            key: SendKey {
+                app_id: "app",
+                conversation_id: "c",
+                sender_id: "u",
+                client_msg_id,
+            },
+            message_id,
+            check_member: false,
+            entry: EntryAroundSeq {
+                head: r#"{"seq":"#,
+                tail: "}",
+            },
+        };
+        match super::claim(store, cache, request).await? {
+            Sequenced::Claimed { claim, .. } => Ok(claim),
+            other => panic!("unchecked membership cannot refuse: {other:?}"),
         }
     }
 
@@ -91,7 +127,7 @@ mod tests {
         let cache = MemoryCache::new();
         cache.ensure_sequence("app", "c", 0).await.unwrap();
         for n in 1..=5 {
-            let claim = claim(&store, &cache, key(&format!("m{n}")), &format!("id{n}"))
+            let claim = claim(&store, &cache, &format!("m{n}"), &format!("id{n}"))
                 .await
                 .unwrap();
             assert_eq!(
@@ -100,7 +136,7 @@ mod tests {
                 "new even after reserving"
             );
         }
-        let retried = claim(&store, &cache, key("m5"), "id5-retry").await.unwrap();
+        let retried = claim(&store, &cache, "m5", "id5-retry").await.unwrap();
         assert_eq!((retried.seq, retried.is_new), (5, false), "a retry is not new");
         assert_eq!(
             store.seq_reservation("app", "c").await.unwrap().reserved_through,
@@ -108,7 +144,7 @@ mod tests {
         );
         // The cache loses everything; nothing was persisted yet (all five are still "in the bus").
         let cache = MemoryCache::new();
-        let after = claim(&store, &cache, key("m6"), "id6").await.unwrap();
+        let after = claim(&store, &cache, "m6", "id6").await.unwrap();
         assert_eq!(after.seq, RESERVATION_BLOCK + 1, "above every seq that may be in use");
         let reservation = store.seq_reservation("app", "c").await.unwrap();
         assert_eq!(

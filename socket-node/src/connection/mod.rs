@@ -14,7 +14,7 @@ use crate::tally::Place;
 use crate::Node;
 use caas_shared::domain::correlation::CorrelationId;
 use caas_shared::domain::protocol;
-use caas_shared::ports::cache;
+use caas_shared::ports::cache::{self, PresenceHolder};
 use caas_shared::services::auth::Claims;
 use caas_shared::services::moderation;
 use caas_shared::Error;
@@ -158,12 +158,21 @@ impl Connection {
     ) -> (Self, Arc<Outbox>) {
         let outbox = Arc::new(Outbox::new(node.settings.send_queue_bytes));
         let revoked = Arc::new(Notify::new());
-        let connection: ConnectionId = node.hub.register(Outlet {
-            session_id: claims.jti.clone(),
-            outbox: Arc::clone(&outbox),
-            revoked: Arc::clone(&revoked),
-        });
+        let connection: ConnectionId = node.hub.next_connection_id();
         let holder = format!("{}:{connection}", node.settings.node_id);
+        node.hub.register(
+            connection,
+            Outlet {
+                session_id: claims.jti.clone(),
+                presence: PresenceHolder {
+                    app_id: claims.app_id.clone(),
+                    user_id: claims.sub.clone(),
+                    holder: holder.clone(),
+                },
+                outbox: Arc::clone(&outbox),
+                revoked: Arc::clone(&revoked),
+            },
+        );
         let session = Session::new(claims, connection, correlation_id);
         let connection = Self {
             node,
@@ -221,10 +230,12 @@ impl Connection {
 
     /// Answers frames in order; returns the close frame that ends the connection.
     async fn read_frames(&self, mut incoming: SplitStream<Socket>, shutdown: &mut Shutdown) -> Message {
-        let mut presence_renewal = tokio::time::interval(cache::PRESENCE_TTL / 3);
-        presence_renewal.tick().await;
         let expiry = tokio::time::sleep_until(token_deadline(self.session.expires_at()));
-        tokio::pin!(expiry);
+        // Created once: each of these ends the loop, and a future re-created on every turn would
+        // register with its notifier again per frame (the shutdown channel is shared by every
+        // connection, so that was a lock every connection took per frame).
+        let (shutting_down, overflowed, revoked) = (shutdown.recv(), self.outbox.overflowed(), self.revoked.notified());
+        tokio::pin!(expiry, shutting_down, overflowed, revoked);
         loop {
             tokio::select! {
                 () = &mut expiry => {
@@ -237,14 +248,9 @@ impl Connection {
                     expiry.as_mut().reset(token_deadline(self.session.expires_at()));
                 }
                 _ = self.session.renewed.notified() => expiry.as_mut().reset(token_deadline(self.session.expires_at())),
-                _ = shutdown.recv() => return close_frame(CloseCode::Away, "server shutting down"),
-                _ = self.outbox.overflowed() => return too_slow(),
-                _ = self.revoked.notified() => return close_frame(CloseCode::Policy, "session revoked"),
-                _ = presence_renewal.tick() => {
-                    if let Err(e) = self.node.cache.presence_touch(self.session.app_id(), self.session.user_id(), &self.holder).await {
-                        tracing::warn!(error = %e, "presence renewal failed");
-                    }
-                }
+                () = &mut shutting_down => return close_frame(CloseCode::Away, "server shutting down"),
+                () = &mut overflowed => return too_slow(),
+                () = &mut revoked => return close_frame(CloseCode::Policy, "session revoked"),
                 frame = incoming.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         // Boxed: a request's future is large and exists only while it runs; inline, every idle
@@ -277,6 +283,13 @@ impl Connection {
         self.node.hub.unregister(self.session.connection).await;
         if admitted {
             Box::pin(self.announce_presence(false)).await;
+        } else {
+            // Never announced, but a renewal may have vouched for it while it was registered.
+            let _renewals_done = self.node.hub.hold_presence().await;
+            let (app_id, user_id) = (self.session.app_id(), self.session.user_id());
+            if let Err(e) = self.node.cache.presence_drop(app_id, user_id, &self.holder).await {
+                tracing::warn!(error = %e, "presence drop failed");
+            }
         }
     }
 
@@ -288,6 +301,8 @@ impl Connection {
         let online = if connected {
             node.cache.presence_touch(app_id, user_id, holder).await.map(|()| true)
         } else {
+            // The connection has left the hub: a renewal running now saw it and must land first.
+            let _renewals_done = node.hub.hold_presence().await;
             node.cache.presence_drop(app_id, user_id, holder).await
         };
         let online = match online {

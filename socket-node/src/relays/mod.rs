@@ -1,6 +1,6 @@
 //! The node's background work, each a future the [`crate::Node`] owns in one `JoinSet` and stops
 //! through [`Shutdown`]: the hub's fan-in, three bus topics tailed into the hub (acks, conversation
-//! changes, session revocations) and the presence sweep.
+//! changes, session revocations), the presence renewal and the presence sweep.
 //!
 //! Topics are read from their end, outside any consumer group: what they carry matters only to the
 //! connections open on this node right now (a client that reconnects elsewhere learns the state from
@@ -8,11 +8,13 @@
 
 mod acks;
 mod conversation_changes;
+mod presence_renewal;
 mod presence_sweep;
 mod revocations;
 
 pub use acks::acks;
 pub use conversation_changes::conversation_changes;
+pub use presence_renewal::presence_renewal;
 pub use presence_sweep::presence_sweep;
 pub use revocations::revocations;
 
@@ -24,19 +26,23 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// Delivers what the fan-out driver received to this node's connections.
+/// Most fan-out payloads handed to the hub at once.
+const FAN_IN_BATCH: usize = 256;
+
+/// Delivers what the fan-out driver received to this node's connections, in batches: one wake-up and one
+/// hold of the routes for everything that arrived meanwhile.
 pub async fn fan_in(hub: Arc<Hub>, mut inbox: FanIn, mut shutdown: Shutdown) {
+    let mut batch = Vec::with_capacity(FAN_IN_BATCH);
     loop {
         tokio::select! {
             _ = shutdown.recv() => return,
-            received = inbox.recv() => match received {
-                Some((channel, payload)) => {
-                    hub.deliver_local(&channel, Utf8Bytes::from(payload));
+            received = inbox.recv_many(&mut batch, FAN_IN_BATCH) => {
+                if received == 0 {
+                    return; // the driver is gone
                 }
-                None => return,
-            },
+                hub.deliver_batch(batch.drain(..));
+            }
         }
     }
 }

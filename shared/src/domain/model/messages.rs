@@ -138,6 +138,25 @@ impl Message {
         }
     }
 
+    /// The message as clients see it (JSON), split around its seq's digits, for a message whose seq
+    /// the claim has not decided yet (0): `head + seq + tail` is its encoding with that seq. `None`
+    /// when the seq is already set.
+    pub fn encode_around_seq(&self) -> serde_json::Result<Option<(String, String)>> {
+        /// The first `"seq":` is the message's own field: only strings come before it, and inside a
+        /// string a quote is always escaped.
+        const UNSET_SEQ: &str = r#","seq":0,"#;
+        if self.seq != 0 {
+            return Ok(None);
+        }
+        let mut json = serde_json::to_string(self)?;
+        let Some(at) = json.find(UNSET_SEQ) else {
+            return Ok(None);
+        };
+        let tail = json.split_off(at + UNSET_SEQ.len() - 1);
+        json.truncate(at + UNSET_SEQ.len() - 2);
+        Ok(Some((json, tail)))
+    }
+
     /// Whether the message was deleted (it is a tombstone with `deleted_at` set).
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
@@ -258,5 +277,28 @@ impl SeqReservation {
     /// Whether a message with `seq` may never exist (it lies in an uncertain span).
     pub fn may_be_void(&self, seq: i64) -> bool {
         self.uncertain.iter().any(|span| span.contains(seq))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_encoded_around_its_seq_is_its_encoding_with_any_seq() {
+        let message = Message {
+            id: "m-1".into(),
+            app_id: "a".into(),
+            conversation_id: r#"c","seq":0,"#.into(),
+            text: r#"{"seq":0,"x":1} ünïcode"#.into(),
+            reply_to: Some("p".into()),
+            ..Message::default()
+        };
+        let (head, tail) = message.encode_around_seq().unwrap().unwrap();
+        for seq in [1, 42, 1_000_001] {
+            let sequenced = Message { seq, ..message.clone() };
+            assert_eq!(format!("{head}{seq}{tail}"), serde_json::to_string(&sequenced).unwrap());
+        }
+        assert_eq!(Message { seq: 3, ..message }.encode_around_seq().unwrap(), None);
     }
 }

@@ -1,6 +1,6 @@
 //! One test body for every driver of the cache port (in-memory in unit tests, Redis in `tests/`).
 
-use super::{Cache, Claim, ClaimResult, ClaimState, SendKey, RECENT_MESSAGES};
+use super::{Cache, Claim, ClaimResult, ClaimState, EntryAroundSeq, SendClaim, SendKey, SendRequest, RECENT_MESSAGES};
 use futures_util::future::join_all;
 
 fn unique(prefix: &str) -> String {
@@ -30,6 +30,7 @@ pub async fn run(cache: &dyn Cache) {
     claims_are_idempotent_and_remember_their_state(cache).await;
     concurrent_claims_get_distinct_gap_free_seqs(cache).await;
     claims_say_whether_the_mirrored_reservation_covers_them(cache).await;
+    sends_check_membership_and_fill_the_window_in_their_claim(cache).await;
     memberships_are_cached(cache).await;
     recent_messages_keep_the_newest_by_seq(cache).await;
     presence_follows_live_connections(cache).await;
@@ -86,6 +87,95 @@ async fn claims_say_whether_the_mirrored_reservation_covers_them(cache: &dyn Cac
         (3, false),
         "the mirror is never lowered, nor passed"
     );
+}
+
+async fn claim_send(cache: &dyn Cache, request: SendRequest<'_>) -> SendClaim {
+    cache.claim_send(request).await.unwrap()
+}
+
+async fn sends_check_membership_and_fill_the_window_in_their_claim(cache: &dyn Cache) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    let entry = EntryAroundSeq {
+        head: r#"{"seq":"#,
+        tail: r#","text":"hi | there"}"#,
+    };
+    let request = |sender: &'static str, client_msg_id: &'static str, check_member: bool| SendRequest {
+        key: SendKey {
+            app_id: &app,
+            conversation_id: &conversation,
+            sender_id: sender,
+            client_msg_id,
+        },
+        message_id: client_msg_id,
+        check_member,
+        entry,
+    };
+    assert!(matches!(
+        claim_send(cache, request("u", "c1", true)).await,
+        SendClaim::MembersNotCached
+    ));
+    assert!(
+        matches!(
+            claim_send(cache, request("u", "c1", false)).await,
+            SendClaim::CounterMissing
+        ),
+        "unchecked, the missing counter is what stops it"
+    );
+    cache
+        .cache_members(&app, &conversation, &["u".to_owned()])
+        .await
+        .unwrap();
+    assert!(matches!(
+        claim_send(cache, request("v", "c1", true)).await,
+        SendClaim::NotMember
+    ));
+    cache.ensure_sequence(&app, &conversation, 0).await.unwrap();
+    let SendClaim::Claimed {
+        claim: first,
+        remembered,
+    } = claim_send(cache, request("u", "c1", true)).await
+    else {
+        panic!("a member's send is claimed");
+    };
+    assert_eq!(
+        (first.seq, first.is_new, first.reserved, remembered),
+        (1, true, false, false)
+    );
+    assert_eq!(
+        cache.recent_after(&app, &conversation, 0).await.unwrap(),
+        [],
+        "an unreserved seq is not remembered: the sender reserves it first"
+    );
+    cache.mirror_reservation(&app, &conversation, 10).await.unwrap();
+    let SendClaim::Claimed {
+        claim: retry,
+        remembered,
+    } = claim_send(cache, request("u", "c1", true)).await
+    else {
+        panic!("a retry is claimed");
+    };
+    assert_eq!(
+        (retry.seq, retry.is_new, retry.reserved, remembered),
+        (1, false, true, false)
+    );
+    let SendClaim::Claimed {
+        claim: second,
+        remembered,
+    } = claim_send(cache, request("u", "c2", true)).await
+    else {
+        panic!("a second send is claimed");
+    };
+    assert_eq!((second.seq, second.is_new, remembered), (2, true, true));
+    assert_eq!(
+        cache.recent_after(&app, &conversation, 0).await.unwrap(),
+        [(2, r#"{"seq":2,"text":"hi | there"}"#.to_owned())],
+        "the new reserved claim wrote its window entry with its seq"
+    );
+    assert!(
+        matches!(claim_send(cache, request("v", "c3", true)).await, SendClaim::NotMember),
+        "a refused sender claims nothing"
+    );
+    assert_eq!(cache.current_seq(&app, &conversation).await.unwrap(), Some(2));
 }
 
 async fn claims_are_idempotent_and_remember_their_state(cache: &dyn Cache) {
@@ -245,6 +335,30 @@ async fn presence_follows_live_connections(cache: &dyn Cache) {
     );
     assert!(!cache.presence_drop(&app, &ann, "node2:7").await.unwrap());
     assert_eq!(cache.online(&app, &users).await.unwrap(), [false, false]);
+    let holder = |user: &str, holder: &str| super::PresenceHolder {
+        app_id: app.clone(),
+        user_id: user.to_owned(),
+        holder: holder.to_owned(),
+    };
+    cache.presence_renew(&[]).await.unwrap();
+    cache
+        .presence_renew(&[
+            holder(&ann, "node1:2"),
+            holder(&bob, "node1:3"),
+            holder(&bob, "node1:4"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.online(&app, &users).await.unwrap(),
+        [true, true],
+        "renewed in one call"
+    );
+    assert!(
+        cache.presence_drop(&app, &bob, "node1:3").await.unwrap(),
+        "bob's other connection"
+    );
+    assert!(!cache.presence_drop(&app, &ann, "node1:2").await.unwrap());
 }
 
 async fn gates_follow_mirrored_restrictions_and_rate_limits(cache: &dyn Cache) {

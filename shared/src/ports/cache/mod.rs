@@ -23,11 +23,13 @@ pub use self::channels::{
 };
 pub use self::membership::{MembershipCache, MEMBERSHIP_TTL};
 pub use self::memory::MemoryCache;
-pub use self::presence::{PresenceCache, PRESENCE_TTL};
+pub use self::presence::{PresenceCache, PresenceHolder, PRESENCE_TTL};
 pub use self::recent::{RecentWindow, RECENT_MESSAGES, RECENT_TTL};
 pub use self::redis::RedisCache;
 pub use self::restrictions::RestrictionCache;
-pub use self::sequences::{Claim, ClaimResult, ClaimState, SendKey, SequenceCache, IDEMPOTENCY_TTL};
+pub use self::sequences::{
+    Claim, ClaimResult, ClaimState, EntryAroundSeq, SendClaim, SendKey, SendRequest, SequenceCache, IDEMPOTENCY_TTL,
+};
 
 use crate::Result;
 

@@ -54,6 +54,56 @@ pub enum ClaimResult {
     CounterMissing,
 }
 
+/// A new message's recent-window entry before its seq is known: the message as clients see it, encoded
+/// around the seq the claim decides (`head`, the seq's digits, `tail`).
+#[derive(Clone, Copy, Debug)]
+pub struct EntryAroundSeq<'a> {
+    /// Everything before the seq's digits.
+    pub head: &'a str,
+    /// Everything after them.
+    pub tail: &'a str,
+}
+
+impl EntryAroundSeq<'_> {
+    /// The entry with its seq filled in.
+    pub fn with_seq(&self, seq: i64) -> String {
+        format!("{}{seq}{}", self.head, self.tail)
+    }
+}
+
+/// One new message's claim, asked of [`SequenceCache::claim_send`].
+#[derive(Clone, Copy, Debug)]
+pub struct SendRequest<'a> {
+    /// Which send this is.
+    pub key: SendKey<'a>,
+    /// The id a new claim gives the message.
+    pub message_id: &'a str,
+    /// Refuse unless the sender is in the conversation's cached member set (when the caller has not
+    /// checked membership itself).
+    pub check_member: bool,
+    /// Written to the recent window by a new claim whose seq the reservation covers.
+    pub entry: EntryAroundSeq<'a>,
+}
+
+/// The outcome of [`SequenceCache::claim_send`].
+#[derive(Debug)]
+pub enum SendClaim {
+    /// The send's claim, as [`ClaimResult::Claimed`]; `remembered` when the claim also put the message
+    /// in the recent window (a new claim covered by the reservation), so the sender need not.
+    Claimed {
+        /// The new or earlier claim.
+        claim: Claim,
+        /// Whether the recent window already holds the entry.
+        remembered: bool,
+    },
+    /// As [`ClaimResult::CounterMissing`].
+    CounterMissing,
+    /// `check_member` and the sender is not in the cached member set: nothing was claimed.
+    NotMember,
+    /// `check_member` and the member set is not cached: load it (the store is the truth) and claim again.
+    MembersNotCached,
+}
+
 /// Identifies one send for idempotency: the same key is the same message on every node.
 #[derive(Clone, Copy, Debug)]
 pub struct SendKey<'a> {
@@ -78,6 +128,10 @@ pub trait SequenceCache: Send + Sync {
     /// next seq and claims it for `message_id`. `CounterMissing` when the counter is gone (cache lost),
     /// so the caller re-seeds it from the store instead of restarting at 1.
     async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult>;
+    /// A new message's whole cache work in one step where the driver can (one script on Redis): the
+    /// membership check (`check_member`), [`Self::claim_message`], and for a new claim covered by the
+    /// reservation the recent-window entry, written before anyone can learn the seq.
+    async fn claim_send(&self, request: SendRequest<'_>) -> Result<SendClaim>;
     /// Raises the cache's mirror of the conversation's seq reservation to `through` (never lowers it).
     async fn mirror_reservation(&self, app_id: &str, conversation_id: &str, through: i64) -> Result<()>;
     /// Records how far the claimed send got (published, or failed so a retry republishes it), keeping the claim for

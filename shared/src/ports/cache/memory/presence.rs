@@ -1,7 +1,7 @@
 //! Presence in memory.
 
 use super::MemoryCache;
-use crate::ports::cache::{PresenceCache, PRESENCE_TTL};
+use crate::ports::cache::{PresenceCache, PresenceHolder, PRESENCE_TTL};
 use crate::Result;
 use async_trait::async_trait;
 use std::time::Instant;
@@ -14,6 +14,19 @@ impl PresenceCache for MemoryCache {
             .entry((app_id.to_owned(), user_id.to_owned()))
             .or_default()
             .insert(holder.to_owned(), Instant::now() + PRESENCE_TTL);
+        Ok(())
+    }
+
+    async fn presence_renew(&self, live: &[PresenceHolder]) -> Result<()> {
+        let mut entries = self.entries()?;
+        let lapses = Instant::now() + PRESENCE_TTL;
+        for one in live {
+            entries
+                .presence
+                .entry((one.app_id.clone(), one.user_id.clone()))
+                .or_default()
+                .insert(one.holder.clone(), lapses);
+        }
         Ok(())
     }
 

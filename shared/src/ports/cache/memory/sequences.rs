@@ -1,7 +1,10 @@
 //! Sequence counters and send claims in memory.
 
 use super::{conversation, ClaimKey, MemoryCache};
-use crate::ports::cache::{Claim, ClaimResult, ClaimState, SendKey, SequenceCache, IDEMPOTENCY_TTL};
+use crate::ports::cache::{
+    Claim, ClaimResult, ClaimState, MembershipCache, RecentWindow, SendClaim, SendKey, SendRequest, SequenceCache,
+    IDEMPOTENCY_TTL,
+};
 use crate::Result;
 use async_trait::async_trait;
 use std::time::Instant;
@@ -68,6 +71,30 @@ impl SequenceCache for MemoryCache {
             .claims
             .insert(claim_key, (claim.clone(), Instant::now() + IDEMPOTENCY_TTL));
         Ok(ClaimResult::Claimed(claim))
+    }
+
+    async fn claim_send(&self, request: SendRequest<'_>) -> Result<SendClaim> {
+        // Three steps under three lock holds: nobody learns the seq before this returns, which is all the
+        // window entry needs; membership is a point-in-time check either way.
+        let key = request.key;
+        if request.check_member {
+            match self.is_member(key.app_id, key.conversation_id, key.sender_id).await? {
+                None => return Ok(SendClaim::MembersNotCached),
+                Some(false) => return Ok(SendClaim::NotMember),
+                Some(true) => {}
+            }
+        }
+        let claim = match self.claim_message(key, request.message_id).await? {
+            ClaimResult::Claimed(claim) => claim,
+            ClaimResult::CounterMissing => return Ok(SendClaim::CounterMissing),
+        };
+        let remembered = claim.is_new && claim.reserved;
+        if remembered {
+            let entry = request.entry.with_seq(claim.seq);
+            self.remember_recent(key.app_id, key.conversation_id, claim.seq, &entry)
+                .await?;
+        }
+        Ok(SendClaim::Claimed { claim, remembered })
     }
 
     async fn mirror_reservation(&self, app_id: &str, conversation_id: &str, through: i64) -> Result<()> {

@@ -22,6 +22,7 @@ fn conversation_tag(app_id: &str, conversation_id: &str) -> String {
 pub struct RedisCache {
     connection: ConnectionManager,
     claim_script: redis::Script,
+    send_script: redis::Script,
     mirror_reservation_script: redis::Script,
     gate_script: redis::Script,
     mirror_one_script: redis::Script,
@@ -35,6 +36,7 @@ impl RedisCache {
         Ok(Self {
             connection,
             claim_script: redis::Script::new(sequences::CLAIM_SCRIPT),
+            send_script: redis::Script::new(sequences::SEND_SCRIPT),
             mirror_reservation_script: redis::Script::new(sequences::MIRROR_RESERVATION_SCRIPT),
             gate_script: redis::Script::new(restrictions::GATE_SCRIPT),
             mirror_one_script: redis::Script::new(restrictions::MIRROR_ONE_SCRIPT),

@@ -1,9 +1,13 @@
 //! Presence in Redis.
 
 use super::RedisCache;
-use crate::ports::cache::{PresenceCache, PRESENCE_TTL};
+use crate::ports::cache::{PresenceCache, PresenceHolder, PRESENCE_TTL};
 use crate::Result;
 use async_trait::async_trait;
+
+/// Connections renewed per pipeline: large enough to make renewal a few round trips per node, small
+/// enough that one pipeline does not hold Redis for long.
+const RENEWALS_PER_PIPELINE: usize = 1000;
 
 /// Per user: a sorted set of live connections scored by when their presence lapses.
 fn presence_key(app_id: &str, user_id: &str) -> String {
@@ -20,6 +24,23 @@ impl PresenceCache for RedisCache {
             .expire(&key, PRESENCE_TTL.as_secs() as i64)
             .query_async(&mut self.conn())
             .await?;
+        Ok(())
+    }
+
+    async fn presence_renew(&self, live: &[PresenceHolder]) -> Result<()> {
+        let expires = crate::now_ms() + PRESENCE_TTL.as_millis() as i64;
+        for chunk in live.chunks(RENEWALS_PER_PIPELINE) {
+            let mut pipe = redis::pipe();
+            for one in chunk {
+                // Each user's key is its own slot on a cluster: the pipeline's commands are independent.
+                let key = presence_key(&one.app_id, &one.user_id);
+                pipe.zadd(&key, &one.holder, expires)
+                    .ignore()
+                    .expire(&key, PRESENCE_TTL.as_secs() as i64)
+                    .ignore();
+            }
+            let _: () = pipe.query_async(&mut self.conn()).await?;
+        }
         Ok(())
     }
 

@@ -1,7 +1,10 @@
 //! Sequence counters and send claims in Redis.
 
 use super::{conversation_tag, RedisCache};
-use crate::ports::cache::{Claim, ClaimResult, ClaimState, SendKey, SequenceCache, IDEMPOTENCY_TTL};
+use crate::ports::cache::{
+    Claim, ClaimResult, ClaimState, SendClaim, SendKey, SendRequest, SequenceCache, IDEMPOTENCY_TTL, RECENT_MESSAGES,
+    RECENT_TTL,
+};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use redis::AsyncCommands;
@@ -19,6 +22,32 @@ local seq = redis.call('INCR', KEYS[1])
 local value = ARGV[1] .. '|' .. seq .. '|pending'
 redis.call('SET', KEYS[2], value, 'EX', ARGV[2])
 return {1, value, reserved}
+"#;
+
+/// A new message's whole cache work in one call, in the conversation's slot: the membership check
+/// (when ARGV[3] is '1'), then [`CLAIM_SCRIPT`]'s claim, then for a new claim the reservation covers,
+/// the recent-window entry (as `RecentWindow::remember_recent` writes it) before anyone learns the seq.
+/// KEYS: seq, claim, reserved, members, recent. ARGV: message id, claim TTL, check member, sender,
+/// entry head, entry tail, window size, window TTL. Status: -3 not a member, -2 members not cached,
+/// -1 no counter, 0 an earlier claim, 1 new, 2 new and remembered.
+pub(super) const SEND_SCRIPT: &str = r#"
+if ARGV[3] == '1' then
+  if redis.call('EXISTS', KEYS[4]) == 0 then return {-2, '', 0} end
+  if redis.call('SISMEMBER', KEYS[4], ARGV[4]) == 0 then return {-3, '', 0} end
+end
+local reserved = tonumber(redis.call('GET', KEYS[3]) or '0')
+local existing = redis.call('GET', KEYS[2])
+if existing then return {0, existing, reserved} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, '', reserved} end
+local seq = redis.call('INCR', KEYS[1])
+local value = ARGV[1] .. '|' .. seq .. '|pending'
+redis.call('SET', KEYS[2], value, 'EX', ARGV[2])
+if seq > reserved then return {1, value, reserved} end
+redis.call('ZREMRANGEBYSCORE', KEYS[5], seq, seq)
+redis.call('ZADD', KEYS[5], seq, seq .. '|' .. ARGV[5] .. seq .. ARGV[6])
+redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -tonumber(ARGV[7]) - 1)
+redis.call('EXPIRE', KEYS[5], ARGV[8])
+return {2, value, reserved}
 "#;
 
 /// Raises the mirrored reservation to ARGV[1], never lowering it.
@@ -91,6 +120,38 @@ impl SequenceCache for RedisCache {
                 reserved_through,
             )?)),
         }
+    }
+
+    async fn claim_send(&self, request: SendRequest<'_>) -> Result<SendClaim> {
+        let key = request.key;
+        let tag = conversation_tag(key.app_id, key.conversation_id);
+        let (status, value, reserved_through): (i64, String, i64) = self
+            .send_script
+            .key(format!("{tag}:seq"))
+            .key(Self::claim_key(key))
+            .key(format!("{tag}:reserved"))
+            .key(format!("{tag}:members"))
+            .key(format!("{tag}:recent"))
+            .arg(request.message_id)
+            .arg(IDEMPOTENCY_TTL.as_secs())
+            .arg(if request.check_member { "1" } else { "0" })
+            .arg(key.sender_id)
+            .arg(request.entry.head)
+            .arg(request.entry.tail)
+            .arg(RECENT_MESSAGES)
+            .arg(RECENT_TTL.as_secs())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(match status {
+            -3 => SendClaim::NotMember,
+            -2 => SendClaim::MembersNotCached,
+            -1 => SendClaim::CounterMissing,
+            0..=2 => SendClaim::Claimed {
+                claim: parse_claim(&value, status >= 1, reserved_through)?,
+                remembered: status == 2,
+            },
+            other => return Err(Error::Internal(format!("unknown send claim status {other}"))),
+        })
     }
 
     async fn mirror_reservation(&self, app_id: &str, conversation_id: &str, through: i64) -> Result<()> {
