@@ -4,7 +4,10 @@
 #
 #   local/stack.sh install          install what is missing (idempotent)
 #   local/stack.sh start DIR        start everything; writes DIR/env (CAAS_* variables) and DIR/pids
-#   local/stack.sh stop DIR         stop what start started
+#   local/stack.sh stop DIR         stop what start (or redis-cluster) started
+#   local/stack.sh redis-cluster DIR [MASTERS]
+#                                   start a Redis Cluster of MASTERS (default 3) masters, no replicas, on
+#                                   loopback; writes DIR/env (CAAS_CACHE_URL=redis+cluster://…) and DIR/pids
 #   local/stack.sh restart DIR NAME [DOWN_SECS]
 #                                   kill -9 one server (redis, tansu, secantus, s3s), wait, start it again
 #                                   on its port with its data (fault tests)
@@ -175,6 +178,44 @@ ENV
   cat "$dir/env"
 }
 
+# A Redis Cluster on loopback: MASTERS cluster-enabled servers, their 16,384 slots split evenly by
+# `redis-cli --cluster create`, ready once every node reports cluster_state:ok.
+start_redis_cluster() {
+  local dir=$1 masters=${2:-3} port bus seeds=() node
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  : >"$dir/pids"
+  for node in $(seq 1 "$masters"); do
+    port=$(free_port); bus=$(free_port)
+    mkdir -p "$dir/redis-$node"
+    # cluster-port: the bus port is otherwise port+10000, which may be taken or beyond 65535.
+    (cd "$dir/redis-$node" && redis-server --port "$port" --cluster-port "$bus" --bind 127.0.0.1 \
+       --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+       --save '' --appendonly no --daemonize yes --pidfile "$dir/redis-$node/redis.pid" \
+       --logfile "$dir/redis-$node/redis.log")
+    wait_for_port "$port" "redis cluster node $node"
+    echo "redis-$node $(cat "$dir/redis-$node/redis.pid")" >>"$dir/pids"
+    seeds+=("127.0.0.1:$port")
+  done
+  redis-cli --cluster create "${seeds[@]}" --cluster-replicas 0 --cluster-yes >"$dir/cluster-create.log" 2>&1 ||
+    { log "redis-cli --cluster create failed:"; cat "$dir/cluster-create.log" >&2; return 1; }
+  local seed ready
+  for _ in $(seq 1 100); do
+    ready=1
+    for seed in "${seeds[@]}"; do
+      redis-cli -h 127.0.0.1 -p "${seed##*:}" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || ready=0
+    done
+    [ "$ready" = 1 ] && break
+    sleep 0.1
+  done
+  [ "$ready" = 1 ] || { log "the redis cluster did not reach cluster_state:ok"; return 1; }
+  local joined
+  joined=$(IFS=,; echo "${seeds[*]}")
+  echo "CAAS_CACHE_URL=redis+cluster://$joined" >"$dir/env"
+  log "redis cluster of $masters masters up in $dir"
+  cat "$dir/env"
+}
+
 stop_all() {
   local dir=$1
   [ -f "$dir/pids" ] || return 0
@@ -193,8 +234,12 @@ case "${1:-}" in
   install) install_all ;;
   start) [ -n "${2:-}" ] || { echo "usage: $0 start DIR" >&2; exit 2; }; install_all; start_all "$2" ;;
   stop) [ -n "${2:-}" ] || { echo "usage: $0 stop DIR" >&2; exit 2; }; stop_all "$2" ;;
+  redis-cluster)
+    [ -n "${2:-}" ] || { echo "usage: $0 redis-cluster DIR [MASTERS]" >&2; exit 2; }
+    install_apt_packages; start_redis_cluster "$2" "${3:-3}" ;;
   restart)
     [ -n "${3:-}" ] || { echo "usage: $0 restart DIR redis|tansu|secantus|s3s [DOWN_SECS]" >&2; exit 2; }
     kill_server "$2" "$3"; sleep "${4:-0}"; start_server "$2" "$3" ;;
-  *) echo "usage: $0 install | start DIR | stop DIR | restart DIR SERVER [DOWN_SECS]" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start DIR | stop DIR | restart DIR SERVER [DOWN_SECS] | redis-cluster DIR [MASTERS]" >&2
+     exit 2 ;;
 esac

@@ -6,7 +6,7 @@
 
 use crate::outbox::Outbox;
 use caas_shared::ports::cache::PresenceHolder;
-use caas_shared::ports::fanout::{FanOut, MemoryBroker, MemoryFanOut, RedisFanOut};
+use caas_shared::ports::fanout::{self, FanOut, MemoryBroker, MemoryFanOut};
 use caas_shared::Result;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,14 +67,15 @@ impl Hub {
         })
     }
 
-    /// A hub over the fan-out named by `url`: Redis pub/sub (`redis://…`), or for a single-process
+    /// A hub over the fan-out named by `url`: Redis pub/sub (`redis://…`, sharded on a cluster:
+    /// `redis+cluster://…`), or for a single-process
     /// deployment (`memory://`) an in-process broker; with the receiving end of its inbox.
     pub async fn connect(url: &str) -> Result<(Arc<Self>, FanIn)> {
         let (inbox, received) = mpsc::unbounded_channel();
         let fan_out: Arc<dyn FanOut> = if url.starts_with("memory://") {
             Arc::new(MemoryFanOut::new(MemoryBroker::new(), inbox))
         } else {
-            Arc::new(RedisFanOut::connect(url, inbox).await?)
+            fanout::connect_redis(url, inbox).await?
         };
         Ok((Self::new(fan_out), received))
     }

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod stack;
-pub use stack::Stack;
+pub use stack::{RedisCluster, Stack};
 
 /// Resident memory of a process, in bytes (Linux `/proc`).
 pub fn rss_bytes(pid: u32) -> u64 {

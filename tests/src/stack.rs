@@ -107,3 +107,45 @@ impl Drop for Stack {
         }
     }
 }
+
+/// A Redis Cluster of this test's own (three masters on loopback, started by `local/stack.sh
+/// redis-cluster`), stopped on drop.
+pub struct RedisCluster {
+    /// `redis+cluster://host:port,…`, for `CAAS_CACHE_URL`.
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let dir = workspace_root()
+            .join("target")
+            .join("e2e-stack")
+            .join(format!("cluster-{}", uuid::Uuid::new_v4().simple()));
+        let status = Command::new("bash")
+            .arg(workspace_root().join("local/stack.sh"))
+            .arg("redis-cluster")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("running local/stack.sh redis-cluster");
+        assert!(status.success(), "starting the redis cluster failed");
+        let env = std::fs::read_to_string(dir.join("env")).expect("cluster env file");
+        let url = env
+            .lines()
+            .find_map(|line| line.strip_prefix("CAAS_CACHE_URL="))
+            .expect("CAAS_CACHE_URL in the cluster env")
+            .to_owned();
+        Self { url, dir }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(workspace_root().join("local/stack.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}

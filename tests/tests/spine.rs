@@ -1,7 +1,9 @@
 //! The spine, end to end on real servers: token → two socket nodes → Kafka → persist-messages →
-//! MongoDB → acks, with 1,000 messages and correlation ids followed all the way into the documents.
+//! MongoDB → acks, with 1,000 messages and correlation ids followed all the way into the documents; once
+//! on one Redis and once on a 3-master Redis Cluster (sequencing scripts in each conversation's slot,
+//! fan-out over sharded pub/sub).
 
-use caas_e2e::{Client, Platform};
+use caas_e2e::{Client, Platform, RedisCluster};
 use mongodb::bson::doc;
 use serde_json::json;
 use std::collections::HashMap;
@@ -15,7 +17,36 @@ fn frame_correlation(i: usize) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_messages_cross_nodes_in_order_are_acked_and_persisted_once() {
-    let platform = Platform::start("spine", 2);
+    spine(Platform::start("spine", 2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spine_holds_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let (app_id, conversation_id) = spine(Platform::start_with(
+        "spine_cluster",
+        2,
+        &[("CAAS_CACHE_URL", &cluster.url)],
+    ))
+    .await;
+    // The sequencing happened on the cluster: its counter for the conversation is there, at the last seq.
+    let seeds = caas_shared::ports::redis_target::cluster_seeds(&cluster.url)
+        .unwrap()
+        .unwrap();
+    let mut connection = redis::cluster::ClusterClient::new(seeds)
+        .unwrap()
+        .get_async_connection()
+        .await
+        .unwrap();
+    let seq: Option<i64> =
+        redis::AsyncCommands::get(&mut connection, format!("caas:{{{app_id}:{conversation_id}}}:seq"))
+            .await
+            .unwrap();
+    assert_eq!(seq, Some(MESSAGES as i64 + 1));
+}
+
+/// Runs the spine on `platform`; returns the app and the conversation it used.
+async fn spine(platform: Platform) -> (String, String) {
     let http = reqwest::Client::new();
     let app = platform.create_app(&http).await;
 
@@ -190,4 +221,5 @@ async fn thousand_messages_cross_nodes_in_order_are_acked_and_persisted_once() {
         }
     }
     assert_eq!(messages.count_documents(filter).await.unwrap(), MESSAGES as u64 + 1);
+    (app.0, conversation_id)
 }

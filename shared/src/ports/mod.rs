@@ -6,6 +6,7 @@ pub mod blob;
 pub mod bus;
 pub mod cache;
 pub mod fanout;
+pub mod redis_target;
 #[cfg(feature = "search")]
 pub mod search;
 pub mod store;

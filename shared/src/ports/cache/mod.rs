@@ -38,15 +38,16 @@ pub trait Cache: SequenceCache + MembershipCache + RecentWindow + PresenceCache 
 
 impl<T> Cache for T where T: SequenceCache + MembershipCache + RecentWindow + PresenceCache + RestrictionCache {}
 
-/// Opens the cache named by `url`: `redis://…` or `memory://` (private to this process).
+/// Opens the cache named by `url`: `redis://…`, a Redis Cluster (`redis+cluster://host:port,…`) or
+/// `memory://` (private to this process).
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Cache>> {
     if url.starts_with("memory://") {
         Ok(std::sync::Arc::new(MemoryCache::new()))
-    } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+    } else if crate::ports::redis_target::is_redis_url(url) {
         Ok(std::sync::Arc::new(RedisCache::connect(url).await?))
     } else {
         Err(crate::Error::Config(format!(
-            "the cache URL must be redis://… or memory://, got {url}"
+            "the cache URL must be redis://…, redis+cluster://… or memory://, got {url}"
         )))
     }
 }

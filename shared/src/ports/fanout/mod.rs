@@ -1,18 +1,29 @@
 //! The fan-out port: publish a payload on a channel and have it reach every node subscribed to that
-//! channel. Redis pub/sub across nodes; an in-process broker for the embedded mode (several nodes in one
+//! channel. Redis pub/sub across nodes (sharded pub/sub on a Redis Cluster); an in-process broker for the embedded mode (several nodes in one
 //! process share it). Incoming payloads arrive on the [`Inbox`] given at connect time.
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod memory;
 mod redis;
+mod redis_cluster;
 
 pub use self::memory::{MemoryBroker, MemoryFanOut};
 pub use self::redis::RedisFanOut;
+pub use self::redis_cluster::ClusterFanOut;
 
 use crate::Result;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+
+/// The Redis fan-out `url` names: pub/sub on one server (`redis://…`) or sharded pub/sub on a Redis
+/// Cluster (`redis+cluster://host:port,…`).
+pub async fn connect_redis(url: &str, inbox: Inbox) -> Result<std::sync::Arc<dyn FanOut>> {
+    Ok(match crate::ports::redis_target::cluster_seeds(url) {
+        Some(seeds) => std::sync::Arc::new(ClusterFanOut::connect(seeds?, inbox).await?),
+        None => std::sync::Arc::new(RedisFanOut::connect(url, inbox).await?),
+    })
+}
 
 /// Where a node receives `(channel, payload)` for the channels it subscribed to.
 pub type Inbox = mpsc::UnboundedSender<(String, String)>;

@@ -9,19 +9,18 @@ mod recent;
 mod restrictions;
 mod sequences;
 
+use crate::ports::redis_target::RedisConnection;
 use crate::Result;
-use redis::aio::ConnectionManager;
 
 fn conversation_tag(app_id: &str, conversation_id: &str) -> String {
     format!("caas:{{{app_id}:{conversation_id}}}")
 }
 
-/// The Redis driver of the cache port (`redis://…`, `rediss://…`); cheap to clone, all clones share one
-/// reconnecting connection.
+/// The Redis driver of the cache port (`redis://…`, `rediss://…`, or a Redis Cluster as
+/// `redis+cluster://host:port,…`); cheap to clone, all clones share one reconnecting connection.
 #[derive(Clone)]
 pub struct RedisCache {
-    connection: ConnectionManager,
-    claim_script: redis::Script,
+    connection: RedisConnection,
     send_script: redis::Script,
     mirror_reservation_script: redis::Script,
     gate_script: redis::Script,
@@ -29,13 +28,11 @@ pub struct RedisCache {
 }
 
 impl RedisCache {
-    /// Connects to the Redis at `url` (failing with a `Cache` error when it is unreachable).
+    /// Connects to the Redis server or cluster at `url` (failing with a `Cache` error when it is
+    /// unreachable).
     pub async fn connect(url: &str) -> Result<Self> {
-        let client = redis::Client::open(url)?;
-        let connection = ConnectionManager::new(client).await?;
         Ok(Self {
-            connection,
-            claim_script: redis::Script::new(sequences::CLAIM_SCRIPT),
+            connection: RedisConnection::connect(url).await?,
             send_script: redis::Script::new(sequences::SEND_SCRIPT),
             mirror_reservation_script: redis::Script::new(sequences::MIRROR_RESERVATION_SCRIPT),
             gate_script: redis::Script::new(restrictions::GATE_SCRIPT),
@@ -43,7 +40,7 @@ impl RedisCache {
         })
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> RedisConnection {
         self.connection.clone()
     }
 }

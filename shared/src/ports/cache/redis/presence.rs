@@ -4,6 +4,8 @@ use super::RedisCache;
 use crate::ports::cache::{PresenceCache, PresenceHolder, PRESENCE_TTL};
 use crate::Result;
 use async_trait::async_trait;
+use futures_util::future::try_join_all;
+use redis::AsyncCommands;
 
 /// Connections renewed per pipeline: large enough to make renewal a few round trips per node, small
 /// enough that one pipeline does not hold Redis for long.
@@ -29,17 +31,31 @@ impl PresenceCache for RedisCache {
 
     async fn presence_renew(&self, live: &[PresenceHolder]) -> Result<()> {
         let expires = crate::now_ms() + PRESENCE_TTL.as_millis() as i64;
+        let renew = |pipe: &mut redis::Pipeline, one: &PresenceHolder| {
+            let key = presence_key(&one.app_id, &one.user_id);
+            pipe.zadd(&key, &one.holder, expires)
+                .ignore()
+                .expire(&key, PRESENCE_TTL.as_secs() as i64)
+                .ignore();
+        };
         for chunk in live.chunks(RENEWALS_PER_PIPELINE) {
-            let mut pipe = redis::pipe();
-            for one in chunk {
-                // Each user's key is its own slot on a cluster: the pipeline's commands are independent.
-                let key = presence_key(&one.app_id, &one.user_id);
-                pipe.zadd(&key, &one.holder, expires)
-                    .ignore()
-                    .expire(&key, PRESENCE_TTL.as_secs() as i64)
-                    .ignore();
+            if self.connection.is_cluster() {
+                // Each user's key is in its own slot, which a cluster pipeline cannot span: one small
+                // pipeline per user, all in flight at once (each node's connection still batches them).
+                try_join_all(chunk.iter().map(|one| {
+                    let mut pipe = redis::pipe();
+                    renew(&mut pipe, one);
+                    let mut connection = self.conn();
+                    async move { pipe.query_async::<()>(&mut connection).await }
+                }))
+                .await?;
+            } else {
+                let mut pipe = redis::pipe();
+                for one in chunk {
+                    renew(&mut pipe, one);
+                }
+                let _: () = pipe.query_async(&mut self.conn()).await?;
             }
-            let _: () = pipe.query_async(&mut self.conn()).await?;
         }
         Ok(())
     }
@@ -59,11 +75,21 @@ impl PresenceCache for RedisCache {
             return Ok(Vec::new());
         }
         let now = crate::now_ms();
-        let mut pipe = redis::pipe();
-        for user_id in user_ids {
-            pipe.zcount(presence_key(app_id, user_id), now, "+inf");
-        }
-        let counts: Vec<usize> = pipe.query_async(&mut self.conn()).await?;
+        let counts: Vec<usize> = if self.connection.is_cluster() {
+            // One slot per user (see `presence_renew`).
+            try_join_all(user_ids.iter().map(|user_id| {
+                let mut connection = self.conn();
+                let key = presence_key(app_id, user_id);
+                async move { connection.zcount(key, now, "+inf").await }
+            }))
+            .await?
+        } else {
+            let mut pipe = redis::pipe();
+            for user_id in user_ids {
+                pipe.zcount(presence_key(app_id, user_id), now, "+inf");
+            }
+            pipe.query_async(&mut self.conn()).await?
+        };
         Ok(counts.into_iter().map(|live| live > 0).collect())
     }
 }

@@ -2,31 +2,20 @@
 
 use super::{conversation_tag, RedisCache};
 use crate::ports::cache::{
-    Claim, ClaimResult, ClaimState, SendClaim, SendKey, SendRequest, SequenceCache, IDEMPOTENCY_TTL, RECENT_MESSAGES,
-    RECENT_TTL,
+    Claim, ClaimResult, ClaimState, EntryAroundSeq, SendClaim, SendKey, SendRequest, SequenceCache, IDEMPOTENCY_TTL,
+    RECENT_MESSAGES, RECENT_TTL,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-/// Atomically: return the existing claim of this `client_msg_id`, or take the next sequence number and
-/// record the claim; either way with the mirrored seq reservation. Returns `[-1, "", r]` when the
-/// conversation has no counter (Redis lost it), so the caller can re-seed it above the store's
-/// reservation instead of restarting at 1.
-pub(super) const CLAIM_SCRIPT: &str = r#"
-local reserved = tonumber(redis.call('GET', KEYS[3]) or '0')
-local existing = redis.call('GET', KEYS[2])
-if existing then return {0, existing, reserved} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, '', reserved} end
-local seq = redis.call('INCR', KEYS[1])
-local value = ARGV[1] .. '|' .. seq .. '|pending'
-redis.call('SET', KEYS[2], value, 'EX', ARGV[2])
-return {1, value, reserved}
-"#;
-
 /// A new message's whole cache work in one call, in the conversation's slot: the membership check
-/// (when ARGV[3] is '1'), then [`CLAIM_SCRIPT`]'s claim, then for a new claim the reservation covers,
-/// the recent-window entry (as `RecentWindow::remember_recent` writes it) before anyone learns the seq.
+/// (when ARGV[3] is '1'); then the existing claim of this `client_msg_id`, or the next sequence number
+/// with a new claim recorded, either way with the mirrored seq reservation; then, for a new claim the
+/// reservation covers and a window size (ARGV[7]) above 0, the recent-window entry (as
+/// `RecentWindow::remember_recent` writes it) before anyone learns the seq. With no counter (Redis
+/// lost it) it returns -1 and the reservation, so the caller re-seeds the counter above the store's
+/// reservation instead of restarting at 1.
 /// KEYS: seq, claim, reserved, members, recent. ARGV: message id, claim TTL, check member, sender,
 /// entry head, entry tail, window size, window TTL. Status: -3 not a member, -2 members not cached,
 /// -1 no counter, 0 an earlier claim, 1 new, 2 new and remembered.
@@ -42,7 +31,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, '', reserved} end
 local seq = redis.call('INCR', KEYS[1])
 local value = ARGV[1] .. '|' .. seq .. '|pending'
 redis.call('SET', KEYS[2], value, 'EX', ARGV[2])
-if seq > reserved then return {1, value, reserved} end
+if seq > reserved or ARGV[7] == '0' then return {1, value, reserved} end
 redis.call('ZREMRANGEBYSCORE', KEYS[5], seq, seq)
 redis.call('ZADD', KEYS[5], seq, seq .. '|' .. ARGV[5] .. seq .. ARGV[6])
 redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -tonumber(ARGV[7]) - 1)
@@ -85,6 +74,35 @@ impl RedisCache {
         let tag = conversation_tag(key.app_id, key.conversation_id);
         format!("{tag}:idem:{}:{}", key.sender_id, key.client_msg_id)
     }
+
+    /// [`SEND_SCRIPT`] for `key`; a `window` of 0 leaves the recent window alone.
+    async fn run_send_script(
+        &self,
+        key: SendKey<'_>,
+        message_id: &str,
+        check_member: bool,
+        entry: EntryAroundSeq<'_>,
+        window: usize,
+    ) -> Result<(i64, String, i64)> {
+        let tag = conversation_tag(key.app_id, key.conversation_id);
+        Ok(self
+            .send_script
+            .key(format!("{tag}:seq"))
+            .key(Self::claim_key(key))
+            .key(format!("{tag}:reserved"))
+            .key(format!("{tag}:members"))
+            .key(format!("{tag}:recent"))
+            .arg(message_id)
+            .arg(IDEMPOTENCY_TTL.as_secs())
+            .arg(if check_member { "1" } else { "0" })
+            .arg(key.sender_id)
+            .arg(entry.head)
+            .arg(entry.tail)
+            .arg(window)
+            .arg(RECENT_TTL.as_secs())
+            .invoke_async(&mut self.conn())
+            .await?)
+    }
 }
 
 #[async_trait]
@@ -101,46 +119,30 @@ impl SequenceCache for RedisCache {
     }
 
     async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult> {
-        let tag = conversation_tag(key.app_id, key.conversation_id);
-        let claim_key = Self::claim_key(key);
-        let (status, value, reserved_through): (i64, String, i64) = self
-            .claim_script
-            .key(format!("{tag}:seq"))
-            .key(claim_key)
-            .key(format!("{tag}:reserved"))
-            .arg(message_id)
-            .arg(IDEMPOTENCY_TTL.as_secs())
-            .invoke_async(&mut self.conn())
+        // The send script without its membership check and window entry.
+        let (status, value, reserved_through) = self
+            .run_send_script(key, message_id, false, EntryAroundSeq { head: "", tail: "" }, 0)
             .await?;
         match status {
             -1 => Ok(ClaimResult::CounterMissing),
-            _ => Ok(ClaimResult::Claimed(parse_claim(
+            0 | 1 => Ok(ClaimResult::Claimed(parse_claim(
                 &value,
                 status == 1,
                 reserved_through,
             )?)),
+            other => Err(Error::Internal(format!("unknown claim status {other}"))),
         }
     }
 
     async fn claim_send(&self, request: SendRequest<'_>) -> Result<SendClaim> {
-        let key = request.key;
-        let tag = conversation_tag(key.app_id, key.conversation_id);
-        let (status, value, reserved_through): (i64, String, i64) = self
-            .send_script
-            .key(format!("{tag}:seq"))
-            .key(Self::claim_key(key))
-            .key(format!("{tag}:reserved"))
-            .key(format!("{tag}:members"))
-            .key(format!("{tag}:recent"))
-            .arg(request.message_id)
-            .arg(IDEMPOTENCY_TTL.as_secs())
-            .arg(if request.check_member { "1" } else { "0" })
-            .arg(key.sender_id)
-            .arg(request.entry.head)
-            .arg(request.entry.tail)
-            .arg(RECENT_MESSAGES)
-            .arg(RECENT_TTL.as_secs())
-            .invoke_async(&mut self.conn())
+        let (status, value, reserved_through) = self
+            .run_send_script(
+                request.key,
+                request.message_id,
+                request.check_member,
+                request.entry,
+                RECENT_MESSAGES,
+            )
             .await?;
         Ok(match status {
             -3 => SendClaim::NotMember,
