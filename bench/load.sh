@@ -29,6 +29,8 @@ start_stack_session load
 # Redis and the Kafka broker work for every message the socket node takes: the report counts their CPU.
 CAAS_BENCH_BACKEND_PIDS=$(awk '$1 == "redis" || $1 == "tansu" { printf "%s%s:%s", sep, $1, $2; sep = "," }' "$stack_dir/pids")
 export CAAS_BENCH_BACKEND_PIDS
+# Each fan-out scenario of the socket node starts on freshly restarted (empty) Redis and broker.
+export CAAS_BENCH_STACK_DIR=$stack_dir
 # Every connection is a file descriptor; take all this machine allows (the benchmark splits the idle
 # connections over as many processes as that limit needs).
 ulimit -n "$(ulimit -Hn)"

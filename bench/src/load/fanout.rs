@@ -126,6 +126,7 @@ pub async fn run(
     settings: &FanOutSettings,
     programs: &Programs,
     env: &Environment,
+    backends: &[(String, u32)],
 ) -> Result<FanOutResult> {
     let server = Server::start(flavor, programs, 0).await?;
     let conversation_ids = match flavor {
@@ -180,7 +181,6 @@ pub async fn run(
     let conversation_ids = Arc::new(conversation_ids);
     let before = server.usage()?;
     let generator_before = Usage::of(std::process::id())?;
-    let backends: &[(String, u32)] = if flavor == Flavor::Caas { &env.backends } else { &[] };
     let backends_before = backends
         .iter()
         .map(|(_, pid)| Usage::of(*pid))

@@ -29,6 +29,9 @@ pub struct Environment {
     /// The socket node's own backends (Redis, the Kafka broker) by name and process id, from
     /// `CAAS_BENCH_BACKEND_PIDS=redis:123,tansu:456`: their CPU is part of what a message costs us.
     pub backends: Vec<(String, u32)>,
+    /// The `local/stack.sh` folder of the stack (`CAAS_BENCH_STACK_DIR`), when the benchmark may restart
+    /// its Redis and broker between scenarios.
+    pub stack_dir: Option<std::path::PathBuf>,
 }
 
 impl Environment {
@@ -62,7 +65,39 @@ impl Environment {
             signer,
             app_id,
             backends,
+            stack_dir: std::env::var_os("CAAS_BENCH_STACK_DIR").map(Into::into),
         })
+    }
+
+    /// Restarts the socket node's backends (Redis and the Kafka broker, both in memory) so a scenario
+    /// starts on empty ones rather than on what earlier scenarios left; returns their new process ids.
+    /// Without a stack folder, the backends as they are.
+    pub fn fresh_backends(&self) -> crate::error::Result<Vec<(String, u32)>> {
+        let Some(dir) = &self.stack_dir else {
+            return Ok(self.backends.clone());
+        };
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../local/stack.sh");
+        for (name, _) in &self.backends {
+            let status = std::process::Command::new("bash")
+                .arg(&script)
+                .arg("restart")
+                .arg(dir)
+                .arg(name)
+                .stdout(std::process::Stdio::null())
+                .status()?;
+            if !status.success() {
+                return Err(crate::error::BenchError::Failed(format!("restarting {name} failed")));
+            }
+        }
+        let pids = std::fs::read_to_string(dir.join("pids"))?;
+        Ok(self
+            .backends
+            .iter()
+            .filter_map(|(name, _)| {
+                let pid = pids.lines().find_map(|line| line.strip_prefix(&format!("{name} ")))?;
+                Some((name.clone(), pid.trim().parse().ok()?))
+            })
+            .collect())
     }
 }
 
@@ -178,7 +213,13 @@ pub async fn run(
     for settings in &plan.fan_out {
         for &flavor in &both {
             tracing::info!(server = flavor.label(), scenario = %settings.name, "fan-out");
-            report.fan_out.push(fanout::run(flavor, settings, programs, env).await?);
+            let backends = match flavor {
+                Flavor::Caas => env.fresh_backends()?,
+                Flavor::SocketIo => Vec::new(), // it has none
+            };
+            report
+                .fan_out
+                .push(fanout::run(flavor, settings, programs, env, &backends).await?);
         }
     }
     if let Some(settings) = &plan.persist {
