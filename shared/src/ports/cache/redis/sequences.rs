@@ -75,15 +75,9 @@ impl RedisCache {
         format!("{tag}:idem:{}:{}", key.sender_id, key.client_msg_id)
     }
 
-    /// [`SEND_SCRIPT`] for `key`; a `window` of 0 leaves the recent window alone.
-    async fn run_send_script(
-        &self,
-        key: SendKey<'_>,
-        message_id: &str,
-        check_member: bool,
-        entry: EntryAroundSeq<'_>,
-        window: usize,
-    ) -> Result<(i64, String, i64)> {
+    /// [`SEND_SCRIPT`] for `request`; a `window` of 0 leaves the recent window alone.
+    async fn run_send_script(&self, request: SendRequest<'_>, window: usize) -> Result<(i64, String, i64)> {
+        let key = request.key;
         let tag = conversation_tag(key.app_id, key.conversation_id);
         Ok(self
             .send_script
@@ -92,12 +86,12 @@ impl RedisCache {
             .key(format!("{tag}:reserved"))
             .key(format!("{tag}:members"))
             .key(format!("{tag}:recent"))
-            .arg(message_id)
+            .arg(request.message_id)
             .arg(IDEMPOTENCY_TTL.as_secs())
-            .arg(if check_member { "1" } else { "0" })
+            .arg(if request.check_member { "1" } else { "0" })
             .arg(key.sender_id)
-            .arg(entry.head)
-            .arg(entry.tail)
+            .arg(request.entry.head)
+            .arg(request.entry.tail)
             .arg(window)
             .arg(RECENT_TTL.as_secs())
             .invoke_async(&mut self.conn())
@@ -120,9 +114,13 @@ impl SequenceCache for RedisCache {
 
     async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult> {
         // The send script without its membership check and window entry.
-        let (status, value, reserved_through) = self
-            .run_send_script(key, message_id, false, EntryAroundSeq { head: "", tail: "" }, 0)
-            .await?;
+        let request = SendRequest {
+            key,
+            message_id,
+            check_member: false,
+            entry: EntryAroundSeq { head: "", tail: "" },
+        };
+        let (status, value, reserved_through) = self.run_send_script(request, 0).await?;
         match status {
             -1 => Ok(ClaimResult::CounterMissing),
             0 | 1 => Ok(ClaimResult::Claimed(parse_claim(
@@ -135,15 +133,7 @@ impl SequenceCache for RedisCache {
     }
 
     async fn claim_send(&self, request: SendRequest<'_>) -> Result<SendClaim> {
-        let (status, value, reserved_through) = self
-            .run_send_script(
-                request.key,
-                request.message_id,
-                request.check_member,
-                request.entry,
-                RECENT_MESSAGES,
-            )
-            .await?;
+        let (status, value, reserved_through) = self.run_send_script(request, RECENT_MESSAGES).await?;
         Ok(match status {
             -3 => SendClaim::NotMember,
             -2 => SendClaim::MembersNotCached,
