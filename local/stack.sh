@@ -23,6 +23,8 @@ TANSU_VERSION=0.6.0
 S3S_VERSION=0.14.1
 SECANTUS_VERSION=0.7.0b3
 SOCKETIO_VERSION=4.8.1
+# The replaced system's own stack, the load benchmark's second peer (bench/socketio/stack.js).
+SOCKETIO_STACK_PACKAGES="@socket.io/redis-adapter@8.3.0 redis@4.7.0 kafkajs@2.2.4"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 
@@ -57,7 +59,8 @@ install_binary() {
   fi
 }
 
-# The load benchmark's peer baseline (bench/socketio/server.js) runs on Node.js with socket.io.
+# The load benchmark's peers run on Node.js: plain socket.io (bench/socketio/server.js), and socket.io with
+# the Redis adapter and a kafkajs producer (bench/socketio/stack.js).
 install_socketio() {
   local modules="$TOOLS_DIR/socketio/node_modules"
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -69,6 +72,15 @@ install_socketio() {
     log "installing socket.io $SOCKETIO_VERSION"
     mkdir -p "$TOOLS_DIR/socketio"
     npm install --prefix "$TOOLS_DIR/socketio" --no-audit --no-fund --silent "socket.io@$SOCKETIO_VERSION"
+  fi
+  local package missing=()
+  for package in $SOCKETIO_STACK_PACKAGES; do
+    grep -qs "\"version\": \"${package##*@}\"" "$modules/${package%@*}/package.json" || missing+=("$package")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    npm install --prefix "$TOOLS_DIR/socketio" --no-audit --no-fund --silent \
+      "socket.io@$SOCKETIO_VERSION" $SOCKETIO_STACK_PACKAGES
   fi
 }
 

@@ -1,6 +1,8 @@
-//! The load benchmark's CI-sized run (a few seconds, small sizes), so the tool never rots: both servers
-//! — the socket node on the real stack and the Socket.IO baseline — must take every connection and
-//! deliver every message to every member; the persistence comparison must store what it produced.
+//! The load benchmark's CI-sized run (a few seconds, small sizes), so the tool never rots: every server
+//! — the socket node on the real stack, the plain Socket.IO baseline and the Socket.IO + Redis adapter +
+//! kafkajs stack on the same Redis and broker — must take every connection, deliver every message to
+//! every member and take every client back after a reconnect storm; the persistence comparison must
+//! store what it produced.
 //! Figures are printed, never asserted (these machines are shared and noisy).
 
 use caas_e2e::{workspace_binary, workspace_root, Stack};
@@ -8,7 +10,7 @@ use serde_json::Value;
 use std::process::Command;
 
 #[test]
-fn the_smoke_run_delivers_everything_on_both_servers() {
+fn the_smoke_run_delivers_everything_on_every_server() {
     let stack = Stack::obtain();
     let run = uuid::Uuid::new_v4().simple().to_string();
     let dir = workspace_root()
@@ -33,7 +35,8 @@ fn the_smoke_run_delivers_everything_on_both_servers() {
         dir.display()
     );
     println!("{stdout}");
-    assert!(stdout.contains("## Ours / Socket.IO"), "{stdout}");
+    assert!(stdout.contains("## Ours / Socket.IO 4\n"), "{stdout}");
+    assert!(stdout.contains("## Ours / Socket.IO 4 + Redis adapter"), "{stdout}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
 
     let wanted = report["plan"]["idle"]["connections"].as_u64().unwrap();
@@ -46,7 +49,8 @@ fn the_smoke_run_delivers_everything_on_both_servers() {
     }
 
     let fan_out = report["fan_out"].as_array().unwrap();
-    assert_eq!(fan_out.len(), 2, "{fan_out:?}");
+    let servers: Vec<&str> = fan_out.iter().filter_map(|r| r["flavor"].as_str()).collect();
+    assert_eq!(servers, ["caas", "socket_io", "socket_io_stack"], "{fan_out:?}");
     for result in fan_out {
         let sent = result["sent"].as_u64().unwrap();
         assert!(sent > 0, "{result}");
@@ -61,6 +65,13 @@ fn the_smoke_run_delivers_everything_on_both_servers() {
         );
         assert_eq!(result["errors"].as_u64(), Some(0), "{result}");
         assert!(result["latency_ms"]["max"].as_f64() > Some(0.0), "{result}");
+    }
+
+    let storm = report["storm"].as_array().unwrap();
+    assert_eq!(storm.len(), 3, "{storm:?}");
+    for result in storm {
+        assert_eq!(result["failed"].as_u64(), Some(0), "{result}");
+        assert_eq!(result["resubscribed"], result["clients"], "every client back: {result}");
     }
 
     let persist = &report["persist"];

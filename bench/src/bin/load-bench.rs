@@ -51,6 +51,13 @@ async fn main() -> Result<()> {
             .map_or_else(|| tools_dir().join("socketio/node_modules"), PathBuf::from),
         log_dir: std::env::temp_dir().join(format!("caas-load-bench-{}", std::process::id())),
         env: vec![("CAAS_JWT_SECRET".into(), jwt_secret.clone())],
+        // The Socket.IO stack runs on the socket node's own Redis and broker, when they are real ones.
+        socketio_stack_backends: config
+            .cache_url
+            .starts_with("redis://")
+            .then(|| config.bus_url.strip_prefix("kafka://"))
+            .flatten()
+            .map(|brokers| (config.cache_url.clone(), brokers.to_owned())),
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -126,7 +133,7 @@ async fn hold(args: &[String]) -> Result<()> {
     let progress = Default::default();
     let fleet = load::fleet::connect(
         flavor,
-        addr,
+        &[addr],
         (&signer, store.as_ref()),
         app_id,
         number(first)?..number(end)?,

@@ -17,11 +17,23 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Which server (and so which wire protocol) a client talks to.
+/// Which server a client talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Flavor {
-    /// The socket node: `/ws?token=…`, `{"type","id","data"}` requests, `message.new` events.
+    /// The socket node, on Redis, the Kafka broker and MongoDB.
+    Caas,
+    /// A plain Socket.IO 4 server: token check, rooms, broadcast, nothing stored.
+    SocketIo,
+    /// The replaced system's stack: Socket.IO 4 processes sharing rooms through the Redis adapter, each
+    /// message produced to Kafka (kafkajs, awaited) before it is broadcast and acknowledged.
+    SocketIoStack,
+}
+
+/// The wire protocol a client speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// The socket node's: `/ws?token=…`, `{"type","id","data"}` requests, `message.new` events.
     Caas,
     /// Socket.IO 4: `/socket.io/?EIO=4&transport=websocket`, auth in the namespace connect packet.
     SocketIo,
@@ -32,6 +44,23 @@ impl Flavor {
         match self {
             Flavor::Caas => "caas socket node",
             Flavor::SocketIo => "Socket.IO 4",
+            Flavor::SocketIoStack => "Socket.IO 4 + Redis adapter + kafkajs (2 processes)",
+        }
+    }
+
+    /// A short name for command lines, file names and `CAAS_BENCH_SERVERS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Caas => "caas",
+            Flavor::SocketIo => "socketio",
+            Flavor::SocketIoStack => "socketio-stack",
+        }
+    }
+
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Flavor::Caas => Protocol::Caas,
+            Flavor::SocketIo | Flavor::SocketIoStack => Protocol::SocketIo,
         }
     }
 }
@@ -82,7 +111,12 @@ impl Tally {
 }
 
 enum Command {
-    Join(String, oneshot::Sender<Result<()>>),
+    /// Joins a conversation; the socket node also replays what came after `since_seq`, when given.
+    Join {
+        conversation_id: String,
+        since_seq: Option<i64>,
+        done: oneshot::Sender<Result<()>>,
+    },
     /// Sends one stamped message; the stamp is the time it was scheduled (so a server that falls behind
     /// shows up as latency, not as a lower send rate). Unstamped (`None`) messages warm up caches and are
     /// not counted as deliveries.
@@ -103,7 +137,7 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 /// Connects from loopback address `source` (spreading connections over 127.0.0.x keeps clear of
 /// ephemeral-port exhaustion) and authenticates with `token`.
 pub async fn connect(
-    flavor: Flavor,
+    protocol: Protocol,
     server: SocketAddr,
     source: Ipv4Addr,
     token: &str,
@@ -113,18 +147,18 @@ pub async fn connect(
     socket.bind(SocketAddr::new(source.into(), 0))?;
     let stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;
-    let url = match flavor {
-        Flavor::Caas => format!("ws://{server}/ws?token={token}"),
-        Flavor::SocketIo => format!("ws://{server}/socket.io/?EIO=4&transport=websocket"),
+    let url = match protocol {
+        Protocol::Caas => format!("ws://{server}/ws?token={token}"),
+        Protocol::SocketIo => format!("ws://{server}/socket.io/?EIO=4&transport=websocket"),
     };
     // A small read buffer, as in the socket node: tungstenite zero-fills the whole buffer on each read, so
     // the 128 KiB default would make the load generator itself run out of memory at 100k connections.
     let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
     let first = next_text(&mut ws).await?;
-    match flavor {
-        Flavor::Caas if first.contains("\"ready\"") => {}
-        Flavor::SocketIo if first.starts_with('0') => {
+    match protocol {
+        Protocol::Caas if first.contains("\"ready\"") => {}
+        Protocol::SocketIo if first.starts_with('0') => {
             let connect = format!("40{}", serde_json::json!({"token": token}));
             ws.send(Message::text(connect)).await?;
             let answer = next_text(&mut ws).await?;
@@ -137,7 +171,7 @@ pub async fn connect(
         _ => return Err(BenchError::Failed(format!("unexpected first frame: {first}"))),
     }
     let (commands, received) = mpsc::unbounded_channel();
-    let task = tokio::spawn(drive(flavor, ws, received, progress));
+    let task = tokio::spawn(drive(protocol, ws, received, progress));
     Ok(Client { commands, task })
 }
 
@@ -154,12 +188,17 @@ async fn next_text(ws: &mut Socket) -> Result<String> {
 }
 
 impl Client {
-    /// Joins a conversation (socket node: `conversation.subscribe`; Socket.IO: the `join` event) and
-    /// waits for the server's confirmation, so every later message reaches this client.
-    pub async fn join(&self, conversation_id: &str) -> Result<()> {
+    /// Joins a conversation (socket node: `conversation.subscribe`, with `since_seq` when the client
+    /// resumes; Socket.IO: the `join` event) and waits for the server's confirmation, so every later
+    /// message reaches this client.
+    pub async fn join(&self, conversation_id: &str, since_seq: Option<i64>) -> Result<()> {
         let (done, confirmed) = oneshot::channel();
         self.commands
-            .send(Command::Join(conversation_id.to_owned(), done))
+            .send(Command::Join {
+                conversation_id: conversation_id.to_owned(),
+                since_seq,
+                done,
+            })
             .map_err(|_| BenchError::Failed("connection closed".into()))?;
         confirmed
             .await
@@ -184,7 +223,7 @@ impl Client {
 
 /// The connection's life: requests go out in order, every frame that comes in is classified.
 async fn drive(
-    flavor: Flavor,
+    protocol: Protocol,
     ws: Socket,
     mut commands: mpsc::UnboundedReceiver<Command>,
     progress: Arc<Progress>,
@@ -199,13 +238,13 @@ async fn drive(
                 let Some(command) = command else { break };
                 next_id += 1;
                 let frame = match command {
-                    Command::Join(conversation_id, done) => {
-                        let frame = join_frame(flavor, next_id, &conversation_id);
-                        pending_join = Some((reply_marker(flavor, next_id), done));
+                    Command::Join { conversation_id, since_seq, done } => {
+                        let frame = join_frame(protocol, next_id, &conversation_id, since_seq);
+                        pending_join = Some((reply_marker(protocol, next_id), done));
                         frame
                     }
                     Command::Send { conversation_id, scheduled } => {
-                        send_frame(flavor, next_id, &conversation_id, scheduled.map(micros_since_epoch))
+                        send_frame(protocol, next_id, &conversation_id, scheduled.map(micros_since_epoch))
                     }
                 };
                 if sink.send(Message::text(frame)).await.is_err() {
@@ -220,21 +259,21 @@ async fn drive(
                     Some(Ok(_)) => continue,
                 };
                 let text = text.as_str();
-                if let Some(sent_us) = delivery_stamp(flavor, text) {
+                if let Some(sent_us) = delivery_stamp(protocol, text) {
                     let now = Instant::now();
                     tally.deliveries += 1;
                     tally.latencies_us.push(micros_since_epoch(now).saturating_sub(sent_us).min(u32::MAX as u64) as u32);
                     tally.last_delivery = Some(now);
                     progress.delivered.fetch_add(1, Ordering::Relaxed);
-                } else if flavor == Flavor::SocketIo && text == "2" {
+                } else if protocol == Protocol::SocketIo && text == "2" {
                     if sink.send(Message::text("3")).await.is_err() { break; }
-                } else if pending_join.as_ref().is_some_and(|(marker, _)| is_reply(flavor, text, marker)) {
-                    let ok = flavor == Flavor::SocketIo || text.contains("\"ok\":true");
+                } else if pending_join.as_ref().is_some_and(|(marker, _)| is_reply(protocol, text, marker)) {
+                    let ok = protocol == Protocol::SocketIo || text.contains("\"ok\":true");
                     let (_, done) = pending_join.take().expect("checked above");
                     let _ = done.send(if ok { Ok(()) } else { Err(BenchError::Failed(format!("join refused: {text}"))) });
-                } else if is_error(flavor, text) {
+                } else if is_error(protocol, text) {
                     tally.errors += 1;
-                } else if is_ack(flavor, text) {
+                } else if is_ack(protocol, text) {
                     tally.acks += 1;
                     progress.acknowledged.fetch_add(1, Ordering::Relaxed);
                 }
@@ -245,25 +284,26 @@ async fn drive(
     tally
 }
 
-fn join_frame(flavor: Flavor, id: u64, conversation_id: &str) -> String {
-    match flavor {
-        Flavor::Caas => serde_json::json!({
-            "type": "conversation.subscribe", "id": id.to_string(), "data": {"conversation_id": conversation_id}
+fn join_frame(protocol: Protocol, id: u64, conversation_id: &str, since_seq: Option<i64>) -> String {
+    match protocol {
+        Protocol::Caas => serde_json::json!({
+            "type": "conversation.subscribe", "id": id.to_string(),
+            "data": {"conversation_id": conversation_id, "since_seq": since_seq}
         })
         .to_string(),
-        Flavor::SocketIo => format!("42{id}{}", serde_json::json!(["join", conversation_id])),
+        Protocol::SocketIo => format!("42{id}{}", serde_json::json!(["join", conversation_id])),
     }
 }
 
-fn send_frame(flavor: Flavor, id: u64, conversation_id: &str, stamp_us: Option<u64>) -> String {
+fn send_frame(protocol: Protocol, id: u64, conversation_id: &str, stamp_us: Option<u64>) -> String {
     let text = stamp_us.map_or_else(|| "warm-up".to_owned(), |us| format!("{STAMP}{us}"));
-    match flavor {
-        Flavor::Caas => serde_json::json!({
+    match protocol {
+        Protocol::Caas => serde_json::json!({
             "type": "message.send", "id": id.to_string(),
             "data": {"conversation_id": conversation_id, "client_msg_id": format!("m{id}"), "text": text}
         })
         .to_string(),
-        Flavor::SocketIo => format!(
+        Protocol::SocketIo => format!(
             "42{id}{}",
             serde_json::json!(["sendMessage", {"conversationId": conversation_id, "messageContent": text}])
         ),
@@ -271,25 +311,25 @@ fn send_frame(flavor: Flavor, id: u64, conversation_id: &str, stamp_us: Option<u
 }
 
 /// What only the reply to request `id` contains (the socket node's reply keys come in any order).
-fn reply_marker(flavor: Flavor, id: u64) -> String {
-    match flavor {
-        Flavor::Caas => format!("\"reply_to\":\"{id}\""),
-        Flavor::SocketIo => format!("43{id}["),
+fn reply_marker(protocol: Protocol, id: u64) -> String {
+    match protocol {
+        Protocol::Caas => format!("\"reply_to\":\"{id}\""),
+        Protocol::SocketIo => format!("43{id}["),
     }
 }
 
-fn is_reply(flavor: Flavor, text: &str, marker: &str) -> bool {
-    match flavor {
-        Flavor::Caas => text.contains(marker),
-        Flavor::SocketIo => text.starts_with(marker),
+fn is_reply(protocol: Protocol, text: &str, marker: &str) -> bool {
+    match protocol {
+        Protocol::Caas => text.contains(marker),
+        Protocol::SocketIo => text.starts_with(marker),
     }
 }
 
 /// The send time stamped into a delivered message, if `text` is a delivery.
-fn delivery_stamp(flavor: Flavor, text: &str) -> Option<u64> {
-    let field = match flavor {
-        Flavor::Caas if text.contains("\"message.new\"") => "\"text\":\"",
-        Flavor::SocketIo if text.starts_with("42[\"message\"") => "\"messageContent\":\"",
+fn delivery_stamp(protocol: Protocol, text: &str) -> Option<u64> {
+    let field = match protocol {
+        Protocol::Caas if text.contains("\"message.new\"") => "\"text\":\"",
+        Protocol::SocketIo if text.starts_with("42[\"message\"") => "\"messageContent\":\"",
         _ => return None,
     };
     let start = text.find(field)? + field.len();
@@ -298,17 +338,17 @@ fn delivery_stamp(flavor: Flavor, text: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
-fn is_error(flavor: Flavor, text: &str) -> bool {
-    match flavor {
-        Flavor::Caas => text.contains("\"ok\":false"),
-        Flavor::SocketIo => text.starts_with("44") || text.contains("\"ok\":false"),
+fn is_error(protocol: Protocol, text: &str) -> bool {
+    match protocol {
+        Protocol::Caas => text.contains("\"ok\":false"),
+        Protocol::SocketIo => text.starts_with("44") || text.contains("\"ok\":false"),
     }
 }
 
-fn is_ack(flavor: Flavor, text: &str) -> bool {
-    match flavor {
-        Flavor::Caas => text.contains("\"ok\":true"),
-        Flavor::SocketIo => text.starts_with("43"),
+fn is_ack(protocol: Protocol, text: &str) -> bool {
+    match protocol {
+        Protocol::Caas => text.contains("\"ok\":true"),
+        Protocol::SocketIo => text.starts_with("43"),
     }
 }
 
@@ -319,25 +359,25 @@ mod tests {
     #[test]
     fn stamps_are_read_back_from_both_protocols() {
         let caas = r#"{"type":"message.new","data":{"id":"x","seq":3,"text":"lb123456","sender_id":"u"}}"#;
-        assert_eq!(delivery_stamp(Flavor::Caas, caas), Some(123_456));
+        assert_eq!(delivery_stamp(Protocol::Caas, caas), Some(123_456));
         let socket_io = r#"42["message",{"conversationId":"c","senderId":"u","messageContent":"lb987"}]"#;
-        assert_eq!(delivery_stamp(Flavor::SocketIo, socket_io), Some(987));
+        assert_eq!(delivery_stamp(Protocol::SocketIo, socket_io), Some(987));
         assert_eq!(
-            delivery_stamp(Flavor::Caas, r#"{"type":"message.new","data":{"text":"hello"}}"#),
+            delivery_stamp(Protocol::Caas, r#"{"type":"message.new","data":{"text":"hello"}}"#),
             None
         );
         assert_eq!(
-            delivery_stamp(Flavor::Caas, r#"{"reply_to":"1","ok":true,"data":{"text":"lb1"}}"#),
+            delivery_stamp(Protocol::Caas, r#"{"reply_to":"1","ok":true,"data":{"text":"lb1"}}"#),
             None
         );
     }
 
     #[test]
     fn replies_are_matched_to_their_request() {
-        let replied = |flavor, text: &str| is_reply(flavor, text, &reply_marker(flavor, 12));
-        assert!(replied(Flavor::Caas, r#"{"data":{},"ok":true,"reply_to":"12"}"#));
-        assert!(!replied(Flavor::Caas, r#"{"data":{},"ok":true,"reply_to":"123"}"#));
-        assert!(replied(Flavor::SocketIo, r#"4312[{"ok":true}]"#));
-        assert!(!replied(Flavor::SocketIo, r#"43123[{"ok":true}]"#));
+        let replied = |protocol, text: &str| is_reply(protocol, text, &reply_marker(protocol, 12));
+        assert!(replied(Protocol::Caas, r#"{"data":{},"ok":true,"reply_to":"12"}"#));
+        assert!(!replied(Protocol::Caas, r#"{"data":{},"ok":true,"reply_to":"123"}"#));
+        assert!(replied(Protocol::SocketIo, r#"4312[{"ok":true}]"#));
+        assert!(!replied(Protocol::SocketIo, r#"43123[{"ok":true}]"#));
     }
 }

@@ -65,7 +65,8 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(samples_us: &mut [u32]) -> Self {
+    /// Percentiles of `samples_us` (sorted in place), in ms.
+    pub fn of(samples_us: &mut [u32]) -> Self {
         samples_us.sort_unstable();
         let ms: Vec<f64> = samples_us.iter().map(|&us| f64::from(us) / 1000.0).collect();
         Self {
@@ -77,16 +78,17 @@ impl Latency {
     }
 }
 
-/// Creates the conversations in the platform's store (the socket node checks memberships there); the
-/// Socket.IO baseline has no store and uses the same ids as plain room names.
-async fn create_conversations(env: &Environment, settings: &FanOutSettings) -> Result<Vec<String>> {
-    let ids: Vec<String> = (0..settings.conversations)
+/// Creates `conversations` groups of `members` users each (user i in group i / members) in the platform's
+/// store (the socket node checks memberships there); the Socket.IO servers have no store and use plain
+/// room names.
+pub async fn create_conversations(env: &Environment, conversations: usize, members: usize) -> Result<Vec<String>> {
+    let ids: Vec<String> = (0..conversations)
         .map(|_| uuid::Uuid::now_v7().to_string())
         .collect();
     stream::iter(ids.iter().enumerate())
         .map(|(index, id)| async move {
-            let member_ids: Vec<String> = (0..settings.members)
-                .map(|m| user_id(index * settings.members + m))
+            let member_ids: Vec<String> = (0..members)
+                .map(|m| user_id(index * members + m))
                 .collect();
             let conversation = Conversation {
                 id: id.clone(),
@@ -114,6 +116,10 @@ async fn create_conversations(env: &Environment, settings: &FanOutSettings) -> R
     Ok(ids)
 }
 
+pub fn room_names(conversations: usize) -> Vec<String> {
+    (0..conversations).map(|c| format!("room-{c}")).collect()
+}
+
 /// Sender i is a member of conversation i mod C (member i / C of it): its conversation and client index.
 fn sender_slot(sender: usize, conversations: usize, members: usize) -> (usize, usize) {
     let conversation = sender % conversations;
@@ -130,14 +136,14 @@ pub async fn run(
 ) -> Result<FanOutResult> {
     let server = Server::start(flavor, programs, 0).await?;
     let conversation_ids = match flavor {
-        Flavor::Caas => create_conversations(env, settings).await?,
-        Flavor::SocketIo => (0..settings.conversations).map(|c| format!("room-{c}")).collect(),
+        Flavor::Caas => create_conversations(env, settings.conversations, settings.members).await?,
+        Flavor::SocketIo | Flavor::SocketIoStack => room_names(settings.conversations),
     };
     let users = settings.conversations * settings.members;
     let progress = Arc::new(Progress::default());
     let fleet = fleet::connect(
         flavor,
-        server.addr,
+        &server.addrs,
         (&env.signer, env.store.as_ref()),
         &env.app_id,
         0..users,
@@ -153,7 +159,7 @@ pub async fn run(
     let mut clients = fleet.clients;
     clients.sort_by_key(|(index, _)| *index);
     stream::iter(clients.iter())
-        .map(|(index, client)| client.join(&conversation_ids[index / settings.members]))
+        .map(|(index, client)| client.join(&conversation_ids[index / settings.members], None))
         .buffer_unordered(256)
         .try_collect::<()>()
         .await?;
@@ -293,7 +299,7 @@ fn profile_system(
     let scenario: String = settings.name.chars().take_while(|c| *c != ':').collect();
     let file = programs.log_dir.join(format!(
         "perf-{}-{scenario}-{}.data",
-        flavor.label().replace(' ', "-"),
+        flavor.name(),
         settings.senders
     ));
     std::fs::create_dir_all(&programs.log_dir)?;

@@ -13,14 +13,16 @@ use std::time::{Duration, Instant};
 
 /// Connection attempts in flight at once.
 const CONNECT_CONCURRENCY: usize = 256;
-/// Session records written to the store at once before connecting.
-const SESSION_CONCURRENCY: usize = 64;
+/// Sessions recorded with one store write before connecting (a journaled write per session made seeding
+/// 100,000 users take half an hour on the test stack's MongoDB).
+const SESSION_BATCH: usize = 2_000;
 
 pub fn user_id(index: usize) -> String {
     format!("u{index}")
 }
 
-fn source_address(index: usize) -> Ipv4Addr {
+/// The loopback address user `index` connects from.
+pub fn source_address(index: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, 1 + (index % 250) as u8)
 }
 
@@ -32,34 +34,39 @@ pub struct Fleet {
     pub elapsed: Duration,
 }
 
-/// Connects users `users` of `app_id` to `server`, each with a new session recorded in `store` (the
-/// socket node accepts tokens of recorded sessions only).
+/// Connects users `users` of `app_id` to `servers` (user i to server i mod the count); for the socket
+/// node, each with a new session recorded in `store` first (it accepts tokens of recorded sessions only;
+/// the Socket.IO servers check the signature alone).
 pub async fn connect(
     flavor: Flavor,
-    server: SocketAddr,
+    servers: &[SocketAddr],
     (signer, store): (&TokenSigner, &dyn Store),
     app_id: &str,
     users: Range<usize>,
     progress: &Arc<Progress>,
 ) -> Result<Fleet> {
-    let tokens: Vec<(usize, String)> = stream::iter(users)
-        .map(|index| async move {
-            let user = user_id(index);
-            let session = auth::start_session(signer, store, (app_id, &user, &user), "load-bench").await?;
-            Ok((index, session.token))
-        })
-        .buffer_unordered(SESSION_CONCURRENCY)
-        .collect::<Vec<Result<_>>>()
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?;
+    let tokens = issue_tokens(flavor, (signer, store), app_id, users).await?;
+    Ok(open(flavor, servers, tokens, CONNECT_CONCURRENCY, progress).await)
+}
+
+/// Opens one connection per `(user index, token)`, `concurrency` attempts in flight at once, user i to
+/// server i mod the count.
+pub async fn open(
+    flavor: Flavor,
+    servers: &[SocketAddr],
+    tokens: Vec<(usize, String)>,
+    concurrency: usize,
+    progress: &Arc<Progress>,
+) -> Fleet {
+    let protocol = flavor.protocol();
     let started = Instant::now();
     let outcomes: Vec<_> = stream::iter(tokens)
         .map(|(index, token)| async move {
-            let connected = client::connect(flavor, server, source_address(index), &token, Arc::clone(progress)).await;
+            let server = servers[index % servers.len()];
+            let connected = client::connect(protocol, server, source_address(index), &token, Arc::clone(progress)).await;
             (index, connected)
         })
-        .buffer_unordered(CONNECT_CONCURRENCY)
+        .buffer_unordered(concurrency)
         .collect()
         .await;
     let elapsed = started.elapsed();
@@ -74,5 +81,28 @@ pub async fn connect(
             Err(e) => fleet.failures.push(format!("user {index}: {e}")),
         }
     }
-    Ok(fleet)
+    fleet
+}
+
+/// One token per user, in `users` order.
+pub async fn issue_tokens(
+    flavor: Flavor,
+    (signer, store): (&TokenSigner, &dyn Store),
+    app_id: &str,
+    users: Range<usize>,
+) -> Result<Vec<(usize, String)>> {
+    let indexes: Vec<usize> = users.collect();
+    let mut tokens = Vec::with_capacity(indexes.len());
+    for batch in indexes.chunks(SESSION_BATCH) {
+        let ids: Vec<(String, String)> = batch.iter().map(|&i| (user_id(i), user_id(i))).collect();
+        let issued = if flavor == Flavor::Caas {
+            auth::start_sessions(signer, store, app_id, &ids, "load-bench").await?
+        } else {
+            ids.iter()
+                .map(|(user, external)| signer.issue(app_id, user, external))
+                .collect::<caas_shared::Result<_>>()?
+        };
+        tokens.extend(batch.iter().copied().zip(issued.into_iter().map(|t| t.token)));
+    }
+    Ok(tokens)
 }

@@ -67,7 +67,7 @@ pub async fn run(
         let last = ((index + 1) * settings.per_process).min(settings.connections);
         let mut child = Command::new(worker_binary)
             .envs(programs.env.iter().cloned())
-            .args(["hold", flavor_arg(flavor), &server.addr.to_string(), app_id])
+            .args(["hold", flavor.name(), &server.addrs[0].to_string(), app_id])
             .args([first.to_string(), last.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -122,19 +122,9 @@ pub async fn run(
     })
 }
 
-pub fn flavor_arg(flavor: Flavor) -> &'static str {
-    match flavor {
-        Flavor::Caas => "caas",
-        Flavor::SocketIo => "socketio",
-    }
-}
-
 pub fn parse_flavor(arg: &str) -> Result<Flavor> {
-    match arg {
-        "caas" => Ok(Flavor::Caas),
-        "socketio" => Ok(Flavor::SocketIo),
-        other => Err(BenchError::Failed(format!(
-            "unknown server kind {other:?} (caas or socketio)"
-        ))),
-    }
+    [Flavor::Caas, Flavor::SocketIo, Flavor::SocketIoStack]
+        .into_iter()
+        .find(|flavor| flavor.name() == arg)
+        .ok_or_else(|| BenchError::Failed(format!("unknown server kind {arg:?} (caas, socketio or socketio-stack)")))
 }

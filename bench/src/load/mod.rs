@@ -9,6 +9,7 @@ pub mod idle;
 pub mod persist;
 pub mod report;
 pub mod servers;
+pub mod storm;
 
 use caas_shared::config::Config;
 use caas_shared::domain::model::App;
@@ -69,6 +70,15 @@ impl Environment {
         })
     }
 
+    /// [`Self::fresh_backends`] for a server that uses them (the socket node and the Socket.IO stack);
+    /// none for plain Socket.IO.
+    pub fn fresh_backends_for(&self, flavor: Flavor) -> crate::error::Result<Vec<(String, u32)>> {
+        match flavor {
+            Flavor::Caas | Flavor::SocketIoStack => self.fresh_backends(),
+            Flavor::SocketIo => Ok(Vec::new()),
+        }
+    }
+
     /// Restarts the socket node's backends (Redis and the Kafka broker, both in memory) so a scenario
     /// starts on empty ones rather than on what earlier scenarios left; returns their new process ids.
     /// Without a stack folder, the backends as they are.
@@ -106,6 +116,7 @@ impl Environment {
 pub struct Plan {
     pub idle: Option<idle::IdleSettings>,
     pub fan_out: Vec<fanout::FanOutSettings>,
+    pub storm: Option<storm::StormSettings>,
     pub persist: Option<persist::PersistSettings>,
 }
 
@@ -137,6 +148,14 @@ impl Plan {
                     seconds: 5.0,
                 },
                 fanout::FanOutSettings {
+                    name: "chat: 2,000 groups × 5 members, 5,000 msgs/s".into(),
+                    conversations: 2_000,
+                    members: 5,
+                    senders: 2_000,
+                    rate_per_sender: 2.5,
+                    seconds: 10.0,
+                },
+                fanout::FanOutSettings {
                     name: "chat: 2,000 groups × 5 members, 1,000 msgs/s".into(),
                     conversations: 2_000,
                     members: 5,
@@ -145,6 +164,12 @@ impl Plan {
                     seconds: 10.0,
                 },
             ],
+            storm: Some(storm::StormSettings {
+                name: "reconnect storm: 20,000 clients in groups of 5".into(),
+                clients: 20_000,
+                members: 5,
+                concurrency: 2_000,
+            }),
             persist: Some(persist::PersistSettings {
                 messages: 20_000,
                 naive_seconds: 15.0,
@@ -167,6 +192,12 @@ impl Plan {
                 rate_per_sender: 10.0,
                 seconds: 1.0,
             }],
+            storm: Some(storm::StormSettings {
+                name: "smoke: reconnect storm, 40 clients in groups of 5".into(),
+                clients: 40,
+                members: 5,
+                concurrency: 40,
+            }),
             persist: Some(persist::PersistSettings {
                 messages: 200,
                 naive_seconds: 2.0,
@@ -174,7 +205,7 @@ impl Plan {
         }
     }
 
-    /// Keeps only the scenarios named in `wanted` (`idle`, `fanout`, `persist`).
+    /// Keeps only the scenarios named in `wanted` (`idle`, `fanout`, `storm`, `persist`).
     pub fn only(&mut self, wanted: &[&str]) {
         if !wanted.contains(&"idle") {
             self.idle = None;
@@ -182,28 +213,35 @@ impl Plan {
         if !wanted.contains(&"fanout") {
             self.fan_out.clear();
         }
+        if !wanted.contains(&"storm") {
+            self.storm = None;
+        }
         if !wanted.contains(&"persist") {
             self.persist = None;
         }
     }
 }
 
-/// Runs every planned scenario: idle and fan-out against both servers, then the persistence comparison.
+/// Runs every planned scenario: idle against the socket node and plain Socket.IO, fan-out and the
+/// reconnect storm against those and the Socket.IO stack, then the persistence comparison.
 pub async fn run(
     plan: &Plan,
     programs: &servers::Programs,
     worker_binary: &std::path::Path,
     env: &Environment,
 ) -> crate::error::Result<report::LoadReport> {
-    // `CAAS_BENCH_SERVERS=caas` (or `socketio`) runs one side only, for profiling one change at a time.
+    // `CAAS_BENCH_SERVERS=caas,socketio` (names as in `Flavor::name`) runs those servers only, for
+    // profiling one change at a time.
     let only = std::env::var("CAAS_BENCH_SERVERS").unwrap_or_default();
-    let both: Vec<Flavor> = [Flavor::Caas, Flavor::SocketIo]
-        .into_iter()
-        .filter(|flavor| only.is_empty() || flavor.label().to_lowercase().replace('.', "").contains(&only))
-        .collect();
+    let mut flavors = vec![Flavor::Caas, Flavor::SocketIo];
+    if programs.socketio_stack_backends.is_some() {
+        flavors.push(Flavor::SocketIoStack);
+    }
+    flavors.retain(|flavor| only.is_empty() || only.split(',').any(|name| name == flavor.name()));
     let mut report = report::LoadReport::new(plan.clone());
     if let Some(settings) = &plan.idle {
-        for &flavor in &both {
+        // The stack's idle connections cost what plain Socket.IO's do.
+        for &flavor in flavors.iter().filter(|flavor| **flavor != Flavor::SocketIoStack) {
             tracing::info!(server = flavor.label(), "idle connections");
             report
                 .idle
@@ -211,19 +249,24 @@ pub async fn run(
         }
     }
     for settings in &plan.fan_out {
-        for &flavor in &both {
+        for &flavor in &flavors {
             tracing::info!(server = flavor.label(), scenario = %settings.name, "fan-out");
-            let backends = match flavor {
-                Flavor::Caas => env.fresh_backends()?,
-                Flavor::SocketIo => Vec::new(), // it has none
-            };
+            let backends = env.fresh_backends_for(flavor)?;
             report
                 .fan_out
                 .push(fanout::run(flavor, settings, programs, env, &backends).await?);
         }
     }
+    if let Some(settings) = &plan.storm {
+        for &flavor in &flavors {
+            tracing::info!(server = flavor.label(), scenario = %settings.name, "reconnect storm");
+            env.fresh_backends_for(flavor)?;
+            report.storm.push(storm::run(flavor, settings, programs, env).await?);
+        }
+    }
     if let Some(settings) = &plan.persist {
         tracing::info!("persistence");
+        env.fresh_backends()?;
         report.persist = Some(persist::run(settings, env).await?);
     }
     Ok(report)

@@ -8,6 +8,7 @@ use caas_local::bridge::{self, BatchPolicy};
 use caas_local::StopSignal;
 use caas_shared::domain::events::{EventHeaders, MessageEvent};
 use caas_shared::domain::model::Message;
+use caas_shared::ports::bus::Bus;
 use caas_shared::runtime::kafka_function::KafkaFunction;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -50,7 +51,7 @@ fn messages(env: &Environment, count: usize) -> Vec<Message> {
 
 /// Consumes `topic` in a new group, handing batches to `write` (which returns how many it stored)
 /// until `target` are stored or `limit` passed; returns how many and how long.
-async fn drain<F, Fut>(env: &Environment, topic: &str, target: usize, limit: Duration, write: F) -> Result<(usize, f64)>
+async fn drain<F, Fut>(bus: &dyn Bus, topic: &str, target: usize, limit: Duration, write: F) -> Result<(usize, f64)>
 where
     F: Fn(aws_lambda_events::event::kafka::KafkaEvent) -> Fut,
     Fut: std::future::Future<Output = caas_shared::Result<usize>>,
@@ -71,7 +72,7 @@ where
         }
     };
     let consume = bridge::run(
-        env.bus.as_ref(),
+        bus,
         topic,
         &group,
         BatchPolicy::default(),
@@ -87,8 +88,14 @@ where
 }
 
 pub async fn run(settings: &PersistSettings, env: &Environment) -> Result<PersistResult> {
+    // A producer of its own: the environment's may be tied to a broker that was restarted empty
+    // between scenarios (its idempotent-producer state then refers to a log that no longer exists).
+    let bus_handle = caas_shared::ports::bus::connect(&env.config.bus_url).await?;
+    let bus = bus_handle.as_ref();
     let topic = format!("caas.bench.messages.{}", uuid::Uuid::new_v4().simple());
-    env.bus.ensure_topics(&[topic.as_str()]).await?;
+    // persist-messages also publishes acks: the platform's topics must exist on a fresh broker.
+    bus.ensure_topics(&caas_shared::domain::events::topics::ALL).await?;
+    bus.ensure_topics(&[topic.as_str()]).await?;
     let batch = messages(env, settings.messages);
     let started = Instant::now();
     stream::iter(batch.iter())
@@ -97,8 +104,7 @@ pub async fn run(settings: &PersistSettings, env: &Environment) -> Result<Persis
             let topic = topic.as_str();
             async move {
                 let event = MessageEvent::Created(message.clone());
-                env.bus
-                    .publish_json(topic, &message.conversation_id, &headers, &event)
+                bus.publish_json(topic, &message.conversation_id, &headers, &event)
                     .await
             }
         })
@@ -107,10 +113,10 @@ pub async fn run(settings: &PersistSettings, env: &Environment) -> Result<Persis
         .await?;
     let produce_per_sec = settings.messages as f64 / started.elapsed().as_secs_f64();
 
-    let persist = persist_messages::PersistMessages::new(env.store.clone(), env.bus.clone());
+    let persist = persist_messages::PersistMessages::new(env.store.clone(), std::sync::Arc::clone(&bus_handle));
     let persist = &persist;
     let (persisted, seconds) = drain(
-        env,
+        bus,
         &topic,
         settings.messages,
         Duration::from_secs(600),
@@ -137,7 +143,7 @@ pub async fn run(settings: &PersistSettings, env: &Environment) -> Result<Persis
         .collection::<Message>("messages");
     let naive = &naive;
     let (naive_written, naive_elapsed) = drain(
-        env,
+        bus,
         &topic,
         settings.messages,
         Duration::from_secs_f64(settings.naive_seconds),

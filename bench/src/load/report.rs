@@ -4,6 +4,7 @@ use super::client::Flavor;
 use super::fanout::FanOutResult;
 use super::idle::IdleResult;
 use super::persist::PersistResult;
+use super::storm::StormResult;
 use super::Plan;
 use serde::Serialize;
 use std::fmt::Write;
@@ -15,6 +16,7 @@ pub struct LoadReport {
     pub plan: Plan,
     pub idle: Vec<IdleResult>,
     pub fan_out: Vec<FanOutResult>,
+    pub storm: Vec<StormResult>,
     pub persist: Option<PersistResult>,
 }
 
@@ -87,6 +89,7 @@ impl LoadReport {
             plan,
             idle: Vec::new(),
             fan_out: Vec::new(),
+            storm: Vec::new(),
             persist: None,
         }
     }
@@ -101,9 +104,63 @@ impl LoadReport {
             .find(|r| r.flavor == flavor && r.scenario == scenario)
     }
 
+    /// The "ours / peer" table: each measure's ratio, with the direction that is better.
+    fn ratios_against(&self, out: &mut String, peer: Flavor) {
+        let mut rows = Vec::new();
+        if let (Some(ours), Some(theirs)) = (self.idle_of(Flavor::Caas), self.idle_of(peer)) {
+            rows.push((
+                "memory per idle connection".to_owned(),
+                ratio(ours.rss_per_connection_bytes, theirs.rss_per_connection_bytes),
+                "lower",
+            ));
+            rows.push((
+                "connects/s".to_owned(),
+                ratio(ours.connects_per_sec, theirs.connects_per_sec),
+                "higher",
+            ));
+        }
+        for settings in &self.plan.fan_out {
+            let name = &settings.name;
+            if let (Some(ours), Some(theirs)) = (self.fan_out_of(Flavor::Caas, name), self.fan_out_of(peer, name)) {
+                rows.push((
+                    format!("deliveries/s, {name}"),
+                    ratio(ours.deliveries_per_sec, theirs.deliveries_per_sec),
+                    "higher",
+                ));
+                rows.push((
+                    format!("p99 latency, {name}"),
+                    ratio(ours.latency_ms.p99, theirs.latency_ms.p99),
+                    "lower",
+                ));
+                rows.push((
+                    format!("all-in CPU per message, {name}"),
+                    ratio(ours.cpu_us_per_message, theirs.cpu_us_per_message),
+                    "lower",
+                ));
+            }
+        }
+        let storm_of = |flavor| self.storm.iter().find(|r| r.flavor == flavor);
+        if let (Some(ours), Some(theirs)) = (storm_of(Flavor::Caas), storm_of(peer)) {
+            rows.push((
+                format!("time until all resubscribed, {}", ours.scenario),
+                ratio(ours.all_resubscribed_seconds, theirs.all_resubscribed_seconds),
+                "lower",
+            ));
+        }
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "\n## Ours / {}\n", peer.label());
+        let _ = writeln!(out, "| measure | ratio | better when |");
+        let _ = writeln!(out, "|---|---:|---|");
+        for (measure, value, better) in rows {
+            let _ = writeln!(out, "| {measure} | {value} | {better} |");
+        }
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# Load benchmark: socket node vs Socket.IO 4\n");
+        let _ = writeln!(out, "# Load benchmark: socket node vs Socket.IO 4 (plain, and the replaced stack)\n");
         let _ = writeln!(out, "Run on {} — {}.\n", self.date, self.machine);
         let _ = writeln!(out, "## Idle connections\n");
         let _ = writeln!(
@@ -154,41 +211,33 @@ impl LoadReport {
                 r.server_rss_bytes as f64 / 1024.0 / 1024.0
             );
         }
-        let _ = writeln!(out, "\n## Ours / Socket.IO\n");
-        let _ = writeln!(out, "| measure | ratio | better when |");
-        let _ = writeln!(out, "|---|---:|---|");
-        if let (Some(ours), Some(theirs)) = (self.idle_of(Flavor::Caas), self.idle_of(Flavor::SocketIo)) {
+        if !self.storm.is_empty() {
+            let _ = writeln!(out, "\n## Reconnect storm\n");
             let _ = writeln!(
                 out,
-                "| memory per idle connection | {} | lower |",
-                ratio(ours.rss_per_connection_bytes, theirs.rss_per_connection_bytes)
+                "| scenario | server | clients | resubscribed | failed | all resubscribed after | resubscribes/s | per client p50 | p99 | max | server CPU |"
             );
-        }
-        for settings in &self.plan.fan_out {
-            let pair = (
-                self.fan_out_of(Flavor::Caas, &settings.name),
-                self.fan_out_of(Flavor::SocketIo, &settings.name),
-            );
-            if let (Some(ours), Some(theirs)) = pair {
+            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            for r in &self.storm {
                 let _ = writeln!(
                     out,
-                    "| deliveries/s, {} | {} | higher |",
-                    settings.name,
-                    ratio(ours.deliveries_per_sec, theirs.deliveries_per_sec)
-                );
-                let _ = writeln!(
-                    out,
-                    "| p99 latency, {} | {} | lower |",
-                    settings.name,
-                    ratio(ours.latency_ms.p99, theirs.latency_ms.p99)
-                );
-                let _ = writeln!(
-                    out,
-                    "| all-in CPU per message, {} | {} | lower |",
-                    settings.name,
-                    ratio(ours.cpu_us_per_message, theirs.cpu_us_per_message)
+                    "| {} | {} | {} | {} | {} | {:.2} s | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} cores |",
+                    r.scenario,
+                    r.flavor.label(),
+                    r.clients,
+                    r.resubscribed,
+                    r.failed,
+                    r.all_resubscribed_seconds,
+                    r.resubscribes_per_sec,
+                    r.per_client_ms.p50,
+                    r.per_client_ms.p99,
+                    r.per_client_ms.max,
+                    r.server_cpu_cores
                 );
             }
+        }
+        for peer in [Flavor::SocketIo, Flavor::SocketIoStack] {
+            self.ratios_against(&mut out, peer);
         }
         if let Some(p) = &self.persist {
             let _ = writeln!(out, "\n## Persistence (Kafka → MongoDB)\n");

@@ -1,6 +1,7 @@
 //! The servers under test, started as separate processes so their memory and CPU can be read from
 //! `/proc`: socket nodes (the workspace's `socket-node` binary, on the real Redis, Kafka and MongoDB of
-//! the environment) and Socket.IO servers (`node bench/socketio/server.js`).
+//! the environment) and Socket.IO servers (`node bench/socketio/server.js`, alone or as the Redis-adapter
+//! and Kafka stack on the same Redis and broker).
 
 use super::client::Flavor;
 use crate::error::{BenchError, Result};
@@ -24,13 +25,21 @@ pub struct Programs {
     pub log_dir: PathBuf,
     /// Variables every started process gets on top of ours (the JWT secret the benchmark signs with).
     pub env: Vec<(String, String)>,
+    /// The Redis URL and Kafka bootstrap servers the Socket.IO stack uses (the socket node's own).
+    pub socketio_stack_backends: Option<(String, String)>,
 }
 
+/// One server under test: a single process, or for [`Flavor::SocketIoStack`] several processes that
+/// share rooms through Redis (clients are spread over them).
 pub struct Server {
     pub flavor: Flavor,
-    pub addr: SocketAddr,
-    child: Child,
+    pub addrs: Vec<SocketAddr>,
+    children: Vec<Child>,
 }
+
+/// Processes the Socket.IO stack runs as: the replaced system ran its servers behind a load balancer
+/// with the Redis adapter between them.
+const SOCKETIO_STACK_PROCESSES: usize = 2;
 
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -57,35 +66,41 @@ impl Server {
                     .kill_on_drop(true)
                     .spawn()
                     .map_err(|e| BenchError::Failed(format!("{}: {e}", programs.socket_node.display())))?;
-                let server = Self { flavor, addr, child };
+                let server = Self {
+                    flavor,
+                    addrs: vec![addr],
+                    children: vec![child],
+                };
                 server.wait_until_listening().await?;
                 Ok(server)
             }
             Flavor::SocketIo => {
-                let mut child = Command::new("node")
-                    .envs(programs.env.iter().cloned())
-                    .arg(&programs.socketio_server)
-                    .env("NODE_PATH", &programs.socketio_modules)
-                    .env("PORT", "0")
-                    .stdout(Stdio::piped())
-                    .stderr(log_file(&programs.log_dir, &format!("socketio-{index}.err"))?)
-                    .kill_on_drop(true)
-                    .spawn()
-                    .map_err(|e| BenchError::Failed(format!("node: {e}")))?;
-                let stdout = child.stdout.take().expect("piped");
-                let mut lines = BufReader::new(stdout).lines();
-                let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                    .await
-                    .map_err(|_| BenchError::Failed("the Socket.IO server did not start within 30 s".into()))??
-                    .ok_or_else(|| BenchError::Failed("the Socket.IO server exited; is socket.io installed?".into()))?;
-                let port = serde_json::from_str::<serde_json::Value>(&first)?["port"]
-                    .as_u64()
-                    .ok_or_else(|| BenchError::Failed(format!("unexpected Socket.IO server output {first}")))?;
+                let (child, addr) = start_socketio(programs, &format!("socketio-{index}"), &[]).await?;
                 Ok(Self {
                     flavor,
-                    addr: SocketAddr::from(([127, 0, 0, 1], port as u16)),
-                    child,
+                    addrs: vec![addr],
+                    children: vec![child],
                 })
+            }
+            Flavor::SocketIoStack => {
+                let (redis, kafka) = programs.socketio_stack_backends.clone().ok_or_else(|| {
+                    BenchError::Failed("the Socket.IO stack needs Redis and Kafka (CAAS_CACHE_URL, CAAS_BUS_URL)".into())
+                })?;
+                // A topic of its own per start: the broker may hold an earlier run's.
+                let topic = format!("socketio-stack-{}", uuid::Uuid::new_v4().simple());
+                let env = [("REDIS_URL", redis), ("KAFKA_BROKERS", kafka), ("KAFKA_TOPIC", topic)];
+                let mut server = Self {
+                    flavor,
+                    addrs: Vec::new(),
+                    children: Vec::new(),
+                };
+                for process in 0..SOCKETIO_STACK_PROCESSES {
+                    let name = format!("socketio-stack-{index}-{process}");
+                    let (child, addr) = start_socketio(programs, &name, &env).await?;
+                    server.children.push(child);
+                    server.addrs.push(addr);
+                }
+                Ok(server)
             }
         }
     }
@@ -93,7 +108,7 @@ impl Server {
     async fn wait_until_listening(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+            if tokio::net::TcpStream::connect(self.addrs[0]).await.is_ok() {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -101,32 +116,73 @@ impl Server {
         Err(BenchError::Failed(format!(
             "{} did not listen on {} within 60 s",
             self.flavor.label(),
-            self.addr
+            self.addrs[0]
         )))
     }
 
-    /// Asks the server to stop (SIGTERM, so a wrapper such as a profiler can write its output) and waits
-    /// up to 20 s before killing it.
-    pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-            if tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-                .await
-                .is_ok()
-            {
-                return;
+    /// Asks the server's processes to stop (SIGTERM, so a wrapper such as a profiler can write its output)
+    /// and waits up to 20 s for each before killing it.
+    pub async fn stop(self) {
+        for mut child in self.children {
+            if let Some(pid) = child.id() {
+                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+                if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_ok() {
+                    continue;
+                }
             }
+            let _ = child.kill().await;
         }
-        let _ = self.child.kill().await;
     }
 
+    /// The resident memory and CPU time of all the server's processes together.
     pub fn usage(&self) -> Result<Usage> {
-        let pid = self
-            .child
-            .id()
-            .ok_or_else(|| BenchError::Failed("server exited".into()))?;
-        Usage::of(pid)
+        let mut total: Option<Usage> = None;
+        for child in &self.children {
+            let pid = child
+                .id()
+                .ok_or_else(|| BenchError::Failed(format!("a {} process exited", self.flavor.label())))?;
+            let usage = Usage::of(pid)?;
+            total = Some(match total {
+                None => usage,
+                Some(sum) => Usage {
+                    rss_bytes: sum.rss_bytes + usage.rss_bytes,
+                    cpu_seconds: sum.cpu_seconds + usage.cpu_seconds,
+                    at: usage.at,
+                },
+            });
+        }
+        total.ok_or_else(|| BenchError::Failed("no server process".into()))
     }
+}
+
+/// Starts `node bench/socketio/server.js` with `env` on top and waits for the port it prints.
+async fn start_socketio(programs: &Programs, name: &str, env: &[(&str, String)]) -> Result<(Child, SocketAddr)> {
+    let mut child = Command::new("node")
+        .envs(programs.env.iter().cloned())
+        .envs(env.iter().map(|(key, value)| (*key, value.as_str())))
+        .arg(&programs.socketio_server)
+        .env("NODE_PATH", &programs.socketio_modules)
+        .env("PORT", "0")
+        .stdout(Stdio::piped())
+        .stderr(log_file(&programs.log_dir, &format!("{name}.err"))?)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| BenchError::Failed(format!("node: {e}")))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .map_err(|_| BenchError::Failed(format!("{name} did not start within 30 s")))??
+        .ok_or_else(|| {
+            BenchError::Failed(format!(
+                "{name} exited; is socket.io installed? (see its .err log in {})",
+                programs.log_dir.display()
+            ))
+        })?;
+    let port = serde_json::from_str::<serde_json::Value>(&first)?["port"]
+        .as_u64()
+        .ok_or_else(|| BenchError::Failed(format!("unexpected output from {name}: {first}")))?;
+    Ok((child, SocketAddr::from(([127, 0, 0, 1], port as u16))))
 }
 
 /// A process's resident memory and consumed CPU time at one moment.

@@ -155,6 +155,35 @@ pub async fn start_session(
     Ok(issued)
 }
 
+/// [`start_session`] for many users of one app at once, with one store write: `users` are `(user id,
+/// external id)` pairs; the tokens come back in the same order.
+pub async fn start_sessions(
+    signer: &TokenSigner,
+    store: &dyn Store,
+    app_id: &str,
+    users: &[(String, String)],
+    correlation_id: &str,
+) -> Result<Vec<IssuedToken>> {
+    let now = crate::now_ms();
+    let mut issued = Vec::with_capacity(users.len());
+    let mut sessions = Vec::with_capacity(users.len());
+    for (user_id, external_id) in users {
+        let token = signer.issue(app_id, user_id, external_id)?;
+        sessions.push(Session {
+            id: token.session_id.clone(),
+            app_id: app_id.to_owned(),
+            user_id: user_id.clone(),
+            created_at: now,
+            expires_at: token.expires_at,
+            revoked_at: None,
+            correlation_id: correlation_id.to_owned(),
+        });
+        issued.push(token);
+    }
+    store.insert_sessions(&sessions).await?;
+    Ok(issued)
+}
+
 /// Verifies an SDK token, then that its session is one the platform recorded for this user and has
 /// not revoked (logout, ban): a valid signature alone is not enough once a session has ended.
 pub async fn authenticate(signer: &TokenSigner, store: &dyn Store, token: &str) -> Result<Claims> {

@@ -54,6 +54,7 @@ pub async fn run(store: &dyn Store) {
     summaries_keep_the_newest_message(store).await;
     attachments_complete_once_and_link_to_their_first_message(store).await;
     sessions_extend_until_revoked_and_stay_in_their_app(store).await;
+    sessions_are_recorded_in_bulk(store).await;
     seq_reservations_only_rise_and_remember_uncertain_spans(store).await;
 }
 
@@ -80,6 +81,42 @@ async fn seq_reservations_only_rise_and_remember_uncertain_spans(store: &dyn Sto
     assert!(reservation.may_be_void(41) && reservation.may_be_void(2000) && !reservation.may_be_void(40));
     let elsewhere = store.seq_reservation(&unique("app"), &conversation).await.unwrap();
     assert_eq!(elsewhere.reserved_through, 0, "scoped to the app");
+}
+
+async fn sessions_are_recorded_in_bulk(store: &dyn Store) {
+    let app_id = unique("app");
+    let session = |id: &str, user_id: &str, created_at: i64| Session {
+        id: id.to_owned(),
+        app_id: app_id.clone(),
+        user_id: user_id.to_owned(),
+        created_at,
+        expires_at: 100,
+        revoked_at: None,
+        correlation_id: "conformance".into(),
+    };
+    let (ann, bob) = (unique("ann"), unique("bob"));
+    let (ann_phone, bob_phone, bob_tv) = (unique("phone"), unique("phone"), unique("tv"));
+    store.insert_sessions(&[]).await.unwrap();
+    store
+        .insert_sessions(&[session(&ann_phone, &ann, 1), session(&bob_phone, &bob, 2)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store
+                .insert_sessions(&[session(&bob_phone, &bob, 3), session(&bob_tv, &bob, 4)])
+                .await,
+            Err(Error::Conflict(_))
+        ),
+        "a batch holding a recorded session id is a conflict"
+    );
+    let mut stored = Vec::new();
+    for id in [&ann_phone, &bob_phone, &bob_tv] {
+        stored.push(store.find_session(&app_id, id).await.unwrap().unwrap());
+    }
+    assert_eq!(stored[0].user_id, ann);
+    assert_eq!(stored[1].created_at, 2, "the recorded session is kept as it was");
+    assert_eq!(stored[2].created_at, 4, "the rest of the batch is written");
 }
 
 async fn sessions_extend_until_revoked_and_stay_in_their_app(store: &dyn Store) {

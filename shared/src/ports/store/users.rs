@@ -13,6 +13,9 @@ pub trait UserStore: Send + Sync {
     async fn find_users(&self, app_id: &str, ids: &[String]) -> Result<Vec<User>>;
     /// Records a new session.
     async fn insert_session(&self, session: &Session) -> Result<()>;
+    /// Records many new sessions in one write (tokens issued for a whole fleet of users at once, as the
+    /// load benchmark does); a session id already recorded is a conflict and the others are still written.
+    async fn insert_sessions(&self, sessions: &[Session]) -> Result<()>;
     /// The session; `None` when it was never recorded in this app. Revoked and expired sessions are returned too.
     async fn find_session(&self, app_id: &str, session_id: &str) -> Result<Option<Session>>;
     /// Moves an unrevoked session's expiry (a refresh); `None` when it is missing or revoked, so a

@@ -53,6 +53,25 @@ impl UserStore for MemoryStore {
         })
     }
 
+    async fn insert_sessions(&self, sessions: &[Session]) -> Result<()> {
+        let conflicts = self.write(|tables| {
+            let mut conflicts = 0;
+            for session in sessions {
+                let key = app_scoped_key(&session.app_id, &session.id);
+                if tables.sessions.contains_key(&key) {
+                    conflicts += 1;
+                } else {
+                    tables.sessions.insert(key, session.clone());
+                }
+            }
+            Ok(Changed(conflicts))
+        })?;
+        match conflicts {
+            0 => Ok(()),
+            n => Err(Error::Conflict(format!("{n} of {} sessions exist", sessions.len()))),
+        }
+    }
+
     async fn find_session(&self, app_id: &str, session_id: &str) -> Result<Option<Session>> {
         self.read(|tables| tables.sessions.get(&app_scoped_key(app_id, session_id)).cloned())
     }

@@ -1,6 +1,6 @@
 //! Users and sessions in the MongoDB store.
 
-use super::{from_document, is_duplicate_key, to_document, MongoStore};
+use super::{from_document, insert_many_idempotent, is_duplicate_key, to_document, MongoStore};
 use crate::domain::model::{Session, User};
 use crate::ports::store::UserStore;
 use crate::{Error, Result};
@@ -58,6 +58,19 @@ impl UserStore for MongoStore {
         match self.collection("sessions").insert_one(to_document(session)?).await {
             Err(e) if is_duplicate_key(&e) => Err(Error::Conflict(format!("session {} exists", session.id))),
             result => result.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    async fn insert_sessions(&self, sessions: &[Session]) -> Result<()> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let documents = sessions.iter().map(to_document).collect::<Result<Vec<_>>>()?;
+        // One write for the whole batch: with writes journaled, each write costs a journal flush.
+        let outcome = insert_many_idempotent(&self.collection("sessions"), documents).await?;
+        match outcome.duplicates {
+            0 => Ok(()),
+            n => Err(Error::Conflict(format!("{n} of {} sessions exist", sessions.len()))),
         }
     }
 
