@@ -192,7 +192,7 @@ pub async fn run(
         .map(|(_, pid)| Usage::of(*pid))
         .collect::<Result<Vec<_>>>()?;
     let started = Instant::now() + Duration::from_millis(100);
-    let profiler = profile_system(flavor, settings, programs)?;
+    let profiler = profile_system(flavor, settings, programs, &server.pids())?;
     let senders: Vec<_> = sender_slots
         .into_iter()
         .enumerate()
@@ -288,10 +288,13 @@ pub async fn run(
 /// With `CAAS_BENCH_PERF_SECONDS=N`, records the whole machine (`perf record -a -g`, cpu-clock) for the
 /// first N seconds of the measured load, into `perf-<server>-<scenario>.data` in the log directory: the
 /// profile shows where the node, Redis, the broker and this load generator spend the cores they share.
+/// With `CAAS_BENCH_PERF_DWARF=1` as well, records only the server's processes, with DWARF call graphs
+/// (the release build keeps no frame pointers, so `-g` alone cannot say who called what).
 fn profile_system(
     flavor: Flavor,
     settings: &FanOutSettings,
     programs: &Programs,
+    server_pids: &[u32],
 ) -> Result<Option<tokio::process::Child>> {
     let Some(seconds) = std::env::var("CAAS_BENCH_PERF_SECONDS").ok().filter(|s| !s.is_empty()) else {
         return Ok(None);
@@ -303,9 +306,15 @@ fn profile_system(
         settings.senders
     ));
     std::fs::create_dir_all(&programs.log_dir)?;
-    let child = tokio::process::Command::new("perf")
-        .args(["record", "-a", "-g", "-F", "997", "-e", "cpu-clock", "-o"])
-        .arg(&file)
+    let mut perf = tokio::process::Command::new("perf");
+    perf.args(["record", "-F", "997", "-e", "cpu-clock", "-o"]).arg(&file);
+    if std::env::var("CAAS_BENCH_PERF_DWARF").is_ok_and(|v| v == "1") {
+        let pids: Vec<String> = server_pids.iter().map(u32::to_string).collect();
+        perf.args(["--call-graph", "dwarf,16384", "-p", &pids.join(",")]);
+    } else {
+        perf.args(["-a", "-g"]);
+    }
+    let child = perf
         .args(["--", "sleep", &seconds])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -162,6 +162,11 @@ impl LoadReport {
         let mut out = String::new();
         let _ = writeln!(out, "# Load benchmark: socket node vs Socket.IO 4 (plain, and the replaced stack)\n");
         let _ = writeln!(out, "Run on {} — {}.\n", self.date, self.machine);
+        let _ = writeln!(
+            out,
+            "Written by `bash bench/load.sh`; the load generator, the servers, Redis and the Kafka-protocol broker share \
+             the machine's cores. Profiles, the per-message floor and the targets: [send-path.md](send-path.md).\n"
+        );
         let _ = writeln!(out, "## Idle connections\n");
         let _ = writeln!(
             out,

@@ -134,6 +134,11 @@ impl Server {
         }
     }
 
+    /// The process ids of the server's processes (while they run).
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(Child::id).collect()
+    }
+
     /// The resident memory and CPU time of all the server's processes together.
     pub fn usage(&self) -> Result<Usage> {
         let mut total: Option<Usage> = None;

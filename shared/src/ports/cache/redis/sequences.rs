@@ -19,20 +19,25 @@ use redis::AsyncCommands;
 /// KEYS: seq, claim, reserved, members, recent. ARGV: message id, claim TTL, check member, sender,
 /// entry head, entry tail, window size, window TTL. Status: -3 not a member, -2 members not cached,
 /// -1 no counter, 0 an earlier claim, 1 new, 2 new and remembered.
+///
+/// Every send runs it, so it makes as few calls as it can (each `redis.call` costs about as much as a
+/// small command of its own): a member is one SISMEMBER (only a miss asks whether the set is cached at
+/// all), the reservation, the earlier claim and the counter are one MGET, and the window entry needs no
+/// ZREMRANGEBYSCORE first — the counter hands each seq out once, so nothing can sit at a fresh seq's
+/// score.
 pub(super) const SEND_SCRIPT: &str = r#"
-if ARGV[3] == '1' then
+if ARGV[3] == '1' and redis.call('SISMEMBER', KEYS[4], ARGV[4]) == 0 then
   if redis.call('EXISTS', KEYS[4]) == 0 then return {-2, '', 0} end
-  if redis.call('SISMEMBER', KEYS[4], ARGV[4]) == 0 then return {-3, '', 0} end
+  return {-3, '', 0}
 end
-local reserved = tonumber(redis.call('GET', KEYS[3]) or '0')
-local existing = redis.call('GET', KEYS[2])
-if existing then return {0, existing, reserved} end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, '', reserved} end
+local found = redis.call('MGET', KEYS[3], KEYS[2], KEYS[1])
+local reserved = tonumber(found[1] or '0')
+if found[2] then return {0, found[2], reserved} end
+if not found[3] then return {-1, '', reserved} end
 local seq = redis.call('INCR', KEYS[1])
 local value = ARGV[1] .. '|' .. seq .. '|pending'
 redis.call('SET', KEYS[2], value, 'EX', ARGV[2])
 if seq > reserved or ARGV[7] == '0' then return {1, value, reserved} end
-redis.call('ZREMRANGEBYSCORE', KEYS[5], seq, seq)
 redis.call('ZADD', KEYS[5], seq, seq .. '|' .. ARGV[5] .. seq .. ARGV[6])
 redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -tonumber(ARGV[7]) - 1)
 redis.call('EXPIRE', KEYS[5], ARGV[8])
