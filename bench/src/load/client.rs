@@ -145,8 +145,6 @@ pub async fn connect(
 ) -> Result<Client> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source.into(), 0))?;
-    let stream = socket.connect(server).await?;
-    stream.set_nodelay(true)?;
     let url = match protocol {
         Protocol::Caas => format!("ws://{server}/ws?token={token}"),
         Protocol::SocketIo => format!("ws://{server}/socket.io/?EIO=4&transport=websocket"),
@@ -154,7 +152,16 @@ pub async fn connect(
     // A small read buffer, as in the socket node: tungstenite zero-fills the whole buffer on each read, so
     // the 128 KiB default would make the load generator itself run out of memory at 100k connections.
     let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
+    // Bounded: a server out of file descriptors leaves the connection in its listen backlog, never
+    // accepted, and the upgrade would wait for ever.
+    let upgrade = async {
+        let stream = socket.connect(server).await?;
+        stream.set_nodelay(true)?;
+        Ok::<_, BenchError>(tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?)
+    };
+    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(30), upgrade)
+        .await
+        .map_err(|_| BenchError::Failed("no WebSocket upgrade within 30 s".into()))??;
     let first = next_text(&mut ws).await?;
     match protocol {
         Protocol::Caas if first.contains("\"ready\"") => {}

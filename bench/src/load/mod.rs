@@ -164,9 +164,11 @@ impl Plan {
                     seconds: 10.0,
                 },
             ],
+            // One node and one load-generator process hold every client: below the 20,000 files a process
+            // may open here.
             storm: Some(storm::StormSettings {
-                name: "reconnect storm: 20,000 clients in groups of 5".into(),
-                clients: 20_000,
+                name: "reconnect storm: 15,000 clients in groups of 5".into(),
+                clients: 15_000,
                 members: 5,
                 concurrency: 2_000,
             }),
