@@ -99,11 +99,20 @@ async fn main() -> Result<()> {
     let markdown = report.markdown();
     println!("{markdown}");
     if let Some(prefix) = out {
-        std::fs::write(prefix.with_extension("md"), &markdown)?;
+        let path = prefix.with_extension("md");
+        // What people wrote under the marker (profiles, analysis) survives a new run.
+        let kept = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|old| old.find(HAND_WRITTEN).map(|at| old[at..].to_owned()))
+            .unwrap_or_default();
+        std::fs::write(&path, format!("{markdown}\n{kept}"))?;
         std::fs::write(prefix.with_extension("json"), serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
 }
+
+/// Starts the part of the Markdown report that people write; a new run keeps it.
+const HAND_WRITTEN: &str = "<!-- written by hand below this line; bench/load.sh keeps it -->";
 
 /// Where `local/stack.sh install` puts tools, socket.io included.
 fn tools_dir() -> PathBuf {

@@ -82,14 +82,10 @@ impl Latency {
 /// store (the socket node checks memberships there); the Socket.IO servers have no store and use plain
 /// room names.
 pub async fn create_conversations(env: &Environment, conversations: usize, members: usize) -> Result<Vec<String>> {
-    let ids: Vec<String> = (0..conversations)
-        .map(|_| uuid::Uuid::now_v7().to_string())
-        .collect();
+    let ids: Vec<String> = (0..conversations).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     stream::iter(ids.iter().enumerate())
         .map(|(index, id)| async move {
-            let member_ids: Vec<String> = (0..members)
-                .map(|m| user_id(index * members + m))
-                .collect();
+            let member_ids: Vec<String> = (0..members).map(|m| user_id(index * members + m)).collect();
             let conversation = Conversation {
                 id: id.clone(),
                 app_id: env.app_id.clone(),
@@ -300,11 +296,9 @@ fn profile_system(
         return Ok(None);
     };
     let scenario: String = settings.name.chars().take_while(|c| *c != ':').collect();
-    let file = programs.log_dir.join(format!(
-        "perf-{}-{scenario}-{}.data",
-        flavor.name(),
-        settings.senders
-    ));
+    let file = programs
+        .log_dir
+        .join(format!("perf-{}-{scenario}-{}.data", flavor.name(), settings.senders));
     std::fs::create_dir_all(&programs.log_dir)?;
     let mut perf = tokio::process::Command::new("perf");
     perf.args(["record", "-F", "997", "-e", "cpu-clock", "-o"]).arg(&file);

@@ -63,7 +63,8 @@ pub async fn open(
     let outcomes: Vec<_> = stream::iter(tokens)
         .map(|(index, token)| async move {
             let server = servers[index % servers.len()];
-            let connected = client::connect(protocol, server, source_address(index), &token, Arc::clone(progress)).await;
+            let connected =
+                client::connect(protocol, server, source_address(index), &token, Arc::clone(progress)).await;
             (index, connected)
         })
         .buffer_unordered(concurrency)

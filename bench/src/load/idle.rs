@@ -126,5 +126,9 @@ pub fn parse_flavor(arg: &str) -> Result<Flavor> {
     [Flavor::Caas, Flavor::SocketIo, Flavor::SocketIoStack]
         .into_iter()
         .find(|flavor| flavor.name() == arg)
-        .ok_or_else(|| BenchError::Failed(format!("unknown server kind {arg:?} (caas, socketio or socketio-stack)")))
+        .ok_or_else(|| {
+            BenchError::Failed(format!(
+                "unknown server kind {arg:?} (caas, socketio or socketio-stack)"
+            ))
+        })
 }

@@ -71,14 +71,7 @@ where
             caas_shared::Result::Ok(())
         }
     };
-    let consume = bridge::run(
-        bus,
-        topic,
-        &group,
-        BatchPolicy::default(),
-        handler,
-        stop.wait(),
-    );
+    let consume = bridge::run(bus, topic, &group, BatchPolicy::default(), handler, stop.wait());
     let outcome = tokio::time::timeout(limit, consume).await;
     let seconds = started.elapsed().as_secs_f64();
     if let Ok(result) = outcome {

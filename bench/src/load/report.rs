@@ -59,10 +59,11 @@ fn civil_date(days: i64) -> String {
 }
 
 fn ratio(ours: f64, theirs: f64) -> String {
-    if theirs > 0.0 {
-        format!("{:.2}×", ours / theirs)
-    } else {
-        "n/a".into()
+    match ours / theirs {
+        r if theirs <= 0.0 || !r.is_finite() => "n/a".into(),
+        // Far apart: enough digits that the ratio does not print as 0.00×.
+        r if r < 0.1 => format!("{r:.4}×"),
+        r => format!("{r:.2}×"),
     }
 }
 
@@ -160,7 +161,10 @@ impl LoadReport {
 
     pub fn markdown(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# Load benchmark: socket node vs Socket.IO 4 (plain, and the replaced stack)\n");
+        let _ = writeln!(
+            out,
+            "# Load benchmark: socket node vs Socket.IO 4 (plain, and the replaced stack)\n"
+        );
         let _ = writeln!(out, "Run on {} — {}.\n", self.date, self.machine);
         let _ = writeln!(
             out,
@@ -271,6 +275,13 @@ impl LoadReport {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ratios_keep_their_digits() {
+        assert_eq!(super::ratio(1.0, 2.0), "0.50×");
+        assert_eq!(super::ratio(28.13, 10364.93), "0.0027×");
+        assert_eq!(super::ratio(1.0, 0.0), "n/a");
+    }
+
     #[test]
     fn dates_are_civil() {
         assert_eq!(super::civil_date(0), "1970-01-01");

@@ -84,7 +84,9 @@ impl Server {
             }
             Flavor::SocketIoStack => {
                 let (redis, kafka) = programs.socketio_stack_backends.clone().ok_or_else(|| {
-                    BenchError::Failed("the Socket.IO stack needs Redis and Kafka (CAAS_CACHE_URL, CAAS_BUS_URL)".into())
+                    BenchError::Failed(
+                        "the Socket.IO stack needs Redis and Kafka (CAAS_CACHE_URL, CAAS_BUS_URL)".into(),
+                    )
                 })?;
                 // A topic of its own per start: the broker may hold an earlier run's.
                 let topic = format!("socketio-stack-{}", uuid::Uuid::new_v4().simple());
@@ -126,7 +128,10 @@ impl Server {
         for mut child in self.children {
             if let Some(pid) = child.id() {
                 let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-                if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_ok() {
+                if tokio::time::timeout(Duration::from_secs(20), child.wait())
+                    .await
+                    .is_ok()
+                {
                     continue;
                 }
             }

@@ -86,7 +86,9 @@ pub async fn run(
     let deadline = Instant::now() + Duration::from_secs(120);
     while progress.acknowledged.load(Ordering::Relaxed) < conversations as u64 {
         if Instant::now() > deadline {
-            return Err(BenchError::Failed("pre-storm messages were not acknowledged within 120 s".into()));
+            return Err(BenchError::Failed(
+                "pre-storm messages were not acknowledged within 120 s".into(),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
