@@ -58,10 +58,11 @@ impl UserStore for MemoryStore {
             let mut conflicts = 0;
             for session in sessions {
                 let key = app_scoped_key(&session.app_id, &session.id);
-                if tables.sessions.contains_key(&key) {
-                    conflicts += 1;
-                } else {
-                    tables.sessions.insert(key, session.clone());
+                match tables.sessions.entry(key) {
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(session.clone());
+                    }
+                    std::collections::hash_map::Entry::Occupied(_) => conflicts += 1,
                 }
             }
             Ok(Changed(conflicts))
