@@ -81,7 +81,7 @@ impl Latency {
 /// Creates `conversations` groups of `members` users each (user i in group i / members) in the platform's
 /// store (the socket node checks memberships there); the Socket.IO servers have no store and use plain
 /// room names.
-pub async fn create_conversations(env: &Environment, conversations: usize, members: usize) -> Result<Vec<String>> {
+async fn create_conversations(env: &Environment, conversations: usize, members: usize) -> Result<Vec<String>> {
     let ids: Vec<String> = (0..conversations).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     stream::iter(ids.iter().enumerate())
         .map(|(index, id)| async move {
@@ -112,8 +112,18 @@ pub async fn create_conversations(env: &Environment, conversations: usize, membe
     Ok(ids)
 }
 
-pub fn room_names(conversations: usize) -> Vec<String> {
-    (0..conversations).map(|c| format!("room-{c}")).collect()
+/// The conversations of a run on `flavor`: created in the platform's store for the socket node, plain
+/// room names for the Socket.IO servers.
+pub async fn conversations_for(
+    flavor: Flavor,
+    env: &Environment,
+    conversations: usize,
+    members: usize,
+) -> Result<Vec<String>> {
+    match flavor {
+        Flavor::Caas => create_conversations(env, conversations, members).await,
+        Flavor::SocketIo | Flavor::SocketIoStack => Ok((0..conversations).map(|c| format!("room-{c}")).collect()),
+    }
 }
 
 /// Sender i is a member of conversation i mod C (member i / C of it): its conversation and client index.
@@ -131,10 +141,7 @@ pub async fn run(
     backends: &[(String, u32)],
 ) -> Result<FanOutResult> {
     let server = Server::start(flavor, programs, 0).await?;
-    let conversation_ids = match flavor {
-        Flavor::Caas => create_conversations(env, settings.conversations, settings.members).await?,
-        Flavor::SocketIo | Flavor::SocketIoStack => room_names(settings.conversations),
-    };
+    let conversation_ids = conversations_for(flavor, env, settings.conversations, settings.members).await?;
     let users = settings.conversations * settings.members;
     let progress = Arc::new(Progress::default());
     let fleet = fleet::connect(
@@ -154,11 +161,7 @@ pub async fn run(
     }
     let mut clients = fleet.clients;
     clients.sort_by_key(|(index, _)| *index);
-    stream::iter(clients.iter())
-        .map(|(index, client)| client.join(&conversation_ids[index / settings.members], None))
-        .buffer_unordered(256)
-        .try_collect::<()>()
-        .await?;
+    fleet::join_groups(&clients, &conversation_ids, settings.members).await?;
     // One unstamped message per sender first: the socket node caches memberships on first use, and a
     // steady-state chat service sends from warm caches.
     let sender_slots: Vec<(usize, usize)> = (0..settings.senders)
@@ -167,15 +170,7 @@ pub async fn run(
     for &(conversation, client) in &sender_slots {
         clients[client].1.send(&conversation_ids[conversation], None);
     }
-    let warm_deadline = Instant::now() + Duration::from_secs(120);
-    while progress.acknowledged.load(Ordering::Relaxed) < settings.senders as u64 {
-        if Instant::now() > warm_deadline {
-            return Err(BenchError::Failed(
-                "warm-up messages were not acknowledged within 120 s".into(),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    fleet::await_acks(&progress, settings.senders, "warm-up messages").await?;
 
     let period = Duration::from_secs_f64(1.0 / settings.rate_per_sender);
     let sends_each = (settings.seconds * settings.rate_per_sender).round() as u64;

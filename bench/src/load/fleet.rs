@@ -2,17 +2,18 @@
 //! addresses spread over 127.0.0.1–127.0.0.250.
 
 use super::client::{self, Client, Flavor, Progress};
-use crate::error::Result;
+use crate::error::{BenchError, Result};
 use caas_shared::ports::store::Store;
 use caas_shared::services::auth::{self, TokenSigner};
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Connection attempts in flight at once.
-const CONNECT_CONCURRENCY: usize = 256;
+/// Connection attempts (and joins) in flight at once.
+pub const CONNECT_CONCURRENCY: usize = 256;
 /// Sessions recorded with one store write before connecting (a journaled write per session made seeding
 /// 100,000 users take half an hour on the test stack's MongoDB).
 const SESSION_BATCH: usize = 2_000;
@@ -106,4 +107,25 @@ pub async fn issue_tokens(
         tokens.extend(batch.iter().copied().zip(issued.into_iter().map(|t| t.token)));
     }
     Ok(tokens)
+}
+
+/// Joins client i to conversation `conversation_ids[i / members]` and waits for every confirmation.
+pub async fn join_groups(clients: &[(usize, Client)], conversation_ids: &[String], members: usize) -> Result<()> {
+    stream::iter(clients)
+        .map(|(index, client)| client.join(&conversation_ids[index / members], None))
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+/// Waits until `count` sends were acknowledged, at most 120 s (`what` names them in the error).
+pub async fn await_acks(progress: &Progress, count: usize, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while progress.acknowledged.load(Ordering::Relaxed) < count as u64 {
+        if Instant::now() > deadline {
+            return Err(BenchError::Failed(format!("{what} were not acknowledged within 120 s")));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }

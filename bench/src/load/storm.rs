@@ -4,14 +4,13 @@
 //! until every client is subscribed again, and each client's reconnect → resubscribed time.
 
 use super::client::{self, Client, Flavor, Progress};
-use super::fanout::{create_conversations, room_names, Latency};
+use super::fanout::{conversations_for, Latency};
 use super::fleet::{self, source_address};
 use super::servers::{Programs, Server};
 use super::Environment;
 use crate::error::{BenchError, Result};
-use futures_util::stream::{self, StreamExt, TryStreamExt};
+use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,10 +49,7 @@ pub async fn run(
 ) -> Result<StormResult> {
     let server = Server::start(flavor, programs, 0).await?;
     let conversations = settings.clients.div_ceil(settings.members);
-    let conversation_ids = match flavor {
-        Flavor::Caas => create_conversations(env, conversations, settings.members).await?,
-        Flavor::SocketIo | Flavor::SocketIoStack => room_names(conversations),
-    };
+    let conversation_ids = conversations_for(flavor, env, conversations, settings.members).await?;
     let tokens = fleet::issue_tokens(
         flavor,
         (&env.signer, env.store.as_ref()),
@@ -64,7 +60,14 @@ pub async fn run(
     // Before the storm: everyone connected and subscribed, and one message in each conversation that
     // the resuming clients' replay returns.
     let progress = Arc::new(Progress::default());
-    let fleet = fleet::open(flavor, &server.addrs, tokens.clone(), 256, &progress).await;
+    let fleet = fleet::open(
+        flavor,
+        &server.addrs,
+        tokens.clone(),
+        fleet::CONNECT_CONCURRENCY,
+        &progress,
+    )
+    .await;
     if let Some(failure) = fleet.failures.first() {
         return Err(BenchError::Failed(format!(
             "{} of {} connections failed before the storm, first: {failure}",
@@ -73,25 +76,13 @@ pub async fn run(
         )));
     }
     let clients = fleet.clients;
-    stream::iter(clients.iter())
-        .map(|(index, client)| client.join(&conversation_ids[index / settings.members], None))
-        .buffer_unordered(256)
-        .try_collect::<()>()
-        .await?;
+    fleet::join_groups(&clients, &conversation_ids, settings.members).await?;
     for (index, client) in &clients {
         if index % settings.members == 0 {
             client.send(&conversation_ids[index / settings.members], None);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while progress.acknowledged.load(Ordering::Relaxed) < conversations as u64 {
-        if Instant::now() > deadline {
-            return Err(BenchError::Failed(
-                "pre-storm messages were not acknowledged within 120 s".into(),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    fleet::await_acks(&progress, conversations, "pre-storm messages").await?;
 
     // The storm: every connection drops, then every client reconnects at once.
     stream::iter(clients)
