@@ -66,7 +66,7 @@ async fn renew(node: &Node, session: &Session, frame: &ClientFrame) -> Result<Va
         .or_else(|| frame.data.get("token").and_then(Value::as_str).map(str::to_owned))
         .ok_or_else(|| Error::Validation("an auth frame carries a token".into()))?;
     let claims = node.signer.verify(&token)?;
-    caas_shared::services::auth::require_live_session(node.store.as_ref(), &claims).await?;
+    node.sessions.require_live(&claims).await?;
     let expires_at = session.renew(&claims)?;
     Ok(json!({"authenticated": true, "expires_at": expires_at}))
 }

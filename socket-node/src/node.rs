@@ -14,6 +14,7 @@ use caas_shared::services::auth::TokenSigner;
 use caas_shared::services::conversations::Conversations;
 use caas_shared::services::messages::{Messages, Notice};
 use caas_shared::services::moderation::AppSettingsCache;
+use caas_shared::services::session_lookups::SessionLookups;
 use caas_shared::Result;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -28,6 +29,8 @@ pub struct Node {
     pub settings: NodeSettings,
     /// Each app's settings as recently read, for the checks every send makes.
     pub app_settings: AppSettingsCache,
+    /// The session check of every connect and renewal, batched across concurrent ones.
+    pub sessions: SessionLookups,
     /// Connections per (app id, user id) on this node, capped by `max_connections_per_user`.
     pub user_connections: Tally<(String, String)>,
     /// Fired once, when the node shuts down; see [`Shutdown`].
@@ -63,6 +66,7 @@ impl Node {
         ));
         background.spawn(relays::presence_sweep(Arc::clone(&cache), Arc::clone(&hub), shutdown()));
         Ok(Arc::new(Self {
+            sessions: SessionLookups::start(Arc::clone(&store)),
             store,
             cache,
             bus,

@@ -194,7 +194,12 @@ pub async fn authenticate(signer: &TokenSigner, store: &dyn Store, token: &str) 
 
 /// Refuses a verified token whose session was revoked, or was never recorded for this user.
 pub async fn require_live_session(store: &dyn Store, claims: &Claims) -> Result<()> {
-    match store.find_session(&claims.app_id, &claims.jti).await? {
+    check_live(store.find_session(&claims.app_id, &claims.jti).await?.as_ref(), claims)
+}
+
+/// The verdict on a verified token given its session as recorded (`None`: never recorded in its app).
+pub fn check_live(session: Option<&Session>, claims: &Claims) -> Result<()> {
+    match session {
         Some(session) if session.user_id == claims.sub && session.revoked_at.is_none() => Ok(()),
         Some(session) if session.revoked_at.is_some() => Err(Error::Unauthorized("session revoked".into())),
         _ => Err(Error::Unauthorized("unknown session".into())),

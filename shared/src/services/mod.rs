@@ -11,4 +11,5 @@ pub mod moderation;
 pub mod revisions;
 mod sending;
 pub mod sequencing;
+pub mod session_lookups;
 pub mod sessions;

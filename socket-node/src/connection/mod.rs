@@ -195,7 +195,14 @@ impl Connection {
             tracing::error!(error = %e, "could not subscribe the user channel");
             return Err(e);
         }
-        moderation::admit(self.node.store.as_ref(), self.node.cache.as_ref(), &self.session.claims).await
+        let node = &self.node;
+        moderation::admit(
+            &node.sessions,
+            node.store.as_ref(),
+            node.cache.as_ref(),
+            &self.session.claims,
+        )
+        .await
     }
 
     /// Greets the client, answers its frames until it leaves, is too slow, is revoked or the node shuts

@@ -139,6 +139,19 @@ async fn sessions_extend_until_revoked_and_stay_in_their_app(store: &dyn Store) 
         Err(Error::Conflict(_))
     ));
     assert_eq!(store.find_session("other-app", &phone).await.unwrap(), None);
+    let asked = [phone.clone(), unique("never-recorded"), tablet.clone()];
+    let mut found: Vec<String> = store
+        .find_sessions(&app_id, &asked)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    found.sort();
+    let mut expected = vec![phone.clone(), tablet.clone()];
+    expected.sort();
+    assert_eq!(found, expected, "the recorded ones, and only those");
+    assert!(store.find_sessions("other-app", &asked).await.unwrap().is_empty());
     let extended = store.extend_session(&app_id, &phone, 200).await.unwrap().unwrap();
     assert_eq!(extended.expires_at, 200);
 

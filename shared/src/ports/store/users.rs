@@ -18,6 +18,9 @@ pub trait UserStore: Send + Sync {
     async fn insert_sessions(&self, sessions: &[Session]) -> Result<()>;
     /// The session; `None` when it was never recorded in this app. Revoked and expired sessions are returned too.
     async fn find_session(&self, app_id: &str, session_id: &str) -> Result<Option<Session>>;
+    /// The sessions among `session_ids` recorded in this app, in no particular order, with one read (the
+    /// socket node checks a burst of connects this way). Revoked and expired sessions are returned too.
+    async fn find_sessions(&self, app_id: &str, session_ids: &[String]) -> Result<Vec<Session>>;
     /// Moves an unrevoked session's expiry (a refresh); `None` when it is missing or revoked, so a
     /// refresh racing a logout cannot bring the session back.
     async fn extend_session(&self, app_id: &str, session_id: &str, expires_at: i64) -> Result<Option<Session>>;

@@ -77,6 +77,15 @@ impl UserStore for MemoryStore {
         self.read(|tables| tables.sessions.get(&app_scoped_key(app_id, session_id)).cloned())
     }
 
+    async fn find_sessions(&self, app_id: &str, session_ids: &[String]) -> Result<Vec<Session>> {
+        self.read(|tables| {
+            session_ids
+                .iter()
+                .filter_map(|id| tables.sessions.get(&app_scoped_key(app_id, id)).cloned())
+                .collect()
+        })
+    }
+
     async fn extend_session(&self, app_id: &str, session_id: &str, expires_at: i64) -> Result<Option<Session>> {
         self.write(|tables| {
             let Some(session) = tables

@@ -79,6 +79,19 @@ impl UserStore for MongoStore {
             .await
     }
 
+    async fn find_sessions(&self, app_id: &str, session_ids: &[String]) -> Result<Vec<Session>> {
+        if session_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.find_all(
+            "sessions",
+            doc! {"_id": {"$in": session_ids}, "app_id": app_id},
+            doc! {"_id": 1},
+            session_ids.len(),
+        )
+        .await
+    }
+
     async fn extend_session(&self, app_id: &str, session_id: &str, expires_at: i64) -> Result<Option<Session>> {
         self.collection("sessions")
             .find_one_and_update(
