@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -40,6 +41,59 @@ pub const READ_BUFFER_BYTES: usize = 1024;
 /// `handshake_place` is the stream's place among its IP address's handshakes; it is given back once the
 /// connection is authenticated (or refused).
 pub async fn serve(node: Arc<Node>, stream: TcpStream, handshake_place: Place<IpAddr>, shutdown: Shutdown) {
+    // An async fn's future is as large as its largest state, and this one lives as long as the
+    // connection: the setup is boxed (and freed once done), so an idle connection carries only the
+    // reading loop's state (3.9 KiB per connection before, measured with `size_of_val`).
+    let Some(live) = Box::pin(establish(node, stream, handshake_place)).await else {
+        return;
+    };
+    let span = live.span.clone();
+    live.run(shutdown).instrument(span).await;
+}
+
+/// What a connection that passed the handshake and admission reads and writes with.
+struct Live {
+    connection: Box<Connection>,
+    incoming: SplitStream<Socket>,
+    writer: JoinHandle<()>,
+    /// Hands the writer the close frame the reader chose.
+    close: oneshot::Sender<Message>,
+    span: tracing::Span,
+}
+
+impl Live {
+    /// Answers the client's frames until it leaves, is too slow, is revoked or the node shuts down,
+    /// then tears down and closes with the reason. Holds only what reading needs: this is the state
+    /// every idle connection keeps.
+    async fn run(self, mut shutdown: Shutdown) {
+        let Live {
+            connection,
+            incoming,
+            mut writer,
+            close,
+            ..
+        } = self;
+        let close_frame = connection.read_frames(incoming, &mut shutdown).await;
+        Box::pin(connection.teardown(true)).await;
+        let _ = close.send(close_frame);
+        connection.outbox.close();
+        drop(connection);
+        // A client that stopped reading would keep the writer waiting on the socket for ever: after the
+        // patience runs out the writer goes, and with it the socket and whatever it still held.
+        if Box::pin(tokio::time::timeout(CLOSE_PATIENCE, &mut writer))
+            .await
+            .is_err()
+        {
+            writer.abort();
+            tracing::info!("client did not take its last frames; socket dropped");
+        }
+        tracing::info!("disconnected");
+    }
+}
+
+/// Upgrades, authenticates and admits the client, greets it and starts its writer; `None` when it was
+/// refused (and told why) or never finished its handshake.
+async fn establish(node: Arc<Node>, stream: TcpStream, handshake_place: Place<IpAddr>) -> Option<Live> {
     // The upgrade and the authentication together get one deadline, so a client that opens a TCP
     // connection and sends nothing (or dribbles bytes) holds a slot for a bounded time only.
     let authenticated = tokio::time::timeout(node.settings.handshake_timeout, async {
@@ -52,17 +106,18 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, handshake_place: Place<Ip
     let (mut socket, claims, correlation_id) = match authenticated {
         Ok(Some((socket, Ok((claims, correlation_id))))) => (socket, claims, correlation_id),
         Ok(Some((mut socket, Err(e)))) => {
-            return refuse(&mut socket, &e, CloseCode::Policy, "authentication failed").await;
+            refuse(&mut socket, &e, CloseCode::Policy, "authentication failed").await;
+            return None;
         }
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(_) => {
             tracing::debug!("handshake timed out");
-            return;
+            return None;
         }
     };
     let span =
         tracing::info_span!("ws", correlation_id = %correlation_id, app_id = %claims.app_id, user_id = %claims.sub);
-    async move {
+    let admitted = async move {
         let user = (claims.app_id.clone(), claims.sub.clone());
         let Some(user_place) = node
             .user_connections
@@ -75,11 +130,12 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, handshake_place: Place<Ip
                 ),
                 retry_after_ms: 1_000,
             };
-            return refuse(&mut socket, &e, CloseCode::Policy, "too many connections").await;
+            refuse(&mut socket, &e, CloseCode::Policy, "too many connections").await;
+            return None;
         };
-        let (connection, outbox) = Connection::open(node, claims, correlation_id, user_place);
+        let connection = Connection::open(node, claims, correlation_id, user_place);
         match Box::pin(connection.admit()).await {
-            Ok(()) => connection.run(socket, outbox, shutdown).await,
+            Ok(()) => Some(connection.greet(socket).await),
             Err(e) => {
                 connection.teardown(false).await;
                 let code = if e.is_server_fault() {
@@ -88,11 +144,20 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, handshake_place: Place<Ip
                     CloseCode::Policy
                 };
                 refuse(&mut socket, &e, code, e.code()).await;
+                None
             }
         }
     }
-    .instrument(span)
-    .await
+    .instrument(span.clone())
+    .await?;
+    let (connection, incoming, writer, close) = admitted;
+    Some(Live {
+        connection,
+        incoming,
+        writer,
+        close,
+        span,
+    })
 }
 
 /// How long a refused client, or a closing one, gets to take its last frames before the socket is dropped.
@@ -149,13 +214,13 @@ struct Connection {
 }
 
 impl Connection {
-    /// Registers the connection with the hub; frames queued for it wait in the returned outbox.
+    /// Registers the connection with the hub; frames queued for it wait in its outbox.
     fn open(
         node: Arc<Node>,
         claims: Claims,
         correlation_id: CorrelationId,
         user_place: Place<(String, String)>,
-    ) -> (Self, Arc<Outbox>) {
+    ) -> Box<Self> {
         let outbox = Arc::new(Outbox::new(node.settings.send_queue_bytes));
         let revoked = Arc::new(Notify::new());
         let connection: ConnectionId = node.hub.next_connection_id();
@@ -174,15 +239,14 @@ impl Connection {
             },
         );
         let session = Session::new(claims, connection, correlation_id);
-        let connection = Self {
+        Box::new(Self {
             node,
             session,
             holder,
-            outbox: Arc::clone(&outbox),
+            outbox,
             revoked,
             _user_place: user_place,
-        };
-        (connection, outbox)
+        })
     }
 
     /// Subscribes the user channel (revocations, acks, conversation notices), then refuses an ended
@@ -205,9 +269,12 @@ impl Connection {
         .await
     }
 
-    /// Greets the client, answers its frames until it leaves, is too slow, is revoked or the node shuts
-    /// down, then tears down and closes with the reason.
-    async fn run(self, mut socket: Socket, outbox: Arc<Outbox>, mut shutdown: Shutdown) {
+    /// Greets the client, announces its presence and starts the writer task on the socket's sending half;
+    /// returns the connection with what [`Live::run`] needs.
+    async fn greet(
+        self: Box<Self>,
+        mut socket: Socket,
+    ) -> (Box<Self>, SplitStream<Socket>, JoinHandle<()>, oneshot::Sender<Message>) {
         let claims = &self.session.claims;
         let ready = protocol::event(
             "ready",
@@ -219,20 +286,9 @@ impl Connection {
         Box::pin(self.announce_presence(true)).await;
         tracing::info!("connected");
         let (sink, incoming) = socket.split();
-        let (close_tx, close_rx) = oneshot::channel::<Message>();
-        let mut writer = tokio::spawn(writer::write_frames(sink, Arc::clone(&outbox), close_rx));
-        let close = self.read_frames(incoming, &mut shutdown).await;
-        self.teardown(true).await;
-        let _ = close_tx.send(close);
-        outbox.close();
-        drop(self);
-        // A client that stopped reading would keep the writer waiting on the socket for ever: after the
-        // patience runs out the writer goes, and with it the socket and whatever it still held.
-        if tokio::time::timeout(CLOSE_PATIENCE, &mut writer).await.is_err() {
-            writer.abort();
-            tracing::info!("client did not take its last frames; socket dropped");
-        }
-        tracing::info!("disconnected");
+        let (close, close_rx) = oneshot::channel::<Message>();
+        let writer = tokio::spawn(writer::write_frames(sink, Arc::clone(&self.outbox), close_rx));
+        (self, incoming, writer, close)
     }
 
     /// Answers frames in order; returns the close frame that ends the connection.
@@ -330,5 +386,36 @@ impl Connection {
         {
             tracing::warn!(error = %e, "presence announcement failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle connection keeps its task's future, which is as large as its largest state: the setup
+    /// and teardown phases must stay boxed so that is the reading loop (3,952 bytes when the handshake
+    /// and the greeting were inline, 1,096 boxed).
+    #[tokio::test]
+    async fn an_idle_connection_holds_only_the_reading_state() {
+        let config = caas_shared::config::Config::from_lookup(|key| match key {
+            "CAAS_STORE_URL" | "CAAS_CACHE_URL" | "CAAS_BUS_URL" => Some("memory://".into()),
+            "CAAS_JWT_SECRET" => Some("a-test-secret-of-more-than-thirty-two-bytes".into()),
+            _ => None,
+        })
+        .unwrap();
+        let store = caas_shared::ports::store::connect("memory://", "caas").await.unwrap();
+        let cache = caas_shared::ports::cache::connect("memory://").await.unwrap();
+        let bus = caas_shared::ports::bus::connect("memory://").await.unwrap();
+        let settings = crate::config::NodeSettings::from_env().unwrap();
+        let node = Node::start(&config, settings, store, cache, bus).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let handshakes = crate::tally::Tally::default();
+        let place = handshakes.enter(IpAddr::from([127, 0, 0, 1]), 1).unwrap();
+        let connection = serve(Arc::clone(&node), stream, place, node.shutdown_listener());
+        let bytes = std::mem::size_of_val(&connection);
+        assert!(bytes <= 1_536, "a connection's future is {bytes} bytes");
     }
 }
