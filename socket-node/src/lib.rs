@@ -9,7 +9,8 @@
 //! - [`node::Node`] owns the drivers, the [`hub`] (local routing + cross-node fan-out) and the
 //!   background [`relays`] (topics tailed into the hub, the presence sweep), all stopped by [`shutdown`];
 //! - every connection's outbound frames wait in its byte-bounded [`outbox`], and [`tally`] caps
-//!   connections per user and handshakes per IP.
+//!   connections per user and handshakes per IP;
+//! - [`socketio`] holds the Engine.IO / Socket.IO codecs for the replaced system's clients.
 
 pub mod commands;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod relays;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod socketio;
 pub mod tally;
 
 pub use node::Node;
