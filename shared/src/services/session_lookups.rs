@@ -12,6 +12,7 @@ use crate::services::auth::{self, Claims};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// At most this many sessions per store read. A MongoDB `$in` over this many `_id`s is one index walk;
@@ -21,8 +22,11 @@ pub const MAX_BATCH: usize = 32;
 /// Store reads in flight at once; connects beyond them wait and join the next batch.
 pub const READS_IN_FLIGHT: usize = 4;
 /// Connects waiting for a read slot before a new one waits to be queued (each holds a few hundred
-/// bytes); the handshake deadline bounds the wait.
+/// bytes); [`READ_TIMEOUT`] bounds how long a slot stays taken, hence the wait.
 const QUEUE: usize = 8_192;
+/// A store read that takes longer fails its whole batch (503-class, the client reconnects), so a hung
+/// store cannot hold every read slot and, behind them, every connect and renewal on the node.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Answers "is this session live?" for many connections at once; cheap to share behind an `Arc`.
 pub struct SessionLookups {
@@ -79,29 +83,49 @@ async fn serve(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Lookup>) {
     }
 }
 
-/// One store read per app in the batch (a batch rarely spans apps), each lookup answered from it.
+/// One store read per app in the batch (a batch rarely spans apps; when it does, the reads run
+/// together), each lookup answered from it.
 async fn answer(store: &dyn Store, lookups: Vec<Lookup>) {
     let mut by_app: HashMap<String, Vec<Lookup>> = HashMap::new();
     for lookup in lookups {
         by_app.entry(lookup.app_id.clone()).or_default().push(lookup);
     }
-    for (app_id, lookups) in by_app {
-        let ids: Vec<String> = lookups.iter().map(|l| l.session_id.clone()).collect();
-        match store.find_sessions(&app_id, &ids).await {
-            Ok(found) => {
-                let mut found: HashMap<String, Session> = found.into_iter().map(|s| (s.id.clone(), s)).collect();
-                for lookup in lookups {
-                    let _ = lookup.answer.send(Ok(found.remove(&lookup.session_id)));
-                }
+    futures_util::future::join_all(
+        by_app
+            .into_iter()
+            .map(|(app_id, lookups)| answer_app(store, app_id, lookups)),
+    )
+    .await;
+}
+
+async fn answer_app(store: &dyn Store, app_id: String, lookups: Vec<Lookup>) {
+    // Several connects of one session (tabs sharing a token, a renewal beside a reconnect) can share a
+    // batch: the store is asked once per id, and each of them gets the session.
+    let mut ids: Vec<String> = lookups.iter().map(|l| l.session_id.clone()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let read = tokio::time::timeout(READ_TIMEOUT, store.find_sessions(&app_id, &ids)).await;
+    match read.unwrap_or_else(|_| Err(timed_out())) {
+        Ok(found) => {
+            let found: HashMap<String, Session> = found.into_iter().map(|s| (s.id.clone(), s)).collect();
+            for lookup in lookups {
+                let _ = lookup.answer.send(Ok(found.get(&lookup.session_id).cloned()));
             }
-            Err(e) => {
-                tracing::warn!(error = %e, sessions = ids.len(), "session lookup failed");
-                for lookup in lookups {
-                    let _ = lookup.answer.send(Err(copy(&e)));
-                }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, sessions = ids.len(), "session lookup failed");
+            for lookup in lookups {
+                let _ = lookup.answer.send(Err(copy(&e)));
             }
         }
     }
+}
+
+fn timed_out() -> Error {
+    Error::Internal(format!(
+        "the session store did not answer within {} s",
+        READ_TIMEOUT.as_secs()
+    ))
 }
 
 /// The same failure for each connect that shared the read (errors are not `Clone`; the store's are).
@@ -171,6 +195,31 @@ mod tests {
                 }
                 Err(other) => panic!("session {i}: {other}"),
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn connects_of_one_session_in_one_batch_are_all_admitted() {
+        let store = Arc::new(MemoryStore::new());
+        let shared = Session {
+            id: "shared".into(),
+            app_id: "app".into(),
+            user_id: "u".into(),
+            created_at: 1,
+            expires_at: i64::MAX,
+            revoked_at: None,
+            correlation_id: "test".into(),
+        };
+        store.insert_session(&shared).await.unwrap();
+        let lookups = Arc::new(SessionLookups::start(store));
+        // Spawned before the batching task first runs (one thread): they land in one batch.
+        let mut checks = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let lookups = Arc::clone(&lookups);
+            checks.spawn(async move { lookups.require_live(&claims("app", "u", "shared")).await });
+        }
+        while let Some(joined) = checks.join_next().await {
+            joined.unwrap().expect("every tab of the session is admitted");
         }
     }
 }

@@ -39,11 +39,12 @@ pub async fn subscribe(node: &Node, session: &Session, caller: Caller<'_>, reque
         // The numbering the client knows no longer holds: it must reload history.
         return Ok(reply);
     }
-    if current_seq.is_some_and(|current| since_seq >= current) {
+    if current_seq == Some(since_seq) {
         // Nothing after `since_seq` has been numbered: whatever comes next arrives on the live
         // subscription made above, so there is nothing to replay and no store read to make. Most of a
-        // reconnecting client's conversations are like this, and so is most of a reconnect storm. (A
-        // counter Redis lost reads as `None` and takes the full replay.)
+        // reconnecting client's conversations are like this, and so is most of a reconnect storm. A
+        // counter Redis lost reads as `None`, and one behind the client's seq (Redis restored from an
+        // older snapshot) proves the counter stale: both take the full replay from the store.
         reply["recovered"] = json!(true);
         return Ok(reply);
     }

@@ -32,7 +32,8 @@ pub enum Packet<'a> {
 }
 
 impl<'a> Packet<'a> {
-    /// Decodes one packet; a packet type out of range, an empty packet or a binary one is an error.
+    /// Decodes one packet; a packet type out of range, an empty packet or a binary one is an error, and
+    /// so (stricter than engine.io-parser, which ignores it) is data after a close, upgrade or noop.
     pub fn decode(text: &'a str) -> Result<Self> {
         let mut chars = text.chars();
         let kind = chars
@@ -206,6 +207,8 @@ mod tests {
 
     #[test]
     fn bad_packets_are_refused() {
+        // The reference parser's errors ("" and "a123"), a type out of range, and data where this
+        // server wants none.
         for bad in ["", "a123", "7", "1x", "5probe", "6 "] {
             assert!(Packet::decode(bad).is_err(), "{bad:?} decoded");
         }

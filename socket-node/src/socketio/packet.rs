@@ -68,7 +68,9 @@ pub enum Packet {
 }
 
 impl Packet {
-    /// Decodes one packet, checking its payload's shape as the reference parser does.
+    /// Decodes one packet, checking its payload's shape as the reference parser does, with one
+    /// difference: an event's name must be a string (socket.io-parser also takes a number, which no
+    /// event of this server has).
     pub fn decode(text: &str) -> Result<Self> {
         let invalid = |why: &str| Error::Validation(format!("invalid Socket.IO packet: {why}"));
         let mut rest = text;
