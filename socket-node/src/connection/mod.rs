@@ -117,7 +117,7 @@ async fn establish(node: Arc<Node>, stream: TcpStream, handshake_place: Place<Ip
     };
     let span =
         tracing::info_span!("ws", correlation_id = %correlation_id, app_id = %claims.app_id, user_id = %claims.sub);
-    let admitted = async move {
+    async move {
         let user = (claims.app_id.clone(), claims.sub.clone());
         let Some(user_place) = node
             .user_connections
@@ -148,16 +148,8 @@ async fn establish(node: Arc<Node>, stream: TcpStream, handshake_place: Place<Ip
             }
         }
     }
-    .instrument(span.clone())
-    .await?;
-    let (connection, incoming, writer, close) = admitted;
-    Some(Live {
-        connection,
-        incoming,
-        writer,
-        close,
-        span,
-    })
+    .instrument(span)
+    .await
 }
 
 /// How long a refused client, or a closing one, gets to take its last frames before the socket is dropped.
@@ -270,11 +262,8 @@ impl Connection {
     }
 
     /// Greets the client, announces its presence and starts the writer task on the socket's sending half;
-    /// returns the connection with what [`Live::run`] needs.
-    async fn greet(
-        self: Box<Self>,
-        mut socket: Socket,
-    ) -> (Box<Self>, SplitStream<Socket>, JoinHandle<()>, oneshot::Sender<Message>) {
+    /// returns what [`Live::run`] needs, under the connection's span (the one this runs in).
+    async fn greet(self: Box<Self>, mut socket: Socket) -> Live {
         let claims = &self.session.claims;
         let ready = protocol::event(
             "ready",
@@ -288,7 +277,13 @@ impl Connection {
         let (sink, incoming) = socket.split();
         let (close, close_rx) = oneshot::channel::<Message>();
         let writer = tokio::spawn(writer::write_frames(sink, Arc::clone(&self.outbox), close_rx));
-        (self, incoming, writer, close)
+        Live {
+            connection: self,
+            incoming,
+            writer,
+            close,
+            span: tracing::Span::current(),
+        }
     }
 
     /// Answers frames in order; returns the close frame that ends the connection.
