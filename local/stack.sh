@@ -23,8 +23,9 @@ TANSU_VERSION=0.6.0
 S3S_VERSION=0.14.1
 SECANTUS_VERSION=0.7.0b3
 SOCKETIO_VERSION=4.8.1
-# The replaced system's own stack, the load benchmark's second peer (bench/socketio/stack.js).
-SOCKETIO_STACK_PACKAGES="@socket.io/redis-adapter@8.3.0 redis@4.7.0 kafkajs@2.2.4"
+# The replaced system's own stack, the load benchmark's second peer (bench/socketio/stack.js), and the
+# client its apps use (tests/socketio/, the Socket.IO-compatibility tests and bench scenario).
+SOCKETIO_STACK_PACKAGES="@socket.io/redis-adapter@8.3.0 redis@4.7.0 kafkajs@2.2.4 socket.io-client@4.8.1"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 

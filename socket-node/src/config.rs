@@ -31,6 +31,16 @@ pub struct NodeSettings {
     pub auth_timeout: Duration,
     /// Time connections get to close cleanly on shutdown.
     pub shutdown_grace: Duration,
+    /// How often the node pings a Socket.IO client (`CAAS_SOCKETIO_PING_INTERVAL_MS`, default 25000,
+    /// Socket.IO's own default); sent to the client in the Engine.IO open packet.
+    pub ping_interval: Duration,
+    /// How long a Socket.IO client has to answer a ping before it is disconnected
+    /// (`CAAS_SOCKETIO_PING_TIMEOUT_MS`, default 20000).
+    pub ping_timeout: Duration,
+    /// Origins whose browser pages may long-poll `/socket.io/` (`CAAS_SOCKETIO_CORS_ORIGINS`, comma
+    /// separated, default `*`: any). Tokens travel in the CONNECT packet, not in cookies, so no
+    /// origin gets ambient credentials either way.
+    pub cors_origins: Vec<String>,
 }
 
 impl NodeSettings {
@@ -57,6 +67,14 @@ impl NodeSettings {
             max_frame_bytes: number("CAAS_SOCKET_MAX_FRAME_BYTES", 64 * 1024)?,
             auth_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            ping_interval: Duration::from_millis(number("CAAS_SOCKETIO_PING_INTERVAL_MS", 25_000)? as u64),
+            ping_timeout: Duration::from_millis(number("CAAS_SOCKETIO_PING_TIMEOUT_MS", 20_000)? as u64),
+            cors_origins: get("CAAS_SOCKETIO_CORS_ORIGINS")
+                .unwrap_or_else(|| "*".into())
+                .split(',')
+                .map(|origin| origin.trim().to_owned())
+                .filter(|origin| !origin.is_empty())
+                .collect(),
         })
     }
 }

@@ -22,29 +22,42 @@ pub async fn answer(node: &Node, session: &Session, text: &str) -> String {
         None => session.correlation_id.clone(),
     };
     let span = request_span(&frame, &correlation_id);
-    // The payload moves into the typed event (an `auth` frame reads its own).
-    let data = match frame.kind.as_str() {
-        "auth" => Value::Null,
-        _ => std::mem::take(&mut frame.data),
-    };
-    let result = async {
-        if frame.kind == "auth" {
-            return renew(node, session, &frame).await;
-        }
-        let event = ClientEvent::from_data(&frame.kind, data)?;
-        dispatch(node, session, event, &correlation_id).await
+    // The payload moves into the request; an `auth` frame may carry its token beside `data`.
+    let mut data = std::mem::take(&mut frame.data);
+    if let Some(token) = frame.token.take() {
+        data = json!({"token": token});
     }
-    .instrument(span)
-    .await;
+    let result = request(node, session, &frame.kind, data, &correlation_id)
+        .instrument(span)
+        .await;
     match result {
         Ok(data) => protocol::reply_ok(frame.id.as_deref(), data),
-        Err(e) => {
-            if e.is_server_fault() {
-                tracing::error!(error = %e, kind = %frame.kind, "event failed");
-            }
-            protocol::reply_error(frame.id.as_deref(), &e)
+        Err(e) => protocol::reply_error(frame.id.as_deref(), &e),
+    }
+}
+
+/// Runs one request, the event `kind` with its `data`, whichever wire it came on; `auth` renews the
+/// connection's token. Server faults are logged here, once.
+pub async fn request(
+    node: &Node,
+    session: &Session,
+    kind: &str,
+    data: Value,
+    correlation_id: &CorrelationId,
+) -> Result<Value> {
+    let result = match kind {
+        "auth" => renew(node, session, data.get("token").and_then(Value::as_str)).await,
+        _ => match ClientEvent::from_data(kind, data) {
+            Ok(event) => dispatch(node, session, event, correlation_id).await,
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = &result {
+        if e.is_server_fault() {
+            tracing::error!(error = %e, kind, "event failed");
         }
     }
+    result
 }
 
 /// The span of one request: only a frame that names its own correlation id needs one (the connection's
@@ -57,15 +70,11 @@ fn request_span(frame: &ClientFrame, correlation_id: &CorrelationId) -> tracing:
     }
 }
 
-/// An `auth` frame on a live connection: a fresh token for the same session moves the connection's
+/// An `auth` request on a live connection: a fresh token for the same session moves the connection's
 /// expiry, so a client refreshes (HTTP `/auth/refresh`) and hands the new token over without reconnecting.
-async fn renew(node: &Node, session: &Session, frame: &ClientFrame) -> Result<Value> {
-    let token = frame
-        .token
-        .clone()
-        .or_else(|| frame.data.get("token").and_then(Value::as_str).map(str::to_owned))
-        .ok_or_else(|| Error::Validation("an auth frame carries a token".into()))?;
-    let claims = node.signer.verify(&token)?;
+async fn renew(node: &Node, session: &Session, token: Option<&str>) -> Result<Value> {
+    let token = token.ok_or_else(|| Error::Validation("an auth frame carries a token".into()))?;
+    let claims = node.signer.verify(token)?;
     node.sessions.require_live(&claims).await?;
     let expires_at = session.renew(&claims)?;
     Ok(json!({"authenticated": true, "expires_at": expires_at}))

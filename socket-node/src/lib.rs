@@ -10,7 +10,8 @@
 //!   background [`relays`] (topics tailed into the hub, the presence sweep), all stopped by [`shutdown`];
 //! - every connection's outbound frames wait in its byte-bounded [`outbox`], and [`tally`] caps
 //!   connections per user and handshakes per IP;
-//! - [`socketio`] holds the Engine.IO / Socket.IO codecs for the replaced system's clients.
+//! - [`socketio`] holds the Engine.IO / Socket.IO codecs for the replaced system's clients, and
+//!   [`polling`] their long-polling sessions (the same connections, over HTTP requests).
 
 pub mod commands;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod dispatch;
 pub mod hub;
 pub mod node;
 pub mod outbox;
+pub mod polling;
 pub mod relays;
 pub mod server;
 pub mod session;
@@ -27,3 +29,6 @@ pub mod socketio;
 pub mod tally;
 
 pub use node::Node;
+
+/// A client's upgraded WebSocket, whichever protocol it speaks.
+pub type WebSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;

@@ -3,6 +3,7 @@
 
 use crate::config::NodeSettings;
 use crate::hub::Hub;
+use crate::polling::PollingSessions;
 use crate::relays;
 use crate::shutdown::Shutdown;
 use crate::tally::Tally;
@@ -17,7 +18,7 @@ use caas_shared::services::moderation::AppSettingsCache;
 use caas_shared::services::session_lookups::SessionLookups;
 use caas_shared::Result;
 use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinSet;
 
 pub struct Node {
@@ -33,6 +34,11 @@ pub struct Node {
     pub sessions: SessionLookups,
     /// Connections per (app id, user id) on this node, capped by `max_connections_per_user`.
     pub user_connections: Tally<(String, String)>,
+    /// One permit per connection (`max_connections`): the listener takes one per TCP connection, and a
+    /// long-polling session one of its own, since it outlives the HTTP requests that serve it.
+    pub connection_slots: Arc<Semaphore>,
+    /// Socket.IO long-polling sessions by sid.
+    pub polling: PollingSessions,
     /// Fired once, when the node shuts down; see [`Shutdown`].
     notify_shutdown: broadcast::Sender<()>,
     /// The relays: topics tailed into the hub, the hub's own fan-in, presence renewal and sweep.
@@ -72,9 +78,11 @@ impl Node {
             bus,
             signer: TokenSigner::from_config(config),
             hub,
-            settings,
             app_settings: AppSettingsCache::default(),
             user_connections: Tally::default(),
+            connection_slots: Arc::new(Semaphore::new(settings.max_connections)),
+            polling: PollingSessions::default(),
+            settings,
             notify_shutdown,
             background: Mutex::new(background),
         }))

@@ -119,6 +119,12 @@ impl Outbox {
         Some(frame)
     }
 
+    /// Whether the outbox is closed and nothing is left to write.
+    pub fn is_closed_and_empty(&self) -> bool {
+        let queue = self.queue.lock().expect("outbox lock");
+        queue.closed && queue.frames.is_empty()
+    }
+
     /// Bytes queued now.
     #[cfg(test)]
     pub fn queued_bytes(&self) -> usize {

@@ -7,7 +7,6 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
 
 pub struct Listener {
     pub node: Arc<Node>,
@@ -17,10 +16,8 @@ pub struct Listener {
 impl Listener {
     /// Serves until `shutdown` completes, then drains connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let limit = Arc::new(Semaphore::new(self.node.settings.max_connections));
+        let limit = Arc::clone(&self.node.connection_slots);
         let handshakes: Tally<IpAddr> = Tally::default();
-        // Every connection task holds a clone; recv() returns None once all have finished.
-        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -47,18 +44,17 @@ impl Listener {
             let _ = stream.set_nodelay(true);
             let node = Arc::clone(&self.node);
             let shutdown = node.shutdown_listener();
-            let done = done_tx.clone();
             tokio::spawn(async move {
                 tracing::debug!(%peer, "accepted");
                 crate::connection::serve(node, stream, handshake_place, shutdown).await;
                 drop(permit);
-                drop(done);
             });
         }
         tracing::info!(connections = self.node.hub.connection_count(), "shutting down");
         self.node.begin_shutdown();
-        drop(done_tx);
-        if tokio::time::timeout(self.node.settings.shutdown_grace, done_rx.recv())
+        // Every connection (and every long-polling session) holds one of the slots until it has finished.
+        let all_slots = u32::try_from(self.node.settings.max_connections).unwrap_or(u32::MAX);
+        if tokio::time::timeout(self.node.settings.shutdown_grace, limit.acquire_many(all_slots))
             .await
             .is_err()
         {

@@ -1,4 +1,5 @@
-//! The writing half of a connection: one task per connection drains its [`Outbox`].
+//! The writing half of a connection: one task per connection drains its [`Outbox`], turning native
+//! frames into Socket.IO packets for a Socket.IO client.
 
 use super::Socket;
 use crate::outbox::Outbox;
@@ -14,14 +15,24 @@ pub async fn write_frames(
     mut sink: futures_util::stream::SplitSink<Socket, Message>,
     outbox: Arc<Outbox>,
     close: oneshot::Receiver<Message>,
+    socketio: bool,
 ) {
-    while let Some(frame) = outbox.next().await {
-        if sink.feed(Message::Text(frame)).await.is_err() {
-            return;
-        }
+    let mut packets = Vec::new();
+    while let Some(first) = outbox.next().await {
         // Coalesce: write everything already queued before one flush.
-        while let Some(frame) = outbox.try_next() {
-            if sink.feed(Message::Text(frame)).await.is_err() {
+        let mut frame = Some(first);
+        while let Some(next) = frame.take().or_else(|| outbox.try_next()) {
+            let sent = if socketio {
+                crate::socketio::wire::transcode(&next, true, &mut packets);
+                let mut sent = Ok(());
+                for packet in packets.drain(..) {
+                    sent = sent.and(sink.feed(Message::text(packet)).await);
+                }
+                sent
+            } else {
+                sink.feed(Message::Text(next)).await
+            };
+            if sent.is_err() {
                 return;
             }
         }

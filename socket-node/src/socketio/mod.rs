@@ -4,4 +4,6 @@
 //! and the upgrade, heartbeats, acks, recovery) is in `docs/design/socketio-compat.md`.
 
 pub mod engine;
+pub mod events;
 pub mod packet;
+pub mod wire;

@@ -1,0 +1,173 @@
+//! The reading loop every live connection runs, whichever its wire: frames answered in order, beside the
+//! timers and signals that end a connection (token expiry, shutdown, a full outbox, revocation) and, for
+//! a Socket.IO client, the heartbeat and the switch from long-polling to the upgraded WebSocket.
+
+use super::socketio::Handled;
+use super::{close_frame, token_deadline, too_slow, Connection, Socket, Writer};
+use crate::dispatch;
+use crate::polling::PollingSession;
+use crate::shutdown::Shutdown;
+use caas_shared::domain::protocol;
+use caas_shared::Error;
+use futures_util::stream::SplitStream;
+use futures_util::StreamExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+/// Where a live connection's client frames come from.
+pub enum Incoming {
+    WebSocket(SplitStream<Socket>),
+    /// A Socket.IO long-polling session: packets from its POSTs.
+    Polling(Arc<PollingSession>),
+}
+
+impl Incoming {
+    /// The client's next frame, or the WebSocket a long-polling client upgraded to.
+    async fn next(&mut self) -> Next {
+        match self {
+            Incoming::WebSocket(stream) => Next::Frame(stream.next().await),
+            // Boxed: only long-polling sessions need this state, and every idle WebSocket connection
+            // would carry its size.
+            Incoming::Polling(session) => Box::pin(next_polled(session)).await,
+        }
+    }
+}
+
+enum Next {
+    Frame(Option<Result<Message, tungstenite::Error>>),
+    /// Boxed: a socket is large, and this value is held while a frame is answered.
+    Upgraded(Box<Socket>),
+}
+
+async fn next_polled(session: &PollingSession) -> Next {
+    tokio::select! {
+        packet = session.recv() => Next::Frame(packet.map(|text| Ok(Message::text(text)))),
+        socket = session.upgraded_socket() => Next::Upgraded(Box::new(socket)),
+    }
+}
+
+/// Completes when the Socket.IO heartbeat is due; never for a native connection.
+async fn beat(heartbeat: &mut Option<Pin<Box<Sleep>>>) {
+    match heartbeat {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Connection {
+    /// Answers frames in order; returns the close frame that ends the connection.
+    pub(super) async fn read_frames(
+        &self,
+        incoming: &mut Incoming,
+        writer: &mut Option<Writer>,
+        shutdown: &mut Shutdown,
+    ) -> Message {
+        let settings = &self.node.settings;
+        let socketio = self.socketio.is_some();
+        let expiry = tokio::time::sleep_until(token_deadline(self.session.expires_at()));
+        // Socket.IO's heartbeat: the server pings every interval and closes a client that does not
+        // answer within the timeout. Boxed, and only for Socket.IO clients: a native one does not
+        // carry it.
+        let mut heartbeat =
+            socketio.then(|| Box::pin(tokio::time::sleep_until(Instant::now() + settings.ping_interval)));
+        let mut awaiting_pong = false;
+        // Created once: each of these ends the loop, and a future re-created on every turn would
+        // register with its notifier again per frame (the shutdown channel is shared by every
+        // connection, so that was a lock every connection took per frame).
+        let (shutting_down, overflowed, revoked) = (shutdown.recv(), self.outbox.overflowed(), self.revoked.notified());
+        tokio::pin!(expiry, shutting_down, overflowed, revoked);
+        loop {
+            tokio::select! {
+                () = &mut expiry => {
+                    if caas_shared::now_ms() / 1000 >= self.session.expires_at() {
+                        let _ = self.outbox.push(protocol::event("session.expired", serde_json::json!({
+                            "reason": "token expired; reconnect with a fresh token, or send one in an auth frame before it expires",
+                        })).into());
+                        self.tell_socketio_client_not_to_reconnect();
+                        return close_frame(CloseCode::Policy, "token expired");
+                    }
+                    expiry.as_mut().reset(token_deadline(self.session.expires_at()));
+                }
+                _ = self.session.renewed.notified() => expiry.as_mut().reset(token_deadline(self.session.expires_at())),
+                () = beat(&mut heartbeat) => {
+                    if awaiting_pong {
+                        tracing::info!("no pong within the ping timeout");
+                        return close_frame(CloseCode::Away, "ping timeout");
+                    }
+                    if self.outbox.push("2".into()).is_err() {
+                        return too_slow();
+                    }
+                    awaiting_pong = true;
+                    reset(&mut heartbeat, settings.ping_timeout);
+                }
+                () = &mut shutting_down => return close_frame(CloseCode::Away, "server shutting down"),
+                () = &mut overflowed => return too_slow(),
+                () = &mut revoked => {
+                    self.tell_socketio_client_not_to_reconnect();
+                    return close_frame(CloseCode::Policy, "session revoked");
+                }
+                next = incoming.next() => match next {
+                    Next::Upgraded(socket) => {
+                        // The client switched to its WebSocket: the writer takes over the same outbox.
+                        let (sink, stream) = (*socket).split();
+                        *writer = Some(Writer::start(sink, Arc::clone(&self.outbox), true));
+                        *incoming = Incoming::WebSocket(stream);
+                        tracing::debug!("upgraded to WebSocket");
+                    }
+                    Next::Frame(Some(Ok(Message::Text(text)))) if socketio => {
+                        match Box::pin(self.socketio_packet(text.as_str())).await {
+                            Handled::Continue => {}
+                            Handled::Pong => {
+                                awaiting_pong = false;
+                                reset(&mut heartbeat, settings.ping_interval);
+                            }
+                            Handled::Close(frame) => return frame,
+                        }
+                    }
+                    Next::Frame(Some(Ok(Message::Text(text)))) => {
+                        // Boxed: a request's future is large and exists only while it runs; inline, every idle
+                        // connection's task would carry its size.
+                        let reply = Box::pin(dispatch::answer(&self.node, &self.session, text.as_str())).await;
+                        // Never waits: a client that asks for more than it reads overflows and is closed.
+                        if self.outbox.push(reply.into()).is_err() {
+                            return too_slow();
+                        }
+                    }
+                    Next::Frame(Some(Ok(Message::Binary(_)))) => {
+                        let refused = Error::Validation("binary frames are not supported; send JSON text".into());
+                        let reply = match socketio {
+                            true => crate::socketio::wire::error_event(&refused, None),
+                            false => protocol::reply_error(None, &refused),
+                        };
+                        if self.outbox.push(reply.into()).is_err() {
+                            return too_slow();
+                        }
+                    }
+                    Next::Frame(Some(Ok(Message::Close(_))) | None) => return close_frame(CloseCode::Normal, ""),
+                    Next::Frame(Some(Ok(_))) => {}
+                    Next::Frame(Some(Err(e))) => {
+                        tracing::info!(error = %e, "connection error");
+                        return close_frame(CloseCode::Protocol, "protocol error");
+                    }
+                },
+            }
+        }
+    }
+
+    /// A Socket.IO client whose session ended (revoked, expired) gets a server DISCONNECT, so it does
+    /// not reconnect by itself with a token that no longer works.
+    fn tell_socketio_client_not_to_reconnect(&self) {
+        if self.socketio.is_some() {
+            let _ = self.outbox.push(crate::socketio::wire::server_disconnect().into());
+        }
+    }
+}
+
+fn reset(heartbeat: &mut Option<Pin<Box<Sleep>>>, after: std::time::Duration) {
+    if let Some(sleep) = heartbeat {
+        sleep.as_mut().reset(Instant::now() + after);
+    }
+}

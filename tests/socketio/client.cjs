@@ -1,0 +1,155 @@
+// Drives the real socket.io-client 4.x against socket nodes for the Socket.IO-compatibility tests
+// (tests/tests/socketio_client.rs). Usage: node client.cjs <scenario> '<json config>'. Prints one JSON
+// object per line — every event each client receives ({client, event, args}), acks ({client, ack, reply}),
+// steps ({step}) — and {done: true} at the end, or {error} and exit code 1. The Rust test asserts on the lines.
+"use strict";
+const { io } = require("socket.io-client");
+
+const out = (line) => process.stdout.write(JSON.stringify(line) + "\n");
+const config = JSON.parse(process.argv[3] || "{}");
+const TIMEOUT_MS = 15000;
+
+// The replaced system's snippet, unchanged in shape: auth {token, correlationId} and the correlation
+// header; `transports` only where a scenario asks for WebSocket-only.
+function connect(name, client, extra = {}) {
+  const options = {
+    auth: { token: client.token, correlationId: client.correlationId },
+    extraHeaders: { "x-correlation-id": client.correlationId },
+    ...extra,
+  };
+  if (client.transports) options.transports = client.transports;
+  const socket = io(client.url, options);
+  socket.io.on("open", () => {
+    const engine = socket.io.engine;
+    out({ client: name, opened_with: engine.transport.name });
+    engine.on("upgrade", (transport) => out({ client: name, upgraded_to: transport.name }));
+  });
+  socket.received = [];
+  socket.onAny((event, ...args) => {
+    socket.received.push({ event, args });
+    out({ client: name, event, args });
+  });
+  return socket;
+}
+
+// Resolves with the first event `event` (already received or still to come) whose first argument
+// satisfies `accept`.
+function waitFor(socket, event, accept = () => true) {
+  const seen = socket.received.find((e) => e.event === event && accept(e.args[0]));
+  if (seen) return Promise.resolve(seen.args[0]);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${event} within ${TIMEOUT_MS} ms`)), TIMEOUT_MS);
+    const listener = (...args) => {
+      if (!accept(args[0])) return;
+      clearTimeout(timer);
+      socket.off(event, listener);
+      resolve(args[0]);
+    };
+    socket.on(event, listener);
+  });
+}
+
+function connected(socket) {
+  if (socket.connected) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("no connect")), TIMEOUT_MS);
+    socket.once("connect", () => { clearTimeout(timer); resolve(); });
+    socket.once("connect_error", (e) => { clearTimeout(timer); reject(new Error(`connect_error: ${e.message}`)); });
+  });
+}
+
+async function ack(name, socket, event, data) {
+  const reply = await socket.timeout(TIMEOUT_MS).emitWithAck(event, data);
+  out({ client: name, ack: event, reply });
+  if (!reply.ok) throw new Error(`${event} refused: ${JSON.stringify(reply)}`);
+  return reply.data;
+}
+
+const withText = (text) => (message) => message && message.text === text;
+
+const scenarios = {
+  // Two clients on two nodes — `a` with default transports (polling, then the upgrade), `b` WebSocket
+  // only — send, receive, edit, react, forward and delete, then exchange messages with a native client.
+  async chat() {
+    const conversation = config.conversation_id;
+    const a = connect("a", config.a);
+    const b = connect("b", config.b);
+    await Promise.all([connected(a), connected(b)]);
+    if (!config.a.transports) {
+      // The default client starts with long-polling and upgrades by itself.
+      await new Promise((resolve, reject) => {
+        if (a.io.engine.transport.name === "websocket") return resolve();
+        const timer = setTimeout(() => reject(new Error("no upgrade")), TIMEOUT_MS);
+        a.io.engine.once("upgrade", () => { clearTimeout(timer); resolve(); });
+      });
+    }
+    out({ client: "a", transport: a.io.engine.transport.name });
+    out({ client: "b", transport: b.io.engine.transport.name });
+    await ack("a", a, "conversation.subscribe", { conversation_id: conversation });
+    await ack("b", b, "conversation.subscribe", { conversation_id: conversation });
+
+    // The original snippet's send: no acknowledgement, no client message id.
+    a.emit("sendMessage", { conversationId: conversation, messageContent: "Hello World" });
+    const hello = await waitFor(b, "message.new", withText("Hello World"));
+    await waitFor(b, "message:new", withText("Hello World"));
+    const sent = await ack("b", b, "message.send", { conversation_id: conversation, client_msg_id: `b-${process.pid}-${Date.now()}`, text: "hi from b" });
+    await waitFor(a, "message.new", (m) => m && m.id === sent.message_id);
+
+    await ack("a", a, "message:edit", { conversationId: conversation, messageId: hello.id, messageContent: "Hello again" });
+    await waitFor(b, "message.updated", (m) => m && m.id === hello.id);
+    await ack("b", b, "message:react", { conversationId: conversation, messageId: hello.id, emoji: "👍" });
+    await waitFor(a, "reaction.added", (r) => r && r.message_id === hello.id);
+    const forwarded = await ack("a", a, "message:forward", {
+      conversationId: conversation, sourceConversationId: conversation, messageId: sent.message_id,
+    });
+    await waitFor(b, "message.new", (m) => m && m.id === forwarded.message_id);
+    await ack("a", a, "message:delete", { conversationId: conversation, messageId: sent.message_id });
+    await waitFor(b, "message.deleted", (m) => m && m.id === sent.message_id);
+    // An event the server does not know, with an ack: the native error body.
+    const unknown = await a.timeout(TIMEOUT_MS).emitWithAck("no.such.event", {});
+    out({ client: "a", ack: "no.such.event", reply: unknown });
+
+    // A native client (driven by the test) shares the conversation.
+    out({ step: "await-native" });
+    await waitFor(a, "message.new", withText("from native"));
+    await waitFor(b, "message.new", withText("from native"));
+    await ack("a", a, "message.send", { conversation_id: conversation, client_msg_id: `a-${process.pid}-${Date.now()}`, text: "to native" });
+    out({ step: "sent-to-native" });
+    a.close();
+    b.close();
+  },
+
+  // A token the node refuses: connect_error with a clear message and code, and no reconnection.
+  async refused() {
+    const socket = connect("a", config.a);
+    const error = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no connect_error")), TIMEOUT_MS);
+      socket.once("connect", () => reject(new Error("connected with a bad token")));
+      socket.once("connect_error", (e) => { clearTimeout(timer); resolve(e); });
+    });
+    out({ client: "a", event: "connect_error", message: error.message, data: error.data });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    out({ client: "a", active: socket.active, connected: socket.connected });
+    socket.close();
+  },
+
+  // A connected client whose session the test revokes: a server disconnect, so no reconnection.
+  async revoked() {
+    const socket = connect("a", config.a);
+    await connected(socket);
+    out({ step: "connected" });
+    const reason = await new Promise((resolve) => socket.once("disconnect", resolve));
+    out({ client: "a", event: "disconnect", reason, active: socket.active });
+    socket.close();
+  },
+};
+
+const scenario = scenarios[process.argv[2]];
+if (!scenario) {
+  out({ error: `unknown scenario ${process.argv[2]}` });
+  process.exit(2);
+}
+scenario().then(
+  () => { out({ done: true }); process.exit(0); },
+  (e) => { out({ error: String(e && e.stack || e) }); process.exit(1); },
+);
