@@ -41,6 +41,10 @@ pub struct NodeSettings {
     /// separated, default `*`: any). Tokens travel in the CONNECT packet, not in cookies, so no
     /// origin gets ambient credentials either way.
     pub cors_origins: Vec<String>,
+    /// Socket.IO connection-state recovery (`CAAS_SOCKETIO_RECOVERY`, default `true`): the CONNECT
+    /// answer carries a recovery id and every `message.new` an offset argument, and a client that
+    /// reconnects within 2 minutes, to any node, gets what it missed and `socket.recovered === true`.
+    pub socketio_recovery: bool,
 }
 
 impl NodeSettings {
@@ -75,6 +79,11 @@ impl NodeSettings {
                 .map(|origin| origin.trim().to_owned())
                 .filter(|origin| !origin.is_empty())
                 .collect(),
+            socketio_recovery: match get("CAAS_SOCKETIO_RECOVERY").as_deref() {
+                None | Some("true" | "1") => true,
+                Some("false" | "0") => false,
+                Some(_) => return Err(Error::Config("CAAS_SOCKETIO_RECOVERY must be true or false".into())),
+            },
         })
     }
 }

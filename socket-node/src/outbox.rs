@@ -80,6 +80,23 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues `frames` ahead of everything queued, in their order: a connection's greeting, which must
+    /// come before events the hub queued while the connection was being set up. Never refused (a
+    /// greeting is small and comes first).
+    pub fn push_front(&self, frames: Vec<Utf8Bytes>) {
+        {
+            let mut queue = self.queue.lock().expect("outbox lock");
+            if queue.closed || queue.overflowed {
+                return;
+            }
+            for frame in frames.into_iter().rev() {
+                queue.bytes += frame.len();
+                queue.frames.push_front(frame);
+            }
+        }
+        self.wake();
+    }
+
     /// Wakes the writer for what [`Self::push_corked`] queued.
     pub fn wake(&self) {
         self.ready.notify_one();
@@ -146,6 +163,16 @@ mod tests {
         // Draining does not reopen an overflowed outbox: the connection is closing.
         assert_eq!(outbox.try_next(), None);
         assert_eq!(outbox.push("1".into()), Err(Overflow));
+        assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_greeting_goes_ahead_of_what_was_queued() {
+        let outbox = Outbox::new(100);
+        outbox.push("live".into()).unwrap();
+        outbox.push_front(vec!["hello".into(), "ready".into()]);
+        let order: Vec<_> = std::iter::from_fn(|| outbox.try_next()).collect();
+        assert_eq!(order, ["hello", "ready", "live"]);
         assert_eq!(outbox.queued_bytes(), 0);
     }
 

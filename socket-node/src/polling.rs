@@ -10,10 +10,11 @@
 //! load balancer; WebSocket-only clients do not.
 
 use crate::outbox::Outbox;
+use crate::socketio::wire::Transcoder;
 use crate::WebSocket;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 /// One long-polling session.
@@ -21,6 +22,9 @@ pub struct PollingSession {
     pub sid: String,
     /// What the client is sent; drained by held GETs, then by the WebSocket writer after an upgrade.
     pub outbox: Arc<Outbox>,
+    /// How the held GETs encode the outbox's frames, set once the client is connected (with its
+    /// recovery tracker); plain before.
+    pub transcoder: OnceLock<Transcoder>,
     /// Packets from POST bodies, waiting for the connection task; holds one body at most.
     inbound: Mutex<Inbound>,
     /// Wakes the connection task when packets arrive or the client is gone.
@@ -58,6 +62,7 @@ impl PollingSession {
         Self {
             sid,
             outbox,
+            transcoder: OnceLock::new(),
             inbound: Mutex::default(),
             inbound_ready: Notify::new(),
             inbound_taken: Notify::new(),

@@ -4,6 +4,7 @@
 // steps ({step}) — and {done: true} at the end, or {error} and exit code 1. The Rust test asserts on the lines.
 "use strict";
 const { io } = require("socket.io-client");
+const net = require("net");
 
 const out = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 const config = JSON.parse(process.argv[3] || "{}");
@@ -117,6 +118,64 @@ const scenarios = {
     out({ step: "sent-to-native" });
     a.close();
     b.close();
+  },
+
+  // Connection-state recovery across nodes. `a` (default transports) reaches node 1 through a TCP
+  // proxy standing in for a load balancer; `b`, on node 2, sends a stream of messages. Midway the
+  // proxy cuts every connection and sends new ones to node 2 (the test kills node 1 at that moment):
+  // `a` reconnects by itself and must come back recovered, holding every message exactly once after
+  // dropping repeats by seq.
+  async recover() {
+    const conversation = config.conversation_id;
+    const total = config.messages;
+    let upstream = config.nodes[0];
+    const open = new Set();
+    const proxy = net.createServer((client) => {
+      const server = net.connect(upstream.port, upstream.host);
+      open.add(client).add(server);
+      client.pipe(server).pipe(client);
+      const drop = () => { client.destroy(); server.destroy(); open.delete(client); open.delete(server); };
+      client.on("error", drop).on("close", drop);
+      server.on("error", drop).on("close", drop);
+    });
+    await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const a = connect("a", { ...config.a, url: `ws://127.0.0.1:${proxy.address().port}` },
+      { reconnectionDelay: 200, reconnectionDelayMax: 500 });
+    const b = connect("b", config.b);
+    await Promise.all([connected(a), connected(b)]);
+    await ack("a", a, "conversation.subscribe", { conversation_id: conversation });
+    const seqs = new Map();
+    let repeats = 0;
+    a.on("message.new", (message) => {
+      if (seqs.has(message.seq)) repeats += 1;
+      else seqs.set(message.seq, message.text);
+    });
+    const reconnected = new Promise((resolve) => {
+      a.on("connect", () => { if (a.recovered !== undefined) resolve(a.recovered); });
+    });
+    for (let i = 1; i <= total; i++) {
+      await b.timeout(TIMEOUT_MS).emitWithAck("message.send",
+        { conversation_id: conversation, client_msg_id: `r-${process.pid}-${i}`, text: `m${i}` });
+      if (i === Math.floor(total / 3)) {
+        // Let pings confirm some of what `a` has, then cut.
+        await new Promise((resolve) => setTimeout(resolve, config.cut_after_ms || 0));
+        upstream = config.nodes[1];
+        for (const socket of open) socket.destroy();
+        out({ step: "cut", received: seqs.size });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const recovered = await Promise.race([
+      reconnected,
+      new Promise((_, reject) => setTimeout(() => reject(new Error("no reconnect")), TIMEOUT_MS)),
+    ]);
+    const deadline = Date.now() + TIMEOUT_MS;
+    while (seqs.size < total && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    const texts = [...seqs.entries()].sort((x, y) => x[0] - y[0]).map(([, text]) => text);
+    out({ client: "a", recovered, transport: a.io.engine.transport.name, count: seqs.size, repeats, texts });
+    a.close();
+    b.close();
+    proxy.close();
   },
 
   // A token the node refuses: connect_error with a clear message and code, and no reconnection.

@@ -14,6 +14,7 @@ mod writer;
 use crate::hub::{ConnectionId, Outlet};
 use crate::outbox::Outbox;
 use crate::polling::PollingSession;
+use crate::socketio::wire::Transcoder;
 use crate::session::Session;
 use crate::shutdown::Shutdown;
 use crate::tally::Place;
@@ -66,7 +67,11 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(sink: futures_util::stream::SplitSink<Socket, Message>, outbox: Arc<Outbox>, socketio: bool) -> Self {
+    fn start(
+        sink: futures_util::stream::SplitSink<Socket, Message>,
+        outbox: Arc<Outbox>,
+        socketio: Option<Transcoder>,
+    ) -> Self {
         let (close, close_rx) = oneshot::channel::<Message>();
         let task = tokio::spawn(writer::write_frames(sink, outbox, close_rx, socketio));
         Self { task, close }
@@ -94,6 +99,7 @@ impl Live {
         } = self;
         let close_frame = connection.read_frames(&mut incoming, &mut writer, &mut shutdown).await;
         Box::pin(connection.teardown(true)).await;
+        Box::pin(connection.keep_for_recovery()).await;
         connection.outbox.close();
         let polling = connection.socketio.as_ref().and_then(|io| io.polling.clone());
         drop(connection);
@@ -208,6 +214,21 @@ impl Transport {
         }
     }
 
+    /// Sends frames ahead of anything queued for the client (its greeting).
+    async fn send_first(&mut self, frames: Vec<String>) {
+        match self {
+            Transport::WebSocket(socket) => {
+                for frame in frames {
+                    if socket.feed(Message::text(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = socket.flush().await;
+            }
+            Transport::Polling(session) => session.outbox.push_front(frames.into_iter().map(Into::into).collect()),
+        }
+    }
+
     /// The client's next text frame or packet; `None` when it left or sent something else.
     async fn recv(&mut self) -> Option<String> {
         match self {
@@ -255,7 +276,8 @@ async fn finish_polling(session: &PollingSession, close: Message) {
                 let (sink, _) = socket.split();
                 let (close_tx, close_rx) = oneshot::channel();
                 let _ = close_tx.send(close);
-                writer::write_frames(sink, Arc::clone(&session.outbox), close_rx, true).await;
+                let transcoder = session.transcoder.get().cloned().unwrap_or_default();
+                writer::write_frames(sink, Arc::clone(&session.outbox), close_rx, Some(transcoder)).await;
             }
         }
     })
@@ -422,33 +444,38 @@ impl Connection {
 
     /// Greets the client, announces its presence and starts the writer task on the socket's sending half;
     /// returns what [`Live::run`] needs, under the connection's span (the one this runs in).
-    async fn greet(self: Box<Self>, mut transport: Transport) -> Live {
+    async fn greet(mut self: Box<Self>, mut transport: Transport) -> Live {
         let claims = &self.session.claims;
         let ready = protocol::event(
             "ready",
             serde_json::json!({"user_id": claims.sub, "app_id": claims.app_id, "correlation_id": self.session.correlation_id}),
         );
-        // Written before the writer task starts, so `ready` is always the first frame (after a
-        // Socket.IO client's CONNECT answer); anything the hub queued meanwhile follows it.
-        if let Some(io) = &self.socketio {
-            transport.send(io.connected()).await;
-            let mut packets = Vec::with_capacity(1);
-            crate::socketio::wire::transcode(&ready, false, &mut packets);
-            for packet in packets {
-                transport.send(packet).await;
+        // Written before the writer task starts (or ahead of the outbox), so `ready` is always the first
+        // frame (after a Socket.IO client's CONNECT answer, and followed by what a recovered one
+        // missed); anything the hub queued meanwhile follows.
+        let transcoder = match self.socketio.is_some() {
+            true => {
+                let (preamble, transcoder) = Box::pin(self.socketio_preamble(ready)).await;
+                transport.send_first(preamble).await;
+                Some(transcoder)
             }
-        } else {
-            transport.send(ready).await;
-        }
+            false => {
+                transport.send(ready).await;
+                None
+            }
+        };
         Box::pin(self.announce_presence(true)).await;
         tracing::info!("connected");
         let (incoming, writer) = match transport {
             Transport::WebSocket(socket) => {
                 let (sink, incoming) = socket.split();
-                let writer = Writer::start(sink, Arc::clone(&self.outbox), self.socketio.is_some());
+                let writer = Writer::start(sink, Arc::clone(&self.outbox), transcoder);
                 (Incoming::WebSocket(incoming), Some(writer))
             }
-            Transport::Polling(session) => (Incoming::Polling(session), None),
+            Transport::Polling(session) => {
+                let _ = session.transcoder.set(transcoder.unwrap_or_default());
+                (Incoming::Polling(session), None)
+            }
         };
         Live {
             connection: self,

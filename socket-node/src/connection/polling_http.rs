@@ -142,13 +142,14 @@ async fn poll(node: &Node, session: &PollingSession) -> Response {
 
 /// `first` and whatever else is queued, transcoded and joined by the record separator.
 fn drain(node: &Node, session: &PollingSession, first: &str) -> String {
+    let transcoder = session.transcoder.get().cloned().unwrap_or_default();
     let mut packets = Vec::new();
-    crate::socketio::wire::transcode(first, true, &mut packets);
+    transcoder.transcode(first, &mut packets);
     let mut bytes: usize = packets.iter().map(String::len).sum();
     while bytes < node.settings.max_frame_bytes {
         let Some(frame) = session.outbox.try_next() else { break };
         let start = packets.len();
-        crate::socketio::wire::transcode(&frame, true, &mut packets);
+        transcoder.transcode(&frame, &mut packets);
         bytes += packets[start..].iter().map(|p| p.len() + 1).sum::<usize>();
     }
     if session.outbox.is_closed_and_empty() {

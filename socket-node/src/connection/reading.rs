@@ -6,6 +6,7 @@ use super::socketio::Handled;
 use super::{close_frame, token_deadline, too_slow, Connection, Socket, Writer};
 use crate::dispatch;
 use crate::polling::PollingSession;
+use crate::socketio::wire::Transcoder;
 use crate::shutdown::Shutdown;
 use caas_shared::domain::protocol;
 use caas_shared::Error;
@@ -112,8 +113,12 @@ impl Connection {
                 next = incoming.next() => match next {
                     Next::Upgraded(socket) => {
                         // The client switched to its WebSocket: the writer takes over the same outbox.
+                        let transcoder = match &*incoming {
+                            Incoming::Polling(session) => session.transcoder.get().cloned().unwrap_or_default(),
+                            Incoming::WebSocket(_) => Transcoder::default(),
+                        };
                         let (sink, stream) = (*socket).split();
-                        *writer = Some(Writer::start(sink, Arc::clone(&self.outbox), true));
+                        *writer = Some(Writer::start(sink, Arc::clone(&self.outbox), Some(transcoder)));
                         *incoming = Incoming::WebSocket(stream);
                         tracing::debug!("upgraded to WebSocket");
                     }
@@ -123,6 +128,7 @@ impl Connection {
                             Handled::Pong => {
                                 awaiting_pong = false;
                                 reset(&mut heartbeat, settings.ping_interval);
+                                Box::pin(self.confirm_delivered()).await;
                             }
                             Handled::Close(frame) => return frame,
                         }

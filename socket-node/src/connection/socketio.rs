@@ -6,10 +6,17 @@ use super::handshake::{self, BeforeConnect, Handshake};
 use super::{admit_client, close_frame, Connection, Live, Transport, Wire};
 use crate::polling::PollingSession;
 use crate::socketio::packet::{Packet, MAIN_NAMESPACE};
+use crate::commands::subscribe;
+use crate::socketio::recovery::{Record, Tracker};
+use crate::socketio::wire::Transcoder;
 use crate::socketio::{engine, events, wire};
 use crate::tally::Place;
 use crate::{dispatch, Node};
+use caas_shared::domain::protocol::{self, Subscribe};
+use caas_shared::ports::cache::{RESUME_TTL_CONNECTED, RESUME_TTL_DISCONNECTED};
+use caas_shared::services::auth::Claims;
 use caas_shared::Error;
+use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,13 +32,11 @@ pub struct SocketIo {
     unacked: AtomicU64,
     /// The long-polling session the connection began as, if it did.
     pub polling: Option<Arc<PollingSession>>,
-}
-
-impl SocketIo {
-    /// The CONNECT answer.
-    pub fn connected(&self) -> String {
-        wire::connected(&self.socket_id, None)
-    }
+    /// The record of the session the client asked to resume (its recovery id and what it held),
+    /// taken when the connection is greeted.
+    resume: Option<(String, Record)>,
+    /// Recovery state, when recovery is on.
+    recovery: Option<Arc<Tracker>>,
 }
 
 /// A random id for a session or socket: 128 bits, so a long-polling sid (a bearer secret for its
@@ -99,12 +104,36 @@ pub async fn establish(
         Transport::Polling(session) => Some(Arc::clone(session)),
         Transport::WebSocket(_) => None,
     };
+    let resume = match (connect.resume, node.settings.socketio_recovery) {
+        (Some((pid, offset)), true) => Box::pin(resume_record(&node, &claims, pid, &offset)).await,
+        _ => None,
+    };
     let state = Box::new(SocketIo {
         socket_id: random_id(),
         unacked: AtomicU64::new(0),
         polling,
+        resume,
+        recovery: None,
     });
     admit_client(node, claims, correlation_id, transport, Some(state)).await
+}
+
+/// The record of the session a reconnecting client names, if it is still kept and is this user's,
+/// with the client's offset applied.
+async fn resume_record(node: &Node, claims: &Claims, pid: String, offset: &str) -> Option<(String, Record)> {
+    let json = match node.cache.load_resume(&claims.app_id, &pid).await {
+        Ok(json) => json?,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read a resume record; the client starts afresh");
+            return None;
+        }
+    };
+    let mut record: Record = serde_json::from_str(&json).ok()?;
+    if record.user_id != claims.sub {
+        return None;
+    }
+    record.tighten(offset);
+    Some((pid, record))
 }
 
 /// What reading one Socket.IO packet asks of the reading loop.
@@ -150,7 +179,12 @@ impl Connection {
                         Ok(request) => {
                             let node = &self.node;
                             let correlation_id = &self.session.correlation_id;
-                            dispatch::request(node, &self.session, &request.kind, request.data, correlation_id).await
+                            let kind = request.kind;
+                            let result = dispatch::request(node, &self.session, &kind, request.data, correlation_id).await;
+                            if let Ok(reply) = &result {
+                                self.track_subscription(&kind, reply).await;
+                            }
+                            result
                         }
                         Err(e) => Err(e),
                     }
@@ -173,6 +207,113 @@ impl Connection {
             Packet::ConnectError { .. } => {
                 Handled::Close(close_frame(CloseCode::Protocol, "a client does not send CONNECT_ERROR"))
             }
+        }
+    }
+
+    /// The greeting of a Socket.IO client: the CONNECT answer, `ready`, and — for a client that asked to
+    /// resume a session that is still kept — every message it missed since, in order. With recovery
+    /// on, the answer carries the recovery id: the same one when every subscription was recovered
+    /// (the client then sets `socket.recovered`), a new one otherwise. Returns the packets and the
+    /// connection's transcoder.
+    pub(super) async fn socketio_preamble(&mut self, ready: String) -> (Vec<String>, Transcoder) {
+        let resume = self.socketio.as_mut().and_then(|io| io.resume.take());
+        let mut frames = vec![ready];
+        let tracker = match self.node.settings.socketio_recovery {
+            false => None,
+            true => {
+                let (pid, record) = match resume {
+                    Some((pid, record)) => {
+                        let (recovered, missed) = Box::pin(self.replay(&record)).await;
+                        frames.extend(missed);
+                        tracing::info!(recovered, "Socket.IO client resumed its session");
+                        (if recovered { pid } else { random_id() }, record)
+                    }
+                    None => (random_id(), Record::new(self.session.user_id())),
+                };
+                let tracker = Arc::new(Tracker::new(pid, record));
+                self.save_resume(&tracker.pid, &tracker.record(), RESUME_TTL_CONNECTED).await;
+                Some(tracker)
+            }
+        };
+        let io = self.socketio.as_mut().expect("a Socket.IO connection");
+        io.recovery = tracker.clone();
+        let mut packets = vec![wire::connected(&io.socket_id, tracker.as_ref().map(|t| t.pid.as_str()))];
+        let transcoder = Transcoder::new(tracker);
+        for frame in &frames {
+            transcoder.transcode(frame, &mut packets);
+        }
+        (packets, transcoder)
+    }
+
+    /// Subscribes the connection again to each conversation of `record` from its floor; returns
+    /// whether everything missed is in the returned `message.new` frames. A conversation the user is
+    /// no longer in is left out (nothing of it is owed).
+    async fn replay(&self, record: &Record) -> (bool, Vec<String>) {
+        let caller = self.session.caller(self.session.correlation_id.as_str());
+        let mut recovered = true;
+        let mut missed = Vec::new();
+        for (conversation_id, floor) in &record.subscriptions {
+            let request = Subscribe {
+                conversation_id: conversation_id.clone(),
+                since_seq: Some(floor.seq),
+                epoch: Some(floor.epoch.clone()),
+            };
+            match subscribe::subscribe(&self.node, &self.session, caller, request).await {
+                Ok(reply) => {
+                    recovered &= reply["recovered"] == true && reply["has_more"] == false;
+                    let messages = reply["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+                    missed.extend(messages.iter().map(|message| protocol::event("message.new", message)));
+                }
+                Err(Error::Forbidden(_) | Error::NotFound(_)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, %conversation_id, "could not resume a subscription");
+                    recovered = false;
+                }
+            }
+        }
+        (recovered, missed)
+    }
+
+    /// A pong confirmed what was written before its ping: the floors it moved are saved.
+    pub(super) async fn confirm_delivered(&self) {
+        let Some(tracker) = self.socketio.as_ref().and_then(|io| io.recovery.as_ref()) else {
+            return;
+        };
+        if let Some(record) = tracker.ponged() {
+            self.save_resume(&tracker.pid, &record, RESUME_TTL_CONNECTED).await;
+        }
+    }
+
+    /// Keeps the connection's record for Socket.IO's disconnection window once it has closed.
+    pub(super) async fn keep_for_recovery(&self) {
+        if let Some(tracker) = self.socketio.as_ref().and_then(|io| io.recovery.as_ref()) {
+            self.save_resume(&tracker.pid, &tracker.record(), RESUME_TTL_DISCONNECTED)
+                .await;
+        }
+    }
+
+    /// Follows the client's subscriptions in its recovery record.
+    async fn track_subscription(&self, kind: &str, reply: &Value) {
+        let Some(tracker) = self.socketio.as_ref().and_then(|io| io.recovery.as_ref()) else {
+            return;
+        };
+        let conversation_id = reply["conversation_id"].as_str().unwrap_or_default();
+        let record = match kind {
+            "conversation.subscribe" => {
+                let epoch = reply["epoch"].as_str().unwrap_or_default();
+                tracker.subscribed(conversation_id, epoch, reply["last_seq"].as_i64().unwrap_or(0))
+            }
+            "conversation.leave" => tracker.unsubscribed(conversation_id),
+            _ => return,
+        };
+        self.save_resume(&tracker.pid, &record, RESUME_TTL_CONNECTED).await;
+    }
+
+    /// Best effort: without its record a client reconnects unrecovered and reloads history.
+    async fn save_resume(&self, pid: &str, record: &Record, ttl: std::time::Duration) {
+        let json = serde_json::to_string(record).expect("a record always encodes");
+        if let Err(e) = self.node.cache.save_resume(self.session.app_id(), pid, &json, ttl).await {
+            tracing::warn!(error = %e, "could not save the Socket.IO resume record");
         }
     }
 

@@ -3,6 +3,7 @@
 
 use super::Socket;
 use crate::outbox::Outbox;
+use crate::socketio::wire::Transcoder;
 use futures_util::SinkExt;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -15,15 +16,15 @@ pub async fn write_frames(
     mut sink: futures_util::stream::SplitSink<Socket, Message>,
     outbox: Arc<Outbox>,
     close: oneshot::Receiver<Message>,
-    socketio: bool,
+    socketio: Option<Transcoder>,
 ) {
     let mut packets = Vec::new();
     while let Some(first) = outbox.next().await {
         // Coalesce: write everything already queued before one flush.
         let mut frame = Some(first);
         while let Some(next) = frame.take().or_else(|| outbox.try_next()) {
-            let sent = if socketio {
-                crate::socketio::wire::transcode(&next, true, &mut packets);
+            let sent = if let Some(transcoder) = &socketio {
+                transcoder.transcode(&next, &mut packets);
                 let mut sent = Ok(());
                 for packet in packets.drain(..) {
                     sent = sent.and(sink.feed(Message::text(packet)).await);

@@ -7,3 +7,4 @@ pub mod engine;
 pub mod events;
 pub mod packet;
 pub mod wire;
+pub mod recovery;

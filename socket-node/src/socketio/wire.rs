@@ -6,11 +6,13 @@
 //! through.
 
 use super::packet::{Packet, MAIN_NAMESPACE};
+use super::recovery::Tracker;
 use caas_shared::Error;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// A native event frame, borrowed from its text.
 #[derive(Deserialize)]
@@ -33,27 +35,64 @@ pub fn original_name(native: &str) -> Option<&'static str> {
     }
 }
 
-/// Appends the Engine.IO packets for one queued frame to `out`: a native event becomes a Socket.IO
-/// EVENT (twice when it has an [`original_name`] and `original_names` is set); anything already
-/// encoded passes through. A frame that is neither (it cannot happen: only events reach a Socket.IO
-/// connection's queue in native form) is dropped rather than sent in a form the client cannot parse.
-pub fn transcode(frame: &str, original_names: bool, out: &mut Vec<String>) {
-    if !frame.starts_with('{') {
-        out.push(frame.to_owned());
-        return;
+/// The `conversation_id` and `seq` of a `message.new`, for recovery.
+#[derive(Deserialize)]
+struct Numbered<'a> {
+    #[serde(borrow)]
+    conversation_id: Cow<'a, str>,
+    seq: i64,
+}
+
+/// Turns one connection's queued frames into Engine.IO packets; with a recovery [`Tracker`] it
+/// appends the offset to each `message.new` and notes what was written (see [`super::recovery`]).
+#[derive(Clone, Default)]
+pub struct Transcoder {
+    tracker: Option<Arc<Tracker>>,
+}
+
+impl Transcoder {
+    pub fn new(tracker: Option<Arc<Tracker>>) -> Self {
+        Self { tracker }
     }
-    let Ok(event) = serde_json::from_str::<NativeEvent<'_>>(frame) else {
-        tracing::warn!("a native frame that is not an event was queued for a Socket.IO client; dropped");
-        return;
-    };
-    let data = event.data.map_or("null", RawValue::get);
-    out.push(event_packet(&event.kind, data));
-    if let Some(name) = original_names.then(|| original_name(&event.kind)).flatten() {
-        out.push(event_packet(name, data));
+
+    /// Appends the packets for one queued frame to `out`: a native event becomes a Socket.IO EVENT
+    /// (twice when it has an [`original_name`]); anything already encoded passes through. A frame that
+    /// is neither (only events reach a Socket.IO connection's queue in native form) is dropped rather
+    /// than sent in a form the client cannot parse.
+    pub fn transcode(&self, frame: &str, out: &mut Vec<String>) {
+        if !frame.starts_with('{') {
+            if frame == "2" {
+                if let Some(tracker) = &self.tracker {
+                    tracker.ping_written();
+                }
+            }
+            out.push(frame.to_owned());
+            return;
+        }
+        let Ok(event) = serde_json::from_str::<NativeEvent<'_>>(frame) else {
+            tracing::warn!("a native frame that is not an event was queued for a Socket.IO client; dropped");
+            return;
+        };
+        let data = event.data.map_or("null", RawValue::get);
+        let offset = match (&self.tracker, event.kind.as_ref()) {
+            (Some(tracker), "message.new") => serde_json::from_str::<Numbered<'_>>(data)
+                .ok()
+                .map(|message| Value::from(tracker.written(&message.conversation_id, message.seq)).to_string()),
+            _ => None,
+        };
+        let data = match &offset {
+            Some(offset) => Cow::Owned(format!("{data},{offset}")),
+            None => Cow::Borrowed(data),
+        };
+        out.push(event_packet(&event.kind, &data));
+        if let Some(name) = original_name(&event.kind) {
+            out.push(event_packet(name, &data));
+        }
     }
 }
 
-/// `42["name",data]`: an Engine.IO message carrying a Socket.IO EVENT, with `data` already JSON.
+/// `42["name",args]`: an Engine.IO message carrying a Socket.IO EVENT, with `args` (one or more
+/// comma-separated arguments) already JSON.
 pub fn event_packet(name: &str, data_json: &str) -> String {
     let name = Value::from(name).to_string();
     let mut out = String::with_capacity(6 + name.len() + data_json.len());
@@ -134,9 +173,9 @@ pub fn server_disconnect() -> String {
 mod tests {
     use super::*;
 
-    fn transcoded(frame: &str, original_names: bool) -> Vec<String> {
+    fn transcoded(frame: &str) -> Vec<String> {
         let mut out = Vec::new();
-        transcode(frame, original_names, &mut out);
+        Transcoder::default().transcode(frame, &mut out);
         out
     }
 
@@ -146,19 +185,33 @@ mod tests {
         let typed_first = format!(r#"{{"type":"message.new","data":{data}}}"#);
         let data_first = format!(r#"{{"data":{data},"type":"message.new"}}"#);
         for frame in [typed_first, data_first] {
-            let packets = transcoded(&frame, true);
+            let packets = transcoded(&frame);
             assert_eq!(packets[0], format!(r#"42["message.new",{data}]"#));
             assert_eq!(packets[1], format!(r#"42["message:new",{data}]"#));
             let decoded = Packet::decode(&packets[0][1..]).unwrap();
             assert!(matches!(decoded, Packet::Event { ref name, .. } if name == "message.new"));
         }
         assert_eq!(
-            transcoded(r#"{"type":"typing","data":{"user_id":"u"}}"#, true),
+            transcoded(r#"{"type":"typing","data":{"user_id":"u"}}"#),
             [r#"42["typing",{"user_id":"u"}]"#]
         );
-        assert_eq!(transcoded(r#"{"type":"message.new","data":{}}"#, false).len(), 1);
-        assert_eq!(transcoded("2", true), ["2"], "encoded packets pass through");
-        assert!(transcoded(r#"{"reply_to":null}"#, true).is_empty());
+        assert_eq!(transcoded("2"), ["2"], "encoded packets pass through");
+        assert!(transcoded(r#"{"reply_to":null}"#).is_empty());
+    }
+
+    #[test]
+    fn with_recovery_each_message_carries_its_offset_and_pings_are_noted() {
+        let tracker = Arc::new(Tracker::new("p".into(), super::super::recovery::Record::new("u")));
+        tracker.subscribed("c1", "e", 0);
+        let transcoder = Transcoder::new(Some(Arc::clone(&tracker)));
+        let mut out = Vec::new();
+        transcoder.transcode(r#"{"type":"message.new","data":{"conversation_id":"c1","seq":4}}"#, &mut out);
+        transcoder.transcode("2", &mut out);
+        transcoder.transcode(r#"{"type":"typing","data":{"conversation_id":"c1"}}"#, &mut out);
+        assert_eq!(out[0], r#"42["message.new",{"conversation_id":"c1","seq":4},"4@c1"]"#);
+        assert_eq!(out[1], r#"42["message:new",{"conversation_id":"c1","seq":4},"4@c1"]"#);
+        assert_eq!(out[3], r#"42["typing",{"conversation_id":"c1"}]"#, "only messages carry offsets");
+        assert_eq!(tracker.ponged().unwrap().subscriptions["c1"].seq, 4);
     }
 
     #[test]

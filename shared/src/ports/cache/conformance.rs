@@ -35,6 +35,32 @@ pub async fn run(cache: &dyn Cache) {
     recent_messages_keep_the_newest_by_seq(cache).await;
     presence_follows_live_connections(cache).await;
     gates_follow_mirrored_restrictions_and_rate_limits(cache).await;
+    resume_records_are_kept_per_app_until_they_expire(cache).await;
+}
+
+async fn resume_records_are_kept_per_app_until_they_expire(cache: &dyn Cache) {
+    let app = format!("app-{}", uuid::Uuid::new_v4().simple());
+    let pid = uuid::Uuid::new_v4().simple().to_string();
+    let long = std::time::Duration::from_secs(60);
+    assert_eq!(cache.load_resume(&app, &pid).await.unwrap(), None);
+    cache.save_resume(&app, &pid, r#"{"v":1}"#, long).await.unwrap();
+    cache.save_resume(&app, &pid, r#"{"v":2}"#, long).await.unwrap();
+    assert_eq!(
+        cache.load_resume(&app, &pid).await.unwrap().as_deref(),
+        Some(r#"{"v":2}"#),
+        "a save replaces the record"
+    );
+    assert_eq!(
+        cache.load_resume("another-app", &pid).await.unwrap(),
+        None,
+        "records are scoped to their app"
+    );
+    cache
+        .save_resume(&app, &pid, r#"{"v":3}"#, std::time::Duration::from_millis(50))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    assert_eq!(cache.load_resume(&app, &pid).await.unwrap(), None, "expired");
 }
 
 async fn sequences_need_a_counter_and_start_after_the_floor(cache: &dyn Cache) {

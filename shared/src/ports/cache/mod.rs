@@ -3,7 +3,7 @@
 //! [`conformance`] suite runs the same checks on both.
 //!
 //! [`Cache`] is the whole port, made of one trait per aggregate: [`SequenceCache`],
-//! [`MembershipCache`], [`RecentWindow`], [`PresenceCache`] and [`RestrictionCache`]. Their methods
+//! [`MembershipCache`], [`RecentWindow`], [`PresenceCache`], [`RestrictionCache`] and [`ResumeCache`]. Their methods
 //! resolve on `dyn Cache` without importing them.
 
 #[cfg(any(test, feature = "conformance"))]
@@ -16,6 +16,7 @@ mod membership;
 mod presence;
 mod recent;
 mod restrictions;
+mod resumes;
 mod sequences;
 
 pub use self::channels::{
@@ -27,16 +28,20 @@ pub use self::presence::{PresenceCache, PresenceHolder, PRESENCE_TTL};
 pub use self::recent::{RecentWindow, RECENT_MESSAGES, RECENT_TTL};
 pub use self::redis::RedisCache;
 pub use self::restrictions::RestrictionCache;
+pub use self::resumes::{ResumeCache, RESUME_TTL_CONNECTED, RESUME_TTL_DISCONNECTED};
 pub use self::sequences::{
     Claim, ClaimResult, ClaimState, EntryAroundSeq, SendClaim, SendKey, SendRequest, SequenceCache, IDEMPOTENCY_TTL,
 };
 
 use crate::Result;
 
-/// Everything the cache port offers; every type with all five aggregates is a `Cache`.
-pub trait Cache: SequenceCache + MembershipCache + RecentWindow + PresenceCache + RestrictionCache {}
+/// Everything the cache port offers; every type with all six aggregates is a `Cache`.
+pub trait Cache: SequenceCache + MembershipCache + RecentWindow + PresenceCache + RestrictionCache + ResumeCache {}
 
-impl<T> Cache for T where T: SequenceCache + MembershipCache + RecentWindow + PresenceCache + RestrictionCache {}
+impl<T> Cache for T where
+    T: SequenceCache + MembershipCache + RecentWindow + PresenceCache + RestrictionCache + ResumeCache
+{
+}
 
 /// Opens the cache named by `url`: `redis://…`, a Redis Cluster (`redis+cluster://host:port,…`) or
 /// `memory://` (private to this process).

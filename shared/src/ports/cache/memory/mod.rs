@@ -4,6 +4,7 @@ mod membership;
 mod presence;
 mod recent;
 mod restrictions;
+mod resumes;
 mod sequences;
 
 use crate::ports::cache::Claim;
@@ -34,6 +35,8 @@ struct Entries {
     restrictions: HashMap<String, (HashMap<String, i64>, Instant)>,
     /// Rate counter key → sends counted in its second.
     rates: HashMap<String, (u32, Instant)>,
+    /// (app, recovery id) → resume record and when it expires.
+    resumes: HashMap<(String, String), (String, Instant)>,
 }
 
 /// The in-memory reference driver of the cache port (`memory://`): private to this process, with the same

@@ -7,6 +7,7 @@ mod membership;
 mod presence;
 mod recent;
 mod restrictions;
+mod resumes;
 mod sequences;
 
 use crate::ports::redis_target::RedisConnection;
