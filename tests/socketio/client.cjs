@@ -104,8 +104,8 @@ const scenarios = {
       conversationId: conversation, sourceConversationId: conversation, messageId: sent.message_id,
     });
     await waitFor(b, "message.new", (m) => m && m.id === forwarded.message_id);
-    await ack("a", a, "message:delete", { conversationId: conversation, messageId: sent.message_id });
-    await waitFor(b, "message.deleted", (m) => m && m.id === sent.message_id);
+    await ack("b", b, "message:delete", { conversationId: conversation, messageId: sent.message_id });
+    await waitFor(a, "message.deleted", (m) => m && m.id === sent.message_id);
     // An event the server does not know, with an ack: the native error body.
     const unknown = await a.timeout(TIMEOUT_MS).emitWithAck("no.such.event", {});
     out({ client: "a", ack: "no.such.event", reply: unknown });

@@ -4,9 +4,9 @@
 
 use super::handshake::{self, BeforeConnect, Handshake};
 use super::{admit_client, close_frame, Connection, Live, Transport, Wire};
+use crate::commands::subscribe;
 use crate::polling::PollingSession;
 use crate::socketio::packet::{Packet, MAIN_NAMESPACE};
-use crate::commands::subscribe;
 use crate::socketio::recovery::{Record, Tracker};
 use crate::socketio::wire::Transcoder;
 use crate::socketio::{engine, events, wire};
@@ -180,7 +180,8 @@ impl Connection {
                             let node = &self.node;
                             let correlation_id = &self.session.correlation_id;
                             let kind = request.kind;
-                            let result = dispatch::request(node, &self.session, &kind, request.data, correlation_id).await;
+                            let result =
+                                dispatch::request(node, &self.session, &kind, request.data, correlation_id).await;
                             if let Ok(reply) = &result {
                                 self.track_subscription(&kind, reply).await;
                             }
@@ -231,7 +232,8 @@ impl Connection {
                     None => (random_id(), Record::new(self.session.user_id())),
                 };
                 let tracker = Arc::new(Tracker::new(pid, record));
-                self.save_resume(&tracker.pid, &tracker.record(), RESUME_TTL_CONNECTED).await;
+                self.save_resume(&tracker.pid, &tracker.record(), RESUME_TTL_CONNECTED)
+                    .await;
                 Some(tracker)
             }
         };
@@ -312,7 +314,12 @@ impl Connection {
     /// Best effort: without its record a client reconnects unrecovered and reloads history.
     async fn save_resume(&self, pid: &str, record: &Record, ttl: std::time::Duration) {
         let json = serde_json::to_string(record).expect("a record always encodes");
-        if let Err(e) = self.node.cache.save_resume(self.session.app_id(), pid, &json, ttl).await {
+        if let Err(e) = self
+            .node
+            .cache
+            .save_resume(self.session.app_id(), pid, &json, ttl)
+            .await
+        {
             tracing::warn!(error = %e, "could not save the Socket.IO resume record");
         }
     }

@@ -6,5 +6,5 @@
 pub mod engine;
 pub mod events;
 pub mod packet;
-pub mod wire;
 pub mod recovery;
+pub mod wire;

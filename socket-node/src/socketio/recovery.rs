@@ -197,13 +197,9 @@ mod tests {
     fn the_clients_offset_tightens_its_conversation_only() {
         let mut record = Record::new("u");
         for (conversation, seq) in [("c1", 4), ("c2", 7)] {
-            record.subscriptions.insert(
-                conversation.into(),
-                Floor {
-                    epoch: "e".into(),
-                    seq,
-                },
-            );
+            record
+                .subscriptions
+                .insert(conversation.into(), Floor { epoch: "e".into(), seq });
         }
         record.tighten("9@c1");
         record.tighten("3@c2"); // lower than the floor: ignored

@@ -205,12 +205,18 @@ mod tests {
         tracker.subscribed("c1", "e", 0);
         let transcoder = Transcoder::new(Some(Arc::clone(&tracker)));
         let mut out = Vec::new();
-        transcoder.transcode(r#"{"type":"message.new","data":{"conversation_id":"c1","seq":4}}"#, &mut out);
+        transcoder.transcode(
+            r#"{"type":"message.new","data":{"conversation_id":"c1","seq":4}}"#,
+            &mut out,
+        );
         transcoder.transcode("2", &mut out);
         transcoder.transcode(r#"{"type":"typing","data":{"conversation_id":"c1"}}"#, &mut out);
         assert_eq!(out[0], r#"42["message.new",{"conversation_id":"c1","seq":4},"4@c1"]"#);
         assert_eq!(out[1], r#"42["message:new",{"conversation_id":"c1","seq":4},"4@c1"]"#);
-        assert_eq!(out[3], r#"42["typing",{"conversation_id":"c1"}]"#, "only messages carry offsets");
+        assert_eq!(
+            out[3], r#"42["typing",{"conversation_id":"c1"}]"#,
+            "only messages carry offsets"
+        );
         assert_eq!(tracker.ponged().unwrap().subscriptions["c1"].seq, 4);
     }
 

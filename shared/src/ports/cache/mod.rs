@@ -36,7 +36,10 @@ pub use self::sequences::{
 use crate::Result;
 
 /// Everything the cache port offers; every type with all six aggregates is a `Cache`.
-pub trait Cache: SequenceCache + MembershipCache + RecentWindow + PresenceCache + RestrictionCache + ResumeCache {}
+pub trait Cache:
+    SequenceCache + MembershipCache + RecentWindow + PresenceCache + RestrictionCache + ResumeCache
+{
+}
 
 impl<T> Cache for T where
     T: SequenceCache + MembershipCache + RecentWindow + PresenceCache + RestrictionCache + ResumeCache
