@@ -45,6 +45,19 @@ pub struct NodeSettings {
     /// answer carries a recovery id and every `message.new` an offset argument, and a client that
     /// reconnects within 2 minutes, to any node, gets what it missed and `socket.recovered === true`.
     pub socketio_recovery: bool,
+    /// Whether Socket.IO clients also get message events under the replaced system's names
+    /// (`message:new`, …; `CAAS_SOCKETIO_ORIGINAL_EVENTS`, default `true`). An app that listens on the
+    /// native names only turns it off and halves what each delivery sends.
+    pub socketio_original_events: bool,
+}
+
+/// A boolean setting, `true` unless set to `false` (or `0`).
+fn flag(get: &impl Fn(&str) -> Option<String>, key: &str) -> Result<bool> {
+    match get(key).as_deref() {
+        None | Some("true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(_) => Err(Error::Config(format!("{key} must be true or false"))),
+    }
 }
 
 impl NodeSettings {
@@ -79,11 +92,8 @@ impl NodeSettings {
                 .map(|origin| origin.trim().to_owned())
                 .filter(|origin| !origin.is_empty())
                 .collect(),
-            socketio_recovery: match get("CAAS_SOCKETIO_RECOVERY").as_deref() {
-                None | Some("true" | "1") => true,
-                Some("false" | "0") => false,
-                Some(_) => return Err(Error::Config("CAAS_SOCKETIO_RECOVERY must be true or false".into())),
-            },
+            socketio_recovery: flag(&get, "CAAS_SOCKETIO_RECOVERY")?,
+            socketio_original_events: flag(&get, "CAAS_SOCKETIO_ORIGINAL_EVENTS")?,
         })
     }
 }

@@ -108,6 +108,33 @@ async fn dev_mode_runs_the_platform_in_one_process_and_keeps_data_across_restart
     assert_eq!(received["sender_id"], alice["user"]["id"]);
     assert_eq!(received["seq"], 1);
 
+    // The dev mode speaks Socket.IO too: a long-polling handshake, a CONNECT with the token, the greeting.
+    let socketio = format!(
+        "{}/socket.io/?EIO=4&transport=polling",
+        dev.socket_url.replace("ws://", "http://").trim_end_matches("/ws")
+    );
+    let open = http.get(&socketio).send().await.unwrap().text().await.unwrap();
+    assert!(open.starts_with("0{"), "{open}");
+    let sid = serde_json::from_str::<Value>(&open[1..]).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let session = format!("{socketio}&sid={sid}");
+    let connect_packet = format!(r#"40{{"token":"{}"}}"#, alice["token"].as_str().unwrap());
+    let posted = http
+        .post(&session)
+        .body(connect_packet)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(posted, "ok");
+    let greeting = http.get(&session).send().await.unwrap().text().await.unwrap();
+    assert!(greeting.starts_with(r#"40{"sid""#), "{greeting}");
+    assert!(greeting.contains(r#"42["ready""#), "{greeting}");
+
     // Attachments work the same on file:// blobs, through URLs the dev gateway serves.
     let api = |path: &str| format!("{}/api/v1/media{path}", dev.gateway.url);
     let bearer = |token: &Value| format!("Bearer {}", token["token"].as_str().unwrap());

@@ -23,6 +23,9 @@ use tokio_tungstenite::tungstenite::Message;
 pub enum Flavor {
     /// The socket node, on Redis, the Kafka broker and MongoDB.
     Caas,
+    /// The socket node, with Socket.IO clients: the replaced system's clients on the compatibility
+    /// layer (`sendMessage` with its original fields), to measure the codec's cost.
+    CaasSocketIo,
     /// A plain Socket.IO 4 server: token check, rooms, broadcast, nothing stored.
     SocketIo,
     /// The replaced system's stack: Socket.IO 4 processes sharing rooms through the Redis adapter, each
@@ -37,12 +40,16 @@ pub enum Protocol {
     Caas,
     /// Socket.IO 4: `/socket.io/?EIO=4&transport=websocket`, auth in the namespace connect packet.
     SocketIo,
+    /// Socket.IO 4 to the socket node: as [`Protocol::SocketIo`], joining with
+    /// `conversation.subscribe` and receiving `message.new`.
+    CaasSocketIo,
 }
 
 impl Flavor {
     pub fn label(self) -> &'static str {
         match self {
             Flavor::Caas => "caas socket node",
+            Flavor::CaasSocketIo => "caas socket node, Socket.IO clients",
             Flavor::SocketIo => "Socket.IO 4",
             Flavor::SocketIoStack => "Socket.IO 4 + Redis adapter + kafkajs (2 processes)",
         }
@@ -52,6 +59,7 @@ impl Flavor {
     pub fn name(self) -> &'static str {
         match self {
             Flavor::Caas => "caas",
+            Flavor::CaasSocketIo => "caas-socketio",
             Flavor::SocketIo => "socketio",
             Flavor::SocketIoStack => "socketio-stack",
         }
@@ -60,6 +68,7 @@ impl Flavor {
     pub fn protocol(self) -> Protocol {
         match self {
             Flavor::Caas => Protocol::Caas,
+            Flavor::CaasSocketIo => Protocol::CaasSocketIo,
             Flavor::SocketIo | Flavor::SocketIoStack => Protocol::SocketIo,
         }
     }
@@ -147,7 +156,7 @@ pub async fn connect(
     socket.bind(SocketAddr::new(source.into(), 0))?;
     let url = match protocol {
         Protocol::Caas => format!("ws://{server}/ws?token={token}"),
-        Protocol::SocketIo => format!("ws://{server}/socket.io/?EIO=4&transport=websocket"),
+        Protocol::SocketIo | Protocol::CaasSocketIo => format!("ws://{server}/socket.io/?EIO=4&transport=websocket"),
     };
     // A small read buffer, as in the socket node: tungstenite zero-fills the whole buffer on each read, so
     // the 128 KiB default would make the load generator itself run out of memory at 100k connections.
@@ -165,7 +174,7 @@ pub async fn connect(
     let first = next_text(&mut ws).await?;
     match protocol {
         Protocol::Caas if first.contains("\"ready\"") => {}
-        Protocol::SocketIo if first.starts_with('0') => {
+        Protocol::SocketIo | Protocol::CaasSocketIo if first.starts_with('0') => {
             let connect = format!("40{}", serde_json::json!({"token": token}));
             ws.send(Message::text(connect)).await?;
             let answer = next_text(&mut ws).await?;
@@ -272,7 +281,7 @@ async fn drive(
                     tally.latencies_us.push(micros_since_epoch(now).saturating_sub(sent_us).min(u32::MAX as u64) as u32);
                     tally.last_delivery = Some(now);
                     progress.delivered.fetch_add(1, Ordering::Relaxed);
-                } else if protocol == Protocol::SocketIo && text == "2" {
+                } else if protocol != Protocol::Caas && text == "2" {
                     if sink.send(Message::text("3")).await.is_err() { break; }
                 } else if pending_join.as_ref().is_some_and(|(marker, _)| is_reply(protocol, text, marker)) {
                     let ok = protocol == Protocol::SocketIo || text.contains("\"ok\":true");
@@ -299,6 +308,10 @@ fn join_frame(protocol: Protocol, id: u64, conversation_id: &str, since_seq: Opt
         })
         .to_string(),
         Protocol::SocketIo => format!("42{id}{}", serde_json::json!(["join", conversation_id])),
+        Protocol::CaasSocketIo => format!(
+            "42{id}{}",
+            serde_json::json!(["conversation.subscribe", {"conversation_id": conversation_id, "since_seq": since_seq}])
+        ),
     }
 }
 
@@ -310,7 +323,7 @@ fn send_frame(protocol: Protocol, id: u64, conversation_id: &str, stamp_us: Opti
             "data": {"conversation_id": conversation_id, "client_msg_id": format!("m{id}"), "text": text}
         })
         .to_string(),
-        Protocol::SocketIo => format!(
+        Protocol::SocketIo | Protocol::CaasSocketIo => format!(
             "42{id}{}",
             serde_json::json!(["sendMessage", {"conversationId": conversation_id, "messageContent": text}])
         ),
@@ -321,14 +334,14 @@ fn send_frame(protocol: Protocol, id: u64, conversation_id: &str, stamp_us: Opti
 fn reply_marker(protocol: Protocol, id: u64) -> String {
     match protocol {
         Protocol::Caas => format!("\"reply_to\":\"{id}\""),
-        Protocol::SocketIo => format!("43{id}["),
+        Protocol::SocketIo | Protocol::CaasSocketIo => format!("43{id}["),
     }
 }
 
 fn is_reply(protocol: Protocol, text: &str, marker: &str) -> bool {
     match protocol {
         Protocol::Caas => text.contains(marker),
-        Protocol::SocketIo => text.starts_with(marker),
+        Protocol::SocketIo | Protocol::CaasSocketIo => text.starts_with(marker),
     }
 }
 
@@ -337,6 +350,7 @@ fn delivery_stamp(protocol: Protocol, text: &str) -> Option<u64> {
     let field = match protocol {
         Protocol::Caas if text.contains("\"message.new\"") => "\"text\":\"",
         Protocol::SocketIo if text.starts_with("42[\"message\"") => "\"messageContent\":\"",
+        Protocol::CaasSocketIo if text.starts_with("42[\"message.new\"") => "\"text\":\"",
         _ => return None,
     };
     let start = text.find(field)? + field.len();
@@ -348,14 +362,14 @@ fn delivery_stamp(protocol: Protocol, text: &str) -> Option<u64> {
 fn is_error(protocol: Protocol, text: &str) -> bool {
     match protocol {
         Protocol::Caas => text.contains("\"ok\":false"),
-        Protocol::SocketIo => text.starts_with("44") || text.contains("\"ok\":false"),
+        Protocol::SocketIo | Protocol::CaasSocketIo => text.starts_with("44") || text.contains("\"ok\":false"),
     }
 }
 
 fn is_ack(protocol: Protocol, text: &str) -> bool {
     match protocol {
         Protocol::Caas => text.contains("\"ok\":true"),
-        Protocol::SocketIo => text.starts_with("43"),
+        Protocol::SocketIo | Protocol::CaasSocketIo => text.starts_with("43"),
     }
 }
 
@@ -369,6 +383,10 @@ mod tests {
         assert_eq!(delivery_stamp(Protocol::Caas, caas), Some(123_456));
         let socket_io = r#"42["message",{"conversationId":"c","senderId":"u","messageContent":"lb987"}]"#;
         assert_eq!(delivery_stamp(Protocol::SocketIo, socket_io), Some(987));
+        let ours = r#"42["message.new",{"id":"x","seq":3,"text":"lb55","sender_id":"u"},"3@c"]"#;
+        assert_eq!(delivery_stamp(Protocol::CaasSocketIo, ours), Some(55));
+        let mirrored = r#"42["message:new",{"id":"x","seq":3,"text":"lb55","sender_id":"u"},"3@c"]"#;
+        assert_eq!(delivery_stamp(Protocol::CaasSocketIo, mirrored), None, "counted once");
         assert_eq!(
             delivery_stamp(Protocol::Caas, r#"{"type":"message.new","data":{"text":"hello"}}"#),
             None

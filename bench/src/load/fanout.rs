@@ -121,7 +121,7 @@ pub async fn conversations_for(
     members: usize,
 ) -> Result<Vec<String>> {
     match flavor {
-        Flavor::Caas => create_conversations(env, conversations, members).await,
+        Flavor::Caas | Flavor::CaasSocketIo => create_conversations(env, conversations, members).await,
         Flavor::SocketIo | Flavor::SocketIoStack => Ok((0..conversations).map(|c| format!("room-{c}")).collect()),
     }
 }

@@ -123,12 +123,17 @@ pub async fn run(
 }
 
 pub fn parse_flavor(arg: &str) -> Result<Flavor> {
-    [Flavor::Caas, Flavor::SocketIo, Flavor::SocketIoStack]
-        .into_iter()
-        .find(|flavor| flavor.name() == arg)
-        .ok_or_else(|| {
-            BenchError::Failed(format!(
-                "unknown server kind {arg:?} (caas, socketio or socketio-stack)"
-            ))
-        })
+    [
+        Flavor::Caas,
+        Flavor::CaasSocketIo,
+        Flavor::SocketIo,
+        Flavor::SocketIoStack,
+    ]
+    .into_iter()
+    .find(|flavor| flavor.name() == arg)
+    .ok_or_else(|| {
+        BenchError::Failed(format!(
+            "unknown server kind {arg:?} (caas, caas-socketio, socketio or socketio-stack)"
+        ))
+    })
 }

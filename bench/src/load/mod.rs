@@ -74,7 +74,7 @@ impl Environment {
     /// none for plain Socket.IO.
     pub fn fresh_backends_for(&self, flavor: Flavor) -> crate::error::Result<Vec<(String, u32)>> {
         match flavor {
-            Flavor::Caas | Flavor::SocketIoStack => self.fresh_backends(),
+            Flavor::Caas | Flavor::CaasSocketIo | Flavor::SocketIoStack => self.fresh_backends(),
             Flavor::SocketIo => Ok(Vec::new()),
         }
     }
@@ -235,7 +235,7 @@ pub async fn run(
     // `CAAS_BENCH_SERVERS=caas,socketio` (names as in `Flavor::name`) runs those servers only, for
     // profiling one change at a time.
     let only = std::env::var("CAAS_BENCH_SERVERS").unwrap_or_default();
-    let mut flavors = vec![Flavor::Caas, Flavor::SocketIo];
+    let mut flavors = vec![Flavor::Caas, Flavor::CaasSocketIo, Flavor::SocketIo];
     if programs.socketio_stack_backends.is_some() {
         flavors.push(Flavor::SocketIoStack);
     }
@@ -260,7 +260,8 @@ pub async fn run(
         }
     }
     if let Some(settings) = &plan.storm {
-        for &flavor in &flavors {
+        // Socket.IO clients resubscribe through the same requests as native ones: not run twice.
+        for &flavor in flavors.iter().filter(|flavor| **flavor != Flavor::CaasSocketIo) {
             tracing::info!(server = flavor.label(), scenario = %settings.name, "reconnect storm");
             env.fresh_backends_for(flavor)?;
             report.storm.push(storm::run(flavor, settings, programs, env).await?);

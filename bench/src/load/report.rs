@@ -106,9 +106,9 @@ impl LoadReport {
     }
 
     /// The "ours / peer" table: each measure's ratio, with the direction that is better.
-    fn ratios_against(&self, out: &mut String, peer: Flavor) {
+    fn ratios_against(&self, out: &mut String, ours_flavor: Flavor, peer: Flavor, heading: &str) {
         let mut rows = Vec::new();
-        if let (Some(ours), Some(theirs)) = (self.idle_of(Flavor::Caas), self.idle_of(peer)) {
+        if let (Some(ours), Some(theirs)) = (self.idle_of(ours_flavor), self.idle_of(peer)) {
             rows.push((
                 "memory per idle connection".to_owned(),
                 ratio(ours.rss_per_connection_bytes, theirs.rss_per_connection_bytes),
@@ -122,7 +122,7 @@ impl LoadReport {
         }
         for settings in &self.plan.fan_out {
             let name = &settings.name;
-            if let (Some(ours), Some(theirs)) = (self.fan_out_of(Flavor::Caas, name), self.fan_out_of(peer, name)) {
+            if let (Some(ours), Some(theirs)) = (self.fan_out_of(ours_flavor, name), self.fan_out_of(peer, name)) {
                 rows.push((
                     format!("deliveries/s, {name}"),
                     ratio(ours.deliveries_per_sec, theirs.deliveries_per_sec),
@@ -141,7 +141,7 @@ impl LoadReport {
             }
         }
         let storm_of = |flavor| self.storm.iter().find(|r| r.flavor == flavor);
-        if let (Some(ours), Some(theirs)) = (storm_of(Flavor::Caas), storm_of(peer)) {
+        if let (Some(ours), Some(theirs)) = (storm_of(ours_flavor), storm_of(peer)) {
             rows.push((
                 format!("time until all resubscribed, {}", ours.scenario),
                 ratio(ours.all_resubscribed_seconds, theirs.all_resubscribed_seconds),
@@ -151,7 +151,7 @@ impl LoadReport {
         if rows.is_empty() {
             return;
         }
-        let _ = writeln!(out, "\n## Ours / {}\n", peer.label());
+        let _ = writeln!(out, "\n## {heading}\n");
         let _ = writeln!(out, "| measure | ratio | better when |");
         let _ = writeln!(out, "|---|---:|---|");
         for (measure, value, better) in rows {
@@ -246,8 +246,15 @@ impl LoadReport {
             }
         }
         for peer in [Flavor::SocketIo, Flavor::SocketIoStack] {
-            self.ratios_against(&mut out, peer);
+            self.ratios_against(&mut out, Flavor::Caas, peer, &format!("Ours / {}", peer.label()));
         }
+        // What the compatibility layer costs: the same node, Socket.IO clients against native ones.
+        self.ratios_against(
+            &mut out,
+            Flavor::CaasSocketIo,
+            Flavor::Caas,
+            "Socket.IO clients / native clients, same socket node (the codec's cost)",
+        );
         if let Some(p) = &self.persist {
             let _ = writeln!(out, "\n## Persistence (Kafka → MongoDB)\n");
             let _ = writeln!(out, "| writer | messages | msgs/s |");

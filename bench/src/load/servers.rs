@@ -54,7 +54,7 @@ impl Server {
     pub async fn start(flavor: Flavor, programs: &Programs, index: usize) -> Result<Self> {
         std::fs::create_dir_all(&programs.log_dir)?;
         match flavor {
-            Flavor::Caas => {
+            Flavor::Caas | Flavor::CaasSocketIo => {
                 let port = free_port()?;
                 let addr = SocketAddr::from(([127, 0, 0, 1], port));
                 let child = Command::new(&programs.socket_node)

@@ -93,7 +93,7 @@ pub async fn run(
     let before = server.usage()?;
     let started = Instant::now();
     let conversation_ids = &conversation_ids;
-    let since_seq = (flavor == Flavor::Caas).then_some(0);
+    let since_seq = (flavor.protocol() != super::client::Protocol::SocketIo).then_some(0);
     let outcomes: Vec<Result<(Duration, Client)>> = stream::iter(tokens)
         .map(|(index, token)| {
             let (addr, progress) = (server.addrs[index % server.addrs.len()], Arc::clone(&progress));

@@ -240,7 +240,7 @@ impl Connection {
         let io = self.socketio.as_mut().expect("a Socket.IO connection");
         io.recovery = tracker.clone();
         let mut packets = vec![wire::connected(&io.socket_id, tracker.as_ref().map(|t| t.pid.as_str()))];
-        let transcoder = Transcoder::new(tracker);
+        let transcoder = Transcoder::new(tracker, self.node.settings.socketio_original_events);
         for frame in &frames {
             transcoder.transcode(frame, &mut packets);
         }

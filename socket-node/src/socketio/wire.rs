@@ -48,15 +48,19 @@ struct Numbered<'a> {
 #[derive(Clone, Default)]
 pub struct Transcoder {
     tracker: Option<Arc<Tracker>>,
+    original_names: bool,
 }
 
 impl Transcoder {
-    pub fn new(tracker: Option<Arc<Tracker>>) -> Self {
-        Self { tracker }
+    pub fn new(tracker: Option<Arc<Tracker>>, original_names: bool) -> Self {
+        Self {
+            tracker,
+            original_names,
+        }
     }
 
     /// Appends the packets for one queued frame to `out`: a native event becomes a Socket.IO EVENT
-    /// (twice when it has an [`original_name`]); anything already encoded passes through. A frame that
+    /// (twice when it has an [`original_name`] and those are on); anything already encoded passes through. A frame that
     /// is neither (only events reach a Socket.IO connection's queue in native form) is dropped rather
     /// than sent in a form the client cannot parse.
     pub fn transcode(&self, frame: &str, out: &mut Vec<String>) {
@@ -85,7 +89,7 @@ impl Transcoder {
             None => Cow::Borrowed(data),
         };
         out.push(event_packet(&event.kind, &data));
-        if let Some(name) = original_name(&event.kind) {
+        if let Some(name) = self.original_names.then(|| original_name(&event.kind)).flatten() {
             out.push(event_packet(name, &data));
         }
     }
@@ -175,7 +179,7 @@ mod tests {
 
     fn transcoded(frame: &str) -> Vec<String> {
         let mut out = Vec::new();
-        Transcoder::default().transcode(frame, &mut out);
+        Transcoder::new(None, true).transcode(frame, &mut out);
         out
     }
 
@@ -196,6 +200,9 @@ mod tests {
             [r#"42["typing",{"user_id":"u"}]"#]
         );
         assert_eq!(transcoded("2"), ["2"], "encoded packets pass through");
+        let mut native_only = Vec::new();
+        Transcoder::new(None, false).transcode(r#"{"type":"message.new","data":{}}"#, &mut native_only);
+        assert_eq!(native_only, [r#"42["message.new",{}]"#]);
         assert!(transcoded(r#"{"reply_to":null}"#).is_empty());
     }
 
@@ -203,7 +210,7 @@ mod tests {
     fn with_recovery_each_message_carries_its_offset_and_pings_are_noted() {
         let tracker = Arc::new(Tracker::new("p".into(), super::super::recovery::Record::new("u")));
         tracker.subscribed("c1", "e", 0);
-        let transcoder = Transcoder::new(Some(Arc::clone(&tracker)));
+        let transcoder = Transcoder::new(Some(Arc::clone(&tracker)), true);
         let mut out = Vec::new();
         transcoder.transcode(
             r#"{"type":"message.new","data":{"conversation_id":"c1","seq":4}}"#,
