@@ -1,5 +1,5 @@
 //! The load benchmark's CI-sized run (a few seconds, small sizes), so the tool never rots: every server
-//! — the socket node on the real stack, the plain Socket.IO baseline and the Socket.IO + Redis adapter +
+//! — the socket node on the real stack (with native clients and with Socket.IO clients), the plain Socket.IO baseline and the Socket.IO + Redis adapter +
 //! kafkajs stack on the same Redis and broker — must take every connection, deliver every message to
 //! every member and take every client back after a reconnect storm; the persistence comparison must
 //! store what it produced.
@@ -37,11 +37,12 @@ fn the_smoke_run_delivers_everything_on_every_server() {
     println!("{stdout}");
     assert!(stdout.contains("## Ours / Socket.IO 4\n"), "{stdout}");
     assert!(stdout.contains("## Ours / Socket.IO 4 + Redis adapter"), "{stdout}");
+    assert!(stdout.contains("## Socket.IO clients / native clients"), "{stdout}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
 
     let wanted = report["plan"]["idle"]["connections"].as_u64().unwrap();
     let idle = report["idle"].as_array().unwrap();
-    assert_eq!(idle.len(), 2, "{idle:?}");
+    assert_eq!(idle.len(), 3, "{idle:?}");
     for result in idle {
         assert_eq!(result["connections"].as_u64(), Some(wanted), "{result}");
         assert_eq!(result["failed"].as_u64(), Some(0), "{result}");
@@ -50,7 +51,11 @@ fn the_smoke_run_delivers_everything_on_every_server() {
 
     let fan_out = report["fan_out"].as_array().unwrap();
     let servers: Vec<&str> = fan_out.iter().filter_map(|r| r["flavor"].as_str()).collect();
-    assert_eq!(servers, ["caas", "socket_io", "socket_io_stack"], "{fan_out:?}");
+    assert_eq!(
+        servers,
+        ["caas", "caas_socket_io", "socket_io", "socket_io_stack"],
+        "{fan_out:?}"
+    );
     for result in fan_out {
         let sent = result["sent"].as_u64().unwrap();
         assert!(sent > 0, "{result}");
