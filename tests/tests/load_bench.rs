@@ -1,8 +1,8 @@
 //! The load benchmark's CI-sized run (a few seconds, small sizes), so the tool never rots: every server
 //! — the socket node on the real stack (with native and with Socket.IO clients), the plain Socket.IO
-//! baseline and the Socket.IO + Redis adapter + kafkajs stack on the same Redis and broker — must take every connection, deliver every message to
-//! every member and take every client back after a reconnect storm; the persistence comparison must
-//! store what it produced.
+//! baseline and the Socket.IO + Redis adapter + kafkajs stack on the same Redis and broker — must take
+//! every connection, deliver every message to every member and take every client back after a
+//! reconnect storm; the persistence comparison must store what it produced.
 //! Figures are printed, never asserted (these machines are shared and noisy).
 
 use caas_e2e::{workspace_binary, workspace_root, Stack};
