@@ -17,6 +17,7 @@ use caas_shared::services::messages::{Messages, Notice};
 use caas_shared::services::moderation::AppSettingsCache;
 use caas_shared::services::session_lookups::SessionLookups;
 use caas_shared::Result;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinSet;
@@ -39,6 +40,9 @@ pub struct Node {
     pub connection_slots: Arc<Semaphore>,
     /// Socket.IO long-polling sessions by sid.
     pub polling: PollingSessions,
+    /// Connections (and long-polling sessions) per IP address that have not authenticated yet, capped by
+    /// `max_handshakes_per_ip`.
+    pub handshakes: Tally<IpAddr>,
     /// Fired once, when the node shuts down; see [`Shutdown`].
     notify_shutdown: broadcast::Sender<()>,
     /// The relays: topics tailed into the hub, the hub's own fan-in, presence renewal and sweep.
@@ -82,6 +86,7 @@ impl Node {
             user_connections: Tally::default(),
             connection_slots: Arc::new(Semaphore::new(settings.max_connections)),
             polling: PollingSessions::default(),
+            handshakes: Tally::default(),
             settings,
             notify_shutdown,
             background: Mutex::new(background),

@@ -1,10 +1,8 @@
 //! Accepts connections, caps them, and shuts down gracefully: stop accepting, tell every connection and
 //! relay to stop, wait for the connections (bounded by the grace period), then for the relays.
 
-use crate::tally::Tally;
 use crate::Node;
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -17,7 +15,6 @@ impl Listener {
     /// Serves until `shutdown` completes, then drains connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let limit = Arc::clone(&self.node.connection_slots);
-        let handshakes: Tally<IpAddr> = Tally::default();
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -37,6 +34,7 @@ impl Listener {
             };
             // A flood of connections that never finish their handshake is capped per address (and each
             // is bounded in time by the handshake timeout), so it cannot take every slot.
+            let handshakes = &self.node.handshakes;
             let Some(handshake_place) = handshakes.enter(peer.ip(), self.node.settings.max_handshakes_per_ip) else {
                 tracing::debug!(%peer, "too many handshakes from this address; closed");
                 continue;

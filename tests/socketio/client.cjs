@@ -91,21 +91,33 @@ const scenarios = {
 
     // The original snippet's send: no acknowledgement, no client message id.
     a.emit("sendMessage", { conversationId: conversation, messageContent: "Hello World" });
-    const hello = await waitFor(b, "message.new", withText("Hello World"));
+    await waitFor(b, "message.new", withText("Hello World"));
     await waitFor(b, "message:new", withText("Hello World"));
-    const sent = await ack("b", b, "message.send", { conversation_id: conversation, client_msg_id: `b-${process.pid}-${Date.now()}`, text: "hi from b" });
-    await waitFor(a, "message.new", (m) => m && m.id === sent.message_id);
 
-    await ack("a", a, "message:edit", { conversationId: conversation, messageId: hello.id, messageContent: "Hello again" });
-    await waitFor(b, "message.updated", (m) => m && m.id === hello.id);
-    await ack("b", b, "message:react", { conversationId: conversation, messageId: hello.id, emoji: "👍" });
-    await waitFor(a, "reaction.added", (r) => r && r.message_id === hello.id);
-    const forwarded = await ack("a", a, "message:forward", {
-      conversationId: conversation, sourceConversationId: conversation, messageId: sent.message_id,
-    });
-    await waitFor(b, "message.new", (m) => m && m.id === forwarded.message_id);
-    await ack("b", b, "message:delete", { conversationId: conversation, messageId: sent.message_id });
-    await waitFor(a, "message.deleted", (m) => m && m.id === sent.message_id);
+    // Each client, in turn, sends (the original event, then the native one), edits, reacts to,
+    // forwards and deletes; the other, on the other node, sees each change live.
+    for (const [name, actor, observer] of [["a", a, b], ["b", b, a]]) {
+      const original = await ack(name, actor, "sendMessage", { conversationId: conversation, messageContent: `original from ${name}` });
+      await waitFor(observer, "message.new", (m) => m && m.id === original.message_id);
+      const sent = await ack(name, actor, "message.send", { conversation_id: conversation, client_msg_id: `${name}-${process.pid}-${Date.now()}`, text: `native from ${name}` });
+      await waitFor(observer, "message.new", (m) => m && m.id === sent.message_id);
+      await ack(name, actor, "message:edit", { conversationId: conversation, messageId: original.message_id, messageContent: `edited by ${name}` });
+      await waitFor(observer, "message.updated", (m) => m && m.id === original.message_id && m.text === `edited by ${name}`);
+      await waitFor(observer, "message:edited", (m) => m && m.id === original.message_id);
+      await ack(name, actor, "message:react", { conversationId: conversation, messageId: sent.message_id, emoji: "👍" });
+      await waitFor(observer, "reaction.added", (r) => r && r.message_id === sent.message_id && r.emoji === "👍");
+      const forwarded = await ack(name, actor, "message:forward", {
+        conversationId: conversation, sourceConversationId: conversation, messageId: sent.message_id,
+      });
+      await waitFor(observer, "message.new", (m) => m && m.id === forwarded.message_id && m.forwarded_from);
+      await ack(name, actor, "message:delete", { conversationId: conversation, messageId: sent.message_id });
+      await waitFor(observer, "message.deleted", (m) => m && m.id === sent.message_id);
+      out({ client: name, step: "operations-done" });
+    }
+    // Binary attachments are refused with a clear error event, and the connection stays.
+    a.emit("message.send", Buffer.from([1, 2, 3]));
+    const refusedBinary = await waitFor(a, "error", (e) => e && /binary/.test(e.message));
+    out({ client: "a", binary_refused: refusedBinary });
     // An event the server does not know, with an ack: the native error body.
     const unknown = await a.timeout(TIMEOUT_MS).emitWithAck("no.such.event", {});
     out({ client: "a", ack: "no.such.event", reply: unknown });
@@ -150,9 +162,8 @@ const scenarios = {
       if (seqs.has(message.seq)) repeats += 1;
       else seqs.set(message.seq, message.text);
     });
-    const reconnected = new Promise((resolve) => {
-      a.on("connect", () => { if (a.recovered !== undefined) resolve(a.recovered); });
-    });
+    // The next connect is the reconnection; `recovered` is true only when the server restored the session.
+    const reconnected = new Promise((resolve) => a.once("connect", () => resolve(a.recovered === true)));
     for (let i = 1; i <= total; i++) {
       await b.timeout(TIMEOUT_MS).emitWithAck("message.send",
         { conversation_id: conversation, client_msg_id: `r-${process.pid}-${i}`, text: `m${i}` });

@@ -217,14 +217,29 @@ async fn the_replaced_systems_clients_chat_across_nodes_with_native_clients() {
     assert!(events(&lines, "b", "message:new")
         .iter()
         .any(|m| m["text"] == "Hello World"));
-    for (client, event) in [
-        ("b", "message.updated"),
-        ("a", "reaction.added"),
-        ("a", "message.deleted"),
-    ] {
-        assert!(!events(&lines, client, event).is_empty(), "{client} got no {event}");
+    // Both clients sent, edited, reacted, forwarded and deleted; the other saw each live (the driver
+    // waited for every one of these events before going on).
+    for (actor, observer) in [("a", "b"), ("b", "a")] {
+        assert!(
+            lines
+                .iter()
+                .any(|line| line["client"] == actor && line["step"] == "operations-done"),
+            "{actor} did not finish its operations"
+        );
+        let edited = events(&lines, observer, "message.updated");
+        assert!(
+            edited.iter().any(|m| m["text"] == format!("edited by {actor}")),
+            "{observer}: {edited:?}"
+        );
+        let forwarded = events(&lines, observer, "message.new");
+        assert!(
+            forwarded.iter().any(|m| m["forwarded_from"].is_object()),
+            "{observer} saw no forward"
+        );
+        assert!(!events(&lines, observer, "reaction.added").is_empty());
+        assert!(!events(&lines, observer, "message.deleted").is_empty());
+        assert!(!events(&lines, observer, "message:reacted").is_empty());
     }
-    assert!(!events(&lines, "b", "message:edited").is_empty());
 
     // Acks carry the native reply body: the same keys as the native client's reply.
     let sent = ack(&lines, "b", "message.send");
@@ -236,8 +251,14 @@ async fn the_replaced_systems_clients_chat_across_nodes_with_native_clients() {
     };
     assert_eq!(keys(&sent["data"]), keys(&native_reply));
     assert_eq!(sent["data"]["status"], "accepted");
-    assert_eq!(ack(&lines, "a", "message:edit")["data"]["text"], "Hello again");
+    assert_eq!(keys(&ack(&lines, "a", "sendMessage")["data"]), keys(&native_reply));
+    assert_eq!(ack(&lines, "a", "message:edit")["data"]["text"], "edited by a");
     assert_eq!(ack(&lines, "b", "message:react")["data"]["emoji"], "👍");
+    let binary = lines
+        .iter()
+        .find_map(|line| line.get("binary_refused"))
+        .expect("binary refused");
+    assert_eq!(binary["code"], "validation_failed", "{binary}");
     let unknown = ack(&lines, "a", "no.such.event");
     assert_eq!(
         (&unknown["ok"], &unknown["error"]["code"]),
@@ -264,7 +285,7 @@ async fn the_replaced_systems_clients_chat_across_nodes_with_native_clients() {
     }
     let stored = stored.expect("the message was persisted");
     assert_eq!(stored.get_str("correlation_id").unwrap(), "test-correlation-001");
-    assert_eq!(stored.get_str("text").unwrap(), "Hello again");
+    assert_eq!(stored.get_str("text").unwrap(), "Hello World");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,10 @@ use super::{socketio, Socket, Transport};
 use crate::outbox::Outbox;
 use crate::polling::PollingSession;
 use crate::socketio::engine::{self, Refusal};
+use crate::tally::Place;
 use crate::Node;
 use futures_util::{SinkExt, StreamExt};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +72,7 @@ async fn answer(node: &Arc<Node>, stream: &mut TcpStream, buffer: &mut Vec<u8>, 
         Err(refusal) => return handshake::refusal_response(refusal),
     }
     let Some(sid) = request.query_param("sid") else {
-        return open_session(node, request);
+        return open_session(node, stream, request);
     };
     let Some(session) = node.polling.get(&sid) else {
         return handshake::refusal_response(Refusal::UnknownSession);
@@ -83,7 +85,20 @@ async fn answer(node: &Arc<Node>, stream: &mut TcpStream, buffer: &mut Vec<u8>, 
 }
 
 /// A new session: its sid in the open packet, and its connection task, which waits for the CONNECT.
-fn open_session(node: &Arc<Node>, request: &Request) -> Response {
+/// Until then it counts among its address's handshakes, so one client opening sessions in a loop on a
+/// kept-alive connection is capped like one opening TCP connections.
+fn open_session(node: &Arc<Node>, stream: &TcpStream, request: &Request) -> Response {
+    let Some(handshake_place) = stream
+        .peer_addr()
+        .ok()
+        .and_then(|peer| node.handshakes.enter(peer.ip(), node.settings.max_handshakes_per_ip))
+    else {
+        return Response::error(
+            429,
+            "rate_limited",
+            "too many connections from this address are in their handshake",
+        );
+    };
     let Ok(slot) = Arc::clone(&node.connection_slots).try_acquire_owned() else {
         return Response::error(503, "unavailable", "this node is full; try another").with("Retry-After", "1".into());
     };
@@ -92,17 +107,24 @@ fn open_session(node: &Arc<Node>, request: &Request) -> Response {
     let session = Arc::new(PollingSession::new(sid.clone(), outbox, slot));
     node.polling.insert(Arc::clone(&session));
     let found = Handshake::from_request(request);
-    tokio::spawn(run_session(Arc::clone(node), session, found));
+    tokio::spawn(run_session(Arc::clone(node), session, found, handshake_place));
     Response::new(200, TEXT, handshake::open_packet(node, sid, vec!["websocket"]))
 }
 
 /// A long-polling session's connection task: the same establishment and reading loop as a WebSocket
 /// client's; the sid is forgotten when it ends.
-async fn run_session(node: Arc<Node>, session: Arc<PollingSession>, found: Handshake) {
+async fn run_session(node: Arc<Node>, session: Arc<PollingSession>, found: Handshake, handshake_place: Place<IpAddr>) {
     let deadline = Instant::now() + node.settings.handshake_timeout;
     let shutdown = node.shutdown_listener();
     let transport = Transport::Polling(Arc::clone(&session));
-    let live = Box::pin(socketio::establish(Arc::clone(&node), transport, found, deadline, None)).await;
+    let live = Box::pin(socketio::establish(
+        Arc::clone(&node),
+        transport,
+        found,
+        deadline,
+        Some(handshake_place),
+    ))
+    .await;
     if let Some(live) = live {
         let span = live.span.clone();
         live.run(shutdown).instrument(span).await;
@@ -166,6 +188,10 @@ async fn post(
     request: &Request,
     session: &PollingSession,
 ) -> Response {
+    if session.upgraded.load(Ordering::SeqCst) {
+        // The client switched to its WebSocket: packets go there now.
+        return handshake::refusal_response(Refusal::BadRequest);
+    }
     if session.posting.swap(true, Ordering::SeqCst) {
         session.close_inbound();
         return handshake::refusal_response(Refusal::BadRequest);

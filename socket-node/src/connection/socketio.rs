@@ -163,6 +163,14 @@ impl Connection {
         };
         let packet = match Packet::decode(sio) {
             Ok(packet) => packet,
+            // A binary event or ack (its attachments follow as binary frames, each refused too): told
+            // with an `error` event, the connection stays (closing would only make the client resend).
+            Err(e) if sio.starts_with(['5', '6']) => {
+                if self.outbox.push(wire::error_event(&e, None).into()).is_err() {
+                    return Handled::Close(super::too_slow());
+                }
+                return Handled::Continue;
+            }
             Err(e) => return invalid(e),
         };
         match packet {
