@@ -24,7 +24,7 @@ pub async fn answer(node: &Node, session: &Session, text: &str) -> String {
     let span = request_span(&frame, &correlation_id);
     // The payload moves into the request; an `auth` frame may carry its token beside `data`.
     let mut data = std::mem::take(&mut frame.data);
-    if let Some(token) = frame.token.take() {
+    if let (Some(token), "auth") = (frame.token.take(), frame.kind.as_str()) {
         data = json!({"token": token});
     }
     let result = request(node, session, &frame.kind, data, &correlation_id)

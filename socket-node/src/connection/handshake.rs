@@ -223,8 +223,9 @@ pub struct Connect {
     pub token: Option<String>,
     /// The handshake's correlation id, else `auth.correlationId`.
     pub correlation_id: Option<String>,
-    /// Connection-state recovery: the `pid` and `offset` of the session the client had.
-    pub resume: Option<(String, String)>,
+    /// Connection-state recovery: the `pid` of the session the client had (its `offset` is not needed,
+    /// see `socketio::recovery`).
+    pub resume: Option<String>,
 }
 
 /// Reads one Engine.IO packet a client sent before its CONNECT: `Ok(Some)` for the CONNECT, `Ok(None)`
@@ -239,7 +240,7 @@ pub fn before_connect(text: &str, handshake: &Handshake) -> Result<Option<Connec
             Packet::Connect { data, .. } => {
                 let auth = data.unwrap_or(Value::Null);
                 let text = |key: &str| auth.get(key).and_then(Value::as_str).map(str::to_owned);
-                let resume = text("pid").zip(text("offset"));
+                let resume = text("pid");
                 Ok(Some(Connect {
                     token: text("token").or_else(|| handshake.token.clone()),
                     correlation_id: handshake.correlation_id.clone().or_else(|| text("correlationId")),

@@ -9,7 +9,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// The largest request head accepted; an upgrade or a poll needs far less.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
-const MAX_HEADERS: usize = 32;
+/// As many headers as tungstenite's own handshake accepted (proxies add several).
+const MAX_HEADERS: usize = 124;
 
 /// Why a request could not be read.
 #[derive(Debug, thiserror::Error)]

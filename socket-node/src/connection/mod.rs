@@ -196,6 +196,9 @@ enum Wire {
 }
 
 /// How a connection talks to its client before it is live (the handshake, a refusal, the greeting).
+// It lives only during setup, inside the boxed establishment future; boxing the socket would cost an
+// allocation per connection for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Transport {
     WebSocket(Socket),
     Polling(Arc<PollingSession>),
@@ -456,6 +459,11 @@ impl Connection {
         let transcoder = match self.socketio.is_some() {
             true => {
                 let (preamble, transcoder) = Box::pin(self.socketio_preamble(ready)).await;
+                // A held poll wakes on the greeting and takes whatever else is queued with it: it must
+                // encode those with this connection's transcoder.
+                if let Transport::Polling(session) = &transport {
+                    let _ = session.transcoder.set(transcoder.clone());
+                }
                 transport.send_first(preamble).await;
                 Some(transcoder)
             }
@@ -472,10 +480,7 @@ impl Connection {
                 let writer = Writer::start(sink, Arc::clone(&self.outbox), transcoder);
                 (Incoming::WebSocket(incoming), Some(writer))
             }
-            Transport::Polling(session) => {
-                let _ = session.transcoder.set(transcoder.unwrap_or_default());
-                (Incoming::Polling(session), None)
-            }
+            Transport::Polling(session) => (Incoming::Polling(session), None),
         };
         Live {
             connection: self,

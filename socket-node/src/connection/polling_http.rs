@@ -33,7 +33,9 @@ pub async fn serve(node: Arc<Node>, mut stream: TcpStream, mut buffer: Vec<u8>, 
         let keep_alive = !request.wants_close();
         let response = Box::pin(answer(&node, &mut stream, &mut buffer, &request)).await;
         let response = with_cors(&node, &request, response);
-        if response.write(&mut stream, keep_alive).await.is_err() || !keep_alive {
+        // A client that does not read its response holds this connection for a bounded time only.
+        let written = tokio::time::timeout(node.settings.handshake_timeout, response.write(&mut stream, keep_alive));
+        if !matches!(written.await, Ok(Ok(()))) || !keep_alive {
             return;
         }
         // The next request on the kept-alive connection; one left idle past the handshake timeout is
@@ -129,7 +131,11 @@ async fn run_session(node: Arc<Node>, session: Arc<PollingSession>, found: Hands
         let span = live.span.clone();
         live.run(shutdown).instrument(span).await;
     }
+    // However the session ended, nothing more is sent or taken: a held poll returns, a waiting POST is
+    // answered, and the sid is forgotten.
+    session.outbox.close();
     session.close_inbound();
+    session.release_poll.notify_waiters();
     node.polling.remove(&session.sid);
 }
 
@@ -139,6 +145,10 @@ async fn poll(node: &Node, session: &PollingSession) -> Response {
     if session.upgraded.load(Ordering::SeqCst) {
         return handshake::refusal_response(Refusal::BadRequest);
     }
+    // Registered before the check below, so a probe between the two still releases this poll.
+    let released = session.release_poll.notified();
+    tokio::pin!(released);
+    released.as_mut().enable();
     if session.upgrading.load(Ordering::SeqCst) {
         // Released at once while the client upgrades, so its pause completes.
         return Response::new(200, TEXT, engine::Packet::Noop.encode());
@@ -148,6 +158,9 @@ async fn poll(node: &Node, session: &PollingSession) -> Response {
         session.close_inbound();
         return handshake::refusal_response(Refusal::BadRequest);
     }
+    // The heartbeat's ping releases a held poll every interval; the cap only matters for a session
+    // whose connection task is gone, and never lets a request hang.
+    let hold = node.settings.ping_interval + node.settings.ping_timeout;
     let body = tokio::select! {
         frame = session.outbox.next() => match frame {
             Some(first) => drain(node, session, &first),
@@ -156,7 +169,8 @@ async fn poll(node: &Node, session: &PollingSession) -> Response {
                 engine::Packet::Close.encode()
             }
         },
-        () = session.release_poll.notified() => engine::Packet::Noop.encode(),
+        () = &mut released => engine::Packet::Noop.encode(),
+        () = tokio::time::sleep(hold) => engine::Packet::Noop.encode(),
     };
     session.polling.store(false, Ordering::SeqCst);
     Response::new(200, TEXT, body)
@@ -197,7 +211,15 @@ async fn post(
         return handshake::refusal_response(Refusal::BadRequest);
     }
     let response = async {
-        let body = match http::read_body(stream, buffer, request, node.settings.max_frame_bytes).await {
+        let read = http::read_body(stream, buffer, request, node.settings.max_frame_bytes);
+        let body = match tokio::time::timeout(node.settings.handshake_timeout, read).await {
+            Err(_) => {
+                session.close_inbound();
+                return Response::error(408, "timeout", "the body did not arrive in time");
+            }
+            Ok(read) => read,
+        };
+        let body = match body {
             Ok(body) => body,
             Err(HttpError::BodyTooLarge(max)) => {
                 session.close_inbound();
@@ -261,21 +283,28 @@ pub async fn upgrade(node: &Node, mut socket: Socket, sid: &str) {
         let _ = socket.close(None).await;
         return;
     };
-    if session.upgraded.load(Ordering::SeqCst) || session.upgrading.swap(true, Ordering::SeqCst) {
-        // A second upgrade of the same session.
+    if session.upgraded.load(Ordering::SeqCst) {
         let _ = socket.close(None).await;
         return;
     }
+    // Whether this attempt probed (and so set `upgrading`): only then may it undo that.
+    let mut probed = false;
     let switched = tokio::time::timeout(UPGRADE_TIMEOUT, async {
         while let Some(Ok(Message::Text(text))) = socket.next().await {
             match engine::Packet::decode(text.as_str()) {
-                Ok(engine::Packet::Ping("probe")) => {
+                // The probe: from now on polls are released at once. A second upgrade of the same
+                // session finds `upgrading` set and is refused.
+                Ok(engine::Packet::Ping("probe")) if !probed => {
+                    if session.upgrading.swap(true, Ordering::SeqCst) {
+                        return false;
+                    }
+                    probed = true;
                     if socket.send(Message::text("3probe")).await.is_err() {
                         return false;
                     }
                     session.release_poll.notify_waiters();
                 }
-                Ok(engine::Packet::Upgrade) => return true,
+                Ok(engine::Packet::Upgrade) => return probed,
                 _ => return false,
             }
         }
@@ -286,7 +315,9 @@ pub async fn upgrade(node: &Node, mut socket: Socket, sid: &str) {
         session.hand_over(socket);
     } else {
         tracing::debug!("upgrade abandoned; the session keeps polling");
-        session.upgrading.store(false, Ordering::SeqCst);
+        if probed {
+            session.upgrading.store(false, Ordering::SeqCst);
+        }
         let _ = socket.close(None).await;
     }
 }

@@ -45,6 +45,9 @@ enum Next {
 
 async fn next_polled(session: &PollingSession) -> Next {
     tokio::select! {
+        // Packets already posted are taken before the switch (a client sends `5` only after its last
+        // POST was answered, but nothing is left behind either way).
+        biased;
         packet = session.recv() => Next::Frame(packet.map(|text| Ok(Message::text(text)))),
         socket = session.upgraded_socket() => Next::Upgraded(Box::new(socket)),
     }

@@ -8,14 +8,16 @@
 //! conversation's recent window and the store.
 //!
 //! "Known to have processed": the client answers the heartbeat's ping after everything written before
-//! it (one ordered transport), so a pong confirms every `message.new` written before its ping. The
-//! offset the client presents when it reconnects (the last string argument of the last event it
-//! processed, `<seq>@<conversation>` on each `message.new`) tightens its conversation's floor further.
-//! What may be replayed twice is at most what was written since the last confirmed ping; the protocol
-//! already lets clients drop a `message.new` whose seq they hold.
+//! it (one ordered transport), so a pong confirms the `message.new` written before its ping. Live
+//! messages of one conversation can arrive out of seq order (two senders on two nodes publish
+//! independently), so a floor only advances through consecutive seqs: a gap holds it back until the
+//! missing message has been written and confirmed too. What may be replayed twice is at most what was
+//! written since the last confirmed ping; the protocol already lets clients drop a `message.new` whose
+//! seq they hold. The client's `offset` is not needed (it names one event, which says nothing about a
+//! gap before it), so events carry none and a reconnect is recognised by its `pid` alone.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 /// What the cache keeps for one recovery id.
@@ -23,6 +25,10 @@ use std::sync::Mutex;
 pub struct Record {
     /// Only this user may resume it.
     pub user_id: String,
+    /// The socket id of the connection that saves it: a connection that was replaced by the client's
+    /// reconnection must not overwrite its successor's record when it finally closes.
+    #[serde(default)]
+    pub owner: String,
     /// Conversation id → what the client holds of it.
     pub subscriptions: BTreeMap<String, Floor>,
 }
@@ -38,26 +44,10 @@ impl Record {
     pub fn new(user_id: &str) -> Self {
         Self {
             user_id: user_id.to_owned(),
+            owner: String::new(),
             subscriptions: BTreeMap::new(),
         }
     }
-
-    /// Raises the floor of the offset's conversation to the offset's seq: the client says it
-    /// processed that message.
-    pub fn tighten(&mut self, offset: &str) {
-        let Some((seq, conversation_id)) = offset.split_once('@') else {
-            return;
-        };
-        let (Ok(seq), Some(floor)) = (seq.parse::<i64>(), self.subscriptions.get_mut(conversation_id)) else {
-            return;
-        };
-        floor.seq = floor.seq.max(seq);
-    }
-}
-
-/// The offset appended to a `message.new`.
-pub fn offset(conversation_id: &str, seq: i64) -> String {
-    format!("{seq}@{conversation_id}")
 }
 
 /// One Socket.IO connection's recovery state: the confirmed record, and what has been written since.
@@ -66,17 +56,24 @@ pub struct Tracker {
     state: Mutex<State>,
 }
 
+/// Seqs written above a conversation's floor kept to find the consecutive run; past this many (a
+/// client far behind a gap) later ones are not noted, which only means more is replayed.
+const MAX_WRITTEN_AHEAD: usize = 4096;
+
 struct State {
     /// Floors confirmed by subscriptions and pongs: what is saved.
     record: Record,
-    /// The highest seq written per conversation.
-    written: HashMap<String, i64>,
-    /// `written` as it was when the last ping was written; confirmed by its pong.
+    /// Seqs written above the confirmed floor, per conversation.
+    written: HashMap<String, BTreeSet<i64>>,
+    /// The floor each conversation's consecutive written seqs reached when the last ping was written;
+    /// confirmed by its pong.
     at_ping: Option<HashMap<String, i64>>,
 }
 
 impl Tracker {
-    pub fn new(pid: String, record: Record) -> Self {
+    /// Tracks `record` for the connection `owner` (its socket id).
+    pub fn new(pid: String, mut record: Record, owner: &str) -> Self {
+        record.owner = owner.to_owned();
         Self {
             pid,
             state: Mutex::new(State {
@@ -96,23 +93,29 @@ impl Tracker {
         self.state().record.clone()
     }
 
-    /// The client subscribed: live events follow `last_seq` (what came before it the client reads as
-    /// history). A conversation already tracked in the same epoch keeps its floor.
-    pub fn subscribed(&self, conversation_id: &str, epoch: &str, last_seq: i64) -> Record {
+    /// The client subscribed: it holds the conversation up to `floor` (its `since_seq` when the reply
+    /// recovered, else the conversation's last seq: what came before, it reads as history), and the
+    /// reply carries `replayed`, written but not confirmed yet. A conversation already tracked in the
+    /// same epoch keeps its floor.
+    pub fn subscribed(&self, conversation_id: &str, epoch: &str, floor: i64, replayed: &[i64]) -> Record {
         let mut state = self.state();
         let keep = state
             .record
             .subscriptions
             .get(conversation_id)
-            .is_some_and(|floor| floor.epoch == epoch);
+            .is_some_and(|kept| kept.epoch == epoch);
         if !keep {
             state.record.subscriptions.insert(
                 conversation_id.to_owned(),
                 Floor {
                     epoch: epoch.to_owned(),
-                    seq: last_seq,
+                    seq: floor,
                 },
             );
+            state.written.remove(conversation_id);
+        }
+        for &seq in replayed {
+            note(&mut state, conversation_id, seq);
         }
         state.record.clone()
     }
@@ -125,18 +128,28 @@ impl Tracker {
         state.record.clone()
     }
 
-    /// A `message.new` of `conversation_id` with `seq` is being written; returns its offset.
-    pub fn written(&self, conversation_id: &str, seq: i64) -> String {
-        let mut state = self.state();
-        let highest = state.written.entry(conversation_id.to_owned()).or_insert(seq);
-        *highest = (*highest).max(seq);
-        offset(conversation_id, seq)
+    /// A `message.new` of `conversation_id` with `seq` is being written.
+    pub fn written(&self, conversation_id: &str, seq: i64) {
+        note(&mut self.state(), conversation_id, seq);
     }
 
-    /// A ping is being written.
+    /// A ping is being written: what is consecutive above each floor now is what its pong confirms.
     pub fn ping_written(&self) {
         let mut state = self.state();
-        state.at_ping = Some(state.written.clone());
+        let reached = state
+            .record
+            .subscriptions
+            .iter()
+            .filter_map(|(conversation_id, floor)| {
+                let written = state.written.get(conversation_id)?;
+                let mut reached = floor.seq;
+                while written.contains(&(reached + 1)) {
+                    reached += 1;
+                }
+                (reached > floor.seq).then(|| (conversation_id.clone(), reached))
+            })
+            .collect();
+        state.at_ping = Some(reached);
     }
 
     /// The client answered the last ping: what was written before it is confirmed. Returns the record
@@ -150,10 +163,27 @@ impl Tracker {
                 if seq > floor.seq {
                     floor.seq = seq;
                     moved = true;
+                    if let Some(written) = state.written.get_mut(&conversation_id) {
+                        *written = written.split_off(&(seq + 1));
+                    }
                 }
             }
         }
         moved.then(|| state.record.clone())
+    }
+}
+
+/// Notes `seq` as written for a tracked conversation, above its floor.
+fn note(state: &mut State, conversation_id: &str, seq: i64) {
+    let Some(floor) = state.record.subscriptions.get(conversation_id) else {
+        return;
+    };
+    if seq <= floor.seq {
+        return;
+    }
+    let written = state.written.entry(conversation_id.to_owned()).or_default();
+    if written.len() < MAX_WRITTEN_AHEAD {
+        written.insert(seq);
     }
 }
 
@@ -163,14 +193,15 @@ mod tests {
 
     #[test]
     fn a_pong_confirms_what_was_written_before_its_ping_and_no_more() {
-        let tracker = Tracker::new("p".into(), Record::new("u"));
-        tracker.subscribed("c1", "e1", 10);
-        assert_eq!(tracker.written("c1", 11), "11@c1");
+        let tracker = Tracker::new("p".into(), Record::new("u"), "s1");
+        tracker.subscribed("c1", "e1", 10, &[]);
+        tracker.written("c1", 11);
         tracker.written("c2", 5); // not subscribed: never recovered
         tracker.ping_written();
         tracker.written("c1", 12); // after the ping: unconfirmed
         let saved = tracker.ponged().expect("the floor moved");
         assert_eq!(saved.subscriptions["c1"].seq, 11);
+        assert_eq!(saved.owner, "s1");
         assert!(!saved.subscriptions.contains_key("c2"));
         assert_eq!(tracker.ponged(), None, "a pong without a ping confirms nothing");
         tracker.ping_written();
@@ -178,11 +209,24 @@ mod tests {
     }
 
     #[test]
+    fn a_floor_never_passes_a_message_not_yet_written() {
+        // Two senders on two nodes: 13 is written before 12.
+        let tracker = Tracker::new("p".into(), Record::new("u"), "s1");
+        tracker.subscribed("c", "e", 11, &[]);
+        tracker.written("c", 13);
+        tracker.ping_written();
+        assert_eq!(tracker.ponged(), None, "12 is missing: the floor stays at 11");
+        tracker.written("c", 12);
+        tracker.ping_written();
+        assert_eq!(tracker.ponged().unwrap().subscriptions["c"].seq, 13);
+    }
+
+    #[test]
     fn a_resubscribe_keeps_the_floor_unless_the_epoch_changed() {
-        let tracker = Tracker::new("p".into(), Record::new("u"));
-        tracker.subscribed("c", "e1", 3);
-        assert_eq!(tracker.subscribed("c", "e1", 9).subscriptions["c"].seq, 3);
-        let renumbered = tracker.subscribed("c", "e2", 1);
+        let tracker = Tracker::new("p".into(), Record::new("u"), "s1");
+        tracker.subscribed("c", "e1", 3, &[]);
+        assert_eq!(tracker.subscribed("c", "e1", 9, &[]).subscriptions["c"].seq, 3);
+        let renumbered = tracker.subscribed("c", "e2", 1, &[]);
         assert_eq!(
             renumbered.subscriptions["c"],
             Floor {
@@ -190,22 +234,10 @@ mod tests {
                 seq: 1
             }
         );
+        // A replay in the subscribe reply counts once a pong confirms it.
+        tracker.subscribed("c", "e2", 1, &[2, 3]);
+        tracker.ping_written();
+        assert_eq!(tracker.ponged().unwrap().subscriptions["c"].seq, 3);
         assert!(tracker.unsubscribed("c").subscriptions.is_empty());
-    }
-
-    #[test]
-    fn the_clients_offset_tightens_its_conversation_only() {
-        let mut record = Record::new("u");
-        for (conversation, seq) in [("c1", 4), ("c2", 7)] {
-            record
-                .subscriptions
-                .insert(conversation.into(), Floor { epoch: "e".into(), seq });
-        }
-        record.tighten("9@c1");
-        record.tighten("3@c2"); // lower than the floor: ignored
-        record.tighten("bad");
-        record.tighten("5@unknown");
-        assert_eq!(record.subscriptions["c1"].seq, 9);
-        assert_eq!(record.subscriptions["c2"].seq, 7);
     }
 }

@@ -43,8 +43,8 @@ struct Numbered<'a> {
     seq: i64,
 }
 
-/// Turns one connection's queued frames into Engine.IO packets; with a recovery [`Tracker`] it
-/// appends the offset to each `message.new` and notes what was written (see [`super::recovery`]).
+/// Turns one connection's queued frames into Engine.IO packets; with a recovery [`Tracker`] it notes
+/// each `message.new` and ping written (see [`super::recovery`]).
 #[derive(Clone, Default)]
 pub struct Transcoder {
     tracker: Option<Arc<Tracker>>,
@@ -78,25 +78,19 @@ impl Transcoder {
             return;
         };
         let data = event.data.map_or("null", RawValue::get);
-        let offset = match (&self.tracker, event.kind.as_ref()) {
-            (Some(tracker), "message.new") => serde_json::from_str::<Numbered<'_>>(data)
-                .ok()
-                .map(|message| Value::from(tracker.written(&message.conversation_id, message.seq)).to_string()),
-            _ => None,
-        };
-        let data = match &offset {
-            Some(offset) => Cow::Owned(format!("{data},{offset}")),
-            None => Cow::Borrowed(data),
-        };
-        out.push(event_packet(&event.kind, &data));
+        if let (Some(tracker), "message.new") = (&self.tracker, event.kind.as_ref()) {
+            if let Ok(message) = serde_json::from_str::<Numbered<'_>>(data) {
+                tracker.written(&message.conversation_id, message.seq);
+            }
+        }
+        out.push(event_packet(&event.kind, data));
         if let Some(name) = self.original_names.then(|| original_name(&event.kind)).flatten() {
-            out.push(event_packet(name, &data));
+            out.push(event_packet(name, data));
         }
     }
 }
 
-/// `42["name",args]`: an Engine.IO message carrying a Socket.IO EVENT, with `args` (one or more
-/// comma-separated arguments) already JSON.
+/// `42["name",data]`: an Engine.IO message carrying a Socket.IO EVENT, with `data` already JSON.
 pub fn event_packet(name: &str, data_json: &str) -> String {
     let name = Value::from(name).to_string();
     let mut out = String::with_capacity(6 + name.len() + data_json.len());
@@ -207,9 +201,9 @@ mod tests {
     }
 
     #[test]
-    fn with_recovery_each_message_carries_its_offset_and_pings_are_noted() {
-        let tracker = Arc::new(Tracker::new("p".into(), super::super::recovery::Record::new("u")));
-        tracker.subscribed("c1", "e", 0);
+    fn with_recovery_messages_and_pings_written_are_noted() {
+        let tracker = Arc::new(Tracker::new("p".into(), super::super::recovery::Record::new("u"), "s"));
+        tracker.subscribed("c1", "e", 3, &[]);
         let transcoder = Transcoder::new(Some(Arc::clone(&tracker)), true);
         let mut out = Vec::new();
         transcoder.transcode(
@@ -217,13 +211,9 @@ mod tests {
             &mut out,
         );
         transcoder.transcode("2", &mut out);
-        transcoder.transcode(r#"{"type":"typing","data":{"conversation_id":"c1"}}"#, &mut out);
-        assert_eq!(out[0], r#"42["message.new",{"conversation_id":"c1","seq":4},"4@c1"]"#);
-        assert_eq!(out[1], r#"42["message:new",{"conversation_id":"c1","seq":4},"4@c1"]"#);
-        assert_eq!(
-            out[3], r#"42["typing",{"conversation_id":"c1"}]"#,
-            "only messages carry offsets"
-        );
+        assert_eq!(out[0], r#"42["message.new",{"conversation_id":"c1","seq":4}]"#);
+        assert_eq!(out[1], r#"42["message:new",{"conversation_id":"c1","seq":4}]"#);
+        assert_eq!(out[2], "2");
         assert_eq!(tracker.ponged().unwrap().subscriptions["c1"].seq, 4);
     }
 
