@@ -152,6 +152,20 @@ async fn chat_setup(name: &str, env: &[(&str, &str)]) -> Chat {
     }
 }
 
+impl Chat {
+    /// Ends the session behind `session` (`POST /api/v1/auth/logout`).
+    async fn logout(&self, session: &Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/auth/logout", self.platform.gateway_url))
+            .bearer_auth(token(session))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
 fn token(session: &Value) -> &str {
     session["token"].as_str().unwrap()
 }
@@ -293,14 +307,7 @@ async fn bad_missing_and_revoked_tokens_get_connect_error_and_no_reconnect() {
     let chat = chat_setup("socketio_refused", &[]).await;
     let platform = &chat.platform;
     // A revoked session: alice logs out, then her old token is presented.
-    let logout = chat
-        .http
-        .post(format!("{}/api/v1/auth/logout", platform.gateway_url))
-        .bearer_auth(token(&chat.alice))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(logout.status(), 200);
+    chat.logout(&chat.alice).await;
     let cases = [
         (json!("not.a.token"), None, "unauthorized"),
         (Value::Null, Some(json!(["websocket"])), "unauthorized"),
@@ -347,14 +354,7 @@ async fn a_logout_disconnects_the_socketio_client_for_good() {
     let config = json!({"a": {"url": socketio_url(platform, 1), "token": token(&chat.bob), "correlationId": "bye"}});
     let mut driver = Driver::start("revoked", &config);
     driver.step("connected");
-    let logout = chat
-        .http
-        .post(format!("{}/api/v1/auth/logout", platform.gateway_url))
-        .bearer_auth(token(&chat.bob))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(logout.status(), 200);
+    chat.logout(&chat.bob).await;
     let lines = driver.finish();
     let revoked = events(&lines, "a", "session.revoked");
     assert_eq!(revoked.len(), 1, "{lines:#?}");

@@ -9,11 +9,11 @@ mod http;
 mod polling_http;
 mod reading;
 mod socketio;
+mod transport;
 mod writer;
 
 use crate::hub::{ConnectionId, Outlet};
 use crate::outbox::Outbox;
-use crate::polling::PollingSession;
 use crate::session::Session;
 use crate::shutdown::Shutdown;
 use crate::socketio::wire::Transcoder;
@@ -25,7 +25,7 @@ use caas_shared::ports::cache::{self, PresenceHolder};
 use caas_shared::services::auth::Claims;
 use caas_shared::services::moderation;
 use caas_shared::Error;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use handshake::Route;
 use reading::Incoming;
 use std::net::IpAddr;
@@ -39,6 +39,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::Instrument;
+use transport::{finish_polling, Transport, Wire};
 
 type Socket = crate::WebSocket;
 
@@ -186,105 +187,6 @@ async fn establish(node: Arc<Node>, stream: TcpStream, handshake_place: Place<Ip
             None
         }
     }
-}
-
-/// Which codec a connection speaks.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Wire {
-    Native,
-    SocketIo,
-}
-
-/// How a connection talks to its client before it is live (the handshake, a refusal, the greeting).
-// It lives only during setup, inside the boxed establishment future; boxing the socket would cost an
-// allocation per connection for nothing.
-#[allow(clippy::large_enum_variant)]
-enum Transport {
-    WebSocket(Socket),
-    Polling(Arc<PollingSession>),
-}
-
-impl Transport {
-    /// Sends one frame (a WebSocket text frame, or a packet the client's next poll takes).
-    async fn send(&mut self, text: String) {
-        match self {
-            Transport::WebSocket(socket) => {
-                let _ = socket.send(Message::text(text)).await;
-            }
-            Transport::Polling(session) => {
-                let _ = session.outbox.push(text.into());
-            }
-        }
-    }
-
-    /// Sends frames ahead of anything queued for the client (its greeting).
-    async fn send_first(&mut self, frames: Vec<String>) {
-        match self {
-            Transport::WebSocket(socket) => {
-                for frame in frames {
-                    if socket.feed(Message::text(frame)).await.is_err() {
-                        return;
-                    }
-                }
-                let _ = socket.flush().await;
-            }
-            Transport::Polling(session) => session.outbox.push_front(frames.into_iter().map(Into::into).collect()),
-        }
-    }
-
-    /// The client's next text frame or packet; `None` when it left or sent something else.
-    async fn recv(&mut self) -> Option<String> {
-        match self {
-            Transport::WebSocket(socket) => match socket.next().await {
-                Some(Ok(Message::Text(text))) => Some(text.as_str().to_owned()),
-                _ => None,
-            },
-            Transport::Polling(session) => session.recv().await,
-        }
-    }
-
-    /// Tells the client why it is refused, then closes; a client that does not read gets
-    /// [`CLOSE_PATIENCE`], then its socket is dropped (a polling one takes the refusal with its next poll).
-    async fn refuse(mut self, wire: Wire, error: &Error, code: CloseCode, reason: &str) {
-        let told = match wire {
-            Wire::Native => protocol::event("error", error_body(error)),
-            Wire::SocketIo => crate::socketio::wire::connect_error(crate::socketio::packet::MAIN_NAMESPACE, error),
-        };
-        let _ = tokio::time::timeout(CLOSE_PATIENCE, async {
-            self.send(told).await;
-            match &mut self {
-                Transport::WebSocket(socket) => {
-                    let _ = socket.send(close_frame(code, reason)).await;
-                }
-                Transport::Polling(session) => {
-                    session.outbox.close();
-                    finish_polling(session, close_frame(code, reason)).await;
-                }
-            }
-        })
-        .await;
-        if let Transport::Polling(session) = self {
-            session.close_inbound();
-        }
-    }
-}
-
-/// Lets a closing long-polling client take what is left in its (closed) outbox: with its next poll,
-/// or over the WebSocket it is upgrading to at this moment. Bounded by [`CLOSE_PATIENCE`].
-async fn finish_polling(session: &PollingSession, close: Message) {
-    let _ = tokio::time::timeout(CLOSE_PATIENCE, async {
-        tokio::select! {
-            () = session.drained.notified() => {}
-            socket = session.upgraded_socket() => {
-                let (sink, _) = socket.split();
-                let (close_tx, close_rx) = oneshot::channel();
-                let _ = close_tx.send(close);
-                let transcoder = session.transcoder.get().cloned().unwrap_or_default();
-                writer::write_frames(sink, Arc::clone(&session.outbox), close_rx, Some(transcoder)).await;
-            }
-        }
-    })
-    .await;
 }
 
 /// Admits an authenticated client: its place among its user's connections, the hub, the session and
