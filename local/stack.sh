@@ -207,6 +207,10 @@ start_redis_cluster() {
        --save '' --appendonly no --daemonize yes --pidfile "$dir/redis-$node/redis.pid" \
        --logfile "$dir/redis-$node/redis.log")
     wait_for_port "$port" "redis cluster node $node"
+    # The daemon may write its pid file just after it starts listening: an empty read here left a node
+    # running after `stop` (seen after the e2e cluster test).
+    for _ in $(seq 1 50); do [ -s "$dir/redis-$node/redis.pid" ] && break; sleep 0.1; done
+    [ -s "$dir/redis-$node/redis.pid" ] || { log "redis cluster node $node wrote no pid file"; return 1; }
     echo "redis-$node $(cat "$dir/redis-$node/redis.pid")" >>"$dir/pids"
     seeds+=("127.0.0.1:$port")
   done
