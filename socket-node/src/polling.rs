@@ -166,14 +166,6 @@ impl PollingSessions {
     pub fn remove(&self, sid: &str) {
         self.sessions.lock().expect("sessions lock").remove(sid);
     }
-
-    pub fn len(&self) -> usize {
-        self.sessions.lock().expect("sessions lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

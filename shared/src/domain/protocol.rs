@@ -402,8 +402,13 @@ pub fn reply_ok(reply_to: Option<&str>, data: impl Serialize) -> String {
 /// An error reply frame: `{"reply_to":…,"ok":false,"error":{"code","message"}}` with the error's stable code and
 /// public message (infrastructure details are not shown).
 pub fn reply_error(reply_to: Option<&str>, error: &Error) -> String {
-    json!({"reply_to": reply_to, "ok": false, "error": {"code": error.code(), "message": error.public_message()}})
-        .to_string()
+    json!({"reply_to": reply_to, "ok": false, "error": error_body(error)}).to_string()
+}
+
+/// What a client is told of an error, on every wire: `{"code","message"}`, the stable code and the
+/// public message (infrastructure details are not shown).
+pub fn error_body(error: &Error) -> Value {
+    json!({"code": error.code(), "message": error.public_message()})
 }
 
 /// A server event frame `{"type":kind,"data":…}`, e.g. `message.new`, `typing`, `presence`.

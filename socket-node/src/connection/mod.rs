@@ -269,10 +269,6 @@ fn too_slow() -> Message {
     close_frame(CloseCode::Again, "client too slow; reconnect and resume")
 }
 
-fn error_body(error: &Error) -> serde_json::Value {
-    serde_json::json!({"code": error.code(), "message": error.public_message()})
-}
-
 /// An authenticated connection, registered with the hub from [`Connection::open`] until
 /// [`Connection::teardown`].
 struct Connection {

@@ -191,7 +191,7 @@ fn drain(node: &Node, session: &PollingSession, first: &str) -> String {
     if session.outbox.is_closed_and_empty() {
         session.drained.notify_one();
     }
-    packets.join(&engine::SEPARATOR.to_string())
+    engine::encode_payload(&packets)
 }
 
 /// A POST: its packets, handed to the connection task in order; `ok` once taken.

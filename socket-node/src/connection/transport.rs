@@ -1,7 +1,7 @@
 //! How a connection talks to its client before it is live — the handshake, a refusal, the greeting —
 //! over a WebSocket or a long-polling session, and how a closing polling client takes its last frames.
 
-use super::{close_frame, error_body, writer, Socket, CLOSE_PATIENCE};
+use super::{close_frame, writer, Socket, CLOSE_PATIENCE};
 use crate::polling::PollingSession;
 use crate::socketio;
 use caas_shared::domain::protocol;
@@ -71,7 +71,7 @@ impl Transport {
     /// [`CLOSE_PATIENCE`], then its socket is dropped (a polling one takes the refusal with its next poll).
     pub async fn refuse(mut self, wire: Wire, error: &Error, code: CloseCode, reason: &str) {
         let told = match wire {
-            Wire::Native => protocol::event("error", error_body(error)),
+            Wire::Native => protocol::event("error", protocol::error_body(error)),
             Wire::SocketIo => socketio::wire::connect_error(socketio::packet::MAIN_NAMESPACE, error),
         };
         let _ = tokio::time::timeout(CLOSE_PATIENCE, async {

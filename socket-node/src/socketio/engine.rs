@@ -92,14 +92,14 @@ pub fn decode_payload(body: &str) -> Result<Vec<Packet<'_>>> {
     body.split(SEPARATOR).map(Packet::decode).collect()
 }
 
-/// Encodes packets for one long-polling response.
-pub fn encode_payload<'a>(packets: impl IntoIterator<Item = Packet<'a>>) -> String {
+/// Joins encoded packets into one long-polling response body.
+pub fn encode_payload(packets: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     let mut out = String::new();
     for (index, packet) in packets.into_iter().enumerate() {
         if index > 0 {
             out.push(SEPARATOR);
         }
-        packet.encode_into(&mut out);
+        out.push_str(packet.as_ref());
     }
     out
 }
@@ -178,7 +178,7 @@ mod tests {
             Packet::Pong("probe"),
             Packet::Message("test"),
         ];
-        let body = encode_payload(packets);
+        let body = encode_payload(packets.iter().map(Packet::encode));
         assert_eq!(body, "0\u{1e}1\u{1e}2probe\u{1e}3probe\u{1e}4test");
         assert_eq!(decode_payload(&body).unwrap(), packets);
         assert_eq!(Packet::Upgrade.encode(), "5");

@@ -7,6 +7,7 @@
 
 use super::packet::{Packet, MAIN_NAMESPACE};
 use super::recovery::Tracker;
+use caas_shared::domain::protocol;
 use caas_shared::Error;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -124,14 +125,15 @@ pub fn ack(ack_id: u64, result: &Result<Value, Error>) -> String {
 pub fn reply_body(result: &Result<Value, Error>) -> Value {
     match result {
         Ok(data) => json!({"ok": true, "data": data}),
-        Err(e) => json!({"ok": false, "error": {"code": e.code(), "message": e.public_message()}}),
+        Err(e) => json!({"ok": false, "error": protocol::error_body(e)}),
     }
 }
 
 /// The `error` event telling a client why an event it sent without an acknowledgement failed (with an
 /// acknowledgement the error is its answer).
 pub fn error_event(error: &Error, event: Option<&str>) -> String {
-    let body = json!({"code": error.code(), "message": error.public_message(), "event": event});
+    let mut body = protocol::error_body(error);
+    body["event"] = json!(event);
     event_packet("error", &body.to_string())
 }
 
