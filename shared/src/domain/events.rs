@@ -171,6 +171,52 @@ pub struct ConversationEvent {
     pub removed: Vec<String>,
 }
 
+/// The key directory's notices, published by the keys function on `caas.conversations` (keyed by the
+/// user id) so every socket node relays them, as it relays conversation changes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind")]
+pub enum KeyNotice {
+    /// `user_id` added or deleted a device: `recipients` (the members of their conversations, and
+    /// they themselves) get `device_list.changed {user_id}`.
+    #[serde(rename = "device_list.changed")]
+    DeviceListChanged {
+        /// The app of the user.
+        app_id: String,
+        /// Whose device list changed.
+        user_id: String,
+        /// The platform user ids to tell.
+        recipients: Vec<String>,
+        /// The correlation id of the upload or deletion.
+        correlation_id: String,
+    },
+    /// A claim left the device's one-time pool below the threshold: the device's own connections get
+    /// `keys.low {device_id, count}`.
+    #[serde(rename = "keys.low")]
+    KeysLow {
+        /// The app of the device's user.
+        app_id: String,
+        /// The device's user.
+        user_id: String,
+        /// The device whose pool runs low.
+        device_id: String,
+        /// Its unclaimed one-time keys.
+        count: u64,
+        /// The correlation id of the claim.
+        correlation_id: String,
+    },
+}
+
+/// A record of `caas.conversations`: a conversation change or a key-directory notice (told apart by
+/// `kind`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ConversationsRecord {
+    /// A key-directory notice (`kind` `device_list.changed` or `keys.low`).
+    Keys(KeyNotice),
+    /// A conversation or membership change.
+    Change(ConversationEvent),
+}
+
 /// Published on `caas.moderation` (keyed by app) when a user's sessions end: every socket node tails
 /// the topic and closes the connections it holds of that session, or of the user when none is named.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -193,6 +239,31 @@ pub struct SessionRevocation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_conversations_topic_tells_key_notices_from_conversation_changes() {
+        let notice = KeyNotice::KeysLow {
+            app_id: "a".into(),
+            user_id: "u".into(),
+            device_id: "D".into(),
+            count: 3,
+            correlation_id: "c".into(),
+        };
+        let record: ConversationsRecord = serde_json::from_slice(&serde_json::to_vec(&notice).unwrap()).unwrap();
+        assert_eq!(record, ConversationsRecord::Keys(notice));
+        let change = ConversationEvent {
+            kind: "conversation.created".into(),
+            conversation: serde_json::from_value(serde_json::json!({
+                "id": "c", "app_id": "a", "kind": "group", "created_by": "u", "member_ids": ["u"],
+                "epoch": "e", "created_at": 1, "correlation_id": "c",
+            }))
+            .unwrap(),
+            added: vec!["u".into()],
+            removed: vec![],
+        };
+        let record: ConversationsRecord = serde_json::from_slice(&serde_json::to_vec(&change).unwrap()).unwrap();
+        assert_eq!(record, ConversationsRecord::Change(change));
+    }
 
     #[test]
     fn an_event_around_encoded_data_is_what_serde_writes() {

@@ -277,10 +277,54 @@ impl SignedKey {
     }
 }
 
+/// What a client does to publish keys, for tests: real Ed25519 keys derived from a seed, self-signed
+/// identities and signed one-time or fallback keys.
+#[cfg(any(test, feature = "conformance"))]
+pub mod testing {
+    use super::signing_payload;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use base64::Engine;
+    use ed25519_dalek::{Signer, SigningKey};
+    use serde_json::{json, Value};
+
+    /// A device as a client would build it: its signing key (from `seed`) and its self-signed identity.
+    pub fn device(user_id: &str, device_id: &str, seed: u8) -> (SigningKey, Value) {
+        let signing = SigningKey::from_bytes(&[seed; 32]);
+        let ed25519 = STANDARD_NO_PAD.encode(signing.verifying_key().as_bytes());
+        let curve25519 = STANDARD_NO_PAD.encode([seed.wrapping_add(1); 32]);
+        let mut object = json!({
+            "user_id": user_id,
+            "device_id": device_id,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": {format!("ed25519:{device_id}"): ed25519, format!("curve25519:{device_id}"): curve25519},
+        });
+        sign(&signing, user_id, device_id, &mut object);
+        (signing, object)
+    }
+
+    /// Signs `object` as the device does: `signatures.<user>.ed25519:<device>` over its signing JSON.
+    pub fn sign(signing: &SigningKey, user_id: &str, device_id: &str, object: &mut Value) {
+        let payload = signing_payload(object.as_object().expect("an object")).expect("signable");
+        let signature = STANDARD_NO_PAD.encode(signing.sign(payload.as_bytes()).to_bytes());
+        object["signatures"] = json!({user_id: {format!("ed25519:{device_id}"): signature}});
+    }
+
+    /// A signed one-time (or fallback) Curve25519 key whose public half is 32 bytes of `fill`.
+    pub fn signed_key(signing: &SigningKey, user_id: &str, device_id: &str, fill: u8, fallback: bool) -> Value {
+        let mut object = json!({"key": STANDARD_NO_PAD.encode([fill; 32])});
+        if fallback {
+            object["fallback"] = json!(true);
+        }
+        sign(signing, user_id, device_id, &mut object);
+        object
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{device, sign};
     use super::*;
-    use ed25519_dalek::{Signer, SigningKey};
+    use ed25519_dalek::SigningKey;
     use serde_json::json;
 
     #[test]
@@ -347,27 +391,6 @@ mod tests {
         let mut tampered = two;
         tampered.insert("two".into(), json!("Three"));
         assert!(verify_signature(&tampered, "domain", "ed25519:1", &key).is_err());
-    }
-
-    /// A device as a client would build it: real keys, self-signed.
-    fn device(user_id: &str, device_id: &str, seed: u8) -> (SigningKey, Value) {
-        let signing = SigningKey::from_bytes(&[seed; 32]);
-        let ed25519 = STANDARD_NO_PAD.encode(signing.verifying_key().as_bytes());
-        let curve25519 = STANDARD_NO_PAD.encode([seed.wrapping_add(1); 32]);
-        let mut object = json!({
-            "user_id": user_id,
-            "device_id": device_id,
-            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-            "keys": {format!("ed25519:{device_id}"): ed25519, format!("curve25519:{device_id}"): curve25519},
-        });
-        sign(&signing, user_id, device_id, &mut object);
-        (signing, object)
-    }
-
-    fn sign(signing: &SigningKey, user_id: &str, device_id: &str, object: &mut Value) {
-        let payload = signing_payload(object.as_object().unwrap()).unwrap();
-        let signature = STANDARD_NO_PAD.encode(signing.sign(payload.as_bytes()).to_bytes());
-        object["signatures"] = json!({user_id: {format!("ed25519:{device_id}"): signature}});
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod conversations;
 pub mod credentials;
 pub mod history;
+pub mod keys;
 pub mod messages;
 pub mod moderation;
 pub mod revisions;

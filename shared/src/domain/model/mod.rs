@@ -4,12 +4,14 @@
 mod apps;
 mod compliance;
 mod conversations;
+mod keys;
 mod messages;
 mod users;
 
 pub use apps::*;
 pub use compliance::*;
 pub use conversations::*;
+pub use keys::*;
 pub use messages::*;
 pub use users::*;
 

@@ -3,7 +3,8 @@
 //! both).
 //!
 //! The port is one trait per aggregate ([`AppStore`], [`UserStore`], [`ConversationStore`],
-//! [`MessageStore`], [`ComplianceStore`], [`AttachmentStore`]); [`Store`] is all of them together.
+//! [`MessageStore`], [`ComplianceStore`], [`AttachmentStore`], [`KeyStore`]); [`Store`] is all of them
+//! together.
 //!
 //! Every query is filtered by `app_id`, so one tenant can never read or write another's data even with a
 //! guessed id.
@@ -13,7 +14,10 @@ mod attachments;
 mod compliance;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+mod conformance_keys;
 mod conversations;
+mod keys;
 mod memory;
 mod messages;
 mod mongo;
@@ -23,6 +27,7 @@ pub use apps::AppStore;
 pub use attachments::AttachmentStore;
 pub use compliance::ComplianceStore;
 pub use conversations::ConversationStore;
+pub use keys::{KeyStore, Registration};
 pub use memory::MemoryStore;
 pub use messages::MessageStore;
 pub use mongo::MongoStore;
@@ -66,9 +71,15 @@ impl SeqRange {
 
 /// The whole store port: every aggregate's trait. Callers hold an `Arc<dyn Store>` and call the parts'
 /// methods on it without importing them; a driver implements the parts and is a `Store` by that alone.
-pub trait Store: AppStore + UserStore + ConversationStore + MessageStore + ComplianceStore + AttachmentStore {}
+pub trait Store:
+    AppStore + UserStore + ConversationStore + MessageStore + ComplianceStore + AttachmentStore + KeyStore
+{
+}
 
-impl<T: AppStore + UserStore + ConversationStore + MessageStore + ComplianceStore + AttachmentStore> Store for T {}
+impl<T> Store for T where
+    T: AppStore + UserStore + ConversationStore + MessageStore + ComplianceStore + AttachmentStore + KeyStore
+{
+}
 
 /// What retention must keep: conversations and senders under legal hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

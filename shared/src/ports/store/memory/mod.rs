@@ -8,14 +8,15 @@ mod apps;
 mod attachments;
 mod compliance;
 mod conversations;
+mod keys;
 mod messages;
 mod users;
 
 use super::InsertOutcome;
 use crate::domain::audit::AuditRecord;
 use crate::domain::model::{
-    App, Attachment, Conversation, ConversationSummary, LegalHold, Member, Message, Reaction, Restriction,
-    SeqReservation, Session, User,
+    App, Attachment, Conversation, ConversationSummary, KeyDevice, LegalHold, Member, Message, Reaction, Restriction,
+    SeqReservation, Session, StoredKey, User,
 };
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 const SNAPSHOT_FILE: &str = "store.json";
+
+/// (app_id, user_id, device_id): a device of the key directory.
+type DeviceKey = (String, String, String);
 
 #[derive(Default)]
 struct Tables {
@@ -49,6 +53,12 @@ struct Tables {
     sessions: HashMap<String, Session>,
     /// (app_id, conversation_id) → the conversation's seq reservation.
     seq_reservations: HashMap<(String, String), SeqReservation>,
+    /// Ordered, so a user's devices are listed by device id.
+    key_devices: BTreeMap<DeviceKey, KeyDevice>,
+    /// Each device's unclaimed one-time keys, oldest first.
+    one_time_keys: HashMap<DeviceKey, Vec<StoredKey>>,
+    /// (app_id, user_id, device_id, algorithm) → the device's fallback key.
+    fallback_keys: HashMap<(String, String, String, String), StoredKey>,
 }
 
 /// The records themselves; indexes are rebuilt from them on load.
@@ -77,6 +87,13 @@ struct Snapshot {
     sessions: Vec<Session>,
     #[serde(default)]
     seq_reservations: Vec<SeqReservation>,
+    #[serde(default)]
+    key_devices: Vec<KeyDevice>,
+    /// Each device's keys oldest first (restored in this order).
+    #[serde(default)]
+    one_time_keys: Vec<StoredKey>,
+    #[serde(default)]
+    fallback_keys: Vec<StoredKey>,
 }
 
 impl Tables {
@@ -100,6 +117,9 @@ impl Tables {
             restrictions: self.restrictions.values().cloned().collect(),
             sessions: self.sessions.values().cloned().collect(),
             seq_reservations: self.seq_reservations.values().cloned().collect(),
+            key_devices: self.key_devices.values().cloned().collect(),
+            one_time_keys: self.one_time_keys.values().flatten().cloned().collect(),
+            fallback_keys: self.fallback_keys.values().cloned().collect(),
         }
     }
 
@@ -158,6 +178,23 @@ impl Tables {
         for reservation in snapshot.seq_reservations {
             let key = (reservation.app_id.clone(), reservation.conversation_id.clone());
             tables.seq_reservations.insert(key, reservation);
+        }
+        for device in snapshot.key_devices {
+            let key = (device.app_id.clone(), device.user_id.clone(), device.device_id.clone());
+            tables.key_devices.insert(key, device);
+        }
+        for key in snapshot.one_time_keys {
+            let device = (key.app_id.clone(), key.user_id.clone(), key.device_id.clone());
+            tables.one_time_keys.entry(device).or_default().push(key);
+        }
+        for key in snapshot.fallback_keys {
+            let id = (
+                key.app_id.clone(),
+                key.user_id.clone(),
+                key.device_id.clone(),
+                key.algorithm.clone(),
+            );
+            tables.fallback_keys.insert(id, key);
         }
         tables
     }

@@ -4,6 +4,7 @@ mod apps;
 mod attachments;
 mod compliance;
 mod conversations;
+mod keys;
 mod messages;
 mod users;
 
@@ -127,6 +128,23 @@ impl MongoStore {
             .await?;
         self.collection("sessions")
             .create_index(plain(doc! {"app_id": 1, "user_id": 1, "created_at": 1}))
+            .await?;
+        self.collection("key_devices")
+            .create_index(unique(doc! {"app_id": 1, "user_id": 1, "device_id": 1}))
+            .await?;
+        self.collection("one_time_keys")
+            .create_index(unique(
+                doc! {"app_id": 1, "user_id": 1, "device_id": 1, "algorithm": 1, "key_id": 1},
+            ))
+            .await?;
+        // The oldest-first claim: the lowest upload number of one device and algorithm.
+        self.collection("one_time_keys")
+            .create_index(plain(
+                doc! {"app_id": 1, "user_id": 1, "device_id": 1, "algorithm": 1, "uploaded_seq": 1},
+            ))
+            .await?;
+        self.collection("fallback_keys")
+            .create_index(plain(doc! {"app_id": 1, "user_id": 1, "device_id": 1}))
             .await?;
         Ok(())
     }
