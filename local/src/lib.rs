@@ -39,11 +39,13 @@ pub fn gateway(platform: &Platform) -> axum::Router {
         Arc::clone(blobs),
         config,
     );
+    let keys = keys::KeysApi::new(Arc::clone(store), Arc::clone(bus), config);
     let mut routes = auth::routes(Arc::new(auth))
         .merge(conversations::routes(Arc::new(conversations)))
         .merge(search::routes(Arc::new(search)))
         .merge(media::routes(Arc::new(media)))
-        .merge(compliance::routes(Arc::new(compliance)));
+        .merge(compliance::routes(Arc::new(compliance)))
+        .merge(keys::routes(Arc::new(keys)));
     if let Some(local) = local_blobs {
         // Stands in for S3's presigned URLs when blobs live in a local directory.
         routes = routes.merge(caas_shared::ports::blob::local::routes(Arc::clone(local)));

@@ -32,6 +32,8 @@ pub struct Outlet {
     /// Signalled after a `session.revoked` frame was queued: the connection closes once the frame is
     /// written.
     pub revoked: Arc<Notify>,
+    /// The client's device in the key directory, when it named one.
+    pub device_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -261,6 +263,23 @@ impl Hub {
         ended
     }
 
+    /// Queues `payload` for the local connections on `user_channel` that named `device_id`; returns how
+    /// many got it.
+    pub fn deliver_to_device(&self, user_channel: &str, device_id: &str, payload: Utf8Bytes) -> usize {
+        let routes = self.routes.lock().expect("routes lock");
+        let Some(subscribers) = routes.channels.get(user_channel) else {
+            return 0;
+        };
+        let mut delivered = 0;
+        for id in subscribers {
+            let Some(outlet) = routes.outlets.get(id) else { continue };
+            if outlet.device_id.as_deref() == Some(device_id) && outlet.outbox.push(payload.clone()).is_ok() {
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
     /// The channels `connection` is routed that start with `prefix`.
     pub fn channels_of(&self, connection: ConnectionId, prefix: &str) -> HashSet<String> {
         let routes = self.routes.lock().expect("routes lock");
@@ -319,6 +338,7 @@ mod tests {
                 },
                 outbox: Arc::clone(&outbox),
                 revoked: Arc::new(Notify::new()),
+                device_id: None,
             },
             outbox,
         )

@@ -13,6 +13,9 @@ pub struct Session {
     /// The connection's correlation id (from the handshake, the auth frame, or generated); a frame may
     /// carry its own for one request.
     pub correlation_id: CorrelationId,
+    /// The client's device in the key directory, when it named one: its `keys.low` notices reach this
+    /// connection.
+    pub device_id: Option<String>,
     /// When the connection's token expires (Unix seconds): the connection closes then unless the client
     /// sent a fresh token for the same session in an `auth` frame.
     expires_at: AtomicI64,
@@ -21,12 +24,18 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(claims: Claims, connection: ConnectionId, correlation_id: CorrelationId) -> Self {
+    pub fn new(
+        claims: Claims,
+        connection: ConnectionId,
+        correlation_id: CorrelationId,
+        device_id: Option<String>,
+    ) -> Self {
         Self {
             expires_at: AtomicI64::new(claims.exp),
             claims,
             connection,
             correlation_id,
+            device_id,
             renewed: Notify::new(),
         }
     }

@@ -268,6 +268,34 @@ async fn every_release_artifact_answers_its_event() {
         .await
         .is_some());
 
+    // keys: alice registers a device with a signed one-time key; bob, her contact, claims it.
+    let alice_id = tokens[0]["user"]["id"].as_str().unwrap().to_owned();
+    let (signing, identity) = caas_shared::domain::keys::testing::device(&alice_id, "PHONE", 3);
+    let one_time = caas_shared::domain::keys::testing::signed_key(&signing, &alice_id, "PHONE", 4, false);
+    let request = json!({"device_keys": identity, "one_time_keys": {"signed_curve25519:k1": one_time}});
+    let (status, uploaded) = h
+        .call("keys", "PUT", "/api/v1/keys/devices/PHONE", &[user], Some(request))
+        .await;
+    assert_eq!(status, 201, "{uploaded}");
+    assert!(h.stored("key_devices", doc! {"user_id": &alice_id}).await.is_some());
+    let bob_bearer = format!("Bearer {}", tokens[1]["token"].as_str().unwrap());
+    let request = json!({"one_time_keys": {&alice_id: {"PHONE": "signed_curve25519"}}});
+    let (status, claimed) = h
+        .call(
+            "keys",
+            "POST",
+            "/api/v1/keys/claim",
+            &[("authorization", bob_bearer.as_str())],
+            Some(request),
+        )
+        .await;
+    assert_eq!(status, 200, "{claimed}");
+    assert_eq!(
+        claimed["one_time_keys"][&alice_id]["PHONE"]["signed_curve25519:k1"],
+        one_time
+    );
+    assert!(h.stored("one_time_keys", doc! {"user_id": &alice_id}).await.is_none());
+
     // media: an upload into it is recorded as pending and gets a presigned URL.
     let request =
         json!({"conversation_id": conversation_id, "filename": "a.png", "content_type": "image/png", "size": 4});

@@ -82,6 +82,14 @@ impl ComplianceApi {
     }
 
     /// The app a request names, which must exist.
+    /// The key directory's use cases (erasure and export take the user's keys).
+    fn keys(&self) -> caas_shared::services::keys::Keys<'_> {
+        caas_shared::services::keys::Keys {
+            store: self.store.as_ref(),
+            bus: self.bus.as_ref(),
+        }
+    }
+
     async fn app(&self, app_id: &str) -> Result<caas_shared::domain::model::App> {
         if app_id.trim().is_empty() {
             return Err(Error::Validation("app_id is required".into()));

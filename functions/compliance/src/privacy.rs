@@ -3,7 +3,8 @@
 //! Erasure empties the user's messages into tombstones (id, seq, sender and thread links stay, so
 //! conversations read coherently), deletes their uploads and every earlier export of their data from
 //! blob storage, ends their sessions (live connections closed), and replaces their external id and
-//! display name by a pseudonym. The tombstones are written to MongoDB at once and published on
+//! display name by a pseudonym. Their devices and public keys leave the key directory, and their
+//! contacts are told (`device_list.changed`). The tombstones are written to MongoDB at once and published on
 //! `caas.messages`, so the search index and conversation summaries drop the content too.
 
 use crate::Api;
@@ -15,6 +16,7 @@ use caas_shared::domain::audit::{actions, Actor, Target};
 use caas_shared::domain::correlation::CorrelationId;
 use caas_shared::domain::events::MessageEvent;
 use caas_shared::domain::model::{Attachment, HoldScope, Message, User};
+use caas_shared::services::conversations::Caller;
 use caas_shared::services::sessions::{self, Revocation};
 use caas_shared::{now_ms, services::revisions, Error, Result};
 use futures_util::future::try_join_all;
@@ -45,6 +47,15 @@ async fn user_of(api: &crate::ComplianceApi, request: &UserRequest) -> Result<Us
         .await?
         .pop()
         .ok_or_else(|| Error::NotFound(format!("user {} not found", request.user_id)))
+}
+
+/// The user as the subject of a use case run for an operator's request.
+fn caller_of<'a>(user: &'a User, correlation_id: &'a str) -> Caller<'a> {
+    Caller {
+        app_id: &user.app_id,
+        user_id: &user.id,
+        correlation_id,
+    }
 }
 
 /// Every message the user sent, oldest first.
@@ -94,6 +105,7 @@ pub async fn export(
     }
     let messages = messages_of(&api, &user).await?;
     let attachments = api.store.attachments_by_uploader(&user.app_id, &user.id).await?;
+    let key_devices = api.keys().export(caller_of(&user, correlation_id.as_str())).await?;
     let export_id = format!("export_{}", uuid::Uuid::now_v7().simple());
     let document = json!({
         "export_id": export_id,
@@ -112,6 +124,7 @@ pub async fn export(
             "content_type": a.content_type, "size": a.size, "status": a.status,
             "created_at": a.created_at, "message_id": a.message_id,
         })).collect::<Vec<_>>(),
+        "key_devices": key_devices,
     });
     let key = format!("{}/{export_id}.json", exports_folder(&user));
     let bytes = serde_json::to_vec_pretty(&document).map_err(|e| Error::Internal(format!("encoding export: {e}")))?;
@@ -120,8 +133,8 @@ pub async fn export(
         .blobs
         .presign_get(&key, &format!("{export_id}.json"), "application/json", EXPORT_LINK_TTL)
         .await?;
-    let counts =
-        json!({"memberships": memberships.len(), "messages": messages.len(), "attachments": attachments.len()});
+    let counts = json!({"memberships": memberships.len(), "messages": messages.len(),
+                        "attachments": attachments.len(), "key_devices": key_devices.len()});
     api.audit(
         &user.app_id,
         actions::USER_EXPORTED,
@@ -194,6 +207,7 @@ pub async fn erase(
     api.blobs.delete(&keys).await?;
     let attachment_ids: Vec<String> = attachments.iter().map(|a| a.id.clone()).collect();
     let attachments_deleted = api.store.delete_attachments(&user.app_id, &attachment_ids).await?;
+    let keys_deleted = api.keys().erase(caller_of(&user, correlation_id.as_str())).await?;
     let pseudonym = format!("erased-{}", uuid::Uuid::new_v4().simple());
     api.store.pseudonymise_user(&user.app_id, &user.id, &pseudonym).await?;
     // Last, so a client that reconnects meanwhile finds nothing left to read.
@@ -217,12 +231,12 @@ pub async fn erase(
         Target::new("user", &user.id),
         correlation_id.as_str(),
         json!({"messages_erased": tombstones.len(), "attachments_deleted": attachments_deleted,
-               "exports_deleted": exports_deleted, "sessions_ended": sessions_ended}),
+               "exports_deleted": exports_deleted, "keys_deleted": keys_deleted, "sessions_ended": sessions_ended}),
     )
     .await?;
     Ok(Json(json!({
         "user_id": user.id, "pseudonym": pseudonym,
         "messages_erased": tombstones.len(), "attachments_deleted": attachments_deleted,
-        "exports_deleted": exports_deleted, "sessions_ended": sessions_ended,
+        "exports_deleted": exports_deleted, "keys_deleted": keys_deleted, "sessions_ended": sessions_ended,
     })))
 }

@@ -374,6 +374,42 @@ impl Keys<'_> {
         Ok(json!({"one_time_keys": handed, "fallback_used": fallback_used, "failures": failures}))
     }
 
+    /// Erasure: deletes every device and key of `user` and tells their contacts the devices are gone;
+    /// returns how many records went.
+    pub async fn erase(&self, user: Caller<'_>) -> Result<u64> {
+        let deleted = self.store.delete_user_keys(user.app_id, user.user_id).await?;
+        if deleted > 0 {
+            self.announce_device_change(user).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// What a data export lists of `user`'s keys: each device's public identity keys and how many
+    /// unclaimed one-time keys it holds (public keys only; the server holds nothing else).
+    pub async fn export(&self, user: Caller<'_>) -> Result<Vec<Value>> {
+        let mut exported = Vec::new();
+        for device in self.store.key_devices(user.app_id, &[user.user_id.to_owned()]).await? {
+            let unclaimed = self
+                .store
+                .count_one_time_keys(user.app_id, user.user_id, &device.device_id)
+                .await?;
+            let fallback = self
+                .store
+                .find_fallback_key(user.app_id, user.user_id, &device.device_id, SIGNED_CURVE25519)
+                .await?;
+            exported.push(json!({
+                "device_id": device.device_id,
+                "ed25519": device.ed25519,
+                "curve25519": device.curve25519,
+                "identity": object_of(&device.identity_json)?,
+                "created_at": device.created_at,
+                "unclaimed_one_time_keys": unclaimed,
+                "fallback_key": fallback.map(|key| object_of(&key.object_json)).transpose()?,
+            }));
+        }
+        Ok(exported)
+    }
+
     /// Tells the device's connections when a claim left its pool below [`LOW_KEYS_THRESHOLD`].
     async fn tell_if_low(&self, caller: Caller<'_>, user_id: &str, device_id: &str) -> Result<()> {
         let count = self

@@ -2,7 +2,9 @@
 //! `/socket.io/` (Socket.IO), or Engine.IO long-polling. Both protocols then authenticate the same way:
 //! the token from the upgrade request (`Authorization` or `?token=`) or from the client's first message
 //! (a native `auth` frame within the auth timeout, or the Socket.IO CONNECT's `auth.token`); the
-//! correlation id from the handshake, else that first message, else generated.
+//! correlation id from the handshake, else that first message, else generated. A client that does
+//! end-to-end encryption names its device the same ways (`?device_id=`, the auth frame's
+//! `data.device_id`, the CONNECT's `auth.deviceId`), so key-directory notices reach that device.
 
 use super::http::{self, Request, Response};
 use super::{Socket, READ_BUFFER_BYTES};
@@ -11,6 +13,7 @@ use crate::socketio::packet::{Packet, MAIN_NAMESPACE};
 use crate::socketio::{engine, wire};
 use crate::Node;
 use caas_shared::domain::correlation::{self, CorrelationId};
+use caas_shared::domain::keys::check_device_id;
 use caas_shared::domain::protocol::{self, ClientFrame};
 use caas_shared::services::auth::Claims;
 use caas_shared::Error;
@@ -30,6 +33,35 @@ pub const SOCKETIO_PATH: &str = "/socket.io/";
 pub struct Handshake {
     token: Option<String>,
     correlation_id: Option<String>,
+    device_id: Option<String>,
+}
+
+/// Who an authenticated client is: its token's claims, its correlation id and, when it named one, its
+/// device in the key directory.
+pub struct Identity {
+    pub claims: Claims,
+    pub correlation_id: CorrelationId,
+    pub device_id: Option<String>,
+}
+
+impl Identity {
+    /// Verifies `token`; a device id, when given, must be one the key directory accepts.
+    fn verify(
+        node: &Node,
+        token: &str,
+        correlation_id: Option<&str>,
+        device_id: Option<String>,
+    ) -> Result<Self, Error> {
+        let claims = node.signer.verify(token)?;
+        if let Some(device_id) = &device_id {
+            check_device_id(device_id)?;
+        }
+        Ok(Self {
+            claims,
+            correlation_id: CorrelationId::from_untrusted(correlation_id),
+            device_id,
+        })
+    }
 }
 
 impl Handshake {
@@ -40,6 +72,7 @@ impl Handshake {
                 .header(correlation::HEADER)
                 .map(str::to_owned)
                 .or_else(|| request.query_param("correlation_id")),
+            device_id: request.query_param("device_id"),
         }
     }
 }
@@ -164,15 +197,11 @@ async fn upgrade(node: &Node, mut stream: TcpStream, mut buffer: Vec<u8>, reques
 }
 
 /// Verifies the handshake token, or waits for an `auth` frame when there was none; returns the identity
-/// and the connection's correlation id (from the handshake, else the auth frame, else generated).
-pub async fn authenticate(
-    node: &Node,
-    socket: &mut Socket,
-    handshake: Handshake,
-) -> Result<(Claims, CorrelationId), Error> {
-    if let Some(token) = handshake.token {
-        let correlation_id = CorrelationId::from_untrusted(handshake.correlation_id.as_deref());
-        return Ok((node.signer.verify(&token)?, correlation_id));
+/// with the connection's correlation id (from the handshake, else the auth frame, else generated) and
+/// device (from the handshake, else the auth frame).
+pub async fn authenticate(node: &Node, socket: &mut Socket, handshake: Handshake) -> Result<Identity, Error> {
+    if let Some(token) = &handshake.token {
+        return Identity::verify(node, token, handshake.correlation_id.as_deref(), handshake.device_id);
     }
     let first = tokio::time::timeout(node.settings.auth_timeout, socket.next())
         .await
@@ -188,16 +217,18 @@ pub async fn authenticate(
             .or_else(|| frame.data.get("token").and_then(|t| t.as_str()).map(str::to_owned)),
     ) {
         ("auth", Some(token)) => {
-            let claims = node.signer.verify(&token)?;
-            let correlation_id =
-                CorrelationId::from_untrusted(handshake.correlation_id.as_deref().or(frame.correlation_id.as_deref()));
+            let device_id = handshake
+                .device_id
+                .or_else(|| frame.data.get("device_id").and_then(Value::as_str).map(str::to_owned));
+            let correlation_id = handshake.correlation_id.as_deref().or(frame.correlation_id.as_deref());
+            let identity = Identity::verify(node, &token, correlation_id, device_id)?;
             let _ = socket
                 .send(Message::text(protocol::reply_ok(
                     frame.id.as_deref(),
                     serde_json::json!({"authenticated": true}),
                 )))
                 .await;
-            Ok((claims, correlation_id))
+            Ok(identity)
         }
         _ => Err(Error::Unauthorized(
             "the first frame must be {\"type\":\"auth\",\"token\":…}".into(),
@@ -226,6 +257,8 @@ pub struct Connect {
     /// Connection-state recovery: the `pid` of the session the client had (its `offset` is not needed,
     /// see `socketio::recovery`).
     pub resume: Option<String>,
+    /// The handshake's `?device_id=`, else `auth.deviceId` (or `auth.device_id`).
+    pub device_id: Option<String>,
 }
 
 /// Reads one Engine.IO packet a client sent before its CONNECT: `Ok(Some)` for the CONNECT, `Ok(None)`
@@ -245,6 +278,11 @@ pub fn before_connect(text: &str, handshake: &Handshake) -> Result<Option<Connec
                     token: text("token").or_else(|| handshake.token.clone()),
                     correlation_id: handshake.correlation_id.clone().or_else(|| text("correlationId")),
                     resume,
+                    device_id: handshake
+                        .device_id
+                        .clone()
+                        .or_else(|| text("deviceId"))
+                        .or_else(|| text("device_id")),
                 }))
             }
             _ => Err(BeforeConnect::Fatal(Error::Validation(
@@ -267,11 +305,15 @@ pub enum BeforeConnect {
     Fatal(Error),
 }
 
-/// Verifies a Socket.IO CONNECT's token.
-pub fn verify_connect(node: &Node, connect: &Connect) -> Result<(Claims, CorrelationId), Error> {
+/// Verifies a Socket.IO CONNECT's token (and device id, when it names one).
+pub fn verify_connect(node: &Node, connect: &Connect) -> Result<Identity, Error> {
     let token = connect.token.as_deref().ok_or_else(|| {
         Error::Unauthorized("no token: pass it as auth.token (or an Authorization header, or ?token=)".into())
     })?;
-    let claims = node.signer.verify(token)?;
-    Ok((claims, CorrelationId::from_untrusted(connect.correlation_id.as_deref())))
+    Identity::verify(
+        node,
+        token,
+        connect.correlation_id.as_deref(),
+        connect.device_id.clone(),
+    )
 }

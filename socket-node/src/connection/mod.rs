@@ -19,10 +19,9 @@ use crate::shutdown::Shutdown;
 use crate::socketio::wire::Transcoder;
 use crate::tally::Place;
 use crate::Node;
-use caas_shared::domain::correlation::CorrelationId;
 use caas_shared::domain::protocol;
 use caas_shared::ports::cache::{self, PresenceHolder};
-use caas_shared::services::auth::Claims;
+use caas_shared::services::keys::SIGNED_CURVE25519;
 use caas_shared::services::moderation;
 use caas_shared::Error;
 use futures_util::StreamExt;
@@ -151,7 +150,7 @@ async fn establish(node: Arc<Node>, stream: TcpStream, handshake_place: Place<Ip
                 tokio::time::timeout_at(deadline, Box::pin(handshake::authenticate(&node, &mut socket, found))).await;
             drop(handshake_place);
             let transport = Transport::WebSocket(socket);
-            let (claims, correlation_id) = match authenticated {
+            let identity = match authenticated {
                 Ok(Ok(identity)) => identity,
                 Ok(Err(e)) => {
                     transport
@@ -164,7 +163,7 @@ async fn establish(node: Arc<Node>, stream: TcpStream, handshake_place: Place<Ip
                     return None;
                 }
             };
-            admit_client(node, claims, correlation_id, transport, None).await
+            admit_client(node, identity, transport, None).await
         }
         Route::SocketIo(socket, found) => {
             socketio::establish(
@@ -193,8 +192,7 @@ async fn establish(node: Arc<Node>, stream: TcpStream, handshake_place: Place<Ip
 /// ban checks; then greets it. `socketio` is set for a Socket.IO client (with its session's state).
 async fn admit_client(
     node: Arc<Node>,
-    claims: Claims,
-    correlation_id: CorrelationId,
+    identity: handshake::Identity,
     transport: Transport,
     socketio: Option<Box<socketio::SocketIo>>,
 ) -> Option<Live> {
@@ -203,10 +201,11 @@ async fn admit_client(
     } else {
         Wire::Native
     };
+    let (claims, correlation_id) = (&identity.claims, &identity.correlation_id);
     let span =
         tracing::info_span!("ws", correlation_id = %correlation_id, app_id = %claims.app_id, user_id = %claims.sub);
+    let user = (claims.app_id.clone(), claims.sub.clone());
     async move {
-        let user = (claims.app_id.clone(), claims.sub.clone());
         let Some(user_place) = node
             .user_connections
             .enter(user, node.settings.max_connections_per_user)
@@ -227,7 +226,7 @@ async fn admit_client(
             Transport::Polling(session) => Arc::clone(&session.outbox),
             Transport::WebSocket(_) => Arc::new(Outbox::new(node.settings.send_queue_bytes)),
         };
-        let connection = Connection::open(node, claims, correlation_id, user_place, outbox, socketio);
+        let connection = Connection::open(node, identity, user_place, outbox, socketio);
         match Box::pin(connection.admit()).await {
             Ok(()) => Some(connection.greet(transport).await),
             Err(e) => {
@@ -289,12 +288,16 @@ impl Connection {
     /// Registers the connection with the hub; frames queued for it wait in its outbox.
     fn open(
         node: Arc<Node>,
-        claims: Claims,
-        correlation_id: CorrelationId,
+        identity: handshake::Identity,
         user_place: Place<(String, String)>,
         outbox: Arc<Outbox>,
         socketio: Option<Box<socketio::SocketIo>>,
     ) -> Box<Self> {
+        let handshake::Identity {
+            claims,
+            correlation_id,
+            device_id,
+        } = identity;
         let revoked = Arc::new(Notify::new());
         let connection: ConnectionId = node.hub.next_connection_id();
         let holder = format!("{}:{connection}", node.settings.node_id);
@@ -309,9 +312,10 @@ impl Connection {
                 },
                 outbox: Arc::clone(&outbox),
                 revoked: Arc::clone(&revoked),
+                device_id: device_id.clone(),
             },
         );
-        let session = Session::new(claims, connection, correlation_id);
+        let session = Session::new(claims, connection, correlation_id, device_id);
         Box::new(Self {
             node,
             session,
@@ -347,10 +351,14 @@ impl Connection {
     /// returns what [`Live::run`] needs, under the connection's span (the one this runs in).
     async fn greet(mut self: Box<Self>, mut transport: Transport) -> Live {
         let claims = &self.session.claims;
-        let ready = protocol::event(
-            "ready",
-            serde_json::json!({"user_id": claims.sub, "app_id": claims.app_id, "correlation_id": self.session.correlation_id}),
-        );
+        let mut greeting = serde_json::json!({"user_id": claims.sub, "app_id": claims.app_id, "correlation_id": self.session.correlation_id});
+        if let Some(device_id) = &self.session.device_id {
+            greeting["device_id"] = device_id.as_str().into();
+            if let Some(counts) = Box::pin(self.one_time_key_counts(device_id)).await {
+                greeting["one_time_key_counts"] = counts;
+            }
+        }
+        let ready = protocol::event("ready", greeting);
         // Written before the writer task starts (or ahead of the outbox), so `ready` is always the first
         // frame (after a Socket.IO client's CONNECT answer, and followed by what a recovered one
         // missed); anything the hub queued meanwhile follows.
@@ -385,6 +393,19 @@ impl Connection {
             incoming,
             writer,
             span: tracing::Span::current(),
+        }
+    }
+
+    /// The named device's unclaimed one-time keys, for `ready`; `None` (and a warning) when the store
+    /// cannot say: the connection is not refused for it.
+    async fn one_time_key_counts(&self, device_id: &str) -> Option<serde_json::Value> {
+        let (app_id, user_id) = (self.session.app_id(), self.session.user_id());
+        match self.node.store.count_one_time_keys(app_id, user_id, device_id).await {
+            Ok(count) => Some(serde_json::json!({ SIGNED_CURVE25519: count })),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count the device's one-time keys");
+                None
+            }
         }
     }
 

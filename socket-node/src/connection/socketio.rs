@@ -91,7 +91,7 @@ pub async fn establish(
             return None;
         }
     };
-    let (claims, correlation_id) = match handshake::verify_connect(&node, &connect) {
+    let identity = match handshake::verify_connect(&node, &connect) {
         Ok(identity) => identity,
         Err(e) => {
             transport
@@ -105,7 +105,7 @@ pub async fn establish(
         Transport::WebSocket(_) => None,
     };
     let resume = match (connect.resume, node.settings.socketio_recovery) {
-        (Some(pid), true) => Box::pin(resume_record(&node, &claims, pid)).await,
+        (Some(pid), true) => Box::pin(resume_record(&node, &identity.claims, pid)).await,
         _ => None,
     };
     let state = Box::new(SocketIo {
@@ -115,7 +115,7 @@ pub async fn establish(
         resume,
         recovery: None,
     });
-    admit_client(node, claims, correlation_id, transport, Some(state)).await
+    admit_client(node, identity, transport, Some(state)).await
 }
 
 /// The record of the session a reconnecting client names, if it is still kept and is this user's.

@@ -1,11 +1,12 @@
 //! `caas.conversations` to this node's connections: new conversations and joins to the users concerned,
 //! updates to the conversation's subscribers, and removals — which first end the removed user's live
-//! subscriptions here.
+//! subscriptions here. The key directory's notices travel on the same topic: `device_list.changed` to
+//! the users it names, `keys.low` to the connections of the device it names.
 
 use super::tail;
 use crate::hub::Hub;
 use crate::shutdown::Shutdown;
-use caas_shared::domain::events::{topics, ConversationEvent};
+use caas_shared::domain::events::{topics, ConversationEvent, ConversationsRecord, KeyNotice};
 use caas_shared::domain::protocol;
 use caas_shared::ports::bus::Bus;
 use caas_shared::ports::cache;
@@ -19,10 +20,42 @@ pub async fn conversation_changes(
     hub: Arc<Hub>,
     shutdown: Shutdown,
 ) -> Result<impl Future<Output = ()>> {
-    tail(bus, topics::CONVERSATIONS, shutdown, move |event: ConversationEvent| {
-        relay(&hub, &event)
-    })
+    tail(
+        bus,
+        topics::CONVERSATIONS,
+        shutdown,
+        move |record: ConversationsRecord| match record {
+            ConversationsRecord::Change(event) => relay(&hub, &event),
+            ConversationsRecord::Keys(notice) => relay_key_notice(&hub, &notice),
+        },
+    )
     .await
+}
+
+fn relay_key_notice(hub: &Hub, notice: &KeyNotice) {
+    match notice {
+        KeyNotice::DeviceListChanged {
+            app_id,
+            user_id,
+            recipients,
+            ..
+        } => {
+            let frame = protocol::event("device_list.changed", &json!({"user_id": user_id}));
+            for recipient in recipients {
+                hub.deliver_local(&cache::user_channel(app_id, recipient), frame.clone().into());
+            }
+        }
+        KeyNotice::KeysLow {
+            app_id,
+            user_id,
+            device_id,
+            count,
+            ..
+        } => {
+            let frame = protocol::event("keys.low", &json!({"device_id": device_id, "count": count}));
+            hub.deliver_to_device(&cache::user_channel(app_id, user_id), device_id, frame.into());
+        }
+    }
 }
 
 fn relay(hub: &Hub, event: &ConversationEvent) {

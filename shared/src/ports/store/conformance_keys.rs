@@ -71,14 +71,14 @@ async fn devices_register_once_and_stay_in_their_app(store: &dyn Store) {
         store.find_key_device(&unique("app"), &user, "PHONE").await.unwrap(),
         None
     );
-    let listed = store.key_devices(&app, &[user.clone()]).await.unwrap();
+    let listed = store.key_devices(&app, std::slice::from_ref(&user)).await.unwrap();
     assert_eq!(
         listed,
         vec![laptop.clone(), phone.clone()],
         "ordered by device id, this user only"
     );
     assert!(store
-        .key_devices(&unique("app"), &[user.clone()])
+        .key_devices(&unique("app"), std::slice::from_ref(&user))
         .await
         .unwrap()
         .is_empty());
@@ -195,7 +195,11 @@ async fn fallback_keys_are_replaced_and_erasure_removes_everything(store: &dyn S
     );
     // Two devices, two one-time keys and one fallback key.
     assert_eq!(store.delete_user_keys(&app, &user).await.unwrap(), 5);
-    assert!(store.key_devices(&app, &[user.clone()]).await.unwrap().is_empty());
+    assert!(store
+        .key_devices(&app, std::slice::from_ref(&user))
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(store.count_one_time_keys(&app, &user, "PHONE").await.unwrap(), 0);
     let gone = store.find_fallback_key(&app, &user, "PHONE", "signed_curve25519").await;
     assert_eq!(gone.unwrap(), None);
