@@ -177,6 +177,21 @@ impl Platform {
         platform
     }
 
+    /// Starts one more gateway process (labelled `label`), as a second Lambda instance of every HTTP
+    /// function would be, on the same platform; returns its URL once it listens.
+    pub fn start_gateway(&mut self, label: &str) -> String {
+        let (binary, env) = self.specs.get("gateway").cloned().expect("the platform's gateway");
+        let port = free_port();
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(key, _)| key != "CAAS_GATEWAY_BIND")
+            .chain([("CAAS_GATEWAY_BIND".to_owned(), format!("127.0.0.1:{port}"))])
+            .collect();
+        self.spawn(&binary, label, &env, &[]);
+        wait_for_port(port, label, self.child(label));
+        format!("http://127.0.0.1:{port}")
+    }
+
     fn spawn(&mut self, binary: &str, label: &str, common: &[(String, String)], extra: &[(String, String)]) {
         let env: Vec<(String, String)> = common.iter().chain(extra).cloned().collect();
         self.specs.insert(label.to_owned(), (binary.to_owned(), env));

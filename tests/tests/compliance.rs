@@ -644,7 +644,7 @@ async fn export_holds_exactly_the_users_data_and_erasure_removes_it_everywhere_u
     assert_eq!(status, 201, "{export}");
     assert_eq!(
         export["counts"],
-        json!({"memberships": 1, "messages": 2, "attachments": 1})
+        json!({"memberships": 1, "messages": 2, "attachments": 1, "key_devices": 0})
     );
     let exported: Value = reqwest::get(export["url"].as_str().unwrap())
         .await
