@@ -4,6 +4,7 @@
 //! restart when given a data directory.
 
 use caas_e2e::{Client, DevMode};
+use caas_shared::domain::keys::testing::{device, signed_key};
 use serde_json::{json, Value};
 
 async fn connect(dev: &DevMode, token: &Value, correlation_id: &str) -> Client {
@@ -165,6 +166,28 @@ async fn dev_mode_runs_the_platform_in_one_process_and_keeps_data_across_restart
     let hits = search(&http, &dev, &bob, "hello").await;
     assert_eq!(hits[0]["message_id"], accepted["data"]["message_id"], "{hits:?}");
 
+    // The key directory: alice's device publishes its keys, and bob hears that her device list changed.
+    let alice_id = alice["user"]["id"].as_str().unwrap();
+    let (phone, identity) = device(alice_id, "PHONE", 5);
+    let keys_api = |base: &str, path: &str| format!("{base}/api/v1/keys/{path}");
+    let one_time: serde_json::Map<String, Value> = (1..=2)
+        .map(|n| {
+            (
+                format!("signed_curve25519:k{n}"),
+                signed_key(&phone, alice_id, "PHONE", n, false),
+            )
+        })
+        .collect();
+    let uploaded = http
+        .put(keys_api(&dev.gateway.url, "devices/PHONE"))
+        .header("authorization", bearer(&alice))
+        .json(&json!({"device_keys": identity, "one_time_keys": one_time}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201);
+    assert_eq!(b.event("device_list.changed").await["user_id"], alice_id);
+
     drop((a, b));
     assert!(dev.interrupt(), "Ctrl-C stops caas-dev cleanly:\n{}", dev.output());
     assert!(dev.output().contains("caas-dev stopped"));
@@ -187,6 +210,17 @@ async fn dev_mode_runs_the_platform_in_one_process_and_keeps_data_across_restart
     assert_eq!(next_message(&mut b).await["text"], "still here");
     // The search index is kept in the data directory too.
     assert_eq!(search(&http, &dev, &bob, "hello").await.len(), 1);
+    // So are the keys: bob claims alice's oldest one-time key.
+    let claimed = json_of(
+        http.post(keys_api(&dev.gateway.url, "claim"))
+            .header("authorization", bearer(&bob))
+            .json(&json!({"one_time_keys": {alice_id: {"PHONE": "signed_curve25519"}}})),
+    )
+    .await;
+    assert_eq!(
+        claimed["one_time_keys"][alice_id]["PHONE"]["signed_curve25519:k1"], one_time["signed_curve25519:k1"],
+        "{claimed}"
+    );
     drop(dev);
     std::fs::remove_dir_all(&data_dir).unwrap();
 }

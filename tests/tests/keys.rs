@@ -132,6 +132,20 @@ async fn keys_are_published_queried_claimed_once_each_and_erased() {
     let (mut alice_phone, ready) = connect_device(&platform.socket_urls[0], token(&alice), "PHONE").await;
     assert_eq!(ready["device_id"], "PHONE");
     assert_eq!(ready["one_time_key_counts"]["signed_curve25519"], 12, "{ready}");
+    // The auth frame names a device too; a device id the directory would refuse ends the handshake.
+    let (socket, _) = tokio_tungstenite::connect_async(platform.socket_urls[1].as_str())
+        .await
+        .unwrap();
+    let mut alice_phone_too = Client::from_socket(socket);
+    let auth = json!({"type": "auth", "token": token(&alice), "data": {"device_id": "PHONE"}});
+    alice_phone_too.send_raw(&auth.to_string()).await;
+    assert_eq!(
+        alice_phone_too.event("ready").await["one_time_key_counts"]["signed_curve25519"],
+        12
+    );
+    let bad_device = format!("{}?device_id=a:b", platform.socket_urls[0]);
+    let refused = Client::refused_handshake(&bad_device, token(&alice)).await;
+    assert_eq!(refused["code"], "validation_failed", "{refused}");
 
     // A forged key is refused with a clear error, and nothing of its upload is stored.
     let (forger, _) = device(&alice_id, "PHONE", 99);

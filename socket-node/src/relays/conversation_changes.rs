@@ -40,7 +40,7 @@ fn relay_key_notice(hub: &Hub, notice: &KeyNotice) {
             recipients,
             ..
         } => {
-            let frame = protocol::event("device_list.changed", &json!({"user_id": user_id}));
+            let frame = protocol::event("device_list.changed", json!({"user_id": user_id}));
             for recipient in recipients {
                 hub.deliver_local(&cache::user_channel(app_id, recipient), frame.clone().into());
             }
@@ -52,7 +52,7 @@ fn relay_key_notice(hub: &Hub, notice: &KeyNotice) {
             count,
             ..
         } => {
-            let frame = protocol::event("keys.low", &json!({"device_id": device_id, "count": count}));
+            let frame = protocol::event("keys.low", json!({"device_id": device_id, "count": count}));
             hub.deliver_to_device(&cache::user_channel(app_id, user_id), device_id, frame.into());
         }
     }
