@@ -55,6 +55,10 @@ pub enum Error {
         /// How long to wait before retrying, in milliseconds.
         retry_after_ms: i64,
     },
+    /// A per-user or per-device quota is full: devices per user, unclaimed one-time keys per device
+    /// (`limit_exceeded`, 409). The message names the limit.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// A legal hold forbids the requested erasure.
     #[error("{0}")]
     LegalHold(String),
@@ -112,6 +116,7 @@ impl Error {
             Error::ContentBlocked(_) => "content_blocked",
             Error::RateLimited { .. } => "rate_limited",
             Error::LegalHold(_) => "legal_hold",
+            Error::LimitExceeded(_) => "limit_exceeded",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::RouteNotFound(_) => "route_not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
@@ -130,7 +135,7 @@ impl Error {
             Error::Forbidden(_) | Error::Banned(_) | Error::Muted(_) => 403,
             Error::ContentBlocked(_) => 422,
             Error::RateLimited { .. } => 429,
-            Error::LegalHold(_) => 409,
+            Error::LegalHold(_) | Error::LimitExceeded(_) => 409,
             Error::NotFound(_) | Error::RouteNotFound(_) => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::Conflict(_) => 409,

@@ -105,13 +105,13 @@ async fn keys_are_published_queried_claimed_once_each_and_erased() {
     assert_eq!(status, 201);
     let mut bob_socket = Client::connect(&platform.socket_urls[1], token(&bob), "keys-bob").await;
 
-    // Alice's phone publishes its identity, 12 one-time keys and a fallback key; bob, on the other
-    // node, hears that her device list changed.
+    // Alice's phone publishes its identity, 6 one-time keys (k007–k012) and a fallback key, then 6 more
+    // (k001–k006); bob, on the other node, hears that her device list changed.
     let (phone, identity) = device(&alice_id, "PHONE", 11);
     let fallback = signed_key(&phone, &alice_id, "PHONE", 200, true);
     let upload = json!({
         "device_keys": identity,
-        "one_time_keys": one_time_keys(&phone, &alice_id, "PHONE", 1..=12),
+        "one_time_keys": one_time_keys(&phone, &alice_id, "PHONE", 7..=12),
         "fallback_keys": {"signed_curve25519:fallback1": fallback},
     });
     let (status, uploaded) = http
@@ -123,8 +123,14 @@ async fn keys_are_published_queried_claimed_once_each_and_erased() {
         )
         .await;
     assert_eq!(status, 201, "{uploaded}");
-    assert_eq!(uploaded["one_time_key_counts"]["signed_curve25519"], 12);
+    assert_eq!(uploaded["one_time_key_counts"]["signed_curve25519"], 6);
     assert_eq!(uploaded["fallback"], true);
+    let more = json!({"one_time_keys": one_time_keys(&phone, &alice_id, "PHONE", 1..=6)});
+    let (status, uploaded) = http
+        .call(Method::PUT, &keys_url(&gateway, "devices/PHONE"), token(&alice), Some(more))
+        .await;
+    assert_eq!(status, 200, "{uploaded}");
+    assert_eq!(uploaded["one_time_key_counts"]["signed_curve25519"], 12);
     assert_eq!(
         bob_socket.event("device_list.changed").await,
         json!({"user_id": alice_id})
@@ -219,7 +225,10 @@ async fn keys_are_published_queried_claimed_once_each_and_erased() {
             );
         }
     }
-    let expected: Vec<String> = (1..=12).map(|n| format!("signed_curve25519:k{n:03}")).collect();
+    let expected: Vec<String> = (7..=12)
+        .chain(1..=6)
+        .map(|n| format!("signed_curve25519:k{n:03}"))
+        .collect();
     assert_eq!(order, expected, "one-time keys are handed out in upload order");
     // The pool is empty: the fallback key is handed out, and stays.
     for _ in 0..2 {

@@ -207,7 +207,6 @@ pub async fn erase(
     api.blobs.delete(&keys).await?;
     let attachment_ids: Vec<String> = attachments.iter().map(|a| a.id.clone()).collect();
     let attachments_deleted = api.store.delete_attachments(&user.app_id, &attachment_ids).await?;
-    let keys_deleted = api.keys().erase(caller_of(&user, correlation_id.as_str())).await?;
     let pseudonym = format!("erased-{}", uuid::Uuid::new_v4().simple());
     api.store.pseudonymise_user(&user.app_id, &user.id, &pseudonym).await?;
     // Last, so a client that reconnects meanwhile finds nothing left to read.
@@ -225,6 +224,8 @@ pub async fn erase(
     )
     .await?
     .len();
+    // After the sessions end, so no client of the user can upload keys once they are erased.
+    let keys_deleted = api.keys().erase(caller_of(&user, correlation_id.as_str())).await?;
     api.audit(
         &user.app_id,
         actions::USER_ERASED,

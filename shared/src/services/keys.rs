@@ -71,6 +71,14 @@ pub struct Claim {
     pub one_time_keys: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+/// What one device's claim gave.
+enum Claimed {
+    /// A one-time key, or the fallback key (`fallback`).
+    Key { key: StoredKey, fallback: bool },
+    /// Nothing: `no_keys` (a device without keys) or `unknown_device`.
+    Nothing { code: &'static str },
+}
+
 /// The key directory's use cases over the store and the bus.
 pub struct Keys<'a> {
     /// Where devices and keys are stored.
@@ -100,6 +108,7 @@ impl Keys<'_> {
                 upload.fallback_keys.len()
             )));
         }
+        let named_identity = upload.device_keys.is_some();
         let (device, registered) = match upload.device_keys {
             Some(identity) => self.register(caller, device_id, identity).await?,
             None => match self
@@ -140,21 +149,16 @@ impl Keys<'_> {
             .map(|(name, object)| stored(name, object, true))
             .collect::<Result<_>>()?;
         if !one_time.is_empty() {
-            let unclaimed = self
-                .store
-                .count_one_time_keys(caller.app_id, caller.user_id, device_id)
+            self.store
+                .add_one_time_keys(&device.ed25519, MAX_ONE_TIME_KEYS_PER_DEVICE, &one_time)
                 .await?;
-            if unclaimed + one_time.len() as u64 > MAX_ONE_TIME_KEYS_PER_DEVICE {
-                return Err(Error::Conflict(format!(
-                    "a device holds at most {MAX_ONE_TIME_KEYS_PER_DEVICE} unclaimed one-time keys; it has {unclaimed}"
-                )));
-            }
-            self.store.add_one_time_keys(&one_time).await?;
         }
         for key in &fallback {
-            self.store.put_fallback_key(key).await?;
+            self.store.put_fallback_key(&device.ed25519, key).await?;
         }
-        if registered {
+        // Announced again when a registration is retried: the first attempt may have stored the
+        // device and failed before its announcement went out.
+        if named_identity {
             self.announce_device_change(caller).await?;
         }
         let count = self
@@ -187,17 +191,7 @@ impl Keys<'_> {
             created_at: now_ms(),
             correlation_id: caller.correlation_id.to_owned(),
         };
-        let known = self
-            .store
-            .find_key_device(caller.app_id, caller.user_id, device_id)
-            .await?
-            .is_some();
-        if !known && self.store.count_key_devices(caller.app_id, caller.user_id).await? >= MAX_DEVICES_PER_USER {
-            return Err(Error::Conflict(format!(
-                "a user has at most {MAX_DEVICES_PER_USER} devices; delete one first"
-            )));
-        }
-        let registration = self.store.register_key_device(&device).await?;
+        let registration = self.store.register_key_device(&device, MAX_DEVICES_PER_USER).await?;
         Ok((device, registration == Registration::Registered))
     }
 
@@ -282,6 +276,11 @@ impl Keys<'_> {
     /// fallback key when its pool is empty (listed in `fallback_used`). Devices that cannot be served
     /// are listed in `failures` with the reason.
     pub async fn claim(&self, caller: Caller<'_>, claim: Claim) -> Result<Value> {
+        if claim.one_time_keys.len() > MAX_USERS_PER_REQUEST {
+            return Err(Error::Validation(format!(
+                "one_time_keys names at most {MAX_USERS_PER_REQUEST} users"
+            )));
+        }
         let mut wanted: Vec<(String, String)> = Vec::new();
         for (user_id, devices) in &claim.one_time_keys {
             require_id("user id", user_id)?;
@@ -330,48 +329,53 @@ impl Keys<'_> {
         let mut handed: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
         let mut fallback_used = Vec::new();
         for (user_id, device_id) in targets {
-            let app_id = caller.app_id;
-            let one_time = self
-                .store
-                .claim_one_time_key(app_id, &user_id, &device_id, SIGNED_CURVE25519)
-                .await?;
-            let key = match one_time {
-                Some(key) => Some(key),
-                None => {
-                    let fallback = self
-                        .store
-                        .find_fallback_key(app_id, &user_id, &device_id, SIGNED_CURVE25519)
-                        .await?;
-                    if fallback.is_some() {
+            // A key taken from the store must reach the caller: a failure on a later device is reported
+            // for that device (with the error's code) instead of failing the request and losing this one.
+            match self.claim_one(caller, &user_id, &device_id).await {
+                Ok(Claimed::Key { key, fallback }) => {
+                    if fallback {
                         fallback_used.push(json!({"user_id": user_id, "device_id": device_id}));
                     }
-                    fallback
-                }
-            };
-            match key {
-                Some(key) => {
                     let object = Map::from_iter([(key.name(), object_of(&key.object_json)?)]);
                     handed
-                        .entry(user_id.clone())
+                        .entry(user_id)
                         .or_default()
-                        .insert(device_id.clone(), Value::Object(object));
+                        .insert(device_id, Value::Object(object));
                 }
-                None => {
-                    let known = self
-                        .store
-                        .find_key_device(app_id, &user_id, &device_id)
-                        .await?
-                        .is_some();
-                    let code = if known { "no_keys" } else { "unknown_device" };
+                Ok(Claimed::Nothing { code }) => {
                     failures.push(json!({"user_id": user_id, "device_id": device_id, "code": code}));
-                    if !known {
-                        continue;
-                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, %user_id, %device_id, "claiming a key failed");
+                    failures.push(json!({"user_id": user_id, "device_id": device_id, "code": e.code()}));
                 }
             }
-            self.tell_if_low(caller, &user_id, &device_id).await?;
         }
         Ok(json!({"one_time_keys": handed, "fallback_used": fallback_used, "failures": failures}))
+    }
+
+    /// Claims one key of the device: its oldest one-time key, else its fallback key.
+    async fn claim_one(&self, caller: Caller<'_>, user_id: &str, device_id: &str) -> Result<Claimed> {
+        let app_id = caller.app_id;
+        if let Some(key) = self
+            .store
+            .claim_one_time_key(app_id, user_id, device_id, SIGNED_CURVE25519)
+            .await?
+        {
+            self.tell_if_low(caller, user_id, device_id).await;
+            return Ok(Claimed::Key { key, fallback: false });
+        }
+        if let Some(key) = self
+            .store
+            .find_fallback_key(app_id, user_id, device_id, SIGNED_CURVE25519)
+            .await?
+        {
+            return Ok(Claimed::Key { key, fallback: true });
+        }
+        let known = self.store.find_key_device(app_id, user_id, device_id).await?.is_some();
+        Ok(Claimed::Nothing {
+            code: if known { "no_keys" } else { "unknown_device" },
+        })
     }
 
     /// Erasure: deletes every device and key of `user` and tells their contacts the devices are gone;
@@ -410,26 +414,29 @@ impl Keys<'_> {
         Ok(exported)
     }
 
-    /// Tells the device's connections when a claim left its pool below [`LOW_KEYS_THRESHOLD`].
-    async fn tell_if_low(&self, caller: Caller<'_>, user_id: &str, device_id: &str) -> Result<()> {
-        let count = self
-            .store
-            .count_one_time_keys(caller.app_id, user_id, device_id)
-            .await?;
-        if count >= LOW_KEYS_THRESHOLD {
-            return Ok(());
-        }
-        let notice = KeyNotice::KeysLow {
-            app_id: caller.app_id.to_owned(),
-            user_id: user_id.to_owned(),
-            device_id: device_id.to_owned(),
-            count,
-            correlation_id: caller.correlation_id.to_owned(),
+    /// Tells the device's connections when a claim took one of its one-time keys and left fewer than
+    /// [`LOW_KEYS_THRESHOLD`]. Best effort: the claim has happened, and its key must reach the caller.
+    async fn tell_if_low(&self, caller: Caller<'_>, user_id: &str, device_id: &str) {
+        let told = async {
+            let count = self.store.count_one_time_keys(caller.app_id, user_id, device_id).await?;
+            if count >= LOW_KEYS_THRESHOLD {
+                return Ok(());
+            }
+            let notice = KeyNotice::KeysLow {
+                app_id: caller.app_id.to_owned(),
+                user_id: user_id.to_owned(),
+                device_id: device_id.to_owned(),
+                count,
+                correlation_id: caller.correlation_id.to_owned(),
+            };
+            let headers = EventHeaders::new(caller.app_id, "keys.low", caller.correlation_id);
+            self.bus
+                .publish_json(topics::CONVERSATIONS, user_id, &headers, &notice)
+                .await
         };
-        let headers = EventHeaders::new(caller.app_id, "keys.low", caller.correlation_id);
-        self.bus
-            .publish_json(topics::CONVERSATIONS, user_id, &headers, &notice)
-            .await
+        if let Err(e) = told.await {
+            tracing::warn!(error = %e, %user_id, %device_id, "keys.low not sent");
+        }
     }
 
     /// Tells the members of the caller's conversations (and the caller's other devices) that its device

@@ -163,7 +163,14 @@ async fn uploads_register_once_refuse_forgeries_and_count_keys() {
         ..Upload::default()
     };
     assert!(keys.upload(caller("alice"), "PHONE", fallback).await.unwrap().fallback);
-    // Limits: keys per upload.
+    // Limits: devices per user (a registered device's retry is still fine), keys per upload.
+    for n in 1..MAX_DEVICES_PER_USER {
+        let (_, upload) = first_upload("alice", &format!("D{n}"), 100 + n as u8, 0);
+        keys.upload(caller("alice"), &format!("D{n}"), upload).await.unwrap();
+    }
+    let (_, one_too_many) = first_upload("alice", "D99", 99, 0);
+    let refused = keys.upload(caller("alice"), "D99", one_too_many).await.unwrap_err();
+    assert_eq!((refused.code(), refused.http_status()), ("limit_exceeded", 409), "{refused}");
     let (_, mut big) = first_upload("alice", "PHONE", 1, 0);
     big.one_time_keys = (0..=MAX_KEYS_PER_UPLOAD)
         .map(|n| (format!("signed_curve25519:b{n}"), json!({})))

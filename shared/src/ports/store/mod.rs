@@ -27,7 +27,7 @@ pub use apps::AppStore;
 pub use attachments::AttachmentStore;
 pub use compliance::ComplianceStore;
 pub use conversations::ConversationStore;
-pub use keys::{KeyStore, Registration};
+pub use keys::{KeyStore, Registration, CLAIMED_KEY_MEMORY};
 pub use memory::MemoryStore;
 pub use messages::MessageStore;
 pub use mongo::MongoStore;

@@ -1,20 +1,48 @@
-//! The key directory in the in-memory store: one lock makes each claim atomic, as `findOneAndDelete`
+//! The key directory in the in-memory store: one lock makes each claim atomic, as `findOneAndUpdate`
 //! does in MongoDB.
 
 use super::Change::{self, Changed, Unchanged};
-use super::{DeviceKey, MemoryStore};
+use super::{DeviceKey, MemoryStore, Tables};
 use crate::domain::model::{KeyDevice, StoredKey};
+use crate::ports::store::CLAIMED_KEY_MEMORY;
 use crate::ports::store::{InsertOutcome, KeyStore, Registration};
-use crate::{Error, Result};
+use crate::{now_ms, Error, Result};
 use async_trait::async_trait;
 
 fn device_key(app_id: &str, user_id: &str, device_id: &str) -> DeviceKey {
     (app_id.to_owned(), user_id.to_owned(), device_id.to_owned())
 }
 
+fn of_device(key: &StoredKey) -> DeviceKey {
+    device_key(&key.app_id, &key.user_id, &key.device_id)
+}
+
+impl Tables {
+    /// `NotFound` unless the device is registered with the Ed25519 key `signed_by`.
+    fn require_signer(&self, device: &DeviceKey, signed_by: &str) -> Result<()> {
+        match self.key_devices.get(device) {
+            Some(stored) if stored.ed25519 == signed_by => Ok(()),
+            _ => Err(Error::NotFound(format!(
+                "device {} is not registered with the key that signed these keys",
+                device.2
+            ))),
+        }
+    }
+
+    /// Forgets everything of the device but the device itself.
+    fn drop_device_keys(&mut self, device: &DeviceKey) -> usize {
+        let unclaimed = self.one_time_keys.remove(device).map_or(0, |pool| pool.len());
+        self.claimed_keys.remove(device);
+        let before = self.fallback_keys.len();
+        self.fallback_keys
+            .retain(|(app, user, id, _), _| (app, user, id) != (&device.0, &device.1, &device.2));
+        unclaimed + before - self.fallback_keys.len()
+    }
+}
+
 #[async_trait]
 impl KeyStore for MemoryStore {
-    async fn register_key_device(&self, device: &KeyDevice) -> Result<Registration> {
+    async fn register_key_device(&self, device: &KeyDevice, max_devices: u64) -> Result<Registration> {
         self.write(|tables| {
             let key = device_key(&device.app_id, &device.user_id, &device.device_id);
             match tables.key_devices.get(&key) {
@@ -24,6 +52,16 @@ impl KeyStore for MemoryStore {
                     device.device_id
                 ))),
                 None => {
+                    let devices = tables
+                        .key_devices
+                        .values()
+                        .filter(|d| d.app_id == device.app_id && d.user_id == device.user_id)
+                        .count() as u64;
+                    if devices >= max_devices {
+                        return Err(Error::LimitExceeded(format!(
+                            "a user has at most {max_devices} devices; delete one first"
+                        )));
+                    }
                     tables.key_devices.insert(key, device.clone());
                     Ok(Changed(Registration::Registered))
                 }
@@ -47,55 +85,37 @@ impl KeyStore for MemoryStore {
         })
     }
 
-    async fn count_key_devices(&self, app_id: &str, user_id: &str) -> Result<u64> {
-        self.read(|tables| {
-            tables
-                .key_devices
-                .values()
-                .filter(|d| d.app_id == app_id && d.user_id == user_id)
-                .count() as u64
-        })
-    }
-
     async fn delete_key_device(&self, app_id: &str, user_id: &str, device_id: &str) -> Result<bool> {
         self.write(|tables| {
             let key = device_key(app_id, user_id, device_id);
-            if tables.key_devices.remove(&key).is_none() {
-                return Ok(Unchanged(false));
-            }
-            tables.one_time_keys.remove(&key);
-            tables
-                .fallback_keys
-                .retain(|(app, user, device, _), _| (app, user, device) != (&key.0, &key.1, &key.2));
-            Ok(Changed(true))
+            let existed = tables.key_devices.remove(&key).is_some();
+            let keys = tables.drop_device_keys(&key);
+            Ok(Change::when(existed || keys > 0, existed))
         })
     }
 
-    async fn add_one_time_keys(&self, keys: &[StoredKey]) -> Result<InsertOutcome> {
+    async fn add_one_time_keys(&self, signed_by: &str, max_unclaimed: u64, keys: &[StoredKey]) -> Result<InsertOutcome> {
         let Some(first) = keys.first() else {
             return Ok(InsertOutcome::default());
         };
-        let key = device_key(&first.app_id, &first.user_id, &first.device_id);
-        if keys
-            .iter()
-            .any(|k| device_key(&k.app_id, &k.user_id, &k.device_id) != key)
-        {
+        let device = of_device(first);
+        if keys.iter().any(|k| of_device(k) != device) {
             return Err(Error::Internal("one-time keys of several devices in one upload".into()));
         }
         self.write(|tables| {
-            if !tables.key_devices.contains_key(&key) {
-                return Err(Error::NotFound(format!("device {} is not registered", key.2)));
-            }
-            let pool = tables.one_time_keys.entry(key).or_default();
+            tables.require_signer(&device, signed_by)?;
+            let pool = tables.one_time_keys.get(&device).map(Vec::as_slice).unwrap_or_default();
+            let claimed = tables.claimed_keys.get(&device).map(Vec::as_slice).unwrap_or_default();
             let mut outcome = InsertOutcome::default();
             let mut fresh: Vec<&StoredKey> = Vec::new();
             for new in keys {
                 let same_id = |k: &&StoredKey| k.algorithm == new.algorithm && k.key_id == new.key_id;
-                match pool
+                let stored = pool
                     .iter()
+                    .chain(claimed.iter().map(|(key, _)| key))
                     .find(same_id)
-                    .or_else(|| fresh.iter().copied().find(same_id))
-                {
+                    .or_else(|| fresh.iter().copied().find(same_id));
+                match stored {
                     Some(stored) if stored.object_json == new.object_json => outcome.duplicates += 1,
                     Some(_) => {
                         return Err(Error::Conflict(format!(
@@ -106,8 +126,15 @@ impl KeyStore for MemoryStore {
                     None => fresh.push(new),
                 }
             }
+            if (pool.len() + fresh.len()) as u64 > max_unclaimed {
+                return Err(Error::LimitExceeded(format!(
+                    "a device holds at most {max_unclaimed} unclaimed one-time keys; it has {}",
+                    pool.len()
+                )));
+            }
             outcome.inserted = fresh.len();
-            pool.extend(fresh.into_iter().cloned());
+            let fresh: Vec<StoredKey> = fresh.into_iter().cloned().collect();
+            tables.one_time_keys.entry(device).or_default().extend(fresh);
             Ok(Change::when(outcome.inserted > 0, outcome))
         })
     }
@@ -128,19 +155,27 @@ impl KeyStore for MemoryStore {
         device_id: &str,
         algorithm: &str,
     ) -> Result<Option<StoredKey>> {
+        let device = device_key(app_id, user_id, device_id);
+        let now = now_ms();
         self.write(|tables| {
-            let Some(pool) = tables.one_time_keys.get_mut(&device_key(app_id, user_id, device_id)) else {
+            let Some(pool) = tables.one_time_keys.get_mut(&device) else {
                 return Ok(Unchanged(None));
             };
-            match pool.iter().position(|k| k.algorithm == algorithm) {
-                Some(oldest) => Ok(Changed(Some(pool.remove(oldest)))),
-                None => Ok(Unchanged(None)),
-            }
+            let Some(oldest) = pool.iter().position(|k| k.algorithm == algorithm) else {
+                return Ok(Unchanged(None));
+            };
+            let key = pool.remove(oldest);
+            let claimed = tables.claimed_keys.entry(device).or_default();
+            let forget_before = now - CLAIMED_KEY_MEMORY.as_millis() as i64;
+            claimed.retain(|(_, claimed_at)| *claimed_at >= forget_before);
+            claimed.push((key.clone(), now));
+            Ok(Changed(Some(key)))
         })
     }
 
-    async fn put_fallback_key(&self, key: &StoredKey) -> Result<()> {
+    async fn put_fallback_key(&self, signed_by: &str, key: &StoredKey) -> Result<()> {
         self.write(|tables| {
+            tables.require_signer(&of_device(key), signed_by)?;
             let id = (
                 key.app_id.clone(),
                 key.user_id.clone(),
@@ -170,19 +205,27 @@ impl KeyStore for MemoryStore {
 
     async fn delete_user_keys(&self, app_id: &str, user_id: &str) -> Result<u64> {
         self.write(|tables| {
-            let of_user = |app: &String, user: &String| app == app_id && user == user_id;
-            let before = tables.key_devices.len() + tables.fallback_keys.len();
-            let one_time: usize = tables
-                .one_time_keys
-                .iter()
-                .filter(|((app, user, _), _)| of_user(app, user))
-                .map(|(_, pool)| pool.len())
-                .sum();
-            tables.key_devices.retain(|(app, user, _), _| !of_user(app, user));
-            tables.one_time_keys.retain(|(app, user, _), _| !of_user(app, user));
-            tables.fallback_keys.retain(|(app, user, _, _), _| !of_user(app, user));
-            let deleted = (before - tables.key_devices.len() - tables.fallback_keys.len() + one_time) as u64;
-            Ok(Change::when(deleted > 0, deleted))
+            let devices: Vec<DeviceKey> = tables
+                .key_devices
+                .keys()
+                .chain(tables.one_time_keys.keys())
+                .chain(tables.claimed_keys.keys())
+                .filter(|(app, user, _)| app == app_id && user == user_id)
+                .cloned()
+                .chain(
+                    tables
+                        .fallback_keys
+                        .keys()
+                        .filter(|(app, user, _, _)| app == app_id && user == user_id)
+                        .map(|(app, user, device, _)| (app.clone(), user.clone(), device.clone())),
+                )
+                .collect();
+            let mut deleted = 0;
+            for device in devices {
+                deleted += usize::from(tables.key_devices.remove(&device).is_some());
+                deleted += tables.drop_device_keys(&device);
+            }
+            Ok(Change::when(deleted > 0, deleted as u64))
         })
     }
 }

@@ -57,6 +57,8 @@ struct Tables {
     key_devices: BTreeMap<DeviceKey, KeyDevice>,
     /// Each device's unclaimed one-time keys, oldest first.
     one_time_keys: HashMap<DeviceKey, Vec<StoredKey>>,
+    /// Each device's recently claimed one-time keys, with when (Unix ms): see `CLAIMED_KEY_MEMORY`.
+    claimed_keys: HashMap<DeviceKey, Vec<(StoredKey, i64)>>,
     /// (app_id, user_id, device_id, algorithm) → the device's fallback key.
     fallback_keys: HashMap<(String, String, String, String), StoredKey>,
 }
@@ -94,6 +96,8 @@ struct Snapshot {
     one_time_keys: Vec<StoredKey>,
     #[serde(default)]
     fallback_keys: Vec<StoredKey>,
+    #[serde(default)]
+    claimed_keys: Vec<(StoredKey, i64)>,
 }
 
 impl Tables {
@@ -120,6 +124,7 @@ impl Tables {
             key_devices: self.key_devices.values().cloned().collect(),
             one_time_keys: self.one_time_keys.values().flatten().cloned().collect(),
             fallback_keys: self.fallback_keys.values().cloned().collect(),
+            claimed_keys: self.claimed_keys.values().flatten().cloned().collect(),
         }
     }
 
@@ -195,6 +200,10 @@ impl Tables {
                 key.algorithm.clone(),
             );
             tables.fallback_keys.insert(id, key);
+        }
+        for (key, claimed_at) in snapshot.claimed_keys {
+            let device = (key.app_id.clone(), key.user_id.clone(), key.device_id.clone());
+            tables.claimed_keys.entry(device).or_default().push((key, claimed_at));
         }
         tables
     }

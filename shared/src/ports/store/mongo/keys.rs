@@ -1,12 +1,12 @@
 //! The key directory in MongoDB: `key_devices`, `one_time_keys` (one document per key, so a claim is
-//! one `findOneAndDelete`) and `fallback_keys`.
+//! one `findOneAndUpdate`; a claimed key stays as a tombstone for a day) and `fallback_keys`.
 
 use super::{from_document, insert_many_idempotent, is_duplicate_key, to_document, MongoStore};
 use crate::domain::model::{KeyDevice, StoredKey};
 use crate::ports::store::{InsertOutcome, KeyStore, Registration};
 use crate::{Error, Result};
 use async_trait::async_trait;
-use mongodb::bson::{doc, Bson, Document};
+use mongodb::bson::{doc, Bson, DateTime, Document};
 use mongodb::options::ReturnDocument;
 
 /// A device's `_id`. Device ids have no colon, so the last one separates it from the user id.
@@ -18,20 +18,28 @@ fn device_filter(app_id: &str, user_id: &str, device_id: &str) -> Document {
     doc! {"app_id": app_id, "user_id": user_id, "device_id": device_id}
 }
 
+/// The device of `key` as registered with the Ed25519 key `signed_by`.
+fn signer_filter(key: &StoredKey, signed_by: &str) -> Document {
+    doc! {"_id": device_doc_id(&key.app_id, &key.user_id, &key.device_id), "app_id": &key.app_id, "ed25519": signed_by}
+}
+
+fn not_registered(device_id: &str) -> Error {
+    Error::NotFound(format!(
+        "device {device_id} is not registered with the key that signed these keys"
+    ))
+}
+
 impl MongoStore {
     /// Reserves `count` consecutive upload numbers on the device (its `next_key_seq` counter) and
     /// returns the first; claims take the lowest number first, so "oldest" does not depend on clocks.
-    async fn reserve_upload_seqs(&self, app_id: &str, user_id: &str, device_id: &str, count: usize) -> Result<i64> {
+    async fn reserve_upload_seqs(&self, first: &StoredKey, signed_by: &str, count: usize) -> Result<i64> {
         let count = i64::try_from(count).map_err(|_| Error::Internal("too many keys".into()))?;
         let device = self
             .collection("key_devices")
-            .find_one_and_update(
-                doc! {"_id": device_doc_id(app_id, user_id, device_id), "app_id": app_id},
-                doc! {"$inc": {"next_key_seq": count}},
-            )
+            .find_one_and_update(signer_filter(first, signed_by), doc! {"$inc": {"next_key_seq": count}})
             .return_document(ReturnDocument::After)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("device {device_id} is not registered")))?;
+            .ok_or_else(|| not_registered(&first.device_id))?;
         let end = match device.get("next_key_seq") {
             Some(Bson::Int64(n)) => *n,
             Some(Bson::Int32(n)) => i64::from(*n),
@@ -40,15 +48,22 @@ impl MongoStore {
         Ok(end - count + 1)
     }
 
-    /// Refuses keys whose id is stored with other content; returns the stored ones that are identical.
+    async fn signer_registered(&self, key: &StoredKey, signed_by: &str) -> Result<bool> {
+        let found = self
+            .collection("key_devices")
+            .find_one(signer_filter(key, signed_by))
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// Refuses keys whose id is stored (unclaimed, or a claimed key's tombstone) with other content;
+    /// returns the stored ones that are identical.
     async fn stored_twins(&self, keys: &[StoredKey]) -> Result<Vec<StoredKey>> {
         let first = &keys[0];
         let ids: Vec<&str> = keys.iter().map(|k| k.key_id.as_str()).collect();
         let mut filter = device_filter(&first.app_id, &first.user_id, &first.device_id);
         filter.insert("key_id", doc! {"$in": ids});
-        let stored: Vec<StoredKey> = self
-            .find_all("one_time_keys", filter, doc! {"_id": 1}, usize::MAX)
-            .await?;
+        let stored: Vec<StoredKey> = self.find_all("one_time_keys", filter, doc! {"_id": 1}, usize::MAX).await?;
         for key in &stored {
             let uploaded = keys
                 .iter()
@@ -62,27 +77,50 @@ impl MongoStore {
         }
         Ok(stored)
     }
+
+    async fn count_unclaimed(&self, filter: Document) -> Result<u64> {
+        let mut filter = filter;
+        filter.insert("claimed_at", Bson::Null);
+        Ok(self.collection("one_time_keys").count_documents(filter).await?)
+    }
 }
 
 #[async_trait]
 impl KeyStore for MongoStore {
-    async fn register_key_device(&self, device: &KeyDevice) -> Result<Registration> {
+    async fn register_key_device(&self, device: &KeyDevice, max_devices: u64) -> Result<Registration> {
+        let same_or_conflict = |stored: KeyDevice| {
+            if stored.identity_json == device.identity_json {
+                Ok(Registration::Unchanged)
+            } else {
+                Err(Error::Conflict(format!(
+                    "device {} is registered with other identity keys; delete it first",
+                    device.device_id
+                )))
+            }
+        };
+        let (app_id, user_id) = (&device.app_id, &device.user_id);
+        if let Some(stored) = self.find_key_device(app_id, user_id, &device.device_id).await? {
+            return same_or_conflict(stored);
+        }
+        // Counted, then inserted: concurrent registrations of new devices may pass the cap by a few.
+        let devices = self
+            .collection("key_devices")
+            .count_documents(doc! {"app_id": app_id, "user_id": user_id})
+            .await?;
+        if devices >= max_devices {
+            return Err(Error::LimitExceeded(format!(
+                "a user has at most {max_devices} devices; delete one first"
+            )));
+        }
         let mut document = to_document(device)?;
-        let id = device_doc_id(&device.app_id, &device.user_id, &device.device_id);
-        document.insert("_id", &id);
+        document.insert("_id", device_doc_id(app_id, user_id, &device.device_id));
         document.insert("next_key_seq", 0_i64);
         match self.collection("key_devices").insert_one(document).await {
             Ok(_) => Ok(Registration::Registered),
             Err(e) if is_duplicate_key(&e) => {
-                let stored = self
-                    .find_key_device(&device.app_id, &device.user_id, &device.device_id)
-                    .await?;
-                match stored {
-                    Some(stored) if stored.identity_json == device.identity_json => Ok(Registration::Unchanged),
-                    _ => Err(Error::Conflict(format!(
-                        "device {} is registered with other identity keys; delete it first",
-                        device.device_id
-                    ))),
+                match self.find_key_device(app_id, user_id, &device.device_id).await? {
+                    Some(stored) => same_or_conflict(stored),
+                    None => Err(Error::Conflict(format!("device {} changed meanwhile; retry", device.device_id))),
                 }
             }
             Err(e) => Err(e.into()),
@@ -100,21 +138,17 @@ impl KeyStore for MongoStore {
             .await
     }
 
-    async fn count_key_devices(&self, app_id: &str, user_id: &str) -> Result<u64> {
-        let filter = doc! {"app_id": app_id, "user_id": user_id};
-        Ok(self.collection("key_devices").count_documents(filter).await?)
-    }
-
     async fn delete_key_device(&self, app_id: &str, user_id: &str, device_id: &str) -> Result<bool> {
         let filter = device_filter(app_id, user_id, device_id);
+        // The device first: an upload that checks for it after storing its keys then finds it gone
+        // and takes its keys back, so no key outlives its device.
         let deleted = self.collection("key_devices").delete_one(filter.clone()).await?;
-        // The keys go even when the device was already gone: a delete that failed half-way is finished.
         self.collection("one_time_keys").delete_many(filter.clone()).await?;
         self.collection("fallback_keys").delete_many(filter).await?;
         Ok(deleted.deleted_count > 0)
     }
 
-    async fn add_one_time_keys(&self, keys: &[StoredKey]) -> Result<InsertOutcome> {
+    async fn add_one_time_keys(&self, signed_by: &str, max_unclaimed: u64, keys: &[StoredKey]) -> Result<InsertOutcome> {
         let Some(first) = keys.first() else {
             return Ok(InsertOutcome::default());
         };
@@ -134,31 +168,41 @@ impl KeyStore for MongoStore {
             })
             .collect();
         if fresh.is_empty() {
-            if self
-                .find_key_device(&first.app_id, &first.user_id, &first.device_id)
-                .await?
-                .is_none()
-            {
-                return Err(Error::NotFound(format!("device {} is not registered", first.device_id)));
+            if !self.signer_registered(first, signed_by).await? {
+                return Err(not_registered(&first.device_id));
             }
             return Ok(InsertOutcome {
                 inserted: 0,
                 duplicates: keys.len(),
             });
         }
-        let first_seq = self
-            .reserve_upload_seqs(&first.app_id, &first.user_id, &first.device_id, fresh.len())
-            .await?;
+        // Counted, then inserted: concurrent uploads to one device may pass the cap by a batch.
+        let device = device_filter(&first.app_id, &first.user_id, &first.device_id);
+        let unclaimed = self.count_unclaimed(device.clone()).await?;
+        if unclaimed + fresh.len() as u64 > max_unclaimed {
+            return Err(Error::LimitExceeded(format!(
+                "a device holds at most {max_unclaimed} unclaimed one-time keys; it has {unclaimed}"
+            )));
+        }
+        let first_seq = self.reserve_upload_seqs(first, signed_by, fresh.len()).await?;
         let documents = fresh
             .iter()
             .zip(first_seq..)
             .map(|(key, seq)| {
                 let mut document = to_document(*key)?;
                 document.insert("uploaded_seq", seq);
+                document.insert("claimed_at", Bson::Null);
                 Ok(document)
             })
             .collect::<Result<Vec<_>>>()?;
         let mut outcome = insert_many_idempotent(&self.collection("one_time_keys"), documents).await?;
+        if !self.signer_registered(first, signed_by).await? {
+            // The device was deleted (or registered anew) while the keys went in: take them back.
+            let mut ours = device;
+            ours.insert("uploaded_seq", doc! {"$gte": first_seq, "$lt": first_seq + fresh.len() as i64});
+            self.collection("one_time_keys").delete_many(ours).await?;
+            return Err(not_registered(&first.device_id));
+        }
         if outcome.duplicates > 0 {
             // A concurrent upload stored some of the same ids first: refuse if its content differs.
             self.stored_twins(keys).await?;
@@ -168,10 +212,7 @@ impl KeyStore for MongoStore {
     }
 
     async fn count_one_time_keys(&self, app_id: &str, user_id: &str, device_id: &str) -> Result<u64> {
-        Ok(self
-            .collection("one_time_keys")
-            .count_documents(device_filter(app_id, user_id, device_id))
-            .await?)
+        self.count_unclaimed(device_filter(app_id, user_id, device_id)).await
     }
 
     async fn claim_one_time_key(
@@ -183,15 +224,22 @@ impl KeyStore for MongoStore {
     ) -> Result<Option<StoredKey>> {
         let mut filter = device_filter(app_id, user_id, device_id);
         filter.insert("algorithm", algorithm);
+        filter.insert("claimed_at", Bson::Null);
+        // One atomic step takes the oldest unclaimed key: concurrent claims each take another one. The
+        // claimed key stays as a tombstone (expired by the `claimed_at` TTL index).
         self.collection("one_time_keys")
-            .find_one_and_delete(filter)
+            .find_one_and_update(filter, doc! {"$set": {"claimed_at": DateTime::now()}})
             .sort(doc! {"uploaded_seq": 1})
+            .return_document(ReturnDocument::Before)
             .await?
             .map(from_document)
             .transpose()
     }
 
-    async fn put_fallback_key(&self, key: &StoredKey) -> Result<()> {
+    async fn put_fallback_key(&self, signed_by: &str, key: &StoredKey) -> Result<()> {
+        if !self.signer_registered(key, signed_by).await? {
+            return Err(not_registered(&key.device_id));
+        }
         let id = format!(
             "{}:{}",
             device_doc_id(&key.app_id, &key.user_id, &key.device_id),
@@ -203,6 +251,11 @@ impl KeyStore for MongoStore {
             .replace_one(doc! {"_id": &id}, document)
             .upsert(true)
             .await?;
+        if !self.signer_registered(key, signed_by).await? {
+            // Deleted meanwhile: the device's deletion may have run before this key went in.
+            self.collection("fallback_keys").delete_one(doc! {"_id": &id}).await?;
+            return Err(not_registered(&key.device_id));
+        }
         Ok(())
     }
 
@@ -220,14 +273,11 @@ impl KeyStore for MongoStore {
 
     async fn delete_user_keys(&self, app_id: &str, user_id: &str) -> Result<u64> {
         let filter = doc! {"app_id": app_id, "user_id": user_id};
-        let mut deleted = 0;
-        for collection in ["one_time_keys", "fallback_keys", "key_devices"] {
-            deleted += self
-                .collection(collection)
-                .delete_many(filter.clone())
-                .await?
-                .deleted_count;
-        }
+        // Devices first, for the same reason as in `delete_key_device`.
+        let mut deleted = self.collection("key_devices").delete_many(filter.clone()).await?.deleted_count;
+        deleted += self.count_unclaimed(filter.clone()).await?;
+        self.collection("one_time_keys").delete_many(filter.clone()).await?;
+        deleted += self.collection("fallback_keys").delete_many(filter).await?.deleted_count;
         Ok(deleted)
     }
 }

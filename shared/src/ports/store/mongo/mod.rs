@@ -146,6 +146,19 @@ impl MongoStore {
         self.collection("fallback_keys")
             .create_index(plain(doc! {"app_id": 1, "user_id": 1, "device_id": 1}))
             .await?;
+        // A claimed one-time key is kept as a tombstone for a while (see `CLAIMED_KEY_MEMORY`), then expires.
+        self.collection("one_time_keys")
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"claimed_at": 1})
+                    .options(
+                        IndexOptions::builder()
+                            .expire_after(super::CLAIMED_KEY_MEMORY)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await?;
         Ok(())
     }
 
