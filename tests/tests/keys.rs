@@ -127,7 +127,12 @@ async fn keys_are_published_queried_claimed_once_each_and_erased() {
     assert_eq!(uploaded["fallback"], true);
     let more = json!({"one_time_keys": one_time_keys(&phone, &alice_id, "PHONE", 1..=6)});
     let (status, uploaded) = http
-        .call(Method::PUT, &keys_url(&gateway, "devices/PHONE"), token(&alice), Some(more))
+        .call(
+            Method::PUT,
+            &keys_url(&gateway, "devices/PHONE"),
+            token(&alice),
+            Some(more),
+        )
         .await;
     assert_eq!(status, 200, "{uploaded}");
     assert_eq!(uploaded["one_time_key_counts"]["signed_curve25519"], 12);
@@ -300,12 +305,12 @@ async fn keys_are_published_queried_claimed_once_each_and_erased() {
     );
     assert_eq!(distinct.len(), 200, "no key handed out twice");
     let mongo = platform.mongo().await;
-    let left = mongo
-        .collection::<Document>("one_time_keys")
-        .count_documents(doc! {"user_id": &alice_id})
-        .await
-        .unwrap();
-    assert_eq!(left, 0);
+    let one_time = mongo.collection::<Document>("one_time_keys");
+    let unclaimed = doc! {"user_id": &alice_id, "claimed_at": null};
+    assert_eq!(one_time.count_documents(unclaimed).await.unwrap(), 0);
+    // Each claimed key stays a day as a tombstone, so a retried upload cannot put it back.
+    let claimed_ones = doc! {"user_id": &alice_id, "claimed_at": {"$type": "date"}};
+    assert_eq!(one_time.count_documents(claimed_ones).await.unwrap(), 212);
 
     // Deleting a device tells bob; the export lists the rest (public keys only); erasure removes them.
     let (status, _) = http

@@ -17,6 +17,8 @@ use base64::Engine;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde_json::{Map, Value};
 
+/// The one algorithm of one-time and fallback keys.
+pub const SIGNED_CURVE25519: &str = "signed_curve25519";
 /// Longest device id a client may choose.
 pub const MAX_DEVICE_ID_CHARS: usize = 64;
 /// Longest one-time or fallback key id.
@@ -244,7 +246,7 @@ impl SignedKey {
         let (algorithm, key_id) = name
             .split_once(':')
             .filter(|(algorithm, key_id)| {
-                *algorithm == "signed_curve25519"
+                *algorithm == SIGNED_CURVE25519
                     && !key_id.is_empty()
                     && key_id.chars().count() <= MAX_KEY_ID_CHARS
                     && key_id.chars().all(|c| c.is_ascii_graphic())

@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The one key algorithm of one-time and fallback keys.
-pub const SIGNED_CURVE25519: &str = "signed_curve25519";
+pub use crate::domain::keys::SIGNED_CURVE25519;
 /// Most one-time and fallback keys in one upload.
 pub const MAX_KEYS_PER_UPLOAD: usize = 100;
 /// Most devices a user may register.
@@ -418,7 +417,10 @@ impl Keys<'_> {
     /// [`LOW_KEYS_THRESHOLD`]. Best effort: the claim has happened, and its key must reach the caller.
     async fn tell_if_low(&self, caller: Caller<'_>, user_id: &str, device_id: &str) {
         let told = async {
-            let count = self.store.count_one_time_keys(caller.app_id, user_id, device_id).await?;
+            let count = self
+                .store
+                .count_one_time_keys(caller.app_id, user_id, device_id)
+                .await?;
             if count >= LOW_KEYS_THRESHOLD {
                 return Ok(());
             }

@@ -88,8 +88,14 @@ async fn devices_register_once_and_stay_in_their_app(store: &dyn Store) {
         .is_empty());
     // The cap counts the user's devices: a third is refused at 2, a known one is still fine.
     let tablet = device(&app, &user, "TABLET", "six");
-    assert!(matches!(store.register_key_device(&tablet, 2).await, Err(Error::LimitExceeded(_))));
-    assert_eq!(store.register_key_device(&phone, 2).await.unwrap(), Registration::Unchanged);
+    assert!(matches!(
+        store.register_key_device(&tablet, 2).await,
+        Err(Error::LimitExceeded(_))
+    ));
+    assert_eq!(
+        store.register_key_device(&phone, 2).await.unwrap(),
+        Registration::Unchanged
+    );
     assert!(store.delete_key_device(&app, &user, "LAPTOP").await.unwrap());
     assert!(!store.delete_key_device(&app, &user, "LAPTOP").await.unwrap());
     // Deleted, the device may come back with new identity keys.
@@ -119,7 +125,10 @@ async fn one_time_keys_are_claimed_oldest_first_and_never_twice(store: &dyn Stor
         "the same key again is a duplicate"
     );
     let clash = [key(&phone, "k9", "z"), key(&phone, "k2", "other")];
-    assert!(matches!(store.add_one_time_keys(SIGNER, 1_000, &clash).await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        store.add_one_time_keys(SIGNER, 1_000, &clash).await,
+        Err(Error::Conflict(_))
+    ));
     assert_eq!(
         store.count_one_time_keys(&app, &user, "PHONE").await.unwrap(),
         3,
@@ -136,7 +145,10 @@ async fn one_time_keys_are_claimed_oldest_first_and_never_twice(store: &dyn Stor
     assert_eq!(claimed, ["k3", "k1", "k2"], "in upload order");
     assert_eq!(store.count_one_time_keys(&app, &user, "PHONE").await.unwrap(), 0);
     // Another app's claim finds nothing of this one.
-    store.add_one_time_keys(SIGNER, 1_000, &[key(&phone, "k4", "d")]).await.unwrap();
+    store
+        .add_one_time_keys(SIGNER, 1_000, &[key(&phone, "k4", "d")])
+        .await
+        .unwrap();
     let elsewhere = store
         .claim_one_time_key(&unique("app"), &user, "PHONE", "signed_curve25519")
         .await
@@ -163,14 +175,26 @@ async fn claimed_keys_cannot_come_back_and_pools_are_capped(store: &dyn Store) {
     assert_eq!((retried.inserted, retried.duplicates), (0, 2));
     assert_eq!(store.count_one_time_keys(&app, &user, "PHONE").await.unwrap(), 1);
     let clash = [key(&phone, "k1", "other")];
-    assert!(matches!(store.add_one_time_keys(SIGNER, 1_000, &clash).await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        store.add_one_time_keys(SIGNER, 1_000, &clash).await,
+        Err(Error::Conflict(_))
+    ));
     // Keys signed by another key than the device's are not stored, nor for a device that is gone.
     let foreign = [key(&phone, "k3", "c")];
-    assert!(matches!(store.add_one_time_keys("ed-other", 1_000, &foreign).await, Err(Error::NotFound(_))));
-    assert!(matches!(store.put_fallback_key("ed-other", &foreign[0]).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.add_one_time_keys("ed-other", 1_000, &foreign).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.put_fallback_key("ed-other", &foreign[0]).await,
+        Err(Error::NotFound(_))
+    ));
     // The cap counts unclaimed keys only, and an identical retry is not refused by it.
     let more = [key(&phone, "k3", "c"), key(&phone, "k4", "d")];
-    assert!(matches!(store.add_one_time_keys(SIGNER, 2, &more).await, Err(Error::LimitExceeded(_))));
+    assert!(matches!(
+        store.add_one_time_keys(SIGNER, 2, &more).await,
+        Err(Error::LimitExceeded(_))
+    ));
     store.add_one_time_keys(SIGNER, 3, &more).await.unwrap();
     let again = store.add_one_time_keys(SIGNER, 3, &more).await.unwrap();
     assert_eq!((again.inserted, again.duplicates), (0, 2));
@@ -178,10 +202,16 @@ async fn claimed_keys_cannot_come_back_and_pools_are_capped(store: &dyn Store) {
     // A deleted device takes its tombstones along: registered anew, it may reuse its key ids.
     assert!(store.delete_key_device(&app, &user, "PHONE").await.unwrap());
     store.register_key_device(&phone, 32).await.unwrap();
-    let fresh = store.add_one_time_keys(SIGNER, 1_000, &[key(&phone, "k1", "new")]).await.unwrap();
+    let fresh = store
+        .add_one_time_keys(SIGNER, 1_000, &[key(&phone, "k1", "new")])
+        .await
+        .unwrap();
     assert_eq!(fresh.inserted, 1);
     assert!(store.delete_key_device(&app, &user, "PHONE").await.unwrap());
-    assert!(matches!(store.add_one_time_keys(SIGNER, 1_000, &batch).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.add_one_time_keys(SIGNER, 1_000, &batch).await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 async fn concurrent_claims_each_get_a_different_key(store: &dyn Store) {
@@ -216,7 +246,10 @@ async fn fallback_keys_are_replaced_and_erasure_removes_everything(store: &dyn S
     let kept = device(&app, &unique("user"), "PHONE", "three");
     for device in [&phone, &tablet, &kept] {
         store.register_key_device(device, 32).await.unwrap();
-        store.add_one_time_keys(SIGNER, 1_000, &[key(device, "k1", "a")]).await.unwrap();
+        store
+            .add_one_time_keys(SIGNER, 1_000, &[key(device, "k1", "a")])
+            .await
+            .unwrap();
     }
     assert_eq!(
         store

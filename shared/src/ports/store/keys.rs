@@ -44,7 +44,8 @@ pub trait KeyStore: Send + Sync {
     /// object it is a `Conflict`. `LimitExceeded` when the new keys would leave the device more than
     /// `max_unclaimed` unclaimed keys. Both are checked before anything is added, except that a
     /// concurrent upload of the same id with other content may leave this upload's other keys stored.
-    async fn add_one_time_keys(&self, signed_by: &str, max_unclaimed: u64, keys: &[StoredKey]) -> Result<InsertOutcome>;
+    async fn add_one_time_keys(&self, signed_by: &str, max_unclaimed: u64, keys: &[StoredKey])
+        -> Result<InsertOutcome>;
     /// The device's unclaimed one-time keys.
     async fn count_one_time_keys(&self, app_id: &str, user_id: &str, device_id: &str) -> Result<u64>;
     /// Hands out the device's oldest unclaimed one-time key of `algorithm`; `None` when the pool is empty.

@@ -94,7 +94,12 @@ impl KeyStore for MemoryStore {
         })
     }
 
-    async fn add_one_time_keys(&self, signed_by: &str, max_unclaimed: u64, keys: &[StoredKey]) -> Result<InsertOutcome> {
+    async fn add_one_time_keys(
+        &self,
+        signed_by: &str,
+        max_unclaimed: u64,
+        keys: &[StoredKey],
+    ) -> Result<InsertOutcome> {
         let Some(first) = keys.first() else {
             return Ok(InsertOutcome::default());
         };

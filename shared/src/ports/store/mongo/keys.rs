@@ -63,7 +63,9 @@ impl MongoStore {
         let ids: Vec<&str> = keys.iter().map(|k| k.key_id.as_str()).collect();
         let mut filter = device_filter(&first.app_id, &first.user_id, &first.device_id);
         filter.insert("key_id", doc! {"$in": ids});
-        let stored: Vec<StoredKey> = self.find_all("one_time_keys", filter, doc! {"_id": 1}, usize::MAX).await?;
+        let stored: Vec<StoredKey> = self
+            .find_all("one_time_keys", filter, doc! {"_id": 1}, usize::MAX)
+            .await?;
         for key in &stored {
             let uploaded = keys
                 .iter()
@@ -117,12 +119,13 @@ impl KeyStore for MongoStore {
         document.insert("next_key_seq", 0_i64);
         match self.collection("key_devices").insert_one(document).await {
             Ok(_) => Ok(Registration::Registered),
-            Err(e) if is_duplicate_key(&e) => {
-                match self.find_key_device(app_id, user_id, &device.device_id).await? {
-                    Some(stored) => same_or_conflict(stored),
-                    None => Err(Error::Conflict(format!("device {} changed meanwhile; retry", device.device_id))),
-                }
-            }
+            Err(e) if is_duplicate_key(&e) => match self.find_key_device(app_id, user_id, &device.device_id).await? {
+                Some(stored) => same_or_conflict(stored),
+                None => Err(Error::Conflict(format!(
+                    "device {} changed meanwhile; retry",
+                    device.device_id
+                ))),
+            },
             Err(e) => Err(e.into()),
         }
     }
@@ -148,7 +151,12 @@ impl KeyStore for MongoStore {
         Ok(deleted.deleted_count > 0)
     }
 
-    async fn add_one_time_keys(&self, signed_by: &str, max_unclaimed: u64, keys: &[StoredKey]) -> Result<InsertOutcome> {
+    async fn add_one_time_keys(
+        &self,
+        signed_by: &str,
+        max_unclaimed: u64,
+        keys: &[StoredKey],
+    ) -> Result<InsertOutcome> {
         let Some(first) = keys.first() else {
             return Ok(InsertOutcome::default());
         };
@@ -199,7 +207,10 @@ impl KeyStore for MongoStore {
         if !self.signer_registered(first, signed_by).await? {
             // The device was deleted (or registered anew) while the keys went in: take them back.
             let mut ours = device;
-            ours.insert("uploaded_seq", doc! {"$gte": first_seq, "$lt": first_seq + fresh.len() as i64});
+            ours.insert(
+                "uploaded_seq",
+                doc! {"$gte": first_seq, "$lt": first_seq + fresh.len() as i64},
+            );
             self.collection("one_time_keys").delete_many(ours).await?;
             return Err(not_registered(&first.device_id));
         }
@@ -212,7 +223,10 @@ impl KeyStore for MongoStore {
     }
 
     async fn count_one_time_keys(&self, app_id: &str, user_id: &str, device_id: &str) -> Result<u64> {
-        self.count_unclaimed(device_filter(app_id, user_id, device_id)).await
+        // Every one-time key is `signed_curve25519`: naming it lets the count use the claim's index.
+        let mut filter = device_filter(app_id, user_id, device_id);
+        filter.insert("algorithm", crate::domain::keys::SIGNED_CURVE25519);
+        self.count_unclaimed(filter).await
     }
 
     async fn claim_one_time_key(
@@ -274,10 +288,18 @@ impl KeyStore for MongoStore {
     async fn delete_user_keys(&self, app_id: &str, user_id: &str) -> Result<u64> {
         let filter = doc! {"app_id": app_id, "user_id": user_id};
         // Devices first, for the same reason as in `delete_key_device`.
-        let mut deleted = self.collection("key_devices").delete_many(filter.clone()).await?.deleted_count;
+        let mut deleted = self
+            .collection("key_devices")
+            .delete_many(filter.clone())
+            .await?
+            .deleted_count;
         deleted += self.count_unclaimed(filter.clone()).await?;
         self.collection("one_time_keys").delete_many(filter.clone()).await?;
-        deleted += self.collection("fallback_keys").delete_many(filter).await?.deleted_count;
+        deleted += self
+            .collection("fallback_keys")
+            .delete_many(filter)
+            .await?
+            .deleted_count;
         Ok(deleted)
     }
 }

@@ -137,10 +137,11 @@ impl MongoStore {
                 doc! {"app_id": 1, "user_id": 1, "device_id": 1, "algorithm": 1, "key_id": 1},
             ))
             .await?;
-        // The oldest-first claim: the lowest upload number of one device and algorithm.
+        // The oldest-first claim: the lowest upload number among one device's unclaimed keys of one
+        // algorithm (claimed ones stay a day as tombstones, so `claimed_at` comes before the sort key).
         self.collection("one_time_keys")
             .create_index(plain(
-                doc! {"app_id": 1, "user_id": 1, "device_id": 1, "algorithm": 1, "uploaded_seq": 1},
+                doc! {"app_id": 1, "user_id": 1, "device_id": 1, "algorithm": 1, "claimed_at": 1, "uploaded_seq": 1},
             ))
             .await?;
         self.collection("fallback_keys")
@@ -151,11 +152,7 @@ impl MongoStore {
             .create_index(
                 IndexModel::builder()
                     .keys(doc! {"claimed_at": 1})
-                    .options(
-                        IndexOptions::builder()
-                            .expire_after(super::CLAIMED_KEY_MEMORY)
-                            .build(),
-                    )
+                    .options(IndexOptions::builder().expire_after(super::CLAIMED_KEY_MEMORY).build())
                     .build(),
             )
             .await?;
