@@ -294,7 +294,8 @@ async fn every_release_artifact_answers_its_event() {
         claimed["one_time_keys"][&alice_id]["PHONE"]["signed_curve25519:k1"],
         one_time
     );
-    assert!(h.stored("one_time_keys", doc! {"user_id": &alice_id}).await.is_none());
+    let unclaimed = doc! {"user_id": &alice_id, "claimed_at": null};
+    assert!(h.stored("one_time_keys", unclaimed).await.is_none());
 
     // media: an upload into it is recorded as pending and gets a presigned URL.
     let request =
