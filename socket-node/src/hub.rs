@@ -43,6 +43,17 @@ struct Routes {
     channels_of: HashMap<ConnectionId, HashSet<String>>,
 }
 
+impl Routes {
+    /// The outlets of the local subscribers of `channel`.
+    fn outlets_on<'r>(&'r self, channel: &str) -> impl Iterator<Item = &'r Outlet> + 'r {
+        self.channels
+            .get(channel)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.outlets.get(id))
+    }
+}
+
 pub struct Hub {
     fan_out: Arc<dyn FanOut>,
     routes: Mutex<Routes>,
@@ -246,12 +257,8 @@ impl Hub {
     /// `session_id`, or all of them when `None`, and closes them; returns how many.
     pub fn end_sessions(&self, user_channel: &str, session_id: Option<&str>, frame: Utf8Bytes) -> usize {
         let routes = self.routes.lock().expect("routes lock");
-        let Some(subscribers) = routes.channels.get(user_channel) else {
-            return 0;
-        };
         let mut ended = 0;
-        for id in subscribers {
-            let Some(outlet) = routes.outlets.get(id) else { continue };
+        for outlet in routes.outlets_on(user_channel) {
             if session_id.is_some_and(|session_id| session_id != outlet.session_id) {
                 continue;
             }
@@ -267,17 +274,11 @@ impl Hub {
     /// many got it.
     pub fn deliver_to_device(&self, user_channel: &str, device_id: &str, payload: Utf8Bytes) -> usize {
         let routes = self.routes.lock().expect("routes lock");
-        let Some(subscribers) = routes.channels.get(user_channel) else {
-            return 0;
-        };
-        let mut delivered = 0;
-        for id in subscribers {
-            let Some(outlet) = routes.outlets.get(id) else { continue };
-            if outlet.device_id.as_deref() == Some(device_id) && outlet.outbox.push(payload.clone()).is_ok() {
-                delivered += 1;
-            }
-        }
-        delivered
+        routes
+            .outlets_on(user_channel)
+            .filter(|outlet| outlet.device_id.as_deref() == Some(device_id))
+            .filter(|outlet| outlet.outbox.push(payload.clone()).is_ok())
+            .count()
     }
 
     /// The channels `connection` is routed that start with `prefix`.

@@ -49,4 +49,9 @@ impl StoredKey {
     pub fn name(&self) -> String {
         format!("{}:{}", self.algorithm, self.key_id)
     }
+
+    /// The device the key belongs to: `(app_id, user_id, device_id)`.
+    pub fn device(&self) -> (&str, &str, &str) {
+        (&self.app_id, &self.user_id, &self.device_id)
+    }
 }

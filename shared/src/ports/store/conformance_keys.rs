@@ -1,4 +1,4 @@
-//! The key directory's part of the store conformance suite (see [`super::conformance`]).
+//! The key directory's part of the store conformance suite, run by its `run`.
 
 use super::{Registration, Store};
 use crate::domain::model::{KeyDevice, StoredKey};

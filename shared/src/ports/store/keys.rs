@@ -2,7 +2,7 @@
 
 use super::InsertOutcome;
 use crate::domain::model::{KeyDevice, StoredKey};
-use crate::Result;
+use crate::{Error, Result};
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -71,4 +71,16 @@ pub trait KeyStore: Send + Sync {
     /// Deletes every device, then every one-time and fallback key of the user (erasure); returns how
     /// many devices and unclaimed keys went.
     async fn delete_user_keys(&self, app_id: &str, user_id: &str) -> Result<u64>;
+}
+
+/// The first key of an upload's batch, which must be all of one device (the use case builds it so);
+/// `None` for an empty batch.
+pub(super) fn batch_of_one_device(keys: &[StoredKey]) -> Result<Option<&StoredKey>> {
+    let Some(first) = keys.first() else {
+        return Ok(None);
+    };
+    if keys.iter().any(|key| key.device() != first.device()) {
+        return Err(Error::Internal("one-time keys of several devices in one upload".into()));
+    }
+    Ok(Some(first))
 }

@@ -27,6 +27,7 @@ pub use apps::AppStore;
 pub use attachments::AttachmentStore;
 pub use compliance::ComplianceStore;
 pub use conversations::ConversationStore;
+use keys::batch_of_one_device;
 pub use keys::{KeyStore, Registration, CLAIMED_KEY_MEMORY};
 pub use memory::MemoryStore;
 pub use messages::MessageStore;

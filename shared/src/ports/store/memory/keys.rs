@@ -5,7 +5,7 @@ use super::Change::{self, Changed, Unchanged};
 use super::{DeviceKey, MemoryStore, Tables};
 use crate::domain::model::{KeyDevice, StoredKey};
 use crate::ports::store::CLAIMED_KEY_MEMORY;
-use crate::ports::store::{InsertOutcome, KeyStore, Registration};
+use crate::ports::store::{batch_of_one_device, InsertOutcome, KeyStore, Registration};
 use crate::{now_ms, Error, Result};
 use async_trait::async_trait;
 
@@ -100,13 +100,10 @@ impl KeyStore for MemoryStore {
         max_unclaimed: u64,
         keys: &[StoredKey],
     ) -> Result<InsertOutcome> {
-        let Some(first) = keys.first() else {
+        let Some(first) = batch_of_one_device(keys)? else {
             return Ok(InsertOutcome::default());
         };
         let device = of_device(first);
-        if keys.iter().any(|k| of_device(k) != device) {
-            return Err(Error::Internal("one-time keys of several devices in one upload".into()));
-        }
         self.write(|tables| {
             tables.require_signer(&device, signed_by)?;
             let pool = tables.one_time_keys.get(&device).map(Vec::as_slice).unwrap_or_default();

@@ -3,7 +3,7 @@
 
 use super::{from_document, insert_many_idempotent, is_duplicate_key, to_document, MongoStore};
 use crate::domain::model::{KeyDevice, StoredKey};
-use crate::ports::store::{InsertOutcome, KeyStore, Registration};
+use crate::ports::store::{batch_of_one_device, InsertOutcome, KeyStore, Registration};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use mongodb::bson::{doc, Bson, DateTime, Document};
@@ -157,15 +157,9 @@ impl KeyStore for MongoStore {
         max_unclaimed: u64,
         keys: &[StoredKey],
     ) -> Result<InsertOutcome> {
-        let Some(first) = keys.first() else {
+        let Some(first) = batch_of_one_device(keys)? else {
             return Ok(InsertOutcome::default());
         };
-        if keys
-            .iter()
-            .any(|k| (&k.app_id, &k.user_id, &k.device_id) != (&first.app_id, &first.user_id, &first.device_id))
-        {
-            return Err(Error::Internal("one-time keys of several devices in one upload".into()));
-        }
         let stored = self.stored_twins(keys).await?;
         let fresh: Vec<&StoredKey> = keys
             .iter()
