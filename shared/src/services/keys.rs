@@ -219,14 +219,17 @@ impl Keys<'_> {
     /// Deletes one of the caller's devices with its keys; `NotFound` when there is no such device.
     pub async fn delete_device(&self, caller: Caller<'_>, device_id: &str) -> Result<()> {
         check_device_id(device_id)?;
-        if !self
+        let deleted = self
             .store
             .delete_key_device(caller.app_id, caller.user_id, device_id)
-            .await?
-        {
+            .await?;
+        // Announced even when the device was already gone: a first attempt may have deleted it and
+        // failed before its announcement went out.
+        self.announce_device_change(caller).await?;
+        if !deleted {
             return Err(Error::NotFound(format!("device {device_id} not found")));
         }
-        self.announce_device_change(caller).await
+        Ok(())
     }
 
     /// Which of `user_ids` the caller may see: those it shares a conversation with, and itself.
@@ -331,16 +334,22 @@ impl Keys<'_> {
             // A key taken from the store must reach the caller: a failure on a later device is reported
             // for that device (with the error's code) instead of failing the request and losing this one.
             match self.claim_one(caller, &user_id, &device_id).await {
-                Ok(Claimed::Key { key, fallback }) => {
-                    if fallback {
-                        fallback_used.push(json!({"user_id": user_id, "device_id": device_id}));
+                Ok(Claimed::Key { key, fallback }) => match object_of(&key.object_json) {
+                    Ok(object) => {
+                        if fallback {
+                            fallback_used.push(json!({"user_id": user_id, "device_id": device_id}));
+                        }
+                        let named = Map::from_iter([(key.name(), object)]);
+                        handed
+                            .entry(user_id)
+                            .or_default()
+                            .insert(device_id, Value::Object(named));
                     }
-                    let object = Map::from_iter([(key.name(), object_of(&key.object_json)?)]);
-                    handed
-                        .entry(user_id)
-                        .or_default()
-                        .insert(device_id, Value::Object(object));
-                }
+                    Err(e) => {
+                        tracing::error!(error = %e, %user_id, %device_id, "a stored key is not JSON");
+                        failures.push(json!({"user_id": user_id, "device_id": device_id, "code": e.code()}));
+                    }
+                },
                 Ok(Claimed::Nothing { code }) => {
                     failures.push(json!({"user_id": user_id, "device_id": device_id, "code": code}));
                 }
@@ -369,6 +378,8 @@ impl Keys<'_> {
             .find_fallback_key(app_id, user_id, device_id, SIGNED_CURVE25519)
             .await?
         {
+            // The pool is empty: the device is told on every such claim until it uploads more.
+            self.tell_if_low(caller, user_id, device_id).await;
             return Ok(Claimed::Key { key, fallback: true });
         }
         let known = self.store.find_key_device(app_id, user_id, device_id).await?.is_some();
@@ -381,9 +392,8 @@ impl Keys<'_> {
     /// returns how many records went.
     pub async fn erase(&self, user: Caller<'_>) -> Result<u64> {
         let deleted = self.store.delete_user_keys(user.app_id, user.user_id).await?;
-        if deleted > 0 {
-            self.announce_device_change(user).await?;
-        }
+        // Always, so a repeated erasure also repeats an announcement that may have failed.
+        self.announce_device_change(user).await?;
         Ok(deleted)
     }
 
@@ -413,8 +423,8 @@ impl Keys<'_> {
         Ok(exported)
     }
 
-    /// Tells the device's connections when a claim took one of its one-time keys and left fewer than
-    /// [`LOW_KEYS_THRESHOLD`]. Best effort: the claim has happened, and its key must reach the caller.
+    /// Tells the device's connections when a claim left it fewer than [`LOW_KEYS_THRESHOLD`] one-time
+    /// keys. Best effort: the claim has happened, and its key must reach the caller.
     async fn tell_if_low(&self, caller: Caller<'_>, user_id: &str, device_id: &str) {
         let told = async {
             let count = self

@@ -29,14 +29,19 @@ impl Tables {
         }
     }
 
-    /// Forgets everything of the device but the device itself.
-    fn drop_device_keys(&mut self, device: &DeviceKey) -> usize {
+    /// Forgets everything of the device but the device itself; returns how many unclaimed and fallback
+    /// keys went, and whether anything went (tombstones included).
+    fn drop_device_keys(&mut self, device: &DeviceKey) -> (usize, bool) {
         let unclaimed = self.one_time_keys.remove(device).map_or(0, |pool| pool.len());
-        self.claimed_keys.remove(device);
+        let tombstones = self
+            .claimed_keys
+            .remove(device)
+            .is_some_and(|claimed| !claimed.is_empty());
         let before = self.fallback_keys.len();
         self.fallback_keys
             .retain(|(app, user, id, _), _| (app, user, id) != (&device.0, &device.1, &device.2));
-        unclaimed + before - self.fallback_keys.len()
+        let counted = unclaimed + before - self.fallback_keys.len();
+        (counted, counted > 0 || tombstones)
     }
 }
 
@@ -89,8 +94,8 @@ impl KeyStore for MemoryStore {
         self.write(|tables| {
             let key = device_key(app_id, user_id, device_id);
             let existed = tables.key_devices.remove(&key).is_some();
-            let keys = tables.drop_device_keys(&key);
-            Ok(Change::when(existed || keys > 0, existed))
+            let (_, keys_went) = tables.drop_device_keys(&key);
+            Ok(Change::when(existed || keys_went, existed))
         })
     }
 
@@ -107,14 +112,17 @@ impl KeyStore for MemoryStore {
         self.write(|tables| {
             tables.require_signer(&device, signed_by)?;
             let pool = tables.one_time_keys.get(&device).map(Vec::as_slice).unwrap_or_default();
+            // Tombstones older than the memory count no more, as MongoDB's TTL index drops them.
+            let forget_before = now_ms() - CLAIMED_KEY_MEMORY.as_millis() as i64;
             let claimed = tables.claimed_keys.get(&device).map(Vec::as_slice).unwrap_or_default();
+            let claimed = claimed.iter().filter(|(_, claimed_at)| *claimed_at >= forget_before);
             let mut outcome = InsertOutcome::default();
             let mut fresh: Vec<&StoredKey> = Vec::new();
             for new in keys {
                 let same_id = |k: &&StoredKey| k.algorithm == new.algorithm && k.key_id == new.key_id;
                 let stored = pool
                     .iter()
-                    .chain(claimed.iter().map(|(key, _)| key))
+                    .chain(claimed.clone().map(|(key, _)| key))
                     .find(same_id)
                     .or_else(|| fresh.iter().copied().find(same_id));
                 match stored {
@@ -222,12 +230,14 @@ impl KeyStore for MemoryStore {
                         .map(|(app, user, device, _)| (app.clone(), user.clone(), device.clone())),
                 )
                 .collect();
-            let mut deleted = 0;
+            let (mut deleted, mut changed) = (0, false);
             for device in devices {
-                deleted += usize::from(tables.key_devices.remove(&device).is_some());
-                deleted += tables.drop_device_keys(&device);
+                let existed = tables.key_devices.remove(&device).is_some();
+                let (keys, keys_went) = tables.drop_device_keys(&device);
+                deleted += usize::from(existed) + keys;
+                changed |= existed || keys_went;
             }
-            Ok(Change::when(deleted > 0, deleted as u64))
+            Ok(Change::when(changed, deleted as u64))
         })
     }
 }

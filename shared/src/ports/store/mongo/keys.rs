@@ -194,6 +194,8 @@ impl KeyStore for MongoStore {
                 let mut document = to_document(*key)?;
                 document.insert("uploaded_seq", seq);
                 document.insert("claimed_at", Bson::Null);
+                // Which registration the key was stored for, so a take-back touches only its own keys.
+                document.insert("signed_by", signed_by);
                 Ok(document)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -201,6 +203,7 @@ impl KeyStore for MongoStore {
         if !self.signer_registered(first, signed_by).await? {
             // The device was deleted (or registered anew) while the keys went in: take them back.
             let mut ours = device;
+            ours.insert("signed_by", signed_by);
             ours.insert(
                 "uploaded_seq",
                 doc! {"$gte": first_seq, "$lt": first_seq + fresh.len() as i64},
@@ -255,13 +258,30 @@ impl KeyStore for MongoStore {
         );
         let mut document = to_document(key)?;
         document.insert("_id", &id);
-        self.collection("fallback_keys")
-            .replace_one(doc! {"_id": &id}, document)
+        document.insert("signed_by", signed_by);
+        let fallback_keys = self.collection("fallback_keys");
+        // Replaces only a key of the same registration: a stale upload of a deleted registration must
+        // not overwrite the key of the device registered since (its upsert then hits the `_id`).
+        let ours = doc! {"_id": &id, "signed_by": signed_by};
+        match fallback_keys
+            .replace_one(ours.clone(), document.clone())
             .upsert(true)
-            .await?;
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_duplicate_key(&e) => {
+                // Another registration's key holds the place: this one replaces it only if it is the
+                // device's registration now (the other is then a leftover).
+                if !self.signer_registered(key, signed_by).await? {
+                    return Err(not_registered(&key.device_id));
+                }
+                fallback_keys.replace_one(doc! {"_id": &id}, document).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         if !self.signer_registered(key, signed_by).await? {
             // Deleted meanwhile: the device's deletion may have run before this key went in.
-            self.collection("fallback_keys").delete_one(doc! {"_id": &id}).await?;
+            fallback_keys.delete_one(ours).await?;
             return Err(not_registered(&key.device_id));
         }
         Ok(())
