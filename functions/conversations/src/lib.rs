@@ -23,7 +23,7 @@ use caas_shared::domain::protocol::CreateConversation;
 use caas_shared::ports::bus::Bus;
 use caas_shared::ports::cache::Cache;
 use caas_shared::ports::store::{SeqRange, Store};
-use caas_shared::runtime::http::{finish_router, read_json, Authenticated, VerifiesSdkTokens};
+use caas_shared::runtime::http::{finish_router, json_body, read_json, Authenticated, VerifiesSdkTokens};
 use caas_shared::services::auth::TokenSigner;
 use caas_shared::services::conversations::Conversations;
 use caas_shared::{Error, Result};
@@ -111,12 +111,6 @@ fn limit_from(numbers: &HashMap<String, i64>, default: usize) -> Result<usize> {
     }
 }
 
-fn to_json(value: &impl serde::Serialize) -> Result<Json<Value>> {
-    serde_json::to_value(value)
-        .map(Json)
-        .map_err(|e| Error::Internal(format!("encoding response: {e}")))
-}
-
 type Api = State<Arc<ConversationsApi>>;
 
 async fn create(
@@ -127,7 +121,7 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>)> {
     let request: CreateConversation = read_json(&headers, body).await?;
     let conversation = api.rules().create(user.caller(), request).await?;
-    Ok((StatusCode::CREATED, to_json(&conversation)?))
+    Ok((StatusCode::CREATED, json_body(&conversation)?))
 }
 
 async fn list(State(api): Api, user: Authenticated, RawQuery(query): RawQuery) -> Result<Json<Value>> {
@@ -137,7 +131,7 @@ async fn list(State(api): Api, user: Authenticated, RawQuery(query): RawQuery) -
 }
 
 async fn show(State(api): Api, user: Authenticated, Path(id): Path<String>) -> Result<Json<Value>> {
-    to_json(&api.rules().get(user.caller(), &id).await?)
+    json_body(&api.rules().get(user.caller(), &id).await?)
 }
 
 #[derive(Deserialize)]
@@ -154,7 +148,7 @@ async fn rename(
     body: Body,
 ) -> Result<Json<Value>> {
     let request: RenameRequest = read_json(&headers, body).await?;
-    to_json(&api.rules().rename(user.caller(), &id, &request.name).await?)
+    json_body(&api.rules().rename(user.caller(), &id, &request.name).await?)
 }
 
 async fn members(State(api): Api, user: Authenticated, Path(id): Path<String>) -> Result<Json<Value>> {
@@ -179,7 +173,7 @@ async fn add_members(
 ) -> Result<Json<Value>> {
     let request: AddMembersRequest = read_json(&headers, body).await?;
     let role = request.role.unwrap_or(Role::Member);
-    to_json(
+    json_body(
         &api.rules()
             .add_members(user.caller(), &id, &request.member_ids, role)
             .await?,
@@ -191,7 +185,7 @@ async fn remove_member(
     user: Authenticated,
     Path((id, user_id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    to_json(&api.rules().remove_member(user.caller(), &id, &user_id).await?)
+    json_body(&api.rules().remove_member(user.caller(), &id, &user_id).await?)
 }
 
 async fn history(

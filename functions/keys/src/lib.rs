@@ -19,10 +19,10 @@ use axum::{Json, Router};
 use caas_shared::config::Config;
 use caas_shared::ports::bus::Bus;
 use caas_shared::ports::store::Store;
-use caas_shared::runtime::http::{finish_router, read_json, Authenticated, VerifiesSdkTokens};
+use caas_shared::runtime::http::{finish_router, json_body, read_json, Authenticated, VerifiesSdkTokens};
 use caas_shared::services::auth::TokenSigner;
 use caas_shared::services::keys::{Claim, Keys, Upload};
-use caas_shared::{Error, Result};
+use caas_shared::Result;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -77,12 +77,6 @@ pub fn routes(api: Arc<KeysApi>) -> Router {
 
 type Api = State<Arc<KeysApi>>;
 
-fn to_json(value: &impl serde::Serialize) -> Result<Json<Value>> {
-    serde_json::to_value(value)
-        .map(Json)
-        .map_err(|e| Error::Internal(format!("encoding response: {e}")))
-}
-
 async fn upload(
     State(api): Api,
     user: Authenticated,
@@ -97,7 +91,7 @@ async fn upload(
     } else {
         StatusCode::OK
     };
-    Ok((status, to_json(&uploaded)?))
+    Ok((status, json_body(&uploaded)?))
 }
 
 async fn devices(State(api): Api, user: Authenticated) -> Result<Json<Value>> {

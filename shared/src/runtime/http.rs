@@ -71,6 +71,13 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// `value` as a JSON response body; a value that cannot be encoded is an internal error.
+pub fn json_body(value: &impl serde::Serialize) -> Result<axum::Json<serde_json::Value>, Error> {
+    serde_json::to_value(value)
+        .map(axum::Json)
+        .map_err(|e| Error::Internal(format!("encoding response: {e}")))
+}
+
 /// Parses a JSON body of at most [`MAX_BODY_BYTES`], mapping every failure to a clear client error.
 pub async fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, Error> {
     read_json_or(headers, body, || {

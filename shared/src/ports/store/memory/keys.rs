@@ -13,6 +13,16 @@ fn device_key(app_id: &str, user_id: &str, device_id: &str) -> DeviceKey {
     (app_id.to_owned(), user_id.to_owned(), device_id.to_owned())
 }
 
+/// Where a device's fallback key of one algorithm is kept.
+fn fallback_id(app_id: &str, user_id: &str, device_id: &str, algorithm: &str) -> (String, String, String, String) {
+    (
+        app_id.to_owned(),
+        user_id.to_owned(),
+        device_id.to_owned(),
+        algorithm.to_owned(),
+    )
+}
+
 fn of_device(key: &StoredKey) -> DeviceKey {
     device_key(&key.app_id, &key.user_id, &key.device_id)
 }
@@ -186,12 +196,7 @@ impl KeyStore for MemoryStore {
     async fn put_fallback_key(&self, signed_by: &str, key: &StoredKey) -> Result<()> {
         self.write(|tables| {
             tables.require_signer(&of_device(key), signed_by)?;
-            let id = (
-                key.app_id.clone(),
-                key.user_id.clone(),
-                key.device_id.clone(),
-                key.algorithm.clone(),
-            );
+            let id = fallback_id(&key.app_id, &key.user_id, &key.device_id, &key.algorithm);
             tables.fallback_keys.insert(id, key.clone());
             Ok(Changed(()))
         })
@@ -204,12 +209,7 @@ impl KeyStore for MemoryStore {
         device_id: &str,
         algorithm: &str,
     ) -> Result<Option<StoredKey>> {
-        let id = (
-            app_id.to_owned(),
-            user_id.to_owned(),
-            device_id.to_owned(),
-            algorithm.to_owned(),
-        );
+        let id = fallback_id(app_id, user_id, device_id, algorithm);
         self.read(|tables| tables.fallback_keys.get(&id).cloned())
     }
 

@@ -18,6 +18,11 @@ fn device_filter(app_id: &str, user_id: &str, device_id: &str) -> Document {
     doc! {"app_id": app_id, "user_id": user_id, "device_id": device_id}
 }
 
+/// The device's keys of one algorithm.
+fn algorithm_filter(app_id: &str, user_id: &str, device_id: &str, algorithm: &str) -> Document {
+    doc! {"app_id": app_id, "user_id": user_id, "device_id": device_id, "algorithm": algorithm}
+}
+
 /// The device of `key` as registered with the Ed25519 key `signed_by`.
 fn signer_filter(key: &StoredKey, signed_by: &str) -> Document {
     doc! {"_id": device_doc_id(&key.app_id, &key.user_id, &key.device_id), "app_id": &key.app_id, "ed25519": signed_by}
@@ -221,8 +226,7 @@ impl KeyStore for MongoStore {
 
     async fn count_one_time_keys(&self, app_id: &str, user_id: &str, device_id: &str) -> Result<u64> {
         // Every one-time key is `signed_curve25519`: naming it lets the count use the claim's index.
-        let mut filter = device_filter(app_id, user_id, device_id);
-        filter.insert("algorithm", crate::domain::keys::SIGNED_CURVE25519);
+        let filter = algorithm_filter(app_id, user_id, device_id, crate::domain::keys::SIGNED_CURVE25519);
         self.count_unclaimed(filter).await
     }
 
@@ -233,8 +237,7 @@ impl KeyStore for MongoStore {
         device_id: &str,
         algorithm: &str,
     ) -> Result<Option<StoredKey>> {
-        let mut filter = device_filter(app_id, user_id, device_id);
-        filter.insert("algorithm", algorithm);
+        let mut filter = algorithm_filter(app_id, user_id, device_id, algorithm);
         filter.insert("claimed_at", Bson::Null);
         // One atomic step takes the oldest unclaimed key: concurrent claims each take another one. The
         // claimed key stays as a tombstone (expired by the `claimed_at` TTL index).
@@ -294,9 +297,8 @@ impl KeyStore for MongoStore {
         device_id: &str,
         algorithm: &str,
     ) -> Result<Option<StoredKey>> {
-        let mut filter = device_filter(app_id, user_id, device_id);
-        filter.insert("algorithm", algorithm);
-        self.find_one_in("fallback_keys", filter).await
+        self.find_one_in("fallback_keys", algorithm_filter(app_id, user_id, device_id, algorithm))
+            .await
     }
 
     async fn delete_user_keys(&self, app_id: &str, user_id: &str) -> Result<u64> {
