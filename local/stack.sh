@@ -181,6 +181,8 @@ start_all() {
   cat >"$dir/env" <<ENV
 CAAS_CACHE_URL=redis://127.0.0.1:$(port_of redis)
 CAAS_BUS_URL=kafka://127.0.0.1:$(port_of tansu)
+CAAS_KAFKA_REPLICATION_FACTOR=1
+CAAS_KAFKA_MIN_INSYNC_REPLICAS=1
 CAAS_STORE_URL=mongodb://127.0.0.1:$(port_of secantus)/?directConnection=true
 CAAS_BLOB_URL='s3://caas?endpoint=http://127.0.0.1:$(port_of s3s)&region=us-east-1'
 CAAS_S3_ACCESS_KEY=caas-local

@@ -150,6 +150,50 @@ impl Config {
     }
 }
 
+/// How the platform's Kafka topics are created by the processes that create them (socket nodes, the
+/// local gateway and bridge). An existing topic is never changed, only reported when it is below these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// Copies of each partition (`CAAS_KAFKA_REPLICATION_FACTOR`, default 3, as on MSK with three
+    /// brokers): with 1, one broker's loss loses accepted messages whatever `acks=all` says.
+    pub replication_factor: i32,
+    /// Replicas that must have a record before a write with `acks=all` succeeds
+    /// (`CAAS_KAFKA_MIN_INSYNC_REPLICAS`, default 2). Local single-broker stacks set both to 1.
+    pub min_insync_replicas: i32,
+}
+
+impl TopicSettings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads the settings through `lookup`; both must be positive, and `min_insync_replicas` at most
+    /// the replication factor (else no write could ever succeed).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let number = |key: &str, default: i32| -> Result<i32> {
+            match lookup(key).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(value) => value
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| Error::Config(format!("{key} must be a positive number"))),
+            }
+        };
+        let settings = Self {
+            replication_factor: number("CAAS_KAFKA_REPLICATION_FACTOR", 3)?,
+            min_insync_replicas: number("CAAS_KAFKA_MIN_INSYNC_REPLICAS", 2)?,
+        };
+        if settings.min_insync_replicas > settings.replication_factor {
+            return Err(Error::Config(
+                "CAAS_KAFKA_MIN_INSYNC_REPLICAS must not exceed CAAS_KAFKA_REPLICATION_FACTOR".into(),
+            ));
+        }
+        Ok(settings)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +202,27 @@ mod tests {
     fn config(pairs: &[(&str, &str)]) -> Result<Config> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn topics_are_replicated_unless_configured_for_one_broker() {
+        let read = |pairs: &[(&str, &str)]| {
+            let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            TopicSettings::from_lookup(|k| map.get(k).cloned())
+        };
+        let production = read(&[]).unwrap();
+        assert_eq!((production.replication_factor, production.min_insync_replicas), (3, 2));
+        let local = read(&[
+            ("CAAS_KAFKA_REPLICATION_FACTOR", "1"),
+            ("CAAS_KAFKA_MIN_INSYNC_REPLICAS", "1"),
+        ])
+        .unwrap();
+        assert_eq!((local.replication_factor, local.min_insync_replicas), (1, 1));
+        assert!(
+            read(&[("CAAS_KAFKA_REPLICATION_FACTOR", "1")]).is_err(),
+            "2 in sync of 1 copy"
+        );
+        assert!(read(&[("CAAS_KAFKA_REPLICATION_FACTOR", "0")]).is_err());
     }
 
     #[test]

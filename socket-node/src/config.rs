@@ -18,10 +18,18 @@ pub struct NodeSettings {
     /// Connections one user of one app may hold on this node (`CAAS_SOCKET_MAX_CONNECTIONS_PER_USER`,
     /// default 16); one more is refused with `too_many_connections`.
     pub max_connections_per_user: usize,
-    /// Connections from one IP address still in their handshake (`CAAS_SOCKET_MAX_HANDSHAKES_PER_IP`,
-    /// default 64); more are closed at once. Counts only the unauthenticated phase, so a load balancer's
-    /// address is not capped once its clients are in.
+    /// Connections from one client address still in their handshake (`CAAS_SOCKET_MAX_HANDSHAKES_PER_IP`,
+    /// default 64). One more evicts that address's oldest pending handshake rather than being refused,
+    /// so idle handshakes cannot lock a real client out. Counts only the unauthenticated phase. The
+    /// address is the TCP peer's, or behind a trusted proxy the one it forwarded.
     pub max_handshakes_per_ip: usize,
+    /// Connections in their handshake on the whole node (`CAAS_SOCKET_MAX_HANDSHAKES`, default 10000,
+    /// room for a reconnect storm); one more evicts the oldest pending handshake.
+    pub max_handshakes: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (`CAAS_TRUSTED_PROXIES`, comma-separated CIDRs
+    /// or addresses, default none): the load balancer's subnets. A connection from any other peer is
+    /// counted under its own address whatever headers it sends.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Time from TCP accept to an authenticated connection (`CAAS_SOCKET_HANDSHAKE_TIMEOUT_MS`, default
     /// 10000); a connection that has not finished the upgrade and authentication by then is closed.
     pub handshake_timeout: Duration,
@@ -60,6 +68,23 @@ fn flag(get: &impl Fn(&str) -> Option<String>, key: &str) -> Result<bool> {
     }
 }
 
+/// Parses `CAAS_TRUSTED_PROXIES`: CIDRs (`10.0.0.0/16`) or single addresses, comma separated.
+fn trusted_proxies(value: Option<&str>) -> Result<Vec<ipnet::IpNet>> {
+    let entries = value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    entries
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| Error::Config(format!("CAAS_TRUSTED_PROXIES: {entry:?} is not a CIDR or an address")))
+        })
+        .collect()
+}
+
 impl NodeSettings {
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|key| std::env::var(key).ok())
@@ -80,6 +105,8 @@ impl NodeSettings {
             send_queue_bytes: number("CAAS_SOCKET_SEND_QUEUE_BYTES", 1024 * 1024)?,
             max_connections_per_user: number("CAAS_SOCKET_MAX_CONNECTIONS_PER_USER", 16)?,
             max_handshakes_per_ip: number("CAAS_SOCKET_MAX_HANDSHAKES_PER_IP", 64)?,
+            max_handshakes: number("CAAS_SOCKET_MAX_HANDSHAKES", 10_000)?,
+            trusted_proxies: trusted_proxies(get("CAAS_TRUSTED_PROXIES").as_deref())?,
             handshake_timeout: Duration::from_millis(number("CAAS_SOCKET_HANDSHAKE_TIMEOUT_MS", 10_000)? as u64),
             max_frame_bytes: number("CAAS_SOCKET_MAX_FRAME_BYTES", 64 * 1024)?,
             auth_timeout: Duration::from_secs(5),

@@ -17,6 +17,7 @@ pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod dispatch;
+pub mod handshakes;
 pub mod hub;
 pub mod node;
 pub mod outbox;

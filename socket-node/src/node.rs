@@ -2,6 +2,7 @@
 //! connection (centrifuge's `Node` owning its `Hub` and `Broker`).
 
 use crate::config::NodeSettings;
+use crate::handshakes::HandshakeBudget;
 use crate::hub::Hub;
 use crate::polling::PollingSessions;
 use crate::relays;
@@ -40,9 +41,9 @@ pub struct Node {
     pub connection_slots: Arc<Semaphore>,
     /// Socket.IO long-polling sessions by sid.
     pub polling: PollingSessions,
-    /// Connections (and long-polling sessions) per IP address that have not authenticated yet, capped by
-    /// `max_handshakes_per_ip`.
-    pub handshakes: Tally<IpAddr>,
+    /// Connections (and long-polling sessions) that have not authenticated yet, per client address
+    /// (`max_handshakes_per_ip`) and in all (`max_handshakes`), the oldest evicted to make room.
+    pub handshakes: HandshakeBudget,
     /// Fired once, when the node shuts down; see [`Shutdown`].
     notify_shutdown: broadcast::Sender<()>,
     /// The relays: topics tailed into the hub, the hub's own fan-in, presence renewal and sweep.
@@ -86,11 +87,22 @@ impl Node {
             user_connections: Tally::default(),
             connection_slots: Arc::new(Semaphore::new(settings.max_connections)),
             polling: PollingSessions::default(),
-            handshakes: Tally::default(),
+            handshakes: HandshakeBudget::new(settings.max_handshakes_per_ip, settings.max_handshakes),
             settings,
             notify_shutdown,
             background: Mutex::new(background),
         }))
+    }
+
+    /// The address a connection's handshake counts against: the TCP peer's, or the one a trusted proxy
+    /// forwarded (see [`crate::handshakes::client_address`]).
+    pub fn client_address(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        crate::handshakes::client_address(peer, forwarded_for, &self.settings.trusted_proxies)
+    }
+
+    /// Whether `peer` is a trusted proxy, whose clients' addresses are known only from their requests.
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        self.settings.trusted_proxies.iter().any(|net| net.contains(&peer))
     }
 
     /// A listener for the node's shutdown.

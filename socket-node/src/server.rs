@@ -32,19 +32,17 @@ impl Listener {
                     }
                 },
             };
-            // A flood of connections that never finish their handshake is capped per address (and each
-            // is bounded in time by the handshake timeout), so it cannot take every slot.
-            let handshakes = &self.node.handshakes;
-            let Some(handshake_place) = handshakes.enter(peer.ip(), self.node.settings.max_handshakes_per_ip) else {
-                tracing::debug!(%peer, "too many handshakes from this address; closed");
-                continue;
-            };
+            // Connections that never finish their handshake are bounded per client address and in all
+            // (each also by the handshake timeout): newcomers evict the oldest, so a flood cannot lock
+            // real clients out. Behind a trusted proxy the client's address is known from the request.
+            let address = (!self.node.is_trusted_proxy(peer.ip())).then_some(peer.ip());
+            let ticket = self.node.handshakes.admit(address);
             let _ = stream.set_nodelay(true);
             let node = Arc::clone(&self.node);
             let shutdown = node.shutdown_listener();
             tokio::spawn(async move {
                 tracing::debug!(%peer, "accepted");
-                crate::connection::serve(node, stream, handshake_place, shutdown).await;
+                crate::connection::serve(node, stream, peer.ip(), ticket, shutdown).await;
                 drop(permit);
             });
         }

@@ -142,8 +142,31 @@ async fn clients_that_never_read_are_disconnected_and_node_memory_stays_bounded(
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
+/// A WebSocket upgrade of `/ws` without a token (so the node waits for an `auth` frame), with
+/// `X-Forwarded-For: forwarded_for` when given.
+async fn idle_upgrade(url: &str, forwarded_for: Option<&str>) -> caas_e2e::Socket {
+    let mut request = url.into_client_request().unwrap();
+    if let Some(address) = forwarded_for {
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", address.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// Whether the node closed `socket` within `patience` (anything but a frame or silence).
+async fn closed_within(socket: &mut caas_e2e::Socket, patience: Duration) -> bool {
+    loop {
+        match tokio::time::timeout(patience, socket.next()).await {
+            Err(_) => return false,
+            Ok(Some(Ok(Message::Close(_))) | None | Some(Err(_))) => return true,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handshakes_are_capped_per_address_and_in_time_and_connections_per_user() {
+async fn pending_handshakes_fail_fair_per_address_and_in_time_and_connections_per_user_are_capped() {
     let platform = Platform::start_with(
         "handshakes",
         1,
@@ -175,18 +198,20 @@ async fn handshakes_are_capped_per_address_and_in_time_and_connections_per_user(
         idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // A ninth is closed at once: well before the handshake timeout would close it (the margin is wide
-    // because the other tests of this file load both cores meanwhile).
+    // A ninth is not refused: the oldest pending one is closed to make room, well before the handshake
+    // timeout would close it (the margin is wide because other tests load both cores meanwhile).
     let mut ninth = tokio::net::TcpStream::connect(&address).await.unwrap();
     let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_millis(3_000), ninth.read(&mut buf)).await;
+    let read = tokio::time::timeout(Duration::from_millis(3_000), idle[0].read(&mut buf)).await;
     assert!(
         matches!(read, Ok(Ok(0)) | Ok(Err(_))),
-        "the ninth handshake was not refused: {read:?}"
+        "the oldest handshake was not evicted: {read:?}"
     );
-    // The idle ones are closed when the handshake timeout passes.
+    let read = tokio::time::timeout(Duration::from_millis(300), ninth.read(&mut buf)).await;
+    assert!(read.is_err(), "the newcomer was closed: {read:?}");
+    // The others are closed when the handshake timeout passes.
     let started = Instant::now();
-    for mut stream in idle {
+    for mut stream in idle.into_iter().skip(1).chain([ninth]) {
         let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
         assert!(
             matches!(read, Ok(Ok(0)) | Ok(Err(_))),
@@ -195,17 +220,63 @@ async fn handshakes_are_capped_per_address_and_in_time_and_connections_per_user(
     }
     println!("idle handshakes closed after {:?}", started.elapsed());
 
-    // Real clients connect again; a user holds at most 3 connections.
+    // The reported lock-out: 80 idle upgrades (waiting for an auth frame) from one address, then real
+    // clients from the same address: every one of them gets in.
+    let mut upgrades = Vec::new();
+    for _ in 0..80 {
+        upgrades.push(idle_upgrade(url, None).await);
+    }
     let mut held = Vec::new();
     for n in 0..3 {
-        held.push(Client::connect(url, token, &format!("cap-{n}")).await);
+        let mut client = Client::connect(url, token, &format!("cap-{n}")).await;
+        ok(&client.call("ping", json!({})).await);
+        held.push(client);
     }
+    // ... and a user holds at most 3 connections.
     let refusal = Client::refused_handshake(url, token).await;
     assert_eq!(refusal["code"], "rate_limited", "{refusal}");
     drop(held.pop());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut again = Client::connect(url, token, "cap-again").await;
     ok(&again.call("ping", json!({})).await);
+    drop(upgrades);
+}
+
+/// Behind a trusted proxy each client is counted under the address the proxy forwarded; a peer that is
+/// not trusted is counted under its own address whatever `X-Forwarded-For` it writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_count_against_the_forwarded_address_only_behind_a_trusted_proxy() {
+    for (trusted, expect_separate) in [("127.0.0.1/32", true), ("10.0.0.0/8", false)] {
+        let platform = Platform::start_with(
+            "trusted_proxy",
+            1,
+            &[
+                ("CAAS_SOCKET_MAX_HANDSHAKES_PER_IP", "8"),
+                ("CAAS_TRUSTED_PROXIES", trusted),
+            ],
+        );
+        let url = &platform.socket_urls[0];
+        let mut first = Vec::new();
+        for _ in 0..6 {
+            first.push(idle_upgrade(url, Some("198.51.100.1")).await);
+        }
+        let mut second = Vec::new();
+        for _ in 0..6 {
+            second.push(idle_upgrade(url, Some("198.51.100.2")).await);
+        }
+        let mut evicted = 0;
+        for socket in first.iter_mut() {
+            evicted += usize::from(closed_within(socket, Duration::from_millis(300)).await);
+        }
+        if expect_separate {
+            assert_eq!(evicted, 0, "two forwarded clients of 6 each, under a cap of 8");
+        } else {
+            assert_eq!(
+                evicted, 4,
+                "12 from one untrusted peer, under a cap of 8: the 4 oldest go"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,6 +342,44 @@ async fn wrong_secrets_in_parallel_are_rate_limited() {
     assert_eq!(response.status().as_u16(), 429);
     let body: Value = response.json().await.unwrap();
     refused(&json!({"ok": false, "error": body["error"]}), "rate_limited");
+}
+
+/// The reported lock-out: wrong secrets sprayed from many addresses at one app (whose id is in every
+/// user's token) must not refuse the app's backend its right secret, from a known or a new address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secrets_from_many_addresses_never_lock_the_right_secret_out() {
+    let platform = Platform::start("secret_spray", 1);
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
+    let url = format!("{}/api/v1/auth/sdk/token", platform.gateway_url);
+    let from = |n: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+            .build()
+            .unwrap()
+    };
+    let attempts = (2..22).map(|n| {
+        let (client, url, app_id) = (from(n), url.clone(), app.0.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for attempt in 0..10 {
+                let body =
+                    json!({"app_id": app_id, "app_secret": format!("sk_wrong{attempt}"), "user_external_id": "u"});
+                statuses.push(client.post(&url).json(&body).send().await.unwrap().status().as_u16());
+            }
+            statuses
+        })
+    });
+    let mut statuses = Vec::new();
+    for attempt in attempts.collect::<Vec<_>>() {
+        statuses.extend(attempt.await.unwrap());
+    }
+    let unauthorized = statuses.iter().filter(|s| **s == 401).count();
+    println!("200 wrong secrets from 20 addresses: {unauthorized} × 401, the rest 429");
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+    let body = json!({"app_id": app.0, "app_secret": app.1, "user_external_id": "backend"});
+    let response = from(22).post(&url).json(&body).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200, "the right secret from a 21st address");
 }
 
 /// A socket lives no longer than its token: it is closed at expiry unless the client hands over a fresh

@@ -2,7 +2,12 @@
 //! bulk-writes the messages to MongoDB idempotently and tells senders through `caas.acks`.
 //!
 //! Redelivery of a batch inserts nothing new (message id is `_id`, `(app, conversation, seq)` is unique)
-//! and re-sends the acks, which clients treat as idempotent too. Edits, deletions and reactions carry a
+//! and re-sends the acks, which clients treat as idempotent too. A message whose seq a *different*
+//! stored message holds is no redelivery but a sequencing fault: it is never acked `persisted`; it is
+//! logged, counted and kept in `message_conflicts` for an operator.
+//!
+//! A sender has read what it answers: each sender's read horizon moves up to its newest message here,
+//! so its own messages (and what came before them) are not unread for it. Edits, deletions and reactions carry a
 //! version and only ever replace an older state, so they converge in any order — even an edit that
 //! arrives before its message.
 
@@ -16,6 +21,7 @@ use caas_shared::runtime::lambda::decode;
 use caas_shared::Result;
 use futures_util::future::try_join_all;
 use serde_json::json;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub struct PersistMessages {
@@ -29,6 +35,10 @@ pub struct BatchReport {
     pub records: usize,
     pub inserted: usize,
     pub duplicates: usize,
+    /// Messages refused because a different message holds their seq: not acked, kept for an operator.
+    pub conflicts: usize,
+    /// Senders whose read horizon moved up to their newest message in the batch.
+    pub horizons_advanced: usize,
     /// Edits and deletions that replaced an older state (the rest were already superseded).
     pub revisions_applied: usize,
     pub reactions_applied: usize,
@@ -47,7 +57,7 @@ impl PersistMessages {
     }
 
     async fn purge(&self, purged: &[Message]) -> Result<usize> {
-        let mut by_app: std::collections::HashMap<&str, Vec<String>> = std::collections::HashMap::new();
+        let mut by_app: HashMap<&str, Vec<String>> = HashMap::new();
         for message in purged {
             by_app.entry(&message.app_id).or_default().push(message.id.clone());
         }
@@ -56,6 +66,25 @@ impl PersistMessages {
             total += self.store.purge_messages(app_id, &ids).await?;
         }
         Ok(total)
+    }
+
+    /// Moves each sender's read horizon up to its newest message among `messages` (never back).
+    async fn advance_senders_horizons(&self, messages: &[Message]) -> Result<usize> {
+        let mut newest: HashMap<(&str, &str, &str), i64> = HashMap::new();
+        for message in messages {
+            let key = (
+                message.app_id.as_str(),
+                message.conversation_id.as_str(),
+                message.sender_id.as_str(),
+            );
+            let seq = newest.entry(key).or_default();
+            *seq = (*seq).max(message.seq);
+        }
+        let moves = newest.iter().map(|(&(app_id, conversation_id, sender_id), &seq)| {
+            self.store.mark_read(app_id, conversation_id, sender_id, seq)
+        });
+        try_join_all(moves).await?;
+        Ok(newest.len())
     }
 
     async fn acknowledge(&self, message: &Message) -> Result<()> {
@@ -92,6 +121,23 @@ impl KafkaFunction for PersistMessages {
         let outcome = self.store.insert_messages(&messages).await?;
         report.inserted = outcome.inserted;
         report.duplicates = outcome.duplicates;
+        report.conflicts = outcome.conflicts.len();
+        if !outcome.conflicts.is_empty() {
+            self.store.keep_seq_conflicts(&outcome.conflicts).await?;
+            for conflict in &outcome.conflicts {
+                tracing::error!(
+                    app_id = %conflict.app_id,
+                    conversation_id = %conflict.conversation_id,
+                    seq = conflict.seq,
+                    message_id = %conflict.id,
+                    correlation_id = %conflict.correlation_id,
+                    "seq conflict: another message holds this seq; kept in message_conflicts, not acked"
+                );
+            }
+            let refused: HashSet<&str> = outcome.conflicts.iter().map(|m| m.id.as_str()).collect();
+            messages.retain(|message| !refused.contains(message.id.as_str()));
+        }
+        report.horizons_advanced = self.advance_senders_horizons(&messages).await?;
         // Attachments learn their message, so the media function stops serving them once it is deleted.
         report.attachments_linked = self.store.link_attachments(&messages).await?;
         report.revisions_applied = self.store.apply_message_revisions(&revisions).await?;

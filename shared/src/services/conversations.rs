@@ -39,6 +39,9 @@ pub struct Conversations<'a> {
 /// Largest page of conversations a list returns.
 pub const MAX_LIST: usize = 100;
 
+/// Unread counts stop here (clients show "999+"): counting is bounded whatever a member left unread.
+pub const MAX_UNREAD_COUNT: usize = 1000;
+
 /// Refuses an id that is empty, longer than [`limits::MAX_ID_BYTES`] or holds control characters.
 pub fn require_id(field: &str, value: &str) -> Result<()> {
     if value.is_empty() || value.len() > limits::MAX_ID_BYTES || value.chars().any(char::is_control) {
@@ -209,7 +212,10 @@ impl Conversations<'_> {
         if !stored.has_member(caller.user_id) {
             return Err(Error::Forbidden("you are not a member of this conversation".into()));
         }
-        self.cache.ensure_sequence(&stored.app_id, &stored.id, 0).await?;
+        // No counter is created here: a conversation opened again (a direct pair) may already have
+        // messages, and after a cache loss a counter made at 0 would hand their seqs out again. The
+        // first send finds no counter and re-seeds it above the store's reservation
+        // (`sequencing::claim`), the one place a counter is ever created.
         self.remember(&stored).await?;
         let event = ConversationEvent {
             kind: "conversation.created".into(),
@@ -463,7 +469,9 @@ impl Conversations<'_> {
         }
     }
 
-    /// The caller's conversations with `last_message`, `last_seq`, `read_seq` and `unread_count`.
+    /// The caller's conversations with `last_message`, `last_seq`, `read_seq` and `unread_count` (the
+    /// persisted messages from others past `read_seq` that are not deleted, at most
+    /// [`MAX_UNREAD_COUNT`]).
     pub async fn list(&self, caller: Caller<'_>, limit: usize) -> Result<Vec<Value>> {
         if limit == 0 || limit > MAX_LIST {
             return Err(Error::Validation(format!("limit must be 1 to {MAX_LIST}")));
@@ -498,11 +506,23 @@ impl Conversations<'_> {
             };
             let last_seq = last_message.as_ref().map_or(0, |m| m.seq);
             let read_seq = horizons.get(&conversation.id).copied().unwrap_or(0);
+            // What the person sees: others' messages past the horizon, deletions and the seqs a
+            // re-created counter skipped not counted.
+            let unread_count = self
+                .store
+                .count_unread(
+                    caller.app_id,
+                    &conversation.id,
+                    caller.user_id,
+                    read_seq,
+                    MAX_UNREAD_COUNT,
+                )
+                .await?;
             let mut value = serde_json::to_value(conversation).map_err(|e| Error::Internal(e.to_string()))?;
             value["last_message"] = json!(last_message);
             value["last_seq"] = last_seq.into();
             value["read_seq"] = read_seq.into();
-            value["unread_count"] = (last_seq - read_seq).max(0).into();
+            value["unread_count"] = unread_count.into();
             Ok::<Value, Error>(value)
         });
         futures_util::future::try_join_all(entries).await

@@ -8,6 +8,7 @@
 
 use super::http::{self, Request, Response};
 use super::{Socket, READ_BUFFER_BYTES};
+use crate::handshakes::HandshakeTicket;
 use crate::socketio::engine::Refusal;
 use crate::socketio::packet::{Packet, MAIN_NAMESPACE};
 use crate::socketio::{engine, wire};
@@ -19,6 +20,7 @@ use caas_shared::services::auth::Claims;
 use caas_shared::Error;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use std::net::IpAddr;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -90,8 +92,8 @@ pub enum Route {
 }
 
 /// Reads the first request and routes it; `None` when the client went away or was refused (an HTTP
-/// error was written).
-pub async fn route(node: &Node, mut stream: TcpStream) -> Option<Route> {
+/// error was written). The handshake counts against the client's address from here on.
+pub async fn route(node: &Node, mut stream: TcpStream, peer: IpAddr, ticket: &HandshakeTicket) -> Option<Route> {
     let mut buffer = Vec::new();
     let request = match http::read_head(&mut stream, &mut buffer).await {
         Ok(Some(request)) => request,
@@ -106,6 +108,7 @@ pub async fn route(node: &Node, mut stream: TcpStream) -> Option<Route> {
             return None;
         }
     };
+    ticket.attribute(node.client_address(peer, request.header("x-forwarded-for")));
     let refused = match request.path.as_str() {
         "/ws" if request.is_websocket_upgrade() => {
             let found = Handshake::from_request(&request);

@@ -12,6 +12,7 @@ mod socketio;
 mod transport;
 mod writer;
 
+use crate::handshakes::HandshakeTicket;
 use crate::hub::{ConnectionId, Outlet};
 use crate::outbox::Outbox;
 use crate::session::Session;
@@ -45,14 +46,25 @@ type Socket = crate::WebSocket;
 /// Initial read buffer of each connection (see `handshake::upgrade`).
 pub const READ_BUFFER_BYTES: usize = 1024;
 
-/// Serves one accepted TCP stream until the client leaves, misbehaves, or the node shuts down.
-/// `handshake_place` is the stream's place among its IP address's handshakes; it is given back once the
-/// connection is authenticated (or refused).
-pub async fn serve(node: Arc<Node>, stream: TcpStream, handshake_place: Place<IpAddr>, shutdown: Shutdown) {
+/// Serves one accepted TCP stream from `peer` until the client leaves, misbehaves, or the node shuts
+/// down. `ticket` is the stream's place among the pending handshakes; it is given back once the
+/// connection is authenticated (or refused), and an eviction before then closes the connection.
+pub async fn serve(node: Arc<Node>, stream: TcpStream, peer: IpAddr, ticket: HandshakeTicket, shutdown: Shutdown) {
     // An async fn's future is as large as its largest state, and this one lives as long as the
     // connection: the setup is boxed (and freed once done), so an idle connection carries only the
     // reading loop's state (3.9 KiB per connection before, measured with `size_of_val`).
-    let Some(live) = Box::pin(establish(node, stream, handshake_place)).await else {
+    let evicted = ticket.evicted();
+    let established = Box::pin(async move {
+        tokio::select! {
+            live = establish(node, stream, peer, ticket) => live,
+            () = evicted => {
+                tracing::debug!(%peer, "pending handshake evicted for a newer one");
+                None
+            }
+        }
+    })
+    .await;
+    let Some(live) = established else {
         return;
     };
     let span = live.span.clone();
@@ -132,11 +144,11 @@ impl Live {
 /// Routes the first request; upgrades, authenticates and admits the client, greets it and starts its
 /// writer; `None` when it was refused (and told why), never finished its handshake, or was an HTTP
 /// request (long-polling) served here.
-async fn establish(node: Arc<Node>, stream: TcpStream, handshake_place: Place<IpAddr>) -> Option<Live> {
+async fn establish(node: Arc<Node>, stream: TcpStream, peer: IpAddr, handshake_place: HandshakeTicket) -> Option<Live> {
     // The upgrade and the authentication together get one deadline, so a client that opens a TCP
     // connection and sends nothing (or dribbles bytes) holds a slot for a bounded time only.
     let deadline = Instant::now() + node.settings.handshake_timeout;
-    let route = match tokio::time::timeout_at(deadline, handshake::route(&node, stream)).await {
+    let route = match tokio::time::timeout_at(deadline, handshake::route(&node, stream, peer, &handshake_place)).await {
         Ok(Some(route)) => route,
         Ok(None) => return None,
         Err(_) => {
@@ -480,9 +492,9 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, _) = listener.accept().await.unwrap();
-        let handshakes = crate::tally::Tally::default();
-        let place = handshakes.enter(IpAddr::from([127, 0, 0, 1]), 1).unwrap();
-        let connection = serve(Arc::clone(&node), stream, place, node.shutdown_listener());
+        let peer = IpAddr::from([127, 0, 0, 1]);
+        let ticket = node.handshakes.admit(Some(peer));
+        let connection = serve(Arc::clone(&node), stream, peer, ticket, node.shutdown_listener());
         let bytes = std::mem::size_of_val(&connection);
         eprintln!("connection future: {bytes} bytes");
         assert!(bytes <= 1_536, "a connection's future is {bytes} bytes");

@@ -6,13 +6,12 @@
 use super::handshake::{self, EngineIo, Handshake};
 use super::http::{self, HttpError, Request, Response};
 use super::{socketio, Socket, Transport};
+use crate::handshakes::HandshakeTicket;
 use crate::outbox::Outbox;
 use crate::polling::PollingSession;
 use crate::socketio::engine::{self, Refusal};
-use crate::tally::Place;
 use crate::Node;
 use futures_util::{SinkExt, StreamExt};
-use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,20 +86,15 @@ async fn answer(node: &Arc<Node>, stream: &mut TcpStream, buffer: &mut Vec<u8>, 
 }
 
 /// A new session: its sid in the open packet, and its connection task, which waits for the CONNECT.
-/// Until then it counts among its address's handshakes, so one client opening sessions in a loop on a
-/// kept-alive connection is capped like one opening TCP connections.
+/// Until then it counts among its client address's pending handshakes (evicting that address's oldest
+/// when at the cap), so one client opening sessions in a loop on a kept-alive connection is bounded like
+/// one opening TCP connections.
 fn open_session(node: &Arc<Node>, stream: &TcpStream, request: &Request) -> Response {
-    let Some(handshake_place) = stream
-        .peer_addr()
-        .ok()
-        .and_then(|peer| node.handshakes.enter(peer.ip(), node.settings.max_handshakes_per_ip))
-    else {
-        return Response::error(
-            429,
-            "rate_limited",
-            "too many connections from this address are in their handshake",
-        );
+    let Ok(peer) = stream.peer_addr() else {
+        return handshake::refusal_response(Refusal::BadRequest);
     };
+    let address = node.client_address(peer.ip(), request.header("x-forwarded-for"));
+    let handshake_place = node.handshakes.admit(Some(address));
     let Ok(slot) = Arc::clone(&node.connection_slots).try_acquire_owned() else {
         return Response::error(503, "unavailable", "this node is full; try another").with("Retry-After", "1".into());
     };
@@ -115,18 +109,29 @@ fn open_session(node: &Arc<Node>, stream: &TcpStream, request: &Request) -> Resp
 
 /// A long-polling session's connection task: the same establishment and reading loop as a WebSocket
 /// client's; the sid is forgotten when it ends.
-async fn run_session(node: Arc<Node>, session: Arc<PollingSession>, found: Handshake, handshake_place: Place<IpAddr>) {
+async fn run_session(
+    node: Arc<Node>,
+    session: Arc<PollingSession>,
+    found: Handshake,
+    handshake_place: HandshakeTicket,
+) {
     let deadline = Instant::now() + node.settings.handshake_timeout;
     let shutdown = node.shutdown_listener();
     let transport = Transport::Polling(Arc::clone(&session));
-    let live = Box::pin(socketio::establish(
-        Arc::clone(&node),
-        transport,
-        found,
-        deadline,
-        Some(handshake_place),
-    ))
-    .await;
+    let evicted = handshake_place.evicted();
+    let live = tokio::select! {
+        live = Box::pin(socketio::establish(
+            Arc::clone(&node),
+            transport,
+            found,
+            deadline,
+            Some(handshake_place),
+        )) => live,
+        () = evicted => {
+            tracing::debug!(sid = %session.sid, "pending polling handshake evicted for a newer one");
+            None
+        }
+    };
     if let Some(live) = live {
         let span = live.span.clone();
         live.run(shutdown).instrument(span).await;

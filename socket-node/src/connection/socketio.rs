@@ -5,19 +5,18 @@
 use super::handshake::{self, BeforeConnect, Handshake};
 use super::{admit_client, close_frame, Connection, Live, Transport, Wire};
 use crate::commands::subscribe;
+use crate::handshakes::HandshakeTicket;
 use crate::polling::PollingSession;
 use crate::socketio::packet::{Packet, MAIN_NAMESPACE};
 use crate::socketio::recovery::{Record, Tracker};
 use crate::socketio::wire::Transcoder;
 use crate::socketio::{engine, events, wire};
-use crate::tally::Place;
 use crate::{dispatch, Node};
 use caas_shared::domain::protocol::{self, Subscribe};
 use caas_shared::ports::cache::{RESUME_TTL_CONNECTED, RESUME_TTL_DISCONNECTED};
 use caas_shared::services::auth::Claims;
 use caas_shared::Error;
 use serde_json::Value;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -53,7 +52,7 @@ pub async fn establish(
     mut transport: Transport,
     found: Handshake,
     deadline: Instant,
-    handshake_place: Option<Place<IpAddr>>,
+    handshake_place: Option<HandshakeTicket>,
 ) -> Option<Live> {
     if let Transport::WebSocket(_) = transport {
         transport

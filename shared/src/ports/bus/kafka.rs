@@ -3,6 +3,7 @@
 //! partition explicitly (no group membership).
 
 use super::{Bus, Consumer, Position, Record};
+use crate::config::TopicSettings;
 use crate::domain::events::EventHeaders;
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -11,7 +12,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use std::time::Duration;
@@ -52,6 +53,41 @@ impl KafkaBus {
         })
     }
 
+    /// Warns, loudly, about each existing topic with fewer replicas than configured: it was created
+    /// by hand or by an older version, and one broker's loss can lose what it holds.
+    async fn warn_if_under_replicated(&self, topics: &[String], settings: TopicSettings) {
+        if topics.is_empty() {
+            return;
+        }
+        let producer = self.producer.clone();
+        let names = topics.to_vec();
+        let replicas = tokio::task::spawn_blocking(move || {
+            names
+                .iter()
+                .map(|name| {
+                    let metadata = producer.client().fetch_metadata(Some(name), METADATA_TIMEOUT).ok()?;
+                    let topic = metadata.topics().iter().find(|t| t.name() == name)?;
+                    let fewest = topic.partitions().iter().map(|p| p.replicas().len()).min()?;
+                    Some((name.clone(), fewest))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (topic, fewest) in replicas.into_iter().flatten() {
+            if i32::try_from(fewest).unwrap_or(i32::MAX) < settings.replication_factor {
+                tracing::warn!(
+                    topic,
+                    replicas = fewest,
+                    configured = settings.replication_factor,
+                    "UNDER-REPLICATED TOPIC: it has fewer replicas than CAAS_KAFKA_REPLICATION_FACTOR; \
+                     losing one broker can lose accepted messages. Reassign its partitions \
+                     (kafka-reassign-partitions) to add replicas"
+                );
+            }
+        }
+    }
+
     fn consumer_config(&self, group: &str) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
@@ -71,25 +107,37 @@ impl Bus for KafkaBus {
     }
 
     async fn ensure_topics(&self, topics: &[&str]) -> Result<()> {
+        let settings = TopicSettings::from_env()?;
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .create()
             .map_err(|e| Error::Bus(format!("creating admin client: {e}")))?;
+        let min_insync = settings.min_insync_replicas.to_string();
         let new_topics: Vec<NewTopic> = topics
             .iter()
-            .map(|name| NewTopic::new(name, self.partitions, TopicReplication::Fixed(1)))
+            .map(|name| {
+                NewTopic::new(
+                    name,
+                    self.partitions,
+                    TopicReplication::Fixed(settings.replication_factor),
+                )
+                .set("min.insync.replicas", &min_insync)
+            })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
         let results = admin
             .create_topics(&new_topics, &options)
             .await
             .map_err(|e| Error::Bus(format!("creating topics: {e}")))?;
+        let mut existing = Vec::new();
         for result in results {
             match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(_) => {}
+                Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => existing.push(topic),
                 Err((topic, code)) => return Err(Error::Bus(format!("creating topic {topic}: {code}"))),
             }
         }
+        self.warn_if_under_replicated(&existing, settings).await;
         Ok(())
     }
 

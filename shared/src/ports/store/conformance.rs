@@ -46,6 +46,7 @@ pub async fn run(store: &dyn Store) {
     users_are_unique_per_app_and_external_id(store).await;
     conversations_are_created_once_and_scoped_to_their_app(store).await;
     message_inserts_are_idempotent(store).await;
+    unread_counts_what_a_member_sees(store).await;
     message_pages_follow_the_range(store).await;
     revisions_converge_whatever_the_order(store).await;
     reactions_converge_and_count_per_emoji(store).await;
@@ -334,11 +335,75 @@ async fn message_inserts_are_idempotent(store: &dyn Store) {
     // A different id on a taken seq is refused too: (app, conversation, seq) is unique.
     let clash = message(&app, &conversation, &unique("m"), 3);
     let fresh = message(&app, &conversation, &unique("m"), 6);
-    let mixed = store.insert_messages(&[clash, fresh]).await.unwrap();
-    assert_eq!((mixed.inserted, mixed.duplicates), (1, 1));
+    // It is no duplicate but a conflict (a seq handed out twice): not stored, reported, kept once.
+    let mixed = store.insert_messages(&[clash.clone(), fresh]).await.unwrap();
+    assert_eq!((mixed.inserted, mixed.duplicates), (1, 0));
+    assert_eq!(mixed.conflicts, [clash.clone()]);
+    let stored = store.list_messages(
+        &app,
+        &conversation,
+        SeqRange {
+            after_seq: Some(2),
+            before_seq: Some(4),
+            limit: 5,
+        },
+    );
+    assert_ne!(
+        stored.await.unwrap()[0].id,
+        clash.id,
+        "the stored message keeps its seq"
+    );
+    assert_eq!(store.keep_seq_conflicts(&mixed.conflicts).await.unwrap(), 1);
+    assert_eq!(
+        store.keep_seq_conflicts(&mixed.conflicts).await.unwrap(),
+        0,
+        "kept once"
+    );
+    assert_eq!(store.seq_conflicts(&app, 10).await.unwrap(), [clash]);
+    assert!(store.seq_conflicts(&unique("other"), 10).await.unwrap().is_empty());
     assert_eq!(store.max_seq(&app, &conversation).await.unwrap(), 6);
     assert_eq!(store.max_seq(&unique("other"), &conversation).await.unwrap(), 0);
     assert_eq!(store.insert_messages(&[]).await.unwrap().inserted, 0);
+}
+
+async fn unread_counts_what_a_member_sees(store: &dyn Store) {
+    let (app, conversation) = (unique("app"), unique("conv"));
+    let by = |sender: &str, seq: i64| Message {
+        sender_id: sender.into(),
+        ..message(&app, &conversation, &unique("m"), seq)
+    };
+    let batch = [
+        by("alice", 1),
+        by("bob", 2),
+        by("alice", 3),
+        by("bob", 4),
+        by("bob", 1010),
+    ];
+    store.insert_messages(&batch).await.unwrap();
+    let unread = |user: &'static str, after: i64, cap: usize| {
+        let (app, conversation) = (app.clone(), conversation.clone());
+        async move { store.count_unread(&app, &conversation, user, after, cap).await.unwrap() }
+    };
+    assert_eq!(
+        unread("alice", 0, 100).await,
+        3,
+        "others' messages only, gaps not counted"
+    );
+    assert_eq!(unread("bob", 0, 100).await, 2);
+    assert_eq!(unread("alice", 2, 100).await, 2, "past the read horizon only");
+    assert_eq!(unread("alice", 0, 2).await, 2, "counted up to the cap");
+    assert_eq!(unread("carol", 1010, 100).await, 0);
+    let mut deleted = batch[3].clone().into_tombstone(5, "corr-delete");
+    deleted.version = 1;
+    store.apply_message_revisions(&[deleted]).await.unwrap();
+    assert_eq!(unread("alice", 0, 100).await, 2, "a deleted message is not unread");
+    assert_eq!(
+        store
+            .count_unread(&unique("other"), &conversation, "alice", 0, 100)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn message_pages_follow_the_range(store: &dyn Store) {

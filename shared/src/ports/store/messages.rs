@@ -1,17 +1,46 @@
 //! The messages part of the store port: messages, their revisions, replies and reactions, and the
 //! queries retention and export run on them.
 
-use super::{InsertOutcome, RetentionExceptions, SeqRange};
+use super::{RetentionExceptions, SeqRange};
 use crate::domain::model::{Message, Reaction, ReactionCount, SeqReservation, SeqSpan};
 use crate::Result;
 use async_trait::async_trait;
 use std::collections::HashMap;
 
+/// What [`MessageStore::insert_messages`] did with a batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MessageInsert {
+    /// Messages newly written.
+    pub inserted: usize,
+    /// Messages already stored, the same id under the same seq (a redelivery); not an error.
+    pub duplicates: usize,
+    /// Messages whose seq a different stored message holds: a sequencing fault (a seq handed out
+    /// twice). Not stored, so never to be acknowledged as persisted.
+    pub conflicts: Vec<Message>,
+}
+
 /// Messages with their revisions, replies and reactions, and the queries retention and export run on them.
 #[async_trait]
 pub trait MessageStore: Send + Sync {
-    /// Inserts messages, skipping those already stored; safe to call again with the same batch.
-    async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome>;
+    /// Inserts messages, skipping those already stored; safe to call again with the same batch. A
+    /// message whose seq is taken by a *different* stored message is no duplicate: it comes back in
+    /// [`MessageInsert::conflicts`], not stored.
+    async fn insert_messages(&self, messages: &[Message]) -> Result<MessageInsert>;
+    /// Keeps messages that could not be stored under their seq (see [`MessageInsert::conflicts`]) for an
+    /// operator, once each (by message id); returns how many were new.
+    async fn keep_seq_conflicts(&self, conflicts: &[Message]) -> Result<usize>;
+    /// The app's kept seq conflicts, oldest first.
+    async fn seq_conflicts(&self, app_id: &str, limit: usize) -> Result<Vec<Message>>;
+    /// How many messages of the conversation past `after_seq` a member sees as unread: sent by someone
+    /// else, not deleted. Counts at most `cap`.
+    async fn count_unread(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        user_id: &str,
+        after_seq: i64,
+        cap: usize,
+    ) -> Result<usize>;
     /// Stores each message's new state (an edit or a deletion) unless a state with an equal or higher
     /// `version` is already stored; a revision that arrives before its message stores it whole. Returns
     /// how many were applied.

@@ -30,7 +30,7 @@ pub use conversations::ConversationStore;
 use keys::batch_of_one_device;
 pub use keys::{KeyStore, Registration, CLAIMED_KEY_MEMORY};
 pub use memory::MemoryStore;
-pub use messages::MessageStore;
+pub use messages::{MessageInsert, MessageStore};
 pub use mongo::MongoStore;
 pub use users::UserStore;
 

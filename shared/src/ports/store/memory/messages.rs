@@ -3,17 +3,58 @@
 use super::Change::{self, Changed, Unchanged};
 use super::MemoryStore;
 use crate::domain::model::{Message, Reaction, ReactionCount, SeqReservation, SeqSpan};
-use crate::ports::store::{count_reactions, InsertOutcome, MessageStore, RetentionExceptions, SeqRange};
+use crate::ports::store::{count_reactions, MessageInsert, MessageStore, RetentionExceptions, SeqRange};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use std::collections::HashMap;
 
 #[async_trait]
 impl MessageStore for MemoryStore {
-    async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome> {
+    async fn insert_messages(&self, messages: &[Message]) -> Result<MessageInsert> {
         self.write(|tables| {
             let outcome = tables.add_messages(messages.iter().cloned());
             Ok(Change::when(outcome.inserted > 0, outcome))
+        })
+    }
+
+    async fn keep_seq_conflicts(&self, conflicts: &[Message]) -> Result<usize> {
+        self.write(|tables| {
+            let mut kept = 0;
+            for conflict in conflicts {
+                if !tables.seq_conflicts.iter().any(|c| c.id == conflict.id) {
+                    tables.seq_conflicts.push(conflict.clone());
+                    kept += 1;
+                }
+            }
+            Ok(Change::when(kept > 0, kept))
+        })
+    }
+
+    async fn seq_conflicts(&self, app_id: &str, limit: usize) -> Result<Vec<Message>> {
+        self.read(|tables| {
+            let kept = tables.seq_conflicts.iter().filter(|c| c.app_id == app_id);
+            kept.take(limit).cloned().collect()
+        })
+    }
+
+    async fn count_unread(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        user_id: &str,
+        after_seq: i64,
+        cap: usize,
+    ) -> Result<usize> {
+        self.read(|tables| {
+            let key = (app_id.to_owned(), conversation_id.to_owned());
+            let Some(seqs) = tables.sequences.get(&key) else {
+                return 0;
+            };
+            let unread = seqs
+                .range(after_seq.saturating_add(1)..)
+                .filter_map(|(_, id)| tables.messages.get(id))
+                .filter(|m| m.sender_id != user_id && m.deleted_at.is_none());
+            unread.take(cap).count()
         })
     }
 

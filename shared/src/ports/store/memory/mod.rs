@@ -12,7 +12,7 @@ mod keys;
 mod messages;
 mod users;
 
-use super::InsertOutcome;
+use super::MessageInsert;
 use crate::domain::audit::AuditRecord;
 use crate::domain::model::{
     App, Attachment, Conversation, ConversationSummary, KeyDevice, LegalHold, Member, Message, Reaction, Restriction,
@@ -51,6 +51,9 @@ struct Tables {
     restrictions: HashMap<String, Restriction>,
     /// Keyed by [`app_scoped_key`], as session ids are only unique per app.
     sessions: HashMap<String, Session>,
+    /// Messages refused because another message held their seq, kept for an operator, in arrival
+    /// order (see `MessageStore::keep_seq_conflicts`).
+    seq_conflicts: Vec<Message>,
     /// (app_id, conversation_id) → the conversation's seq reservation.
     seq_reservations: HashMap<(String, String), SeqReservation>,
     /// Ordered, so a user's devices are listed by device id.
@@ -98,6 +101,8 @@ struct Snapshot {
     fallback_keys: Vec<StoredKey>,
     #[serde(default)]
     claimed_keys: Vec<(StoredKey, i64)>,
+    #[serde(default)]
+    seq_conflicts: Vec<Message>,
 }
 
 impl Tables {
@@ -125,6 +130,7 @@ impl Tables {
             one_time_keys: self.one_time_keys.values().flatten().cloned().collect(),
             fallback_keys: self.fallback_keys.values().cloned().collect(),
             claimed_keys: self.claimed_keys.values().flatten().cloned().collect(),
+            seq_conflicts: self.seq_conflicts.clone(),
         }
     }
 
@@ -205,6 +211,7 @@ impl Tables {
             let device = (key.app_id.clone(), key.user_id.clone(), key.device_id.clone());
             tables.claimed_keys.entry(device).or_default().push((key, claimed_at));
         }
+        tables.seq_conflicts = snapshot.seq_conflicts;
         tables
     }
 
@@ -215,17 +222,24 @@ impl Tables {
             .ok_or_else(|| Error::NotFound(format!("conversation {conversation_id} not found")))
     }
 
-    /// Inserts messages not stored yet (by id, or by `(app, conversation, seq)`).
-    fn add_messages(&mut self, messages: impl IntoIterator<Item = Message>) -> InsertOutcome {
-        let mut outcome = InsertOutcome::default();
+    /// Inserts messages not stored yet; one whose id is stored is a duplicate, one whose seq another
+    /// message holds a conflict (as the MongoDB driver tells them apart).
+    fn add_messages(&mut self, messages: impl IntoIterator<Item = Message>) -> MessageInsert {
+        let mut outcome = MessageInsert::default();
         for message in messages {
             let key = (message.app_id.clone(), message.conversation_id.clone());
-            let seq_taken = self
-                .sequences
-                .get(&key)
-                .is_some_and(|seqs| seqs.contains_key(&message.seq));
-            if self.messages.contains_key(&message.id) || seq_taken {
-                outcome.duplicates += 1;
+            let holder = self.sequences.get(&key).and_then(|seqs| seqs.get(&message.seq));
+            if let Some(holder) = holder {
+                if *holder == message.id {
+                    outcome.duplicates += 1;
+                } else {
+                    outcome.conflicts.push(message);
+                }
+                continue;
+            }
+            if self.messages.contains_key(&message.id) {
+                // The id under another seq (or in another conversation): not this message either.
+                outcome.conflicts.push(message);
                 continue;
             }
             self.sequences

@@ -1,8 +1,8 @@
 //! Messages, revisions, replies and reactions in the MongoDB store.
 
-use super::{from_document, insert_many_idempotent, is_duplicate_key, seq_of, to_document, MongoStore};
+use super::{from_document, insert_many_noting_duplicates, is_duplicate_key, seq_of, to_document, MongoStore};
 use crate::domain::model::{Message, Reaction, ReactionCount, SeqReservation, SeqSpan};
-use crate::ports::store::{count_reactions, InsertOutcome, MessageStore, RetentionExceptions, SeqRange};
+use crate::ports::store::{count_reactions, MessageInsert, MessageStore, RetentionExceptions, SeqRange};
 use crate::Result;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -56,12 +56,97 @@ impl MongoStore {
 
 #[async_trait]
 impl MessageStore for MongoStore {
-    async fn insert_messages(&self, messages: &[Message]) -> Result<InsertOutcome> {
+    async fn insert_messages(&self, messages: &[Message]) -> Result<MessageInsert> {
         if messages.is_empty() {
-            return Ok(InsertOutcome::default());
+            return Ok(MessageInsert::default());
         }
         let documents = messages.iter().map(to_document).collect::<Result<Vec<_>>>()?;
-        insert_many_idempotent(&self.collection("messages"), documents).await
+        let refused = insert_many_noting_duplicates(&self.collection("messages"), documents).await?;
+        let mut outcome = MessageInsert {
+            inserted: messages.len() - refused.len(),
+            ..MessageInsert::default()
+        };
+        if refused.is_empty() {
+            return Ok(outcome);
+        }
+        // A refused message is a redelivery only if this very message is stored under its seq; any
+        // other stored message holding the seq makes it a conflict.
+        let ids: Vec<&str> = refused.iter().map(|&i| messages[i].id.as_str()).collect();
+        let stored: Vec<Document> = self
+            .collection("messages")
+            .find(doc! {"_id": {"$in": ids}})
+            .projection(doc! {"app_id": 1, "conversation_id": 1, "seq": 1})
+            .await?
+            .try_collect()
+            .await?;
+        let stored: HashMap<&str, &Document> = stored
+            .iter()
+            .filter_map(|d| Some((d.get_str("_id").ok()?, d)))
+            .collect();
+        for message in refused.iter().map(|&i| &messages[i]) {
+            let same = stored.get(message.id.as_str()).is_some_and(|d| {
+                d.get_str("app_id") == Ok(message.app_id.as_str())
+                    && d.get_str("conversation_id") == Ok(message.conversation_id.as_str())
+                    && seq_of(d) == Some(message.seq)
+            });
+            if same {
+                outcome.duplicates += 1;
+            } else {
+                outcome.conflicts.push(message.clone());
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn keep_seq_conflicts(&self, conflicts: &[Message]) -> Result<usize> {
+        let now = crate::now_ms();
+        let documents = conflicts
+            .iter()
+            .map(|message| {
+                let mut document = to_document(message)?;
+                document.insert("detected_at", now);
+                Ok(document)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if documents.is_empty() {
+            return Ok(0);
+        }
+        let refused = insert_many_noting_duplicates(&self.collection("message_conflicts"), documents).await?;
+        Ok(conflicts.len() - refused.len())
+    }
+
+    async fn seq_conflicts(&self, app_id: &str, limit: usize) -> Result<Vec<Message>> {
+        self.find_all(
+            "message_conflicts",
+            doc! {"app_id": app_id},
+            doc! {"detected_at": 1, "_id": 1},
+            limit,
+        )
+        .await
+    }
+
+    async fn count_unread(
+        &self,
+        app_id: &str,
+        conversation_id: &str,
+        user_id: &str,
+        after_seq: i64,
+        cap: usize,
+    ) -> Result<usize> {
+        // The unique (app_id, conversation_id, seq) index bounds the scan to the unread range.
+        let filter = doc! {
+            "app_id": app_id,
+            "conversation_id": conversation_id,
+            "seq": {"$gt": after_seq},
+            "sender_id": {"$ne": user_id},
+            "deleted_at": {"$exists": false},
+        };
+        let counted = self
+            .collection("messages")
+            .count_documents(filter)
+            .limit(u64::try_from(cap).unwrap_or(u64::MAX))
+            .await?;
+        Ok(usize::try_from(counted).unwrap_or(usize::MAX))
     }
 
     async fn apply_message_revisions(&self, revisions: &[Message]) -> Result<usize> {

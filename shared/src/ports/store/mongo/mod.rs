@@ -123,6 +123,9 @@ impl MongoStore {
         self.collection("messages")
             .create_index(plain(doc! {"app_id": 1, "created_at": 1}))
             .await?;
+        self.collection("message_conflicts")
+            .create_index(plain(doc! {"app_id": 1, "detected_at": 1}))
+            .await?;
         self.collection("attachments")
             .create_index(plain(doc! {"app_id": 1, "uploader_id": 1}))
             .await?;
@@ -199,19 +202,26 @@ fn seq_of(document: &Document) -> Option<i64> {
 /// Unordered bulk insert where duplicate keys mean "already stored" rather than failure.
 async fn insert_many_idempotent(collection: &Collection<Document>, documents: Vec<Document>) -> Result<InsertOutcome> {
     let total = documents.len();
+    let duplicates = insert_many_noting_duplicates(collection, documents).await?.len();
+    Ok(InsertOutcome {
+        inserted: total - duplicates,
+        duplicates,
+    })
+}
+
+/// Unordered bulk insert that goes on past duplicate keys; returns the positions (in `documents`) of
+/// those refused as duplicates, for the caller to tell a redelivery from a clash.
+async fn insert_many_noting_duplicates(
+    collection: &Collection<Document>,
+    documents: Vec<Document>,
+) -> Result<Vec<usize>> {
     match collection.insert_many(documents).ordered(false).await {
-        Ok(result) => Ok(InsertOutcome {
-            inserted: result.inserted_ids.len(),
-            duplicates: 0,
-        }),
+        Ok(_) => Ok(Vec::new()),
         Err(e) => match e.kind.as_ref() {
             ErrorKind::InsertMany(failure) if failure.write_concern_error.is_none() => {
                 let errors = failure.write_errors.as_deref().unwrap_or_default();
                 if errors.iter().all(|w| w.code == DUPLICATE_KEY) {
-                    Ok(InsertOutcome {
-                        inserted: total - errors.len(),
-                        duplicates: errors.len(),
-                    })
+                    Ok(errors.iter().map(|w| w.index).collect())
                 } else {
                     Err(e)?
                 }
