@@ -135,8 +135,8 @@ const scenarios = {
   // Connection-state recovery across nodes. `a` (default transports) reaches node 1 through a TCP
   // proxy standing in for a load balancer; `b`, on node 2, sends a stream of messages. Midway the
   // proxy cuts every connection and sends new ones to node 2 (the test kills node 1 at that moment):
-  // `a` reconnects by itself and must come back recovered, holding every message exactly once after
-  // dropping repeats by seq.
+  // `a` reconnects by itself and must come back recovered, holding every message exactly once
+  // (repeats are counted: there must be none).
   async recover() {
     const conversation = config.conversation_id;
     const total = config.messages;
@@ -158,8 +158,9 @@ const scenarios = {
     await ack("a", a, "conversation.subscribe", { conversation_id: conversation });
     const seqs = new Map();
     let repeats = 0;
+    const repeated = [];
     a.on("message.new", (message) => {
-      if (seqs.has(message.seq)) repeats += 1;
+      if (seqs.has(message.seq)) { repeats += 1; repeated.push(message.seq); }
       else seqs.set(message.seq, message.text);
     });
     // The next connect is the reconnection; `recovered` is true only when the server restored the session.
@@ -172,7 +173,7 @@ const scenarios = {
         await new Promise((resolve) => setTimeout(resolve, config.cut_after_ms || 0));
         upstream = config.nodes[1];
         for (const socket of open) socket.destroy();
-        out({ step: "cut", received: seqs.size });
+        out({ step: "cut", received: seqs.size, offset: a._lastOffset });
       }
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
@@ -183,7 +184,7 @@ const scenarios = {
     const deadline = Date.now() + TIMEOUT_MS;
     while (seqs.size < total && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     const texts = [...seqs.entries()].sort((x, y) => x[0] - y[0]).map(([, text]) => text);
-    out({ client: "a", recovered, transport: a.io.engine.transport.name, count: seqs.size, repeats, texts });
+    out({ client: "a", recovered, transport: a.io.engine.transport.name, count: seqs.size, repeats, repeated, texts });
     a.close();
     b.close();
     proxy.close();

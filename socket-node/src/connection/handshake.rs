@@ -257,9 +257,9 @@ pub struct Connect {
     pub token: Option<String>,
     /// The handshake's correlation id, else `auth.correlationId`.
     pub correlation_id: Option<String>,
-    /// Connection-state recovery: the `pid` of the session the client had (its `offset` is not needed,
-    /// see `socketio::recovery`).
-    pub resume: Option<String>,
+    /// Connection-state recovery: the `pid` of the session the client had, and the `offset` of the
+    /// last message it received (see `socketio::recovery`).
+    pub resume: Option<(String, Option<String>)>,
     /// The handshake's `?device_id=`, else `auth.deviceId` (or `auth.device_id`).
     pub device_id: Option<String>,
 }
@@ -276,7 +276,7 @@ pub fn before_connect(text: &str, handshake: &Handshake) -> Result<Option<Connec
             Packet::Connect { data, .. } => {
                 let auth = data.unwrap_or(Value::Null);
                 let text = |key: &str| auth.get(key).and_then(Value::as_str).map(str::to_owned);
-                let resume = text("pid");
+                let resume = text("pid").map(|pid| (pid, text("offset")));
                 Ok(Some(Connect {
                     token: text("token").or_else(|| handshake.token.clone()),
                     correlation_id: handshake.correlation_id.clone().or_else(|| text("correlationId")),

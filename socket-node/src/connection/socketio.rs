@@ -8,7 +8,7 @@ use crate::commands::subscribe;
 use crate::handshakes::HandshakeTicket;
 use crate::polling::PollingSession;
 use crate::socketio::packet::{Packet, MAIN_NAMESPACE};
-use crate::socketio::recovery::{Record, Tracker};
+use crate::socketio::recovery::{Held, Offset, Record, Tracker};
 use crate::socketio::wire::Transcoder;
 use crate::socketio::{engine, events, wire};
 use crate::{dispatch, Node};
@@ -17,6 +17,7 @@ use caas_shared::ports::cache::{RESUME_TTL_CONNECTED, RESUME_TTL_DISCONNECTED};
 use caas_shared::services::auth::Claims;
 use caas_shared::Error;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -31,9 +32,9 @@ pub struct SocketIo {
     unacked: AtomicU64,
     /// The long-polling session the connection began as, if it did.
     pub polling: Option<Arc<PollingSession>>,
-    /// The record of the session the client asked to resume (its recovery id and what it held),
-    /// taken when the connection is greeted.
-    resume: Option<(String, Record)>,
+    /// The record of the session the client asked to resume (its recovery id and what it held, with
+    /// the offset it sent), taken when the connection is greeted.
+    resume: Option<(String, Record, Option<Offset>)>,
     /// Recovery state, when recovery is on.
     recovery: Option<Arc<Tracker>>,
 }
@@ -104,7 +105,9 @@ pub async fn establish(
         Transport::WebSocket(_) => None,
     };
     let resume = match (connect.resume, node.settings.socketio_recovery) {
-        (Some(pid), true) => Box::pin(resume_record(&node, &identity.claims, pid)).await,
+        (Some((pid, offset)), true) => Box::pin(resume_record(&node, &identity.claims, pid))
+            .await
+            .map(|(pid, record)| (pid, record, offset.as_deref().and_then(Offset::parse))),
         _ => None,
     };
     let state = Box::new(SocketIo {
@@ -233,17 +236,28 @@ impl Connection {
         let tracker = match self.node.settings.socketio_recovery {
             false => None,
             true => {
-                let (pid, record) = match resume {
-                    Some((pid, record)) => {
-                        let (recovered, missed) = Box::pin(self.replay(&record)).await;
+                let socket_id = self
+                    .socketio
+                    .as_ref()
+                    .expect("a Socket.IO connection")
+                    .socket_id
+                    .clone();
+                let tracker = match resume {
+                    Some((pid, record, offset)) => {
+                        let held = record.held(offset.as_ref());
+                        let (recovered, missed) = Box::pin(self.replay(&held, &record)).await;
                         frames.extend(missed);
-                        tracing::info!(recovered, "Socket.IO client resumed its session");
-                        (if recovered { pid } else { random_id() }, record)
+                        tracing::info!(
+                            recovered,
+                            offset = offset.is_some(),
+                            "Socket.IO client resumed its session"
+                        );
+                        let pid = if recovered { pid } else { random_id() };
+                        Tracker::resumed(pid, record, &held, &socket_id)
                     }
-                    None => (random_id(), Record::new(self.session.user_id())),
+                    None => Tracker::new(random_id(), Record::new(self.session.user_id()), &socket_id),
                 };
-                let socket_id = &self.socketio.as_ref().expect("a Socket.IO connection").socket_id;
-                let tracker = Arc::new(Tracker::new(pid, record, socket_id));
+                let tracker = Arc::new(tracker);
                 self.save_resume(&tracker.pid, &tracker.record(), RESUME_TTL_CONNECTED)
                     .await;
                 Some(tracker)
@@ -259,28 +273,34 @@ impl Connection {
         (packets, transcoder)
     }
 
-    /// Subscribes the connection again to each conversation of `record` from its floor; returns
+    /// Subscribes the connection again to each conversation of `record` after what the client holds
+    /// (`held`: the floor, and seqs above it it already has, which are not sent again); returns
     /// whether everything missed is in the returned `message.new` frames. A conversation the user is
     /// no longer in is left out (nothing of it is owed). The replay is bounded by a quarter of the send
     /// queue (it may be sent twice, under the original names too): a client that missed more is told it
     /// was not recovered and reloads history, rather than overflowing and reconnecting in a loop.
-    async fn replay(&self, record: &Record) -> (bool, Vec<String>) {
+    async fn replay(&self, held: &BTreeMap<String, Held>, record: &Record) -> (bool, Vec<String>) {
         let caller = self.session.caller(self.session.correlation_id.as_str());
         let budget = self.node.settings.send_queue_bytes / 4;
         let mut recovered = true;
         let mut missed: Vec<String> = Vec::new();
         let mut bytes = 0;
         for (conversation_id, floor) in &record.subscriptions {
+            let holds = held.get(conversation_id);
             let request = Subscribe {
                 conversation_id: conversation_id.clone(),
-                since_seq: Some(floor.seq),
+                since_seq: Some(holds.map_or(floor.seq, |h| h.floor)),
                 epoch: Some(floor.epoch.clone()),
             };
             match subscribe::subscribe(&self.node, &self.session, caller, request).await {
                 Ok(reply) => {
                     recovered &= reply["recovered"] == true && reply["has_more"] == false;
                     let messages = reply["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
-                    for message in messages {
+                    let already_held = |message: &&Value| {
+                        let seq = message["seq"].as_i64().unwrap_or_default();
+                        holds.is_some_and(|h| h.ahead.contains(&seq))
+                    };
+                    for message in messages.iter().filter(|m| !already_held(m)) {
                         let frame = protocol::event("message.new", message);
                         bytes += frame.len();
                         if bytes > budget {
@@ -340,12 +360,13 @@ impl Connection {
             "conversation.subscribe" => {
                 let epoch = reply["epoch"].as_str().unwrap_or_default();
                 let last_seq = reply["last_seq"].as_i64().unwrap_or(0);
-                let floor = since_seq.filter(|_| reply["recovered"] == true).unwrap_or(last_seq);
+                let recovered_from = since_seq.filter(|_| reply["recovered"] == true);
                 let replayed: Vec<i64> = reply["messages"]
                     .as_array()
                     .map(|messages| messages.iter().filter_map(|m| m["seq"].as_i64()).collect())
                     .unwrap_or_default();
-                tracker.subscribed(conversation_id, epoch, floor, &replayed)
+                let floor = recovered_from.unwrap_or(last_seq);
+                tracker.subscribed(conversation_id, epoch, floor, &replayed, recovered_from.is_some())
             }
             "conversation.leave" => tracker.unsubscribed(conversation_id),
             _ => return,

@@ -6,7 +6,7 @@
 //! through.
 
 use super::packet::{Packet, MAIN_NAMESPACE};
-use super::recovery::Tracker;
+use super::recovery::{Tracker, Write};
 use caas_shared::domain::protocol;
 use caas_shared::Error;
 use serde::Deserialize;
@@ -79,26 +79,45 @@ impl Transcoder {
             return;
         };
         let data = event.data.map_or("null", RawValue::get);
+        let mut offset = None;
         if let (Some(tracker), "message.new") = (&self.tracker, event.kind.as_ref()) {
             if let Ok(message) = serde_json::from_str::<Numbered<'_>>(data) {
-                tracker.written(&message.conversation_id, message.seq);
+                match tracker.write(&message.conversation_id, message.seq) {
+                    // Socket.IO apps do not drop repeats: a live delivery of what the replay of a
+                    // subscribe or resume already wrote is not sent again.
+                    Write::Held => return,
+                    Write::New(new) => offset = new,
+                }
             }
         }
-        out.push(event_packet(&event.kind, data));
+        // With recovery, the offset rides as the event's last argument, as Socket.IO's own does: the
+        // client library keeps the last one and hands it back when it reconnects.
+        let offset = offset.map(|offset| Value::from(offset).to_string());
+        out.push(event_packet_with(&event.kind, data, offset.as_deref()));
         if let Some(name) = self.original_names.then(|| original_name(&event.kind)).flatten() {
-            out.push(event_packet(name, data));
+            out.push(event_packet_with(name, data, offset.as_deref()));
         }
     }
 }
 
 /// `42["name",data]`: an Engine.IO message carrying a Socket.IO EVENT, with `data` already JSON.
 pub fn event_packet(name: &str, data_json: &str) -> String {
+    event_packet_with(name, data_json, None)
+}
+
+/// [`event_packet`] with a second argument, `extra_json` (already JSON), when given.
+fn event_packet_with(name: &str, data_json: &str, extra_json: Option<&str>) -> String {
     let name = Value::from(name).to_string();
-    let mut out = String::with_capacity(6 + name.len() + data_json.len());
+    let extra_len = extra_json.map_or(0, |extra| extra.len() + 1);
+    let mut out = String::with_capacity(6 + name.len() + data_json.len() + extra_len);
     out.push_str("42[");
     out.push_str(&name);
     out.push(',');
     out.push_str(data_json);
+    if let Some(extra) = extra_json {
+        out.push(',');
+        out.push_str(extra);
+    }
     out.push(']');
     out
 }
@@ -205,7 +224,7 @@ mod tests {
     #[test]
     fn with_recovery_messages_and_pings_written_are_noted() {
         let tracker = Arc::new(Tracker::new("p".into(), super::super::recovery::Record::new("u"), "s"));
-        tracker.subscribed("c1", "e", 3, &[]);
+        tracker.subscribed("c1", "e", 3, &[], true);
         let transcoder = Transcoder::new(Some(Arc::clone(&tracker)), true);
         let mut out = Vec::new();
         transcoder.transcode(
@@ -213,8 +232,15 @@ mod tests {
             &mut out,
         );
         transcoder.transcode("2", &mut out);
-        assert_eq!(out[0], r#"42["message.new",{"conversation_id":"c1","seq":4}]"#);
-        assert_eq!(out[1], r#"42["message:new",{"conversation_id":"c1","seq":4}]"#);
+        let offset = r#""{\"c1\":[4]}""#;
+        assert_eq!(
+            out[0],
+            format!(r#"42["message.new",{{"conversation_id":"c1","seq":4}},{offset}]"#)
+        );
+        assert_eq!(
+            out[1],
+            format!(r#"42["message:new",{{"conversation_id":"c1","seq":4}},{offset}]"#)
+        );
         assert_eq!(out[2], "2");
         assert_eq!(tracker.ponged().unwrap().subscriptions["c1"].seq, 4);
     }
