@@ -83,13 +83,11 @@ async fn unread_becomes(client: &mut Client, conversation_id: &str, expected: i6
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cache_loss_loses_no_accepted_message_and_keeps_unread_counts_true() {
+async fn a_reopened_direct_conversation_after_a_cache_loss_keeps_every_accepted_message() {
     let platform = Platform::start_on(Stack::dedicated(false), "cache_loss", 1, &[]);
     let http = reqwest::Client::new();
     let app = platform.create_app(&http).await;
     let database = platform.mongo().await;
-
-    // 1. A direct conversation re-opened after the cache lost its counter.
     let (alice, bob) = (
         platform.token(&http, &app, "alice").await,
         platform.token(&http, &app, "bob").await,
@@ -143,8 +141,13 @@ async fn a_cache_loss_loses_no_accepted_message_and_keeps_unread_counts_true() {
     }
     assert_eq!(stored, accepted, "every accepted message persisted under its seq");
     assert_eq!(acked, accepted, "every accepted message acked persisted");
+}
 
-    // 2. Unread counts in a group: what each person sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_counts_are_what_a_person_sees_through_a_cache_loss() {
+    let platform = Platform::start_on(Stack::dedicated(false), "unread", 1, &[]);
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
     let (carol, dan) = (
         platform.token(&http, &app, "carol").await,
         platform.token(&http, &app, "dan").await,

@@ -366,11 +366,26 @@ async fn a_logout_disconnects_the_socketio_client_for_good() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_cut_off_mid_stream_recovers_every_message_on_the_other_node() {
     // A short heartbeat, so pongs confirm part of the stream before the cut.
+    cut_off_mid_stream("socketio_recover", "300", 800).await;
+}
+
+/// The reported repeat: the client received messages after the last heartbeat confirmed anything (here
+/// none does: the heartbeat is longer than the stream), then its node died. It resumes after the
+/// messages it holds, by its offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cut_off_before_any_heartbeat_confirmed_is_sent_nothing_twice() {
+    cut_off_mid_stream("socketio_unconfirmed", "25000", 0).await;
+}
+
+/// `a` on node 1 (through a proxy) and `b` on node 2 stream messages; a third of the way through, the
+/// proxy cuts `a` off (after `cut_after_ms`) and node 1 is killed. `a` must come back recovered on
+/// node 2 holding every message exactly once.
+async fn cut_off_mid_stream(name: &str, ping_interval_ms: &str, cut_after_ms: u64) {
     let env = [
-        ("CAAS_SOCKETIO_PING_INTERVAL_MS", "300"),
-        ("CAAS_SOCKETIO_PING_TIMEOUT_MS", "2000"),
+        ("CAAS_SOCKETIO_PING_INTERVAL_MS", ping_interval_ms),
+        ("CAAS_SOCKETIO_PING_TIMEOUT_MS", "20000"),
     ];
-    let mut chat = chat_setup("socketio_recover", &env).await;
+    let mut chat = chat_setup(name, &env).await;
     let port = |platform: &Platform, node: usize| -> u16 {
         let url = socketio_url(platform, node);
         url.rsplit(':').next().unwrap().parse().unwrap()
@@ -379,7 +394,7 @@ async fn a_client_cut_off_mid_stream_recovers_every_message_on_the_other_node() 
     let config = json!({
         "conversation_id": chat.conversation_id,
         "messages": MESSAGES,
-        "cut_after_ms": 800,
+        "cut_after_ms": cut_after_ms,
         "nodes": [
             {"host": "127.0.0.1", "port": port(&chat.platform, 0)},
             {"host": "127.0.0.1", "port": port(&chat.platform, 1)},
