@@ -30,6 +30,10 @@ pub struct NodeSettings {
     /// or addresses, default none): the load balancer's subnets. A connection from any other peer is
     /// counted under its own address whatever headers it sends.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How often the node re-reads the sessions of its connections and closes those revoked
+    /// (`CAAS_SOCKET_SESSION_RECHECK_MS`, default 30000): the bound on how long a revocation whose
+    /// announcement was lost leaves a socket open.
+    pub session_recheck: Duration,
     /// Time from TCP accept to an authenticated connection (`CAAS_SOCKET_HANDSHAKE_TIMEOUT_MS`, default
     /// 10000); a connection that has not finished the upgrade and authentication by then is closed.
     pub handshake_timeout: Duration,
@@ -107,6 +111,7 @@ impl NodeSettings {
             max_handshakes_per_ip: number("CAAS_SOCKET_MAX_HANDSHAKES_PER_IP", 64)?,
             max_handshakes: number("CAAS_SOCKET_MAX_HANDSHAKES", 10_000)?,
             trusted_proxies: trusted_proxies(get("CAAS_TRUSTED_PROXIES").as_deref())?,
+            session_recheck: Duration::from_millis(number("CAAS_SOCKET_SESSION_RECHECK_MS", 30_000)?.max(100) as u64),
             handshake_timeout: Duration::from_millis(number("CAAS_SOCKET_HANDSHAKE_TIMEOUT_MS", 10_000)? as u64),
             max_frame_bytes: number("CAAS_SOCKET_MAX_FRAME_BYTES", 64 * 1024)?,
             auth_timeout: Duration::from_secs(5),

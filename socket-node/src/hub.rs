@@ -291,6 +291,22 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// `(app id, user id, session id)` of every connection on this node.
+    pub fn sessions(&self) -> Vec<(String, String, String)> {
+        let routes = self.routes.lock().expect("routes lock");
+        routes
+            .outlets
+            .values()
+            .map(|o| {
+                (
+                    o.presence.app_id.clone(),
+                    o.presence.user_id.clone(),
+                    o.session_id.clone(),
+                )
+            })
+            .collect()
+    }
+
     pub fn connection_count(&self) -> usize {
         self.routes.lock().expect("routes lock").outlets.len()
     }

@@ -76,6 +76,12 @@ impl Node {
             shutdown(),
         ));
         background.spawn(relays::presence_sweep(Arc::clone(&cache), Arc::clone(&hub), shutdown()));
+        background.spawn(relays::session_recheck(
+            Arc::clone(&store),
+            Arc::clone(&hub),
+            settings.session_recheck,
+            shutdown(),
+        ));
         Ok(Arc::new(Self {
             sessions: SessionLookups::start(Arc::clone(&store)),
             store,

@@ -241,3 +241,41 @@ async fn rotating_a_secret_can_end_every_session_of_the_app() {
     let ended: Vec<&Value> = audited.iter().map(|r| &r["details"]["sessions_ended"]).collect();
     assert!(ended.contains(&&json!(2)) && ended.contains(&&json!(0)), "{audited:?}");
 }
+
+/// A revocation stored but never announced (the bus was unreachable when the session ended, and a
+/// retried logout finds its token refused): the node finds it in the store by itself and closes the
+/// session's socket within its recheck interval, not when the token expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_whose_announcement_was_lost_still_closes_the_socket() {
+    let platform = Platform::start_with("lost_revocation", 1, &[("CAAS_SOCKET_SESSION_RECHECK_MS", "500")]);
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
+    let grant = platform.token(&http, &app, "alice").await;
+    let mut revoked = Client::connect(&platform.socket_urls[0], token_of(&grant), "lost-revocation").await;
+    let other = platform.token(&http, &app, "alice").await;
+    let mut kept = Client::connect(&platform.socket_urls[0], token_of(&other), "kept-session").await;
+    // The revocation as the store write makes it, with no announcement after it.
+    let updated = platform
+        .mongo()
+        .await
+        .collection::<mongodb::bson::Document>("sessions")
+        .update_one(
+            mongodb::bson::doc! {"_id": grant["session_id"].as_str().unwrap(), "app_id": &app.0},
+            mongodb::bson::doc! {"$set": {"revoked_at": caas_shared::now_ms()}},
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.modified_count, 1);
+    let started = Instant::now();
+    let revocation = tokio::time::timeout(Duration::from_secs(10), revoked.event("session.revoked"))
+        .await
+        .expect("the revoked session's socket got no session.revoked");
+    assert!(revocation["reason"].is_string(), "{revocation}");
+    revoked.closed_with().await; // panics unless the node closes it
+    println!("closed {:?} after the revocation was stored", started.elapsed());
+    assert_eq!(
+        kept.call("ping", serde_json::json!({})).await["ok"],
+        true,
+        "the other session stays"
+    );
+}

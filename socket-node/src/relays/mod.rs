@@ -1,6 +1,6 @@
 //! The node's background work, each a future the [`crate::Node`] owns in one `JoinSet` and stops
 //! through [`Shutdown`]: the hub's fan-in, three bus topics tailed into the hub (acks, conversation
-//! changes, session revocations), the presence renewal and the presence sweep.
+//! changes, session revocations), the presence renewal and sweep, and the session recheck.
 //!
 //! Topics are read from their end, outside any consumer group: what they carry matters only to the
 //! connections open on this node right now (a client that reconnects elsewhere learns the state from
@@ -11,12 +11,14 @@ mod conversation_changes;
 mod presence_renewal;
 mod presence_sweep;
 mod revocations;
+mod session_recheck;
 
 pub use acks::acks;
 pub use conversation_changes::conversation_changes;
 pub use presence_renewal::presence_renewal;
 pub use presence_sweep::presence_sweep;
 pub use revocations::revocations;
+pub use session_recheck::session_recheck;
 
 use crate::hub::{FanIn, Hub};
 use crate::shutdown::Shutdown;
