@@ -34,6 +34,12 @@ pub struct NodeSettings {
     /// (`CAAS_SOCKET_SESSION_RECHECK_MS`, default 30000): the bound on how long a revocation whose
     /// announcement was lost leaves a socket open.
     pub session_recheck: Duration,
+    /// What one connection may ask for per second besides sends (`CAAS_SOCKET_SIGNALS_PER_SECOND`,
+    /// `CAAS_SOCKET_REQUESTS_PER_SECOND`; 0 turns one off); see [`crate::budget`].
+    pub rates: crate::budget::Rates,
+    /// Conversations one connection may subscribe to (`CAAS_SOCKET_MAX_SUBSCRIPTIONS`, default 1000);
+    /// one more is refused with `limit_exceeded`.
+    pub max_subscriptions: usize,
     /// Time from TCP accept to an authenticated connection (`CAAS_SOCKET_HANDSHAKE_TIMEOUT_MS`, default
     /// 10000); a connection that has not finished the upgrade and authentication by then is closed.
     pub handshake_timeout: Duration,
@@ -112,6 +118,11 @@ impl NodeSettings {
             max_handshakes: number("CAAS_SOCKET_MAX_HANDSHAKES", 10_000)?,
             trusted_proxies: trusted_proxies(get("CAAS_TRUSTED_PROXIES").as_deref())?,
             session_recheck: Duration::from_millis(number("CAAS_SOCKET_SESSION_RECHECK_MS", 30_000)?.max(100) as u64),
+            rates: crate::budget::Rates {
+                signals_per_second: number("CAAS_SOCKET_SIGNALS_PER_SECOND", 5)? as f32,
+                requests_per_second: number("CAAS_SOCKET_REQUESTS_PER_SECOND", 20)? as f32,
+            },
+            max_subscriptions: number("CAAS_SOCKET_MAX_SUBSCRIPTIONS", 1000)?,
             handshake_timeout: Duration::from_millis(number("CAAS_SOCKET_HANDSHAKE_TIMEOUT_MS", 10_000)? as u64),
             max_frame_bytes: number("CAAS_SOCKET_MAX_FRAME_BYTES", 64 * 1024)?,
             auth_timeout: Duration::from_secs(5),

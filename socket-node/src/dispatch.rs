@@ -2,6 +2,7 @@
 //! payload as a typed [`ClientEvent`], and hand it to its command. Bad input is answered with an error
 //! reply and never fails the connection.
 
+use crate::budget::Kind;
 use crate::commands::{conversations, messages, presence, subscribe};
 use crate::session::Session;
 use crate::Node;
@@ -88,6 +89,15 @@ pub async fn dispatch(
     correlation_id: &CorrelationId,
 ) -> Result<Value> {
     let caller = session.caller(correlation_id.as_str());
+    // Before anything is read: a client over its budget costs the node this check only.
+    let kind = match &event {
+        ClientEvent::Ping(_) | ClientEvent::Auth(_) | ClientEvent::Send(_) | ClientEvent::Unknown => None,
+        ClientEvent::MarkRead(_) | ClientEvent::TypingStart(_) | ClientEvent::TypingStop(_) => Some(Kind::Signal),
+        _ => Some(Kind::Request),
+    };
+    if let Some(kind) = kind {
+        session.budget.take(kind, &node.settings.rates)?;
+    }
     match event {
         ClientEvent::Ping(_) => Ok(json!({"pong": now_ms()})),
         ClientEvent::Auth(_) => Err(Error::Validation(

@@ -13,6 +13,7 @@
 //! - [`socketio`] holds the Engine.IO / Socket.IO codecs for the replaced system's clients, and
 //!   [`polling`] their long-polling sessions (the same connections, over HTTP requests).
 
+pub mod budget;
 pub mod commands;
 pub mod config;
 pub mod connection;

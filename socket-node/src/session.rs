@@ -1,5 +1,6 @@
 //! The authenticated identity behind one connection.
 
+use crate::budget::Budget;
 use crate::hub::ConnectionId;
 use caas_shared::domain::correlation::CorrelationId;
 use caas_shared::services::auth::Claims;
@@ -21,6 +22,8 @@ pub struct Session {
     expires_at: AtomicI64,
     /// Signalled when an `auth` frame moved [`Self::expires_at`].
     pub renewed: Notify,
+    /// What the client may still ask for this second (see [`crate::budget`]).
+    pub budget: Budget,
 }
 
 impl Session {
@@ -37,6 +40,7 @@ impl Session {
             correlation_id,
             device_id,
             renewed: Notify::new(),
+            budget: Budget::default(),
         }
     }
 

@@ -420,3 +420,67 @@ async fn sockets_close_when_their_token_expires_unless_renewed_in_band() {
     // Past the first token's expiry, the renewed connection still works.
     ok(&renewed.call("ping", json!({})).await);
 }
+
+/// One connection cannot make every member's connection (or the store) work without bound: typing
+/// and read events, other requests and subscriptions are budgeted per connection, refused before
+/// anything is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_requests_and_subscriptions_are_bounded_per_connection() {
+    let platform = Platform::start_with("budgets", 1, &[("CAAS_SOCKET_MAX_SUBSCRIPTIONS", "3")]);
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
+    let (alice, bob) = (
+        platform.token(&http, &app, "alice").await,
+        platform.token(&http, &app, "bob").await,
+    );
+    let url = &platform.socket_urls[0];
+    let mut a = Client::connect(url, alice["token"].as_str().unwrap(), "budget-a").await;
+    let mut groups = Vec::new();
+    for _ in 0..4 {
+        groups.push(a.create_group(&[&bob]).await);
+    }
+    let mut b = Client::connect(url, bob["token"].as_str().unwrap(), "budget-b").await;
+    ok(&b
+        .call("conversation.subscribe", json!({"conversation_id": groups[0]}))
+        .await);
+    // A typing flood: the burst passes, then every frame is refused (and bob is spared).
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let reply = a.call("typing.start", json!({"conversation_id": groups[0]})).await;
+        statuses.push(reply["ok"] == true);
+        if reply["ok"] == false {
+            assert_eq!(reply["error"]["code"], "rate_limited", "{reply}");
+        }
+    }
+    let passed = statuses.iter().filter(|ok| **ok).count();
+    assert!((10..=12).contains(&passed), "{passed} of 40 typing events passed");
+    let mut typing = 0;
+    while let Ok(frame) = tokio::time::timeout(Duration::from_millis(500), b.event("typing")).await {
+        assert_eq!(frame["user_id"], alice["user"]["id"]);
+        typing += 1;
+    }
+    assert_eq!(typing, passed, "bob got only what passed");
+    // Subscriptions: at most 3 per connection; the same one again is fine.
+    for group in &groups[..3] {
+        ok(&a
+            .call("conversation.subscribe", json!({"conversation_id": group}))
+            .await);
+    }
+    ok(&a
+        .call("conversation.subscribe", json!({"conversation_id": groups[0]}))
+        .await);
+    refused(
+        &a.call("conversation.subscribe", json!({"conversation_id": groups[3]}))
+            .await,
+        "limit_exceeded",
+    );
+    // Other requests: a burst of 40, then refused.
+    let mut limited = 0;
+    for _ in 0..60 {
+        let reply = a
+            .call("conversation.history", json!({"conversation_id": groups[0]}))
+            .await;
+        limited += usize::from(reply["ok"] == false && reply["error"]["code"] == "rate_limited");
+    }
+    assert!(limited >= 10, "{limited} of 60 history requests were limited");
+}

@@ -470,8 +470,8 @@ impl Conversations<'_> {
     }
 
     /// The caller's conversations with `last_message`, `last_seq`, `read_seq` and `unread_count` (the
-    /// persisted messages from others past `read_seq` that are not deleted, at most
-    /// [`MAX_UNREAD_COUNT`]).
+    /// messages from others past `read_seq` that are not deleted, at most [`MAX_UNREAD_COUNT`]; see
+    /// [`history::unread_count`]).
     pub async fn list(&self, caller: Caller<'_>, limit: usize) -> Result<Vec<Value>> {
         if limit == 0 || limit > MAX_LIST {
             return Err(Error::Validation(format!("limit must be 1 to {MAX_LIST}")));
@@ -508,16 +508,16 @@ impl Conversations<'_> {
             let read_seq = horizons.get(&conversation.id).copied().unwrap_or(0);
             // What the person sees: others' messages past the horizon, deletions and the seqs a
             // re-created counter skipped not counted.
-            let unread_count = self
-                .store
-                .count_unread(
-                    caller.app_id,
-                    &conversation.id,
-                    caller.user_id,
-                    read_seq,
-                    MAX_UNREAD_COUNT,
-                )
-                .await?;
+            let unread_count = history::unread_count(
+                self.store,
+                self.cache,
+                caller.app_id,
+                &conversation.id,
+                caller.user_id,
+                read_seq,
+                MAX_UNREAD_COUNT,
+            )
+            .await?;
             let mut value = serde_json::to_value(conversation).map_err(|e| Error::Internal(e.to_string()))?;
             value["last_message"] = json!(last_message);
             value["last_seq"] = last_seq.into();

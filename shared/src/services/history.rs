@@ -58,6 +58,34 @@ pub async fn page(
     Ok(messages)
 }
 
+/// How many messages of the conversation a member sees as unread past `read_seq`: others' messages,
+/// not deleted, persisted (counted in the store) or accepted moments ago (still in the recent window
+/// above the highest stored seq); at most `cap`. Seqs a re-created counter skipped are not messages,
+/// so they are never counted.
+pub async fn unread_count(
+    store: &dyn Store,
+    cache: &dyn Cache,
+    app_id: &str,
+    conversation_id: &str,
+    user_id: &str,
+    read_seq: i64,
+    cap: usize,
+) -> Result<usize> {
+    let (persisted, stored_max) = tokio::try_join!(
+        store.count_unread(app_id, conversation_id, user_id, read_seq, cap),
+        store.max_seq(app_id, conversation_id),
+    )?;
+    let recent = cache
+        .recent_after(app_id, conversation_id, read_seq.max(stored_max))
+        .await?;
+    let pending = recent
+        .iter()
+        .filter_map(|(_, payload)| serde_json::from_str::<Message>(payload).ok())
+        .filter(|message| message.sender_id != user_id && message.deleted_at.is_none())
+        .count();
+    Ok((persisted + pending).min(cap))
+}
+
 /// Messages as history shows them: each with its `reply_count` and `reactions` (per emoji, with
 /// `mine` for `viewer_id`), from what is persisted.
 pub async fn annotate(

@@ -18,6 +18,15 @@ use serde_json::{json, Value};
 pub async fn subscribe(node: &Node, session: &Session, caller: Caller<'_>, request: Subscribe) -> Result<Value> {
     let conversation = node.conversations().get(caller, &request.conversation_id).await?;
     let channel = cache::conversation_channel(caller.app_id, &conversation.id);
+    let subscribed = node
+        .hub
+        .channels_of(session.connection, &cache::conversation_channel(caller.app_id, ""));
+    if !subscribed.contains(&channel) && subscribed.len() >= node.settings.max_subscriptions {
+        return Err(Error::LimitExceeded(format!(
+            "a connection subscribes to at most {} conversations; leave or unsubscribe others first",
+            node.settings.max_subscriptions
+        )));
+    }
     node.hub.subscribe(session.connection, &channel).await?;
     let current_seq = node.cache.current_seq(caller.app_id, &conversation.id).await?;
     let last_seq = current_seq.unwrap_or(0);
