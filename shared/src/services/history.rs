@@ -4,7 +4,7 @@
 //! route read through here, so they always agree.
 
 use crate::domain::model::{Message, SeqReservation};
-use crate::ports::cache::Cache;
+use crate::ports::cache::{Cache, RecentSlice};
 use crate::ports::store::{SeqRange, Store};
 use crate::Result;
 use std::collections::BTreeMap;
@@ -29,7 +29,18 @@ pub async fn page(
 ) -> Result<Vec<Message>> {
     let (stored, recent) = tokio::try_join!(
         store.list_messages(app_id, conversation_id, range),
-        cache.recent_after(app_id, conversation_id, range.after_seq.unwrap_or(0)),
+        // Only the part of the window the page can use: a `before_seq` page reads the newest
+        // entries below it, not the whole window from seq 0.
+        cache.recent_in(
+            app_id,
+            conversation_id,
+            RecentSlice {
+                after_seq: range.after_seq.unwrap_or(0),
+                before_seq: range.before_seq,
+                limit: range.limit,
+                newest: !range.reads_forward(),
+            },
+        ),
     )?;
     let mut merged: BTreeMap<i64, Message> = BTreeMap::new();
     for (seq, payload) in recent.into_iter().filter(|(seq, _)| range.contains(*seq)) {
@@ -75,9 +86,13 @@ pub async fn unread_count(
         store.count_unread(app_id, conversation_id, user_id, read_seq, cap),
         store.max_seq(app_id, conversation_id),
     )?;
-    let recent = cache
-        .recent_after(app_id, conversation_id, read_seq.max(stored_max))
-        .await?;
+    let pending = RecentSlice {
+        after_seq: read_seq.max(stored_max),
+        before_seq: None,
+        limit: cap,
+        newest: false,
+    };
+    let recent = cache.recent_in(app_id, conversation_id, pending).await?;
     let pending = recent
         .iter()
         .filter_map(|(_, payload)| serde_json::from_str::<Message>(payload).ok())

@@ -9,7 +9,7 @@ use crate::domain::events::{topics, EventHeaders, MessageEvent};
 use crate::domain::model::{limits, AttachmentStatus, ForwardedFrom, Message, MessageAttachment, Reaction, Role};
 use crate::domain::protocol::{self, EditMessage, ForwardMessage, MessageRef, ReactionRequest, Replies};
 use crate::ports::bus::Bus;
-use crate::ports::cache::{self, Cache};
+use crate::ports::cache::{self, Cache, RecentSlice, RECENT_MESSAGES};
 use crate::ports::store::Store;
 use crate::services::conversations::{require_id, Caller, Conversations};
 use crate::services::history::{self, MAX_HISTORY_PAGE};
@@ -132,14 +132,20 @@ impl Messages<'_> {
     pub async fn current(&self, app_id: &str, conversation_id: &str, message_id: &str) -> Result<Message> {
         require_id("message_id", message_id)?;
         let stored = self.store.find_message(app_id, conversation_id, message_id).await?;
-        // Known seq: only that slot of the window matters; unknown: the message may be too new to be stored.
-        let window = self
-            .cache
-            .recent_after(app_id, conversation_id, stored.as_ref().map_or(0, |m| m.seq - 1))
-            .await?;
+        // Known seq: exactly that slot of the window is read (it may hold a newer edit); unknown: the
+        // message may be too new to be stored, and only the window (bounded) can say where it is.
+        let slice = match &stored {
+            Some(message) => RecentSlice::at(message.seq),
+            None => RecentSlice {
+                after_seq: 0,
+                before_seq: None,
+                limit: RECENT_MESSAGES,
+                newest: false,
+            },
+        };
+        let window = self.cache.recent_in(app_id, conversation_id, slice).await?;
         let recent = window
             .iter()
-            .take(if stored.is_some() { 1 } else { usize::MAX })
             .filter_map(|(_, payload)| serde_json::from_str::<Message>(payload).ok())
             .find(|m| m.id == message_id);
         [stored, recent]

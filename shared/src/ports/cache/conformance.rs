@@ -1,6 +1,9 @@
 //! One test body for every driver of the cache port (in-memory in unit tests, Redis in `tests/`).
 
-use super::{Cache, Claim, ClaimResult, ClaimState, EntryAroundSeq, SendClaim, SendKey, SendRequest, RECENT_MESSAGES};
+use super::{
+    Cache, Claim, ClaimResult, ClaimState, EntryAroundSeq, RecentSlice, SendClaim, SendKey, SendRequest,
+    RECENT_MESSAGES,
+};
 use futures_util::future::join_all;
 
 fn unique(prefix: &str) -> String {
@@ -345,6 +348,28 @@ async fn recent_messages_keep_the_newest_by_seq(cache: &dyn Cache) {
     assert_eq!(kept.len(), RECENT_MESSAGES, "only the newest are kept");
     assert_eq!(kept.first().unwrap().0, total - RECENT_MESSAGES as i64 + 1);
     assert_eq!(kept.last().unwrap().0, total);
+
+    // Slices read only what they ask for.
+    let seqs = |entries: Vec<(i64, String)>| entries.into_iter().map(|(seq, _)| seq).collect::<Vec<_>>();
+    let slice = |after_seq, before_seq, limit, newest| RecentSlice {
+        after_seq,
+        before_seq,
+        limit,
+        newest,
+    };
+    let read = |s: RecentSlice| cache.recent_in(&app, &conversation, s);
+    assert_eq!(seqs(read(RecentSlice::at(500)).await.unwrap()), [500]);
+    assert_eq!(seqs(read(slice(100, None, 3, false)).await.unwrap()), [101, 102, 103]);
+    assert_eq!(
+        seqs(read(slice(0, Some(104), 2, true)).await.unwrap()),
+        [102, 103],
+        "the newest below"
+    );
+    assert_eq!(
+        seqs(read(slice(total - 2, None, 10, true)).await.unwrap()),
+        [total - 1, total]
+    );
+    assert!(read(slice(5, Some(6), 10, false)).await.unwrap().is_empty());
 }
 
 async fn presence_follows_live_connections(cache: &dyn Cache) {

@@ -1,7 +1,7 @@
 //! The recent window in memory.
 
 use super::{conversation, MemoryCache};
-use crate::ports::cache::{RecentWindow, RECENT_MESSAGES, RECENT_TTL};
+use crate::ports::cache::{RecentSlice, RecentWindow, RECENT_MESSAGES, RECENT_TTL};
 use crate::Result;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -27,18 +27,30 @@ impl RecentWindow for MemoryCache {
         Ok(())
     }
 
-    async fn recent_after(&self, app_id: &str, conversation_id: &str, after_seq: i64) -> Result<Vec<(i64, String)>> {
+    async fn recent_in(&self, app_id: &str, conversation_id: &str, slice: RecentSlice) -> Result<Vec<(i64, String)>> {
         let entries = self.entries()?;
-        Ok(entries
+        let Some((messages, _)) = entries
             .recent
             .get(&conversation(app_id, conversation_id))
             .filter(|(_, expires)| *expires > Instant::now())
-            .map(|(messages, _)| {
-                messages
-                    .range(after_seq.saturating_add(1)..)
-                    .map(|(seq, payload)| (*seq, payload.clone()))
-                    .collect()
-            })
-            .unwrap_or_default())
+        else {
+            return Ok(Vec::new());
+        };
+        let upper = slice.before_seq.map_or(i64::MAX, |before| before.saturating_sub(1));
+        let lower = slice.after_seq.saturating_add(1);
+        if lower > upper {
+            return Ok(Vec::new());
+        }
+        let in_range = messages
+            .range(lower..=upper)
+            .map(|(seq, payload)| (*seq, payload.clone()));
+        Ok(match slice.newest {
+            false => in_range.take(slice.limit).collect(),
+            true => {
+                let mut newest: Vec<_> = in_range.rev().take(slice.limit).collect();
+                newest.reverse();
+                newest
+            }
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! The recent window in Redis: one sorted set per conversation, scored by seq.
 
 use super::{conversation_tag, RedisCache};
-use crate::ports::cache::{RecentWindow, RECENT_MESSAGES, RECENT_TTL};
+use crate::ports::cache::{RecentSlice, RecentWindow, RECENT_MESSAGES, RECENT_TTL};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use redis::AsyncCommands;
@@ -22,9 +22,20 @@ impl RecentWindow for RedisCache {
         Ok(())
     }
 
-    async fn recent_after(&self, app_id: &str, conversation_id: &str, after_seq: i64) -> Result<Vec<(i64, String)>> {
+    async fn recent_in(&self, app_id: &str, conversation_id: &str, slice: RecentSlice) -> Result<Vec<(i64, String)>> {
         let key = format!("{}:recent", conversation_tag(app_id, conversation_id));
-        let members: Vec<String> = self.conn().zrangebyscore(key, format!("({after_seq}"), "+inf").await?;
+        let low = format!("({}", slice.after_seq);
+        let high = slice
+            .before_seq
+            .map_or_else(|| "+inf".to_owned(), |before| format!("({before}"));
+        let limit = isize::try_from(slice.limit).unwrap_or(isize::MAX);
+        let mut members: Vec<String> = match slice.newest {
+            false => self.conn().zrangebyscore_limit(key, low, high, 0, limit).await?,
+            true => self.conn().zrevrangebyscore_limit(key, high, low, 0, limit).await?,
+        };
+        if slice.newest {
+            members.reverse();
+        }
         members
             .into_iter()
             .map(|member| {
