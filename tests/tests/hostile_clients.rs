@@ -484,3 +484,58 @@ async fn signals_requests_and_subscriptions_are_bounded_per_connection() {
     }
     assert!(limited >= 10, "{limited} of 60 history requests were limited");
 }
+
+/// One request cannot make one huge reply: a history page of long messages is cut to the replay's byte
+/// budget with `has_more`, and paging on from its oldest message gets the rest, each message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_are_bounded_in_bytes_and_page_on() {
+    let platform = Platform::start("page_bytes", 1);
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
+    let (alice, bob) = (
+        platform.token(&http, &app, "alice").await,
+        platform.token(&http, &app, "bob").await,
+    );
+    let mut a = Client::connect(&platform.socket_urls[0], alice["token"].as_str().unwrap(), "page-bytes").await;
+    let group = a.create_group(&[&bob]).await;
+    let text = "x".repeat(16 * 1024 - 16);
+    for n in 0..40 {
+        let data =
+            json!({"conversation_id": group, "client_msg_id": format!("long{n}"), "text": format!("{n:03}{text}")});
+        ok(&a.call("message.send", data).await);
+    }
+    let mut seen = Vec::new();
+    let mut before: Option<i64> = None;
+    loop {
+        let mut request = json!({"conversation_id": group, "limit": 200});
+        if let Some(before) = before {
+            request["before_seq"] = json!(before);
+        }
+        let id = a.request("conversation.history", request).await;
+        let frame = loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), a.socket.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if frame.to_text().unwrap().contains(&format!("\"reply_to\":\"{id}\"")) {
+                break frame;
+            }
+        };
+        let bytes = frame.len();
+        assert!(bytes < 300 * 1024, "one history reply of {bytes} bytes");
+        let page = ok(&serde_json::from_str::<Value>(frame.to_text().unwrap()).unwrap());
+        let seqs: Vec<i64> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect();
+        seen.splice(0..0, seqs.iter().copied());
+        if page["has_more"] != true || seqs.is_empty() {
+            break;
+        }
+        before = seqs.first().copied();
+    }
+    assert_eq!(seen, (1..=40).collect::<Vec<i64>>(), "every message once, by paging on");
+}

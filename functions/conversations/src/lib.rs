@@ -200,8 +200,7 @@ async fn history(
         before_seq: numbers.get("before_seq").copied(),
         limit: limit_from(&numbers, 50)?,
     };
-    let messages = api.rules().history(user.caller(), &id, range).await?;
-    Ok(Json(json!({"conversation_id": id, "messages": messages})))
+    Ok(Json(api.rules().history(user.caller(), &id, range).await?))
 }
 
 #[derive(Deserialize)]

@@ -320,6 +320,9 @@ pub struct Replies {
     /// Most replies to return, 1 to `MAX_HISTORY_PAGE`; 50 when absent.
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Only replies after this seq (the last one of the previous page).
+    #[serde(default)]
+    pub after_seq: Option<i64>,
 }
 
 /// `message.forward`: a new message in `conversation_id` that copies and references the source.

@@ -529,7 +529,9 @@ impl Conversations<'_> {
     }
 
     /// A page of history for a member, annotated with reply counts and reactions.
-    pub async fn history(&self, caller: Caller<'_>, conversation_id: &str, range: SeqRange) -> Result<Vec<Value>> {
+    /// `{conversation_id, messages, has_more}`: `has_more` when the page is full or was cut to its
+    /// byte budget (see [`history::fit_page_bytes`]); the client asks again from its last message.
+    pub async fn history(&self, caller: Caller<'_>, conversation_id: &str, range: SeqRange) -> Result<Value> {
         self.require_member(caller, conversation_id).await?;
         if range.limit == 0 || range.limit > history::MAX_HISTORY_PAGE {
             return Err(Error::Validation(format!(
@@ -538,7 +540,11 @@ impl Conversations<'_> {
             )));
         }
         let messages = history::page(self.store, self.cache, caller.app_id, conversation_id, range).await?;
-        history::annotate(self.store, caller.app_id, conversation_id, caller.user_id, messages).await
+        let full = messages.len() == range.limit;
+        let mut messages =
+            history::annotate(self.store, caller.app_id, conversation_id, caller.user_id, messages).await?;
+        let cut = history::fit_page_bytes(&mut messages, !range.reads_forward());
+        Ok(json!({"conversation_id": conversation_id, "messages": messages, "has_more": full || cut}))
     }
 }
 

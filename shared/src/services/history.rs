@@ -18,6 +18,31 @@ pub const REPLAY_PAGE_BYTES: usize = 256 * 1024;
 /// Largest page a history request may ask for.
 pub const MAX_HISTORY_PAGE: usize = 200;
 
+/// Keeps the messages of a history or replies page that fit [`REPLAY_PAGE_BYTES`] of JSON (at least
+/// one), from the end the page starts at — the oldest of a forward page, the newest of one read
+/// backwards (`newest_first`) — so no single reply outgrows a connection's outbound budget; returns
+/// whether any were left out (the client pages on from the last one it got).
+pub fn fit_page_bytes(messages: &mut Vec<serde_json::Value>, newest_first: bool) -> bool {
+    let mut bytes = 0;
+    let fits = |message: &serde_json::Value, bytes: &mut usize| {
+        *bytes += serde_json::to_vec(message).map_or(0, |encoded| encoded.len());
+        *bytes <= REPLAY_PAGE_BYTES
+    };
+    let total = messages.len();
+    let kept = match newest_first {
+        false => messages.iter().take_while(|m| fits(m, &mut bytes)).count().max(1),
+        true => messages.iter().rev().take_while(|m| fits(m, &mut bytes)).count().max(1),
+    }
+    .min(total);
+    match newest_first {
+        false => messages.truncate(kept),
+        true => {
+            messages.drain(..total - kept);
+        }
+    }
+    kept < total
+}
+
 /// A page of messages in ascending `seq` order, from the store completed by the recent window. Where
 /// both have a message, the higher `version` wins (edits and deletions reach both).
 pub async fn page(
@@ -223,6 +248,36 @@ fn first_gap(after_seq: i64, messages: &[Message]) -> Option<i64> {
         .zip(messages)
         .find(|(expected, message)| message.seq != *expected)
         .map(|(expected, _)| expected)
+}
+
+#[cfg(test)]
+mod page_budget_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_page_keeps_what_fits_its_byte_budget_from_the_end_it_starts_at() {
+        let big = "x".repeat(100_000);
+        let page = || (1..=5).map(|seq| json!({"seq": seq, "text": big})).collect::<Vec<_>>();
+        let mut forward = page();
+        assert!(fit_page_bytes(&mut forward, false), "cut");
+        assert_eq!(
+            forward.iter().map(|m| m["seq"].as_i64().unwrap()).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        let mut backward = page();
+        assert!(fit_page_bytes(&mut backward, true));
+        assert_eq!(
+            backward.iter().map(|m| m["seq"].as_i64().unwrap()).collect::<Vec<_>>(),
+            [4, 5]
+        );
+        let mut one = vec![json!({"seq": 1, "text": "y".repeat(REPLAY_PAGE_BYTES * 2)})];
+        assert!(!fit_page_bytes(&mut one, false), "at least one message, even too large");
+        assert_eq!(one.len(), 1);
+        let mut small = vec![json!({"seq": 1}), json!({"seq": 2})];
+        assert!(!fit_page_bytes(&mut small, true));
+        assert_eq!(small.len(), 2);
+    }
 }
 
 #[cfg(test)]

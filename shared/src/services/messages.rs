@@ -331,11 +331,13 @@ impl Messages<'_> {
         if limit == 0 || limit > MAX_HISTORY_PAGE {
             return Err(Error::Validation(format!("limit must be 1 to {MAX_HISTORY_PAGE}")));
         }
+        let after_seq = request.after_seq.unwrap_or(0);
         let replies = self
             .store
-            .list_replies(caller.app_id, &parent.conversation_id, &parent.id, limit)
+            .list_replies(caller.app_id, &parent.conversation_id, &parent.id, after_seq, limit)
             .await?;
-        let messages = history::annotate(
+        let full = replies.len() == limit;
+        let mut messages = history::annotate(
             self.store,
             caller.app_id,
             &parent.conversation_id,
@@ -343,7 +345,11 @@ impl Messages<'_> {
             replies,
         )
         .await?;
-        Ok(json!({"conversation_id": parent.conversation_id, "message_id": parent.id, "messages": messages}))
+        let cut = history::fit_page_bytes(&mut messages, false);
+        Ok(
+            json!({"conversation_id": parent.conversation_id, "message_id": parent.id, "messages": messages,
+                  "has_more": full || cut}),
+        )
     }
 
     /// Publishes a message's new state (edit or deletion); the conversation is told with `notice_kind`.

@@ -80,9 +80,7 @@ pub async fn history(node: &Node, caller: Caller<'_>, request: History) -> Resul
         before_seq: request.before_seq,
         limit: request.limit.unwrap_or(50),
     };
-    let messages = node
-        .conversations()
+    node.conversations()
         .history(caller, &request.conversation_id, range)
-        .await?;
-    Ok(json!({"conversation_id": request.conversation_id, "messages": messages}))
+        .await
 }

@@ -593,10 +593,22 @@ async fn replies_are_counted_and_listed_per_parent(store: &dyn Store) {
         .unwrap();
     assert_eq!(counts.get(&parent.id), Some(&2));
     assert_eq!(counts.get(&replies[0].id), None);
-    let listed = store.list_replies(&app, &conversation, &parent.id, 10).await.unwrap();
+    let listed = store
+        .list_replies(&app, &conversation, &parent.id, 0, 10)
+        .await
+        .unwrap();
     assert_eq!(listed.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 4]);
+    let next = store
+        .list_replies(&app, &conversation, &parent.id, 2, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [4],
+        "paged on after seq 2"
+    );
     assert!(store
-        .list_replies(&unique("app"), &conversation, &parent.id, 10)
+        .list_replies(&unique("app"), &conversation, &parent.id, 0, 10)
         .await
         .unwrap()
         .is_empty());

@@ -55,12 +55,13 @@ pub trait MessageStore: Send + Sync {
         conversation_id: &str,
         parent_ids: &[String],
     ) -> Result<HashMap<String, usize>>;
-    /// Replies to one message, oldest first.
+    /// Replies to one message with a seq above `after_seq`, oldest first.
     async fn list_replies(
         &self,
         app_id: &str,
         conversation_id: &str,
         parent_id: &str,
+        after_seq: i64,
         limit: usize,
     ) -> Result<Vec<Message>>;
     /// Stores each reaction state unless one with an equal or higher `version` is stored. Returns how

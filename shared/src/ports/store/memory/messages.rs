@@ -112,13 +112,15 @@ impl MessageStore for MemoryStore {
         app_id: &str,
         conversation_id: &str,
         parent_id: &str,
+        after_seq: i64,
         limit: usize,
     ) -> Result<Vec<Message>> {
         self.read(|tables| {
             let Some(seqs) = tables.sequences.get(&(app_id.to_owned(), conversation_id.to_owned())) else {
                 return Vec::new();
             };
-            seqs.values()
+            seqs.range(after_seq.saturating_add(1)..)
+                .map(|(_, id)| id)
                 .filter_map(|id| tables.messages.get(id))
                 .filter(|m| m.reply_to.as_deref() == Some(parent_id))
                 .take(limit)

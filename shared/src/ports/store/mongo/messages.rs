@@ -198,9 +198,12 @@ impl MessageStore for MongoStore {
         app_id: &str,
         conversation_id: &str,
         parent_id: &str,
+        after_seq: i64,
         limit: usize,
     ) -> Result<Vec<Message>> {
-        let filter = doc! {"app_id": app_id, "conversation_id": conversation_id, "reply_to": parent_id};
+        let filter = doc! {
+            "app_id": app_id, "conversation_id": conversation_id, "reply_to": parent_id, "seq": {"$gt": after_seq},
+        };
         self.find_all("messages", filter, doc! {"seq": 1}, limit).await
     }
 
