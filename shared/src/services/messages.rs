@@ -259,6 +259,28 @@ impl Messages<'_> {
         Ok(deleted)
     }
 
+    /// Refuses a new emoji on a message that already has [`limits::MAX_DISTINCT_REACTIONS`] distinct
+    /// ones (persisted): reacting with one already there is always fine.
+    async fn require_room_for_emoji(&self, caller: Caller<'_>, message: &Message, emoji: &str) -> Result<()> {
+        let counts = self
+            .store
+            .reaction_counts(
+                caller.app_id,
+                &message.conversation_id,
+                std::slice::from_ref(&message.id),
+                caller.user_id,
+            )
+            .await?;
+        let emojis = counts.get(&message.id).map(Vec::as_slice).unwrap_or_default();
+        if emojis.len() >= limits::MAX_DISTINCT_REACTIONS && !emojis.iter().any(|c| c.emoji == emoji) {
+            return Err(Error::LimitExceeded(format!(
+                "a message has at most {} distinct reactions; react with one already there",
+                limits::MAX_DISTINCT_REACTIONS
+            )));
+        }
+        Ok(())
+    }
+
     /// `reaction.add` / `reaction.remove`: one reaction per user per emoji; repeating either is harmless.
     pub async fn react(&self, caller: Caller<'_>, request: ReactionRequest, active: bool) -> Result<Outcome> {
         let emoji = request.emoji.as_str();
@@ -276,6 +298,9 @@ impl Messages<'_> {
             .await?;
         if message.is_deleted() {
             return Err(Error::Conflict("the message was deleted".into()));
+        }
+        if active {
+            self.require_room_for_emoji(caller, &message, emoji).await?;
         }
         moderation::screen_post(
             self.store,

@@ -5,7 +5,7 @@ use crate::domain::events::EventHeaders;
 use crate::domain::model::{App, Conversation, ConversationKind, Member};
 use crate::ports::bus::{Consumer, MemoryBus};
 use crate::ports::cache::{MemoryCache, SequenceCache};
-use crate::ports::store::{AppStore, ConversationStore, MemoryStore};
+use crate::ports::store::{AppStore, ConversationStore, MemoryStore, MessageStore};
 use crate::services::sequencing::RESERVATION_BLOCK;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -115,4 +115,87 @@ async fn a_send_the_bus_took_is_accepted_even_if_the_cache_dies_right_after() {
     let next = messages.send(alice, draft("c2")).await.expect("accepted");
     assert!(next.reply["seq"].as_i64().unwrap() > RESERVATION_BLOCK);
     assert_eq!(bus.published.load(Ordering::Relaxed), 2, "each send published once");
+}
+
+#[tokio::test]
+async fn a_message_takes_at_most_so_many_distinct_reactions() {
+    let (store, cache, bus) = (MemoryStore::new(), MemoryCache::new(), MemoryBus::new(1));
+    bus.ensure_topics(&[topics::MESSAGES]).await.unwrap();
+    store
+        .insert_app(&App::new("app".into(), "app".into(), String::new(), 1, "corr".into()))
+        .await
+        .unwrap();
+    let conversation = Conversation {
+        id: "c".into(),
+        app_id: "app".into(),
+        kind: ConversationKind::Group,
+        name: None,
+        created_by: "alice".into(),
+        member_ids: vec!["alice".into(), "bob".into()],
+        epoch: "e".into(),
+        created_at: 1,
+        correlation_id: "corr".into(),
+    };
+    let members = [
+        Member::new(&conversation, "alice", Role::Owner),
+        Member::new(&conversation, "bob", Role::Member),
+    ];
+    store.create_conversation(&conversation, &members).await.unwrap();
+    let settings = AppSettingsCache::default();
+    let messages = Messages {
+        store: &store,
+        cache: &cache,
+        bus: &bus,
+        settings: &settings,
+    };
+    let alice = Caller {
+        app_id: "app",
+        user_id: "alice",
+        correlation_id: "corr",
+    };
+    let sent = messages.send(alice, draft("m")).await.unwrap();
+    let message_id = sent.reply["message_id"].as_str().unwrap().to_owned();
+    let message = Message {
+        id: message_id.clone(),
+        app_id: "app".into(),
+        conversation_id: "c".into(),
+        seq: sent.reply["seq"].as_i64().unwrap(),
+        sender_id: "alice".into(),
+        client_msg_id: "m".into(),
+        text: "hello".into(),
+        created_at: 1,
+        correlation_id: "corr".into(),
+        ..Default::default()
+    };
+    store.insert_messages(&[message]).await.unwrap();
+    // Persisted reactions with every distinct emoji the limit allows.
+    let reactions: Vec<Reaction> = (0..limits::MAX_DISTINCT_REACTIONS)
+        .map(|n| Reaction {
+            id: Reaction::id_for(&message_id, "bob", &format!("e{n}")),
+            app_id: "app".into(),
+            conversation_id: "c".into(),
+            message_id: message_id.clone(),
+            user_id: "bob".into(),
+            emoji: format!("e{n}"),
+            active: true,
+            version: 1,
+            correlation_id: "corr".into(),
+        })
+        .collect();
+    store.apply_reactions(&reactions).await.unwrap();
+    let react = |emoji: &str, active| {
+        let request = ReactionRequest {
+            conversation_id: "c".into(),
+            message_id: message_id.clone(),
+            emoji: emoji.into(),
+        };
+        messages.react(alice, request, active)
+    };
+    let refused = react("new", true)
+        .await
+        .err()
+        .expect("one more distinct emoji is refused");
+    assert_eq!(refused.code(), "limit_exceeded");
+    assert!(react("e7", true).await.is_ok(), "one already there is fine");
+    assert!(react("new", false).await.is_ok(), "removing never is refused");
 }

@@ -30,6 +30,9 @@ pub mod limits {
     pub const MAX_EXTERNAL_ID_BYTES: usize = 256;
     /// Longest reaction emoji, in bytes.
     pub const MAX_EMOJI_BYTES: usize = 32;
+    /// Most distinct reaction emoji on one message; a new one past this is refused with
+    /// `limit_exceeded` (a history page loads every message's reactions).
+    pub const MAX_DISTINCT_REACTIONS: usize = 50;
 
     /// Whether a name (display name, conversation or file name) holds a character that can disguise
     /// what others see: control characters, and the bidirectional overrides, embeddings and isolates
