@@ -219,3 +219,44 @@ async fn groups_roles_lists_reads_typing_and_removal_work_across_nodes() {
         (Some(id(1).as_str()), Some(false))
     );
 }
+
+/// A removal that left the removed member cached (its cache write or announcement failed, or a
+/// concurrent change cached the member list read before it): retrying the removal answers `not_found`
+/// and still drops the cached membership, so the removed member's sends are refused from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_removal_drops_a_stale_cached_membership() {
+    let platform = Platform::start("stale_membership", 1);
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
+    let (alice, bob, carol) = (
+        platform.token(&http, &app, "alice").await,
+        platform.token(&http, &app, "bob").await,
+        platform.token(&http, &app, "carol").await,
+    );
+    let url = &platform.socket_urls[0];
+    let mut a = Client::connect(url, alice["token"].as_str().unwrap(), "stale-a").await;
+    let mut b = Client::connect(url, bob["token"].as_str().unwrap(), "stale-b").await;
+    let group = a.create_group(&[&bob, &carol]).await;
+    let send = |n: u32| json!({"conversation_id": group, "client_msg_id": format!("b{n}"), "text": "hi"});
+    ok(&b.call("message.send", send(0)).await);
+    let removal = json!({"conversation_id": group, "user_id": bob["user"]["id"]});
+    ok(&a.call("conversation.members.remove", removal.clone()).await);
+    refused(&b.call("message.send", send(1)).await, "forbidden");
+    // The stale state: bob back in the cached member list.
+    let redis = redis::Client::open(platform.stack.get("CAAS_CACHE_URL")).unwrap();
+    let mut connection = redis.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("caas:{{{}:{group}}}:members", app.0);
+    let _: () = redis::cmd("SADD")
+        .arg(&key)
+        .arg(bob["user"]["id"].as_str().unwrap())
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.call("message.send", send(2)).await["ok"],
+        true,
+        "the stale cache lets bob send"
+    );
+    refused(&a.call("conversation.members.remove", removal).await, "not_found");
+    refused(&b.call("message.send", send(3)).await, "forbidden");
+}

@@ -125,6 +125,15 @@ impl Conversations<'_> {
         Ok(())
     }
 
+    /// Drops the cached conversation and members after a change: the next reader caches what the
+    /// store says then, so concurrent changes converge on the store's answer (each writing its own
+    /// result could leave the older one cached for an hour).
+    async fn forget(&self, conversation: &Conversation) -> Result<()> {
+        self.cache
+            .forget_conversation(&conversation.app_id, &conversation.id)
+            .await
+    }
+
     /// The conversation, for a member.
     pub async fn get(&self, caller: Caller<'_>, conversation_id: &str) -> Result<Conversation> {
         self.require_member(caller, conversation_id).await?;
@@ -313,7 +322,7 @@ impl Conversations<'_> {
             })
             .collect();
         let updated = self.store.add_members(caller.app_id, conversation_id, &members).await?;
-        self.remember(&updated).await?;
+        self.forget(&updated).await?;
         let event = ConversationEvent {
             kind: "conversation.updated".into(),
             conversation: updated.clone(),
@@ -340,11 +349,26 @@ impl Conversations<'_> {
             let (conversation, role) = self.require_admin(caller, conversation_id).await?;
             (conversation, Some(role))
         };
-        let target = self
-            .store
-            .find_member(caller.app_id, conversation_id, user_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("{user_id} is not a member of this conversation")))?;
+        let Some(target) = self.store.find_member(caller.app_id, conversation_id, user_id).await? else {
+            // Not a member (any more). A removal whose cache drop or announcement failed is retried
+            // this way: the cache is dropped and the removal announced again, so the user's cached
+            // membership and live subscriptions go whatever failed before.
+            self.forget(&conversation).await?;
+            let event = ConversationEvent {
+                kind: "conversation.updated".into(),
+                conversation: self
+                    .store
+                    .find_conversation(caller.app_id, conversation_id)
+                    .await?
+                    .unwrap_or(conversation),
+                added: Vec::new(),
+                removed: vec![user_id.to_owned()],
+            };
+            self.announce(caller, event).await?;
+            return Err(Error::NotFound(format!(
+                "{user_id} is not a member of this conversation"
+            )));
+        };
         if target.role == Role::Owner && (!leaving || conversation.member_ids.len() > 1) {
             return Err(Error::Forbidden(
                 "the owner cannot be removed, and leaves only as the last member".into(),
@@ -401,7 +425,7 @@ impl Conversations<'_> {
             .store
             .remove_member(caller.app_id, conversation_id, user_id)
             .await?;
-        self.remember(&updated).await?;
+        self.forget(&updated).await?;
         let event = ConversationEvent {
             kind: "conversation.updated".into(),
             conversation: updated.clone(),
@@ -409,6 +433,8 @@ impl Conversations<'_> {
             removed: vec![user_id.to_owned()],
         };
         self.announce(caller, event).await?;
+        // Again: a reader that loaded the members before the removal may have cached them meanwhile.
+        self.forget(&updated).await?;
         if let Some(actor) = actor {
             AuditEvent::new(
                 caller.app_id,
@@ -433,7 +459,7 @@ impl Conversations<'_> {
             .store
             .rename_conversation(caller.app_id, conversation_id, name.trim())
             .await?;
-        self.remember(&renamed).await?;
+        self.forget(&renamed).await?;
         let event = ConversationEvent {
             kind: "conversation.updated".into(),
             conversation: renamed.clone(),

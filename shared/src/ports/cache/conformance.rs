@@ -317,6 +317,18 @@ async fn memberships_are_cached(cache: &dyn Cache) {
         None,
         "an emptied conversation is no longer cached"
     );
+    cache
+        .cache_members(&app, &conversation, &["a".to_owned()])
+        .await
+        .unwrap();
+    cache.forget_conversation(&app, &conversation).await.unwrap();
+    assert_eq!(
+        cache.cached_members(&app, &conversation).await.unwrap(),
+        None,
+        "forgotten"
+    );
+    assert_eq!(cache.cached_conversation(&app, &conversation).await.unwrap(), None);
+    cache.forget_conversation(&app, &conversation).await.unwrap();
 }
 
 async fn recent_messages_keep_the_newest_by_seq(cache: &dyn Cache) {

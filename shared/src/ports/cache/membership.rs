@@ -21,4 +21,8 @@ pub trait MembershipCache: Send + Sync {
     async fn cache_conversation(&self, app_id: &str, conversation_id: &str, json: &str) -> Result<()>;
     /// Replaces the cached member list; an empty list drops it, so the next read asks the store.
     async fn cache_members(&self, app_id: &str, conversation_id: &str, members: &[String]) -> Result<()>;
+    /// Drops the cached conversation and member list, so the next read asks the store: what every
+    /// change to a conversation does, since two concurrent changes writing their own results could
+    /// leave the older one cached.
+    async fn forget_conversation(&self, app_id: &str, conversation_id: &str) -> Result<()>;
 }

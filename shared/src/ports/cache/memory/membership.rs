@@ -55,4 +55,12 @@ impl MembershipCache for MemoryCache {
         }
         Ok(())
     }
+
+    async fn forget_conversation(&self, app_id: &str, conversation_id: &str) -> Result<()> {
+        let key = conversation(app_id, conversation_id);
+        let mut entries = self.entries()?;
+        entries.members.remove(&key);
+        entries.conversations.remove(&key);
+        Ok(())
+    }
 }

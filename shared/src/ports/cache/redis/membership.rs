@@ -47,4 +47,14 @@ impl MembershipCache for RedisCache {
         let _: () = pipe.query_async(&mut self.conn()).await?;
         Ok(())
     }
+
+    async fn forget_conversation(&self, app_id: &str, conversation_id: &str) -> Result<()> {
+        let tag = conversation_tag(app_id, conversation_id);
+        // One hash tag: both keys live in one slot, so one DEL on a cluster too.
+        let _: () = self
+            .conn()
+            .del(&[format!("{tag}:members"), format!("{tag}:conversation")])
+            .await?;
+        Ok(())
+    }
 }
