@@ -391,10 +391,13 @@ impl SearchIndex {
                 text,
             )?),
             Clause::Prefix(terms) => Box::new(PhrasePrefixQuery::new(terms.iter().map(term).collect())),
-            Clause::Contains(c) => Box::new(RegexQuery::from_pattern(
-                &format!(".*{}.*", regex_escape(&c.to_string())),
-                text,
-            )?),
+            // The tokens that contain a CJK character are its unigram and the bigrams it starts or
+            // ends: `c.?|.c` says exactly that, and its automaton walks the term dictionary two levels
+            // deep, not every term of every tenant as `.*c.*` did.
+            Clause::Contains(c) => {
+                let c = regex_escape(&c.to_string());
+                Box::new(RegexQuery::from_pattern(&format!("{c}.?|.{c}"), text)?)
+            }
         })
     }
 

@@ -10,6 +10,9 @@ use crate::{Error, Result};
 pub const MAX_QUERY_CHARS: usize = 256;
 /// More clauses than this is not a chat search; it is a denial of service.
 const MAX_CLAUSES: usize = 16;
+/// Lone CJK characters per query: each reads every term it takes part in (two levels of the term
+/// dictionary), the costliest clause there is.
+const MAX_CONTAINS_CLAUSES: usize = 4;
 
 /// One piece of a parsed search query; every clause of a query must match.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +64,11 @@ pub fn parse(query: &str) -> Result<Vec<Clause>> {
         return Err(Error::Validation(
             "q must contain at least one word (letters, digits or CJK characters)".into(),
         ));
+    }
+    if clauses.iter().filter(|c| matches!(c, Clause::Contains(_))).count() > MAX_CONTAINS_CLAUSES {
+        return Err(Error::Validation(format!(
+            "q has more than {MAX_CONTAINS_CLAUSES} single CJK characters; search for words of two or more"
+        )));
     }
     if clauses.len() > MAX_CLAUSES {
         return Err(Error::Validation(format!(
@@ -152,6 +160,7 @@ mod tests {
             ("\"open", "unclosed quote"),
             (&"a ".repeat(200), "longer than"),
             (&"w ".repeat(20), "more than 16"),
+            ("京 北 你 好 吗", "more than 4 single CJK"),
         ] {
             let error = parse(query).unwrap_err().to_string();
             assert!(error.contains(reason), "{query:?}: {error}");
