@@ -49,6 +49,9 @@ pub struct Config {
     /// How often the local bridge applies retention (`CAAS_RETENTION_INTERVAL_SECS`); deployed, the
     /// template's Schedule does.
     pub retention_interval: Duration,
+    /// Bytes one user's uploads may hold in one app, pending and completed (`CAAS_MEDIA_USER_QUOTA_BYTES`,
+    /// default 1 GiB).
+    pub media_user_quota_bytes: u64,
     /// Records produced before this Unix-ms time are committed by the local bridge without being handled
     /// (`CAAS_BRIDGE_SKIP_BEFORE_MS`): a fresh group on a shared broker skips older runs' records.
     pub bridge_skip_before_ms: Option<i64>,
@@ -102,7 +105,11 @@ impl Config {
         let token_ttl_secs: u64 = get("CAAS_TOKEN_TTL_SECS", "86400")
             .parse()
             .map_err(|_| Error::Config("CAAS_TOKEN_TTL_SECS must be a number of seconds".into()))?;
+        let media_user_quota_bytes: u64 = get("CAAS_MEDIA_USER_QUOTA_BYTES", "1073741824")
+            .parse()
+            .map_err(|_| Error::Config("CAAS_MEDIA_USER_QUOTA_BYTES must be a number of bytes".into()))?;
         Ok(Self {
+            media_user_quota_bytes,
             store_url: get("CAAS_STORE_URL", "mongodb://127.0.0.1:27017/?directConnection=true"),
             store_database: get("CAAS_STORE_DATABASE", "caas"),
             bus_url: get("CAAS_BUS_URL", "kafka://127.0.0.1:9092"),

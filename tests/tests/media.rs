@@ -348,3 +348,44 @@ async fn attachments_upload_complete_send_download_and_are_refused_when_they_sho
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Completing uploads and never sending them cannot grow storage without bound: every upload of a user
+/// counts against a per-user quota (pending or completed, sent or not), and one past it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_stop_at_the_users_storage_quota() {
+    let platform = Platform::start_with("media_quota", 1, &[("CAAS_MEDIA_USER_QUOTA_BYTES", "5000")]);
+    let media = Media {
+        http: reqwest::Client::new(),
+        base: &platform.gateway_url,
+    };
+    let app = platform.create_app(&media.http).await;
+    let (alice, bob) = (
+        platform.token(&media.http, &app, "alice").await,
+        platform.token(&media.http, &app, "bob").await,
+    );
+    let mut a = Client::connect(
+        &platform.socket_urls[0],
+        alice["token"].as_str().unwrap(),
+        "quota-alice",
+    )
+    .await;
+    let conversation = a.create_group(&[&bob]).await;
+    let declare = |size: usize| json!({"conversation_id": conversation, "filename": "f.txt", "content_type": "text/plain", "size": size});
+    for n in 0..2 {
+        let (status, upload) = media.start(&alice, declare(2000)).await;
+        assert_eq!(status, 201, "upload {n}: {upload}");
+        assert_eq!(media.put(&upload, vec![b'x'; 2000]).await, 200);
+        let (status, done) = media.complete(&alice, upload["upload_id"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{done}");
+    }
+    let (status, body) = media.start(&alice, declare(2000)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("limit_exceeded")),
+        "{body}"
+    );
+    let (status, body) = media.start(&alice, declare(1000)).await;
+    assert_eq!(status, 201, "what still fits: {body}");
+    let (status, body) = media.start(&bob, declare(2000)).await;
+    assert_eq!(status, 201, "another user's quota: {body}");
+}

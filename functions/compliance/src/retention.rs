@@ -4,6 +4,10 @@
 //!
 //! MongoDB and blob storage are cleaned here; a `message.purged` event per message (carrying its
 //! tombstone) tells the search index and conversation summaries, whose writers own them.
+//!
+//! Every app, whatever its policy, also loses the uploads no message carries once they are
+//! [`UNSENT_UPLOAD_TTL_MS`] old (abandoned, or completed and never sent): they would otherwise hold
+//! storage, and count against their uploader's quota, for ever.
 
 use crate::Api;
 use axum::body::Body;
@@ -23,6 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
+/// How long an upload no message carries is kept (a day: far longer than any client takes between
+/// completing an upload and sending the message, and persisting it links the two).
+pub const UNSENT_UPLOAD_TTL_MS: i64 = DAY_MS;
 /// Messages purged per round trip.
 const PAGE: usize = 500;
 /// Purge events published at once (each waits for the broker).
@@ -34,6 +41,8 @@ pub struct RetentionReport {
     pub app_id: String,
     pub messages_purged: usize,
     pub attachments_deleted: usize,
+    /// Uploads no message carries, removed after [`UNSENT_UPLOAD_TTL_MS`].
+    pub unsent_uploads_deleted: usize,
 }
 
 /// The ports a retention run needs.
@@ -52,11 +61,46 @@ impl Retention<'_> {
         };
         let mut reports = Vec::new();
         for app in apps {
-            if let Some(report) = self.apply(&app, correlation_id).await? {
-                reports.push(report);
+            let unsent_uploads_deleted = self
+                .expire_unsent_uploads(&app.id, now_ms() - UNSENT_UPLOAD_TTL_MS)
+                .await?;
+            match self.apply(&app, correlation_id).await? {
+                Some(report) => reports.push(RetentionReport {
+                    unsent_uploads_deleted,
+                    ..report
+                }),
+                None if unsent_uploads_deleted > 0 => reports.push(RetentionReport {
+                    app_id: app.id.clone(),
+                    unsent_uploads_deleted,
+                    ..RetentionReport::default()
+                }),
+                None => {}
             }
         }
         Ok(reports)
+    }
+
+    /// Removes the app's uploads no message carries that were started before `before` (their blobs and
+    /// records); returns how many.
+    pub async fn expire_unsent_uploads(&self, app_id: &str, before: i64) -> Result<usize> {
+        let mut deleted = 0;
+        loop {
+            let unsent = self.store.unsent_attachments_before(app_id, before, PAGE).await?;
+            if unsent.is_empty() {
+                break;
+            }
+            let keys: Vec<String> = unsent.iter().flat_map(|a| a.blob_keys()).collect();
+            self.blobs.delete(&keys).await?;
+            let ids: Vec<String> = unsent.iter().map(|a| a.id.clone()).collect();
+            deleted += self.store.delete_attachments(app_id, &ids).await?;
+            if unsent.len() < PAGE {
+                break;
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(app_id, deleted, "unsent uploads expired");
+        }
+        Ok(deleted)
     }
 
     /// Applies one app's policy; `None` when it keeps messages forever.
@@ -160,4 +204,66 @@ pub async fn run_now(
         .run(request.app_id.as_deref(), correlation_id.as_str())
         .await?;
     Ok(Json(json!({"apps": apps})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caas_shared::domain::model::{Attachment, AttachmentStatus};
+    use caas_shared::ports::blob::local::LocalBlobs;
+    use caas_shared::ports::store::{AttachmentStore, MemoryStore};
+
+    #[tokio::test]
+    async fn uploads_no_message_carries_are_removed_once_old_enough() {
+        let dir = std::env::temp_dir().join(format!("retention-{}", uuid::Uuid::new_v4().simple()));
+        let blobs = LocalBlobs::new(dir.to_str().unwrap(), "http://127.0.0.1:1", "s").unwrap();
+        let store = MemoryStore::new();
+        let bus = caas_shared::ports::bus::connect("memory://").await.unwrap();
+        let upload = |id: &str, created_at: i64, message_id: Option<&str>| Attachment {
+            id: id.into(),
+            app_id: "app".into(),
+            conversation_id: "c".into(),
+            uploader_id: "alice".into(),
+            key: format!("app/{id}/original"),
+            filename: "f.png".into(),
+            content_type: "image/png".into(),
+            size: 3,
+            status: AttachmentStatus::Complete,
+            created_at,
+            completed_at: Some(created_at),
+            thumbnail_key: None,
+            message_id: message_id.map(str::to_owned),
+            correlation_id: "c".into(),
+        };
+        let (old, sent, fresh) = (
+            upload("old", 10, None),
+            upload("sent", 10, Some("m")),
+            upload("fresh", 100, None),
+        );
+        for attachment in [&old, &sent, &fresh] {
+            store.insert_attachment(attachment).await.unwrap();
+            blobs.put(&attachment.key, b"png".to_vec(), "image/png").await.unwrap();
+        }
+        let retention = Retention {
+            store: &store,
+            bus: bus.as_ref(),
+            blobs: &blobs,
+        };
+        assert_eq!(retention.expire_unsent_uploads("app", 50).await.unwrap(), 1);
+        let left = store
+            .find_attachments("app", &["old".into(), "sent".into(), "fresh".into()])
+            .await
+            .unwrap();
+        let mut ids: Vec<&str> = left.iter().map(|a| a.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["fresh", "sent"], "sent and recent uploads stay");
+        assert_eq!(blobs.get(&old.key).await.unwrap(), None, "its blob is gone");
+        assert!(blobs.get(&sent.key).await.unwrap().is_some());
+        assert_eq!(
+            store.uploaded_bytes("app", "alice").await.unwrap(),
+            6,
+            "its bytes are given back"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

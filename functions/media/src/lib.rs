@@ -47,6 +47,10 @@ pub struct MediaApi {
     store: Arc<dyn Store>,
     blobs: Arc<dyn Blobs>,
     signer: TokenSigner,
+    /// Bytes one user's uploads may hold in one app, pending and completed (`CAAS_MEDIA_USER_QUOTA_BYTES`);
+    /// an upload past it is refused with `limit_exceeded`. Uploads no message carries are removed after
+    /// a day by the retention job, and give their bytes back.
+    user_quota_bytes: u64,
 }
 
 impl MediaApi {
@@ -55,6 +59,7 @@ impl MediaApi {
             store,
             blobs,
             signer: TokenSigner::from_config(config),
+            user_quota_bytes: config.media_user_quota_bytes,
         }
     }
 
@@ -211,6 +216,13 @@ async fn start_upload(
             ),
             retry_after_ms: 60_000,
         });
+    }
+    let held = api.store.uploaded_bytes(caller.app_id, caller.user_id).await?;
+    if held.saturating_add(request.size) > api.user_quota_bytes {
+        return Err(Error::LimitExceeded(format!(
+            "your uploads hold {held} bytes; this one would pass your quota of {} bytes",
+            api.user_quota_bytes
+        )));
     }
     let id = format!("att_{}", uuid::Uuid::now_v7().simple());
     let attachment = Attachment {

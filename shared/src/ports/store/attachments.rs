@@ -28,6 +28,12 @@ pub trait AttachmentStore: Send + Sync {
     async fn count_pending_uploads(&self, app_id: &str, uploader_id: &str, since: i64) -> Result<u64>;
     /// Every attachment the user uploaded in this app, ordered by id (for export and erasure).
     async fn attachments_by_uploader(&self, app_id: &str, uploader_id: &str) -> Result<Vec<Attachment>>;
+    /// Bytes the user's uploads in this app hold or reserve (pending and completed, sent or not): what
+    /// the per-user storage quota counts.
+    async fn uploaded_bytes(&self, app_id: &str, uploader_id: &str) -> Result<u64>;
+    /// Up to `limit` of the app's uploads that no message carries and that were started before `before`
+    /// (Unix ms), oldest first: abandoned or never sent, for the retention job to remove.
+    async fn unsent_attachments_before(&self, app_id: &str, before: i64, limit: usize) -> Result<Vec<Attachment>>;
     /// Deletes these attachment records (the blobs are the caller's to delete); returns how many went.
     async fn delete_attachments(&self, app_id: &str, attachment_ids: &[String]) -> Result<usize>;
 }

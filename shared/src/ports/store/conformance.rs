@@ -838,4 +838,28 @@ async fn attachments_complete_once_and_link_to_their_first_message(store: &dyn S
     assert_eq!(store.link_attachments(&[carrier.clone(), second]).await.unwrap(), 0);
     let linked = store.find_attachments(&app_id, &ids[..1]).await.unwrap();
     assert_eq!(linked[0].message_id.as_deref(), Some(carrier.id.as_str()));
+
+    // The quota counts every upload of the user; expiry finds only those no message carries.
+    let unsent = Attachment {
+        id: unique("att"),
+        size: 1000,
+        created_at: 3,
+        ..pending.clone()
+    };
+    store.insert_attachment(&unsent).await.unwrap();
+    assert_eq!(store.uploaded_bytes(&app_id, "alice").await.unwrap(), 1042);
+    assert_eq!(store.uploaded_bytes(&app_id, "bob").await.unwrap(), 0);
+    assert_eq!(store.uploaded_bytes("other-app", "alice").await.unwrap(), 0);
+    let expiring = |before| store.unsent_attachments_before(&app_id, before, 10);
+    assert!(expiring(3).await.unwrap().is_empty(), "started at 3, not before");
+    assert_eq!(
+        expiring(4).await.unwrap(),
+        vec![unsent.clone()],
+        "the linked one is kept"
+    );
+    assert_eq!(
+        store.delete_attachments(&app_id, &[unsent.id.clone()]).await.unwrap(),
+        1
+    );
+    assert_eq!(store.uploaded_bytes(&app_id, "alice").await.unwrap(), 42);
 }

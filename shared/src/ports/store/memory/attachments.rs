@@ -94,6 +94,31 @@ impl AttachmentStore for MemoryStore {
         Ok(uploaded)
     }
 
+    async fn uploaded_bytes(&self, app_id: &str, uploader_id: &str) -> Result<u64> {
+        self.read(|tables| {
+            tables
+                .attachments
+                .values()
+                .filter(|a| a.app_id == app_id && a.uploader_id == uploader_id)
+                .map(|a| a.size)
+                .sum()
+        })
+    }
+
+    async fn unsent_attachments_before(&self, app_id: &str, before: i64, limit: usize) -> Result<Vec<Attachment>> {
+        let mut unsent: Vec<Attachment> = self.read(|tables| {
+            tables
+                .attachments
+                .values()
+                .filter(|a| a.app_id == app_id && a.message_id.is_none() && a.created_at < before)
+                .cloned()
+                .collect()
+        })?;
+        unsent.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        unsent.truncate(limit);
+        Ok(unsent)
+    }
+
     async fn delete_attachments(&self, app_id: &str, attachment_ids: &[String]) -> Result<usize> {
         self.write(|tables| {
             let before = tables.attachments.len();

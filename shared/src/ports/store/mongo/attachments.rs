@@ -5,7 +5,8 @@ use crate::domain::model::{Attachment, Message};
 use crate::ports::store::AttachmentStore;
 use crate::{Error, Result};
 use async_trait::async_trait;
-use mongodb::bson::doc;
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, Bson, Document};
 
 #[async_trait]
 impl AttachmentStore for MongoStore {
@@ -76,6 +77,31 @@ impl AttachmentStore for MongoStore {
     async fn attachments_by_uploader(&self, app_id: &str, uploader_id: &str) -> Result<Vec<Attachment>> {
         let filter = doc! {"app_id": app_id, "uploader_id": uploader_id};
         self.find_all("attachments", filter, doc! {"_id": 1}, usize::MAX).await
+    }
+
+    async fn uploaded_bytes(&self, app_id: &str, uploader_id: &str) -> Result<u64> {
+        let pipeline = [
+            doc! {"$match": {"app_id": app_id, "uploader_id": uploader_id}},
+            doc! {"$group": {"_id": null, "bytes": {"$sum": "$size"}}},
+        ];
+        let groups: Vec<Document> = self
+            .collection("attachments")
+            .aggregate(pipeline)
+            .await?
+            .try_collect()
+            .await?;
+        Ok(match groups.first().and_then(|g| g.get("bytes")) {
+            Some(Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
+            Some(Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
+            Some(Bson::Double(n)) => *n as u64,
+            _ => 0,
+        })
+    }
+
+    async fn unsent_attachments_before(&self, app_id: &str, before: i64, limit: usize) -> Result<Vec<Attachment>> {
+        let filter = doc! {"app_id": app_id, "message_id": null, "created_at": {"$lt": before}};
+        self.find_all("attachments", filter, doc! {"created_at": 1, "_id": 1}, limit)
+            .await
     }
 
     async fn delete_attachments(&self, app_id: &str, attachment_ids: &[String]) -> Result<usize> {
