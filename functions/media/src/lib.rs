@@ -146,12 +146,31 @@ fn normalise_content_type(content_type: &str) -> Result<String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
     };
-    match essence.split_once('/') {
-        Some((kind, sub)) if token(kind) && token(sub) && lowered.len() <= 127 => Ok(lowered),
-        _ => Err(Error::Validation(format!(
+    let Some((kind, sub)) = essence
+        .split_once('/')
+        .filter(|(k, s)| token(k) && token(s) && lowered.len() <= 127)
+    else {
+        return Err(Error::Validation(format!(
             "content_type {content_type:?} is not a media type like image/png"
-        ))),
+        )));
+    };
+    // Parameters are where a second type hides (`text/plain; a=b, text/html`): only a charset, whose
+    // value is a token, is kept; anything else is refused rather than stored and served.
+    let mut normalised = format!("{kind}/{sub}");
+    for parameter in lowered.split(';').skip(1) {
+        match parameter.trim().split_once('=') {
+            Some(("charset", value)) if token(value) => {
+                normalised.push_str("; charset=");
+                normalised.push_str(value);
+            }
+            _ => {
+                return Err(Error::Validation(format!(
+                    "content_type {content_type:?}: only a charset parameter (charset=utf-8) is allowed"
+                )))
+            }
+        }
     }
+    Ok(normalised)
 }
 
 fn attachment_view(attachment: &Attachment) -> Value {
@@ -382,7 +401,17 @@ mod tests {
             normalise_content_type("text/plain; charset=utf-8").unwrap(),
             "text/plain; charset=utf-8"
         );
-        for bad in ["png", "image/", "/png", "image/png<script>", ""] {
+        for bad in [
+            "png",
+            "image/",
+            "/png",
+            "image/png<script>",
+            "",
+            "text/plain; a=b, text/html",
+            "text/plain; charset=utf-8, text/html",
+            "text/plain;",
+            "image/png; name=\"x.html\"",
+        ] {
             assert!(normalise_content_type(bad).is_err(), "{bad:?}");
         }
     }

@@ -61,8 +61,9 @@ async fn main() -> Result<(), BoxError> {
         // admin API of that deployment.
         defaults.remove("CAAS_ADMIN_TOKEN");
         eprintln!(
-            "WARNING: caas-dev is pointed at real servers and CAAS_ADMIN_TOKEN is not set: the admin API is \
-             disabled (the dev token \"{DEV_ADMIN_TOKEN}\" applies only to in-memory and file backends)."
+            "WARNING: caas-dev is pointed at real servers or listens beyond loopback, and CAAS_ADMIN_TOKEN is \
+             not set: the admin API is disabled (the dev token \"{DEV_ADMIN_TOKEN}\" applies only to in-memory \
+             and file backends behind a loopback gateway)."
         );
     }
     let config = Config::from_lookup(|key| env(key).or_else(|| defaults.get(key).cloned()))?;
@@ -154,19 +155,39 @@ fn dev_secret(data_dir: Option<&Path>) -> Result<String, BoxError> {
         Ok(secret) => Ok(secret.trim().to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret = caas_shared::services::auth::generate_secret();
-            std::fs::write(&path, &secret)?;
+            write_private(&path, &secret)?;
             Ok(secret)
         }
         Err(e) => Err(format!("reading {}: {e}", path.display()).into()),
     }
 }
 
+/// Writes a secret readable by its owner only (created so: never world-readable, not even briefly).
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(secret.as_bytes())
+}
+
 /// Whether the store, cache, bus and blobs (as `lookup` resolves them) all live in this process or
-/// its data directory, the only case the well-known dev admin token is offered in.
+/// its data directory, and the gateway listens on loopback only: the only case the well-known dev
+/// admin token is offered in (anyone who can reach the gateway could use it).
 fn only_local_backends(lookup: impl Fn(&str) -> Option<String>) -> bool {
-    ["CAAS_STORE_URL", "CAAS_CACHE_URL", "CAAS_BUS_URL", "CAAS_BLOB_URL"]
+    let backends_local = ["CAAS_STORE_URL", "CAAS_CACHE_URL", "CAAS_BUS_URL", "CAAS_BLOB_URL"]
         .iter()
-        .all(|key| lookup(key).is_some_and(|url| url.starts_with("memory://") || url.starts_with("file://")))
+        .all(|key| lookup(key).is_some_and(|url| url.starts_with("memory://") || url.starts_with("file://")));
+    let bind = lookup("CAAS_GATEWAY_BIND").unwrap_or_else(|| "127.0.0.1:3000".into());
+    let loopback = bind
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|address| address.ip().is_loopback())
+        || bind.starts_with("localhost:");
+    backends_local && loopback
 }
 
 fn print_banner(config: &Config, api_url: &str, ws_url: &str) {
@@ -214,18 +235,48 @@ mod tests {
     fn the_dev_admin_token_is_only_for_local_backends() {
         let local = |key: &str| match key {
             "CAAS_STORE_URL" => Some("file:///tmp/x".to_owned()),
+            "CAAS_GATEWAY_BIND" => None,
             _ => Some("memory://".to_owned()),
         };
         assert!(only_local_backends(local));
         let real_store = |key: &str| match key {
             "CAAS_STORE_URL" => Some("mongodb://db.internal:27017/caas".to_owned()),
+            "CAAS_GATEWAY_BIND" => None,
             _ => Some("memory://".to_owned()),
         };
         assert!(!only_local_backends(real_store));
         let real_cache = |key: &str| match key {
             "CAAS_CACHE_URL" => Some("redis://cache:6379".to_owned()),
+            "CAAS_GATEWAY_BIND" => None,
             _ => Some("memory://".to_owned()),
         };
         assert!(!only_local_backends(real_cache));
+        let exposed = |key: &str| match key {
+            "CAAS_GATEWAY_BIND" => Some("0.0.0.0:3000".to_owned()),
+            _ => Some("memory://".to_owned()),
+        };
+        assert!(!only_local_backends(exposed), "a gateway others can reach");
+    }
+
+    #[test]
+    fn the_kept_signing_secret_is_readable_by_its_owner_only() {
+        let dir = std::env::temp_dir().join(format!(
+            "caas-dev-secret-{}-{}",
+            std::process::id(),
+            caas_shared::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = super::dev_secret(Some(&dir)).unwrap();
+        assert_eq!(super::dev_secret(Some(&dir)).unwrap(), secret, "kept");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(super::SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
