@@ -52,6 +52,12 @@ pub struct Config {
     /// Bytes one user's uploads may hold in one app, pending and completed (`CAAS_MEDIA_USER_QUOTA_BYTES`,
     /// default 1 GiB).
     pub media_user_quota_bytes: u64,
+    /// Devices one caller may claim one-time keys of a minute (`CAAS_KEYS_CLAIMS_PER_CALLER_PER_MINUTE`,
+    /// default 100), per keys-function instance.
+    pub key_claims_per_caller_per_minute: u32,
+    /// Claims on one user's devices a minute from all callers (`CAAS_KEYS_CLAIMS_ON_USER_PER_MINUTE`,
+    /// default 60), per keys-function instance.
+    pub key_claims_on_user_per_minute: u32,
     /// Records produced before this Unix-ms time are committed by the local bridge without being handled
     /// (`CAAS_BRIDGE_SKIP_BEFORE_MS`): a fresh group on a shared broker skips older runs' records.
     pub bridge_skip_before_ms: Option<i64>,
@@ -108,7 +114,14 @@ impl Config {
         let media_user_quota_bytes: u64 = get("CAAS_MEDIA_USER_QUOTA_BYTES", "1073741824")
             .parse()
             .map_err(|_| Error::Config("CAAS_MEDIA_USER_QUOTA_BYTES must be a number of bytes".into()))?;
+        let per_minute = |key: &str, default: &str| -> Result<u32> {
+            get(key, default)
+                .parse()
+                .map_err(|_| Error::Config(format!("{key} must be a number")))
+        };
         Ok(Self {
+            key_claims_per_caller_per_minute: per_minute("CAAS_KEYS_CLAIMS_PER_CALLER_PER_MINUTE", "100")?,
+            key_claims_on_user_per_minute: per_minute("CAAS_KEYS_CLAIMS_ON_USER_PER_MINUTE", "60")?,
             media_user_quota_bytes,
             store_url: get("CAAS_STORE_URL", "mongodb://127.0.0.1:27017/?directConnection=true"),
             store_database: get("CAAS_STORE_DATABASE", "caas"),

@@ -77,7 +77,12 @@ fn handed(answer: &Value, user: &str, device_id: &str) -> (String, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_published_queried_claimed_once_each_and_erased() {
-    let mut platform = Platform::start("keys", 2);
+    // 210 claims on one device in a burst, beyond the default budgets on purpose.
+    let budgets = [
+        ("CAAS_KEYS_CLAIMS_PER_CALLER_PER_MINUTE", "1000"),
+        ("CAAS_KEYS_CLAIMS_ON_USER_PER_MINUTE", "1000"),
+    ];
+    let mut platform = Platform::start_with("keys", 2, &budgets);
     let second_gateway = platform.start_gateway("gateway2");
     let http = Http {
         client: reqwest::Client::new(),

@@ -21,7 +21,7 @@ use caas_shared::ports::bus::Bus;
 use caas_shared::ports::store::Store;
 use caas_shared::runtime::http::{finish_router, json_body, read_json, Authenticated, VerifiesSdkTokens};
 use caas_shared::services::auth::TokenSigner;
-use caas_shared::services::keys::{Claim, Keys, Upload};
+use caas_shared::services::keys::{Claim, ClaimBudget, Keys, Upload};
 use caas_shared::Result;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -31,6 +31,8 @@ pub struct KeysApi {
     store: Arc<dyn Store>,
     bus: Arc<dyn Bus>,
     signer: TokenSigner,
+    /// Claims per caller and per claimed user, a minute.
+    claims: ClaimBudget,
 }
 
 impl KeysApi {
@@ -39,6 +41,7 @@ impl KeysApi {
             store,
             bus,
             signer: TokenSigner::from_config(config),
+            claims: ClaimBudget::from_config(config),
         }
     }
 
@@ -116,6 +119,7 @@ async fn query(State(api): Api, user: Authenticated, headers: HeaderMap, body: B
 
 async fn claim(State(api): Api, user: Authenticated, headers: HeaderMap, body: Body) -> Result<Json<Value>> {
     let request: Claim = read_json(&headers, body).await?;
+    api.claims.take(user.caller(), &request)?;
     Ok(Json(api.keys().claim(user.caller(), request).await?))
 }
 
@@ -146,7 +150,12 @@ mod tests {
         let issued = start_session(&signer, store.as_ref(), ("app", "u1", "alice"), "c")
             .await
             .unwrap();
-        let api = Arc::new(KeysApi { store, bus, signer });
+        let api = Arc::new(KeysApi {
+            store,
+            bus,
+            signer,
+            claims: ClaimBudget::new(100, 60),
+        });
         Fixture {
             api,
             token: issued.token,

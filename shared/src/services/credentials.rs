@@ -17,6 +17,7 @@
 use crate::domain::model::App;
 use crate::ports::store::Store;
 use crate::services::auth::{hash_secret, verify_secret};
+use crate::services::windows::FixedWindows;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -38,21 +39,15 @@ pub const FAILURES_PER_APP: u32 = 100;
 pub const SUSPECT_HASHES: usize = 1;
 /// How long a source that presented an app's right secret is trusted to be that app's backend.
 pub const PROVEN_SOURCE_MEMORY: Duration = Duration::from_secs(3600);
-/// Sources and apps tracked at once; beyond this, expired windows are forgotten first.
+/// Proven sources remembered at once; beyond this, lapsed ones are forgotten first.
 const MAX_TRACKED: usize = 100_000;
-
-/// Failures counted in the current window of one source or app.
-struct Window {
-    started: Instant,
-    failures: u32,
-}
 
 /// The token endpoint's credential check; one per process, shared by every request.
 pub struct CredentialCheck {
     hashing: Semaphore,
     /// Taken first by checks of an app under attack from a source not proven for it.
     suspect_hashing: Semaphore,
-    failures: Mutex<HashMap<String, Window>>,
+    failures: FixedWindows,
     /// (app id, source) → when the source last presented the app's right secret.
     proven: Mutex<HashMap<(String, String), Instant>>,
     /// Verified against when the app does not exist, so that costs the same as a wrong secret.
@@ -64,7 +59,7 @@ impl Default for CredentialCheck {
         Self {
             hashing: Semaphore::new(MAX_CONCURRENT_HASHES),
             suspect_hashing: Semaphore::new(SUSPECT_HASHES),
-            failures: Mutex::default(),
+            failures: FixedWindows::new(FAILURE_WINDOW),
             proven: Mutex::default(),
             decoy_hash: OnceLock::new(),
         }
@@ -143,10 +138,7 @@ impl CredentialCheck {
     }
 
     fn is_failing(&self, key: &str, limit: u32) -> bool {
-        let failures = self.failures.lock().expect("failures lock");
-        failures
-            .get(key)
-            .is_some_and(|window| window.started.elapsed() < FAILURE_WINDOW && window.failures >= limit)
+        self.failures.count(key).0 >= limit
     }
 
     fn decoy_hash(&self) -> Result<String> {
@@ -158,38 +150,21 @@ impl CredentialCheck {
     }
 
     fn refuse_if_failing(&self, key: &str, limit: u32, whose: &str) -> Result<()> {
-        let failures = self.failures.lock().expect("failures lock");
-        match failures.get(key) {
-            Some(window) if window.started.elapsed() < FAILURE_WINDOW && window.failures >= limit => {
-                let left = FAILURE_WINDOW.saturating_sub(window.started.elapsed());
-                Err(Error::RateLimited {
-                    message: format!(
-                        "too many failed credential checks for {whose}; retry in {} s",
-                        left.as_secs() + 1
-                    ),
-                    retry_after_ms: i64::try_from(left.as_millis()).unwrap_or(i64::MAX),
-                })
-            }
-            _ => Ok(()),
+        let (failures, left) = self.failures.count(key);
+        if failures < limit {
+            return Ok(());
         }
+        Err(Error::RateLimited {
+            message: format!(
+                "too many failed credential checks for {whose}; retry in {} s",
+                left.as_secs() + 1
+            ),
+            retry_after_ms: i64::try_from(left.as_millis()).unwrap_or(i64::MAX),
+        })
     }
 
     fn count_failure(&self, key: String) {
-        let mut failures = self.failures.lock().expect("failures lock");
-        if failures.len() >= MAX_TRACKED {
-            failures.retain(|_, window| window.started.elapsed() < FAILURE_WINDOW);
-        }
-        let window = failures.entry(key).or_insert_with(|| Window {
-            started: Instant::now(),
-            failures: 0,
-        });
-        if window.started.elapsed() >= FAILURE_WINDOW {
-            *window = Window {
-                started: Instant::now(),
-                failures: 0,
-            };
-        }
-        window.failures += 1;
+        self.failures.add(&key, 1);
     }
 }
 

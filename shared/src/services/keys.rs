@@ -78,6 +78,63 @@ enum Claimed {
     Nothing { code: &'static str },
 }
 
+/// What claims cost callers and the users claimed from, a minute, per function instance: devices one
+/// caller may claim keys of (`CAAS_KEYS_CLAIMS_PER_CALLER_PER_MINUTE`, default 100), and claims on one
+/// user's devices from all callers (`CAAS_KEYS_CLAIMS_ON_USER_PER_MINUTE`, default 60: a contact cannot
+/// drain someone's one-time keys faster than their devices replenish them). Checked before anything is
+/// read; over budget is `rate_limited` with the time left in the minute.
+pub struct ClaimBudget {
+    windows: crate::services::windows::FixedWindows,
+    per_caller: u32,
+    on_user: u32,
+}
+
+impl ClaimBudget {
+    /// A budget of `per_caller` devices a minute per caller and `on_user` claims a minute per user.
+    pub fn new(per_caller: u32, on_user: u32) -> Self {
+        Self {
+            windows: crate::services::windows::FixedWindows::new(std::time::Duration::from_secs(60)),
+            per_caller,
+            on_user,
+        }
+    }
+
+    /// The budget `config` sets.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self::new(
+            config.key_claims_per_caller_per_minute,
+            config.key_claims_on_user_per_minute,
+        )
+    }
+
+    /// Takes the claim's devices from the caller's budget and each claimed user's, or refuses it whole.
+    pub fn take(&self, caller: Caller<'_>, claim: &Claim) -> Result<()> {
+        let caller_key = format!("caller:{}:{}", caller.app_id, caller.user_id);
+        let devices: u32 = claim.one_time_keys.values().map(|d| d.len() as u32).sum();
+        let over = |key: &str, n: u32, limit: u32, whose: String| -> Result<()> {
+            let (count, left) = self.windows.count(key);
+            if count.saturating_add(n) > limit {
+                return Err(Error::RateLimited {
+                    message: format!("too many key claims {whose}; at most {limit} devices a minute"),
+                    retry_after_ms: i64::try_from(left.as_millis()).unwrap_or(i64::MAX).max(1),
+                });
+            }
+            Ok(())
+        };
+        over(&caller_key, devices, self.per_caller, "by you".into())?;
+        for (user_id, wanted) in &claim.one_time_keys {
+            let key = format!("target:{}:{user_id}", caller.app_id);
+            over(&key, wanted.len() as u32, self.on_user, format!("on {user_id}"))?;
+        }
+        self.windows.add(&caller_key, devices);
+        for (user_id, wanted) in &claim.one_time_keys {
+            self.windows
+                .add(&format!("target:{}:{user_id}", caller.app_id), wanted.len() as u32);
+        }
+        Ok(())
+    }
+}
+
 /// The key directory's use cases over the store and the bus.
 pub struct Keys<'a> {
     /// Where devices and keys are stored.

@@ -306,3 +306,46 @@ async fn claims_hand_out_the_oldest_key_then_the_fallback_and_say_when_keys_run_
         KeyNotice::DeviceListChanged { .. }
     ));
 }
+
+#[test]
+fn claims_are_budgeted_per_caller_and_per_claimed_user() {
+    use crate::services::keys::ClaimBudget;
+    const CLAIMS_PER_CALLER_PER_MINUTE: u32 = 100;
+    const CLAIMS_ON_USER_PER_MINUTE: u32 = 60;
+    let budget = ClaimBudget::new(CLAIMS_PER_CALLER_PER_MINUTE, CLAIMS_ON_USER_PER_MINUTE);
+    let caller = |user_id| Caller {
+        app_id: "app",
+        user_id,
+        correlation_id: "c",
+    };
+    let claim = |user: &str, devices: usize| Claim {
+        one_time_keys: [(
+            user.to_owned(),
+            (0..devices)
+                .map(|n| (format!("D{n}"), SIGNED_CURVE25519.to_owned()))
+                .collect(),
+        )]
+        .into(),
+    };
+    for _ in 0..CLAIMS_ON_USER_PER_MINUTE / 10 {
+        budget.take(caller("mallory"), &claim("bob", 10)).unwrap();
+    }
+    let drained = budget.take(caller("carol"), &claim("bob", 1)).unwrap_err();
+    assert_eq!(
+        drained.code(),
+        "rate_limited",
+        "bob's keys are claimed no faster, whoever asks"
+    );
+    budget.take(caller("carol"), &claim("dave", 1)).unwrap();
+    let mut taken = CLAIMS_ON_USER_PER_MINUTE;
+    let mut target = 0;
+    while taken + 50 <= CLAIMS_PER_CALLER_PER_MINUTE {
+        budget
+            .take(caller("mallory"), &claim(&format!("u{target}"), 50))
+            .unwrap();
+        taken += 50;
+        target += 1;
+    }
+    let spent = budget.take(caller("mallory"), &claim("someone-new", 50)).unwrap_err();
+    assert_eq!(spent.code(), "rate_limited", "mallory's own budget is spent");
+}

@@ -14,3 +14,4 @@ mod sending;
 pub mod sequencing;
 pub mod session_lookups;
 pub mod sessions;
+pub mod windows;
