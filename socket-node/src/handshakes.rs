@@ -98,7 +98,7 @@ impl HandshakeBudget {
 
     /// Handshakes pending now.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    fn pending_count(&self) -> usize {
         self.pending.lock().expect("handshake budget lock").by_age.len()
     }
 }
@@ -189,10 +189,10 @@ mod tests {
         let third = budget.admit(Some(ip("192.0.2.1")));
         assert!(is_evicted(&first), "the oldest of the address made room");
         assert!(!is_evicted(&second) && !is_evicted(&third) && !is_evicted(&other));
-        assert_eq!(budget.len(), 3);
+        assert_eq!(budget.pending_count(), 3);
         drop((second, third, other));
         drop(first);
-        assert_eq!(budget.len(), 0, "every place given back");
+        assert_eq!(budget.pending_count(), 0, "every place given back");
     }
 
     #[test]
@@ -203,7 +203,7 @@ mod tests {
             .collect();
         assert!(is_evicted(&tickets[0]));
         assert!(tickets[1..].iter().all(|t| !is_evicted(t)));
-        assert_eq!(budget.len(), 3);
+        assert_eq!(budget.pending_count(), 3);
     }
 
     #[test]

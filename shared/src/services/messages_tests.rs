@@ -193,8 +193,7 @@ async fn a_message_takes_at_most_so_many_distinct_reactions() {
     };
     let refused = react("new", true)
         .await
-        .err()
-        .expect("one more distinct emoji is refused");
+        .expect_err("one more distinct emoji is refused");
     assert_eq!(refused.code(), "limit_exceeded");
     assert!(react("e7", true).await.is_ok(), "one already there is fine");
     assert!(react("new", false).await.is_ok(), "removing never is refused");

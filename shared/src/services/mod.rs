@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod conversation_reads;
 pub mod conversations;
 pub mod credentials;
 pub mod history;

@@ -338,7 +338,7 @@ async fn message_inserts_are_idempotent(store: &dyn Store) {
     // It is no duplicate but a conflict (a seq handed out twice): not stored, reported, kept once.
     let mixed = store.insert_messages(&[clash.clone(), fresh]).await.unwrap();
     assert_eq!((mixed.inserted, mixed.duplicates), (1, 0));
-    assert_eq!(mixed.conflicts, [clash.clone()]);
+    assert_eq!(mixed.conflicts, std::slice::from_ref(&clash));
     let stored = store.list_messages(
         &app,
         &conversation,
@@ -858,7 +858,10 @@ async fn attachments_complete_once_and_link_to_their_first_message(store: &dyn S
         "the linked one is kept"
     );
     assert_eq!(
-        store.delete_attachments(&app_id, &[unsent.id.clone()]).await.unwrap(),
+        store
+            .delete_attachments(&app_id, std::slice::from_ref(&unsent.id))
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(store.uploaded_bytes(&app_id, "alice").await.unwrap(), 42);
