@@ -57,15 +57,8 @@ fn draft(client_msg_id: &str) -> Draft {
     }
 }
 
-#[tokio::test]
-async fn a_send_the_bus_took_is_accepted_even_if_the_cache_dies_right_after() {
-    let (store, cache) = (MemoryStore::new(), Arc::new(MemoryCache::new()));
-    let bus = CacheDiesAfterPublish {
-        bus: MemoryBus::new(1),
-        cache: Arc::clone(&cache),
-        published: AtomicUsize::new(0),
-    };
-    bus.ensure_topics(&[topics::MESSAGES]).await.unwrap();
+/// The store with the app `app` and the group `c` of alice (owner) and bob.
+async fn app_with_alice_and_bob_in_c(store: &MemoryStore) {
     store
         .insert_app(&App::new("app".into(), "app".into(), String::new(), 1, "corr".into()))
         .await
@@ -86,6 +79,18 @@ async fn a_send_the_bus_took_is_accepted_even_if_the_cache_dies_right_after() {
         Member::new(&conversation, "bob", Role::Member),
     ];
     store.create_conversation(&conversation, &members).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_send_the_bus_took_is_accepted_even_if_the_cache_dies_right_after() {
+    let (store, cache) = (MemoryStore::new(), Arc::new(MemoryCache::new()));
+    let bus = CacheDiesAfterPublish {
+        bus: MemoryBus::new(1),
+        cache: Arc::clone(&cache),
+        published: AtomicUsize::new(0),
+    };
+    bus.ensure_topics(&[topics::MESSAGES]).await.unwrap();
+    app_with_alice_and_bob_in_c(&store).await;
     cache.ensure_sequence("app", "c", 0).await.unwrap();
     let settings = AppSettingsCache::default();
     let messages = Messages {
@@ -121,26 +126,7 @@ async fn a_send_the_bus_took_is_accepted_even_if_the_cache_dies_right_after() {
 async fn a_message_takes_at_most_so_many_distinct_reactions() {
     let (store, cache, bus) = (MemoryStore::new(), MemoryCache::new(), MemoryBus::new(1));
     bus.ensure_topics(&[topics::MESSAGES]).await.unwrap();
-    store
-        .insert_app(&App::new("app".into(), "app".into(), String::new(), 1, "corr".into()))
-        .await
-        .unwrap();
-    let conversation = Conversation {
-        id: "c".into(),
-        app_id: "app".into(),
-        kind: ConversationKind::Group,
-        name: None,
-        created_by: "alice".into(),
-        member_ids: vec!["alice".into(), "bob".into()],
-        epoch: "e".into(),
-        created_at: 1,
-        correlation_id: "corr".into(),
-    };
-    let members = [
-        Member::new(&conversation, "alice", Role::Owner),
-        Member::new(&conversation, "bob", Role::Member),
-    ];
-    store.create_conversation(&conversation, &members).await.unwrap();
+    app_with_alice_and_bob_in_c(&store).await;
     let settings = AppSettingsCache::default();
     let messages = Messages {
         store: &store,
