@@ -564,7 +564,7 @@ async fn retention_purges_old_messages_and_their_files_except_under_legal_hold()
     assert_eq!(status, 200, "{run}");
     assert_eq!(
         run["apps"],
-        json!([{"app_id": app_id, "messages_purged": 2, "attachments_deleted": 1}])
+        json!([{"app_id": app_id, "messages_purged": 2, "attachments_deleted": 1, "unsent_uploads_deleted": 0}])
     );
 
     let left: Vec<String> = stored(&platform, doc! {"app_id": &app_id})
