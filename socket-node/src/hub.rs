@@ -291,6 +291,15 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// How many channels starting with `prefix` `connection` is routed (without copying them).
+    pub fn count_channels_of(&self, connection: ConnectionId, prefix: &str) -> usize {
+        let routes = self.routes.lock().expect("routes lock");
+        routes
+            .channels_of
+            .get(&connection)
+            .map_or(0, |channels| channels.iter().filter(|c| c.starts_with(prefix)).count())
+    }
+
     /// `(app id, user id, session id)` of every connection on this node.
     pub fn sessions(&self) -> Vec<(String, String, String)> {
         let routes = self.routes.lock().expect("routes lock");

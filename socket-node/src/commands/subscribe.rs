@@ -18,12 +18,14 @@ use serde_json::{json, Value};
 pub async fn subscribe(node: &Node, session: &Session, caller: Caller<'_>, request: Subscribe) -> Result<Value> {
     let conversation = node.conversations().get(caller, &request.conversation_id).await?;
     let channel = cache::conversation_channel(caller.app_id, &conversation.id);
-    let subscribed = node
+    // A resubscribe of a conversation it holds is always fine; a new one must fit under the cap.
+    let held = node
         .hub
-        .channels_of(session.connection, &cache::conversation_channel(caller.app_id, ""));
-    if !subscribed.contains(&channel) && subscribed.len() >= node.settings.max_subscriptions {
+        .count_channels_of(session.connection, &cache::conversation_channel(caller.app_id, ""));
+    if held >= node.settings.max_subscriptions && !node.hub.channels_of(session.connection, &channel).contains(&channel)
+    {
         return Err(Error::LimitExceeded(format!(
-            "a connection subscribes to at most {} conversations; leave or unsubscribe others first",
+            "a connection subscribes to at most {} conversations; leave some first",
             node.settings.max_subscriptions
         )));
     }

@@ -1,12 +1,12 @@
 //! Attachments in the MongoDB store.
 
-use super::{is_duplicate_key, to_document, MongoStore};
+use super::{is_duplicate_key, number_of, to_document, MongoStore};
 use crate::domain::model::{Attachment, Message};
 use crate::ports::store::AttachmentStore;
 use crate::{Error, Result};
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Bson, Document};
+use mongodb::bson::{doc, Document};
 
 #[async_trait]
 impl AttachmentStore for MongoStore {
@@ -90,12 +90,8 @@ impl AttachmentStore for MongoStore {
             .await?
             .try_collect()
             .await?;
-        Ok(match groups.first().and_then(|g| g.get("bytes")) {
-            Some(Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
-            Some(Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
-            Some(Bson::Double(n)) => *n as u64,
-            _ => 0,
-        })
+        let bytes = groups.first().and_then(|group| number_of(group, "bytes")).unwrap_or(0);
+        Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
     async fn unsent_attachments_before(&self, app_id: &str, before: i64, limit: usize) -> Result<Vec<Attachment>> {

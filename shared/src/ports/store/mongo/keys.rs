@@ -1,7 +1,7 @@
 //! The key directory in MongoDB: `key_devices`, `one_time_keys` (one document per key, so a claim is
 //! one `findOneAndUpdate`; a claimed key stays as a tombstone for a day) and `fallback_keys`.
 
-use super::{from_document, insert_many_idempotent, is_duplicate_key, to_document, MongoStore};
+use super::{from_document, insert_many_idempotent, is_duplicate_key, number_of, to_document, MongoStore};
 use crate::domain::model::{KeyDevice, StoredKey};
 use crate::ports::store::{batch_of_one_device, InsertOutcome, KeyStore, Registration};
 use crate::{Error, Result};
@@ -45,11 +45,8 @@ impl MongoStore {
             .return_document(ReturnDocument::After)
             .await?
             .ok_or_else(|| not_registered(&first.device_id))?;
-        let end = match device.get("next_key_seq") {
-            Some(Bson::Int64(n)) => *n,
-            Some(Bson::Int32(n)) => i64::from(*n),
-            _ => return Err(Error::Internal("a device without its key counter".into())),
-        };
+        let end = number_of(&device, "next_key_seq")
+            .ok_or_else(|| Error::Internal("a device without its key counter".into()))?;
         Ok(end - count + 1)
     }
 

@@ -1,12 +1,14 @@
 //! Messages, revisions, replies and reactions in the MongoDB store.
 
-use super::{from_document, insert_many_noting_duplicates, is_duplicate_key, seq_of, to_document, MongoStore};
+use super::{
+    from_document, insert_many_noting_duplicates, is_duplicate_key, number_of, seq_of, to_document, MongoStore,
+};
 use crate::domain::model::{Message, Reaction, ReactionCount, SeqReservation, SeqSpan};
 use crate::ports::store::{count_reactions, MessageInsert, MessageStore, RetentionExceptions, SeqRange};
 use crate::Result;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Bson, Document};
+use mongodb::bson::{doc, Document};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -182,12 +184,7 @@ impl MessageStore for MongoStore {
             .into_iter()
             .filter_map(|group| {
                 let parent = group.get_str("_id").ok()?.to_owned();
-                let count = match group.get("count")? {
-                    Bson::Int32(n) => *n as usize,
-                    Bson::Int64(n) => *n as usize,
-                    Bson::Double(n) => *n as usize,
-                    _ => return None,
-                };
+                let count = usize::try_from(number_of(&group, "count")?).ok()?;
                 Some((parent, count))
             })
             .collect())

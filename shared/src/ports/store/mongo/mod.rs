@@ -192,9 +192,15 @@ impl MongoStore {
 
 /// The `seq` field of a document, whichever integer width the server stored.
 fn seq_of(document: &Document) -> Option<i64> {
-    match document.get("seq") {
-        Some(Bson::Int64(n)) => Some(*n),
-        Some(Bson::Int32(n)) => Some(i64::from(*n)),
+    number_of(document, "seq")
+}
+
+/// A numeric field of a document, whichever width (or, for `$sum` results, type) the server stored.
+fn number_of(document: &Document, field: &str) -> Option<i64> {
+    match document.get(field)? {
+        Bson::Int64(n) => Some(*n),
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Double(n) => Some(*n as i64),
         _ => None,
     }
 }
