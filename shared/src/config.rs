@@ -58,6 +58,9 @@ pub struct Config {
     /// Claims on one user's devices a minute from all callers (`CAAS_KEYS_CLAIMS_ON_USER_PER_MINUTE`,
     /// default 60), per keys-function instance.
     pub key_claims_on_user_per_minute: u32,
+    /// Searches one user may run a minute (`CAAS_SEARCH_PER_USER_PER_MINUTE`, default 60), per
+    /// search-function instance.
+    pub searches_per_user_per_minute: u32,
     /// Records produced before this Unix-ms time are committed by the local bridge without being handled
     /// (`CAAS_BRIDGE_SKIP_BEFORE_MS`): a fresh group on a shared broker skips older runs' records.
     pub bridge_skip_before_ms: Option<i64>,
@@ -122,6 +125,7 @@ impl Config {
         Ok(Self {
             key_claims_per_caller_per_minute: per_minute("CAAS_KEYS_CLAIMS_PER_CALLER_PER_MINUTE", "100")?,
             key_claims_on_user_per_minute: per_minute("CAAS_KEYS_CLAIMS_ON_USER_PER_MINUTE", "60")?,
+            searches_per_user_per_minute: per_minute("CAAS_SEARCH_PER_USER_PER_MINUTE", "60")?,
             media_user_quota_bytes,
             store_url: get("CAAS_STORE_URL", "mongodb://127.0.0.1:27017/?directConnection=true"),
             store_database: get("CAAS_STORE_DATABASE", "caas"),

@@ -55,6 +55,13 @@ pub struct NodeSettings {
     /// How long a Socket.IO client has to answer a ping before it is disconnected
     /// (`CAAS_SOCKETIO_PING_TIMEOUT_MS`, default 20000).
     pub ping_timeout: Duration,
+    /// How long a native `/ws` client may stay silent before the node sends it a WebSocket ping
+    /// (`CAAS_SOCKET_PING_INTERVAL_MS`, default 25000); browsers and WebSocket libraries answer pings
+    /// by themselves.
+    pub native_ping_interval: Duration,
+    /// How long a pinged native client has to send anything (its pong) before it is disconnected and
+    /// goes offline (`CAAS_SOCKET_PING_TIMEOUT_MS`, default 20000).
+    pub native_ping_timeout: Duration,
     /// Origins whose browser pages may long-poll `/socket.io/` (`CAAS_SOCKETIO_CORS_ORIGINS`, comma
     /// separated, default `*`: any). Tokens travel in the CONNECT packet, not in cookies, so no
     /// origin gets ambient credentials either way.
@@ -129,6 +136,8 @@ impl NodeSettings {
             shutdown_grace: Duration::from_secs(10),
             ping_interval: Duration::from_millis(number("CAAS_SOCKETIO_PING_INTERVAL_MS", 25_000)? as u64),
             ping_timeout: Duration::from_millis(number("CAAS_SOCKETIO_PING_TIMEOUT_MS", 20_000)? as u64),
+            native_ping_interval: Duration::from_millis(number("CAAS_SOCKET_PING_INTERVAL_MS", 25_000)?.max(100) as u64),
+            native_ping_timeout: Duration::from_millis(number("CAAS_SOCKET_PING_TIMEOUT_MS", 20_000)?.max(100) as u64),
             cors_origins: get("CAAS_SOCKETIO_CORS_ORIGINS")
                 .unwrap_or_else(|| "*".into())
                 .split(',')

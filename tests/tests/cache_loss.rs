@@ -177,3 +177,125 @@ async fn unread_counts_are_what_a_person_sees_through_a_cache_loss() {
     unread_becomes(&mut c, &group, 2, "carol after the cache loss and one more from dan").await;
     unread_becomes(&mut d, &group, 0, "dan after his own send").await;
 }
+
+/// Sends `text` under `client_msg_id`; returns the accepted message's id.
+async fn send_long(client: &mut Client, conversation_id: &str, client_msg_id: &str, text: &str) -> String {
+    let data = json!({"conversation_id": conversation_id, "client_msg_id": client_msg_id, "text": text});
+    let reply = ok(&client.call("message.send", data).await);
+    assert_eq!(reply["status"], "accepted", "{reply}");
+    reply["message_id"].as_str().unwrap().to_owned()
+}
+
+/// A Redis server of one test's own, so its byte counter measures only that test's platform.
+struct OwnRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = caas_e2e::free_port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let url = format!("redis://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis::Client::open(url.as_str()).unwrap().get_connection().is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, url }
+    }
+
+    /// Bytes Redis has sent to all its clients so far.
+    fn bytes_sent(&self) -> u64 {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query(&mut client.get_connection().unwrap())
+            .unwrap();
+        info.lines()
+            .find_map(|line| line.strip_prefix("total_net_output_bytes:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("total_net_output_bytes")
+    }
+
+    /// Bytes the key's value takes in Redis.
+    fn memory_usage(&self, key: &str) -> u64 {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .query::<Option<u64>>(&mut client.get_connection().unwrap())
+            .unwrap()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One cheap request must not make the cache send a conversation's whole recent window: editing one
+/// message, or a history page before a seq, reads just the entries it needs (measured as the bytes Redis
+/// sends), and a window of large messages is bounded in bytes, not only in entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_reads_take_only_their_entries_and_the_window_is_bounded_in_bytes() {
+    let redis = OwnRedis::start();
+    let platform = Platform::start_with("window_reads", 1, &[("CAAS_CACHE_URL", redis.url.as_str())]);
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
+    let (alice, bob) = (
+        platform.token(&http, &app, "alice").await,
+        platform.token(&http, &app, "bob").await,
+    );
+    let mut a = connect(&platform, &alice, "window-alice").await;
+    let conversation = a.create_group(&[&bob]).await;
+    let mut ids = Vec::new();
+    for n in 0..300 {
+        let text = "w".repeat(3000);
+        ids.push(send_long(&mut a, &conversation, &format!("w{n}"), &text).await);
+    }
+
+    let before = redis.bytes_sent();
+    let edited = a
+        .call(
+            "message.edit",
+            json!({"conversation_id": conversation, "message_id": ids[150], "text": "edited"}),
+        )
+        .await;
+    ok(&edited);
+    let edit_bytes = redis.bytes_sent() - before;
+    let before = redis.bytes_sent();
+    let page = ok(&a
+        .call(
+            "conversation.history",
+            json!({"conversation_id": conversation, "before_seq": 21, "limit": 5}),
+        )
+        .await);
+    assert_eq!(page["messages"].as_array().unwrap().len(), 5, "{page}");
+    let page_bytes = redis.bytes_sent() - before;
+    println!(
+        "Redis sent {edit_bytes} bytes for one edit, {page_bytes} for a 5-message page (the window holds ~900 KB)"
+    );
+    assert!(edit_bytes < 64 * 1024, "an edit made Redis send {edit_bytes} bytes");
+    assert!(
+        page_bytes < 64 * 1024,
+        "a 5-message page made Redis send {page_bytes} bytes"
+    );
+
+    // 400 messages of 15 KiB: 6 MB sent, the window keeps 4 MiB of them.
+    let large = a.create_group(&[&bob]).await;
+    for n in 0..400 {
+        send_long(&mut a, &large, &format!("l{n}"), &"L".repeat(15 * 1024)).await;
+    }
+    let window = format!("caas:{{{}:{large}}}:recent", app.0);
+    let held = redis.memory_usage(&window);
+    println!("the window of 400 large messages takes {held} bytes");
+    assert!(held > 3 << 20 && held < 5 << 20, "window holds {held} bytes");
+}

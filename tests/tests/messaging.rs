@@ -225,3 +225,25 @@ async fn message_operations_reach_every_node_persist_and_respect_permissions() {
 fn platform_alive(mut platform: Platform) -> bool {
     platform.all_alive()
 }
+
+/// Kafka topics hold accepted messages until persistence takes them: a node configured for replicated
+/// topics (as on MSK) says loudly when it finds one with fewer replicas than configured, instead of
+/// running on it silently. The test broker has one replica per partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_warns_about_topics_below_the_configured_replication() {
+    let platform = Platform::start_with(
+        "replication",
+        1,
+        &[
+            ("CAAS_KAFKA_REPLICATION_FACTOR", "3"),
+            ("CAAS_KAFKA_MIN_INSYNC_REPLICAS", "2"),
+        ],
+    );
+    let log = std::fs::read_to_string(platform.log_dir().join("node1.log")).unwrap();
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains("UNDER-REPLICATED TOPIC")).collect();
+    assert!(
+        warned.iter().any(|l| l.contains("caas.messages")),
+        "no warning about caas.messages in:\n{log}"
+    );
+    assert!(warned.iter().all(|l| l.contains("\"configured\":3")), "{warned:?}");
+}

@@ -64,7 +64,8 @@ async fn send(client: &mut Client, conversation_id: &str, text: &str) -> String 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sent_edited_and_deleted_messages_are_searchable_only_by_members() {
-    let platform = Platform::start("search", 1);
+    // This test polls until indexing caught up; the per-user rate has its own test below.
+    let platform = Platform::start_with("search", 1, &[("CAAS_SEARCH_PER_USER_PER_MINUTE", "100000")]);
     let search = Search {
         http: reqwest::Client::new(),
         base: &platform.gateway_url,
@@ -196,4 +197,33 @@ async fn sent_edited_and_deleted_messages_are_searchable_only_by_members() {
         );
         assert!(body["error"]["correlation_id"].is_string(), "{body}");
     }
+}
+
+/// Every search can walk a term dictionary all tenants share: one user's searches are rate-limited
+/// (`CAAS_SEARCH_PER_USER_PER_MINUTE`), with `rate_limited` and the time to wait, and other users keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_searches_are_rate_limited() {
+    let platform = Platform::start_with("search_rate", 0, &[("CAAS_SEARCH_PER_USER_PER_MINUTE", "3")]);
+    let search = Search {
+        http: reqwest::Client::new(),
+        base: &platform.gateway_url,
+    };
+    let app = platform.create_app(&search.http).await;
+    let (alice, bob) = (
+        platform.token(&search.http, &app, "alice").await,
+        platform.token(&search.http, &app, "bob").await,
+    );
+    for _ in 0..3 {
+        let (status, body) = search.get(Some(&alice), &[("q", "北")]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = search.get(Some(&alice), &[("q", "北")]).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("searches"),
+        "{body}"
+    );
+    let (status, body) = search.get(Some(&bob), &[("q", "北")]).await;
+    assert_eq!(status, 200, "another user searches on: {body}");
 }

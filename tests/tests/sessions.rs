@@ -279,3 +279,57 @@ async fn a_revocation_whose_announcement_was_lost_still_closes_the_socket() {
         "the other session stays"
     );
 }
+
+/// A native client that vanished without closing (it never answers the node's WebSocket pings) is
+/// disconnected after the ping interval and timeout and goes offline for those watching it; a client
+/// that answers (every WebSocket library does, by itself) stays, however long it says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_native_clients_are_pinged_then_dropped_and_go_offline() {
+    let platform = Platform::start_with(
+        "heartbeat",
+        1,
+        &[
+            ("CAAS_SOCKET_PING_INTERVAL_MS", "400"),
+            ("CAAS_SOCKET_PING_TIMEOUT_MS", "400"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let app = platform.create_app(&client).await;
+    let (alice, bob) = (
+        platform.token(&client, &app, "alice").await,
+        platform.token(&client, &app, "bob").await,
+    );
+    let url = &platform.socket_urls[0];
+    let mut a = Client::connect(url, token_of(&alice), "heartbeat-alice").await;
+    let mut b = Client::connect(url, token_of(&bob), "heartbeat-bob").await;
+    // Alice's last frame: from here on she reads nothing (so answers no ping).
+    let started = Instant::now();
+    a.create_group(&[&bob]).await;
+    let alice_id = alice["user"]["id"].clone();
+    let watched = b.call("presence.subscribe", json!({"user_ids": [alice_id]})).await;
+    assert_eq!(
+        watched["data"]["presence"],
+        json!([{"user_id": alice_id, "online": true}]),
+        "{watched}"
+    );
+
+    // Bob reads, and so answers his pings.
+    let offline = tokio::time::timeout(Duration::from_secs(10), b.event("presence"))
+        .await
+        .expect("a silent client stayed online");
+    assert_eq!(offline, json!({"user_id": alice_id, "online": false}));
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "not before interval + timeout"
+    );
+    assert_eq!(a.closed_with().await, Some(1001), "closed as gone away (ping timeout)");
+
+    // Bob keeps reading (so answering pings) without a request of his own for three intervals.
+    let nothing = tokio::time::timeout(Duration::from_millis(1200), b.event("no.such.event")).await;
+    assert!(nothing.is_err());
+    let alive = b.call("presence.subscribe", json!({"user_ids": [alice_id]})).await;
+    assert_eq!(
+        alive["ok"], true,
+        "bob answered his pings and is still connected: {alive}"
+    );
+}

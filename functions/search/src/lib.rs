@@ -19,10 +19,12 @@ use caas_shared::ports::search::{SearchIndex, SearchRequest, Sort, MAX_OFFSET, M
 use caas_shared::ports::store::Store;
 use caas_shared::runtime::http::{finish_router, Authenticated, VerifiesSdkTokens};
 use caas_shared::services::auth::TokenSigner;
+use caas_shared::services::windows::FixedWindows;
 use caas_shared::{Error, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A user in more conversations than this searches the most recently created ones.
 pub const MAX_SEARCHED_CONVERSATIONS: usize = 10_000;
@@ -33,6 +35,9 @@ pub struct SearchApi {
     store: Arc<dyn Store>,
     index: Arc<SearchIndex>,
     signer: TokenSigner,
+    /// Searches per user a minute: each one can walk a term dictionary every tenant shares.
+    searches: FixedWindows,
+    searches_per_user_per_minute: u32,
 }
 
 impl SearchApi {
@@ -41,6 +46,8 @@ impl SearchApi {
             store,
             index,
             signer: TokenSigner::from_config(config),
+            searches: FixedWindows::new(Duration::from_secs(60)),
+            searches_per_user_per_minute: config.searches_per_user_per_minute,
         }
     }
 }
@@ -172,6 +179,11 @@ async fn search_messages(
 ) -> Result<Json<Value>> {
     let params = SearchParams::parse(query.as_deref())?;
     let caller = user.caller();
+    api.searches.take_one(
+        &format!("{}:{}", caller.app_id, caller.user_id),
+        api.searches_per_user_per_minute,
+        "searches",
+    )?;
     let mut scope: Vec<String> = api
         .store
         .list_conversations(caller.app_id, caller.user_id, MAX_SEARCHED_CONVERSATIONS)

@@ -45,14 +45,25 @@ pub fn essence(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// The `Content-Disposition` a file of `content_type` is served with: `inline` only for
-/// [`SAFE_INLINE_TYPES`], else `attachment`; the filename is reduced to safe ASCII.
-pub fn content_disposition(content_type: &str, filename: &str) -> String {
-    let kind = if SAFE_INLINE_TYPES.contains(&essence(content_type).as_str()) {
-        "inline"
-    } else {
-        "attachment"
-    };
+/// Where a file is served from, which decides what may be shown inline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    /// The platform itself, which sends [`NOSNIFF`] and [`FILE_CSP`] with every file.
+    Platform,
+    /// A presigned object-store URL: S3 takes only a disposition and a type as overrides, so no
+    /// `nosniff` — only media types a browser decodes without sniffing are inline there, and
+    /// `text/plain` downloads (an old or odd browser could sniff it into markup).
+    ObjectStore,
+}
+
+/// The `Content-Disposition` a file of `content_type` is served with by `server`: `inline` only for
+/// [`SAFE_INLINE_TYPES`] (less `text/plain` from the object store), else `attachment`; the filename is
+/// reduced to safe ASCII.
+pub fn content_disposition(server: Server, content_type: &str, filename: &str) -> String {
+    let essence = essence(content_type);
+    let inline =
+        SAFE_INLINE_TYPES.contains(&essence.as_str()) && !(server == Server::ObjectStore && essence == "text/plain");
+    let kind = if inline { "inline" } else { "attachment" };
     let safe: String = filename
         .chars()
         .map(|c| {
@@ -89,6 +100,7 @@ mod tests {
 
     #[test]
     fn only_safe_types_are_inline_and_filenames_cannot_break_the_header() {
+        let content_disposition = |kind: &str, name: &str| content_disposition(Server::Platform, kind, name);
         assert_eq!(content_disposition("image/PNG", "a.png"), "inline; filename=\"a.png\"");
         assert_eq!(
             content_disposition("image/svg+xml", "x.svg"),
@@ -100,5 +112,12 @@ mod tests {
             content_disposition("text/plain", "a\"b\r\nSet-Cookie: x;é.txt"),
             "inline; filename=\"a_b__Set-Cookie: x__.txt\""
         );
+    }
+
+    #[test]
+    fn without_nosniff_text_downloads() {
+        assert!(content_disposition(Server::ObjectStore, "text/plain", "a.txt").starts_with("attachment"));
+        assert!(content_disposition(Server::ObjectStore, "image/png", "a.png").starts_with("inline"));
+        assert!(content_disposition(Server::ObjectStore, "text/html", "a.html").starts_with("attachment"));
     }
 }

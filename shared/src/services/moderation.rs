@@ -136,26 +136,38 @@ pub async fn screen_action(
     gate(store, cache, &check).await?.into_result()
 }
 
+/// How often a reload of an app's restrictions is tried while changes keep racing it.
+const MIRROR_ATTEMPTS: usize = 5;
+
 /// Answers `check` from the cache, first mirroring the app's restrictions from the store when the
 /// cache lost them (or never had them).
 pub async fn gate(store: &dyn Store, cache: &dyn Cache, check: &GateCheck<'_>) -> Result<SendGate> {
-    match cache.gate(check).await? {
-        SendGate::Unloaded => {
-            let entries: Vec<(String, i64)> = store
-                .list_restrictions(check.app_id)
-                .await?
-                .iter()
-                .filter(|r| r.is_active(check.now_ms))
-                .map(|r| (r.id.clone(), mirrored_expiry(r)))
-                .collect();
-            cache.mirror_restrictions(check.app_id, &entries).await?;
-            match cache.gate(check).await? {
+    let verdict = cache.gate(check).await?;
+    if verdict != SendGate::Unloaded {
+        return Ok(verdict);
+    }
+    for _ in 0..MIRROR_ATTEMPTS {
+        // The change count first: a change to the store after it is either in what is read next or
+        // counted, and then the mirror refuses these entries.
+        let version = cache.restrictions_version(check.app_id).await?;
+        let entries: Vec<(String, i64)> = store
+            .list_restrictions(check.app_id)
+            .await?
+            .iter()
+            .filter(|r| r.is_active(check.now_ms))
+            .map(|r| (r.id.clone(), mirrored_expiry(r)))
+            .collect();
+        if cache.mirror_restrictions(check.app_id, &entries, version).await? {
+            return match cache.gate(check).await? {
                 SendGate::Unloaded => Err(Error::Internal("restrictions did not stay mirrored".into())),
                 verdict => Ok(verdict),
-            }
+            };
         }
-        verdict => Ok(verdict),
     }
+    Err(Error::RateLimited {
+        message: "this app's restrictions are changing too fast to check; try again".into(),
+        retry_after_ms: 1000,
+    })
 }
 
 #[cfg(test)]

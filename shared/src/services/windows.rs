@@ -45,6 +45,20 @@ impl FixedWindows {
         }
     }
 
+    /// Counts one for `key` if its current window has counted fewer than `limit`; else refuses with
+    /// `rate_limited` naming `what` and the time left in the window.
+    pub fn take_one(&self, key: &str, limit: u32, what: &str) -> crate::Result<()> {
+        let (count, left) = self.count(key);
+        if count >= limit {
+            return Err(crate::Error::RateLimited {
+                message: format!("too many {what}; at most {limit} in {} s", self.length.as_secs()),
+                retry_after_ms: i64::try_from(left.as_millis()).unwrap_or(i64::MAX).max(1),
+            });
+        }
+        self.add(key, 1);
+        Ok(())
+    }
+
     /// Adds `n` to `key`'s current window (a new one when the last has passed); returns the count now.
     pub fn add(&self, key: &str, n: u32) -> u32 {
         let mut windows = self.windows();

@@ -3,7 +3,7 @@
 //! a Socket.IO client, the heartbeat and the switch from long-polling to the upgraded WebSocket.
 
 use super::socketio::Handled;
-use super::{close_frame, token_deadline, too_slow, Connection, Socket, Writer};
+use super::{close_frame, token_deadline, too_slow, writer, Connection, Socket, Writer};
 use crate::dispatch;
 use crate::polling::PollingSession;
 use crate::shutdown::Shutdown;
@@ -71,7 +71,18 @@ impl Connection {
     ) -> Message {
         let settings = &self.node.settings;
         let socketio = self.socketio.is_some();
-        let expiry = tokio::time::sleep_until(token_deadline(self.session.expires_at()));
+        // A native client's heartbeat shares the token's timer (no timer or allocation of its own per
+        // idle connection): the timer wakes at whichever is due first, and a frame only notes the time.
+        let mut native = (!socketio).then(NativeBeat::new);
+        let beat_settings = BeatSettings {
+            interval: settings.native_ping_interval,
+            timeout: settings.native_ping_timeout,
+        };
+        let due = |native: &Option<NativeBeat>| {
+            let token = token_deadline(self.session.expires_at());
+            native.as_ref().map_or(token, |beat| beat.due(beat_settings).min(token))
+        };
+        let expiry = tokio::time::sleep_until(due(&native));
         // Socket.IO's heartbeat: the server pings every interval and closes a client that does not
         // answer within the timeout. Boxed, and only for Socket.IO clients: a native one does not
         // carry it.
@@ -93,9 +104,17 @@ impl Connection {
                         self.tell_socketio_client_not_to_reconnect();
                         return close_frame(CloseCode::Policy, "token expired");
                     }
-                    expiry.as_mut().reset(token_deadline(self.session.expires_at()));
+                    match native.as_mut().map(|beat| beat.check(Instant::now(), beat_settings)) {
+                        Some(Beat::Silent) => {
+                            tracing::info!("no pong within the ping timeout");
+                            return close_frame(CloseCode::Away, "ping timeout");
+                        }
+                        Some(Beat::Ping) if self.outbox.push(writer::WEBSOCKET_PING.into()).is_err() => return too_slow(),
+                        _ => {}
+                    }
+                    expiry.as_mut().reset(due(&native));
                 }
-                _ = self.session.renewed.notified() => expiry.as_mut().reset(token_deadline(self.session.expires_at())),
+                _ = self.session.renewed.notified() => expiry.as_mut().reset(due(&native)),
                 () = beat(&mut heartbeat) => {
                     if awaiting_pong {
                         tracing::info!("no pong within the ping timeout");
@@ -113,7 +132,11 @@ impl Connection {
                     self.tell_socketio_client_not_to_reconnect();
                     return close_frame(CloseCode::Policy, "session revoked");
                 }
-                next = incoming.next() => match next {
+                next = incoming.next() => {
+                    if let (Some(beat), Next::Frame(Some(Ok(_)))) = (native.as_mut(), &next) {
+                        beat.heard(Instant::now());
+                    }
+                    match next {
                     Next::Upgraded(socket) => {
                         // The client switched to its WebSocket: the writer takes over the same outbox.
                         let transcoder = match &*incoming {
@@ -161,7 +184,8 @@ impl Connection {
                         tracing::info!(error = %e, "connection error");
                         return close_frame(CloseCode::Protocol, "protocol error");
                     }
-                },
+                    }
+                }
             }
         }
     }
@@ -178,5 +202,104 @@ impl Connection {
 fn reset(heartbeat: &mut Option<Pin<Box<Sleep>>>, after: std::time::Duration) {
     if let Some(sleep) = heartbeat {
         sleep.as_mut().reset(Instant::now() + after);
+    }
+}
+
+/// A native connection's heartbeat: the server pings a client it has not heard from for an interval
+/// (any frame counts), and disconnects one that stays silent for the timeout after a ping — so a
+/// vanished client goes offline within interval + timeout instead of at the balancer's idle timeout.
+/// Only the two times are kept per connection (the interval and timeout are the node's settings).
+struct NativeBeat {
+    heard: Instant,
+    pinged: Option<Instant>,
+}
+
+/// The node's heartbeat settings for native clients.
+#[derive(Clone, Copy)]
+struct BeatSettings {
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
+}
+
+/// What the heartbeat wants when its time came.
+#[derive(Debug, PartialEq, Eq)]
+enum Beat {
+    /// Nothing yet.
+    Wait,
+    /// Send a ping.
+    Ping,
+    /// Pinged and silent past the timeout: disconnect.
+    Silent,
+}
+
+impl NativeBeat {
+    fn new() -> Self {
+        Self {
+            heard: Instant::now(),
+            pinged: None,
+        }
+    }
+
+    /// The client sent something at `now`.
+    fn heard(&mut self, now: Instant) {
+        self.heard = now;
+    }
+
+    /// A ping sent since the client was last heard from.
+    fn unanswered(&self) -> Option<Instant> {
+        self.pinged.filter(|pinged| *pinged >= self.heard)
+    }
+
+    /// When [`Self::check`] has something to do.
+    fn due(&self, settings: BeatSettings) -> Instant {
+        match self.unanswered() {
+            Some(pinged) => pinged + settings.timeout,
+            None => self.heard + settings.interval,
+        }
+    }
+
+    /// What is due at `now`.
+    fn check(&mut self, now: Instant, settings: BeatSettings) -> Beat {
+        match self.unanswered() {
+            Some(pinged) if now >= pinged + settings.timeout => Beat::Silent,
+            Some(_) => Beat::Wait,
+            None if now >= self.heard + settings.interval => {
+                self.pinged = Some(now);
+                Beat::Ping
+            }
+            None => Beat::Wait,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_silent_client_is_pinged_then_dropped_and_any_frame_keeps_it() {
+        let settings = BeatSettings {
+            interval: Duration::from_secs(25),
+            timeout: Duration::from_secs(20),
+        };
+        let mut beat = NativeBeat::new();
+        let start = beat.heard;
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        assert_eq!(beat.check(at(10), settings), Beat::Wait);
+        assert_eq!(beat.due(settings), at(25));
+        assert_eq!(beat.check(at(25), settings), Beat::Ping);
+        assert_eq!(beat.due(settings), at(45));
+        assert_eq!(beat.check(at(30), settings), Beat::Wait, "waiting for the pong");
+        beat.heard(at(31));
+        assert_eq!(
+            beat.due(settings),
+            at(56),
+            "answered: the next ping is an interval after"
+        );
+        assert_eq!(beat.check(at(50), settings), Beat::Wait);
+        assert_eq!(beat.check(at(56), settings), Beat::Ping);
+        assert_eq!(beat.check(at(75), settings), Beat::Wait);
+        assert_eq!(beat.check(at(76), settings), Beat::Silent);
     }
 }

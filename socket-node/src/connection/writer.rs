@@ -9,6 +9,9 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
+/// Queued for a native client, it is sent as a WebSocket ping: no protocol frame is ever empty.
+pub const WEBSOCKET_PING: &str = "";
+
 /// Sends queued frames in order; when the outbox closes, writes what is left and finishes with the close
 /// frame the reader chose. A client that stops reading leaves this task waiting on the socket: the
 /// connection bounds that wait (see `Connection::run`) and then drops the task and the socket.
@@ -30,6 +33,8 @@ pub async fn write_frames(
                     sent = sent.and(sink.feed(Message::text(packet)).await);
                 }
                 sent
+            } else if next.as_str() == WEBSOCKET_PING {
+                sink.feed(Message::Ping(Default::default())).await
             } else {
                 sink.feed(Message::Text(next)).await
             };

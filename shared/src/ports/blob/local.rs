@@ -290,7 +290,7 @@ async fn download(
             (header::CONTENT_TYPE, content_type.to_owned()),
             (
                 header::CONTENT_DISPOSITION,
-                downloads::content_disposition(content_type, filename),
+                downloads::content_disposition(downloads::Server::Platform, content_type, filename),
             ),
             (header::X_CONTENT_TYPE_OPTIONS, downloads::NOSNIFF.to_owned()),
             (header::CONTENT_SECURITY_POLICY, downloads::FILE_CSP.to_owned()),

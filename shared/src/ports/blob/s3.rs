@@ -133,7 +133,11 @@ impl Blobs for S3Blobs {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .response_content_disposition(downloads::content_disposition(content_type, filename))
+            .response_content_disposition(downloads::content_disposition(
+                downloads::Server::ObjectStore,
+                content_type,
+                filename,
+            ))
             .response_content_type(content_type)
             .presigned(presigning(ttl)?)
             .await

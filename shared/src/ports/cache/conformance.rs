@@ -1,7 +1,7 @@
 //! One test body for every driver of the cache port (in-memory in unit tests, Redis in `tests/`).
 
 use super::{
-    Cache, Claim, ClaimResult, ClaimState, EntryAroundSeq, RecentSlice, SendClaim, SendKey, SendRequest,
+    Cache, Claim, ClaimResult, ClaimState, EntryAroundSeq, RecentSlice, SendClaim, SendKey, SendRequest, RECENT_BYTES,
     RECENT_MESSAGES,
 };
 use futures_util::future::join_all;
@@ -331,6 +331,10 @@ async fn memberships_are_cached(cache: &dyn Cache) {
     cache.forget_conversation(&app, &conversation).await.unwrap();
 }
 
+fn seqs_of(entries: &[(i64, String)]) -> Vec<i64> {
+    entries.iter().map(|(seq, _)| *seq).collect()
+}
+
 async fn recent_messages_keep_the_newest_by_seq(cache: &dyn Cache) {
     let (app, conversation) = (unique("app"), unique("conv"));
     assert!(cache.recent_after(&app, &conversation, 0).await.unwrap().is_empty());
@@ -360,6 +364,24 @@ async fn recent_messages_keep_the_newest_by_seq(cache: &dyn Cache) {
     assert_eq!(kept.len(), RECENT_MESSAGES, "only the newest are kept");
     assert_eq!(kept.first().unwrap().0, total - RECENT_MESSAGES as i64 + 1);
     assert_eq!(kept.last().unwrap().0, total);
+
+    // The window is bounded by bytes as well: the oldest go first, the newest always stays.
+    let big = unique("conv");
+    let near_a_mebibyte = "m".repeat((1 << 20) - 100);
+    for seq in 1..=6 {
+        cache.remember_recent(&app, &big, seq, &near_a_mebibyte).await.unwrap();
+    }
+    let kept = cache.recent_after(&app, &big, 0).await.unwrap();
+    assert_eq!(seqs_of(&kept), [3, 4, 5, 6], "{RECENT_BYTES} bytes hold four");
+    cache
+        .remember_recent(&app, &big, 7, &"h".repeat(RECENT_BYTES + 10))
+        .await
+        .unwrap();
+    assert_eq!(seqs_of(&cache.recent_after(&app, &big, 0).await.unwrap()), [7]);
+    for seq in 8..=9 {
+        cache.remember_recent(&app, &big, seq, "small").await.unwrap();
+    }
+    assert_eq!(seqs_of(&cache.recent_after(&app, &big, 0).await.unwrap()), [8, 9]);
 
     // Slices read only what they ask for.
     let seqs = |entries: Vec<(i64, String)>| entries.into_iter().map(|(seq, _)| seq).collect::<Vec<_>>();
@@ -439,10 +461,22 @@ async fn gates_follow_mirrored_restrictions_and_rate_limits(cache: &dyn Cache) {
     let past = crate::now_ms() - 1;
     let conversation_mute = restriction_field(RestrictionKind::Mute, &ann, Some("c1"));
     let expired_ban = restriction_field(RestrictionKind::Ban, &bob, None);
-    cache
-        .mirror_restrictions(&app, &[(conversation_mute, 0), (expired_ban, past)])
+    // A reload that read the store before a change was counted is refused: its entries may lack it.
+    let version = cache.restrictions_version(&app).await.unwrap();
+    let late_mute = restriction_field(RestrictionKind::Mute, &ann, None);
+    cache.mirror_restriction(&app, &late_mute, Some(0)).await.unwrap();
+    assert!(!cache.mirror_restrictions(&app, &[], version).await.unwrap());
+    assert_eq!(
+        cache.gate(&GateCheck::connect(&app, &ann)).await.unwrap(),
+        SendGate::Unloaded,
+        "a refused reload leaves the mirror unloaded"
+    );
+    cache.mirror_restriction(&app, &late_mute, None).await.unwrap();
+    let version = cache.restrictions_version(&app).await.unwrap();
+    assert!(cache
+        .mirror_restrictions(&app, &[(conversation_mute, 0), (expired_ban, past)], version)
         .await
-        .unwrap();
+        .unwrap());
     assert_eq!(
         cache.gate(&GateCheck::connect(&app, &ann)).await.unwrap(),
         SendGate::Allowed

@@ -25,7 +25,7 @@ pub use self::channels::{
 pub use self::membership::{MembershipCache, MEMBERSHIP_TTL};
 pub use self::memory::MemoryCache;
 pub use self::presence::{PresenceCache, PresenceHolder, PRESENCE_TTL};
-pub use self::recent::{RecentSlice, RecentWindow, RECENT_MESSAGES, RECENT_TTL};
+pub use self::recent::{RecentSlice, RecentWindow, RECENT_BYTES, RECENT_MESSAGES, RECENT_TTL};
 pub use self::redis::RedisCache;
 pub use self::restrictions::RestrictionCache;
 pub use self::resumes::{ResumeCache, RESUME_TTL_CONNECTED, RESUME_TTL_DISCONNECTED};

@@ -8,6 +8,9 @@ use std::time::Duration;
 /// How many of a conversation's newest messages are kept for reconnecting clients, and for how long
 /// after the last one. Older ones come from the store, where persistence has long caught up.
 pub const RECENT_MESSAGES: usize = 1000;
+/// Most bytes of a conversation's window (its entries' payloads, about): messages of up to ~64 KiB would
+/// otherwise let one conversation hold 64 MiB of cache. The oldest entries go first; the newest always stays.
+pub const RECENT_BYTES: usize = 4 << 20;
 /// How long a conversation's window lives after its newest message was remembered.
 pub const RECENT_TTL: Duration = Duration::from_secs(3600);
 
@@ -15,7 +18,7 @@ pub const RECENT_TTL: Duration = Duration::from_secs(3600);
 #[async_trait]
 pub trait RecentWindow: Send + Sync {
     /// Keeps `payload` (the message as clients see it) as the conversation's message `seq` among its
-    /// newest [`RECENT_MESSAGES`]: a reconnecting client may have missed messages that are accepted but
+    /// newest [`RECENT_MESSAGES`] and [`RECENT_BYTES`]: a reconnecting client may have missed messages that are accepted but
     /// not persisted yet. A later call for the same seq replaces the earlier payload.
     async fn remember_recent(&self, app_id: &str, conversation_id: &str, seq: i64, payload: &str) -> Result<()>;
     /// Remembered messages with `seq > after_seq`, ascending.

@@ -18,6 +18,21 @@ type ConversationKey = (String, String);
 /// (app, conversation, sender, client_msg_id).
 type ClaimKey = (String, String, String, String);
 
+/// One app's mirrored restrictions (field → expiry), when the mirror lapses (`None`: never loaded), and
+/// how many single changes it has seen.
+#[derive(Default)]
+struct RestrictionMirror {
+    fields: HashMap<String, i64>,
+    lapses: Option<Instant>,
+    version: u64,
+}
+
+impl RestrictionMirror {
+    fn is_loaded(&self, now: Instant) -> bool {
+        self.lapses.is_some_and(|lapses| lapses > now)
+    }
+}
+
 #[derive(Default)]
 struct Entries {
     sequences: HashMap<ConversationKey, i64>,
@@ -31,8 +46,8 @@ struct Entries {
     conversations: HashMap<ConversationKey, (String, Instant)>,
     /// (app, user) → connection holder → when its presence lapses.
     presence: HashMap<(String, String), HashMap<String, Instant>>,
-    /// app → mirrored restrictions (field → expiry) and when the mirror lapses; present means loaded.
-    restrictions: HashMap<String, (HashMap<String, i64>, Instant)>,
+    /// app → its mirrored restrictions.
+    restrictions: HashMap<String, RestrictionMirror>,
     /// Rate counter key → sends counted in its second.
     rates: HashMap<String, (u32, Instant)>,
     /// (app, recovery id) → resume record and when it expires.

@@ -1,7 +1,7 @@
 //! The recent window in memory.
 
 use super::{conversation, MemoryCache};
-use crate::ports::cache::{RecentSlice, RecentWindow, RECENT_MESSAGES, RECENT_TTL};
+use crate::ports::cache::{RecentSlice, RecentWindow, RECENT_BYTES, RECENT_MESSAGES, RECENT_TTL};
 use crate::Result;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -20,8 +20,11 @@ impl RecentWindow for MemoryCache {
             messages.clear();
         }
         messages.insert(seq, payload.to_owned());
-        while messages.len() > RECENT_MESSAGES {
-            messages.pop_first();
+        let mut bytes: usize = messages.values().map(String::len).sum();
+        while messages.len() > 1 && (messages.len() > RECENT_MESSAGES || bytes > RECENT_BYTES) {
+            if let Some((_, oldest)) = messages.pop_first() {
+                bytes -= oldest.len();
+            }
         }
         *expires = now + RECENT_TTL;
         Ok(())

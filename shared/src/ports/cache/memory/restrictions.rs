@@ -5,32 +5,42 @@ use crate::domain::moderation::{GateCheck, RateScope, SendGate, RESTRICTIONS_TTL
 use crate::ports::cache::RestrictionCache;
 use crate::Result;
 use async_trait::async_trait;
-use std::collections::HashMap;
 use std::time::Instant;
 
 #[async_trait]
 impl RestrictionCache for MemoryCache {
-    async fn mirror_restrictions(&self, app_id: &str, entries: &[(String, i64)]) -> Result<()> {
-        let mut cached = self.entries()?;
-        let now = Instant::now();
-        let mirror = cached
+    async fn restrictions_version(&self, app_id: &str) -> Result<u64> {
+        Ok(self
+            .entries()?
             .restrictions
-            .entry(app_id.to_owned())
-            .or_insert_with(|| (HashMap::new(), now));
-        if mirror.1 <= now {
-            mirror.0.clear();
+            .get(app_id)
+            .map_or(0, |mirror| mirror.version))
+    }
+
+    async fn mirror_restrictions(&self, app_id: &str, entries: &[(String, i64)], version: u64) -> Result<bool> {
+        let mut cached = self.entries()?;
+        let mirror = cached.restrictions.entry(app_id.to_owned()).or_default();
+        if mirror.version != version {
+            return Ok(false);
         }
-        mirror.0.extend(entries.iter().cloned());
-        mirror.1 = now + RESTRICTIONS_TTL;
-        Ok(())
+        let now = Instant::now();
+        if !mirror.is_loaded(now) {
+            mirror.fields.clear();
+            mirror.lapses = Some(now + RESTRICTIONS_TTL);
+        }
+        mirror.fields.extend(entries.iter().cloned());
+        Ok(true)
     }
 
     async fn mirror_restriction(&self, app_id: &str, field: &str, expiry: Option<i64>) -> Result<()> {
+        let mut cached = self.entries()?;
+        let mirror = cached.restrictions.entry(app_id.to_owned()).or_default();
+        mirror.version += 1;
         // Without a loaded mirror there is nothing to update: the next check loads from the store.
-        if let Some((fields, _)) = self.entries()?.restrictions.get_mut(app_id) {
+        if mirror.is_loaded(Instant::now()) {
             match expiry {
-                Some(expiry) => fields.insert(field.to_owned(), expiry),
-                None => fields.remove(field),
+                Some(expiry) => mirror.fields.insert(field.to_owned(), expiry),
+                None => mirror.fields.remove(field),
             };
         }
         Ok(())
@@ -39,10 +49,11 @@ impl RestrictionCache for MemoryCache {
     async fn gate(&self, check: &GateCheck<'_>) -> Result<SendGate> {
         let mut cached = self.entries()?;
         let now = Instant::now();
-        let Some((fields, _)) = cached
+        let Some(fields) = cached
             .restrictions
             .get(check.app_id)
-            .filter(|(_, lapses)| *lapses > now)
+            .filter(|mirror| mirror.is_loaded(now))
+            .map(|mirror| &mirror.fields)
         else {
             return Ok(SendGate::Unloaded);
         };

@@ -23,9 +23,11 @@ fn conversation_tag(app_id: &str, conversation_id: &str) -> String {
 pub struct RedisCache {
     connection: RedisConnection,
     send_script: redis::Script,
+    remember_script: redis::Script,
     mirror_reservation_script: redis::Script,
     gate_script: redis::Script,
     mirror_one_script: redis::Script,
+    mirror_all_script: redis::Script,
 }
 
 impl RedisCache {
@@ -35,9 +37,11 @@ impl RedisCache {
         Ok(Self {
             connection: RedisConnection::connect(url).await?,
             send_script: redis::Script::new(sequences::SEND_SCRIPT),
+            remember_script: redis::Script::new(recent::REMEMBER_SCRIPT),
             mirror_reservation_script: redis::Script::new(sequences::MIRROR_RESERVATION_SCRIPT),
             gate_script: redis::Script::new(restrictions::GATE_SCRIPT),
             mirror_one_script: redis::Script::new(restrictions::MIRROR_ONE_SCRIPT),
+            mirror_all_script: redis::Script::new(restrictions::MIRROR_ALL_SCRIPT),
         })
     }
 

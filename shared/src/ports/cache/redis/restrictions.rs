@@ -5,6 +5,7 @@ use crate::domain::moderation::{GateCheck, RateScope, SendGate, RESTRICTIONS_TTL
 use crate::ports::cache::RestrictionCache;
 use crate::Result;
 use async_trait::async_trait;
+use redis::AsyncCommands;
 
 /// Atomically: the first restriction among ARGV[4..] in force (its 1-based position and expiry), else
 /// the rate counters of this second (user, then app), which count the send when it fits.
@@ -35,12 +36,30 @@ end
 return {0, 0}
 "#;
 
-/// Changes one mirrored restriction only where the app's mirror is loaded (elsewhere the next check
-/// loads it from the store), so no mirror is ever left without its expiry.
+/// Counts a change to the app's restrictions, then applies it where the app's mirror is loaded
+/// (elsewhere the next check loads it from the store, so no mirror is ever left without its expiry).
+/// The count keeps the key's expiry (or gets one), so an unloaded mirror does not live forever.
+/// ARGV: field, expiry ('' to remove), TTL.
 pub(super) const MIRROR_ONE_SCRIPT: &str = r#"
+redis.call('HINCRBY', KEYS[1], '_version', 1)
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 if redis.call('HEXISTS', KEYS[1], '_loaded') == 0 then return 0 end
 if ARGV[2] == '' then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+"#;
+
+/// A reload of the app's mirror, only if no change was counted since the reloader read the count
+/// (ARGV[1]) before reading the store: 1 when mirrored, 0 when a change raced it. ARGV: count, TTL,
+/// then field and expiry pairs.
+pub(super) const MIRROR_ALL_SCRIPT: &str = r#"
+if tonumber(redis.call('HGET', KEYS[1], '_version') or '0') ~= tonumber(ARGV[1]) then return 0 end
+local loaded = redis.call('HEXISTS', KEYS[1], '_loaded') == 1
+for first = 3, #ARGV, 200 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, first, math.min(first + 199, #ARGV)))
+end
+redis.call('HSET', KEYS[1], '_loaded', 1)
+if not loaded then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
 "#;
 
 /// An app's moderation keys share its hash tag, so the gate script touches one slot.
@@ -50,20 +69,22 @@ fn restrictions_key(app_id: &str) -> String {
 
 #[async_trait]
 impl RestrictionCache for RedisCache {
-    async fn mirror_restrictions(&self, app_id: &str, entries: &[(String, i64)]) -> Result<()> {
-        let key = restrictions_key(app_id);
-        let mut fields: Vec<(&str, i64)> = entries
-            .iter()
-            .map(|(field, expiry)| (field.as_str(), *expiry))
-            .collect();
-        fields.push(("_loaded", 1));
-        let _: () = redis::pipe()
-            .atomic()
-            .hset_multiple(&key, &fields)
-            .expire(&key, RESTRICTIONS_TTL.as_secs() as i64)
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(())
+    async fn restrictions_version(&self, app_id: &str) -> Result<u64> {
+        let version: Option<u64> = self.conn().hget(restrictions_key(app_id), "_version").await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    async fn mirror_restrictions(&self, app_id: &str, entries: &[(String, i64)], version: u64) -> Result<bool> {
+        let mut invocation = self.mirror_all_script.prepare_invoke();
+        invocation
+            .key(restrictions_key(app_id))
+            .arg(version)
+            .arg(RESTRICTIONS_TTL.as_secs());
+        for (field, expiry) in entries {
+            invocation.arg(field).arg(expiry);
+        }
+        let mirrored: i64 = invocation.invoke_async(&mut self.conn()).await?;
+        Ok(mirrored == 1)
     }
 
     async fn mirror_restriction(&self, app_id: &str, field: &str, expiry: Option<i64>) -> Result<()> {
@@ -72,6 +93,7 @@ impl RestrictionCache for RedisCache {
             .key(restrictions_key(app_id))
             .arg(field)
             .arg(expiry.map(|e| e.to_string()).unwrap_or_default())
+            .arg(RESTRICTIONS_TTL.as_secs())
             .invoke_async(&mut self.conn())
             .await?;
         Ok(())

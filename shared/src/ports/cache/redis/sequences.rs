@@ -1,9 +1,10 @@
 //! Sequence counters and send claims in Redis.
 
+use super::recent::window_add_lua;
 use super::{conversation_tag, RedisCache};
 use crate::ports::cache::{
     Claim, ClaimResult, ClaimState, EntryAroundSeq, SendClaim, SendKey, SendRequest, SequenceCache, IDEMPOTENCY_TTL,
-    RECENT_MESSAGES, RECENT_TTL,
+    RECENT_BYTES, RECENT_MESSAGES, RECENT_TTL,
 };
 use crate::{Error, Result};
 use async_trait::async_trait;
@@ -16,8 +17,8 @@ use redis::AsyncCommands;
 /// `RecentWindow::remember_recent` writes it) before anyone learns the seq. With no counter (Redis
 /// lost it) it returns -1 and the reservation, so the caller re-seeds the counter above the store's
 /// reservation instead of restarting at 1.
-/// KEYS: seq, claim, reserved, members, recent. ARGV: message id, claim TTL, check member, sender,
-/// entry head, entry tail, window size, window TTL. Status: -3 not a member, -2 members not cached,
+/// KEYS: seq, claim, reserved, members, recent, recent bytes. ARGV: message id, claim TTL, check member,
+/// sender, entry head, entry tail, window size, window TTL, window bytes. Status: -3 not a member, -2 members not cached,
 /// -1 no counter, 0 an earlier claim, 1 new, 2 new and remembered.
 ///
 /// Every send runs it, so it makes as few calls as it can (each `redis.call` costs about as much as a
@@ -25,7 +26,8 @@ use redis::AsyncCommands;
 /// all), the reservation, the earlier claim and the counter are one MGET, and the window entry needs no
 /// ZREMRANGEBYSCORE first — the counter hands each seq out once, so nothing can sit at a fresh seq's
 /// score.
-pub(super) const SEND_SCRIPT: &str = r#"
+pub(super) const SEND_SCRIPT: &str = concat!(
+    r#"
 if ARGV[3] == '1' and redis.call('SISMEMBER', KEYS[4], ARGV[4]) == 0 then
   if redis.call('EXISTS', KEYS[4]) == 0 then return {-2, '', 0} end
   return {-3, '', 0}
@@ -38,11 +40,12 @@ local seq = redis.call('INCR', KEYS[1])
 local value = ARGV[1] .. '|' .. seq .. '|pending'
 redis.call('SET', KEYS[2], value, 'EX', ARGV[2])
 if seq > reserved or ARGV[7] == '0' then return {1, value, reserved} end
-redis.call('ZADD', KEYS[5], seq, seq .. '|' .. ARGV[5] .. seq .. ARGV[6])
-redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -tonumber(ARGV[7]) - 1)
-redis.call('EXPIRE', KEYS[5], ARGV[8])
-return {2, value, reserved}
-"#;
+local window, bytes_key, entry = KEYS[5], KEYS[6], seq .. '|' .. ARGV[5] .. seq .. ARGV[6]
+local max_count, max_bytes, ttl = tonumber(ARGV[7]), tonumber(ARGV[9]), ARGV[8]
+"#,
+    window_add_lua!(),
+    "return {2, value, reserved}\n"
+);
 
 /// Raises the mirrored reservation to ARGV[1], never lowering it.
 pub(super) const MIRROR_RESERVATION_SCRIPT: &str = r#"
@@ -91,6 +94,7 @@ impl RedisCache {
             .key(format!("{tag}:reserved"))
             .key(format!("{tag}:members"))
             .key(format!("{tag}:recent"))
+            .key(format!("{tag}:recent:bytes"))
             .arg(request.message_id)
             .arg(IDEMPOTENCY_TTL.as_secs())
             .arg(if request.check_member { "1" } else { "0" })
@@ -99,6 +103,7 @@ impl RedisCache {
             .arg(request.entry.tail)
             .arg(window)
             .arg(RECENT_TTL.as_secs())
+            .arg(RECENT_BYTES)
             .invoke_async(&mut self.conn())
             .await?)
     }
