@@ -18,7 +18,6 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tracing::Instrument;
 
 /// How long a client has to finish its upgrade once it has probed (Socket.IO's `upgradeTimeout`).
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -133,8 +132,7 @@ async fn run_session(
         }
     };
     if let Some(live) = live {
-        let span = live.span.clone();
-        live.run(shutdown).instrument(span).await;
+        live.run(shutdown).await;
     }
     // However the session ended, nothing more is sent or taken: a held poll returns, a waiting POST is
     // answered, and the sid is forgotten.

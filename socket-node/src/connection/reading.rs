@@ -4,6 +4,7 @@
 
 use super::socketio::Handled;
 use super::{close_frame, token_deadline, too_slow, writer, Connection, Socket, Writer};
+use crate::config::NodeSettings;
 use crate::dispatch;
 use crate::polling::PollingSession;
 use crate::shutdown::Shutdown;
@@ -74,13 +75,9 @@ impl Connection {
         // A native client's heartbeat shares the token's timer (no timer or allocation of its own per
         // idle connection): the timer wakes at whichever is due first, and a frame only notes the time.
         let mut native = (!socketio).then(NativeBeat::new);
-        let beat_settings = BeatSettings {
-            interval: settings.native_ping_interval,
-            timeout: settings.native_ping_timeout,
-        };
         let due = |native: &Option<NativeBeat>| {
             let token = token_deadline(self.session.expires_at());
-            native.as_ref().map_or(token, |beat| beat.due(beat_settings).min(token))
+            native.as_ref().map_or(token, |beat| beat.due(settings).min(token))
         };
         let expiry = tokio::time::sleep_until(due(&native));
         // Socket.IO's heartbeat: the server pings every interval and closes a client that does not
@@ -104,7 +101,7 @@ impl Connection {
                         self.tell_socketio_client_not_to_reconnect();
                         return close_frame(CloseCode::Policy, "token expired");
                     }
-                    match native.as_mut().map(|beat| beat.check(Instant::now(), beat_settings)) {
+                    match native.as_mut().map(|beat| beat.check(Instant::now(), settings)) {
                         Some(Beat::Silent) => {
                             tracing::info!("no pong within the ping timeout");
                             return close_frame(CloseCode::Away, "ping timeout");
@@ -208,17 +205,10 @@ fn reset(heartbeat: &mut Option<Pin<Box<Sleep>>>, after: std::time::Duration) {
 /// A native connection's heartbeat: the server pings a client it has not heard from for an interval
 /// (any frame counts), and disconnects one that stays silent for the timeout after a ping — so a
 /// vanished client goes offline within interval + timeout instead of at the balancer's idle timeout.
-/// Only the two times are kept per connection (the interval and timeout are the node's settings).
+/// Only the two times are kept per connection (the interval and the timeout are the node's settings).
 struct NativeBeat {
     heard: Instant,
     pinged: Option<Instant>,
-}
-
-/// The node's heartbeat settings for native clients.
-#[derive(Clone, Copy)]
-struct BeatSettings {
-    interval: std::time::Duration,
-    timeout: std::time::Duration,
 }
 
 /// What the heartbeat wants when its time came.
@@ -251,19 +241,19 @@ impl NativeBeat {
     }
 
     /// When [`Self::check`] has something to do.
-    fn due(&self, settings: BeatSettings) -> Instant {
+    fn due(&self, settings: &NodeSettings) -> Instant {
         match self.unanswered() {
-            Some(pinged) => pinged + settings.timeout,
-            None => self.heard + settings.interval,
+            Some(pinged) => pinged + settings.native_ping_timeout,
+            None => self.heard + settings.native_ping_interval,
         }
     }
 
     /// What is due at `now`.
-    fn check(&mut self, now: Instant, settings: BeatSettings) -> Beat {
+    fn check(&mut self, now: Instant, settings: &NodeSettings) -> Beat {
         match self.unanswered() {
-            Some(pinged) if now >= pinged + settings.timeout => Beat::Silent,
+            Some(pinged) if now >= pinged + settings.native_ping_timeout => Beat::Silent,
             Some(_) => Beat::Wait,
-            None if now >= self.heard + settings.interval => {
+            None if now >= self.heard + settings.native_ping_interval => {
                 self.pinged = Some(now);
                 Beat::Ping
             }
@@ -279,10 +269,10 @@ mod tests {
 
     #[test]
     fn a_silent_client_is_pinged_then_dropped_and_any_frame_keeps_it() {
-        let settings = BeatSettings {
-            interval: Duration::from_secs(25),
-            timeout: Duration::from_secs(20),
-        };
+        let mut settings = NodeSettings::from_env().unwrap();
+        settings.native_ping_interval = Duration::from_secs(25);
+        settings.native_ping_timeout = Duration::from_secs(20);
+        let settings = &settings;
         let mut beat = NativeBeat::new();
         let start = beat.heard;
         let at = |secs: u64| start + Duration::from_secs(secs);
