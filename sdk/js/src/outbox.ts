@@ -129,6 +129,17 @@ export class Outbox {
       .map((entry) => ({ ...entry, in_flight: false }));
   }
 
+  /**
+   * Adds entries restored from storage after the outbox was created (entries made since stay first:
+   * they were made in this session; restored ones have waited longer but have no order with them).
+   */
+  adopt(restored: readonly OutboxEntry[]): void {
+    for (const entry of restored) {
+      if (entry.state === 'persisted' || this.find(entry.client_msg_id)) continue;
+      this.entries.push({ ...entry, in_flight: false });
+    }
+  }
+
   send(draft: SendDraft, now: number): SendEntry {
     const entry: SendEntry = {
       ...this.common(draft.conversation_id, draft.client_msg_id, now),

@@ -74,6 +74,11 @@ export class Timeline {
     this.maxParked = options.maxParked ?? 500;
   }
 
+  /** The signed-in user, once known (it comes with the token); affects only what arrives afterwards. */
+  setSelfUserId(userId: string): void {
+    this.options.selfUserId = userId;
+  }
+
   // ------------------------------------------------------------------ queries
 
   /** Whether a page has been loaded (so a resume point exists). */
