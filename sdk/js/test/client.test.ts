@@ -1,0 +1,183 @@
+/**
+ * The client against a real WebSocket server in this process (test/fake-server.ts): sockets killed
+ * mid-stream, replays in pages, racing live deliveries, epoch changes, in-band token renewal, unread
+ * counts, refusals and revocation.
+ */
+import { afterEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { WebSocket } from 'ws';
+import { connect, whenOnline, type CaasClient, type ClientOptions } from '../src/client.js';
+import type { OutboxEntry } from '../src/outbox.js';
+import { FakeServer } from './fake-server.js';
+
+const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitFor(condition: () => boolean, label: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${label}`);
+    await delay(5);
+  }
+}
+
+let cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+  cleanups = [];
+});
+
+async function setUp(options: Partial<ClientOptions> = {}, tokenLifetimeSecs = 3600): Promise<{ server: FakeServer; client: CaasClient }> {
+  const server = await FakeServer.start();
+  const client = connect({
+    tokenProvider: async () => server.issueToken('alice', tokenLifetimeSecs),
+    WebSocket,
+    storage: false,
+    backoff: { minMs: 5, maxMs: 30 },
+    pingIntervalMs: 0,
+    ...options,
+  });
+  cleanups.push(() => server.close(), () => client.close());
+  return { server, client };
+}
+
+describe('client against a WebSocket server', () => {
+  it('resumes after the socket is killed mid-stream and ends with every message exactly once', async () => {
+    const { server, client } = await setUp({}, 3600);
+    server.createRoom('room', ['alice', 'bob']);
+    for (let i = 1; i <= 20; i += 1) server.post('room', 'bob', `old ${i}`);
+    // Race every replay with live copies of what it replays, newest first: the client must place
+    // out-of-order arrivals and drop what it already holds.
+    server.afterSubscribe = (peer, conversationId, since) => {
+      if (since === undefined) return;
+      const replayed = server.messages(conversationId).filter((m) => m.seq > since).slice(0, server.replayPage);
+      for (const message of [...replayed].reverse()) server.send(peer, 'message.new', message);
+    };
+    await whenOnline(client);
+    const room = client.open('room');
+    await room.synced();
+    assert.equal(room.messages().length, 20);
+
+    const sent: OutboxEntry[] = [];
+    for (let i = 1; i <= 60; i += 1) {
+      server.post('room', 'bob', `live ${i}`);
+      if (i % 10 === 0) sent.push(client.send('room', `from alice ${i}`));
+      if (i === 25 || i === 45) server.kill('alice');
+      await delay(2);
+    }
+    const expected = (): number => server.messages('room').length;
+    await waitFor(
+      () => room.messages().length === expected() && room.items().every((item) => item.kind === 'message'),
+      'the timeline to hold every message and no pending send',
+    );
+
+    const seqs = room.messages().map((m) => m.seq);
+    assert.deepEqual(seqs, Array.from({ length: expected() }, (_, i) => i + 1), 'ascending, gap-free, no duplicates');
+    assert.equal(new Set(room.messages().map((m) => m.id)).size, expected());
+    for (const entry of sent) {
+      const copies = server.messages('room').filter((m) => m.client_msg_id === entry.client_msg_id);
+      assert.equal(copies.length, 1, `${entry.client_msg_id} sequenced once`);
+    }
+    const resumes = server.requests.filter((r) => r.type === 'conversation.subscribe' && r.data.conversation_id === 'room' && typeof r.data.since_seq === 'number');
+    assert.ok(resumes.length >= 2, 'resubscribed after each kill');
+    for (const resume of resumes) {
+      assert.equal(resume.data.epoch, 'e1');
+      assert.ok((resume.data.since_seq as number) >= 20, 'resumes from the highest contiguous seq held');
+    }
+    const summary = client.conversations().find((c) => c.id === 'room');
+    assert.equal(summary?.last_seq, expected());
+    const lastOwn = Math.max(...server.messages('room').filter((m) => m.sender_id === 'alice').map((m) => m.seq));
+    assert.equal(summary?.unread_count, expected() - lastOwn);
+  });
+
+  it('reloads after an epoch change instead of resuming', async () => {
+    const { server, client } = await setUp();
+    server.createRoom('room', ['alice', 'bob']);
+    for (let i = 1; i <= 10; i += 1) server.post('room', 'bob', `m ${i}`);
+    await whenOnline(client);
+    const room = client.open('room');
+    await room.synced();
+    server.kill('alice');
+    server.bumpEpoch('room', 'e2');
+    for (let i = 11; i <= 13; i += 1) server.post('room', 'bob', `m ${i}`);
+    await waitFor(() => room.messages().length === 13, 'the reloaded timeline');
+    const resumes = server.requests.map((r, index) => ({ r, index })).filter(({ r }) => r.type === 'conversation.subscribe' && r.data.since_seq === 10);
+    const resumeAt = resumes.at(-1)?.index ?? -1;
+    assert.equal(server.requests[resumeAt]?.data.epoch, 'e1', 'resumed with the epoch it held');
+    const reload = server.requests.slice(resumeAt + 1).find((r) => r.type === 'conversation.history');
+    assert.deepEqual(reload?.data, { conversation_id: 'room', limit: 50 }, 'the epoch changed: the newest page is reloaded');
+    assert.deepEqual(room.messages().map((m) => m.seq), Array.from({ length: 13 }, (_, i) => i + 1));
+  });
+
+  it('renews its token in band before it expires, without reconnecting', async () => {
+    const { server, client } = await setUp({}, 2);
+    await whenOnline(client);
+    await waitFor(() => server.requests.some((r) => r.type === 'auth' && r.userId === 'alice'), 'an in-band auth frame', 4000);
+    const inBand = server.requests.find((r) => r.type === 'auth' && r.userId === 'alice');
+    assert.match(inBand?.token ?? '', /^tok-alice-/);
+    assert.equal(server.connectedCount('alice'), 1);
+    assert.equal(server.requests.filter((r) => r.type === 'auth' && r.userId === undefined).length, 1, 'one handshake only');
+  });
+
+  it('keeps unread counts of watched conversations right, across own messages and reads from other devices', async () => {
+    const { server, client } = await setUp();
+    server.createRoom('b', ['alice', 'bob']);
+    for (let i = 1; i <= 3; i += 1) server.post('b', 'bob', `m ${i}`);
+    await whenOnline(client);
+    const unread = (): number | undefined => client.conversations().find((c) => c.id === 'b')?.unread_count;
+    assert.equal(unread(), 3);
+    server.post('b', 'bob', 'four');
+    await waitFor(() => unread() === 4, 'a message from bob counted');
+    server.post('b', 'alice', 'from my phone');
+    await waitFor(() => unread() === 0, 'own message marks everything before it read');
+    server.post('b', 'bob', 'six');
+    await waitFor(() => unread() === 1, 'counted again');
+    server.tell('alice', 'read', { conversation_id: 'b', user_id: 'alice', seq: 6 });
+    await waitFor(() => unread() === 0, 'a read from another device');
+    await client.markRead('b');
+    assert.equal(client.totalUnread(), 0);
+  });
+
+  it('fails refused sends with the code and keeps them in place', async () => {
+    const { server, client } = await setUp();
+    server.createRoom('room', ['alice', 'bob']);
+    await whenOnline(client);
+    const room = client.open('room');
+    await room.synced();
+    const refused = client.send('room', 'BLOCKED words');
+    const fine = client.send('room', 'fine words');
+    await waitFor(() => client.pendingSends().every((e) => e.client_msg_id !== fine.client_msg_id) && room.messages().length === 1, 'the second send through');
+    const failed = client.pendingSends().find((e) => e.client_msg_id === refused.client_msg_id);
+    assert.equal(failed?.state, 'failed');
+    assert.equal(failed?.error?.code, 'content_blocked');
+    assert.deepEqual(
+      room.items().map((item) => (item.kind === 'message' ? item.message.text : `pending:${item.send.state}`)),
+      ['fine words', 'pending:failed'],
+    );
+  });
+
+  it('stops reconnecting when the session is revoked', async () => {
+    const { server, client } = await setUp();
+    await whenOnline(client);
+    const ended = new Promise<{ code: string; reason: string }>((resolve) => client.on('session_ended', resolve));
+    server.tell('alice', 'session.revoked', { reason: 'logged out' });
+    server.closeUser('alice', 1008, 'session revoked');
+    assert.deepEqual(await ended, { code: 'session_revoked', reason: 'logged out' });
+    await delay(100);
+    assert.equal(server.connectedCount('alice'), 0);
+    assert.equal(client.state, 'offline');
+  });
+
+  it('gets a new token from the provider after session.expired and reconnects', async () => {
+    let issued = 0;
+    const { server, client } = await setUp({
+      tokenProvider: async () => {
+        issued += 1;
+        return server.issueToken('alice');
+      },
+    });
+    await whenOnline(client);
+    server.tell('alice', 'session.expired', { reason: 'token expired' });
+    server.closeUser('alice', 1008, 'token expired');
+    await waitFor(() => issued === 2 && client.state === 'online', 'a reconnect with a new token');
+  });
+});
