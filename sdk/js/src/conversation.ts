@@ -65,9 +65,9 @@ export class ConversationHandle {
     return this.sync.loadOlder(limit);
   }
 
-  /** Resolves when the timeline has caught up (useful right after opening). */
+  /** Resolves when the timeline has caught up (useful right after opening); rejects while offline. */
   synced(): Promise<void> {
-    return this.sync.sync();
+    return this.sync.settled();
   }
 
   send(text: string, options: Omit<SendDraft, 'conversation_id' | 'text'> = {}): OutboxEntry {

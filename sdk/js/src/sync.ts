@@ -87,6 +87,12 @@ export class ConversationSync {
     return this.running;
   }
 
+  /** Resolves once caught up: waits for the run in progress, or starts one if nothing is loaded yet. */
+  settled(): Promise<void> {
+    if (this.running) return this.running;
+    return this.timeline.loaded ? Promise.resolve() : this.sync();
+  }
+
   /** Pages back: returns whether still older messages exist. */
   async loadOlder(limit = this.options.pageSize ?? 50): Promise<boolean> {
     const before = this.timeline.oldestSeq;

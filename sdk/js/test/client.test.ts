@@ -44,6 +44,7 @@ describe('client against a WebSocket server', () => {
   it('resumes after the socket is killed mid-stream and ends with every message exactly once', async () => {
     const { server, client } = await setUp({}, 3600);
     server.createRoom('room', ['alice', 'bob']);
+    server.replayPage = 3; // replays come in several pages (has_more)
     for (let i = 1; i <= 20; i += 1) server.post('room', 'bob', `old ${i}`);
     // Race every replay with live copies of what it replays, newest first: the client must place
     // out-of-order arrivals and drop what it already holds.
@@ -61,7 +62,11 @@ describe('client against a WebSocket server', () => {
     for (let i = 1; i <= 60; i += 1) {
       server.post('room', 'bob', `live ${i}`);
       if (i % 10 === 0) sent.push(client.send('room', `from alice ${i}`));
-      if (i === 25 || i === 45) server.kill('alice');
+      if (i === 25 || i === 45) {
+        server.kill('alice');
+        // Missed while the client is away: only the replay can bring these.
+        for (let j = 1; j <= 10; j += 1) server.post('room', 'bob', `while away ${i}.${j}`);
+      }
       await delay(2);
     }
     const expected = (): number => server.messages('room').length;
@@ -78,7 +83,7 @@ describe('client against a WebSocket server', () => {
       assert.equal(copies.length, 1, `${entry.client_msg_id} sequenced once`);
     }
     const resumes = server.requests.filter((r) => r.type === 'conversation.subscribe' && r.data.conversation_id === 'room' && typeof r.data.since_seq === 'number');
-    assert.ok(resumes.length >= 2, 'resubscribed after each kill');
+    assert.ok(resumes.length >= 2 + 2 * 3, 'resubscribed after each kill, paging on while has_more');
     for (const resume of resumes) {
       assert.equal(resume.data.epoch, 'e1');
       assert.ok((resume.data.since_seq as number) >= 20, 'resumes from the highest contiguous seq held');
