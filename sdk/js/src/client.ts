@@ -1,5 +1,5 @@
 /**
- * The client an app uses: `connect()` returns it connected-in-the-background, and it keeps observable
+ * The client an app uses: `connect()` returns it connecting in the background, and it keeps observable
  * state right for as long as it runs — the connection state, the conversation list with unread counts,
  * each open conversation's messages (sends in place), typing users and presence — across reconnects,
  * token renewals and node failures. Requests are typed by the protocol's event table.
@@ -8,21 +8,24 @@ import { Connection, type ConnectionOptions, type WebSocketConstructor } from '.
 import { ConversationHandle } from './conversation.js';
 import { Emitter, type Unsubscribe } from './emitter.js';
 import { CaasError } from './errors.js';
+import { routeEvent, type EventRoutes } from './events.js';
 import { HttpApi, type FetchLike, type UploadOptions } from './http.js';
-import { Outbox, type OutboxEntry, type SendDraft } from './outbox.js';
+import { ListSync } from './list-sync.js';
+import type { OutboxEntry, SendDraft } from './outbox.js';
+import { OutboxDriver } from './outbox-driver.js';
 import type * as P from './protocol.js';
+import { Signals } from './signals.js';
 import { defaultOutboxStorage, type OutboxStorage } from './storage.js';
 import { ConversationSync } from './sync.js';
 import type { TimelineItem } from './timeline.js';
-import { TypingTracker } from './typing.js';
-import { ConversationList, type ConversationSummary } from './unread.js';
+import type { ConversationSummary } from './unread.js';
 
 export type ClientState = 'connecting' | 'online' | 'offline' | 'resuming';
 
 export interface ClientOptions extends Omit<ConnectionOptions, 'WebSocket' | 'renewToken'> {
   /** Default `globalThis.WebSocket`; under Node 20 pass the `ws` package's `WebSocket`. */
   WebSocket?: WebSocketConstructor;
-  /** The gateway, e.g. `https://chat.example.com` (HTTP routes; token refresh through `/auth/refresh`). */
+  /** The gateway, e.g. `https://chat.example.com`: HTTP routes, and token refresh through `/auth/refresh`. */
   apiUrl?: string;
   fetch?: FetchLike;
   /** Where unfinished sends survive a reload (default IndexedDB when present, else memory); `false`: nowhere. */
@@ -36,6 +39,7 @@ export interface ClientOptions extends Omit<ConnectionOptions, 'WebSocket' | 're
 }
 
 export interface ClientEvents {
+  /** `connecting` → `resuming` (connected, catching up) → `online`; `offline` while waiting to retry. */
   state: ClientState;
   ready: P.ReadyData;
   conversations: ConversationSummary[];
@@ -46,60 +50,94 @@ export interface ClientEvents {
   send: OutboxEntry;
   /** Every server event, raw, including those the SDK has no model for (`device_list.changed`, `keys.low`). */
   event: P.EventFrame;
+  /** The session was revoked or the user banned: the client stopped. `start()` tries again with a new token. */
   session_ended: { code: string; reason: string };
+  /** Seqs the server could not provide (not even by history) were given up on. */
   gap_skipped: { conversation_id: string; from: number; through: number };
-  /** Failures of background work (resync, list refresh, storage); requests the app makes reject instead. */
-  error: CaasError | Error;
+  /** Failures of background work (catch-up, list refresh, storage); requests the app makes reject instead. */
+  error: Error;
 }
 
-/** Requests other than sends are retried this many times when the connection's budget refuses them. */
-const RATE_LIMIT_RETRIES = 5;
+/** Requests other than sends wait out this many `rate_limited` refusals of the connection's budget. */
+const RATE_LIMIT_RETRIES = 8;
 
 export class CaasClient {
   private readonly emitter = new Emitter<ClientEvents>();
   private readonly connection: Connection;
-  private readonly outbox = new Outbox();
-  private readonly list = new ConversationList();
-  private readonly typingTracker = new TypingTracker();
-  private readonly presenceState = new Map<string, boolean>();
+  private readonly sender: OutboxDriver;
+  private readonly lists: ListSync;
+  private readonly signals: Signals;
   private readonly syncs = new Map<string, { sync: ConversationSync; handles: number }>();
   private readonly http: HttpApi | undefined;
-  private readonly storage: OutboxStorage | undefined;
   private readonly now: () => number;
   private currentState: ClientState = 'offline';
+  /** Bumped on every connect and drop, so a catch-up that outlived its connection does not claim `online`. */
   private generation = 0;
   private selfUserId: string | undefined;
-  private storageKey: string | undefined;
-  private saving: Promise<void> = Promise.resolve();
-  private outboxTimer: ReturnType<typeof setTimeout> | undefined;
-  private typingTimer: ReturnType<typeof setTimeout> | undefined;
-  private listBuffer: Array<() => void> | undefined;
-  private readonly lastTypingStart = new Map<string, number>();
+  /** What server events change (events.ts). */
+  private readonly routes: EventRoutes;
 
   constructor(private readonly options: ClientOptions) {
     this.now = options.now ?? Date.now;
     const fetchImpl = options.fetch ?? (typeof fetch === 'function' ? fetch.bind(globalThis) : undefined);
-    if (options.apiUrl !== undefined && fetchImpl) {
-      this.http = new HttpApi(options.apiUrl, fetchImpl, async () => (await this.token()).token);
-    }
-    this.storage = options.storage === false ? undefined : (options.storage ?? defaultOutboxStorage());
     const WebSocketImpl = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (!WebSocketImpl) throw new Error('no WebSocket: pass one in the options (under Node, the ws package)');
-    const http = this.http;
+    if (!WebSocketImpl) throw new Error('no WebSocket: pass one in the options (under Node 20, the ws package)');
+    const http = options.apiUrl !== undefined && fetchImpl ? new HttpApi(options.apiUrl, fetchImpl, async () => (await this.token()).token) : undefined;
+    this.http = http;
     this.connection = new Connection({
       ...options,
       WebSocket: WebSocketImpl,
       ...(http ? { renewToken: (current: P.TokenResponse) => http.refresh(current.token) } : {}),
     });
-    this.connection.events.on('status', (status) => this.onStatus(status));
-    this.connection.events.on('ready', (ready) => void this.onReady(ready));
-    this.connection.events.on('event', (frame) => this.onEvent(frame));
-    this.connection.events.on('down', () => this.onDown());
-    this.connection.events.on('token', (token) => this.onToken(token));
-    this.connection.events.on('ended', (ended) => this.emitter.emit('session_ended', ended));
+    const storage = options.storage === false ? undefined : (options.storage ?? defaultOutboxStorage());
+    this.sender = new OutboxDriver(
+      { connection: this.connection, now: this.now, changed: (entry) => this.sendChanged(entry), error: (error) => this.emitter.emit('error', error) },
+      storage,
+    );
+    this.lists = new ListSync({
+      requester: this,
+      emit: (conversations) => this.emitter.emit('conversations', conversations),
+      isOpen: (conversationId) => this.syncs.has(conversationId),
+      ...(options.watchConversations !== undefined ? { watch: options.watchConversations } : {}),
+      ...(options.conversationLimit !== undefined ? { limit: options.conversationLimit } : {}),
+    });
+    this.signals = new Signals({
+      requester: this,
+      now: this.now,
+      emitTyping: (conversationId, userIds) => this.emitter.emit('typing', { conversation_id: conversationId, user_ids: userIds }),
+      emitPresence: (state) => this.emitter.emit('presence', state),
+    });
+    this.routes = {
+      lists: this.lists,
+      signals: this.signals,
+      sender: this.sender,
+      open: (conversationId) => this.syncs.get(conversationId)?.sync,
+      upsert: (conversation) => this.upserted(conversation),
+      forget: (conversationId) => this.forget(conversationId),
+      watchNew: (conversationId) => {
+        if (this.options.watchConversations ?? true) this.background(this.request('conversation.subscribe', { conversation_id: conversationId }));
+      },
+      background: (work) => this.background(work),
+    };
+    const events = this.connection.events;
+    events.on('status', (status) => this.setState(status === 'ready' ? 'resuming' : status));
+    events.on('ready', (ready) => void this.onReady(ready));
+    events.on('event', (frame) => {
+      this.emitter.emit('event', frame);
+      routeEvent(frame, this.routes);
+    });
+    events.on('down', () => {
+      this.generation += 1;
+      this.sender.disconnected();
+    });
+    events.on('token', (token) => {
+      this.setSelf(token.user.id);
+      this.sender.useStorageKey(`outbox:${token.user.id}`);
+    });
+    events.on('ended', (ended) => this.emitter.emit('session_ended', ended));
   }
 
-  // ------------------------------------------------------------------ lifecycle and observation
+  // ------------------------------------------------------------------ lifecycle
 
   on<K extends keyof ClientEvents>(event: K, listener: (value: ClientEvents[K]) => void): Unsubscribe {
     return this.emitter.on(event, listener);
@@ -114,29 +152,27 @@ export class CaasClient {
     return this.selfUserId;
   }
 
+  /** Starts connecting (again, after `close()` or a session end: then with a token from the provider). */
   start(): this {
     this.connection.start();
     return this;
   }
 
-  /** Closes the socket and stops reconnecting; `start()` connects again. */
+  /** Closes the socket and stops reconnecting. Open handles keep their messages. */
   close(): void {
     this.connection.stop();
-    for (const { sync } of this.syncs.values()) sync.close();
-    if (this.outboxTimer) clearTimeout(this.outboxTimer);
-    if (this.typingTimer) clearTimeout(this.typingTimer);
+    this.sender.stop();
+    this.signals.stop();
   }
 
-  /** Reconnect now rather than after the backoff (or check a connected socket with a ping). */
+  /** Reconnect now rather than after the backoff (when connected: check the socket with a ping). */
   reconnect(): void {
     this.connection.reconnectNow();
   }
 
-  /** The current token (fetched or refreshed when needed). */
+  /** The current token, fetched or refreshed first when it is about to expire. */
   token(): Promise<P.TokenResponse> {
-    const current = this.connection.currentToken;
-    if (current && current.expires_at * 1000 > this.now() + 5000) return Promise.resolve(current);
-    return this.options.tokenProvider();
+    return this.connection.usableToken();
   }
 
   /** A typed request over the socket; `rate_limited` refusals of the connection's budget are waited out. */
@@ -151,38 +187,31 @@ export class CaasClient {
     }
   }
 
+  async ping(): Promise<number> {
+    return (await this.request('ping', {})).pong;
+  }
+
   // ------------------------------------------------------------------ conversations
 
+  /** The list, newest activity first, with `unread_count` kept current. */
   conversations(): ConversationSummary[] {
-    return this.list.list();
+    return this.lists.list.list();
   }
 
   totalUnread(): number {
-    return this.list.totalUnread();
+    return this.lists.list.totalUnread();
   }
 
-  /** Reloads the list (counts from the server) and, unless disabled, watches every listed conversation. */
-  async refreshConversations(): Promise<ConversationSummary[]> {
-    this.listBuffer ??= [];
-    try {
-      const reply = await this.request('conversation.list', { limit: this.options.conversationLimit ?? 50 });
-      this.list.load(reply.conversations);
-    } finally {
-      // Events that raced the list read go on top of it (the list counts each seq once).
-      const buffered = this.listBuffer ?? [];
-      this.listBuffer = undefined;
-      for (const apply of buffered) apply();
-      this.emitConversations();
-    }
-    if (this.options.watchConversations ?? true) await this.watchListed();
-    return this.list.list();
+  /** Reloads the list from the server (it is reloaded on every reconnect anyway). */
+  refreshConversations(): Promise<ConversationSummary[]> {
+    return this.lists.refresh();
   }
 
   async createConversation(request: P.CreateConversationRequest): Promise<P.Conversation> {
     return this.upserted(await this.request('conversation.create', request));
   }
 
-  /** One conversation by id (HTTP; needs `apiUrl`). */
+  /** One conversation by id (HTTP `GET /api/v1/conversations/{id}`; needs `apiUrl`). */
   getConversation(conversationId: string): Promise<P.Conversation> {
     return this.requireHttp().conversation(conversationId);
   }
@@ -211,7 +240,7 @@ export class CaasClient {
   }
 
   /**
-   * Opens a conversation: its timeline is loaded, kept complete across reconnects and observable
+   * Opens a conversation: its timeline loads, stays complete across reconnects and is observable
    * through the handle until every handle of it is closed.
    */
   open(conversationId: string): ConversationHandle {
@@ -221,11 +250,11 @@ export class CaasClient {
         ...(this.selfUserId !== undefined ? { selfUserId: this.selfUserId } : {}),
         ...(this.options.pageSize !== undefined ? { pageSize: this.options.pageSize } : {}),
         onChange: () => this.emitter.emit('timeline', { conversation_id: conversationId, items: sync.timeline.items() }),
-        onMessages: (messages) => this.toList(() => messages.forEach((message) => this.list.applyMessage(message))),
+        onMessages: (messages) => this.lists.apply((list) => messages.forEach((message) => list.applyMessage(message))),
         onGapSkipped: (gap) => this.emitter.emit('gap_skipped', { conversation_id: conversationId, ...gap }),
         onError: (error) => this.emitter.emit('error', error),
       });
-      sync.timeline.setPending(this.outbox.forConversation(conversationId));
+      sync.timeline.setPending(this.sender.outbox.forConversation(conversationId));
       open = { sync, handles: 0 };
       this.syncs.set(conversationId, open);
       if (this.connection.isReady) this.background(sync.sync());
@@ -234,14 +263,15 @@ export class CaasClient {
     const opened = open;
     return new ConversationHandle(this, opened.sync, () => {
       opened.handles -= 1;
-      if (opened.handles === 0 && this.syncs.get(conversationId) === opened) {
-        opened.sync.close();
-        this.syncs.delete(conversationId);
-      }
+      if (opened.handles > 0 || this.syncs.get(conversationId) !== opened) return;
+      // The protocol has no unsubscribe: live events keep coming on this connection and now only
+      // update the list.
+      opened.sync.close();
+      this.syncs.delete(conversationId);
     });
   }
 
-  /** A page of history, raw (open conversations page with their handle's `loadOlder`). */
+  /** A raw page of history (open conversations page with their handle's `loadOlder`). */
   history(request: P.HistoryRequest): Promise<P.HistoryReply> {
     return this.request('conversation.history', request);
   }
@@ -250,31 +280,25 @@ export class CaasClient {
 
   /** Queues a message: it shows in place at once and is sent (and resent) until the server has it. */
   send(conversationId: string, text: string, options: Omit<SendDraft, 'conversation_id' | 'text'> = {}): OutboxEntry {
-    const entry = this.outbox.send({ ...options, conversation_id: conversationId, text }, this.now());
-    this.outboxChanged(entry);
-    return entry;
+    return this.sender.send({ ...options, conversation_id: conversationId, text });
   }
 
   forward(conversationId: string, sourceConversationId: string, messageId: string): OutboxEntry {
-    const draft = { conversation_id: conversationId, source_conversation_id: sourceConversationId, message_id: messageId };
-    const entry = this.outbox.forward(draft, this.now());
-    this.outboxChanged(entry);
-    return entry;
+    return this.sender.forward({ conversation_id: conversationId, source_conversation_id: sourceConversationId, message_id: messageId });
   }
 
-  /** Sends a failed message again (same `client_msg_id`). */
+  /** Sends a failed message again, with the same `client_msg_id`. */
   retrySend(clientMsgId: string): void {
-    const entry = this.outbox.retry(clientMsgId, this.now());
-    if (entry) this.outboxChanged(entry);
+    this.sender.retry(clientMsgId);
   }
 
   discardSend(clientMsgId: string): void {
-    const entry = this.outbox.get(clientMsgId);
-    if (entry && this.outbox.discard(clientMsgId)) this.outboxChanged(entry);
+    this.sender.discard(clientMsgId);
   }
 
+  /** Every unfinished send (pending, accepted, failed), oldest first. */
   pendingSends(): OutboxEntry[] {
-    return this.outbox.snapshot();
+    return this.sender.outbox.snapshot();
   }
 
   async edit(conversationId: string, messageId: string, text: string): Promise<P.Message> {
@@ -285,60 +309,54 @@ export class CaasClient {
     return this.applied(await this.request('message.delete', { conversation_id: conversationId, message_id: messageId }));
   }
 
+  /** `reaction.add` (or `reaction.remove` with `active` false). */
   async react(conversationId: string, messageId: string, emoji: string, active = true): Promise<P.ReactionReply> {
-    const request = { conversation_id: conversationId, message_id: messageId, emoji };
-    const reply = await this.request(active ? 'reaction.add' : 'reaction.remove', request);
+    const reply = await this.request(active ? 'reaction.add' : 'reaction.remove', { conversation_id: conversationId, message_id: messageId, emoji });
     this.syncs.get(conversationId)?.sync.deliver((timeline) => timeline.applyReaction(reply, reply.active));
     return reply;
   }
 
+  /** The thread under a message, oldest first; page on with `after_seq` = the last reply's seq. */
   replies(conversationId: string, messageId: string, page: { limit?: number; after_seq?: number } = {}): Promise<P.RepliesReply> {
     return this.request('message.replies', { conversation_id: conversationId, message_id: messageId, ...page });
   }
 
   /** Moves the read horizon (default: to the newest message known) and updates the unread count. */
   async markRead(conversationId: string, seq?: number): Promise<P.ReadHorizon | undefined> {
-    const target = seq ?? this.syncs.get(conversationId)?.sync.timeline.lastSeq ?? this.list.get(conversationId)?.last_seq;
+    const target = seq ?? this.syncs.get(conversationId)?.sync.timeline.lastSeq ?? this.lists.list.get(conversationId)?.last_seq;
     if (target === undefined || target <= 0) return undefined;
     const horizon = await this.request('read.mark', { conversation_id: conversationId, seq: target });
-    this.list.applyRead(horizon);
-    this.emitConversations();
+    this.lists.apply((list) => list.applyRead(horizon));
     return horizon;
   }
 
-  /** Typing indicator; starts are sent at most every 3 s (they last 5 s), stops at once. */
-  async typing(conversationId: string, isTyping: boolean): Promise<void> {
-    const last = this.lastTypingStart.get(conversationId) ?? -Infinity;
-    if (isTyping && this.now() - last < 3000) return;
-    if (isTyping) this.lastTypingStart.set(conversationId, this.now());
-    else this.lastTypingStart.delete(conversationId);
-    await this.request(isTyping ? 'typing.start' : 'typing.stop', { conversation_id: conversationId });
+  /** The typing indicator: starts are sent at most every 3 s (they last 5 s), stops at once. */
+  typing(conversationId: string, isTyping: boolean): Promise<void> {
+    return this.signals.sendTyping(conversationId, isTyping);
   }
 
   typingUsers(conversationId: string): string[] {
-    return this.typingTracker.users(conversationId, this.now());
+    return this.signals.typingUsers(conversationId);
   }
 
-  /** Watches users' presence (re-sent after every reconnect); returns those not visible to you. */
-  async watchPresence(userIds: readonly string[]): Promise<string[]> {
-    for (const userId of userIds) if (!this.presenceState.has(userId)) this.presenceState.set(userId, false);
-    return this.subscribePresence([...userIds]);
+  /** Watches users' presence (again after every reconnect); resolves to those not visible to you. */
+  watchPresence(userIds: readonly string[]): Promise<string[]> {
+    return this.signals.watch(userIds);
   }
 
+  /** `undefined` for users not watched. */
   presence(userId: string): boolean | undefined {
-    return this.presenceState.get(userId);
+    return this.signals.presence(userId);
   }
 
-  async ping(): Promise<number> {
-    return (await this.request('ping', {})).pong;
-  }
+  // ------------------------------------------------------------------ HTTP (needs apiUrl)
 
-  // ------------------------------------------------------------------ HTTP
-
+  /** Declare → PUT to the blob store (with progress) → complete. Then send with `attachments: [info.id]`. */
   upload(options: UploadOptions): Promise<P.AttachmentInfo> {
     return this.requireHttp().upload(options);
   }
 
+  /** Fresh download URLs for an attachment: `url`, and `thumbnail_url` for images. */
   attachment(attachmentId: string): Promise<P.AttachmentDownload> {
     return this.requireHttp().attachment(attachmentId);
   }
@@ -364,11 +382,6 @@ export class CaasClient {
 
   // ------------------------------------------------------------------ internals
 
-  /** @internal the outbox's sends for one conversation, for handles. */
-  sendsFor(conversationId: string): OutboxEntry[] {
-    return this.outbox.forConversation(conversationId);
-  }
-
   private requireHttp(): HttpApi {
     if (!this.http) throw new Error('this call needs the apiUrl option (and a fetch)');
     return this.http;
@@ -380,30 +393,10 @@ export class CaasClient {
     this.emitter.emit('state', state);
   }
 
-  private onStatus(status: 'connecting' | 'ready' | 'offline'): void {
-    if (status === 'connecting') this.setState('connecting');
-    else if (status === 'offline') this.setState('offline');
-    else this.setState('resuming');
-  }
-
-  private onToken(token: P.TokenResponse): void {
-    this.setSelf(token.user.id);
-    const key = `outbox:${token.user.id}`;
-    if (!this.storage || this.storageKey === key) return;
-    this.storageKey = key;
-    this.storage.load(key).then(
-      (entries) => {
-        this.outbox.adopt(entries);
-        for (const entry of entries) this.outboxChanged(entry, false);
-      },
-      (error: unknown) => this.emitter.emit('error', error instanceof Error ? error : new Error(String(error))),
-    );
-  }
-
   private setSelf(userId: string): void {
     this.selfUserId = userId;
-    this.list.setSelfUserId(userId);
-    this.typingTracker.setSelfUserId(userId);
+    this.lists.list.setSelfUserId(userId);
+    this.signals.setSelfUserId(userId);
     for (const { sync } of this.syncs.values()) sync.timeline.setSelfUserId(userId);
   }
 
@@ -412,212 +405,51 @@ export class CaasClient {
     const generation = ++this.generation;
     this.setSelf(ready.user_id);
     this.emitter.emit('ready', ready);
-    this.pumpOutbox();
-    const watched = [...this.presenceState.keys()];
-    const work = [
-      this.refreshConversations(),
+    this.sender.pump();
+    const results = await Promise.allSettled([
+      this.lists.refresh(),
       ...[...this.syncs.values()].map(({ sync }) => sync.sync()),
-      ...(watched.length > 0 ? [this.subscribePresence(watched)] : []),
-    ];
-    const results = await Promise.allSettled(work);
-    for (const result of results) {
-      if (result.status === 'rejected' && !isDisconnect(result.reason)) this.emitter.emit('error', toError(result.reason));
-    }
+      this.signals.rewatch(),
+    ]);
+    for (const result of results) if (result.status === 'rejected') this.reportBackground(result.reason);
     if (generation === this.generation && this.connection.isReady) this.setState('online');
   }
 
-  private onDown(): void {
-    this.generation += 1;
-    this.outbox.disconnected();
-  }
-
-  private onEvent(frame: P.EventFrame): void {
-    this.emitter.emit('event', frame);
-    const open = (id: string): ConversationSync | undefined => this.syncs.get(id)?.sync;
-    switch (frame.type) {
-      case 'message.new':
-      case 'message.updated':
-      case 'message.deleted': {
-        const message = frame.data as P.Message;
-        const deleted = frame.type === 'message.deleted';
-        this.toList(() => (deleted ? this.list.applyDeleted(message) : this.list.applyMessage(message)));
-        open(message.conversation_id)?.deliver((timeline) => timeline.applyMessage(message));
-        if (frame.type === 'message.new' && this.typingTracker.stopped(message.conversation_id, message.sender_id)) {
-          this.emitTyping(message.conversation_id);
-        }
-        return;
-      }
-      case 'reaction.added':
-      case 'reaction.removed': {
-        const reaction = frame.data as P.ReactionEventData;
-        open(reaction.conversation_id)?.deliver((timeline) => timeline.applyReaction(reaction, frame.type === 'reaction.added'));
-        return;
-      }
-      case 'read':
-        return this.toList(() => this.list.applyRead(frame.data as P.ReadHorizon));
-      case 'typing': {
-        const notice = frame.data as P.TypingNotice;
-        if (this.typingTracker.apply(notice, this.now())) this.emitTyping(notice.conversation_id);
-        return this.scheduleTypingExpiry();
-      }
-      case 'presence': {
-        const presence = frame.data as P.PresenceState;
-        this.presenceState.set(presence.user_id, presence.online);
-        return this.emitter.emit('presence', presence);
-      }
-      case 'ack': {
-        const persisted = this.outbox.persisted(frame.data as P.Ack);
-        if (persisted) this.outboxChanged(persisted);
-        return;
-      }
-      case 'conversation.created':
-      case 'conversation.joined':
-      case 'conversation.updated': {
-        const conversation = this.upserted(frame.data as P.Conversation);
-        const sync = open(conversation.id);
-        // A new epoch voids what the open timeline holds: the next sync sees it and reloads.
-        if (sync && sync.timeline.epoch !== undefined && sync.timeline.epoch !== conversation.epoch) this.background(sync.sync());
-        if (frame.type !== 'conversation.updated' && (this.options.watchConversations ?? true) && !sync) {
-          this.background(this.request('conversation.subscribe', { conversation_id: conversation.id }));
-        }
-        return;
-      }
-      case 'conversation.removed':
-        return this.forget((frame.data as P.ConversationRemovedData).conversation_id);
-      default:
-        return;
-    }
-  }
-
-  /** Subscribes listed conversations that no open timeline covers, resuming from the list's last seq. */
-  private async watchListed(): Promise<void> {
-    const pending = this.list
-      .list()
-      .filter((entry) => !this.syncs.has(entry.id))
-      .map(async (entry) => {
-        const reply = await this.request('conversation.subscribe', { conversation_id: entry.id, since_seq: entry.last_seq, epoch: entry.epoch });
-        // Whatever arrived between the list read and the subscription.
-        if (reply.recovered) this.toList(() => reply.messages.forEach((message) => this.list.applyMessage(message)));
-      });
-    await Promise.all(pending);
-  }
-
-  private async subscribePresence(userIds: string[]): Promise<string[]> {
-    const notVisible: string[] = [];
-    for (let start = 0; start < userIds.length; start += 500) {
-      const reply = await this.request('presence.subscribe', { user_ids: userIds.slice(start, start + 500) });
-      for (const state of reply.presence) {
-        this.presenceState.set(state.user_id, state.online);
-        this.emitter.emit('presence', state);
-      }
-      notVisible.push(...reply.not_visible);
-    }
-    return notVisible;
-  }
-
-  // ------------------------------------------------------------------ outbox
-
-  private pumpOutbox(): void {
-    if (this.outboxTimer) clearTimeout(this.outboxTimer);
-    this.outboxTimer = undefined;
-    for (const dropped of this.outbox.prune(this.now())) this.outboxChanged(dropped);
-    if (!this.connection.isReady) return;
-    for (const { entry, request } of this.outbox.takeDue(this.now())) {
-      this.outboxChanged(entry, false);
-      const reply =
-        request.type === 'message.send'
-          ? this.connection.request('message.send', request.data)
-          : this.connection.request('message.forward', request.data);
-      reply
-        .then(
-          (ack) => this.outbox.accepted(ack, this.now()),
-          (error: unknown) => {
-            const failure = error instanceof CaasError ? error : new CaasError('internal', String(error));
-            if (failure.code === 'disconnected') return this.outbox.get(entry.client_msg_id);
-            if (failure.code === 'timeout') return this.outbox.timedOut(entry.client_msg_id, this.now());
-            return this.outbox.refused(entry.client_msg_id, failure.toBody(), this.now());
-          },
-        )
-        .then((updated) => {
-          if (updated) this.outboxChanged(updated);
-          this.pumpOutbox();
-        }, (error: unknown) => this.emitter.emit('error', toError(error)));
-    }
-    const due = this.outbox.nextDueAt();
-    if (due !== undefined) this.outboxTimer = setTimeout(() => this.pumpOutbox(), Math.max(0, due - this.now()));
-  }
-
-  private outboxChanged(entry: OutboxEntry, pump = true): void {
-    this.syncs.get(entry.conversation_id)?.sync.deliver((timeline) => timeline.setPending(this.outbox.forConversation(entry.conversation_id)));
+  private sendChanged(entry: OutboxEntry): void {
+    const conversationId = entry.conversation_id;
+    this.syncs.get(conversationId)?.sync.deliver((timeline) => timeline.setPending(this.sender.outbox.forConversation(conversationId)));
     this.emitter.emit('send', entry);
-    if (this.storage && this.storageKey) {
-      const storage = this.storage;
-      const key = this.storageKey;
-      // Chained so saves land in order; each writes the whole (small) outbox as it is now.
-      this.saving = this.saving
-        .then(() => storage.save(key, this.outbox.snapshot()))
-        .catch((error: unknown) => this.emitter.emit('error', toError(error)));
-    }
-    if (pump) this.pumpOutbox();
   }
-
-  // ------------------------------------------------------------------ helpers
 
   private upserted(conversation: P.Conversation): P.Conversation {
-    this.toList(() => this.list.upsert(conversation));
+    this.lists.apply((list) => list.upsert(conversation));
     return conversation;
   }
 
   private applied(message: P.Message): P.Message {
-    this.toList(() => this.list.applyMessage(message));
+    this.lists.apply((list) => list.applyMessage(message));
     this.syncs.get(message.conversation_id)?.sync.deliver((timeline) => timeline.applyMessage(message));
     return message;
   }
 
   private forget(conversationId: string): void {
-    this.toList(() => this.list.remove(conversationId));
-    const open = this.syncs.get(conversationId);
-    open?.sync.close();
+    this.lists.apply((list) => list.remove(conversationId));
+    this.syncs.get(conversationId)?.sync.close();
     this.syncs.delete(conversationId);
   }
 
-  /** Applies a change to the list now, or after the `conversation.list` reply in flight. */
-  private toList(apply: () => unknown): void {
-    if (this.listBuffer) {
-      this.listBuffer.push(apply);
-      return;
-    }
-    apply();
-    this.emitConversations();
-  }
-
-  private emitConversations(): void {
-    this.emitter.emit('conversations', this.list.list());
-  }
-
-  private emitTyping(conversationId: string): void {
-    this.emitter.emit('typing', { conversation_id: conversationId, user_ids: this.typingUsers(conversationId) });
-  }
-
-  private scheduleTypingExpiry(): void {
-    if (this.typingTimer) clearTimeout(this.typingTimer);
-    const next = this.typingTracker.nextExpiry();
-    if (next === undefined) return;
-    this.typingTimer = setTimeout(() => {
-      this.typingTimer = undefined;
-      for (const conversationId of this.typingTracker.expire(this.now())) this.emitTyping(conversationId);
-      this.scheduleTypingExpiry();
-    }, Math.max(0, next - this.now()));
-  }
-
   private background(work: Promise<unknown>): void {
-    work.catch((error: unknown) => {
-      if (!isDisconnect(error)) this.emitter.emit('error', toError(error));
-    });
+    work.catch((error: unknown) => this.reportBackground(error));
+  }
+
+  /** A connection that drops mid-work fails that work; the next `ready` redoes it, so that is no error. */
+  private reportBackground(error: unknown): void {
+    if (error instanceof CaasError && (error.code === 'disconnected' || error.code === 'closed')) return;
+    this.emitter.emit('error', error instanceof Error ? error : new Error(String(error)));
   }
 }
 
-/** Creates a client and starts connecting in the background; watch `state` or await `whenOnline`. */
+/** Creates a client and starts connecting in the background; watch `state`, or await {@link whenOnline}. */
 export function connect(options: ClientOptions): CaasClient {
   return new CaasClient(options).start();
 }
@@ -633,12 +465,4 @@ export function whenOnline(client: CaasClient): Promise<void> {
       }
     });
   });
-}
-
-function isDisconnect(error: unknown): boolean {
-  return error instanceof CaasError && (error.code === 'disconnected' || error.code === 'closed');
-}
-
-function toError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }

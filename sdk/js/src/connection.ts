@@ -117,6 +117,7 @@ export class Connection {
   private readonly rotation = new UrlRotation([]);
   private readonly now: () => number;
   private detachBrowserHooks: (() => void) | undefined;
+  private fetchingToken: Promise<TokenResponse> | undefined;
 
   constructor(private readonly options: ConnectionOptions) {
     this.backoff = new Backoff(options.backoff, options.random);
@@ -224,10 +225,16 @@ export class Connection {
   }
 
   /** A token that will not expire before the refresh margin, from the renewer or the provider. */
-  private async usableToken(): Promise<TokenResponse> {
+  async usableToken(): Promise<TokenResponse> {
     const current = this.token;
     if (current && current.expires_at * 1000 - this.now() > this.refreshMargin(current)) return current;
-    return this.adopt(await this.freshToken(current));
+    // One fetch at a time: HTTP calls and the connect loop may both need a token at once.
+    this.fetchingToken ??= this.freshToken(current)
+      .then((fresh) => this.adopt(fresh))
+      .finally(() => {
+        this.fetchingToken = undefined;
+      });
+    return this.fetchingToken;
   }
 
   private async freshToken(current: TokenResponse | undefined): Promise<TokenResponse> {

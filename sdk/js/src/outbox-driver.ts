@@ -1,0 +1,131 @@
+/**
+ * Runs the outbox against the connection: sends what is due, feeds replies and `ack` events back into
+ * the state machine, wakes up for rate-limit waits and backoffs, and saves the outbox after every
+ * change so unfinished sends survive a reload.
+ */
+import type { Connection } from './connection.js';
+import { CaasError } from './errors.js';
+import { Outbox, type ForwardDraft, type OutboxEntry, type SendDraft } from './outbox.js';
+import type { Ack } from './protocol.js';
+import type { OutboxStorage } from './storage.js';
+
+export interface OutboxDriverHost {
+  connection: Pick<Connection, 'isReady' | 'request'>;
+  now: () => number;
+  /** An entry changed (state, seq, error) or left the outbox. */
+  changed: (entry: OutboxEntry) => void;
+  error: (error: Error) => void;
+}
+
+export class OutboxDriver {
+  readonly outbox = new Outbox();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private storageKey: string | undefined;
+  private saving: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly host: OutboxDriverHost,
+    private readonly storage: OutboxStorage | undefined,
+  ) {}
+
+  /** Restores what was saved under `key` (once per key: the signed-in user) and saves there from now on. */
+  useStorageKey(key: string): void {
+    if (!this.storage || this.storageKey === key) return;
+    this.storageKey = key;
+    this.storage.load(key).then(
+      (entries) => {
+        this.outbox.adopt(entries);
+        for (const entry of entries) this.host.changed(entry);
+        this.save();
+        this.pump();
+      },
+      (error: unknown) => this.host.error(toError(error)),
+    );
+  }
+
+  send(draft: SendDraft): OutboxEntry {
+    return this.track(this.outbox.send(draft, this.host.now()));
+  }
+
+  forward(draft: ForwardDraft): OutboxEntry {
+    return this.track(this.outbox.forward(draft, this.host.now()));
+  }
+
+  retry(clientMsgId: string): void {
+    const entry = this.outbox.retry(clientMsgId, this.host.now());
+    if (entry) this.track(entry);
+  }
+
+  discard(clientMsgId: string): void {
+    const entry = this.outbox.get(clientMsgId);
+    if (entry && this.outbox.discard(clientMsgId)) this.track(entry);
+  }
+
+  /** The `ack` event: the message is in MongoDB. */
+  persisted(ack: Ack): void {
+    const entry = this.outbox.persisted(ack);
+    if (entry) this.track(entry, false);
+  }
+
+  /** Replies to requests in flight will not come: they go again (same ids) on the next connection. */
+  disconnected(): void {
+    this.outbox.disconnected();
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Sends every entry that is due, and sets a timer for the next one that waits. */
+  pump(): void {
+    this.stop();
+    for (const dropped of this.outbox.prune(this.host.now())) this.track(dropped, false);
+    if (!this.host.connection.isReady) return;
+    for (const { entry, request } of this.outbox.takeDue(this.host.now())) {
+      this.host.changed(entry);
+      const reply =
+        request.type === 'message.send'
+          ? this.host.connection.request('message.send', request.data)
+          : this.host.connection.request('message.forward', request.data);
+      reply
+        .then(
+          (ack) => this.outbox.accepted(ack, this.host.now()),
+          (error: unknown) => {
+            const failure = error instanceof CaasError ? error : new CaasError('internal', String(error));
+            // A dropped connection already put the entry back in the queue; the next `ready` resends it.
+            if (failure.code === 'disconnected' || failure.code === 'closed') return undefined;
+            if (failure.code === 'timeout') return this.outbox.timedOut(entry.client_msg_id, this.host.now());
+            return this.outbox.refused(entry.client_msg_id, failure.toBody(), this.host.now());
+          },
+        )
+        .then(
+          (updated) => (updated ? this.track(updated) : undefined),
+          (error: unknown) => this.host.error(toError(error)),
+        );
+    }
+    const due = this.outbox.nextDueAt();
+    if (due !== undefined) this.timer = setTimeout(() => this.pump(), Math.max(0, due - this.host.now()));
+  }
+
+  private track(entry: OutboxEntry, pump = true): OutboxEntry {
+    this.host.changed(entry);
+    this.save();
+    if (pump) this.pump();
+    return entry;
+  }
+
+  /** Chained so saves land in order; each writes the whole (small) outbox as it is now. */
+  private save(): void {
+    const storage = this.storage;
+    const key = this.storageKey;
+    if (!storage || key === undefined) return;
+    this.saving = this.saving
+      .then(() => storage.save(key, this.outbox.snapshot()))
+      .catch((error: unknown) => this.host.error(toError(error)));
+  }
+}
+
+function toError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
