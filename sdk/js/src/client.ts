@@ -36,6 +36,11 @@ export interface ClientOptions extends Omit<ConnectionOptions, 'WebSocket' | 're
   conversationLimit?: number;
   /** History page size for open conversations (default 50). */
   pageSize?: number;
+  /**
+   * The key unfinished sends are stored under. Default `outbox:<user id>` once the first token names the
+   * user; set it when the app knows its user before any token (offline start) so sends are kept at once.
+   */
+  storageKey?: string;
 }
 
 export interface ClientEvents {
@@ -130,9 +135,10 @@ export class CaasClient {
       this.generation += 1;
       this.sender.disconnected();
     });
+    if (options.storageKey !== undefined) this.sender.useStorageKey(options.storageKey);
     events.on('token', (token) => {
       this.setSelf(token.user.id);
-      this.sender.useStorageKey(`outbox:${token.user.id}`);
+      this.sender.useStorageKey(options.storageKey ?? `outbox:${token.user.id}`);
     });
     events.on('ended', (ended) => this.emitter.emit('session_ended', ended));
   }

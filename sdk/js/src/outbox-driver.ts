@@ -28,19 +28,23 @@ export class OutboxDriver {
     private readonly storage: OutboxStorage | undefined,
   ) {}
 
-  /** Restores what was saved under `key` (once per key: the signed-in user) and saves there from now on. */
+  /**
+   * Restores what was saved under `key` (once per key: the signed-in user) and saves there from now on.
+   * Saves wait for the restore, so a send made meanwhile cannot overwrite what was stored before it.
+   */
   useStorageKey(key: string): void {
-    if (!this.storage || this.storageKey === key) return;
+    const storage = this.storage;
+    if (!storage || this.storageKey === key) return;
     this.storageKey = key;
-    this.storage.load(key).then(
-      (entries) => {
+    this.saving = this.saving
+      .then(() => storage.load(key))
+      .then((entries) => {
         this.outbox.adopt(entries);
         for (const entry of entries) this.host.changed(entry);
-        this.save();
-        this.pump();
-      },
-      (error: unknown) => this.host.error(toError(error)),
-    );
+      })
+      .catch((error: unknown) => this.host.error(toError(error)));
+    this.save();
+    void this.saving.then(() => this.pump());
   }
 
   send(draft: SendDraft): OutboxEntry {

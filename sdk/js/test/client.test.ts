@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { connect, whenOnline, type CaasClient, type ClientOptions } from '../src/client.js';
 import type { OutboxEntry } from '../src/outbox.js';
+import { MemoryOutboxStorage } from '../src/storage.js';
 import { FakeServer } from './fake-server.js';
 
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -184,5 +185,27 @@ describe('client against a WebSocket server', () => {
     server.tell('alice', 'session.expired', { reason: 'token expired' });
     server.closeUser('alice', 1008, 'token expired');
     await waitFor(() => issued === 2 && client.state === 'online', 'a reconnect with a new token');
+  });
+
+  it('sends what a previous run left in its outbox, once, after a restart', async () => {
+    const server = await FakeServer.start();
+    cleanups.push(() => server.close());
+    server.createRoom('room', ['alice', 'bob']);
+    const storage = new MemoryOutboxStorage();
+    // The first run never reaches a node (its only URL refuses connections) and is closed with a send queued.
+    const unreachable = { ...server.issueToken('alice'), socket_urls: ['ws://127.0.0.1:9/ws'] };
+    const first = connect({ tokenProvider: async () => unreachable, WebSocket, storage, storageKey: 'outbox:alice', backoff: { minMs: 5, maxMs: 10 }, pingIntervalMs: 0 });
+    const queued = first.send('room', 'written offline');
+    await waitFor(() => first.state === 'offline', 'the first run to fail its connect');
+    await delay(20);
+    first.close();
+    assert.equal((await storage.load('outbox:alice')).length, 1);
+
+    const second = connect({ tokenProvider: async () => server.issueToken('alice'), WebSocket, storage, storageKey: 'outbox:alice', backoff: { minMs: 5, maxMs: 10 }, pingIntervalMs: 0 });
+    cleanups.push(() => second.close());
+    await waitFor(() => server.messages('room').some((m) => m.client_msg_id === queued.client_msg_id), 'the stored send to arrive');
+    await waitFor(() => second.pendingSends().length === 0, 'the outbox to empty once persisted');
+    assert.equal(server.messages('room').filter((m) => m.client_msg_id === queued.client_msg_id).length, 1);
+    assert.deepEqual(await storage.load('outbox:alice'), []);
   });
 });
