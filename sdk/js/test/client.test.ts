@@ -208,4 +208,22 @@ describe('client against a WebSocket server', () => {
     assert.equal(server.messages('room').filter((m) => m.client_msg_id === queued.client_msg_id).length, 1);
     assert.deepEqual(await storage.load('outbox:alice'), []);
   });
+
+  it('rotates to the next socket URL when one refuses connections', async () => {
+    const server = await FakeServer.start();
+    cleanups.push(() => server.close());
+    const client = connect({
+      tokenProvider: async () => ({ ...server.issueToken('alice'), socket_urls: ['ws://127.0.0.1:9/ws', server.url] }),
+      WebSocket,
+      storage: false,
+      backoff: { minMs: 5, maxMs: 10 },
+      pingIntervalMs: 0,
+    });
+    cleanups.push(() => client.close());
+    const states: string[] = [];
+    client.on('state', (state) => states.push(state));
+    await whenOnline(client);
+    assert.deepEqual(states.slice(0, 3), ['connecting', 'offline', 'connecting']);
+    assert.equal(states.at(-1), 'online');
+  });
 });
