@@ -293,6 +293,33 @@ export class CaasClient {
     return this.sender.forward({ conversation_id: conversationId, source_conversation_id: sourceConversationId, message_id: messageId });
   }
 
+  /**
+   * Resolves once a send reaches `status` (`accepted`: sequenced, with its `seq`; `persisted`: stored),
+   * rejects with the refusal when it fails for good. Sends never need awaiting: this is for flows that
+   * must know, e.g. a bot that posts in order across conversations.
+   */
+  whenSent(clientMsgId: string, status: 'accepted' | 'persisted' = 'accepted'): Promise<OutboxEntry> {
+    return new Promise((resolve, reject) => {
+      const settle = (entry: OutboxEntry): void => {
+        if (entry.client_msg_id !== clientMsgId) return;
+        if (entry.state === 'failed') {
+          off();
+          reject(CaasError.fromBody(entry.error ?? { code: 'internal', message: 'the send failed' }));
+        } else if (entry.state === 'persisted' || (status === 'accepted' && entry.state === 'accepted')) {
+          off();
+          resolve(entry);
+        }
+      };
+      const off = this.on('send', settle);
+      const current = this.sender.outbox.get(clientMsgId);
+      if (current) settle(current);
+      else {
+        off();
+        reject(new CaasError('not_found', `no send ${clientMsgId} in the outbox (already persisted, or discarded)`));
+      }
+    });
+  }
+
   /** Sends a failed message again, with the same `client_msg_id`. */
   retrySend(clientMsgId: string): void {
     this.sender.retry(clientMsgId);

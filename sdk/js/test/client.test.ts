@@ -151,6 +151,8 @@ describe('client against a WebSocket server', () => {
     await room.synced();
     const refused = client.send('room', 'BLOCKED words');
     const fine = client.send('room', 'fine words');
+    await assert.rejects(client.whenSent(refused.client_msg_id), (error: unknown) => error instanceof Error && 'code' in error && error.code === 'content_blocked');
+    assert.equal((await client.whenSent(fine.client_msg_id)).seq, 1);
     await waitFor(() => client.pendingSends().every((e) => e.client_msg_id !== fine.client_msg_id) && room.messages().length === 1, 'the second send through');
     const failed = client.pendingSends().find((e) => e.client_msg_id === refused.client_msg_id);
     assert.equal(failed?.state, 'failed');
