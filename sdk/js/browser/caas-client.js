@@ -361,7 +361,15 @@ class Connection {
                 reject(new CaasError('timeout', `no reply to ${type} in time`));
             }, timeoutMs ?? this.options.requestTimeoutMs ?? 20_000);
             this.pending.set(id, { resolve, reject, timer });
-            socket.send(JSON.stringify(token === undefined ? { id, type, data } : { id, type, token }));
+            try {
+                socket.send(JSON.stringify(token === undefined ? { id, type, data } : { id, type, token }));
+            }
+            catch {
+                // A socket already closing (`ws` throws, browsers drop the frame): the close event follows.
+                clearTimeout(timer);
+                this.pending.delete(id);
+                reject(new CaasError('disconnected', 'the socket is closing'));
+            }
         });
     }
     // ------------------------------------------------------------------ the connect loop
@@ -470,7 +478,10 @@ class Connection {
                 this.ready = false;
                 this.socket = undefined;
                 this.drop = undefined;
-                socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+                socket.onopen = socket.onmessage = socket.onclose = null;
+                // Not null: `ws` reports closing a socket that was still connecting as an error event, which
+                // without a listener would be thrown as an uncaught exception.
+                socket.onerror = () => { };
                 for (const [id, pending] of this.pending) {
                     clearTimeout(pending.timer);
                     pending.reject(new CaasError('disconnected', `connection closed (${code}) before the reply`));
@@ -2609,7 +2620,7 @@ class CaasClient {
                 onChange: () => this.emitter.emit('timeline', { conversation_id: conversationId, items: sync.timeline.items() }),
                 onMessages: (messages) => this.lists.apply((list) => messages.forEach((message) => list.applyMessage(message))),
                 onGapSkipped: (gap) => this.emitter.emit('gap_skipped', { conversation_id: conversationId, ...gap }),
-                onError: (error) => this.emitter.emit('error', error),
+                onError: (error) => this.reportBackground(error),
             });
             sync.timeline.setPending(this.sender.outbox.forConversation(conversationId));
             open = { sync, handles: 0 };

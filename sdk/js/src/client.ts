@@ -258,7 +258,7 @@ export class CaasClient {
         onChange: () => this.emitter.emit('timeline', { conversation_id: conversationId, items: sync.timeline.items() }),
         onMessages: (messages) => this.lists.apply((list) => messages.forEach((message) => list.applyMessage(message))),
         onGapSkipped: (gap) => this.emitter.emit('gap_skipped', { conversation_id: conversationId, ...gap }),
-        onError: (error) => this.emitter.emit('error', error),
+        onError: (error) => this.reportBackground(error),
       });
       sync.timeline.setPending(this.sender.outbox.forConversation(conversationId));
       open = { sync, handles: 0 };
