@@ -272,11 +272,70 @@ function isTransient(error) {
 return { CaasError, isTransient };
 })();
 
+// ---- tokens
+const __tokens = (() => {
+class TokenKeeper {
+    options;
+    token;
+    fetching;
+    constructor(options) {
+        this.options = options;
+    }
+    get current() {
+        return this.token;
+    }
+    /** Drops the token: the next `usable()` asks for a new one (it was refused, or the session ended). */
+    forget() {
+        this.token = undefined;
+    }
+    /** A token that will not expire within the renewal margin. */
+    usable() {
+        const current = this.token;
+        if (current && current.expires_at * 1000 - this.options.now() > this.margin(current))
+            return Promise.resolve(current);
+        // One fetch at a time: HTTP calls and the connect loop may both need a token at once.
+        this.fetching ??= this.fresh(current)
+            .then((fresh) => this.adopt(fresh))
+            .finally(() => {
+            this.fetching = undefined;
+        });
+        return this.fetching;
+    }
+    /** A new token: renewed while the current one is still valid, else (or if that fails) from the provider. */
+    async fresh(current = this.token) {
+        if (current && this.options.renewToken && current.expires_at * 1000 > this.options.now()) {
+            try {
+                return await this.options.renewToken(current);
+            }
+            catch {
+                // The session may be gone (logged out elsewhere): the app's backend decides whether to start a new one.
+            }
+        }
+        return this.options.tokenProvider();
+    }
+    adopt(token) {
+        this.token = token;
+        this.options.adopted(token);
+        return token;
+    }
+    /** Milliseconds until `token` should be renewed. */
+    renewalDue(token) {
+        return token.expires_at * 1000 - this.margin(token) - this.options.now();
+    }
+    margin(token) {
+        const lifetime = token.expires_at * 1000 - this.options.now();
+        return Math.min(this.options.refreshBeforeExpiryMs ?? 60_000, Math.max(0, lifetime / 2));
+    }
+}
+return { TokenKeeper };
+})();
+
 // ---- connection
 const __connection = (() => {
 const Backoff = __backoff.Backoff;
 const UrlRotation = __backoff.UrlRotation;
 const Emitter = __emitter.Emitter;
+const TokenKeeper = __tokens.TokenKeeper;
 const CaasError = __errors.CaasError;
 const CloseCodes = __protocol.CloseCodes;
 const parseServerFrame = __protocol.parseServerFrame;
@@ -290,12 +349,13 @@ const parseServerFrame = __protocol.parseServerFrame;
 
 
 
+
 /** setTimeout's delay is a signed 32-bit number of ms: longer ones fire at once. */
 const MAX_TIMER_MS = 2_147_483_647;
 class Connection {
     options;
     events = new Emitter();
-    token;
+    tokens;
     socket;
     ready = false;
     running = false;
@@ -309,24 +369,37 @@ class Connection {
     rotation = new UrlRotation([]);
     now;
     detachBrowserHooks;
-    fetchingToken;
     constructor(options) {
         this.options = options;
         this.backoff = new Backoff(options.backoff, options.random);
         this.now = options.now ?? Date.now;
+        this.tokens = new TokenKeeper({
+            tokenProvider: options.tokenProvider,
+            ...(options.renewToken ? { renewToken: options.renewToken } : {}),
+            ...(options.refreshBeforeExpiryMs !== undefined ? { refreshBeforeExpiryMs: options.refreshBeforeExpiryMs } : {}),
+            now: this.now,
+            adopted: (token) => {
+                this.rotation.replace(options.socketUrls ?? token.socket_urls);
+                this.events.emit('token', token);
+            },
+        });
     }
     get isReady() {
         return this.ready;
     }
     get currentToken() {
-        return this.token;
+        return this.tokens.current;
+    }
+    /** A token that will not expire before the renewal margin (fetched or renewed first when needed). */
+    usableToken() {
+        return this.tokens.usable();
     }
     /** Starts (or, after `ended` or `stop()`, restarts with a fresh token) the connect loop. */
     start() {
         if (this.running)
             return;
         this.running = true;
-        this.token = undefined;
+        this.tokens.forget();
         this.attachBrowserHooks();
         void this.run();
     }
@@ -398,7 +471,7 @@ class Connection {
                 break;
             }
             if (attempt.newToken)
-                this.token = undefined;
+                this.tokens.forget();
             this.backoff.disconnected(this.now());
             const delay = attempt.immediate ? 0 : this.backoff.next();
             this.setStatus('offline');
@@ -419,40 +492,6 @@ class Connection {
             }
             this.wake = done;
         });
-    }
-    /** A token that will not expire before the refresh margin, from the renewer or the provider. */
-    async usableToken() {
-        const current = this.token;
-        if (current && current.expires_at * 1000 - this.now() > this.refreshMargin(current))
-            return current;
-        // One fetch at a time: HTTP calls and the connect loop may both need a token at once.
-        this.fetchingToken ??= this.freshToken(current)
-            .then((fresh) => this.adopt(fresh))
-            .finally(() => {
-            this.fetchingToken = undefined;
-        });
-        return this.fetchingToken;
-    }
-    async freshToken(current) {
-        if (current && this.options.renewToken && current.expires_at * 1000 > this.now()) {
-            try {
-                return await this.options.renewToken(current);
-            }
-            catch {
-                // The session may be gone (logged out elsewhere): the app's backend decides whether to start a new one.
-            }
-        }
-        return this.options.tokenProvider();
-    }
-    adopt(token) {
-        this.token = token;
-        this.rotation.replace(this.options.socketUrls ?? token.socket_urls);
-        this.events.emit('token', token);
-        return token;
-    }
-    refreshMargin(token) {
-        const lifetime = token.expires_at * 1000 - this.now();
-        return Math.min(this.options.refreshBeforeExpiryMs ?? 60_000, Math.max(0, lifetime / 2));
     }
     /** One socket, from opening to closing. Resolves when it is closed, saying what to do next. */
     attempt(url, token) {
@@ -586,7 +625,7 @@ class Connection {
         this.timers.push(setTimeout(check, interval));
     }
     scheduleRenewal(token) {
-        const due = token.expires_at * 1000 - this.refreshMargin(token) - this.now();
+        const due = this.tokens.renewalDue(token);
         this.timers.push(setTimeout(() => void this.renewInBand(token), Math.min(MAX_TIMER_MS, Math.max(0, due))));
     }
     /**
@@ -596,7 +635,7 @@ class Connection {
     async renewInBand(current) {
         let fresh;
         try {
-            fresh = await this.freshToken(current);
+            fresh = await this.tokens.fresh(current);
         }
         catch {
             // Try again later; if the token lapses first, the server says `session.expired` and we reconnect.
@@ -605,7 +644,7 @@ class Connection {
                 this.timers.push(setTimeout(() => void this.renewInBand(current), Math.min(30_000, left / 2)));
             return;
         }
-        this.adopt(fresh);
+        this.tokens.adopt(fresh);
         try {
             const reply = (await this.send('auth', undefined, fresh.token));
             if (reply.authenticated)
@@ -1441,6 +1480,7 @@ class OutboxDriver {
     timer;
     storageKey;
     saving = Promise.resolve();
+    waiters = new Set();
     constructor(host, storage) {
         this.host = host;
         this.storage = storage;
@@ -1480,6 +1520,30 @@ class OutboxDriver {
         const entry = this.outbox.get(clientMsgId);
         if (entry && this.outbox.discard(clientMsgId))
             this.track(entry);
+    }
+    /** See `CaasClient.whenSent`. */
+    whenSent(clientMsgId, status) {
+        return new Promise((resolve, reject) => {
+            const settle = (entry) => {
+                if (entry.client_msg_id !== clientMsgId)
+                    return;
+                if (entry.state === 'failed') {
+                    this.waiters.delete(settle);
+                    reject(CaasError.fromBody(entry.error ?? { code: 'internal', message: 'the send failed' }));
+                }
+                else if (entry.state === 'persisted' || (status === 'accepted' && entry.state === 'accepted')) {
+                    this.waiters.delete(settle);
+                    resolve(entry);
+                }
+            };
+            const current = this.outbox.get(clientMsgId);
+            if (!current) {
+                reject(new CaasError('not_found', `no send ${clientMsgId} in the outbox (already persisted, or discarded)`));
+                return;
+            }
+            this.waiters.add(settle);
+            settle(current);
+        });
     }
     /** The `ack` event: the message is in MongoDB. */
     persisted(ack) {
@@ -1526,6 +1590,8 @@ class OutboxDriver {
     }
     track(entry, pump = true) {
         this.host.changed(entry);
+        for (const waiter of [...this.waiters])
+            waiter(entry);
         this.save();
         if (pump)
             this.pump();
@@ -2658,28 +2724,7 @@ class CaasClient {
      * must know, e.g. a bot that posts in order across conversations.
      */
     whenSent(clientMsgId, status = 'accepted') {
-        return new Promise((resolve, reject) => {
-            const settle = (entry) => {
-                if (entry.client_msg_id !== clientMsgId)
-                    return;
-                if (entry.state === 'failed') {
-                    off();
-                    reject(CaasError.fromBody(entry.error ?? { code: 'internal', message: 'the send failed' }));
-                }
-                else if (entry.state === 'persisted' || (status === 'accepted' && entry.state === 'accepted')) {
-                    off();
-                    resolve(entry);
-                }
-            };
-            const off = this.on('send', settle);
-            const current = this.sender.outbox.get(clientMsgId);
-            if (current)
-                settle(current);
-            else {
-                off();
-                reject(new CaasError('not_found', `no send ${clientMsgId} in the outbox (already persisted, or discarded)`));
-            }
-        });
+        return this.sender.whenSent(clientMsgId, status);
     }
     /** Sends a failed message again, with the same `client_msg_id`. */
     retrySend(clientMsgId) {

@@ -299,25 +299,7 @@ export class CaasClient {
    * must know, e.g. a bot that posts in order across conversations.
    */
   whenSent(clientMsgId: string, status: 'accepted' | 'persisted' = 'accepted'): Promise<OutboxEntry> {
-    return new Promise((resolve, reject) => {
-      const settle = (entry: OutboxEntry): void => {
-        if (entry.client_msg_id !== clientMsgId) return;
-        if (entry.state === 'failed') {
-          off();
-          reject(CaasError.fromBody(entry.error ?? { code: 'internal', message: 'the send failed' }));
-        } else if (entry.state === 'persisted' || (status === 'accepted' && entry.state === 'accepted')) {
-          off();
-          resolve(entry);
-        }
-      };
-      const off = this.on('send', settle);
-      const current = this.sender.outbox.get(clientMsgId);
-      if (current) settle(current);
-      else {
-        off();
-        reject(new CaasError('not_found', `no send ${clientMsgId} in the outbox (already persisted, or discarded)`));
-      }
-    });
+    return this.sender.whenSent(clientMsgId, status);
   }
 
   /** Sends a failed message again, with the same `client_msg_id`. */

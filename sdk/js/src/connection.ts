@@ -6,6 +6,7 @@
  */
 import { Backoff, UrlRotation, type BackoffOptions } from './backoff.js';
 import { Emitter } from './emitter.js';
+import { TokenKeeper } from './tokens.js';
 import { CaasError } from './errors.js';
 import {
   CloseCodes,
@@ -103,7 +104,7 @@ const MAX_TIMER_MS = 2_147_483_647;
 
 export class Connection {
   readonly events = new Emitter<ConnectionEvents>();
-  private token: TokenResponse | undefined;
+  private readonly tokens: TokenKeeper;
   private socket: WebSocketLike | undefined;
   private ready = false;
   private running = false;
@@ -117,11 +118,20 @@ export class Connection {
   private readonly rotation = new UrlRotation([]);
   private readonly now: () => number;
   private detachBrowserHooks: (() => void) | undefined;
-  private fetchingToken: Promise<TokenResponse> | undefined;
 
   constructor(private readonly options: ConnectionOptions) {
     this.backoff = new Backoff(options.backoff, options.random);
     this.now = options.now ?? Date.now;
+    this.tokens = new TokenKeeper({
+      tokenProvider: options.tokenProvider,
+      ...(options.renewToken ? { renewToken: options.renewToken } : {}),
+      ...(options.refreshBeforeExpiryMs !== undefined ? { refreshBeforeExpiryMs: options.refreshBeforeExpiryMs } : {}),
+      now: this.now,
+      adopted: (token) => {
+        this.rotation.replace(options.socketUrls ?? token.socket_urls);
+        this.events.emit('token', token);
+      },
+    });
   }
 
   get isReady(): boolean {
@@ -129,14 +139,19 @@ export class Connection {
   }
 
   get currentToken(): TokenResponse | undefined {
-    return this.token;
+    return this.tokens.current;
+  }
+
+  /** A token that will not expire before the renewal margin (fetched or renewed first when needed). */
+  usableToken(): Promise<TokenResponse> {
+    return this.tokens.usable();
   }
 
   /** Starts (or, after `ended` or `stop()`, restarts with a fresh token) the connect loop. */
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.token = undefined;
+    this.tokens.forget();
     this.attachBrowserHooks();
     void this.run();
   }
@@ -206,7 +221,7 @@ export class Connection {
         this.events.emit('ended', attempt.fatal);
         break;
       }
-      if (attempt.newToken) this.token = undefined;
+      if (attempt.newToken) this.tokens.forget();
       this.backoff.disconnected(this.now());
       const delay = attempt.immediate ? 0 : this.backoff.next();
       this.setStatus('offline');
@@ -229,42 +244,6 @@ export class Connection {
       }
       this.wake = done;
     });
-  }
-
-  /** A token that will not expire before the refresh margin, from the renewer or the provider. */
-  async usableToken(): Promise<TokenResponse> {
-    const current = this.token;
-    if (current && current.expires_at * 1000 - this.now() > this.refreshMargin(current)) return current;
-    // One fetch at a time: HTTP calls and the connect loop may both need a token at once.
-    this.fetchingToken ??= this.freshToken(current)
-      .then((fresh) => this.adopt(fresh))
-      .finally(() => {
-        this.fetchingToken = undefined;
-      });
-    return this.fetchingToken;
-  }
-
-  private async freshToken(current: TokenResponse | undefined): Promise<TokenResponse> {
-    if (current && this.options.renewToken && current.expires_at * 1000 > this.now()) {
-      try {
-        return await this.options.renewToken(current);
-      } catch {
-        // The session may be gone (logged out elsewhere): the app's backend decides whether to start a new one.
-      }
-    }
-    return this.options.tokenProvider();
-  }
-
-  private adopt(token: TokenResponse): TokenResponse {
-    this.token = token;
-    this.rotation.replace(this.options.socketUrls ?? token.socket_urls);
-    this.events.emit('token', token);
-    return token;
-  }
-
-  private refreshMargin(token: TokenResponse): number {
-    const lifetime = token.expires_at * 1000 - this.now();
-    return Math.min(this.options.refreshBeforeExpiryMs ?? 60_000, Math.max(0, lifetime / 2));
   }
 
   /** One socket, from opening to closing. Resolves when it is closed, saying what to do next. */
@@ -385,7 +364,7 @@ export class Connection {
   }
 
   private scheduleRenewal(token: TokenResponse): void {
-    const due = token.expires_at * 1000 - this.refreshMargin(token) - this.now();
+    const due = this.tokens.renewalDue(token);
     this.timers.push(setTimeout(() => void this.renewInBand(token), Math.min(MAX_TIMER_MS, Math.max(0, due))));
   }
 
@@ -396,14 +375,14 @@ export class Connection {
   private async renewInBand(current: TokenResponse): Promise<void> {
     let fresh: TokenResponse;
     try {
-      fresh = await this.freshToken(current);
+      fresh = await this.tokens.fresh(current);
     } catch {
       // Try again later; if the token lapses first, the server says `session.expired` and we reconnect.
       const left = current.expires_at * 1000 - this.now();
       if (left > 1000) this.timers.push(setTimeout(() => void this.renewInBand(current), Math.min(30_000, left / 2)));
       return;
     }
-    this.adopt(fresh);
+    this.tokens.adopt(fresh);
     try {
       const reply = (await this.send('auth', undefined, fresh.token)) as AuthReply;
       if (reply.authenticated) this.scheduleRenewal(fresh);

@@ -22,6 +22,7 @@ export class OutboxDriver {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private storageKey: string | undefined;
   private saving: Promise<void> = Promise.resolve();
+  private readonly waiters = new Set<(entry: OutboxEntry) => void>();
 
   constructor(
     private readonly host: OutboxDriverHost,
@@ -63,6 +64,29 @@ export class OutboxDriver {
   discard(clientMsgId: string): void {
     const entry = this.outbox.get(clientMsgId);
     if (entry && this.outbox.discard(clientMsgId)) this.track(entry);
+  }
+
+  /** See `CaasClient.whenSent`. */
+  whenSent(clientMsgId: string, status: 'accepted' | 'persisted'): Promise<OutboxEntry> {
+    return new Promise((resolve, reject) => {
+      const settle = (entry: OutboxEntry): void => {
+        if (entry.client_msg_id !== clientMsgId) return;
+        if (entry.state === 'failed') {
+          this.waiters.delete(settle);
+          reject(CaasError.fromBody(entry.error ?? { code: 'internal', message: 'the send failed' }));
+        } else if (entry.state === 'persisted' || (status === 'accepted' && entry.state === 'accepted')) {
+          this.waiters.delete(settle);
+          resolve(entry);
+        }
+      };
+      const current = this.outbox.get(clientMsgId);
+      if (!current) {
+        reject(new CaasError('not_found', `no send ${clientMsgId} in the outbox (already persisted, or discarded)`));
+        return;
+      }
+      this.waiters.add(settle);
+      settle(current);
+    });
   }
 
   /** The `ack` event: the message is in MongoDB. */
@@ -114,6 +138,7 @@ export class OutboxDriver {
 
   private track(entry: OutboxEntry, pump = true): OutboxEntry {
     this.host.changed(entry);
+    for (const waiter of [...this.waiters]) waiter(entry);
     this.save();
     if (pump) this.pump();
     return entry;
