@@ -156,6 +156,15 @@ impl Error {
         }
     }
 
+    /// How long a `rate_limited` caller should wait, in milliseconds; sent beside the message (the
+    /// socket's error body, HTTP's JSON body and its `Retry-After`) so clients need not parse text.
+    pub fn retry_after_ms(&self) -> Option<i64> {
+        match self {
+            Error::RateLimited { retry_after_ms, .. } => Some(*retry_after_ms),
+            _ => None,
+        }
+    }
+
     /// Whether the fault is the platform's (status 5xx) rather than the caller's: such errors are logged at error
     /// level, and a socket refused for one is closed with "try again" rather than "policy".
     pub fn is_server_fault(&self) -> bool {

@@ -450,6 +450,8 @@ async fn signals_requests_and_subscriptions_are_bounded_per_connection() {
         statuses.push(reply["ok"] == true);
         if reply["ok"] == false {
             assert_eq!(reply["error"]["code"], "rate_limited", "{reply}");
+            let wait = reply["error"]["retry_after_ms"].as_i64().unwrap_or_default();
+            assert!((1..=1000).contains(&wait), "the wait is in the error body: {reply}");
         }
     }
     let passed = statuses.iter().filter(|ok| **ok).count();

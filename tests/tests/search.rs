@@ -220,6 +220,8 @@ async fn one_users_searches_are_rate_limited() {
     let (status, body) = search.get(Some(&alice), &[("q", "北")]).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    let wait = body["error"]["retry_after_ms"].as_i64().unwrap_or_default();
+    assert!((1..=60_000).contains(&wait), "the wait is in the error body: {body}");
     assert!(
         body["error"]["message"].as_str().unwrap().contains("searches"),
         "{body}"

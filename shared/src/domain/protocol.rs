@@ -411,7 +411,11 @@ pub fn reply_error(reply_to: Option<&str>, error: &Error) -> String {
 /// What a client is told of an error, on every wire: `{"code","message"}`, the stable code and the
 /// public message (infrastructure details are not shown).
 pub fn error_body(error: &Error) -> Value {
-    json!({"code": error.code(), "message": error.public_message()})
+    let mut body = json!({"code": error.code(), "message": error.public_message()});
+    if let Some(wait) = error.retry_after_ms() {
+        body["retry_after_ms"] = wait.into();
+    }
+    body
 }
 
 /// A server event frame `{"type":kind,"data":…}`, e.g. `message.new`, `typing`, `presence`.

@@ -29,12 +29,23 @@ impl IntoResponse for Error {
             tracing::info!(error = %self, code = self.code(), "request refused");
         }
         let status = StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = json!({"error": {
+        let mut body = json!({"error": {
             "code": self.code(),
             "message": self.public_message(),
             "correlation_id": correlation_id.as_str(),
         }});
-        (status, axum::Json(body)).into_response()
+        let Some(wait_ms) = self.retry_after_ms() else {
+            return (status, axum::Json(body)).into_response();
+        };
+        body["error"]["retry_after_ms"] = wait_ms.into();
+        // Whole seconds, rounded up: a client that waits what the header says is not refused again.
+        let seconds = (wait_ms.max(0) + 999) / 1000;
+        (
+            status,
+            [(axum::http::header::RETRY_AFTER, seconds.to_string())],
+            axum::Json(body),
+        )
+            .into_response()
     }
 }
 
