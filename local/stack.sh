@@ -37,6 +37,8 @@ install_apt_packages() {
   command -v cmake >/dev/null || missing+=(cmake)
   command -v sqlite3 >/dev/null || missing+=(sqlite3)
   dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || missing+=(libcurl4-openssl-dev)
+  # The demo page's browser test drives Debian's Chromium (never a downloaded browser).
+  command -v chromium >/dev/null || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
@@ -85,6 +87,20 @@ install_socketio() {
   fi
 }
 
+# The client SDK's build and test tools (TypeScript, ws, playwright-core), exactly as its lock file says;
+# reinstalled only when the lock file changed.
+install_sdk() {
+  local sdk modules stamp
+  sdk="$(dirname "${BASH_SOURCE[0]}")/../sdk/js"
+  modules="$sdk/node_modules"
+  stamp=$(sha256sum "$sdk/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$modules/.caas-lock" 2>/dev/null)" != "$stamp" ]; then
+    log "installing the SDK's npm packages (npm ci)"
+    (cd "$sdk" && npm ci --no-audit --no-fund --silent)
+    echo "$stamp" >"$modules/.caas-lock"
+  fi
+}
+
 install_all() {
   install_apt_packages
   if [ ! -x "$TOOLS_DIR/venv/bin/secantusd-py" ]; then
@@ -98,6 +114,7 @@ install_all() {
     "$TOOLS_DIR/venv/bin/pip" install -q cargo-lambda cfn-lint
   fi
   install_socketio
+  install_sdk
   install_binary tansu tansu --version "$TANSU_VERSION" --locked --no-default-features --features dynostore,libsql
   install_binary s3s-fs s3s-fs --version "$S3S_VERSION" --features binary --locked
 }

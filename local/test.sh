@@ -19,11 +19,27 @@ PATH="${CAAS_TOOLS_DIR:-$HOME/.cache/caas/tools}/venv/bin:$PATH" \
   cargo lambda build --release "${functions[@]/#/--bin=}"
 export CAAS_LAMBDA_ARTIFACTS_BUILT=1
 results="$stack_dir/cargo-test.log"
+sdk_results="$stack_dir/sdk-test.log"
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 set +e
+# The client SDK (sdk/js): type check, unit tests, then the demo page in headless Chromium against the
+# dev mode built above; the SDK's integration test against the real stack runs with the cargo tests.
+(
+  cd sdk/js &&
+    npm run --silent typecheck &&
+    npm test --silent &&
+    CAAS_DEV_BIN="$target_dir/debug/caas-dev" npm run --silent test:browser
+) 2>&1 | tee "$sdk_results"
+sdk_status=${PIPESTATUS[0]}
+export CAAS_SDK_BUILT=1
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$results"
 status=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole run (cargo prints one per test binary, the last being doc-tests).
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "all tests: %d passed, %d failed\n", p, f }' "$results"
+# One closing line for the whole run: cargo prints one per test binary (the last being doc-tests), node's
+# test runner a `# pass N` / `# fail N` pair per run; a type error counts as one failure.
+awk -v sdk_status="$sdk_status" '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  /^# pass / { p += $3; node_runs++ } /^# fail / { f += $3 }
+  END { if (sdk_status != 0 && f == 0) f = 1; printf "all tests: %d passed, %d failed\n", p, f }' "$sdk_results" "$results"
+[ "$sdk_status" = 0 ] || exit "$sdk_status"
 exit "$status"

@@ -17,22 +17,22 @@ use redis::AsyncCommands;
 /// `RecentWindow::remember_recent` writes it) before anyone learns the seq. With no counter (Redis
 /// lost it) it returns -1 and the reservation, so the caller re-seeds the counter above the store's
 /// reservation instead of restarting at 1.
-/// KEYS: seq, claim, reserved, members, recent, recent bytes. ARGV: message id, claim TTL, check member,
+/// KEYS: seq, claim, reserved, members, recent, recent tally. ARGV: message id, claim TTL, check member,
 /// sender, entry head, entry tail, window size, window TTL, window bytes. Status: -3 not a member, -2 members not cached,
 /// -1 no counter, 0 an earlier claim, 1 new, 2 new and remembered.
 ///
 /// Every send runs it, so it makes as few calls as it can (each `redis.call` costs about as much as a
 /// small command of its own): a member is one SISMEMBER (only a miss asks whether the set is cached at
-/// all), the reservation, the earlier claim and the counter are one MGET, and the window entry needs no
-/// ZREMRANGEBYSCORE first — the counter hands each seq out once, so nothing can sit at a fresh seq's
-/// score.
+/// all), the reservation, the earlier claim, the counter and the window's tally are one MGET, the window
+/// entry needs no ZREMRANGEBYSCORE first — the counter hands each seq out once, so nothing can sit at a
+/// fresh seq's score — and the window is trimmed (by entries and bytes) only when the tally says so.
 pub(super) const SEND_SCRIPT: &str = concat!(
     r#"
 if ARGV[3] == '1' and redis.call('SISMEMBER', KEYS[4], ARGV[4]) == 0 then
   if redis.call('EXISTS', KEYS[4]) == 0 then return {-2, '', 0} end
   return {-3, '', 0}
 end
-local found = redis.call('MGET', KEYS[3], KEYS[2], KEYS[1])
+local found = redis.call('MGET', KEYS[3], KEYS[2], KEYS[1], KEYS[6])
 local reserved = tonumber(found[1] or '0')
 if found[2] then return {0, found[2], reserved} end
 if not found[3] then return {-1, '', reserved} end
@@ -40,8 +40,9 @@ local seq = redis.call('INCR', KEYS[1])
 local value = ARGV[1] .. '|' .. seq .. '|pending'
 redis.call('SET', KEYS[2], value, 'EX', ARGV[2])
 if seq > reserved or ARGV[7] == '0' then return {1, value, reserved} end
-local window, bytes_key, entry = KEYS[5], KEYS[6], seq .. '|' .. ARGV[5] .. seq .. ARGV[6]
+local window, tally_key, entry = KEYS[5], KEYS[6], seq .. '|' .. ARGV[5] .. seq .. ARGV[6]
 local max_count, max_bytes, ttl = tonumber(ARGV[7]), tonumber(ARGV[9]), ARGV[8]
+local tally, removed_count, removed_bytes = found[4], 0, 0
 "#,
     window_add_lua!(),
     "return {2, value, reserved}\n"
@@ -94,7 +95,7 @@ impl RedisCache {
             .key(format!("{tag}:reserved"))
             .key(format!("{tag}:members"))
             .key(format!("{tag}:recent"))
-            .key(format!("{tag}:recent:bytes"))
+            .key(format!("{tag}:recent:tally"))
             .arg(request.message_id)
             .arg(IDEMPOTENCY_TTL.as_secs())
             .arg(if request.check_member { "1" } else { "0" })
