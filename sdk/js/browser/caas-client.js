@@ -1582,7 +1582,11 @@ class OutboxDriver {
                     return this.outbox.timedOut(entry.client_msg_id, this.host.now());
                 return this.outbox.refused(entry.client_msg_id, failure.toBody(), this.host.now());
             })
-                .then((updated) => (updated ? this.track(updated) : undefined), (error) => this.host.error(toError(error)));
+                .then(
+            // No entry any more: its `persisted` ack was handled before this continuation ran (`ws` under
+            // Node dispatches all frames of one read synchronously, ahead of promise continuations), and
+            // it left the outbox then, without pumping. The conversation's queue must move on all the same.
+            (updated) => (updated ? this.track(updated) : this.pump()), (error) => this.host.error(toError(error)));
         }
         const due = this.outbox.nextDueAt();
         if (due !== undefined)

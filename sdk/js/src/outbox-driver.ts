@@ -128,7 +128,10 @@ export class OutboxDriver {
           },
         )
         .then(
-          (updated) => (updated ? this.track(updated) : undefined),
+          // No entry any more: its `persisted` ack was handled before this continuation ran (`ws` under
+          // Node dispatches all frames of one read synchronously, ahead of promise continuations), and
+          // it left the outbox then, without pumping. The conversation's queue must move on all the same.
+          (updated) => (updated ? this.track(updated) : this.pump()),
           (error: unknown) => this.host.error(toError(error)),
         );
     }
