@@ -88,7 +88,7 @@ function describeError(error) {
 
 // --------------------------------------------------------------------------------------- formatting
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
 const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'long', month: 'short', day: 'numeric' });
 const shortDayFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
 
@@ -718,17 +718,18 @@ function messageElement(view, startsGroup, parent) {
   );
   if (view.reactions.some((r) => r.count > 0)) body.append(reactionsElement(view));
   if (view.state === 'failed') body.append(failedElement(view));
+  if (view.message && !view.deleted) body.append(actionsElement(view, own));
 
   const element = el(
     'div',
     {
       class: classes.join(' '),
       testid: 'message',
+      tabindex: view.message && !view.deleted ? '0' : undefined,
       data: { messageId: view.id ?? '', clientMsgId: view.clientMsgId, seq: view.seq ?? '', state: view.state, sender: nameOf(view.senderId), own: String(own) },
     },
     own ? undefined : startsGroup ? fillAvatar(el('span', { 'aria-hidden': 'true' }), view.senderId, nameOf(view.senderId)) : el('span', { class: 'avatar-spacer' }),
     body,
-    view.message && !view.deleted ? actionsElement(view, own) : undefined,
   );
   return element;
 }
