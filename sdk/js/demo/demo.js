@@ -277,9 +277,18 @@ async function signIn(rawName) {
   });
   app.client = client;
   app.offs = [
-    client.on('state', renderState),
+    client.on('state', (state) => {
+      renderState(state);
+      if (state !== 'online') return;
+      // Caught up: a conversation remembered from before that is not listed any more is gone.
+      if (app.openId && !client.conversations().some((c) => c.id === app.openId)) closeConversation();
+      maybeMarkRead();
+    }),
     client.on('conversations', (list) => {
+      const wasListed = app.openId !== undefined && app.conversations.some((c) => c.id === app.openId);
       app.conversations = list;
+      // Left, or removed from it.
+      if (wasListed && !list.some((c) => c.id === app.openId)) closeConversation();
       renderConversations();
       maybeMarkRead();
     }),
@@ -499,6 +508,7 @@ function openConversation(conversationId) {
 }
 
 function closeConversation() {
+  if (app.me && app.openId) sessionStorage.removeItem(`${OPEN_KEY}:${app.me.id}`);
   stopTyping();
   for (const off of app.handleOffs) off();
   app.handleOffs = [];
@@ -553,12 +563,18 @@ function maybeMarkRead() {
   app.marked.set(handle.conversationId, last.seq);
   handle
     .markRead(last.seq)
-    .catch(() => app.marked.set(handle.conversationId, already))
-    .finally(() => {
-      app.markingRead = false;
-      // More may have arrived meanwhile.
-      if (app.handle === handle) setTimeout(maybeMarkRead, 0);
-    });
+    .then(
+      () => {
+        app.markingRead = false;
+        // More may have arrived meanwhile.
+        if (app.handle === handle) setTimeout(maybeMarkRead, 0);
+      },
+      () => {
+        // Offline, most likely: the next change or reconnect tries again.
+        app.markingRead = false;
+        app.marked.set(handle.conversationId, already);
+      },
+    );
 }
 
 document.addEventListener('visibilitychange', () => {
@@ -834,9 +850,14 @@ function failedElement(view) {
   return el(
     'div',
     { class: 'send-error', testid: 'message-error', role: 'alert' },
-    el('span', { class: 'send-error-text', text: `Not sent: ${code}${view.error?.message ? ` — ${view.error.message}` : ''}` }),
-    el('button', { type: 'button', class: 'link-button', testid: 'message-retry', text: 'Retry', on: { click: () => app.client.retrySend(view.clientMsgId) } }),
-    el('button', { type: 'button', class: 'link-button', testid: 'message-discard', text: 'Discard', on: { click: () => app.client.discardSend(view.clientMsgId) } }),
+    el(
+      'div',
+      { class: 'send-error-line' },
+      el('span', { class: 'send-error-code', text: `Not sent: ${code}` }),
+      el('button', { type: 'button', class: 'link-button', testid: 'message-retry', text: 'Retry', on: { click: () => app.client.retrySend(view.clientMsgId) } }),
+      el('button', { type: 'button', class: 'link-button', testid: 'message-discard', text: 'Discard', on: { click: () => app.client.discardSend(view.clientMsgId) } }),
+    ),
+    view.error?.message ? el('div', { class: 'send-error-message', text: view.error.message }) : undefined,
   );
 }
 

@@ -14,10 +14,10 @@
  * Every wait is for a condition in a page (or the server answering), with a generous timeout.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { DevServer, devBinary, freePort } from './dev-server.js';
@@ -28,6 +28,8 @@ const OUT_DIR = resolve(process.env.CAAS_BROWSER_OUT ?? join(SDK_DIR, 'test-brow
 /** How long any one condition may take to come true (the pages reconnect with backoff after a kill). */
 const WAIT_MS = 30_000;
 const RECOVERY_MS = 90_000;
+/** The demo app is set to refuse messages with this word (content_blocked). */
+const BLOCKED_WORD = 'spoilers';
 
 function chromiumPath(): string {
   const candidates = process.env.CAAS_CHROMIUM
@@ -157,13 +159,23 @@ describe('demo page in a browser', { timeout: 10 * 60_000 }, () => {
     return page;
   }
 
-  before(async () => {
+  // Set-up is the first step rather than a hook, so a missing Chromium or dev binary is one clear failure.
+  step('the dev mode starts on free ports, and the system Chromium launches', async () => {
     const executablePath = chromiumPath();
     mkdirSync(OUT_DIR, { recursive: true });
     dataDir = mkdtempSync(join(tmpdir(), 'caas-browser-'));
     const [gatewayPort, socketPort] = [await freePort(), await freePort()];
     server = new DevServer({ binary: devBinary(), dataDir, demoDir: SDK_DIR, gatewayPort, socketPort });
     await server.start();
+    // The demo app refuses one word, so a send can fail (the dev mode's operator token; the demo app's
+    // id is kept in the data directory).
+    const appId = readFileSync(join(dataDir, 'demo-app'), 'utf8').trim().split(' ')[0];
+    const settings = await fetch(`${server.url}/api/v1/admin/apps/${appId}/settings`, {
+      method: 'PUT',
+      headers: { authorization: 'Bearer dev-admin-token', 'content-type': 'application/json' },
+      body: JSON.stringify({ content: { blocked_terms: [BLOCKED_WORD], action: 'reject' } }),
+    });
+    assert.equal(settings.status, 200, await settings.text());
     browser = await chromium.launch({ executablePath, headless: true });
     alice = await newUserPage('alice');
     bob = await newUserPage('bob');
@@ -302,6 +314,19 @@ describe('demo page in a browser', { timeout: 10 * 60_000 }, () => {
       assert.equal(await reply.locator(T('message-quote-text')).textContent(), 'Can you check the upload flow?');
     }
     await bob.locator(T('composer-context')).waitFor({ state: 'hidden' });
+  });
+
+  step('a refused send shows in place with its error code, a retry and a discard', async () => {
+    await send(alice, `No ${BLOCKED_WORD} please`);
+    const refused = message(alice, `No ${BLOCKED_WORD} please`).and(alice.locator('[data-state="failed"]'));
+    await refused.waitFor();
+    assert.match((await refused.locator(T('message-error')).textContent()) ?? '', /content_blocked/);
+    await shot('refused');
+    await refused.locator(T('message-retry')).click();
+    await refused.waitFor(); // refused again: still failed, still in place
+    await refused.locator(T('message-discard')).click();
+    await message(alice, `No ${BLOCKED_WORD} please`).waitFor({ state: 'detached' });
+    assert.equal(await message(bob, `No ${BLOCKED_WORD} please`).count(), 0);
   });
 
   step('alice’s page mid-conversation is saved as demo.png', async () => {
