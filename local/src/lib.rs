@@ -3,6 +3,7 @@
 //! embedded dev mode that runs both with a socket node in one process.
 
 pub mod bridge;
+pub mod demo;
 
 use caas_shared::config::Config;
 use caas_shared::ports::blob::{self, local::LocalBlobs, Blobs};
@@ -16,8 +17,9 @@ use caas_shared::{ports::bus, ports::cache, ports::store};
 use std::future::Future;
 use std::sync::Arc;
 
-/// Every HTTP function mounted on its `/api/v1/...` routes, as API Gateway does when deployed.
-pub fn gateway(platform: &Platform) -> axum::Router {
+/// Every HTTP function mounted on its `/api/v1/...` routes, as API Gateway does when deployed, and the
+/// demo chat page at `/demo` (signing users into `demo_app`, when there is one).
+pub fn gateway(platform: &Platform, demo_app: Option<demo::DemoApp>) -> axum::Router {
     let Platform {
         config,
         store,
@@ -50,7 +52,22 @@ pub fn gateway(platform: &Platform) -> axum::Router {
         // Stands in for S3's presigned URLs when blobs live in a local directory.
         routes = routes.merge(caas_shared::ports::blob::local::routes(Arc::clone(local)));
     }
+    let api = caas_shared::runtime::http::finish_router(routes.clone());
+    routes = routes.merge(demo::routes(api, Arc::clone(store), demo_app));
     caas_shared::runtime::http::finish_router(routes)
+}
+
+/// Writes a secret readable by its owner only (created so: never world-readable, not even briefly).
+pub fn write_private(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(secret.as_bytes())
 }
 
 /// The configuration and the backends every local entry point (gateway, bridge, dev mode) shares.

@@ -56,7 +56,8 @@ async fn main() -> Result<(), BoxError> {
         defaults.insert("CAAS_JWT_SECRET", dev_secret(data_dir.as_deref())?);
     }
     let lookup = |key: &str| env(key).or_else(|| defaults.get(key).cloned());
-    if env("CAAS_ADMIN_TOKEN").is_none() && !only_local_backends(lookup) {
+    let local_only = only_local_backends(lookup);
+    if env("CAAS_ADMIN_TOKEN").is_none() && !local_only {
         // A well-known operator token on real servers would give anyone who reads this README the
         // admin API of that deployment.
         defaults.remove("CAAS_ADMIN_TOKEN");
@@ -82,7 +83,13 @@ async fn main() -> Result<(), BoxError> {
 
     // Whichever part stops first (Ctrl-C, SIGTERM, or a failure) stops the others.
     let stop = StopSignal::new();
-    let router = caas_local::gateway(&platform);
+    // The demo page's users live in an app of their own; on real servers only one named by
+    // CAAS_DEMO_APP_ID / CAAS_DEMO_APP_SECRET (no app is created in someone's database).
+    let demo_app = match local_only {
+        true => Some(caas_local::demo::ensure_demo_app(platform.store.as_ref(), data_dir.as_deref()).await?),
+        false => caas_local::demo::DemoApp::from_env(),
+    };
+    let router = caas_local::gateway(&platform, demo_app);
     let gateway = stop.trigger_after(async {
         axum::serve(
             gateway_listener,
@@ -134,7 +141,9 @@ fn data_dir() -> Result<Option<PathBuf>, BoxError> {
         match arg.as_str() {
             "--data-dir" => chosen = Some(args.next().ok_or("--data-dir needs a directory")?),
             "-h" | "--help" => {
-                println!("usage: caas-dev [--data-dir DIR]   (every CAAS_* variable applies; see README.md)");
+                println!(
+                    "usage: caas-dev [--data-dir DIR]   (every CAAS_* variable applies; see docs/configuration.md)"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}; try --help").into()),
@@ -155,24 +164,11 @@ fn dev_secret(data_dir: Option<&Path>) -> Result<String, BoxError> {
         Ok(secret) => Ok(secret.trim().to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret = caas_shared::services::auth::generate_secret();
-            write_private(&path, &secret)?;
+            caas_local::write_private(&path, &secret)?;
             Ok(secret)
         }
         Err(e) => Err(format!("reading {}: {e}", path.display()).into()),
     }
-}
-
-/// Writes a secret readable by its owner only (created so: never world-readable, not even briefly).
-fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(secret.as_bytes())
 }
 
 /// Whether the store, cache, bus and blobs (as `lookup` resolves them) all live in this process or
@@ -200,6 +196,7 @@ fn print_banner(config: &Config, api_url: &str, ws_url: &str) {
     println!(
         "\
 caas-dev is running — gateway, socket node and function bridge in one process
+  Demo chat  {api_url}/demo   (open it in two browser windows, sign in as two names)
   HTTP API   {api_url}/api/v1
   WebSocket  {ws_url}
   store      {store} ({persistence})

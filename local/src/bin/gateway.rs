@@ -15,7 +15,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(
         listener,
         // The peer address is the caller's source for the token endpoint's failure limits.
-        caas_local::gateway(&platform).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        caas_local::gateway(&platform, caas_local::demo::DemoApp::from_env())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(caas_shared::runtime::shutdown_signal())
     .await?;
