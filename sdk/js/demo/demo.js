@@ -219,8 +219,8 @@ const app = {
   markingRead: false,
   /** conversation id → the highest seq a read mark was sent for. */
   marked: new Map(),
-  /** Direct conversations whose name was already checked for the other member's name. */
-  nameChecks: new Set(),
+  /** Direct conversation id → 'pending' | 'mismatch': the check of the name its title suggests. */
+  nameChecks: new Map(),
   searchSeq: 0,
 };
 
@@ -356,9 +356,10 @@ function conversationTitle(conversation) {
     return conversation.member_ids.filter((id) => id !== app.me?.id).map(nameOf).join(', ') || 'Group';
   }
   const other = otherMember(conversation);
-  if (other && knownName(other)) return knownName(other);
-  const guessed = nameFromDirectTitle(conversation);
-  return guessed ?? (other ? nameOf(other) : 'Just you');
+  if (!other) return 'Just you';
+  if (knownName(other)) return knownName(other);
+  const guessed = app.nameChecks.get(conversation.id) === 'mismatch' ? undefined : nameFromDirectTitle(conversation);
+  return guessed ?? nameOf(other);
 }
 
 /**
@@ -381,10 +382,11 @@ function checkDirectNames() {
     const other = otherMember(conversation);
     const guessed = nameFromDirectTitle(conversation);
     if (!other || knownName(other) || !guessed) continue;
-    app.nameChecks.add(conversation.id);
+    app.nameChecks.set(conversation.id, 'pending');
     resolveUsers([guessed])
       .then(([user]) => {
-        if (user?.user_id === other) refreshAll();
+        if (user?.user_id !== other) app.nameChecks.set(conversation.id, 'mismatch');
+        refreshAll();
       })
       .catch(() => app.nameChecks.delete(conversation.id));
   }
@@ -637,12 +639,12 @@ function itemView(item) {
 }
 
 function renderMessages(items, force = false) {
+  const previousFirst = app.items.length > 0 ? itemKey(app.items[0]) : undefined;
   app.items = items;
   const container = $('messages');
   const list = $('message-list');
   const nearBottom = container.scrollHeight - container.scrollTop - container.clientHeight < 120;
   const previousHeight = container.scrollHeight;
-  const previousFirst = list.firstElementChild;
   const byId = new Map();
   for (const item of items) if (item.kind === 'message') byId.set(item.message.id, item.message);
 
@@ -677,7 +679,8 @@ function renderMessages(items, force = false) {
     else list.insertBefore(node, cursor);
   }
 
-  if (list.firstElementChild !== previousFirst && previousFirst && !nearBottom) {
+  const olderAbove = previousFirst !== undefined && items.length > 0 && itemKey(items[0]) !== previousFirst && rendered.has(previousFirst);
+  if (olderAbove && !nearBottom) {
     // Older messages came in above: keep what the reader was looking at in place.
     container.scrollTop += container.scrollHeight - previousHeight;
   } else if (nearBottom || force) {

@@ -414,6 +414,41 @@ describe('demo page in a browser', { timeout: 10 * 60_000 }, () => {
     assert.deepEqual(duplicateIds, []);
   });
 
+  step('a long conversation loads older messages as bob scrolls up, keeping his place', async () => {
+    await alice.locator(T('new-conversation')).click();
+    await alice.locator(T('new-kind-group')).click();
+    await alice.locator(T('new-group-name')).fill('Archive');
+    await alice.locator(T('new-group-members')).fill('bob');
+    await alice.locator(T('new-conversation-submit')).click();
+    await alice.locator(T('conversation-title')).filter({ hasText: 'Archive' }).waitFor();
+    const total = 70; // more than a page (50)
+    for (let n = 1; n <= total; n += 1) await send(alice, `Archive message ${n}`);
+    await message(alice, `Archive message ${total}`).and(alice.locator('[data-state="sent"]')).waitFor();
+
+    await conversationItem(bob, 'Archive').click();
+    await message(bob, `Archive message ${total}`).waitFor();
+    assert.equal((await countMessages(bob, 'Archive message 1')).count, 0, 'the first page is the newest 50');
+    const firstShown = await bob.locator(`${T('message')} ${T('message-text')}`).first().textContent();
+    assert.ok(firstShown);
+    await bob.locator(T('messages')).evaluate((box) => box.scrollTo({ top: 0 }));
+    await waitForCount(bob, 'Archive message 1', 1);
+    for (let n = 1; n <= total; n += 1) await waitForCount(bob, `Archive message ${n}`, 1);
+    // What was at the top before stays in view (the older page went in above it).
+    const inView = await bob.evaluate((text) => {
+      const box = document.querySelector('[data-testid="messages"]');
+      const target = [...document.querySelectorAll('[data-testid="message"]')].find((m) => m.querySelector('[data-testid="message-text"]')?.textContent === text);
+      if (!box || !target) return false;
+      const a = box.getBoundingClientRect();
+      const b = target.getBoundingClientRect();
+      return b.bottom > a.top && b.top < a.bottom;
+    }, firstShown);
+    assert.ok(inView, `${firstShown} scrolled out of view when older messages loaded`);
+    await shot('history');
+    await conversationItem(alice, 'bob').click();
+    await conversationItem(bob, 'alice').click();
+    await message(bob, 'the thumbnail loaded instantly').waitFor();
+  });
+
   step('the server is killed and restarted: both pages come back online, nothing lost or doubled', async () => {
     await server.kill('SIGKILL');
     for (const page of [alice, bob]) {
