@@ -483,6 +483,24 @@ describe('demo page in a browser', { timeout: 10 * 60_000 }, () => {
     await shot('after-restart');
   });
 
+  step('switching user: bob’s tab signs in as carol, who finds the group with its unread count', async () => {
+    await bob.locator(T('switch-user')).click();
+    await bob.locator(T('signin-screen')).waitFor();
+    assert.equal(await bob.locator(T('signin-name')).inputValue(), '');
+    await bob.locator(T('signin-name')).fill('carol');
+    await bob.locator(T('signin-submit')).click();
+    await waitOnline(bob);
+    assert.equal(await bob.locator(T('me-name')).textContent(), 'carol');
+    await conversationItem(bob, 'Launch crew').locator(T('unread-badge')).filter({ hasText: /^2$/ }).waitFor();
+    assert.equal(await bob.locator(T('conversation-item')).count(), 1);
+    await conversationItem(bob, 'Launch crew').click();
+    const reply = message(bob, 'Sounds good, see you there');
+    await reply.waitFor();
+    assert.equal(await reply.locator(T('message-sender')).textContent(), 'bob');
+    await conversationItem(bob, 'Launch crew').locator(T('unread-badge')).waitFor({ state: 'detached' });
+    await shot('carol');
+  });
+
   step('no uncaught errors in either page', async () => {
     assert.deepEqual(pageErrors, []);
   });
