@@ -247,3 +247,45 @@ async fn a_node_warns_about_topics_below_the_configured_replication() {
     );
     assert!(warned.iter().all(|l| l.contains("\"configured\":3")), "{warned:?}");
 }
+
+/// A `persisted` ack reaches the connections open when persistence answers; a sender that was away then
+/// learns it by resending: the duplicate's reply says `persisted` once the store has the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_of_a_stored_message_is_answered_persisted() {
+    let platform = Platform::start("resend_persisted", 1);
+    let http = reqwest::Client::new();
+    let app = platform.create_app(&http).await;
+    let (alice, bob) = (
+        platform.token(&http, &app, "alice").await,
+        platform.token(&http, &app, "bob").await,
+    );
+    let mut a = connect(&platform, 0, &alice, "resend-alice").await;
+    let conversation = a.create_group(&[&bob]).await;
+    let send = json!({"conversation_id": conversation, "client_msg_id": "once", "text": "hello"});
+    let first = ok(&a.call("message.send", send.clone()).await);
+    assert_eq!(
+        (first["status"].as_str(), first["duplicate"].as_bool()),
+        (Some("accepted"), Some(false))
+    );
+    // The sender leaves before the persisted ack can reach it.
+    drop(a);
+    let mut again = connect(&platform, 0, &alice, "resend-alice-2").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = ok(&again.call("message.send", send.clone()).await);
+        assert_eq!(reply["duplicate"], true, "{reply}");
+        assert_eq!(
+            (&reply["message_id"], &reply["seq"]),
+            (&first["message_id"], &first["seq"])
+        );
+        if reply["status"] == "persisted" {
+            break;
+        }
+        assert_eq!(reply["status"], "accepted", "{reply}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never answered persisted: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

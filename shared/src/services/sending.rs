@@ -108,6 +108,12 @@ impl Messages<'_> {
             duplicate: !claim.is_new,
         };
         if claim.state == ClaimState::Published {
+            let mut ack = ack;
+            if !claim.is_new && self.is_persisted(app_id, &conversation_id, &claim).await {
+                // A resend after a reconnect: the `persisted` ack went to the connections open when
+                // persistence answered, so this one may never have had it. Only resends pay this read.
+                ack.status = AckStatus::Persisted;
+            }
             return Ok(Outcome {
                 reply: protocol::to_data(&ack)?,
                 notice: None,
@@ -164,5 +170,22 @@ impl Messages<'_> {
                 protocol::event_with_encoded_data("message.new", &payload),
             )),
         })
+    }
+
+    /// Whether the store holds the claimed message under its seq (a failed read says no: the reply is
+    /// then `accepted`, as without the read).
+    async fn is_persisted(&self, app_id: &str, conversation_id: &str, claim: &crate::ports::cache::Claim) -> bool {
+        match self
+            .store
+            .find_message(app_id, conversation_id, &claim.message_id)
+            .await
+        {
+            Ok(Some(stored)) => stored.seq == claim.seq,
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not tell whether a resent message is persisted");
+                false
+            }
+        }
     }
 }
