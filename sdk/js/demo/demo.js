@@ -217,6 +217,8 @@ const app = {
   typingSent: false,
   typingTimer: undefined,
   markingRead: false,
+  /** The open conversation has caught up at least once. */
+  synced: false,
   /** conversation id → the highest seq a read mark was sent for. */
   marked: new Map(),
   /** Direct conversation id → 'pending' | 'mismatch': the check of the name its title suggests. */
@@ -279,9 +281,11 @@ async function signIn(rawName) {
   app.offs = [
     client.on('state', (state) => {
       renderState(state);
+      updateEmptyState();
       if (state !== 'online') return;
       // Caught up: a conversation remembered from before that is not listed any more is gone.
       if (app.openId && !client.conversations().some((c) => c.id === app.openId)) closeConversation();
+      if (app.handle && !app.synced) awaitSynced(app.handle);
       maybeMarkRead();
     }),
     client.on('conversations', (list) => {
@@ -446,7 +450,10 @@ function renderConversations() {
       ),
     );
   });
+  // Keyboard users keep their place when the list is redrawn.
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.conversationId : undefined;
   list.replaceChildren(...rows);
+  if (focused) list.querySelector(`[data-conversation-id="${CSS.escape(focused)}"]`)?.focus();
   show($('conversation-empty'), rows.length === 0);
   const total = app.conversations.reduce((sum, c) => sum + (c.id === app.openId && isVisible() ? 0 : c.unread_count), 0);
   document.title = total > 0 ? `(${total}) CaaS demo chat` : 'CaaS demo chat';
@@ -485,20 +492,10 @@ function openConversation(conversationId) {
   $('message-list').replaceChildren();
   rendered.clear();
   renderChatHead();
+  app.synced = false;
   renderMessages(handle.items(), true);
   renderTyping(handle.typingUsers());
-  setHistoryStatus(handle.items().length === 0 ? 'Loading…' : undefined);
-  handle
-    .synced()
-    .then(() => {
-      if (app.handle !== handle) return;
-      setHistoryStatus(undefined);
-      renderMessages(handle.items(), true);
-      maybeMarkRead();
-    })
-    .catch(() => {
-      if (app.handle === handle && handle.items().length === 0) setHistoryStatus('Waiting for the connection…');
-    });
+  awaitSynced(handle);
   const conversation = app.conversations.find((c) => c.id === conversationId);
   if (conversation?.kind === 'direct') {
     const other = otherMember(conversation);
@@ -545,6 +542,31 @@ function renderChatHead() {
   $('chat-subtitle').textContent = subtitle;
 }
 
+/** Once the open conversation has caught up: scroll to the newest, mark read, say so if it is empty. */
+function awaitSynced(handle) {
+  handle
+    .synced()
+    .then(() => {
+      if (app.handle !== handle) return;
+      app.synced = true;
+      renderMessages(handle.items(), true);
+      maybeMarkRead();
+    })
+    .catch(() => {
+      // Offline: tried again when the client is back online.
+      if (app.handle === handle) updateEmptyState();
+    });
+}
+
+/** The line above the messages: loading, waiting, or an invitation to write the first one. */
+function updateEmptyState() {
+  if (loadingOlder) return;
+  if (!app.handle || app.items.length > 0) return setHistoryStatus(undefined);
+  const state = app.client?.state;
+  if (app.synced) setHistoryStatus('No messages yet. Say hello 👋');
+  else setHistoryStatus(state === 'online' || state === 'resuming' ? 'Loading…' : 'Waiting for the connection…');
+}
+
 function setHistoryStatus(text) {
   const status = $('history-status');
   status.textContent = text ?? '';
@@ -586,6 +608,8 @@ document.addEventListener('visibilitychange', () => {
 });
 
 // --------------------------------------------------------------------------------------- messages
+
+let loadingOlder = false;
 
 /** key → {element, signature}: elements are kept while their content is unchanged (images stay loaded). */
 const rendered = new Map();
@@ -680,6 +704,7 @@ function renderMessages(items, force = false) {
   }
 
   const olderAbove = previousFirst !== undefined && items.length > 0 && itemKey(items[0]) !== previousFirst && rendered.has(previousFirst);
+  updateEmptyState();
   if (olderAbove && !nearBottom) {
     // Older messages came in above: keep what the reader was looking at in place.
     container.scrollTop += container.scrollHeight - previousHeight;
@@ -928,21 +953,22 @@ async function focusMessage(messageId) {
       element.classList.add('flash');
       return;
     }
-    if (!handle.hasOlder || app.handle !== handle) break;
+    if (!handle.hasOlder || app.handle !== handle || loadingOlder) break;
+    loadingOlder = true;
     setHistoryStatus('Loading older messages…');
     try {
       await handle.loadOlder();
     } catch {
       break;
     } finally {
-      setHistoryStatus(undefined);
+      loadingOlder = false;
+      updateEmptyState();
     }
   }
   toast('That message is no longer available.');
 }
 
 // Older history: loads as the reader scrolls to the top.
-let loadingOlder = false;
 function onMessagesScroll() {
   const handle = app.handle;
   if (!handle || loadingOlder || !handle.hasOlder || $('messages').scrollTop > 80) return;
@@ -953,7 +979,7 @@ function onMessagesScroll() {
     .catch(() => undefined)
     .finally(() => {
       loadingOlder = false;
-      setHistoryStatus(undefined);
+      updateEmptyState();
     });
 }
 

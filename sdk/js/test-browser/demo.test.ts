@@ -246,7 +246,9 @@ describe('demo page in a browser', { timeout: 10 * 60_000 }, () => {
     await alice.locator(T('new-conversation-submit')).click();
     await alice.locator(T('conversation-title')).filter({ hasText: 'Launch crew' }).waitFor();
     assert.match((await alice.locator(T('conversation-subtitle')).textContent()) ?? '', /3 members/);
+    await alice.locator(T('history-status')).filter({ hasText: 'No messages yet' }).waitFor();
     await send(alice, 'Kickoff at noon in the big room');
+    await alice.locator(T('history-status')).waitFor({ state: 'hidden' });
     await conversationItem(bob, 'Launch crew').waitFor();
     await conversationItem(bob, 'Launch crew').click();
     await message(bob, 'Kickoff at noon').waitFor();
