@@ -223,17 +223,35 @@ async fn token(State(demo): State<Arc<Demo>>, request: Request<Body>) -> Result<
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UsersRequest {
+    #[serde(default)]
     names: Vec<String>,
+    #[serde(default)]
+    ids: Vec<String>,
 }
 
-/// `POST /demo/users {"names":[…]}` → `{"users":[{name, user_id}]}`: the demo app's users by name
-/// (created when new), so the page can start a conversation with someone by name — what an app's
+/// `POST /demo/users {"names":[…]}` or `{"ids":[…]}` → `{"users":[{name, user_id}]}`: the demo app's
+/// users by name (created when new), so the page can start a conversation with someone by name, or by
+/// id (unknown ids are left out), so it can name the members and senders it meets — what an app's
 /// backend does with its own user directory.
 async fn users(State(demo): State<Arc<Demo>>, headers: HeaderMap, body: Body) -> Result<Json<Value>> {
     let app = demo_app(&demo)?;
     let wanted: UsersRequest = read_json(&headers, body).await?;
-    if wanted.names.is_empty() || wanted.names.len() > MAX_NAMES {
-        return Err(Error::Validation(format!("names holds 1 to {MAX_NAMES} names")));
+    let asked = wanted.names.len() + wanted.ids.len();
+    if asked == 0 || asked > MAX_NAMES || !(wanted.names.is_empty() || wanted.ids.is_empty()) {
+        return Err(Error::Validation(format!(
+            "give names or ids (not both), 1 to {MAX_NAMES} of them"
+        )));
+    }
+    if !wanted.ids.is_empty() {
+        let found = demo.store.find_users(&app.app_id, &wanted.ids).await?;
+        let users: Vec<Value> = found
+            .into_iter()
+            .map(|user| {
+                let name = user.display_name.unwrap_or(user.external_id);
+                json!({"name": name, "user_id": user.id})
+            })
+            .collect();
+        return Ok(Json(json!({ "users": users })));
     }
     let mut found = Vec::with_capacity(wanted.names.len());
     for name in &wanted.names {

@@ -158,7 +158,33 @@ function knownName(id) {
 }
 
 function nameOf(id) {
-  return knownName(id) ?? `user ${id.replace(/-/g, '').slice(-4)}`;
+  const known = knownName(id);
+  if (known === undefined) lookUpName(id);
+  return known ?? `user ${id.replace(/-/g, '').slice(-4)}`;
+}
+
+/** Ids met without a name are asked about once, a batch at a time (`POST /demo/users {ids}`). */
+const askedIds = new Set();
+let lookupBatch = [];
+
+function lookUpName(id) {
+  if (askedIds.has(id)) return;
+  askedIds.add(id);
+  lookupBatch.push(id);
+  if (lookupBatch.length > 1) return;
+  queueMicrotask(async () => {
+    const ids = lookupBatch.splice(0, lookupBatch.length);
+    for (let start = 0; start < ids.length; start += 20) {
+      try {
+        const { users } = await postJson('/demo/users', { ids: ids.slice(start, start + 20) });
+        let learnt = false;
+        for (const user of users) learnt = learnName(user.user_id, user.name) || learnt;
+        if (learnt && app.client) refreshAll();
+      } catch {
+        // Names are a nicety: the short id stays.
+      }
+    }
+  });
 }
 
 // Another tab of this browser learnt a name: show it here too.
