@@ -13,6 +13,8 @@ const USER_KEY = 'caas-demo:user';
 /** localStorage: user id → name, learnt by any user of this browser (the server has no lookup by id). */
 const NAMES_KEY = 'caas-demo:names';
 const OPEN_KEY = 'caas-demo:open';
+/** localStorage: name → user id of everyone who signed in here, so a reload can start while the server is down. */
+const SIGNED_IN_KEY = 'caas-demo:signed-in';
 const TYPING_IDLE_MS = 4000;
 const ATTACHMENT_URL_TTL_MS = 4 * 60 * 1000;
 const GROUP_GAP_MS = 5 * 60 * 1000;
@@ -281,17 +283,25 @@ async function signIn(rawName) {
   const submit = document.querySelector('[data-testid="signin-submit"]');
   submit.disabled = true;
   let first;
+  let offlineId;
   try {
     first = await fetchToken(name);
   } catch (error) {
-    submit.disabled = false;
-    return showSignIn(`Could not sign in: ${error.message}`);
+    // The server cannot be reached, but this user signed in here before: start offline. Unsent messages
+    // kept in IndexedDB under the user's id show again (and go out once the server answers); the SDK
+    // keeps asking for a token with backoff.
+    offlineId = error.code === 'network' ? signedInId(name) : undefined;
+    if (!offlineId) {
+      submit.disabled = false;
+      return showSignIn(`Could not sign in: ${error.message}`);
+    }
   }
   submit.disabled = false;
   sessionStorage.setItem(USER_KEY, name);
   localStorage.setItem(USER_KEY, name);
-  app.me = { id: first.user.id, name: first.user.display_name || first.user.external_id || name };
+  app.me = first ? { id: first.user.id, name: first.user.display_name || first.user.external_id || name } : { id: offlineId, name: knownName(offlineId) ?? name };
   learnName(app.me.id, app.me.name);
+  rememberSignedIn(name, app.me.id);
 
   let handed = first;
   const client = connect({
@@ -302,6 +312,8 @@ async function signIn(rawName) {
       return token ? Promise.resolve(token) : fetchToken(name);
     },
     apiUrl: location.origin,
+    // The SDK's default key, given before the first token so an offline start restores the outbox.
+    storageKey: `outbox:${app.me.id}`,
   });
   app.client = client;
   app.offs = [
@@ -340,6 +352,24 @@ async function signIn(rawName) {
   renderConversations();
   const reopen = sessionStorage.getItem(`${OPEN_KEY}:${app.me.id}`);
   if (reopen) openConversation(reopen);
+}
+
+function signedInId(name) {
+  try {
+    return JSON.parse(localStorage.getItem(SIGNED_IN_KEY) ?? '{}')?.[name];
+  } catch {
+    return undefined;
+  }
+}
+
+function rememberSignedIn(name, id) {
+  try {
+    const known = JSON.parse(localStorage.getItem(SIGNED_IN_KEY) ?? '{}') ?? {};
+    if (known[name] === id) return;
+    localStorage.setItem(SIGNED_IN_KEY, JSON.stringify({ ...known, [name]: id }));
+  } catch {
+    // private mode: no offline start
+  }
 }
 
 function signOut() {

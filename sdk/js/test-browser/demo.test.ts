@@ -3,7 +3,9 @@
  * alice and bob, in two browser contexts, chat through the dev mode's gateway and socket node — direct
  * and group conversations, typing, unread badges, an image upload with its thumbnail, reactions,
  * replies, edit and delete, search, a reload — and then the server is killed (SIGKILL) and started
- * again on the same ports and data: both pages come back online and nothing is lost or shown twice.
+ * again on the same ports and data: both pages come back online and nothing is lost or shown twice. With
+ * the server down once more, bob's unsent message outlives a reload of his page (the SDK's outbox in
+ * IndexedDB, read here from the page) and is delivered once when the server is back.
  *
  * Runs with `npm run test:browser`. Needs a built dev mode (`cargo build -p caas-dev`; the binary is
  * `CAAS_DEV_BIN`, else `$CARGO_TARGET_DIR` or `~/.cache/caas/target`, + `/debug/caas-dev`) and a system
@@ -103,6 +105,97 @@ async function signIn(page: Page, base: string, name: string): Promise<void> {
   assert.equal(await page.locator(T('me-name')).textContent(), name);
 }
 
+/** One record of the SDK's outbox store (IndexedDB `caas-client`, store `outbox`, key `outbox:<user id>`). */
+interface StoredEntry {
+  key: string;
+  client_msg_id: string;
+  text?: string;
+  state: string;
+}
+
+/**
+ * What the page's IndexedDB holds in the SDK's outbox store right now. Reads only: a database that does
+ * not exist yet is not opened (that would create it without the store, at the version the SDK opens).
+ */
+async function storedOutbox(page: Page): Promise<StoredEntry[]> {
+  return page.evaluate(async () => {
+    const databases = await indexedDB.databases();
+    if (!databases.some((database) => database.name === 'caas-client')) return [];
+    const database = await new Promise<IDBDatabase>((resolveOpen, rejectOpen) => {
+      const opening = indexedDB.open('caas-client');
+      opening.onsuccess = () => resolveOpen(opening.result);
+      opening.onerror = () => rejectOpen(opening.error);
+    });
+    try {
+      if (!database.objectStoreNames.contains('outbox')) return [];
+      const store = database.transaction('outbox', 'readonly').objectStore('outbox');
+      const read = <T,>(request: IDBRequest<T>): Promise<T> =>
+        new Promise((resolveRead, rejectRead) => {
+          request.onsuccess = () => resolveRead(request.result);
+          request.onerror = () => rejectRead(request.error);
+        });
+      const [keys, values] = await Promise.all([read(store.getAllKeys()), read(store.getAll())]);
+      return keys.flatMap((key, index) => {
+        const entries: unknown = values[index];
+        if (!Array.isArray(entries)) return [];
+        return entries.map((entry: { client_msg_id: string; text?: string; state: string }) => ({
+          key: String(key),
+          client_msg_id: entry.client_msg_id,
+          text: entry.text,
+          state: entry.state,
+        }));
+      });
+    } finally {
+      database.close();
+    }
+  });
+}
+
+/**
+ * Waits until the outbox store holds (or no longer holds) the entry `clientMsgId`. IndexedDB tells no one
+ * about changes, so this reads it every 100 ms until the condition holds or `timeout` passes.
+ */
+async function waitForStored(page: Page, clientMsgId: string, present: boolean, timeout = WAIT_MS): Promise<StoredEntry[]> {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const stored = await storedOutbox(page);
+    if (stored.some((entry) => entry.client_msg_id === clientMsgId) === present) return stored;
+    assert.ok(Date.now() < deadline, `the outbox store ${present ? 'never held' : 'still holds'} ${clientMsgId}: ${JSON.stringify(stored)}`);
+    await page.waitForTimeout(100); // a polling interval, not a wait for correctness
+  }
+}
+
+/**
+ * The page's own files (`GET /demo`, `/demo/assets/*`) go through the test, which keeps the last answer
+ * of each: when the server is down, a reload still gets the page — as it would from a CDN or an offline
+ * cache in production, where the page is not served by the chat server — while everything the page asks
+ * of the server (the token, the socket, the API) fails.
+ */
+async function keepPageFiles(context: BrowserContext): Promise<void> {
+  const kept = new Map<string, { status: number; headers: Record<string, string>; body: Buffer }>();
+  await context.route(
+    (url) => url.pathname === '/demo' || url.pathname.startsWith('/demo/assets/'),
+    async (route) => {
+      const request = route.request();
+      if (request.method() !== 'GET') return route.fallback();
+      let answer: { status: number; headers: Record<string, string>; body: Buffer } | undefined;
+      try {
+        const response = await route.fetch();
+        const headers = { ...response.headers() };
+        // The body comes decoded: its length and encoding are the fulfilled response's own.
+        delete headers['content-encoding'];
+        delete headers['content-length'];
+        answer = { status: response.status(), headers, body: await response.body() };
+        if (response.ok()) kept.set(request.url(), answer);
+      } catch {
+        answer = kept.get(request.url()); // the server is down
+      }
+      if (answer) await route.fulfill(answer);
+      else await route.abort('connectionrefused');
+    },
+  );
+}
+
 // ------------------------------------------------------------------------------------------ the test
 
 describe('demo page in a browser', { timeout: 10 * 60_000 }, () => {
@@ -148,11 +241,17 @@ describe('demo page in a browser', { timeout: 10 * 60_000 }, () => {
     });
   }
 
-  async function newUserPage(name: string): Promise<Page> {
+  async function newUserPage(name: string, options: { keepPageFiles?: boolean } = {}): Promise<Page> {
     assert.ok(browser);
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1, locale: 'en-US', timezoneId: 'UTC' });
     context.setDefaultTimeout(WAIT_MS);
     contexts.push(context);
+    if (options.keepPageFiles) {
+      await keepPageFiles(context);
+      // A page the test fulfilled has no server address, so Chromium counts it as public and would block
+      // its socket to 127.0.0.1 (Local Network Access): the permission a user would grant, granted here.
+      await context.grantPermissions(['local-network-access']);
+    }
     const page = await context.newPage();
     page.on('pageerror', (error) => pageErrors.push(`${name}: ${error.message}`));
     page.on('console', (line) => consoleLines.push(`${name} ${line.type()}: ${line.text()}`));
@@ -178,7 +277,8 @@ describe('demo page in a browser', { timeout: 10 * 60_000 }, () => {
     assert.equal(settings.status, 200, await settings.text());
     browser = await chromium.launch({ executablePath, headless: true });
     alice = await newUserPage('alice');
-    bob = await newUserPage('bob');
+    // bob's page reloads while the server is down (the outbox step): it keeps the page's files.
+    bob = await newUserPage('bob', { keepPageFiles: true });
   });
 
   after(async () => {
@@ -483,6 +583,67 @@ describe('demo page in a browser', { timeout: 10 * 60_000 }, () => {
       );
     }
     await shot('after-restart');
+  });
+
+  step('an unsent message survives a reload while the server is down (IndexedDB) and is delivered once', async () => {
+    const text = 'Written offline, kept across a reload';
+    await server.kill('SIGKILL');
+    for (const page of [alice, bob]) {
+      await page.waitForFunction(() => document.querySelector<HTMLElement>('[data-testid="connection-state"]')?.dataset.state !== 'online');
+    }
+    await send(bob, text);
+    const pending = message(bob, text).and(bob.locator('[data-state="pending"]'));
+    await pending.waitFor();
+    const clientMsgId = await pending.getAttribute('data-client-msg-id');
+    assert.ok(clientMsgId);
+    // The SDK saved it in IndexedDB, under bob's key, as pending.
+    const saved = (await waitForStored(bob, clientMsgId, true)).filter((entry) => entry.client_msg_id === clientMsgId);
+    assert.equal(saved.length, 1, JSON.stringify(saved));
+    assert.equal(saved[0]?.text, text);
+    assert.equal(saved[0]?.state, 'pending');
+    assert.match(saved[0]?.key ?? '', /^outbox:/);
+    await shot('outbox-offline');
+
+    // The reload ends the page and its in-memory outbox; the server is still down, so only IndexedDB has it.
+    await bob.reload();
+    await bob.locator(T('me-name')).filter({ hasText: /^bob$/ }).waitFor();
+    const restored = message(bob, text).and(bob.locator('[data-state="pending"]'));
+    await restored.waitFor();
+    assert.equal(await restored.getAttribute('data-client-msg-id'), clientMsgId);
+    assert.notEqual(await bob.locator(T('connection-state')).getAttribute('data-state'), 'online');
+    assert.equal((await countMessages(bob, text)).count, 1);
+    assert.equal((await storedOutbox(bob)).filter((entry) => entry.client_msg_id === clientMsgId).length, 1);
+    await shot('outbox-reloaded-offline');
+
+    // Back on the same ports and data: the restored entry goes out, once.
+    await server.start();
+    await waitOnline(alice, RECOVERY_MS);
+    await waitOnline(bob, RECOVERY_MS);
+    const sent = message(bob, text).and(bob.locator('[data-state="sent"]'));
+    await sent.waitFor({ timeout: RECOVERY_MS });
+    const received = message(alice, text);
+    await received.waitFor({ timeout: RECOVERY_MS });
+    const messageId = await sent.getAttribute('data-message-id');
+    assert.ok(messageId);
+    assert.equal(await received.getAttribute('data-message-id'), messageId);
+    assert.equal(await received.getAttribute('data-client-msg-id'), clientMsgId);
+    assert.equal(await sent.getAttribute('data-client-msg-id'), clientMsgId);
+    // Delivered: the entry left the outbox, and so the store.
+    await waitForStored(bob, clientMsgId, false);
+    // A message sent after it arrives after it, and nothing shows twice.
+    await send(alice, 'Got the one from the reload');
+    await message(bob, 'Got the one from the reload').waitFor();
+    for (const page of [alice, bob]) {
+      for (const shown of [text, 'Sent while the server was down', 'Hi Bob! 👋']) {
+        await waitForCount(page, shown, 1);
+        const { count, duplicateIds } = await countMessages(page, shown);
+        assert.equal(count, 1, `${shown} shows ${count} times`);
+        assert.deepEqual(duplicateIds, []);
+      }
+      assert.equal(await page.locator(`${T('message')}[data-client-msg-id="${clientMsgId}"]`).count(), 1);
+      assert.equal(await page.locator(`${T('message')}[data-state="pending"]`).count(), 0);
+    }
+    await shot('outbox-delivered');
   });
 
   step('switching user: bob’s tab signs in as carol, who finds the group with its unread count', async () => {
