@@ -46,6 +46,7 @@ async fn main() -> Result<()> {
     let mut scale = 1.0_f64;
     let mut programs = Programs {
         socket_node: here.with_file_name("socket-node"),
+        floor_relay: here.with_file_name("floor-relay"),
         socketio_server: repo.join("bench/socketio/server.js"),
         socketio_modules: std::env::var_os("CAAS_SOCKETIO_MODULES")
             .map_or_else(|| tools_dir().join("socketio/node_modules"), PathBuf::from),

@@ -31,6 +31,11 @@ pub enum Flavor {
     /// The replaced system's stack: Socket.IO 4 processes sharing rooms through the Redis adapter, each
     /// message produced to Kafka (kafkajs, awaited) before it is broadcast and acknowledged.
     SocketIoStack,
+    /// The floor: `floor-relay`, the node's native frames over tokio-tungstenite with in-process rooms
+    /// and nothing else — what the harness and the kernel allow.
+    Floor,
+    /// The floor plus one Redis script and one awaited Kafka produce per message: the backends' share.
+    FloorBackends,
 }
 
 /// The wire protocol a client speaks.
@@ -52,6 +57,8 @@ impl Flavor {
             Flavor::CaasSocketIo => "caas socket node, Socket.IO clients",
             Flavor::SocketIo => "Socket.IO 4",
             Flavor::SocketIoStack => "Socket.IO 4 + Redis adapter + kafkajs (2 processes)",
+            Flavor::Floor => "floor (relay, no backends)",
+            Flavor::FloorBackends => "floor + Redis script + Kafka produce",
         }
     }
 
@@ -62,12 +69,19 @@ impl Flavor {
             Flavor::CaasSocketIo => "caas-socketio",
             Flavor::SocketIo => "socketio",
             Flavor::SocketIoStack => "socketio-stack",
+            Flavor::Floor => "floor",
+            Flavor::FloorBackends => "floor-backends",
         }
+    }
+
+    /// One of the floor relays (no platform behind them: they accept any token).
+    pub fn is_floor(self) -> bool {
+        matches!(self, Flavor::Floor | Flavor::FloorBackends)
     }
 
     pub fn protocol(self) -> Protocol {
         match self {
-            Flavor::Caas => Protocol::Caas,
+            Flavor::Caas | Flavor::Floor | Flavor::FloorBackends => Protocol::Caas,
             Flavor::CaasSocketIo => Protocol::CaasSocketIo,
             Flavor::SocketIo | Flavor::SocketIoStack => Protocol::SocketIo,
         }

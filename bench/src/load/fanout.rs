@@ -122,7 +122,9 @@ pub async fn conversations_for(
 ) -> Result<Vec<String>> {
     match flavor {
         Flavor::Caas | Flavor::CaasSocketIo => create_conversations(env, conversations, members).await,
-        Flavor::SocketIo | Flavor::SocketIoStack => Ok((0..conversations).map(|c| format!("room-{c}")).collect()),
+        Flavor::SocketIo | Flavor::SocketIoStack | Flavor::Floor | Flavor::FloorBackends => {
+            Ok((0..conversations).map(|c| format!("room-{c}")).collect())
+        }
     }
 }
 

@@ -97,7 +97,7 @@ pub async fn issue_tokens(
     let mut tokens = Vec::with_capacity(indexes.len());
     for batch in indexes.chunks(SESSION_BATCH) {
         let ids: Vec<(String, String)> = batch.iter().map(|&i| (user_id(i), user_id(i))).collect();
-        let issued = if flavor.protocol() != super::client::Protocol::SocketIo {
+        let issued = if flavor.protocol() != super::client::Protocol::SocketIo && !flavor.is_floor() {
             auth::start_sessions(signer, store, app_id, &ids, "load-bench").await?
         } else {
             ids.iter()

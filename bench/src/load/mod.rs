@@ -74,8 +74,10 @@ impl Environment {
     /// none for plain Socket.IO.
     pub fn fresh_backends_for(&self, flavor: Flavor) -> crate::error::Result<Vec<(String, u32)>> {
         match flavor {
-            Flavor::Caas | Flavor::CaasSocketIo | Flavor::SocketIoStack => self.fresh_backends(),
-            Flavor::SocketIo => Ok(Vec::new()),
+            Flavor::Caas | Flavor::CaasSocketIo | Flavor::SocketIoStack | Flavor::FloorBackends => {
+                self.fresh_backends()
+            }
+            Flavor::SocketIo | Flavor::Floor => Ok(Vec::new()),
         }
     }
 
@@ -235,15 +237,18 @@ pub async fn run(
     // `CAAS_BENCH_SERVERS=caas,socketio` (names as in `Flavor::name`) runs those servers only, for
     // profiling one change at a time.
     let only = std::env::var("CAAS_BENCH_SERVERS").unwrap_or_default();
-    let mut flavors = vec![Flavor::Caas, Flavor::CaasSocketIo, Flavor::SocketIo];
+    let mut flavors = vec![Flavor::Caas, Flavor::CaasSocketIo, Flavor::SocketIo, Flavor::Floor];
     if programs.socketio_stack_backends.is_some() {
-        flavors.push(Flavor::SocketIoStack);
+        flavors.extend([Flavor::SocketIoStack, Flavor::FloorBackends]);
     }
     flavors.retain(|flavor| only.is_empty() || only.split(',').any(|name| name == flavor.name()));
     let mut report = report::LoadReport::new(plan.clone());
     if let Some(settings) = &plan.idle {
         // The stack's idle connections cost what plain Socket.IO's do.
-        for &flavor in flavors.iter().filter(|flavor| **flavor != Flavor::SocketIoStack) {
+        for &flavor in flavors
+            .iter()
+            .filter(|flavor| !matches!(flavor, Flavor::SocketIoStack | Flavor::FloorBackends))
+        {
             tracing::info!(server = flavor.label(), "idle connections");
             report
                 .idle
@@ -260,8 +265,12 @@ pub async fn run(
         }
     }
     if let Some(settings) = &plan.storm {
-        // Socket.IO clients resubscribe through the same requests as native ones: not run twice.
-        for &flavor in flavors.iter().filter(|flavor| **flavor != Flavor::CaasSocketIo) {
+        // Socket.IO clients resubscribe through the same requests as native ones; the floors have no
+        // resubscription worth measuring.
+        for &flavor in flavors
+            .iter()
+            .filter(|flavor| **flavor != Flavor::CaasSocketIo && !flavor.is_floor())
+        {
             tracing::info!(server = flavor.label(), scenario = %settings.name, "reconnect storm");
             env.fresh_backends_for(flavor)?;
             report.storm.push(storm::run(flavor, settings, programs, env).await?);

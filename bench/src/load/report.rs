@@ -163,7 +163,7 @@ impl LoadReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "# Load benchmark: socket node vs Socket.IO 4 (plain, and the replaced stack)\n"
+            "# Load benchmark: socket node vs Socket.IO 4 (plain, and the replaced stack) and the floor\n"
         );
         let _ = writeln!(out, "Run on {} — {}.\n", self.date, self.machine);
         let _ = writeln!(
@@ -245,7 +245,13 @@ impl LoadReport {
                 );
             }
         }
-        for peer in [Flavor::SocketIo, Flavor::SocketIoStack] {
+        // The floors first: how far the node is from what the machine allows, with and without backends.
+        for peer in [
+            Flavor::Floor,
+            Flavor::FloorBackends,
+            Flavor::SocketIo,
+            Flavor::SocketIoStack,
+        ] {
             self.ratios_against(&mut out, Flavor::Caas, peer, &format!("Ours / {}", peer.label()));
         }
         // What the compatibility layer costs: the same node, Socket.IO clients against native ones.

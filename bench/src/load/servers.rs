@@ -17,6 +17,8 @@ use tokio::process::{Child, Command};
 pub struct Programs {
     /// The `socket-node` binary (by default beside the running benchmark binary).
     pub socket_node: PathBuf,
+    /// The `floor-relay` binary (beside the running benchmark binary).
+    pub floor_relay: PathBuf,
     /// `bench/socketio/server.js`.
     pub socketio_server: PathBuf,
     /// A `node_modules` folder holding `socket.io`.
@@ -66,6 +68,33 @@ impl Server {
                     .kill_on_drop(true)
                     .spawn()
                     .map_err(|e| BenchError::Failed(format!("{}: {e}", programs.socket_node.display())))?;
+                let server = Self {
+                    flavor,
+                    addrs: vec![addr],
+                    children: vec![child],
+                };
+                server.wait_until_listening().await?;
+                Ok(server)
+            }
+            Flavor::Floor | Flavor::FloorBackends => {
+                let port = free_port()?;
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                let mut command = Command::new(&programs.floor_relay);
+                command.args(["--bind", &addr.to_string()]);
+                if flavor == Flavor::FloorBackends {
+                    let (redis, kafka) = programs.socketio_stack_backends.clone().ok_or_else(|| {
+                        BenchError::Failed(
+                            "the floor with backends needs Redis and Kafka (CAAS_CACHE_URL, CAAS_BUS_URL)".into(),
+                        )
+                    })?;
+                    command.args(["--redis", &redis, "--kafka", &kafka]);
+                }
+                let child = command
+                    .stdout(log_file(&programs.log_dir, &format!("{}-{index}.log", flavor.name()))?)
+                    .stderr(log_file(&programs.log_dir, &format!("{}-{index}.err", flavor.name()))?)
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| BenchError::Failed(format!("{}: {e}", programs.floor_relay.display())))?;
                 let server = Self {
                     flavor,
                     addrs: vec![addr],
