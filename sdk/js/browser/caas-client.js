@@ -1198,10 +1198,18 @@ const retryAfterMs = __protocol.retryAfterMs;
  * requests and owns the timers) whose entries are plain JSON, so a browser can keep them in IndexedDB
  * and finish them after a reload.
  *
- *   pending ──reply ok──► accepted (seq) ──ack event──► persisted (dropped)
- *      │ ▲
+ *   pending ──reply accepted──► accepted (seq) ──ack event, or a confirmation answered persisted──► persisted (dropped)
+ *      │ ▲  └──reply persisted (a resend of a stored message)──────────────────────────────────────► persisted
  *      │ └── disconnect / unavailable (backoff) / rate_limited (the named wait): same client_msg_id
  *      └──── final refusal (content_blocked, user_muted, …) ──► failed (code, message) ──retry()──► pending
+ *
+ * The `persisted` ack event reaches only the sender's connections open when persistence answers, so one
+ * due while the socket was down never comes. An accepted entry is therefore *confirmed*: resent once,
+ * same `client_msg_id` and request, on the next connection and whenever it has waited `confirmAfterMs`
+ * for its ack; the server answers a resend with the original seq, `status: "persisted"` once the store
+ * has the message (else `accepted`: the ack event or a later confirmation settles it). Confirmations
+ * never hold up a conversation's queue (the entry is sequenced already), are not attempts, cannot fail
+ * an entry, go out at most one per entry and one per `confirmIntervalMs`.
  *
  * Exactly-once rests on the server: a resend with the same `client_msg_id` returns the original seq
  * (`duplicate: true`) and creates nothing, so the outbox may resend whenever it is unsure whether a
@@ -1243,15 +1251,22 @@ class Outbox {
     random;
     backoff;
     maxInternalAttempts;
+    confirmAfterMs;
+    confirmIntervalMs;
+    maxConfirmationsInFlight;
+    /** No confirmation starts before this time (the interval between them, or a rate limit's wait). */
+    confirmNotBefore = 0;
     constructor(options = {}, restored = []) {
         this.random = options.random ?? Math.random;
         this.newId = options.newId ?? (() => randomClientMsgId(this.random));
         this.backoff = options.backoff ?? {};
         this.maxInternalAttempts = options.maxInternalAttempts ?? 3;
-        // Whatever was on the wire when the snapshot was taken may or may not have arrived: resend it (same id).
-        this.entries = restored
-            .filter((entry) => entry.state !== 'persisted')
-            .map((entry) => ({ ...entry, in_flight: false }));
+        this.confirmAfterMs = options.confirmAfterMs ?? 30_000;
+        this.confirmIntervalMs = options.confirmIntervalMs ?? 100;
+        this.maxConfirmationsInFlight = Math.max(1, options.maxConfirmationsInFlight ?? 4);
+        // Whatever was on the wire when the snapshot was taken may or may not have arrived: resend it (same
+        // id); accepted entries may have missed their ack meanwhile: confirm them on the first connection.
+        this.entries = restored.filter((entry) => entry.state !== 'persisted').map(restoredEntry);
     }
     /**
      * Adds entries restored from storage after the outbox was created (entries made since stay first:
@@ -1261,7 +1276,7 @@ class Outbox {
         for (const entry of restored) {
             if (entry.state === 'persisted' || this.find(entry.client_msg_id))
                 continue;
-            this.entries.push({ ...entry, in_flight: false });
+            this.entries.push(restoredEntry(entry));
         }
     }
     send(draft, now) {
@@ -1324,20 +1339,56 @@ class Outbox {
             .map((head) => head.not_before);
         return waits.length > 0 ? Math.min(...waits) : undefined;
     }
-    /** The send's reply: the server has it (in Kafka) under `seq`. */
-    accepted(ack, now) {
+    /**
+     * Confirmations to make now, marked in flight: accepted entries whose ack has not come, whose
+     * `confirm_at` has passed, oldest first — at most one per `confirmIntervalMs` and
+     * `maxConfirmationsInFlight` on the wire. The request is the entry's own (same `client_msg_id`);
+     * `attempts` is not counted. Independent of the per-conversation queues: the entry is sequenced.
+     */
+    takeConfirmations(now) {
+        if (now < this.confirmNotBefore || this.confirmationsInFlight() >= this.maxConfirmationsInFlight)
+            return [];
+        const entry = this.entries.find((candidate) => isConfirmable(candidate) && (candidate.confirm_at ?? 0) <= now);
+        if (!entry)
+            return [];
+        entry.in_flight = true;
+        this.confirmNotBefore = now + this.confirmIntervalMs;
+        return [{ entry: { ...entry }, request: toRequest(entry) }];
+    }
+    /**
+     * When the next confirmation may start (for the caller's timer); `undefined` when none waits, or
+     * when as many as allowed are on the wire (their replies make room).
+     */
+    nextConfirmationAt() {
+        if (this.confirmationsInFlight() >= this.maxConfirmationsInFlight)
+            return undefined;
+        const waits = this.entries.filter(isConfirmable).map((entry) => entry.confirm_at ?? 0);
+        return waits.length > 0 ? Math.max(this.confirmNotBefore, Math.min(...waits)) : undefined;
+    }
+    /**
+     * The reply to a send or a confirmation. `accepted`: the server has it (in Kafka) under `seq`; a
+     * confirmation so answered leaves the entry accepted until its ack event or the next confirmation.
+     * `persisted` (a resend of a message the store has): the entry's work is done, as with the ack event.
+     */
+    replied(ack, now) {
+        if (ack.status === 'persisted')
+            return this.persisted(ack);
         const entry = this.find(ack.client_msg_id);
         if (!entry)
             return undefined;
         entry.in_flight = false;
-        entry.transient_failures = 0;
         entry.seq = ack.seq;
         entry.message_id = ack.message_id;
-        delete entry.error;
-        if (entry.state !== 'persisted') {
-            entry.state = 'accepted';
-            entry.accepted_at = now;
+        if (entry.state === 'accepted') {
+            // A confirmation: not persisted yet. Ask again later (or on the next connection).
+            entry.confirm_at = now + this.confirmAfterMs;
+            return { ...entry };
         }
+        entry.transient_failures = 0;
+        delete entry.error;
+        entry.state = 'accepted';
+        entry.accepted_at = now;
+        entry.confirm_at = now + this.confirmAfterMs;
         return { ...entry };
     }
     /** The `ack` event: MongoDB has it. The entry's work is done and it leaves the outbox. */
@@ -1352,6 +1403,8 @@ class Outbox {
     /** The send's failure reply. Decides between failing for good and trying again, and when. */
     refused(clientMsgId, error, now) {
         const entry = this.find(clientMsgId);
+        if (entry?.state === 'accepted')
+            return this.confirmationFailed(clientMsgId, error, now);
         if (!entry || entry.state !== 'pending')
             return entry ? { ...entry } : undefined;
         entry.in_flight = false;
@@ -1373,14 +1426,40 @@ class Outbox {
         return { ...entry };
     }
     /**
+     * A confirmation got an error (or no reply in time). Accepted means sequenced for good: nothing a
+     * resend is refused for (a rate limit, a mute or a rule added since) changes that, so the entry stays
+     * accepted and is confirmed again later: after a rate limit's wait, else after `confirmAfterMs`.
+     */
+    confirmationFailed(clientMsgId, error, now) {
+        const entry = this.find(clientMsgId);
+        if (!entry || entry.state !== 'accepted')
+            return entry ? { ...entry } : undefined;
+        entry.in_flight = false;
+        if (error.code === 'rate_limited') {
+            const wait = retryAfterMs(error);
+            entry.confirm_at = now + wait;
+            this.confirmNotBefore = Math.max(this.confirmNotBefore, now + wait);
+        }
+        else {
+            entry.confirm_at = now + this.confirmAfterMs;
+        }
+        return { ...entry };
+    }
+    /**
      * The connection dropped: replies to requests in flight will never come. They go again on the next
      * connection, immediately and with the same id, so the server answers with the original if it had it.
+     * Accepted entries may have lost their `persisted` ack with the connection: each is confirmed on the
+     * next one.
      */
     disconnected() {
-        for (const entry of this.entries)
+        for (const entry of this.entries) {
             entry.in_flight = false;
+            if (entry.state === 'accepted')
+                entry.confirm_at = 0;
+        }
+        this.confirmNotBefore = 0;
     }
-    /** A request that timed out without a reply: treated like a transient failure. */
+    /** A request that timed out without a reply: treated like a transient failure (or a failed confirmation). */
     timedOut(clientMsgId, now) {
         return this.refused(clientMsgId, { code: 'unavailable', message: 'no reply in time' }, now);
     }
@@ -1430,6 +1509,9 @@ class Outbox {
     find(clientMsgId) {
         return this.entries.find((entry) => entry.client_msg_id === clientMsgId);
     }
+    confirmationsInFlight() {
+        return this.entries.filter((entry) => entry.state === 'accepted' && entry.in_flight).length;
+    }
     /** Per conversation, the oldest entry still pending (the queue's head). */
     heads() {
         const heads = new Map();
@@ -1463,6 +1545,14 @@ function toRequest(entry) {
         },
     };
 }
+/** An accepted entry that is not being confirmed right now. */
+function isConfirmable(entry) {
+    return entry.state === 'accepted' && !entry.in_flight;
+}
+/** An entry read back from storage: nothing of it is on the wire; an accepted one is confirmed first thing. */
+function restoredEntry(entry) {
+    return { ...entry, in_flight: false, ...(entry.state === 'accepted' ? { confirm_at: 0 } : {}) };
+}
 function structuredCloneEntry(entry) {
     return JSON.parse(JSON.stringify(entry));
 }
@@ -1476,14 +1566,20 @@ const Outbox = __outbox.Outbox;
 class OutboxDriver {
     host;
     storage;
-    outbox = new Outbox();
+    outbox;
     timer;
     storageKey;
     saving = Promise.resolve();
     waiters = new Set();
-    constructor(host, storage) {
+    /**
+     * Confirmations go out only once the client is online (caught up) on the current connection, so the
+     * resubscribes of a reconnect get the request budget first; new sends go as soon as it is ready.
+     */
+    confirming = false;
+    constructor(host, storage, outboxOptions = {}) {
         this.host = host;
         this.storage = storage;
+        this.outbox = new Outbox(outboxOptions);
     }
     /**
      * Restores what was saved under `key` (once per key: the signed-in user) and saves there from now on.
@@ -1551,16 +1647,25 @@ class OutboxDriver {
         if (entry)
             this.track(entry, false);
     }
-    /** Replies to requests in flight will not come: they go again (same ids) on the next connection. */
+    /**
+     * Replies to requests in flight will not come: they go again (same ids) on the next connection, and
+     * accepted entries are confirmed there (their `persisted` ack may have been lost with this one).
+     */
     disconnected() {
+        this.confirming = false;
         this.outbox.disconnected();
+    }
+    /** The client is online (connected and caught up): confirmations may go out. */
+    online() {
+        this.confirming = true;
+        this.pump();
     }
     stop() {
         if (this.timer)
             clearTimeout(this.timer);
         this.timer = undefined;
     }
-    /** Sends every entry that is due, and sets a timer for the next one that waits. */
+    /** Sends every entry that is due and the confirmations that are, and sets a timer for the next one that waits. */
     pump() {
         this.stop();
         for (const dropped of this.outbox.prune(this.host.now()))
@@ -1569,14 +1674,11 @@ class OutboxDriver {
             return;
         for (const { entry, request } of this.outbox.takeDue(this.host.now())) {
             this.host.changed(entry);
-            const reply = request.type === 'message.send'
-                ? this.host.connection.request('message.send', request.data)
-                : this.host.connection.request('message.forward', request.data);
-            reply
-                .then((ack) => this.outbox.accepted(ack, this.host.now()), (error) => {
-                const failure = error instanceof CaasError ? error : new CaasError('internal', String(error));
+            this.request(request)
+                .then((ack) => this.outbox.replied(ack, this.host.now()), (error) => {
+                const failure = toCaasError(error);
                 // A dropped connection already put the entry back in the queue; the next `ready` resends it.
-                if (failure.code === 'disconnected' || failure.code === 'closed')
+                if (isDisconnect(failure))
                     return undefined;
                 if (failure.code === 'timeout')
                     return this.outbox.timedOut(entry.client_msg_id, this.host.now());
@@ -1588,9 +1690,32 @@ class OutboxDriver {
             // it left the outbox then, without pumping. The conversation's queue must move on all the same.
             (updated) => (updated ? this.track(updated) : this.pump()), (error) => this.host.error(toError(error)));
         }
-        const due = this.outbox.nextDueAt();
-        if (due !== undefined)
-            this.timer = setTimeout(() => this.pump(), Math.max(0, due - this.host.now()));
+        if (this.confirming)
+            for (const { entry, request } of this.outbox.takeConfirmations(this.host.now()))
+                this.confirm(entry, request);
+        const waits = [this.outbox.nextDueAt(), this.confirming ? this.outbox.nextConfirmationAt() : undefined].filter((at) => at !== undefined);
+        if (waits.length > 0)
+            this.timer = setTimeout(() => this.pump(), Math.max(0, Math.min(...waits) - this.host.now()));
+    }
+    /**
+     * Resends an accepted entry to learn whether the store has it: `persisted` settles it like the ack
+     * event; `accepted` or an error leaves it accepted, to be confirmed again later (never failed).
+     */
+    confirm(entry, request) {
+        this.request(request)
+            .then((ack) => this.outbox.replied(ack, this.host.now()), (error) => {
+            const failure = toCaasError(error);
+            // The drop reset it: it is confirmed again on the next connection.
+            if (isDisconnect(failure))
+                return undefined;
+            return this.outbox.confirmationFailed(entry.client_msg_id, failure.toBody(), this.host.now());
+        })
+            .then((updated) => (updated?.state === 'persisted' ? this.track(updated) : this.pump()), (error) => this.host.error(toError(error)));
+    }
+    request(request) {
+        return request.type === 'message.send'
+            ? this.host.connection.request('message.send', request.data)
+            : this.host.connection.request('message.forward', request.data);
     }
     track(entry, pump = true) {
         this.host.changed(entry);
@@ -1611,6 +1736,12 @@ class OutboxDriver {
             .then(() => storage.save(key, this.outbox.snapshot()))
             .catch((error) => this.host.error(toError(error)));
     }
+}
+function toCaasError(error) {
+    return error instanceof CaasError ? error : new CaasError('internal', String(error));
+}
+function isDisconnect(error) {
+    return error.code === 'disconnected' || error.code === 'closed';
 }
 function toError(error) {
     return error instanceof Error ? error : new Error(String(error));
@@ -2548,7 +2679,7 @@ class CaasClient {
             ...(http ? { renewToken: (current) => http.refresh(current.token) } : {}),
         });
         const storage = options.storage === false ? undefined : (options.storage ?? defaultOutboxStorage());
-        this.sender = new OutboxDriver({ connection: this.connection, now: this.now, changed: (entry) => this.sendChanged(entry), error: (error) => this.emitter.emit('error', error) }, storage);
+        this.sender = new OutboxDriver({ connection: this.connection, now: this.now, changed: (entry) => this.sendChanged(entry), error: (error) => this.emitter.emit('error', error) }, storage, { ...(options.confirmAfterMs !== undefined ? { confirmAfterMs: options.confirmAfterMs } : {}) });
         this.lists = new ListSync({
             requester: this,
             emit: (conversations) => this.emitter.emit('conversations', conversations),
@@ -2824,7 +2955,10 @@ class CaasClient {
         for (const { sync } of this.syncs.values())
             sync.timeline.setSelfUserId(userId);
     }
-    /** Every (re)connect: sends go out, the list and every open conversation catch up, presence is re-watched. */
+    /**
+     * Every (re)connect: sends go out, the list and every open conversation catch up, presence is re-watched;
+     * then accepted sends are confirmed.
+     */
     async onReady(ready) {
         const generation = ++this.generation;
         this.setSelf(ready.user_id);
@@ -2838,8 +2972,11 @@ class CaasClient {
         for (const result of results)
             if (result.status === 'rejected')
                 this.reportBackground(result.reason);
-        if (generation === this.generation && this.connection.isReady)
+        if (generation === this.generation && this.connection.isReady) {
             this.setState('online');
+            // Caught up: accepted sends whose `persisted` ack may have gone with the last connection are confirmed.
+            this.sender.online();
+        }
     }
     sendChanged(entry) {
         const conversationId = entry.conversation_id;

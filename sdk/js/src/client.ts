@@ -41,6 +41,11 @@ export interface ClientOptions extends Omit<ConnectionOptions, 'WebSocket' | 're
    * user; set it when the app knows its user before any token (offline start) so sends are kept at once.
    */
   storageKey?: string;
+  /**
+   * A send accepted this long (ms) ago whose `persisted` ack has not come is confirmed by resending it
+   * (same `client_msg_id`; default 30 000). Accepted sends are also confirmed after every reconnect.
+   */
+  confirmAfterMs?: number;
 }
 
 export interface ClientEvents {
@@ -98,6 +103,7 @@ export class CaasClient {
     this.sender = new OutboxDriver(
       { connection: this.connection, now: this.now, changed: (entry) => this.sendChanged(entry), error: (error) => this.emitter.emit('error', error) },
       storage,
+      { ...(options.confirmAfterMs !== undefined ? { confirmAfterMs: options.confirmAfterMs } : {}) },
     );
     this.lists = new ListSync({
       requester: this,
@@ -415,7 +421,10 @@ export class CaasClient {
     for (const { sync } of this.syncs.values()) sync.timeline.setSelfUserId(userId);
   }
 
-  /** Every (re)connect: sends go out, the list and every open conversation catch up, presence is re-watched. */
+  /**
+   * Every (re)connect: sends go out, the list and every open conversation catch up, presence is re-watched;
+   * then accepted sends are confirmed.
+   */
   private async onReady(ready: P.ReadyData): Promise<void> {
     const generation = ++this.generation;
     this.setSelf(ready.user_id);
@@ -427,7 +436,11 @@ export class CaasClient {
       this.signals.rewatch(),
     ]);
     for (const result of results) if (result.status === 'rejected') this.reportBackground(result.reason);
-    if (generation === this.generation && this.connection.isReady) this.setState('online');
+    if (generation === this.generation && this.connection.isReady) {
+      this.setState('online');
+      // Caught up: accepted sends whose `persisted` ack may have gone with the last connection are confirmed.
+      this.sender.online();
+    }
   }
 
   private sendChanged(entry: OutboxEntry): void {

@@ -1,11 +1,12 @@
 /**
- * Runs the outbox against the connection: sends what is due, feeds replies and `ack` events back into
- * the state machine, wakes up for rate-limit waits and backoffs, and saves the outbox after every
- * change so unfinished sends survive a reload.
+ * Runs the outbox against the connection: sends what is due, confirms accepted sends whose `persisted`
+ * ack may have been lost (after every reconnect, once the client is online again, and when an ack is
+ * overdue), feeds replies and `ack` events back into the state machine, wakes up for rate-limit waits,
+ * backoffs and overdue acks, and saves the outbox after every change so unfinished sends survive a reload.
  */
 import type { Connection } from './connection.js';
 import { CaasError } from './errors.js';
-import { Outbox, type ForwardDraft, type OutboxEntry, type SendDraft } from './outbox.js';
+import { Outbox, type ForwardDraft, type OutboxEntry, type OutboxOptions, type OutboxRequest, type SendDraft } from './outbox.js';
 import type { Ack } from './protocol.js';
 import type { OutboxStorage } from './storage.js';
 
@@ -18,16 +19,24 @@ export interface OutboxDriverHost {
 }
 
 export class OutboxDriver {
-  readonly outbox = new Outbox();
+  readonly outbox: Outbox;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private storageKey: string | undefined;
   private saving: Promise<void> = Promise.resolve();
   private readonly waiters = new Set<(entry: OutboxEntry) => void>();
+  /**
+   * Confirmations go out only once the client is online (caught up) on the current connection, so the
+   * resubscribes of a reconnect get the request budget first; new sends go as soon as it is ready.
+   */
+  private confirming = false;
 
   constructor(
     private readonly host: OutboxDriverHost,
     private readonly storage: OutboxStorage | undefined,
-  ) {}
+    outboxOptions: OutboxOptions = {},
+  ) {
+    this.outbox = new Outbox(outboxOptions);
+  }
 
   /**
    * Restores what was saved under `key` (once per key: the signed-in user) and saves there from now on.
@@ -95,9 +104,19 @@ export class OutboxDriver {
     if (entry) this.track(entry, false);
   }
 
-  /** Replies to requests in flight will not come: they go again (same ids) on the next connection. */
+  /**
+   * Replies to requests in flight will not come: they go again (same ids) on the next connection, and
+   * accepted entries are confirmed there (their `persisted` ack may have been lost with this one).
+   */
   disconnected(): void {
+    this.confirming = false;
     this.outbox.disconnected();
+  }
+
+  /** The client is online (connected and caught up): confirmations may go out. */
+  online(): void {
+    this.confirming = true;
+    this.pump();
   }
 
   stop(): void {
@@ -105,24 +124,20 @@ export class OutboxDriver {
     this.timer = undefined;
   }
 
-  /** Sends every entry that is due, and sets a timer for the next one that waits. */
+  /** Sends every entry that is due and the confirmations that are, and sets a timer for the next one that waits. */
   pump(): void {
     this.stop();
     for (const dropped of this.outbox.prune(this.host.now())) this.track(dropped, false);
     if (!this.host.connection.isReady) return;
     for (const { entry, request } of this.outbox.takeDue(this.host.now())) {
       this.host.changed(entry);
-      const reply =
-        request.type === 'message.send'
-          ? this.host.connection.request('message.send', request.data)
-          : this.host.connection.request('message.forward', request.data);
-      reply
+      this.request(request)
         .then(
-          (ack) => this.outbox.accepted(ack, this.host.now()),
+          (ack) => this.outbox.replied(ack, this.host.now()),
           (error: unknown) => {
-            const failure = error instanceof CaasError ? error : new CaasError('internal', String(error));
+            const failure = toCaasError(error);
             // A dropped connection already put the entry back in the queue; the next `ready` resends it.
-            if (failure.code === 'disconnected' || failure.code === 'closed') return undefined;
+            if (isDisconnect(failure)) return undefined;
             if (failure.code === 'timeout') return this.outbox.timedOut(entry.client_msg_id, this.host.now());
             return this.outbox.refused(entry.client_msg_id, failure.toBody(), this.host.now());
           },
@@ -135,8 +150,38 @@ export class OutboxDriver {
           (error: unknown) => this.host.error(toError(error)),
         );
     }
-    const due = this.outbox.nextDueAt();
-    if (due !== undefined) this.timer = setTimeout(() => this.pump(), Math.max(0, due - this.host.now()));
+    if (this.confirming) for (const { entry, request } of this.outbox.takeConfirmations(this.host.now())) this.confirm(entry, request);
+    const waits = [this.outbox.nextDueAt(), this.confirming ? this.outbox.nextConfirmationAt() : undefined].filter(
+      (at): at is number => at !== undefined,
+    );
+    if (waits.length > 0) this.timer = setTimeout(() => this.pump(), Math.max(0, Math.min(...waits) - this.host.now()));
+  }
+
+  /**
+   * Resends an accepted entry to learn whether the store has it: `persisted` settles it like the ack
+   * event; `accepted` or an error leaves it accepted, to be confirmed again later (never failed).
+   */
+  private confirm(entry: OutboxEntry, request: OutboxRequest): void {
+    this.request(request)
+      .then(
+        (ack) => this.outbox.replied(ack, this.host.now()),
+        (error: unknown) => {
+          const failure = toCaasError(error);
+          // The drop reset it: it is confirmed again on the next connection.
+          if (isDisconnect(failure)) return undefined;
+          return this.outbox.confirmationFailed(entry.client_msg_id, failure.toBody(), this.host.now());
+        },
+      )
+      .then(
+        (updated) => (updated?.state === 'persisted' ? this.track(updated) : this.pump()),
+        (error: unknown) => this.host.error(toError(error)),
+      );
+  }
+
+  private request(request: OutboxRequest): Promise<Ack> {
+    return request.type === 'message.send'
+      ? this.host.connection.request('message.send', request.data)
+      : this.host.connection.request('message.forward', request.data);
   }
 
   private track(entry: OutboxEntry, pump = true): OutboxEntry {
@@ -156,6 +201,14 @@ export class OutboxDriver {
       .then(() => storage.save(key, this.outbox.snapshot()))
       .catch((error: unknown) => this.host.error(toError(error)));
   }
+}
+
+function toCaasError(error: unknown): CaasError {
+  return error instanceof CaasError ? error : new CaasError('internal', String(error));
+}
+
+function isDisconnect(error: CaasError): boolean {
+  return error.code === 'disconnected' || error.code === 'closed';
 }
 
 function toError(error: unknown): Error {

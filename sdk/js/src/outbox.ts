@@ -4,10 +4,18 @@
  * requests and owns the timers) whose entries are plain JSON, so a browser can keep them in IndexedDB
  * and finish them after a reload.
  *
- *   pending ──reply ok──► accepted (seq) ──ack event──► persisted (dropped)
- *      │ ▲                                                    
+ *   pending ──reply accepted──► accepted (seq) ──ack event, or a confirmation answered persisted──► persisted (dropped)
+ *      │ ▲  └──reply persisted (a resend of a stored message)──────────────────────────────────────► persisted
  *      │ └── disconnect / unavailable (backoff) / rate_limited (the named wait): same client_msg_id
  *      └──── final refusal (content_blocked, user_muted, …) ──► failed (code, message) ──retry()──► pending
+ *
+ * The `persisted` ack event reaches only the sender's connections open when persistence answers, so one
+ * due while the socket was down never comes. An accepted entry is therefore *confirmed*: resent once,
+ * same `client_msg_id` and request, on the next connection and whenever it has waited `confirmAfterMs`
+ * for its ack; the server answers a resend with the original seq, `status: "persisted"` once the store
+ * has the message (else `accepted`: the ack event or a later confirmation settles it). Confirmations
+ * never hold up a conversation's queue (the entry is sequenced already), are not attempts, cannot fail
+ * an entry, go out at most one per entry and one per `confirmIntervalMs`.
  *
  * Exactly-once rests on the server: a resend with the same `client_msg_id` returns the original seq
  * (`duplicate: true`) and creates nothing, so the outbox may resend whenever it is unsure whether a
@@ -50,6 +58,11 @@ interface EntryCommon {
   not_before: number;
   created_at: number;
   accepted_at?: number;
+  /**
+   * Accepted entries: when to confirm next (resend to learn whether it is persisted); 0 or absent: as
+   * soon as the connection is back. Set to `accepted_at + confirmAfterMs`, and to 0 by a disconnect.
+   */
+  confirm_at?: number;
   seq?: number;
   message_id?: string;
   /** The refusal of a `failed` entry, or the last transient error of a pending one. */
@@ -98,6 +111,15 @@ export interface OutboxOptions {
   backoff?: BackoffOptions;
   /** `internal` errors are retried this many times before the entry fails (default 3). */
   maxInternalAttempts?: number;
+  /**
+   * An accepted entry whose `persisted` ack has not come after this long (ms) is confirmed, and again
+   * this long after each confirmation answered `accepted` (default 30 000).
+   */
+  confirmAfterMs?: number;
+  /** At most one confirmation starts per this many ms, across the outbox (default 100). */
+  confirmIntervalMs?: number;
+  /** At most this many confirmations are on the wire at once (default 4). */
+  maxConfirmationsInFlight?: number;
 }
 
 /** A random id of 32 hex digits (128 bits), from `crypto.getRandomValues` when there is one. */
@@ -117,16 +139,23 @@ export class Outbox {
   private readonly random: () => number;
   private readonly backoff: BackoffOptions;
   private readonly maxInternalAttempts: number;
+  private readonly confirmAfterMs: number;
+  private readonly confirmIntervalMs: number;
+  private readonly maxConfirmationsInFlight: number;
+  /** No confirmation starts before this time (the interval between them, or a rate limit's wait). */
+  private confirmNotBefore = 0;
 
   constructor(options: OutboxOptions = {}, restored: readonly OutboxEntry[] = []) {
     this.random = options.random ?? Math.random;
     this.newId = options.newId ?? (() => randomClientMsgId(this.random));
     this.backoff = options.backoff ?? {};
     this.maxInternalAttempts = options.maxInternalAttempts ?? 3;
-    // Whatever was on the wire when the snapshot was taken may or may not have arrived: resend it (same id).
-    this.entries = restored
-      .filter((entry) => entry.state !== 'persisted')
-      .map((entry) => ({ ...entry, in_flight: false }));
+    this.confirmAfterMs = options.confirmAfterMs ?? 30_000;
+    this.confirmIntervalMs = options.confirmIntervalMs ?? 100;
+    this.maxConfirmationsInFlight = Math.max(1, options.maxConfirmationsInFlight ?? 4);
+    // Whatever was on the wire when the snapshot was taken may or may not have arrived: resend it (same
+    // id); accepted entries may have missed their ack meanwhile: confirm them on the first connection.
+    this.entries = restored.filter((entry) => entry.state !== 'persisted').map(restoredEntry);
   }
 
   /**
@@ -136,7 +165,7 @@ export class Outbox {
   adopt(restored: readonly OutboxEntry[]): void {
     for (const entry of restored) {
       if (entry.state === 'persisted' || this.find(entry.client_msg_id)) continue;
-      this.entries.push({ ...entry, in_flight: false });
+      this.entries.push(restoredEntry(entry));
     }
   }
 
@@ -202,19 +231,53 @@ export class Outbox {
     return waits.length > 0 ? Math.min(...waits) : undefined;
   }
 
-  /** The send's reply: the server has it (in Kafka) under `seq`. */
-  accepted(ack: Ack, now: number): OutboxEntry | undefined {
+  /**
+   * Confirmations to make now, marked in flight: accepted entries whose ack has not come, whose
+   * `confirm_at` has passed, oldest first — at most one per `confirmIntervalMs` and
+   * `maxConfirmationsInFlight` on the wire. The request is the entry's own (same `client_msg_id`);
+   * `attempts` is not counted. Independent of the per-conversation queues: the entry is sequenced.
+   */
+  takeConfirmations(now: number): Array<{ entry: OutboxEntry; request: OutboxRequest }> {
+    if (now < this.confirmNotBefore || this.confirmationsInFlight() >= this.maxConfirmationsInFlight) return [];
+    const entry = this.entries.find((candidate) => isConfirmable(candidate) && (candidate.confirm_at ?? 0) <= now);
+    if (!entry) return [];
+    entry.in_flight = true;
+    this.confirmNotBefore = now + this.confirmIntervalMs;
+    return [{ entry: { ...entry }, request: toRequest(entry) }];
+  }
+
+  /**
+   * When the next confirmation may start (for the caller's timer); `undefined` when none waits, or
+   * when as many as allowed are on the wire (their replies make room).
+   */
+  nextConfirmationAt(): number | undefined {
+    if (this.confirmationsInFlight() >= this.maxConfirmationsInFlight) return undefined;
+    const waits = this.entries.filter(isConfirmable).map((entry) => entry.confirm_at ?? 0);
+    return waits.length > 0 ? Math.max(this.confirmNotBefore, Math.min(...waits)) : undefined;
+  }
+
+  /**
+   * The reply to a send or a confirmation. `accepted`: the server has it (in Kafka) under `seq`; a
+   * confirmation so answered leaves the entry accepted until its ack event or the next confirmation.
+   * `persisted` (a resend of a message the store has): the entry's work is done, as with the ack event.
+   */
+  replied(ack: Ack, now: number): OutboxEntry | undefined {
+    if (ack.status === 'persisted') return this.persisted(ack);
     const entry = this.find(ack.client_msg_id);
     if (!entry) return undefined;
     entry.in_flight = false;
-    entry.transient_failures = 0;
     entry.seq = ack.seq;
     entry.message_id = ack.message_id;
-    delete entry.error;
-    if (entry.state !== 'persisted') {
-      entry.state = 'accepted';
-      entry.accepted_at = now;
+    if (entry.state === 'accepted') {
+      // A confirmation: not persisted yet. Ask again later (or on the next connection).
+      entry.confirm_at = now + this.confirmAfterMs;
+      return { ...entry };
     }
+    entry.transient_failures = 0;
+    delete entry.error;
+    entry.state = 'accepted';
+    entry.accepted_at = now;
+    entry.confirm_at = now + this.confirmAfterMs;
     return { ...entry };
   }
 
@@ -230,6 +293,7 @@ export class Outbox {
   /** The send's failure reply. Decides between failing for good and trying again, and when. */
   refused(clientMsgId: string, error: ErrorBody, now: number): OutboxEntry | undefined {
     const entry = this.find(clientMsgId);
+    if (entry?.state === 'accepted') return this.confirmationFailed(clientMsgId, error, now);
     if (!entry || entry.state !== 'pending') return entry ? { ...entry } : undefined;
     entry.in_flight = false;
     entry.error = { code: error.code, message: error.message };
@@ -249,14 +313,39 @@ export class Outbox {
   }
 
   /**
-   * The connection dropped: replies to requests in flight will never come. They go again on the next
-   * connection, immediately and with the same id, so the server answers with the original if it had it.
+   * A confirmation got an error (or no reply in time). Accepted means sequenced for good: nothing a
+   * resend is refused for (a rate limit, a mute or a rule added since) changes that, so the entry stays
+   * accepted and is confirmed again later: after a rate limit's wait, else after `confirmAfterMs`.
    */
-  disconnected(): void {
-    for (const entry of this.entries) entry.in_flight = false;
+  confirmationFailed(clientMsgId: string, error: ErrorBody, now: number): OutboxEntry | undefined {
+    const entry = this.find(clientMsgId);
+    if (!entry || entry.state !== 'accepted') return entry ? { ...entry } : undefined;
+    entry.in_flight = false;
+    if (error.code === 'rate_limited') {
+      const wait = retryAfterMs(error);
+      entry.confirm_at = now + wait;
+      this.confirmNotBefore = Math.max(this.confirmNotBefore, now + wait);
+    } else {
+      entry.confirm_at = now + this.confirmAfterMs;
+    }
+    return { ...entry };
   }
 
-  /** A request that timed out without a reply: treated like a transient failure. */
+  /**
+   * The connection dropped: replies to requests in flight will never come. They go again on the next
+   * connection, immediately and with the same id, so the server answers with the original if it had it.
+   * Accepted entries may have lost their `persisted` ack with the connection: each is confirmed on the
+   * next one.
+   */
+  disconnected(): void {
+    for (const entry of this.entries) {
+      entry.in_flight = false;
+      if (entry.state === 'accepted') entry.confirm_at = 0;
+    }
+    this.confirmNotBefore = 0;
+  }
+
+  /** A request that timed out without a reply: treated like a transient failure (or a failed confirmation). */
   timedOut(clientMsgId: string, now: number): OutboxEntry | undefined {
     return this.refused(clientMsgId, { code: 'unavailable', message: 'no reply in time' }, now);
   }
@@ -315,6 +404,10 @@ export class Outbox {
     return this.entries.find((entry) => entry.client_msg_id === clientMsgId);
   }
 
+  private confirmationsInFlight(): number {
+    return this.entries.filter((entry) => entry.state === 'accepted' && entry.in_flight).length;
+  }
+
   /** Per conversation, the oldest entry still pending (the queue's head). */
   private heads(): OutboxEntry[] {
     const heads = new Map<string, OutboxEntry>();
@@ -347,6 +440,16 @@ export function toRequest(entry: OutboxEntry): OutboxRequest {
       ...(entry.attachments !== undefined && entry.attachments.length > 0 ? { attachments: [...entry.attachments] } : {}),
     },
   };
+}
+
+/** An accepted entry that is not being confirmed right now. */
+function isConfirmable(entry: OutboxEntry): boolean {
+  return entry.state === 'accepted' && !entry.in_flight;
+}
+
+/** An entry read back from storage: nothing of it is on the wire; an accepted one is confirmed first thing. */
+function restoredEntry(entry: OutboxEntry): OutboxEntry {
+  return { ...entry, in_flight: false, ...(entry.state === 'accepted' ? { confirm_at: 0 } : {}) };
 }
 
 function structuredCloneEntry(entry: OutboxEntry): OutboxEntry {

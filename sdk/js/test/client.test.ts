@@ -189,6 +189,106 @@ describe('client against a WebSocket server', () => {
     await waitFor(() => issued === 2 && client.state === 'online', 'a reconnect with a new token');
   });
 
+  /** The `message.send` requests the server got for one client_msg_id. */
+  const sendsOf = (server: FakeServer, clientMsgId: string): number => server.requests.filter((r) => r.type === 'message.send' && r.data.client_msg_id === clientMsgId).length;
+
+  describe('confirms accepted sends whose persisted ack was lost', () => {
+    const table: Array<{ name: string; persistence: 'silent' | 'held'; settle: (server: FakeServer) => void }> = [
+      // The store has the message but the ack never reached the client: the confirmation is answered persisted.
+      { name: 'the store has it: the resend after the reconnect is answered persisted', persistence: 'silent', settle: () => {} },
+      // Not stored yet when the confirmation asks: answered accepted, the send stays accepted; the ack event settles it.
+      { name: 'not stored yet: answered accepted, then settled by the ack event on the new connection', persistence: 'held', settle: (server) => server.persistHeld() },
+    ];
+    for (const { name, persistence, settle } of table) {
+      it(name, { timeout: 10_000 }, async () => {
+        const { server, client } = await setUp();
+        server.createRoom('room', ['alice', 'bob']);
+        server.persistence = persistence;
+        await whenOnline(client);
+        const room = client.open('room');
+        await room.synced();
+        const changes: OutboxEntry[] = [];
+        client.on('send', (entry) => changes.push(entry));
+        const sent = client.send('room', 'hello');
+        const persisted = client.whenSent(sent.client_msg_id, 'persisted');
+        assert.equal((await client.whenSent(sent.client_msg_id, 'accepted')).seq, 1);
+        await delay(50);
+        assert.equal(client.pendingSends()[0]?.state, 'accepted', 'no ack came');
+        assert.equal(sendsOf(server, sent.client_msg_id), 1, 'no confirmation before a reconnect (or confirmAfterMs)');
+
+        server.kill('alice');
+        await waitFor(() => sendsOf(server, sent.client_msg_id) === 2, 'the confirmation after the reconnect');
+        const [first, confirmation] = server.requests.filter((r) => r.type === 'message.send');
+        assert.deepEqual(confirmation?.data, first?.data, 'the same request, same client_msg_id');
+        if (persistence === 'held') {
+          await delay(50);
+          assert.equal(client.pendingSends()[0]?.state, 'accepted', 'answered accepted: still accepted');
+          settle(server);
+        }
+        const settled = await persisted;
+        assert.equal(settled.state, 'persisted');
+        assert.equal(settled.seq, 1);
+        assert.equal(client.pendingSends().length, 0);
+        await delay(100);
+        assert.equal(sendsOf(server, sent.client_msg_id), 2, 'confirmed once, no more');
+        assert.equal(server.messages('room').length, 1, 'stored once');
+        assert.deepEqual([...new Set(changes.map((entry) => entry.attempts))], [0, 1], 'queued, sent once: the confirmation is no new attempt');
+        assert.equal(changes.at(-1)?.state, 'persisted');
+        assert.ok(changes.every((entry) => entry.state !== 'failed'));
+        await waitFor(() => room.items().length === 1, 'the message alone in the timeline');
+        assert.equal(room.items()[0]?.kind, 'message');
+      });
+    }
+
+    it('confirms a send whose ack is overdue without a reconnect (confirmAfterMs)', { timeout: 10_000 }, async () => {
+      const { server, client } = await setUp({ confirmAfterMs: 150 });
+      server.createRoom('room', ['alice', 'bob']);
+      server.persistence = 'silent';
+      await whenOnline(client);
+      const sent = client.send('room', 'hello');
+      await client.whenSent(sent.client_msg_id, 'accepted');
+      const settled = await client.whenSent(sent.client_msg_id, 'persisted');
+      assert.equal(settled.seq, 1);
+      assert.equal(sendsOf(server, sent.client_msg_id), 2);
+      assert.equal(server.connectedCount('alice'), 1);
+      assert.equal(server.requests.filter((r) => r.type === 'auth').length, 1, 'on the same connection');
+    });
+
+    it('does not hold up new sends of the conversation while confirming', { timeout: 10_000 }, async () => {
+      const { server, client } = await setUp();
+      server.createRoom('room', ['alice', 'bob']);
+      server.persistence = 'held';
+      await whenOnline(client);
+      const early = [client.send('room', 'one'), client.send('room', 'two')];
+      for (const entry of early) await client.whenSent(entry.client_msg_id, 'accepted');
+      server.kill('alice');
+      const later = client.send('room', 'three'); // queued while offline
+      assert.equal((await client.whenSent(later.client_msg_id, 'accepted')).seq, 3);
+      await waitFor(() => early.every((entry) => sendsOf(server, entry.client_msg_id) === 2), 'both confirmations');
+      assert.deepEqual(client.pendingSends().map((entry) => entry.state), ['accepted', 'accepted', 'accepted']);
+      server.persistHeld();
+      await waitFor(() => client.pendingSends().length === 0, 'every send persisted');
+      assert.deepEqual(server.messages('room').map((m) => m.text), ['one', 'two', 'three']);
+    });
+  });
+
+  describe('a persisted ack handled before its send\'s reply does not stall the conversation', () => {
+    for (const persistence of ['ack-before-reply', 'reply-then-ack'] as const) {
+      it(`${persistence}, in one socket read`, { timeout: 10_000 }, async () => {
+        const { server, client } = await setUp();
+        server.createRoom('room', ['alice', 'bob']);
+        server.persistence = persistence;
+        await whenOnline(client);
+        const sent = ['one', 'two', 'three'].map((text) => client.send('room', text));
+        const settled = await Promise.all(sent.map((entry) => client.whenSent(entry.client_msg_id, 'persisted')));
+        assert.deepEqual(settled.map((entry) => entry.seq), [1, 2, 3]);
+        assert.deepEqual(server.messages('room').map((m) => m.text), ['one', 'two', 'three']);
+        assert.equal(client.pendingSends().length, 0);
+        for (const entry of sent) assert.equal(sendsOf(server, entry.client_msg_id), 1, 'sent once each');
+      });
+    }
+  });
+
   it('sends what a previous run left in its outbox, once, after a restart', async () => {
     const server = await FakeServer.start();
     cleanups.push(() => server.close());

@@ -1,9 +1,11 @@
 /**
  * An in-process stand-in for a socket node, speaking the native protocol over a real WebSocket (the
  * `ws` package): auth frame, ready, subscribe with replay pages, history pages, idempotent sends with
- * accepted replies and persisted acks, reads, list with unread counts. Enough of docs/protocol.md to
- * drive the client through reconnects; not a reimplementation of the server's rules.
+ * accepted replies and persisted acks (a resend of a stored message is answered `persisted`), reads,
+ * list with unread counts. Enough of docs/protocol.md to drive the client through reconnects; not a
+ * reimplementation of the server's rules.
  */
+import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { AddressInfo } from 'node:net';
 import type { Conversation, ConversationListEntry, HistoryMessage, Message, TokenResponse } from '../src/protocol.js';
@@ -33,10 +35,20 @@ export class FakeServer {
   replayPage = 7;
   /** Called after a subscribe reply went out (to inject races). */
   afterSubscribe: ((peer: Peer, conversationId: string, sinceSeq: number | undefined) => void) | undefined;
+  /**
+   * When a new message is stored, 5 ms after its send: `ack` tells the sender's open connections
+   * (`ack` event); `silent` stores it but the event is lost (as to a socket that dropped); `held` does
+   * not store it until `persistHeld()`; `ack-before-reply` stores it at once and writes the `ack` event
+   * and then the send's reply in one socket write; `reply-then-ack` writes the reply and the event in one.
+   */
+  persistence: 'ack' | 'silent' | 'held' | 'ack-before-reply' | 'reply-then-ack' = 'ack';
   private readonly wss: WebSocketServer;
   private readonly rooms = new Map<string, Room>();
   private readonly peers = new Set<Peer>();
   private readonly sends = new Map<string, Message>();
+  /** Send keys whose message the store has (a resend of one is answered `persisted`). */
+  private readonly stored = new Set<string>();
+  private readonly held: Array<() => void> = [];
   private readonly tokens = new Map<string, string>();
   private clock = 1_700_000_000_000;
 
@@ -105,6 +117,11 @@ export class FakeServer {
 
   messages(conversationId: string): Message[] {
     return this.room(conversationId).messages;
+  }
+
+  /** Stores the messages `persistence: 'held'` kept back, telling their senders as `ack` does. */
+  persistHeld(): void {
+    for (const persist of this.held.splice(0)) persist();
   }
 
   /** Drops every socket of a user without a close frame, as a crashed node would. */
@@ -220,8 +237,24 @@ export class FakeServer {
         const message = existing ?? this.post(conversationId, userId, String(data.text), String(data.client_msg_id));
         this.sends.set(key, message);
         const ack = { conversation_id: conversationId, client_msg_id: message.client_msg_id, message_id: message.id, seq: message.seq };
-        reply({ ...ack, status: 'accepted', duplicate: existing !== undefined });
-        setTimeout(() => this.tell(userId, 'ack', { ...ack, status: 'persisted' }), 5);
+        if (existing) return reply({ ...ack, status: this.stored.has(key) ? 'persisted' : 'accepted', duplicate: true });
+        const persisted = (): void => {
+          this.stored.add(key);
+          if (this.persistence !== 'silent') this.tell(userId, 'ack', { ...ack, status: 'persisted' });
+        };
+        const accepted = (): void => reply({ ...ack, status: 'accepted', duplicate: false });
+        if (this.persistence === 'ack-before-reply' || this.persistence === 'reply-then-ack') {
+          // One write, so the client reads both frames at once (`ws` then handles both before any promise continuation).
+          const tcp = (peer.socket as unknown as { _socket: Socket })._socket;
+          tcp.cork();
+          if (this.persistence === 'ack-before-reply') (persisted(), accepted());
+          else (accepted(), persisted());
+          process.nextTick(() => tcp.uncork());
+          return;
+        }
+        accepted();
+        if (this.persistence === 'held') this.held.push(persisted);
+        else setTimeout(persisted, 5);
         return;
       }
       case 'read.mark': {

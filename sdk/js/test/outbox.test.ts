@@ -35,7 +35,7 @@ describe('outbox lifecycle', () => {
     const [due] = outbox.takeDue(0);
     assert.deepEqual(due?.request, { type: 'message.send', data: { conversation_id: 'c', client_msg_id: 'id-1', text: 'hello' } });
     assert.equal(outbox.get('id-1')?.in_flight, true);
-    const accepted = outbox.accepted(ack(entry, 7), 10);
+    const accepted = outbox.replied(ack(entry, 7), 10);
     assert.equal(accepted?.state, 'accepted');
     assert.equal(accepted?.seq, 7);
     const persisted = outbox.persisted(ack(entry, 7, 'persisted'));
@@ -61,7 +61,7 @@ describe('outbox ordering', () => {
     outbox.send({ conversation_id: 'b', text: '3' }, 0);
     assert.deepEqual(dueIds(outbox, 0), ['id-1', 'id-3']);
     assert.deepEqual(dueIds(outbox, 0), [], 'nothing new while the heads are in flight');
-    outbox.accepted(ack(first, 1), 0);
+    outbox.replied(ack(first, 1), 0);
     assert.deepEqual(dueIds(outbox, 0), ['id-2']);
   });
 
@@ -176,9 +176,155 @@ describe('outbox persistence', () => {
     const outbox = newOutbox();
     const entry = outbox.send({ conversation_id: 'a', text: 'x' }, 0);
     dueIds(outbox, 0);
-    outbox.accepted(ack(entry, 1), 100);
+    outbox.replied(ack(entry, 1), 100);
     assert.deepEqual(outbox.prune(200, 1000), []);
     assert.equal(outbox.prune(1100, 1000).length, 1);
     assert.equal(outbox.size, 0);
+  });
+});
+
+describe('outbox confirmations: accepted sends whose persisted ack may be lost', () => {
+  const options = { confirmAfterMs: 30_000, confirmIntervalMs: 100, maxConfirmationsInFlight: 4 };
+  const confirmingOutbox = (extra: Partial<typeof options> = {}): Outbox =>
+    new Outbox({ newId: counterIds(), random: () => 0.5, backoff: { minMs: 100, maxMs: 1000 }, ...options, ...extra });
+  const confirmIds = (outbox: Outbox, now: number): string[] =>
+    outbox.takeConfirmations(now).map(({ request }) => request.data.client_msg_id);
+  /** Sends `count` messages to conversation `a` and has each accepted at `now` (seq 1, 2, …). */
+  function acceptedOutbox(count: number, now = 0, extra: Partial<typeof options> = {}): Outbox {
+    const outbox = confirmingOutbox(extra);
+    for (let i = 1; i <= count; i += 1) {
+      const entry = outbox.send({ conversation_id: 'a', text: `m${i}` }, now);
+      assert.deepEqual(dueIds(outbox, now), [entry.client_msg_id]);
+      outbox.replied(ack(entry, i), now);
+    }
+    return outbox;
+  }
+
+  it('a reply with status persisted completes the entry as the ack event does, and the queue moves on', () => {
+    const table: Array<{ name: string; prepare: (outbox: Outbox) => void }> = [
+      { name: 'the first reply (a resend of a send whose reply was lost)', prepare: (outbox) => void dueIds(outbox, 0) },
+      {
+        name: 'a confirmation after a reconnect',
+        prepare: (outbox) => {
+          dueIds(outbox, 0);
+          outbox.replied(ack({ conversation_id: 'a', client_msg_id: 'id-1' }, 1), 0);
+          outbox.disconnected();
+          assert.deepEqual(confirmIds(outbox, 10), ['id-1']);
+        },
+      },
+    ];
+    for (const { name, prepare } of table) {
+      const outbox = confirmingOutbox();
+      const first = outbox.send({ conversation_id: 'a', text: '1' }, 0);
+      prepare(outbox);
+      outbox.send({ conversation_id: 'a', text: '2' }, 0);
+      const settled = outbox.replied({ ...ack(first, 1, 'persisted'), duplicate: true }, 20);
+      assert.equal(settled?.state, 'persisted', name);
+      assert.equal(settled?.seq, 1, name);
+      assert.equal(settled?.message_id, 'm1', name);
+      assert.equal(outbox.get('id-1'), undefined, `${name}: left the outbox`);
+      assert.equal(outbox.size, 1, `${name}: the next send stays`);
+      assert.deepEqual(dueIds(outbox, 20), ['id-2'], `${name}: the next send goes`);
+    }
+  });
+
+  it('after a disconnect, confirms each accepted entry once, oldest first, paced, alongside new sends', () => {
+    const outbox = acceptedOutbox(3);
+    assert.deepEqual(confirmIds(outbox, 0), [], 'nothing to confirm while the ack may still come');
+    const fresh = outbox.send({ conversation_id: 'a', text: 'new' }, 0);
+    outbox.disconnected();
+    // The conversation's queue is not held up by the confirmations: the new send goes at once.
+    assert.deepEqual(dueIds(outbox, 1000), [fresh.client_msg_id]);
+    assert.deepEqual(confirmIds(outbox, 1000), ['id-1']);
+    assert.deepEqual(confirmIds(outbox, 1099), [], 'one per confirmIntervalMs');
+    assert.equal(outbox.nextConfirmationAt(), 1100);
+    assert.deepEqual(confirmIds(outbox, 1100), ['id-2']);
+    assert.deepEqual(confirmIds(outbox, 1200), ['id-3']);
+    assert.deepEqual(confirmIds(outbox, 5000), [], 'at most one confirmation in flight per entry');
+    assert.equal(outbox.nextConfirmationAt(), undefined);
+    for (const id of ['id-1', 'id-2', 'id-3']) {
+      const entry = outbox.get(id);
+      assert.equal(entry?.state, 'accepted', id);
+      assert.equal(entry?.attempts, 1, `${id}: a confirmation is no attempt`);
+    }
+  });
+
+  it('what a confirmation\'s answer does to the entry', () => {
+    const table: Array<{ answer: string; apply: (outbox: Outbox, now: number) => OutboxEntry | undefined; state: OutboxEntry['state']; confirmAt?: number }> = [
+      { answer: 'persisted', apply: (outbox, now) => outbox.replied({ ...ack({ conversation_id: 'a', client_msg_id: 'id-1' }, 1, 'persisted'), duplicate: true }, now), state: 'persisted' },
+      { answer: 'accepted (not stored yet)', apply: (outbox, now) => outbox.replied({ ...ack({ conversation_id: 'a', client_msg_id: 'id-1' }, 1), duplicate: true }, now), state: 'accepted', confirmAt: 1000 + 30_000 },
+      { answer: 'rate_limited', apply: (outbox, now) => outbox.confirmationFailed('id-1', { code: 'rate_limited', message: 'sender message rate limit is reached; retry in 700 ms' }, now), state: 'accepted', confirmAt: 1700 },
+      { answer: 'a final refusal (content_blocked)', apply: (outbox, now) => outbox.confirmationFailed('id-1', { code: 'content_blocked', message: 'blocked' }, now), state: 'accepted', confirmAt: 31_000 },
+      { answer: 'forbidden', apply: (outbox, now) => outbox.refused('id-1', { code: 'forbidden', message: 'not a member' }, now), state: 'accepted', confirmAt: 31_000 },
+      { answer: 'internal', apply: (outbox, now) => outbox.refused('id-1', { code: 'internal', message: 'boom' }, now), state: 'accepted', confirmAt: 31_000 },
+      { answer: 'no reply in time', apply: (outbox, now) => outbox.timedOut('id-1', now), state: 'accepted', confirmAt: 31_000 },
+      { answer: 'the connection dropped', apply: (outbox) => (outbox.disconnected(), outbox.get('id-1')), state: 'accepted', confirmAt: 0 },
+    ];
+    for (const { answer, apply, state, confirmAt } of table) {
+      const outbox = acceptedOutbox(1);
+      outbox.disconnected();
+      assert.deepEqual(confirmIds(outbox, 1000), ['id-1'], answer);
+      const after = apply(outbox, 1000);
+      assert.equal(after?.state, state, answer);
+      if (state === 'persisted') {
+        assert.equal(outbox.size, 0, answer);
+        continue;
+      }
+      const entry = outbox.get('id-1');
+      assert.equal(entry?.in_flight, false, answer);
+      assert.equal(entry?.attempts, 1, `${answer}: not counted as an attempt`);
+      assert.equal(entry?.confirm_at, confirmAt, answer);
+      assert.equal(outbox.nextConfirmationAt(), Math.max(confirmAt ?? 0, confirmAt === 0 ? 0 : 1100), answer);
+      assert.deepEqual(confirmIds(outbox, (confirmAt ?? 0) - 1), [], `${answer}: not before its time`);
+      assert.deepEqual(confirmIds(outbox, Math.max(confirmAt ?? 0, 1100)), ['id-1'], `${answer}: confirmed again then`);
+    }
+  });
+
+  it('confirms an entry whose ack is overdue, without a reconnect, at a low rate', () => {
+    const outbox = acceptedOutbox(1, 100);
+    assert.equal(outbox.nextConfirmationAt(), 30_100);
+    assert.deepEqual(confirmIds(outbox, 30_099), []);
+    assert.deepEqual(confirmIds(outbox, 30_100), ['id-1']);
+    outbox.replied({ ...ack({ conversation_id: 'a', client_msg_id: 'id-1' }, 1), duplicate: true }, 30_150);
+    assert.equal(outbox.nextConfirmationAt(), 60_150, 'answered accepted: asked again after another confirmAfterMs');
+    assert.equal(outbox.get('id-1')?.accepted_at, 100, 'a confirmation does not restart the prune clock');
+  });
+
+  it('keeps at most maxConfirmationsInFlight on the wire', () => {
+    const outbox = acceptedOutbox(4, 0, { maxConfirmationsInFlight: 2, confirmIntervalMs: 0 });
+    outbox.disconnected();
+    assert.deepEqual([...confirmIds(outbox, 0), ...confirmIds(outbox, 0), ...confirmIds(outbox, 0)], ['id-1', 'id-2']);
+    assert.equal(outbox.nextConfirmationAt(), undefined, 'the replies make room');
+    outbox.replied({ ...ack({ conversation_id: 'a', client_msg_id: 'id-1' }, 1, 'persisted'), duplicate: true }, 0);
+    assert.deepEqual(confirmIds(outbox, 0), ['id-3']);
+  });
+
+  it('an ack event that beats the confirmation\'s reply wins; the late reply changes nothing', () => {
+    for (const status of ['accepted', 'persisted'] as const) {
+      const outbox = acceptedOutbox(1);
+      outbox.disconnected();
+      confirmIds(outbox, 0);
+      assert.equal(outbox.persisted(ack({ conversation_id: 'a', client_msg_id: 'id-1' }, 1, 'persisted'))?.state, 'persisted');
+      assert.equal(outbox.replied({ ...ack({ conversation_id: 'a', client_msg_id: 'id-1' }, 1, status), duplicate: true }, 5), undefined, status);
+      assert.equal(outbox.size, 0, status);
+    }
+  });
+
+  it('confirms accepted entries restored from storage on the first connection', () => {
+    const outbox = acceptedOutbox(1, 0);
+    outbox.send({ conversation_id: 'a', text: 'unsent' }, 0);
+    const stored = JSON.parse(JSON.stringify(outbox.snapshot())) as OutboxEntry[];
+    const legacy = stored.map((entry) => {
+      const { confirm_at: _dropped, ...rest } = entry;
+      return rest as OutboxEntry;
+    });
+    for (const [name, entries] of [['stored now', stored], ['stored before confirmations existed', legacy]] as const) {
+      const restored = new Outbox({ newId: counterIds(), ...options }, entries);
+      assert.deepEqual(restored.takeDue(0).map(({ request }) => request.data.client_msg_id), ['id-2'], name);
+      assert.deepEqual(restored.takeConfirmations(0).map(({ request }) => request.data.client_msg_id), ['id-1'], name);
+      const adopted = new Outbox({ newId: counterIds(), ...options });
+      adopted.adopt(entries);
+      assert.deepEqual(adopted.takeConfirmations(0).map(({ request }) => request.data.client_msg_id), ['id-1'], `${name} (adopted)`);
+    }
   });
 });
