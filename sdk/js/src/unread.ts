@@ -26,6 +26,8 @@ interface Tracker {
   baselineThrough: number;
   /** Others' messages above `baselineThrough`, not deleted. */
   othersAbove: Set<number>;
+  /** Every seq above `baselineThrough` seen, whoever sent it (what {@link ConversationList.covers} asks). */
+  seenAbove: Set<number>;
   /** Seqs whose deletion was already taken into account (so a repeated tombstone counts once). */
   deletedSeen: Set<number>;
 }
@@ -45,6 +47,28 @@ export class ConversationList {
     this.trackers.clear();
     for (const entry of entries) this.track(entry);
     this.changed();
+  }
+
+  /**
+   * One conversation's entry of a `conversation.list` reply: the authority for it, as {@link load} is for
+   * all (other members' horizons seen in `read` events are kept). Adds it when not listed yet.
+   */
+  reload(entry: ConversationListEntry): void {
+    const memberReads = this.trackers.get(entry.id)?.entry.member_reads ?? {};
+    this.track(entry).entry.member_reads = memberReads;
+    this.changed();
+  }
+
+  /**
+   * Whether the list has accounted for every seq up to `throughSeq`: inside the range a server
+   * snapshot counted, or seen one by one since. False for a conversation not listed.
+   */
+  covers(conversationId: string, throughSeq: number): boolean {
+    const tracker = this.trackers.get(conversationId);
+    if (!tracker) return false;
+    if (throughSeq - tracker.baselineThrough > tracker.seenAbove.size) return false;
+    for (let seq = tracker.baselineThrough + 1; seq <= throughSeq; seq += 1) if (!tracker.seenAbove.has(seq)) return false;
+    return true;
   }
 
   /** `conversation.created`, `.joined`, `.updated` (or a create/rename reply): keeps counts, updates the rest. */
@@ -83,6 +107,7 @@ export class ConversationList {
     } else if (entry.last_message?.id === message.id && message.version > entry.last_message.version) {
       entry.last_message = message;
     }
+    if (message.seq > tracker.baselineThrough) tracker.seenAbove.add(message.seq);
     if (own) {
       // The server moves the sender's horizon to its own message: everything before it counts as read.
       entry.read_seq = Math.max(entry.read_seq, message.seq);
@@ -147,15 +172,18 @@ export class ConversationList {
     return total;
   }
 
-  private track(entry: ConversationListEntry): void {
-    this.trackers.set(entry.id, {
+  private track(entry: ConversationListEntry): Tracker {
+    const tracker: Tracker = {
       entry: { ...entry, member_reads: {} },
       baselineUnread: entry.unread_count,
       baselineRead: entry.read_seq,
       baselineThrough: Math.max(entry.last_seq, entry.read_seq),
       othersAbove: new Set(),
+      seenAbove: new Set(),
       deletedSeen: new Set(),
-    });
+    };
+    this.trackers.set(entry.id, tracker);
+    return tracker;
   }
 
   private recount(tracker: Tracker): void {
