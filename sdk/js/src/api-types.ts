@@ -6,7 +6,11 @@
 export interface TokenUser {
   id: string;
   external_id: string;
-  display_name: string | null;
+  /**
+   * `null` when the app's backend gave none. Absent from a `POST /api/v1/auth/refresh` answer (the
+   * server builds that from the token's claims, which carry no name): keep the one from the first token.
+   */
+  display_name?: string | null;
 }
 
 /** `POST /api/v1/auth/sdk/token` (from the app's backend) and `POST /api/v1/auth/refresh`. */

@@ -38,9 +38,10 @@ export type KnownErrorCode =
 export type ErrorCode = KnownErrorCode | (string & {});
 
 /**
- * `{code, message}` of a failed reply, an `error` event, or an HTTP error body. `retry_after_ms` is
- * documented for `rate_limited`; the socket currently puts the wait only into `message` ("retry in N
- * ms"), so readers go through {@link retryAfterMs} rather than this field alone.
+ * `{code, message}` of a failed reply, an `error` event, or an HTTP error body. `rate_limited` carries
+ * `retry_after_ms` (socket replies and HTTP 429 bodies alike); readers still go through
+ * {@link retryAfterMs}, which falls back to the wait named in `message` for servers that omit it.
+ * `correlation_id` comes with HTTP error bodies.
  */
 export interface ErrorBody {
   code: ErrorCode;
