@@ -992,6 +992,30 @@ class ConversationList {
             this.track(entry);
         this.changed();
     }
+    /**
+     * One conversation's entry of a `conversation.list` reply: the authority for it, as {@link load} is for
+     * all (other members' horizons seen in `read` events are kept). Adds it when not listed yet.
+     */
+    reload(entry) {
+        const memberReads = this.trackers.get(entry.id)?.entry.member_reads ?? {};
+        this.track(entry).entry.member_reads = memberReads;
+        this.changed();
+    }
+    /**
+     * Whether the list has accounted for every seq up to `throughSeq`: inside the range a server
+     * snapshot counted, or seen one by one since. False for a conversation not listed.
+     */
+    covers(conversationId, throughSeq) {
+        const tracker = this.trackers.get(conversationId);
+        if (!tracker)
+            return false;
+        if (throughSeq - tracker.baselineThrough > tracker.seenAbove.size)
+            return false;
+        for (let seq = tracker.baselineThrough + 1; seq <= throughSeq; seq += 1)
+            if (!tracker.seenAbove.has(seq))
+                return false;
+        return true;
+    }
     /** `conversation.created`, `.joined`, `.updated` (or a create/rename reply): keeps counts, updates the rest. */
     upsert(conversation) {
         const tracker = this.trackers.get(conversation.id);
@@ -1029,6 +1053,8 @@ class ConversationList {
         else if (entry.last_message?.id === message.id && message.version > entry.last_message.version) {
             entry.last_message = message;
         }
+        if (message.seq > tracker.baselineThrough)
+            tracker.seenAbove.add(message.seq);
         if (own) {
             // The server moves the sender's horizon to its own message: everything before it counts as read.
             entry.read_seq = Math.max(entry.read_seq, message.seq);
@@ -1096,14 +1122,17 @@ class ConversationList {
         return total;
     }
     track(entry) {
-        this.trackers.set(entry.id, {
+        const tracker = {
             entry: { ...entry, member_reads: {} },
             baselineUnread: entry.unread_count,
             baselineRead: entry.read_seq,
             baselineThrough: Math.max(entry.last_seq, entry.read_seq),
             othersAbove: new Set(),
+            seenAbove: new Set(),
             deletedSeen: new Set(),
-        });
+        };
+        this.trackers.set(entry.id, tracker);
+        return tracker;
     }
     recount(tracker) {
         const readSeq = tracker.entry.read_seq;
@@ -1138,35 +1167,100 @@ const SUBSCRIBE_CONCURRENCY = 4;
 class ListSync {
     options;
     list = new ConversationList();
-    held;
+    /** List reads in flight; while there are any, changes are held. */
+    reads = 0;
+    held = [];
+    arrivals = 0;
+    /** Conversations whose entries are to be reloaded from `conversation.list` (see {@link watchNew}). */
+    reloadWanted = new Set();
+    reloading;
     constructor(options) {
         this.options = options;
     }
-    /** Applies a change now, or after the list read in flight. */
+    /** Applies a change now, or after the list reads in flight. */
     apply(change) {
-        if (this.held) {
-            this.held.push(() => change(this.list));
+        if (this.reads > 0) {
+            this.held.push({ at: ++this.arrivals, run: () => change(this.list) });
             return;
         }
         change(this.list);
         this.options.emit(this.list.list());
     }
     async refresh() {
-        this.held ??= [];
-        try {
-            const reply = await this.options.requester.request('conversation.list', { limit: this.options.limit ?? 50 });
-            this.list.load(reply.conversations);
-        }
-        finally {
-            const held = this.held ?? [];
-            this.held = undefined;
-            for (const change of held)
-                change();
-            this.options.emit(this.list.list());
-        }
+        await this.read(async () => {
+            const reply = await this.options.requester.request('conversation.list', { limit: this.limit });
+            return () => this.list.load(reply.conversations);
+        });
         if (this.options.watch ?? true)
             await this.watchListed();
         return this.list.list();
+    }
+    /**
+     * Follows a conversation the user just got (`conversation.created` / `.joined`; not open). The
+     * subscription starts live delivery only, so messages sent before it never arrive: when the reply's
+     * `last_seq` shows seqs the list has not accounted for, the conversation's entry is reloaded from
+     * `conversation.list` — its preview and unread count are then the server's (a joined group's history is
+     * not replayed and counted here). No `since_seq`: the created/joined event carries no seq to resume
+     * from, and replaying from 0 would count a joined group's whole history one by one.
+     */
+    async watchNew(conversationId) {
+        if (!(this.options.watch ?? true))
+            return;
+        const reply = await this.options.requester.request('conversation.subscribe', { conversation_id: conversationId });
+        if (reply.last_seq > 0 && !this.list.covers(conversationId, reply.last_seq))
+            await this.reload(conversationId);
+    }
+    get limit() {
+        return this.options.limit ?? 50;
+    }
+    /**
+     * A list read: changes arriving while any read is in flight are held; when the last one is answered,
+     * each read's result (`load`) is applied in the order the reads started, among the held changes in
+     * the order they arrived.
+     */
+    async read(work) {
+        const at = this.arrivals + 0.5;
+        this.reads += 1;
+        let load;
+        try {
+            load = await work();
+        }
+        finally {
+            this.reads -= 1;
+            if (load)
+                this.held.push({ at, run: load });
+            if (this.reads === 0) {
+                const held = this.held.sort((a, b) => a.at - b.at);
+                this.held = [];
+                for (const change of held)
+                    change.run();
+                this.options.emit(this.list.list());
+            }
+        }
+    }
+    /** Reloads entries from one `conversation.list` read; conversations asked for meanwhile share the next. */
+    reload(conversationId) {
+        this.reloadWanted.add(conversationId);
+        this.reloading ??= this.reloadAll();
+        return this.reloading;
+    }
+    async reloadAll() {
+        try {
+            while (this.reloadWanted.size > 0) {
+                const wanted = new Set(this.reloadWanted);
+                this.reloadWanted.clear();
+                await this.read(async () => {
+                    const reply = await this.options.requester.request('conversation.list', { limit: this.limit });
+                    // Newest activity first: a conversation with a message just now is on the first page, unless
+                    // `limit` others had newer ones (then it is left as it is until the next reconnect's reload).
+                    const entries = reply.conversations.filter((entry) => wanted.has(entry.id));
+                    return () => entries.forEach((entry) => this.list.reload(entry));
+                });
+            }
+        }
+        finally {
+            this.reloading = undefined;
+        }
     }
     async watchListed() {
         const queue = this.list.list().filter((entry) => !this.options.isOpen(entry.id));
@@ -1829,18 +1923,48 @@ return { TypingTracker };
 
 // ---- signals
 const __signals = (() => {
+const CaasError = __errors.CaasError;
 const TypingTracker = __typing.TypingTracker;
+/**
+ * The ephemeral state: who is typing (hidden after `expires_in_ms` unless renewed) and who is online
+ * (watched users, re-watched after every reconnect since watches live on the connection); and the two
+ * requests that draw on the connection's signals budget (`typing.*` and `read.mark`, 5 a second):
+ *
+ * - typing is best-effort and lapses by itself, so a `rate_limited` typing request is dropped, never
+ *   retried (a retried start could land after a later stop and show "typing…" for 5 s more). Per
+ *   conversation one typing request is on the wire at a time and only the latest intent waits behind
+ *   it, so a stop is never overtaken by an earlier start;
+ * - read marks are coalesced: per conversation one is on the wire at a time, later ones wait behind it
+ *   and only the highest seq is sent; a `rate_limited` one is kept and sent once the wait the server
+ *   named (`retry_after_ms`) has passed.
+ */
+
+
 /** `typing.start` lasts 5 s on the server; renewing every 3 s keeps it up within the 5-a-second budget. */
 const TYPING_RENEW_MS = 3000;
+/** How long a start may show at the other side when its reply did not say (`expires_in_ms`). */
+const TYPING_TTL_MS = 5000;
+/** The shortest wait after a `rate_limited` refusal (a `retry_after_ms` of 0 must not spin). */
+const MIN_RATE_WAIT_MS = 50;
 const PRESENCE_BATCH = 500;
 class Signals {
     options;
     typing = new TypingTracker();
     presenceState = new Map();
-    lastStart = new Map();
-    timer;
+    typingLanes = new Map();
+    readLanes = new Map();
+    /** Until when the signals budget is spent (the last `rate_limited` refusal's wait). */
+    quietUntil = -Infinity;
+    cancelExpiry;
+    schedule;
     constructor(options) {
         this.options = options;
+        this.schedule =
+            options.schedule ??
+                ((callback, ms) => {
+                    const timer = setTimeout(callback, ms);
+                    return () => clearTimeout(timer);
+                });
     }
     setSelfUserId(userId) {
         this.typing.setSelfUserId(userId);
@@ -1858,22 +1982,54 @@ class Signals {
         if (this.typing.stopped(conversationId, senderId))
             this.emitTyping(conversationId);
     }
-    /** Starts are throttled to one per 3 s per conversation; stops go at once. */
-    async sendTyping(conversationId, isTyping) {
+    /**
+     * The own typing indicator. Starts are throttled to one per 3 s per conversation and dropped while
+     * the signals budget is spent; a stop goes once the request on the wire (if any) is answered, and
+     * not at all when no start may be showing. Resolves when the intent was sent, dropped (`rate_limited`)
+     * or superseded by a later one; rejects with other failures.
+     */
+    sendTyping(conversationId, isTyping) {
         const now = this.options.now();
-        if (isTyping && now - (this.lastStart.get(conversationId) ?? -Infinity) < TYPING_RENEW_MS)
-            return;
-        if (isTyping)
-            this.lastStart.set(conversationId, now);
-        else
-            this.lastStart.delete(conversationId);
-        try {
-            await this.options.requester.request(isTyping ? 'typing.start' : 'typing.stop', { conversation_id: conversationId });
+        const lane = this.typingLane(conversationId);
+        const latest = lane.queued?.typing ?? lane.inFlight ?? now < lane.shownUntil;
+        if (isTyping) {
+            // The budget is spent: the start would be refused, and the indicator lapses by itself anyway.
+            if (now < this.quietUntil)
+                return Promise.resolve();
+            if (latest && lane.queued === undefined && now - lane.lastStart < TYPING_RENEW_MS)
+                return Promise.resolve();
         }
-        catch (error) {
-            this.lastStart.delete(conversationId);
-            throw error;
+        else if (!latest) {
+            return Promise.resolve(); // nothing to stop, or a stop already on its way
         }
+        if (lane.inFlight === undefined)
+            return this.typingRequest(conversationId, lane, isTyping);
+        // One typing request on the wire per conversation: the latest intent waits for its answer.
+        if (lane.queued && lane.queued.typing !== isTyping) {
+            for (const waiter of lane.queued.waiters)
+                waiter.resolve();
+            lane.queued = undefined;
+        }
+        const queued = (lane.queued ??= { typing: isTyping, waiters: [] });
+        return new Promise((resolve, reject) => queued.waiters.push({ resolve, reject }));
+    }
+    /**
+     * Moves the read horizon to `seq`: coalesced per conversation (one `read.mark` on the wire, then the
+     * highest seq asked for meanwhile), and a `rate_limited` refusal is waited out, not failed. Resolves
+     * with the horizon the server stored (of a mark at or above `seq`).
+     */
+    markRead(conversationId, seq) {
+        const lane = this.readLane(conversationId);
+        return new Promise((resolve, reject) => {
+            const waiter = { resolve, reject };
+            if (lane.inFlight && seq <= lane.inFlight.seq) {
+                lane.inFlight.waiters.push(waiter);
+                return;
+            }
+            lane.wanted = Math.max(lane.wanted, seq);
+            lane.waiters.push(waiter);
+            this.nextReadMark(conversationId, lane);
+        });
     }
     presence(userId) {
         return this.presenceState.get(userId);
@@ -1894,10 +2050,21 @@ class Signals {
         if (this.presenceState.size > 0)
             await this.subscribe([...this.presenceState.keys()]);
     }
+    /** The client closed: timers stop; read marks still waiting out a refusal are rejected (`closed`). */
     stop() {
-        if (this.timer)
-            clearTimeout(this.timer);
-        this.timer = undefined;
+        this.cancelExpiry?.();
+        this.cancelExpiry = undefined;
+        for (const lane of this.readLanes.values()) {
+            if (!lane.cancelWait)
+                continue;
+            lane.cancelWait();
+            lane.cancelWait = undefined;
+            const waiters = lane.waiters;
+            lane.waiters = [];
+            lane.wanted = 0;
+            for (const waiter of waiters)
+                waiter.reject(new CaasError('closed', 'the client was closed'));
+        }
     }
     async subscribe(userIds) {
         const notVisible = [];
@@ -1913,17 +2080,122 @@ class Signals {
         this.options.emitTyping(conversationId, this.typingUsers(conversationId));
     }
     scheduleExpiry() {
-        this.stop();
+        this.cancelExpiry?.();
+        this.cancelExpiry = undefined;
         const next = this.typing.nextExpiry();
         if (next === undefined)
             return;
-        this.timer = setTimeout(() => {
-            this.timer = undefined;
+        this.cancelExpiry = this.schedule(() => {
+            this.cancelExpiry = undefined;
             for (const conversationId of this.typing.expire(this.options.now()))
                 this.emitTyping(conversationId);
             this.scheduleExpiry();
         }, Math.max(0, next - this.options.now()));
     }
+    get signalRequester() {
+        return this.options.signalRequester ?? this.options.requester;
+    }
+    /** A `rate_limited` refusal from the signals budget: nothing more goes out before its wait passed. */
+    spent(error) {
+        const wait = Math.max(MIN_RATE_WAIT_MS, error.retryAfterMs ?? 1000);
+        this.quietUntil = Math.max(this.quietUntil, this.options.now() + wait);
+    }
+    typingLane(conversationId) {
+        let lane = this.typingLanes.get(conversationId);
+        if (!lane) {
+            lane = { inFlight: undefined, queued: undefined, shownUntil: -Infinity, lastStart: -Infinity };
+            this.typingLanes.set(conversationId, lane);
+        }
+        return lane;
+    }
+    async typingRequest(conversationId, lane, isTyping) {
+        const sentAt = this.options.now();
+        lane.inFlight = isTyping;
+        const lastStart = lane.lastStart;
+        if (isTyping)
+            lane.lastStart = sentAt;
+        try {
+            const notice = await this.signalRequester.request(isTyping ? 'typing.start' : 'typing.stop', { conversation_id: conversationId });
+            lane.shownUntil = isTyping ? sentAt + (notice.expires_in_ms > 0 ? notice.expires_in_ms : TYPING_TTL_MS) : -Infinity;
+        }
+        catch (error) {
+            if (isRateLimited(error)) {
+                // Dropped, not retried: a late start would outlive a later stop; the indicator lapses anyway.
+                this.spent(error);
+                lane.lastStart = lastStart;
+                return;
+            }
+            // Unknown whether it got through: a later stop is sent to be sure, a later start is not throttled.
+            if (isTyping) {
+                lane.shownUntil = Math.max(lane.shownUntil, sentAt + TYPING_TTL_MS);
+                lane.lastStart = -Infinity;
+            }
+            throw error;
+        }
+        finally {
+            lane.inFlight = undefined;
+            this.nextTyping(conversationId, lane);
+        }
+    }
+    /** The request on the wire was answered: the queued intent goes, if it still changes anything. */
+    nextTyping(conversationId, lane) {
+        const queued = lane.queued;
+        if (!queued)
+            return;
+        lane.queued = undefined;
+        const now = this.options.now();
+        const shown = now < lane.shownUntil;
+        const needed = queued.typing ? now >= this.quietUntil && !(shown && now - lane.lastStart < TYPING_RENEW_MS) : shown;
+        const sent = needed ? this.typingRequest(conversationId, lane, queued.typing) : Promise.resolve();
+        sent.then(() => queued.waiters.forEach((waiter) => waiter.resolve()), (error) => queued.waiters.forEach((waiter) => waiter.reject(error)));
+    }
+    readLane(conversationId) {
+        let lane = this.readLanes.get(conversationId);
+        if (!lane) {
+            lane = { inFlight: undefined, wanted: 0, waiters: [], cancelWait: undefined };
+            this.readLanes.set(conversationId, lane);
+        }
+        return lane;
+    }
+    /** Sends the highest read mark asked for, unless one is on the wire or the budget is spent. */
+    nextReadMark(conversationId, lane) {
+        if (lane.inFlight || lane.cancelWait || lane.waiters.length === 0)
+            return;
+        const wait = this.quietUntil - this.options.now();
+        if (wait > 0) {
+            lane.cancelWait = this.schedule(() => {
+                lane.cancelWait = undefined;
+                this.nextReadMark(conversationId, lane);
+            }, wait);
+            return;
+        }
+        const mark = { seq: lane.wanted, waiters: lane.waiters };
+        lane.inFlight = mark;
+        lane.wanted = 0;
+        lane.waiters = [];
+        this.signalRequester.request('read.mark', { conversation_id: conversationId, seq: mark.seq }).then((horizon) => {
+            lane.inFlight = undefined;
+            for (const waiter of mark.waiters)
+                waiter.resolve(horizon);
+            this.nextReadMark(conversationId, lane);
+        }, (error) => {
+            lane.inFlight = undefined;
+            if (isRateLimited(error)) {
+                // Kept: merged with what was asked for meanwhile, sent once the named wait has passed.
+                this.spent(error);
+                lane.wanted = Math.max(lane.wanted, mark.seq);
+                lane.waiters = [...mark.waiters, ...lane.waiters];
+            }
+            else {
+                for (const waiter of mark.waiters)
+                    waiter.reject(error);
+            }
+            this.nextReadMark(conversationId, lane);
+        });
+    }
+}
+function isRateLimited(error) {
+    return error instanceof CaasError && error.code === 'rate_limited';
 }
 return { Signals };
 })();
@@ -2689,6 +2961,8 @@ class CaasClient {
         });
         this.signals = new Signals({
             requester: this,
+            // Typing and read marks handle `rate_limited` themselves (dropped / coalesced), not by waiting it out.
+            signalRequester: this.connection,
             now: this.now,
             emitTyping: (conversationId, userIds) => this.emitter.emit('typing', { conversation_id: conversationId, user_ids: userIds }),
             emitPresence: (state) => this.emitter.emit('presence', state),
@@ -2700,10 +2974,7 @@ class CaasClient {
             open: (conversationId) => this.syncs.get(conversationId)?.sync,
             upsert: (conversation) => this.upserted(conversation),
             forget: (conversationId) => this.forget(conversationId),
-            watchNew: (conversationId) => {
-                if (this.options.watchConversations ?? true)
-                    this.background(this.request('conversation.subscribe', { conversation_id: conversationId }));
-            },
+            watchNew: (conversationId) => this.background(this.lists.watchNew(conversationId)),
             background: (work) => this.background(work),
         };
         const events = this.connection.events;
@@ -2888,16 +3159,22 @@ class CaasClient {
     replies(conversationId, messageId, page = {}) {
         return this.request('message.replies', { conversation_id: conversationId, message_id: messageId, ...page });
     }
-    /** Moves the read horizon (default: to the newest message known) and updates the unread count. */
+    /**
+     * Moves the read horizon (default: to the newest message known) and updates the unread count. Marks
+     * are coalesced per conversation; a `rate_limited` one is sent again after the wait the server names.
+     */
     async markRead(conversationId, seq) {
         const target = seq ?? this.syncs.get(conversationId)?.sync.timeline.lastSeq ?? this.lists.list.get(conversationId)?.last_seq;
         if (target === undefined || target <= 0)
             return undefined;
-        const horizon = await this.request('read.mark', { conversation_id: conversationId, seq: target });
+        const horizon = await this.signals.markRead(conversationId, target);
         this.lists.apply((list) => list.applyRead(horizon));
         return horizon;
     }
-    /** The typing indicator: starts are sent at most every 3 s (they last 5 s), stops at once. */
+    /**
+     * The typing indicator: starts are sent at most every 3 s (they last 5 s); a stop goes after the
+     * request on the wire, if any. Best-effort: a `rate_limited` one is dropped (the indicator lapses).
+     */
     typing(conversationId, isTyping) {
         return this.signals.sendTyping(conversationId, isTyping);
     }

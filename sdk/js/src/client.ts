@@ -114,6 +114,8 @@ export class CaasClient {
     });
     this.signals = new Signals({
       requester: this,
+      // Typing and read marks handle `rate_limited` themselves (dropped / coalesced), not by waiting it out.
+      signalRequester: this.connection,
       now: this.now,
       emitTyping: (conversationId, userIds) => this.emitter.emit('typing', { conversation_id: conversationId, user_ids: userIds }),
       emitPresence: (state) => this.emitter.emit('presence', state),
@@ -125,9 +127,7 @@ export class CaasClient {
       open: (conversationId) => this.syncs.get(conversationId)?.sync,
       upsert: (conversation) => this.upserted(conversation),
       forget: (conversationId) => this.forget(conversationId),
-      watchNew: (conversationId) => {
-        if (this.options.watchConversations ?? true) this.background(this.request('conversation.subscribe', { conversation_id: conversationId }));
-      },
+      watchNew: (conversationId) => this.background(this.lists.watchNew(conversationId)),
       background: (work) => this.background(work),
     };
     const events = this.connection.events;
@@ -342,16 +342,22 @@ export class CaasClient {
     return this.request('message.replies', { conversation_id: conversationId, message_id: messageId, ...page });
   }
 
-  /** Moves the read horizon (default: to the newest message known) and updates the unread count. */
+  /**
+   * Moves the read horizon (default: to the newest message known) and updates the unread count. Marks
+   * are coalesced per conversation; a `rate_limited` one is sent again after the wait the server names.
+   */
   async markRead(conversationId: string, seq?: number): Promise<P.ReadHorizon | undefined> {
     const target = seq ?? this.syncs.get(conversationId)?.sync.timeline.lastSeq ?? this.lists.list.get(conversationId)?.last_seq;
     if (target === undefined || target <= 0) return undefined;
-    const horizon = await this.request('read.mark', { conversation_id: conversationId, seq: target });
+    const horizon = await this.signals.markRead(conversationId, target);
     this.lists.apply((list) => list.applyRead(horizon));
     return horizon;
   }
 
-  /** The typing indicator: starts are sent at most every 3 s (they last 5 s), stops at once. */
+  /**
+   * The typing indicator: starts are sent at most every 3 s (they last 5 s); a stop goes after the
+   * request on the wire, if any. Best-effort: a `rate_limited` one is dropped (the indicator lapses).
+   */
   typing(conversationId: string, isTyping: boolean): Promise<void> {
     return this.signals.sendTyping(conversationId, isTyping);
   }
