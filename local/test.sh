@@ -22,12 +22,14 @@ results="$stack_dir/cargo-test.log"
 sdk_results="$stack_dir/sdk-test.log"
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 set +e
-# The client SDK (sdk/js): type check, unit tests, then the demo page in headless Chromium against the
-# dev mode built above; the SDK's integration test against the real stack runs with the cargo tests.
+# The client SDK (sdk/js): type check, unit tests, its protocol types against what the dev mode built above
+# really sends, then the demo page in headless Chromium against that dev mode; the SDK's integration test
+# against the real stack runs with the cargo tests.
 (
   cd sdk/js &&
     npm run --silent typecheck &&
     npm test --silent &&
+    CAAS_DEV_BIN="$target_dir/debug/caas-dev" npm run --silent test:protocol &&
     CAAS_DEV_BIN="$target_dir/debug/caas-dev" npm run --silent test:browser
 ) 2>&1 | tee "$sdk_results"
 sdk_status=${PIPESTATUS[0]}
