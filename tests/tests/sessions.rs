@@ -90,6 +90,10 @@ async fn ending_a_session_refuses_its_tokens_and_closes_only_its_connections() {
     let (status, refreshed) = http.call(Method::POST, "/api/v1/auth/refresh", token_of(&phone)).await;
     assert_eq!(status, 200, "{refreshed}");
     assert_eq!(refreshed["session_id"], phone["session_id"]);
+    assert_eq!(
+        refreshed["user"], phone["user"],
+        "the token endpoint's user shape, name included"
+    );
     assert!(
         refreshed["expires_at"].as_i64() > phone["expires_at"].as_i64(),
         "{refreshed}"

@@ -285,7 +285,15 @@ async fn refresh(State(service): State<Arc<AuthService>>, caller: Authenticated)
     .with_details(json!({"expires_at": issued.expires_at}))
     .emit(service.bus.as_ref())
     .await?;
-    let user = json!({"id": claims.sub, "external_id": claims.external_id});
+    // The same `user` shape as the token endpoint's; the name is the store's (tokens do not carry it).
+    let display_name = service
+        .store
+        .find_users(&claims.app_id, std::slice::from_ref(&claims.sub))
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|user| user.display_name);
+    let user = json!({"id": claims.sub, "external_id": claims.external_id, "display_name": display_name});
     Ok(Json(token_response(&service, &issued, user)))
 }
 
