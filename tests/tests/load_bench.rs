@@ -1,6 +1,7 @@
 //! The load benchmark's CI-sized run (a few seconds, small sizes), so the tool never rots: every server
 //! — the socket node on the real stack (with native and with Socket.IO clients), the plain Socket.IO
-//! baseline and the Socket.IO + Redis adapter + kafkajs stack on the same Redis and broker — must take
+//! baseline, the Socket.IO + Redis adapter + kafkajs stack on the same Redis and broker, and the two floor
+//! relays (fan-out only) — must take
 //! every connection, deliver every message to every member and take every client back after a
 //! reconnect storm; the persistence comparison must store what it produced.
 //! Figures are printed, never asserted (these machines are shared and noisy).
@@ -35,6 +36,11 @@ fn the_smoke_run_delivers_everything_on_every_server() {
         dir.display()
     );
     println!("{stdout}");
+    assert!(stdout.contains("## Ours / floor (relay, no backends)\n"), "{stdout}");
+    assert!(
+        stdout.contains("## Ours / floor + Redis script + Kafka produce\n"),
+        "{stdout}"
+    );
     assert!(stdout.contains("## Ours / Socket.IO 4\n"), "{stdout}");
     assert!(stdout.contains("## Ours / Socket.IO 4 + Redis adapter"), "{stdout}");
     assert!(stdout.contains("## Socket.IO clients / native clients"), "{stdout}");
@@ -53,7 +59,14 @@ fn the_smoke_run_delivers_everything_on_every_server() {
     let servers: Vec<&str> = fan_out.iter().filter_map(|r| r["flavor"].as_str()).collect();
     assert_eq!(
         servers,
-        ["caas", "caas_socket_io", "socket_io", "socket_io_stack"],
+        [
+            "caas",
+            "caas_socket_io",
+            "socket_io",
+            "floor",
+            "socket_io_stack",
+            "floor_backends"
+        ],
         "{fan_out:?}"
     );
     for result in fan_out {

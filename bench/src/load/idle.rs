@@ -128,12 +128,14 @@ pub fn parse_flavor(arg: &str) -> Result<Flavor> {
         Flavor::CaasSocketIo,
         Flavor::SocketIo,
         Flavor::SocketIoStack,
+        Flavor::Floor,
+        Flavor::FloorBackends,
     ]
     .into_iter()
     .find(|flavor| flavor.name() == arg)
     .ok_or_else(|| {
         BenchError::Failed(format!(
-            "unknown server kind {arg:?} (caas, caas-socketio, socketio or socketio-stack)"
+            "unknown server kind {arg:?} (caas, caas-socketio, socketio, socketio-stack, floor or floor-backends)"
         ))
     })
 }

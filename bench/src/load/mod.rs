@@ -245,9 +245,10 @@ pub async fn run(
     let mut report = report::LoadReport::new(plan.clone());
     if let Some(settings) = &plan.idle {
         // The stack's idle connections cost what plain Socket.IO's do.
+        // The floors are for the send path: their idle memory is no target.
         for &flavor in flavors
             .iter()
-            .filter(|flavor| !matches!(flavor, Flavor::SocketIoStack | Flavor::FloorBackends))
+            .filter(|flavor| **flavor != Flavor::SocketIoStack && !flavor.is_floor())
         {
             tracing::info!(server = flavor.label(), "idle connections");
             report
