@@ -2,8 +2,11 @@
 //!
 //! Each node subscribes to a fan-out channel (Redis pub/sub, or the in-process broker in the embedded
 //! mode) only while at least one of its connections wants it, so a message is published once and reaches only nodes with an interested
-//! client. Payloads are serialised once and shared by every recipient.
+//! client. Payloads are serialised once and shared by every recipient. A conversation's messages carry
+//! their seq on the fan-out, and each channel puts them back in seq order ([`InOrder`]) before they
+//! reach a connection.
 
+use crate::in_order::InOrder;
 use crate::outbox::Outbox;
 use caas_shared::ports::cache::PresenceHolder;
 use caas_shared::ports::fanout::{self, FanOut, MemoryBroker, MemoryFanOut};
@@ -11,6 +14,7 @@ use caas_shared::Result;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -36,20 +40,66 @@ pub struct Outlet {
     pub device_id: Option<String>,
 }
 
+/// A channel with local subscribers.
+#[derive(Default)]
+struct Channel {
+    subscribers: HashSet<ConnectionId>,
+    order: InOrder<Utf8Bytes>,
+}
+
 #[derive(Default)]
 struct Routes {
     outlets: HashMap<ConnectionId, Outlet>,
-    channels: HashMap<String, HashSet<ConnectionId>>,
+    channels: HashMap<String, Channel>,
     channels_of: HashMap<ConnectionId, HashSet<String>>,
+    /// The channels holding messages for a gap (usually none), so the fan-in finds them without a scan.
+    holding: HashSet<String>,
+}
+
+/// The routes borrowed for delivery: the outlets shared by every frame queued, the channels' order changed.
+struct Delivery<'r> {
+    outlets: &'r HashMap<ConnectionId, Outlet>,
+    channels: &'r mut HashMap<String, Channel>,
+    holding: &'r mut HashSet<String>,
+}
+
+impl<'r> Delivery<'r> {
+    /// Hands `payload` to the channel's order and queues what it releases for the channel's subscribers,
+    /// without waking their writers; each outbox that took a frame is added to `corked`.
+    fn deliver(
+        &mut self,
+        name: &str,
+        seq: Option<u64>,
+        payload: Utf8Bytes,
+        now: Instant,
+        corked: &mut Vec<&'r Arc<Outbox>>,
+    ) {
+        let Some(Channel { subscribers, order }) = self.channels.get_mut(name) else {
+            return;
+        };
+        let outlets = self.outlets;
+        order.admit(seq, payload, now, |frame| queue_for(outlets, subscribers, frame, corked));
+        if order.deadline().is_some() && !self.holding.contains(name) {
+            self.holding.insert(name.to_owned());
+        }
+    }
 }
 
 impl Routes {
+    fn split(&mut self) -> Delivery<'_> {
+        Delivery {
+            outlets: &self.outlets,
+            channels: &mut self.channels,
+            holding: &mut self.holding,
+        }
+    }
+
     /// The outlets of the local subscribers of `channel`.
     fn outlets_on<'r>(&'r self, channel: &str) -> impl Iterator<Item = &'r Outlet> + 'r {
         self.channels
             .get(channel)
             .into_iter()
-            .flatten()
+            .flat_map(|channel| &channel.subscribers)
             .filter_map(|id| self.outlets.get(id))
     }
 }
@@ -133,7 +183,7 @@ impl Hub {
                 .entry(connection)
                 .or_default()
                 .insert(channel.to_owned());
-            let subscribers = routes.channels.entry(channel.to_owned()).or_default();
+            let subscribers = &mut routes.channels.entry(channel.to_owned()).or_default().subscribers;
             subscribers.insert(connection);
             subscribers.len() == 1
         };
@@ -152,14 +202,16 @@ impl Hub {
             channels.remove(channel);
         }
         let now_empty = match routes.channels.get_mut(channel) {
-            Some(subscribers) => {
-                subscribers.remove(&connection);
-                subscribers.is_empty()
+            Some(routed) => {
+                routed.subscribers.remove(&connection);
+                routed.subscribers.is_empty()
             }
             None => false,
         };
         if now_empty {
+            // What it held was for nobody here any more.
             routes.channels.remove(channel);
+            routes.holding.remove(channel);
         }
         now_empty
     }
@@ -193,7 +245,7 @@ impl Hub {
             routes
                 .channels
                 .get(user_channel)
-                .map(|c| c.iter().copied().collect())
+                .map(|c| c.subscribers.iter().copied().collect())
                 .unwrap_or_default()
         };
         for connection in connections {
@@ -203,54 +255,69 @@ impl Hub {
         }
     }
 
-    /// Queues `payload` for every local subscriber of `channel`; returns how many got it.
+    /// Where `channel`'s order starts when nothing was delivered on it yet: the conversation's counter,
+    /// read after the subscription was confirmed.
+    pub fn start_after(&self, channel: &str, seq: u64) {
+        if let Some(routed) = self.routes.lock().expect("routes lock").channels.get_mut(channel) {
+            routed.order.start_after(seq);
+        }
+    }
+
+    /// Queues `payload`, an event without a seq, for every local subscriber of `channel` (behind any
+    /// message the channel holds for a gap); returns how many it was queued for now.
     pub fn deliver_local(&self, channel: &str, payload: Utf8Bytes) -> usize {
-        let routes = self.routes.lock().expect("routes lock");
+        let mut routes = self.routes.lock().expect("routes lock");
         let mut corked = Vec::new();
-        let delivered = Self::deliver_corked(&routes, channel, payload, &mut corked);
-        for outbox in corked {
-            outbox.wake();
-        }
-        delivered
+        routes.split().deliver(channel, None, payload, Instant::now(), &mut corked);
+        let queued = corked.len();
+        wake_each(corked);
+        queued
     }
 
-    /// [`Self::deliver_local`] for each `(channel, payload)` in order, under one hold of the routes: the
-    /// fan-in hands over everything Redis delivered since its last turn at once. Corked: each
-    /// recipient's writer is woken once, after the whole batch, so it writes all of its frames at once.
-    pub fn deliver_batch(&self, batch: impl IntoIterator<Item = (String, String)>) {
-        let routes = self.routes.lock().expect("routes lock");
+    /// [`Self::deliver_local`] for each `(channel, payload)` the fan-out delivered, in order, under one
+    /// hold of the routes: the fan-in hands over everything Redis delivered since its last turn at once.
+    /// Corked: each recipient's writer is woken once, after the whole batch, so it writes all of its
+    /// frames at once. Returns when a message held for a gap is to be given up
+    /// ([`Self::release_overdue`]).
+    pub fn deliver_batch(&self, batch: impl IntoIterator<Item = (String, String)>) -> Option<Instant> {
+        let mut routes = self.routes.lock().expect("routes lock");
         let mut corked = Vec::new();
+        let now = Instant::now();
+        let mut delivery = routes.split();
         for (channel, payload) in batch {
-            Self::deliver_corked(&routes, &channel, Utf8Bytes::from(payload), &mut corked);
+            let (seq, frame) = unwrap_sequenced(payload);
+            delivery.deliver(&channel, seq, Utf8Bytes::from(frame), now, &mut corked);
         }
-        corked.sort_unstable_by_key(|outbox| Arc::as_ptr(outbox));
-        corked.dedup_by_key(|outbox| Arc::as_ptr(outbox));
-        for outbox in corked {
-            outbox.wake();
-        }
+        wake_each(corked);
+        Self::next_deadline(&routes)
     }
 
-    /// Queues `payload` for the subscribers of `channel` without waking their writers; each outbox that
-    /// took it is added to `corked`.
-    fn deliver_corked<'r>(
-        routes: &'r Routes,
-        channel: &str,
-        payload: Utf8Bytes,
-        corked: &mut Vec<&'r Arc<Outbox>>,
-    ) -> usize {
-        let Some(subscribers) = routes.channels.get(channel) else {
-            return 0;
-        };
-        let before = corked.len();
-        for id in subscribers {
-            let Some(outlet) = routes.outlets.get(id) else { continue };
-            // Every recipient shares the payload's one allocation. A refused push needs no wake: the
-            // overflow ends the connection.
-            if outlet.outbox.push_corked(payload.clone()).is_ok() {
-                corked.push(&outlet.outbox);
-            }
-        }
-        corked.len() - before
+    /// Delivers what waited too long for a gap; returns the next deadline.
+    pub fn release_overdue(&self, now: Instant) -> Option<Instant> {
+        let mut routes = self.routes.lock().expect("routes lock");
+        let Routes {
+            outlets,
+            channels,
+            holding,
+            ..
+        } = &mut *routes;
+        let mut corked = Vec::new();
+        holding.retain(|name| {
+            let Some(Channel { subscribers, order }) = channels.get_mut(name) else {
+                return false;
+            };
+            order.expire(now, |frame| queue_for(outlets, subscribers, frame, &mut corked))
+        });
+        wake_each(corked);
+        Self::next_deadline(&routes)
+    }
+
+    fn next_deadline(routes: &Routes) -> Option<Instant> {
+        routes
+            .holding
+            .iter()
+            .filter_map(|name| routes.channels.get(name)?.order.deadline())
+            .min()
     }
 
     /// Sends `frame` (a `session.revoked` event) to the local connections on `user_channel` of
@@ -333,6 +400,50 @@ impl Hub {
     }
 }
 
+/// Queues `frame` for each of `subscribers`; every recipient shares the frame's one allocation. A
+/// refused push needs no wake: the overflow ends the connection.
+fn queue_for<'r>(
+    outlets: &'r HashMap<ConnectionId, Outlet>,
+    subscribers: &HashSet<ConnectionId>,
+    frame: Utf8Bytes,
+    corked: &mut Vec<&'r Arc<Outbox>>,
+) {
+    for id in subscribers {
+        let Some(outlet) = outlets.get(id) else { continue };
+        if outlet.outbox.push_corked(frame.clone()).is_ok() {
+            corked.push(&outlet.outbox);
+        }
+    }
+}
+
+/// Wakes each outbox once, however many frames it was given.
+fn wake_each(mut corked: Vec<&Arc<Outbox>>) {
+    corked.sort_unstable_by_key(|outbox| Arc::as_ptr(outbox));
+    corked.dedup_by_key(|outbox| Arc::as_ptr(outbox));
+    for outbox in corked {
+        outbox.wake();
+    }
+}
+
+/// The fan-out payload of a conversation's message: its seq ahead of the frame, so the fan-in orders
+/// messages without parsing them. Frames are JSON objects, so a payload starting with a digit is one.
+pub fn sequenced(seq: u64, frame: &str) -> String {
+    format!("{seq} {frame}")
+}
+
+/// The seq and frame of a fan-out payload ([`sequenced`], or a bare frame).
+fn unwrap_sequenced(mut payload: String) -> (Option<u64>, String) {
+    if !payload.starts_with(|c: char| c.is_ascii_digit()) {
+        return (None, payload);
+    }
+    let Some(space) = payload.find(' ') else {
+        return (None, payload);
+    };
+    let seq = payload[..space].parse().ok();
+    payload.replace_range(..=space, "");
+    (seq, payload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,7 +457,7 @@ mod tests {
         let mut received = received;
         tokio::spawn(async move {
             while let Some((channel, payload)) = received.recv().await {
-                fan_in.deliver_local(&channel, payload.into());
+                fan_in.deliver_batch([(channel, payload)]);
             }
         });
         hub

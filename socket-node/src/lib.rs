@@ -20,6 +20,7 @@ pub mod connection;
 pub mod dispatch;
 pub mod handshakes;
 pub mod hub;
+pub mod in_order;
 pub mod node;
 pub mod outbox;
 pub mod polling;

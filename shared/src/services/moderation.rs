@@ -112,7 +112,22 @@ pub async fn screen_post(
     conversation_id: &str,
     text: &str,
 ) -> Result<Vec<String>> {
-    let settings = settings.get(store, caller.app_id).await?;
+    let (settings, terms) = screen_content(store, settings, caller.app_id, text).await?;
+    let check = GateCheck::send(caller.app_id, caller.user_id, conversation_id, &settings.rate_limits);
+    gate(store, cache, &check).await?.into_result()?;
+    Ok(terms)
+}
+
+/// [`screen_post`] without the gate, for a send that asks the gate inside its claim: the app's
+/// settings (whose rate limits the gate counts against) and the blocked terms the text may carry
+/// because the policy only flags them.
+pub async fn screen_content(
+    store: &dyn Store,
+    settings: &AppSettingsCache,
+    app_id: &str,
+    text: &str,
+) -> Result<(Arc<AppSettings>, Vec<String>)> {
+    let settings = settings.get(store, app_id).await?;
     let terms = blocked_terms_in(&settings.content, text);
     if !terms.is_empty() && settings.content.action == BlockedTermAction::Reject {
         return Err(Error::ContentBlocked(format!(
@@ -120,9 +135,7 @@ pub async fn screen_post(
             terms.join(", ")
         )));
     }
-    let check = GateCheck::send(caller.app_id, caller.user_id, conversation_id, &settings.rate_limits);
-    gate(store, cache, &check).await?.into_result()?;
-    Ok(terms)
+    Ok((settings, terms))
 }
 
 /// Refuses an action in a conversation that is not a post (typing) by a banned or muted user.

@@ -5,6 +5,7 @@
 
 use crate::domain::events::MessageEvent;
 use crate::domain::model::Message;
+use crate::domain::moderation::{GateCheck, SendGate};
 use crate::domain::protocol::{self, Ack, AckStatus};
 use crate::ports::cache::{ClaimState, EntryAroundSeq, SendKey, SendRequest};
 use crate::services::conversations::{not_a_member, require_id, Caller};
@@ -27,19 +28,18 @@ impl Messages<'_> {
         // A plain text send has its membership checked inside the claim (one cache call for both). A
         // reply or a send with files reads the conversation's messages or uploads first, so a
         // non-member is refused before that and learns nothing about them.
+        // The gate (restrictions, rate limits) runs inside the claim too then, in the same script on a
+        // single Redis.
         let check_in_claim = draft.reply_to.is_none() && draft.attachment_ids.is_empty();
         if !check_in_claim {
             self.require_member(caller, &draft.conversation_id).await?;
         }
-        let flagged_terms = moderation::screen_post(
-            self.store,
-            self.cache,
-            self.settings,
-            caller,
-            &draft.conversation_id,
-            &draft.text,
-        )
-        .await?;
+        let (settings, flagged_terms) =
+            moderation::screen_content(self.store, self.settings, caller.app_id, &draft.text).await?;
+        if !check_in_claim {
+            let check = GateCheck::send(caller.app_id, caller.user_id, &draft.conversation_id, &settings.rate_limits);
+            moderation::gate(self.store, self.cache, &check).await?.into_result()?;
+        }
         if let Some(parent) = &draft.reply_to {
             self.current(caller.app_id, &draft.conversation_id, parent).await?;
         }
@@ -82,20 +82,34 @@ impl Messages<'_> {
             sender_id,
             client_msg_id: &client_msg_id,
         };
+        let check = GateCheck::send(app_id, sender_id, &conversation_id, &settings.rate_limits);
         let mut request = SendRequest {
             key: send_key,
             message_id: &message.id,
             check_member: check_in_claim,
             entry,
+            gate: check_in_claim.then_some(&check),
         };
         let (claim, remembered) = loop {
             match sequencing::claim(self.store, self.cache, request).await? {
                 Sequenced::Claimed { claim, remembered } => break (claim, remembered),
                 Sequenced::NotMember => return Err(not_a_member(&conversation_id)),
                 Sequenced::MembersNotCached => {
-                    // The store decides (and the member set is cached again for the next send).
+                    // The store decides (and the member set is cached again for the next send). The
+                    // gate let the send through already.
                     self.require_member(caller, &conversation_id).await?;
                     request.check_member = false;
+                    request.gate = None;
+                }
+                Sequenced::Gated(SendGate::Unloaded) => {
+                    // The cache lost the app's restrictions: the gate mirrors them from the store and
+                    // answers on its own; the claim then goes without it.
+                    moderation::gate(self.store, self.cache, &check).await?.into_result()?;
+                    request.gate = None;
+                }
+                Sequenced::Gated(verdict) => {
+                    verdict.into_result()?;
+                    request.gate = None;
                 }
             }
         };
@@ -164,9 +178,10 @@ impl Messages<'_> {
         }
         Ok(Outcome {
             reply: protocol::to_data(&ack)?,
-            notice: Some(Notice::to_conversation(
+            notice: Some(Notice::new_message(
                 app_id,
                 &conversation_id,
+                claim.seq,
                 protocol::event_with_encoded_data("message.new", &payload),
             )),
         })

@@ -9,6 +9,7 @@
 //! does not wait for them.
 
 use crate::domain::model::SeqSpan;
+use crate::domain::moderation::SendGate;
 use crate::ports::cache::{Cache, Claim, SendClaim, SendRequest};
 use crate::ports::store::Store;
 use crate::{Error, Result};
@@ -36,13 +37,19 @@ pub enum Sequenced {
     /// The request checked membership in the cache and the member set is not cached: check it
     /// against the store, then claim without the check.
     MembersNotCached,
+    /// The request's gate did not allow the send, or could not answer ([`SendGate::Unloaded`]: mirror
+    /// the restrictions and ask the gate on its own); nothing was claimed.
+    Gated(SendGate),
 }
 
 /// Claims a seq for the send, covered by the store's reservation (reserving and re-seeding as needed).
-pub async fn claim(store: &dyn Store, cache: &dyn Cache, request: SendRequest<'_>) -> Result<Sequenced> {
+pub async fn claim(store: &dyn Store, cache: &dyn Cache, mut request: SendRequest<'_>) -> Result<Sequenced> {
     let (app_id, conversation_id) = (request.key.app_id, request.key.conversation_id);
     for _ in 0..MAX_ATTEMPTS {
-        match cache.claim_send(request).await? {
+        let claimed = cache.claim_send(request).await?;
+        // The gate let the send through (and counted it) once; the claims that follow do not ask again.
+        request.gate = None;
+        match claimed {
             SendClaim::Claimed { claim, remembered } if claim.reserved => {
                 // A claim made under our own fresh id is ours even when it comes back from the
                 // re-claim that follows a reservation (which reports it as an earlier claim).
@@ -63,6 +70,7 @@ pub async fn claim(store: &dyn Store, cache: &dyn Cache, request: SendRequest<'_
             SendClaim::CounterMissing => reseed(store, cache, app_id, conversation_id).await?,
             SendClaim::NotMember => return Ok(Sequenced::NotMember),
             SendClaim::MembersNotCached => return Ok(Sequenced::MembersNotCached),
+            SendClaim::Gated(verdict) => return Ok(Sequenced::Gated(verdict)),
         }
     }
     Err(Error::Internal("could not claim a reserved seq".into()))
@@ -114,6 +122,7 @@ mod tests {
                 head: r#"{"seq":"#,
                 tail: "}",
             },
+            gate: None,
         };
         match super::claim(store, cache, request).await? {
             Sequenced::Claimed { claim, .. } => Ok(claim),

@@ -27,24 +27,33 @@ use caas_shared::Result;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Most fan-out payloads handed to the hub at once.
 const FAN_IN_BATCH: usize = 256;
 
 /// Delivers what the fan-out driver received to this node's connections, in batches: one wake-up and one
-/// hold of the routes for everything that arrived meanwhile.
+/// hold of the routes for everything that arrived meanwhile; and gives up a gap in a conversation's seqs
+/// when the messages after it have waited long enough ([`crate::in_order`]).
 pub async fn fan_in(hub: Arc<Hub>, mut inbox: FanIn, mut shutdown: Shutdown) {
     let mut batch = Vec::with_capacity(FAN_IN_BATCH);
+    let mut deadline: Option<Instant> = None;
     loop {
+        let overdue = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.recv() => return,
             received = inbox.recv_many(&mut batch, FAN_IN_BATCH) => {
                 if received == 0 {
                     return; // the driver is gone
                 }
-                hub.deliver_batch(batch.drain(..));
+                deadline = hub.deliver_batch(batch.drain(..));
             }
+            () = overdue => deadline = hub.release_overdue(Instant::now()),
         }
     }
 }

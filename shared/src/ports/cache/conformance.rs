@@ -38,6 +38,7 @@ pub async fn run(cache: &dyn Cache) {
     recent_messages_keep_the_newest_by_seq(cache).await;
     presence_follows_live_connections(cache).await;
     gates_follow_mirrored_restrictions_and_rate_limits(cache).await;
+    a_gated_send_claims_only_what_the_gate_allows(cache).await;
     resume_records_are_kept_per_app_until_they_expire(cache).await;
 }
 
@@ -138,6 +139,7 @@ async fn sends_check_membership_and_fill_the_window_in_their_claim(cache: &dyn C
         message_id: client_msg_id,
         check_member,
         entry,
+        gate: None,
     };
     assert!(matches!(
         claim_send(cache, request("u", "c1", true)).await,
@@ -444,6 +446,79 @@ async fn presence_follows_live_connections(cache: &dyn Cache) {
         "bob's other connection"
     );
     assert!(!cache.presence_drop(&app, &ann, "node1:2").await.unwrap());
+}
+
+/// The gate asked inside the claim (one script on a single Redis, two calls on a cluster): a send it
+/// refuses, or cannot answer, claims nothing and counts nothing; one it allows is counted once.
+async fn a_gated_send_claims_only_what_the_gate_allows(cache: &dyn Cache) {
+    use crate::domain::model::{RateLimits, RestrictionKind};
+    use crate::domain::moderation::{restriction_field, GateCheck, RateScope, SendGate};
+    let (app, conversation) = (unique("app"), unique("conv"));
+    let one_per_second = RateLimits {
+        user_messages_per_second: 1,
+        app_messages_per_second: 0,
+    };
+    let check = |user| GateCheck {
+        now_ms: 7_000_100,
+        ..GateCheck::send(&app, user, &conversation, &one_per_second)
+    };
+    let (ann, bob) = (check("ann"), check("bob"));
+    cache.ensure_sequence(&app, &conversation, 0).await.unwrap();
+    assert_eq!(
+        claim_gated(cache, &ann, "a1").await,
+        Err(SendGate::Unloaded),
+        "no mirror: nothing claimed"
+    );
+    let mute = restriction_field(RestrictionKind::Mute, "bob", Some(&conversation));
+    let version = cache.restrictions_version(&app).await.unwrap();
+    assert!(cache.mirror_restrictions(&app, &[(mute, 0)], version).await.unwrap());
+    assert!(matches!(
+        claim_gated(cache, &bob, "b1").await,
+        Err(SendGate::Restricted {
+            kind: RestrictionKind::Mute,
+            ..
+        })
+    ));
+    assert_eq!(claim_gated(cache, &ann, "a1").await, Ok(1));
+    assert_eq!(
+        claim_gated(cache, &ann, "a2").await,
+        Err(SendGate::RateLimited {
+            scope: RateScope::User,
+            retry_after_ms: 900
+        }),
+        "the first send was counted once"
+    );
+    assert_eq!(
+        cache.current_seq(&app, &conversation).await.unwrap(),
+        Some(1),
+        "refused sends took no seq"
+    );
+}
+
+/// The seq `gate`'s user got for a send into `gate`'s conversation, or the gate's verdict.
+async fn claim_gated(
+    cache: &dyn Cache,
+    gate: &crate::domain::moderation::GateCheck<'_>,
+    client_msg_id: &str,
+) -> std::result::Result<i64, crate::domain::moderation::SendGate> {
+    let conversation_id = gate.refused_by.iter().find_map(|(_, c)| *c).expect("a send's check names its conversation");
+    let request = SendRequest {
+        key: SendKey {
+            app_id: gate.app_id,
+            conversation_id,
+            sender_id: gate.user_id,
+            client_msg_id,
+        },
+        message_id: client_msg_id,
+        check_member: false,
+        entry: EntryAroundSeq { head: "", tail: "" },
+        gate: Some(gate),
+    };
+    match claim_send(cache, request).await {
+        SendClaim::Claimed { claim, .. } => Ok(claim.seq),
+        SendClaim::Gated(verdict) => Err(verdict),
+        other => panic!("neither claimed nor gated: {other:?}"),
+    }
 }
 
 async fn gates_follow_mirrored_restrictions_and_rate_limits(cache: &dyn Cache) {

@@ -1,5 +1,6 @@
 //! Per-conversation sequence numbers and the cross-node idempotency of sends.
 
+use crate::domain::moderation::{GateCheck, SendGate};
 use crate::Result;
 use async_trait::async_trait;
 use std::time::Duration;
@@ -83,6 +84,9 @@ pub struct SendRequest<'a> {
     pub check_member: bool,
     /// Written to the recent window by a new claim whose seq the reservation covers.
     pub entry: EntryAroundSeq<'a>,
+    /// Asked first, when set: a send the gate refuses (or cannot answer) claims nothing. On a single
+    /// Redis it runs in the send's script, one round trip fewer per send.
+    pub gate: Option<&'a GateCheck<'a>>,
 }
 
 /// The outcome of [`SequenceCache::claim_send`].
@@ -102,6 +106,9 @@ pub enum SendClaim {
     NotMember,
     /// `check_member` and the member set is not cached: load it (the store is the truth) and claim again.
     MembersNotCached,
+    /// The request's gate did not allow the send (or its restrictions are not mirrored): nothing was
+    /// claimed or counted.
+    Gated(SendGate),
 }
 
 /// Identifies one send for idempotency: the same key is the same message on every node.
@@ -129,8 +136,9 @@ pub trait SequenceCache: Send + Sync {
     /// so the caller re-seeds it from the store instead of restarting at 1.
     async fn claim_message(&self, key: SendKey<'_>, message_id: &str) -> Result<ClaimResult>;
     /// A new message's whole cache work in one step where the driver can (one script on Redis): the
-    /// membership check (`check_member`), [`Self::claim_message`], and for a new claim covered by the
-    /// reservation the recent-window entry, written before anyone can learn the seq.
+    /// gate (`gate`, in the same script on a single server), the membership check (`check_member`),
+    /// [`Self::claim_message`], and for a new claim covered by the reservation the recent-window entry,
+    /// written before anyone can learn the seq.
     async fn claim_send(&self, request: SendRequest<'_>) -> Result<SendClaim>;
     /// Raises the cache's mirror of the conversation's seq reservation to `through` (never lowers it).
     async fn mirror_reservation(&self, app_id: &str, conversation_id: &str, through: i64) -> Result<()>;

@@ -5,6 +5,8 @@ use crate::ports::cache::{
     Claim, ClaimResult, ClaimState, MembershipCache, RecentWindow, SendClaim, SendKey, SendRequest, SequenceCache,
     IDEMPOTENCY_TTL,
 };
+use crate::domain::moderation::SendGate;
+use crate::ports::cache::RestrictionCache;
 use crate::Result;
 use async_trait::async_trait;
 use std::time::Instant;
@@ -74,9 +76,15 @@ impl SequenceCache for MemoryCache {
     }
 
     async fn claim_send(&self, request: SendRequest<'_>) -> Result<SendClaim> {
-        // Three steps under three lock holds: nobody learns the seq before this returns, which is all the
-        // window entry needs; membership is a point-in-time check either way.
+        // Steps under their own lock holds: nobody learns the seq before this returns, which is all the
+        // window entry needs; the gate and membership are point-in-time checks either way.
         let key = request.key;
+        if let Some(check) = request.gate {
+            match self.gate(check).await? {
+                SendGate::Allowed => {}
+                refused => return Ok(SendClaim::Gated(refused)),
+            }
+        }
         if request.check_member {
             match self.is_member(key.app_id, key.conversation_id, key.sender_id).await? {
                 None => return Ok(SendClaim::MembersNotCached),

@@ -7,34 +7,47 @@ use crate::Result;
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-/// Atomically: the first restriction among ARGV[4..] in force (its 1-based position and expiry), else
-/// the rate counters of this second (user, then app), which count the send when it fits.
-/// `{-2, 0}`: the app's restrictions are not mirrored; `{0, 0}`: allowed; `{-1, ms}` / `{-3, ms}`:
-/// the user's / app's rate limit is reached, retry in `ms`. The mirror's marker and every restriction
-/// asked about are read with one HMGET (every send runs this).
-pub(super) const GATE_SCRIPT: &str = r#"
-local found = redis.call('HMGET', KEYS[1], '_loaded', unpack(ARGV, 4))
-if not found[1] then return {-2, 0} end
-local now = tonumber(ARGV[1])
-for i = 2, #found do
-  if found[i] then
-    local t = tonumber(found[i])
-    if t == 0 or t > now then return {i - 1, t} end
+/// The gate as a Lua function, `gate(k, a)`, for [`GATE_SCRIPT`] and the send script (which runs it
+/// first on a single server, saving a round trip per send): KEYS[k..k+2] are the app's restriction
+/// mirror, the user's and the app's rate counter of this second; ARGV[a] is now (ms), ARGV[a+1] and
+/// ARGV[a+2] the user's and the app's limit per second (0: none), ARGV[a+3..] the restrictions asked
+/// about. Atomically: the first of those restrictions in force (its 1-based position and expiry), else
+/// the rate counters, which count the send when it fits. `{-2, 0}`: the app's restrictions are not
+/// mirrored; `{0, 0}`: allowed; `{-1, ms}` / `{-3, ms}`: the user's / app's rate limit is reached, retry
+/// in `ms`. The mirror's marker and every restriction asked about are read with one HMGET.
+macro_rules! gate_lua {
+    () => {
+        r#"
+local function gate(k, a)
+  local found = redis.call('HMGET', KEYS[k], '_loaded', unpack(ARGV, a + 3))
+  if not found[1] then return {-2, 0} end
+  local now = tonumber(ARGV[a])
+  for i = 2, #found do
+    if found[i] then
+      local t = tonumber(found[i])
+      if t == 0 or t > now then return {i - 1, t} end
+    end
   end
-end
-local retry = 1000 - (now % 1000)
-local limits = {{KEYS[2], tonumber(ARGV[2]), -1}, {KEYS[3], tonumber(ARGV[3]), -3}}
-for _, limit in ipairs(limits) do
-  if limit[2] > 0 and tonumber(redis.call('GET', limit[1]) or '0') >= limit[2] then return {limit[3], retry} end
-end
-for _, limit in ipairs(limits) do
-  if limit[2] > 0 then
-    redis.call('INCR', limit[1])
-    redis.call('PEXPIRE', limit[1], 2000)
+  local retry = 1000 - (now % 1000)
+  local limits = {{KEYS[k + 1], tonumber(ARGV[a + 1]), -1}, {KEYS[k + 2], tonumber(ARGV[a + 2]), -3}}
+  for _, limit in ipairs(limits) do
+    if limit[2] > 0 and tonumber(redis.call('GET', limit[1]) or '0') >= limit[2] then return {limit[3], retry} end
   end
+  for _, limit in ipairs(limits) do
+    if limit[2] > 0 then
+      redis.call('INCR', limit[1])
+      redis.call('PEXPIRE', limit[1], 2000)
+    end
+  end
+  return {0, 0}
 end
-return {0, 0}
-"#;
+"#
+    };
+}
+pub(super) use gate_lua;
+
+/// `RestrictionCache::gate`: [`gate_lua`] over KEYS[1..3] and ARGV[1..].
+pub(super) const GATE_SCRIPT: &str = concat!(gate_lua!(), "return gate(1, 1)\n");
 
 /// Counts a change to the app's restrictions, then applies it where the app's mirror is loaded
 /// (elsewhere the next check loads it from the store, so no mirror is ever left without its expiry).
@@ -100,35 +113,45 @@ impl RestrictionCache for RedisCache {
     }
 
     async fn gate(&self, check: &GateCheck<'_>) -> Result<SendGate> {
-        let (app_id, user_id) = (check.app_id, check.user_id);
-        let second = check.now_ms / 1000;
-        let (user_limit, app_limit) = check
-            .limits
-            .map_or((0, 0), |l| (l.user_messages_per_second, l.app_messages_per_second));
         let mut invocation = self.gate_script.prepare_invoke();
-        invocation
-            .key(restrictions_key(app_id))
-            .key(format!("caas:{{{app_id}}}:rate:{user_id}:{second}"))
-            .key(format!("caas:{{{app_id}}}:rate:{second}"))
-            .arg(check.now_ms)
-            .arg(user_limit)
-            .arg(app_limit);
-        for field in check.fields() {
-            invocation.arg(field);
-        }
+        add_gate(&mut invocation, check);
         let (status, value): (i64, i64) = invocation.invoke_async(&mut self.conn()).await?;
-        Ok(match status {
-            0 => SendGate::Allowed,
-            -2 => SendGate::Unloaded,
-            -1 => SendGate::RateLimited {
-                scope: RateScope::User,
-                retry_after_ms: value,
-            },
-            -3 => SendGate::RateLimited {
-                scope: RateScope::App,
-                retry_after_ms: value,
-            },
-            index => check.restricted(index as usize - 1, value),
-        })
+        Ok(gate_verdict(check, status, value))
+    }
+}
+
+/// Adds [`gate_lua`]'s keys and arguments for `check` after those `invocation` has.
+pub(super) fn add_gate(invocation: &mut redis::ScriptInvocation<'_>, check: &GateCheck<'_>) {
+    let (app_id, user_id) = (check.app_id, check.user_id);
+    let second = check.now_ms / 1000;
+    let (user_limit, app_limit) = check
+        .limits
+        .map_or((0, 0), |l| (l.user_messages_per_second, l.app_messages_per_second));
+    invocation
+        .key(restrictions_key(app_id))
+        .key(format!("caas:{{{app_id}}}:rate:{user_id}:{second}"))
+        .key(format!("caas:{{{app_id}}}:rate:{second}"))
+        .arg(check.now_ms)
+        .arg(user_limit)
+        .arg(app_limit);
+    for field in check.fields() {
+        invocation.arg(field);
+    }
+}
+
+/// What [`gate_lua`]'s answer `{status, value}` means for `check`.
+pub(super) fn gate_verdict(check: &GateCheck<'_>, status: i64, value: i64) -> SendGate {
+    match status {
+        0 => SendGate::Allowed,
+        -2 => SendGate::Unloaded,
+        -1 => SendGate::RateLimited {
+            scope: RateScope::User,
+            retry_after_ms: value,
+        },
+        -3 => SendGate::RateLimited {
+            scope: RateScope::App,
+            retry_after_ms: value,
+        },
+        index => check.restricted(index as usize - 1, value),
     }
 }

@@ -1,11 +1,14 @@
 //! Sequence counters and send claims in Redis.
 
 use super::recent::window_add_lua;
+use super::restrictions::{add_gate, gate_lua, gate_verdict};
 use super::{conversation_tag, RedisCache};
 use crate::ports::cache::{
     Claim, ClaimResult, ClaimState, EntryAroundSeq, SendClaim, SendKey, SendRequest, SequenceCache, IDEMPOTENCY_TTL,
     RECENT_BYTES, RECENT_MESSAGES, RECENT_TTL,
 };
+use crate::domain::moderation::{GateCheck, SendGate};
+use crate::ports::cache::RestrictionCache;
 use crate::{Error, Result};
 use async_trait::async_trait;
 use redis::AsyncCommands;
@@ -21,13 +24,22 @@ use redis::AsyncCommands;
 /// sender, entry head, entry tail, window size, window TTL, window bytes. Status: -3 not a member, -2 members not cached,
 /// -1 no counter, 0 an earlier claim, 1 new, 2 new and remembered.
 ///
+/// With three more KEYS (and the gate's ARGV from ARGV[10]) the gate ([`gate_lua`]) runs first, on a
+/// single server only (its keys are in the app's slot, not the conversation's): `{-4, verdict, value}`
+/// when it does not allow the send, which then claims nothing.
+///
 /// Every send runs it, so it makes as few calls as it can (each `redis.call` costs about as much as a
 /// small command of its own): a member is one SISMEMBER (only a miss asks whether the set is cached at
 /// all), the reservation, the earlier claim, the counter and the window's tally are one MGET, the window
 /// entry needs no ZREMRANGEBYSCORE first — the counter hands each seq out once, so nothing can sit at a
 /// fresh seq's score — and the window is trimmed (by entries and bytes) only when the tally says so.
 pub(super) const SEND_SCRIPT: &str = concat!(
+    gate_lua!(),
     r#"
+if #KEYS > 6 then
+  local verdict = gate(7, 10)
+  if verdict[1] ~= 0 then return {-4, tostring(verdict[1]), verdict[2]} end
+end
 if ARGV[3] == '1' and redis.call('SISMEMBER', KEYS[4], ARGV[4]) == 0 then
   if redis.call('EXISTS', KEYS[4]) == 0 then return {-2, '', 0} end
   return {-3, '', 0}
@@ -84,12 +96,18 @@ impl RedisCache {
         format!("{tag}:idem:{}:{}", key.sender_id, key.client_msg_id)
     }
 
-    /// [`SEND_SCRIPT`] for `request`; a `window` of 0 leaves the recent window alone.
-    async fn run_send_script(&self, request: SendRequest<'_>, window: usize) -> Result<(i64, String, i64)> {
+    /// [`SEND_SCRIPT`] for `request`, with its gate when `gated`; a `window` of 0 leaves the recent
+    /// window alone.
+    async fn run_send_script(
+        &self,
+        request: SendRequest<'_>,
+        window: usize,
+        gated: Option<&GateCheck<'_>>,
+    ) -> Result<(i64, String, i64)> {
         let key = request.key;
         let tag = conversation_tag(key.app_id, key.conversation_id);
-        Ok(self
-            .send_script
+        let mut invocation = self.send_script.prepare_invoke();
+        invocation
             .key(format!("{tag}:seq"))
             .key(Self::claim_key(key))
             .key(format!("{tag}:reserved"))
@@ -104,9 +122,11 @@ impl RedisCache {
             .arg(request.entry.tail)
             .arg(window)
             .arg(RECENT_TTL.as_secs())
-            .arg(RECENT_BYTES)
-            .invoke_async(&mut self.conn())
-            .await?)
+            .arg(RECENT_BYTES);
+        if let Some(check) = gated {
+            add_gate(&mut invocation, check);
+        }
+        Ok(invocation.invoke_async(&mut self.conn()).await?)
     }
 }
 
@@ -130,8 +150,9 @@ impl SequenceCache for RedisCache {
             message_id,
             check_member: false,
             entry: EntryAroundSeq { head: "", tail: "" },
+            gate: None,
         };
-        let (status, value, reserved_through) = self.run_send_script(request, 0).await?;
+        let (status, value, reserved_through) = self.run_send_script(request, 0, None).await?;
         match status {
             -1 => Ok(ClaimResult::CounterMissing),
             0 | 1 => Ok(ClaimResult::Claimed(parse_claim(
@@ -144,8 +165,24 @@ impl SequenceCache for RedisCache {
     }
 
     async fn claim_send(&self, request: SendRequest<'_>) -> Result<SendClaim> {
-        let (status, value, reserved_through) = self.run_send_script(request, RECENT_MESSAGES).await?;
+        // A cluster keeps the app's gate keys and the conversation's keys in different slots, so one
+        // script cannot hold both there: the gate is its own call first.
+        let mut in_script = request.gate;
+        if let Some(check) = request.gate.filter(|_| self.connection.is_cluster()) {
+            match self.gate(check).await? {
+                SendGate::Allowed => in_script = None,
+                refused => return Ok(SendClaim::Gated(refused)),
+            }
+        }
+        let (status, value, reserved_through) = self.run_send_script(request, RECENT_MESSAGES, in_script).await?;
         Ok(match status {
+            -4 => {
+                let check = in_script.ok_or_else(|| Error::Internal("a gate answer to an ungated send".into()))?;
+                let verdict = value
+                    .parse()
+                    .map_err(|_| Error::Internal(format!("malformed gate answer {value:?}")))?;
+                SendClaim::Gated(gate_verdict(check, verdict, reserved_through))
+            }
             -3 => SendClaim::NotMember,
             -2 => SendClaim::MembersNotCached,
             -1 => SendClaim::CounterMissing,
