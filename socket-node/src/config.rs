@@ -5,6 +5,10 @@ use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct NodeSettings {
+    /// Threads of the node's runtime (`CAAS_SOCKET_WORKER_THREADS`, default one per CPU). On a host
+    /// whose cores the node shares with Redis and the broker, fewer threads save the cross-thread
+    /// wake-ups; see docs/benchmarks/send-path.md.
+    pub worker_threads: Option<usize>,
     /// Address to listen on (`CAAS_SOCKET_BIND`, default `0.0.0.0:3002`).
     pub bind: String,
     /// Names this node in logs (`CAAS_NODE_ID`, default random).
@@ -146,6 +150,10 @@ impl NodeSettings {
                 .collect(),
             socketio_recovery: flag(&get, "CAAS_SOCKETIO_RECOVERY")?,
             socketio_original_events: flag(&get, "CAAS_SOCKETIO_ORIGINAL_EVENTS")?,
+            worker_threads: match number("CAAS_SOCKET_WORKER_THREADS", 0)? {
+                0 => None,
+                threads => Some(threads),
+            },
         })
     }
 }

@@ -2,12 +2,12 @@
 //!
 //! Each node subscribes to a fan-out channel (Redis pub/sub, or the in-process broker in the embedded
 //! mode) only while at least one of its connections wants it, so a message is published once and reaches only nodes with an interested
-//! client. Payloads are serialised once and shared by every recipient. A conversation's messages carry
-//! their seq on the fan-out, and each channel puts them back in seq order ([`InOrder`]) before they
-//! reach a connection.
+//! client. Payloads are serialised once and shared by every recipient. Each channel puts a
+//! conversation's messages back in seq order ([`InOrder`]) before they reach a connection.
 
 use crate::in_order::InOrder;
 use crate::outbox::Outbox;
+use caas_shared::domain::protocol;
 use caas_shared::ports::cache::PresenceHolder;
 use caas_shared::ports::fanout::{self, FanOut, MemoryBroker, MemoryFanOut};
 use caas_shared::Result;
@@ -74,13 +74,30 @@ impl<'r> Delivery<'r> {
         now: Instant,
         corked: &mut Vec<&'r Arc<Outbox>>,
     ) {
+        self.with_order(name, corked, |order, release| order.admit(seq, payload, now, release));
+    }
+
+    /// Runs `step` on the channel's order with a release that queues for its subscribers, then keeps
+    /// [`Routes::holding`] in step with what the order holds.
+    fn with_order(
+        &mut self,
+        name: &str,
+        corked: &mut Vec<&'r Arc<Outbox>>,
+        step: impl FnOnce(&mut InOrder<Utf8Bytes>, &mut dyn FnMut(Utf8Bytes)),
+    ) {
         let Some(Channel { subscribers, order }) = self.channels.get_mut(name) else {
             return;
         };
         let outlets = self.outlets;
-        order.admit(seq, payload, now, |frame| queue_for(outlets, subscribers, frame, corked));
-        if order.deadline().is_some() && !self.holding.contains(name) {
-            self.holding.insert(name.to_owned());
+        step(order, &mut |frame| queue_for(outlets, subscribers, frame, corked));
+        match order.deadline() {
+            Some(_) if !self.holding.contains(name) => {
+                self.holding.insert(name.to_owned());
+            }
+            None if !self.holding.is_empty() => {
+                self.holding.remove(name);
+            }
+            _ => {}
         }
     }
 }
@@ -255,12 +272,14 @@ impl Hub {
         }
     }
 
-    /// Where `channel`'s order starts when nothing was delivered on it yet: the conversation's counter,
-    /// read after the subscription was confirmed.
+    /// Starts `channel`'s order after `seq`, the conversation's counter read after the subscription was
+    /// confirmed, delivering what waited for that ([`InOrder::start_after`]).
     pub fn start_after(&self, channel: &str, seq: u64) {
-        if let Some(routed) = self.routes.lock().expect("routes lock").channels.get_mut(channel) {
-            routed.order.start_after(seq);
-        }
+        let mut routes = self.routes.lock().expect("routes lock");
+        let mut corked = Vec::new();
+        let mut delivery = routes.split();
+        delivery.with_order(channel, &mut corked, |order, release| order.start_after(seq, release));
+        wake_each(corked);
     }
 
     /// Queues `payload`, an event without a seq, for every local subscriber of `channel` (behind any
@@ -285,8 +304,8 @@ impl Hub {
         let now = Instant::now();
         let mut delivery = routes.split();
         for (channel, payload) in batch {
-            let (seq, frame) = unwrap_sequenced(payload);
-            delivery.deliver(&channel, seq, Utf8Bytes::from(frame), now, &mut corked);
+            let seq = protocol::message_new_seq(&payload);
+            delivery.deliver(&channel, seq, Utf8Bytes::from(payload), now, &mut corked);
         }
         wake_each(corked);
         Self::next_deadline(&routes)
@@ -423,25 +442,6 @@ fn wake_each(mut corked: Vec<&Arc<Outbox>>) {
     for outbox in corked {
         outbox.wake();
     }
-}
-
-/// The fan-out payload of a conversation's message: its seq ahead of the frame, so the fan-in orders
-/// messages without parsing them. Frames are JSON objects, so a payload starting with a digit is one.
-pub fn sequenced(seq: u64, frame: &str) -> String {
-    format!("{seq} {frame}")
-}
-
-/// The seq and frame of a fan-out payload ([`sequenced`], or a bare frame).
-fn unwrap_sequenced(mut payload: String) -> (Option<u64>, String) {
-    if !payload.starts_with(|c: char| c.is_ascii_digit()) {
-        return (None, payload);
-    }
-    let Some(space) = payload.find(' ') else {
-        return (None, payload);
-    };
-    let seq = payload[..space].parse().ok();
-    payload.replace_range(..=space, "");
-    (seq, payload)
 }
 
 #[cfg(test)]

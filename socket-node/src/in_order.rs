@@ -4,13 +4,17 @@
 //! bus has it, and sends finish in any order: two senders (on one node or two) can be numbered 5 and 6
 //! and published 6 then 5. Clients, and Socket.IO's connection-state recovery above all, need each
 //! conversation's `message.new` in seq order, so the fan-in holds a message that arrives ahead of a gap
-//! until the gap fills, and gives up on the gap after [`GAP_WAIT`] (a send that failed after its seq was
-//! handed out leaves a gap until the client's retry republishes it, which then arrives late and is
-//! delivered at once: late, never lost). Events without a seq (edits, reactions, typing) that arrive
-//! while messages are held wait behind them, so nothing overtakes a message it followed.
+//! until the gap fills, and gives the gap up once the message after it has waited [`GAP_WAIT`] (a send
+//! that failed after its seq was handed out leaves a gap until the client's retry republishes it, which
+//! then arrives late and is delivered at once: late, never lost). Events without a seq (edits,
+//! reactions, typing) that arrive while messages are held wait behind them, so nothing overtakes a
+//! message it followed.
+//!
+//! A channel starts at the conversation's counter as read after its subscription was confirmed
+//! ([`InOrder::start_after`]); what arrives before that waits for it (or for [`GAP_WAIT`]).
 //!
 //! One [`InOrder`] per locally subscribed channel, owned by the hub's routes: a few words per channel
-//! and nothing allocated while messages arrive in order.
+//! and nothing allocated while messages arrive in order. At most [`MAX_HELD`] messages wait per channel.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -18,20 +22,23 @@ use std::time::{Duration, Instant};
 /// How long a message waits for the seqs below it before the gap is given up.
 pub const GAP_WAIT: Duration = Duration::from_secs(1);
 
+/// Messages one channel holds for gaps at most; one more gives the lowest gap up at once.
+pub const MAX_HELD: usize = 1000;
+
 /// A message held for a gap below it, with the unsequenced events that arrived after it.
 struct Held<F> {
     frame: F,
     after: Vec<F>,
+    /// When it arrived: its gap is given up [`GAP_WAIT`] later.
+    since: Instant,
 }
 
 /// The delivery order of one channel.
 pub struct InOrder<F> {
-    /// The highest seq delivered; `None` until the channel's first sequenced frame (or its start).
+    /// The highest seq delivered (or the channel's start); `None` until the channel starts.
     delivered: Option<u64>,
-    /// Messages that arrived ahead of a gap, by seq.
+    /// Messages that arrived ahead of a gap (or before the start), by seq.
     held: BTreeMap<u64, Held<F>>,
-    /// When the lowest gap is given up; set while anything is held.
-    deadline: Option<Instant>,
 }
 
 impl<F> Default for InOrder<F> {
@@ -39,19 +46,26 @@ impl<F> Default for InOrder<F> {
         Self {
             delivered: None,
             held: BTreeMap::new(),
-            deadline: None,
         }
     }
 }
 
 impl<F> InOrder<F> {
-    /// Where the channel starts when nothing was delivered yet: the conversation's counter read after the
-    /// live subscription was confirmed, so every message numbered later arrives here and none is
-    /// mistaken for the first.
-    pub fn start_after(&mut self, seq: u64) {
-        if self.delivered.is_none() {
-            self.delivered = Some(seq);
+    /// Starts the channel after `seq`, the conversation's counter read after the live subscription was
+    /// confirmed: every message numbered later arrives here. Messages held at or below it are
+    /// delivered (they were numbered before the read), then whatever follows on.
+    pub fn start_after(&mut self, seq: u64, mut release: impl FnMut(F)) {
+        let start = self.delivered.map_or(seq, |delivered| delivered.max(seq));
+        self.delivered = Some(start);
+        while let Some(entry) = self.held.first_entry() {
+            if *entry.key() > start {
+                break;
+            }
+            let held = entry.remove();
+            release(held.frame);
+            held.after.into_iter().for_each(&mut release);
         }
+        self.release_following(&mut release);
     }
 
     /// Takes a frame (`seq` for `message.new`, `None` for any other event) and hands `release` every
@@ -65,65 +79,74 @@ impl<F> InOrder<F> {
             return;
         };
         match self.delivered {
-            Some(delivered) if seq > delivered + 1 => {
-                if self.held.is_empty() {
-                    self.deadline = Some(now + GAP_WAIT);
-                }
+            // At or below what was delivered: its gap was given up, or it is a republication; the
+            // client drops a seq it holds.
+            Some(delivered) if seq <= delivered => release(frame),
+            Some(delivered) if seq == delivered + 1 => {
+                self.delivered = Some(seq);
+                release(frame);
+                self.release_following(&mut release);
+            }
+            // Ahead of a gap, or before the channel started.
+            _ => {
                 match self.held.get_mut(&seq) {
                     // The same seq twice (a republished send): both are delivered, in arrival order.
                     Some(earlier) => earlier.after.push(frame),
                     None => {
-                        self.held.insert(seq, Held { frame, after: Vec::new() });
+                        let held = Held {
+                            frame,
+                            after: Vec::new(),
+                            since: now,
+                        };
+                        self.held.insert(seq, held);
                     }
                 }
-            }
-            // At or below what was delivered: its gap was given up, or it is a republication; the
-            // client drops a seq it holds.
-            Some(delivered) if seq <= delivered => release(frame),
-            _ => {
-                self.delivered = Some(seq);
-                release(frame);
-                self.release_following(now, &mut release);
+                if self.held.len() > MAX_HELD {
+                    self.give_up_lowest(&mut release);
+                }
             }
         }
     }
 
-    /// Gives up the lowest gap if its time has come; returns whether anything is still held.
+    /// Gives up every gap whose next message has waited [`GAP_WAIT`]; returns whether anything is
+    /// still held.
     pub fn expire(&mut self, now: Instant, mut release: impl FnMut(F)) -> bool {
-        if self.deadline.is_some_and(|deadline| deadline <= now) {
-            if let Some((seq, held)) = self.held.pop_first() {
-                self.delivered = Some(seq);
-                release(held.frame);
-                held.after.into_iter().for_each(&mut release);
-            }
-            self.deadline = None;
-            self.release_following(now, &mut release);
+        while self.deadline().is_some_and(|deadline| deadline <= now) {
+            self.give_up_lowest(&mut release);
         }
         !self.held.is_empty()
     }
 
     /// When the lowest gap is given up, while anything is held.
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        self.held.first_key_value().map(|(_, held)| held.since + GAP_WAIT)
     }
 
-    /// Releases the held messages that now follow on, and restarts the wait for the next gap.
-    fn release_following(&mut self, now: Instant, release: &mut impl FnMut(F)) {
+    /// Delivers the lowest held message as if its gap had filled, and what follows on.
+    fn give_up_lowest(&mut self, release: &mut impl FnMut(F)) {
+        if let Some((seq, held)) = self.held.pop_first() {
+            self.delivered = Some(self.delivered.map_or(seq, |delivered| delivered.max(seq)));
+            release(held.frame);
+            held.after.into_iter().for_each(&mut *release);
+            self.release_following(release);
+        }
+    }
+
+    /// Releases the held messages that now follow on.
+    fn release_following(&mut self, release: &mut impl FnMut(F)) {
+        let Some(mut delivered) = self.delivered else {
+            return;
+        };
         while let Some(entry) = self.held.first_entry() {
-            let next = self.delivered.map_or(0, |delivered| delivered + 1);
-            if *entry.key() != next {
+            if *entry.key() != delivered + 1 {
                 break;
             }
+            delivered += 1;
             let held = entry.remove();
-            self.delivered = Some(next);
             release(held.frame);
             held.after.into_iter().for_each(&mut *release);
         }
-        self.deadline = if self.held.is_empty() {
-            None
-        } else {
-            Some(self.deadline.unwrap_or(now + GAP_WAIT))
-        };
+        self.delivered = Some(delivered);
     }
 }
 
@@ -131,23 +154,21 @@ impl<F> InOrder<F> {
 mod tests {
     use super::*;
 
-    /// One arrival: `(seq, frame)`, `seq` 0 for an unsequenced event; `"tick"` with a seq of the
-    /// milliseconds since the start checks the gap's expiry instead.
+    /// One step: `(n, frame)` admits `frame` with seq `n` (0: an unsequenced event); `(n, "start")`
+    /// starts the channel after `n`; `(ms, "tick")` gives up the gaps due `ms` after the start of the run.
     type Step = (u64, &'static str);
 
-    fn run(start: Option<u64>, steps: &[Step]) -> Vec<&'static str> {
+    fn run(steps: &[Step]) -> Vec<&'static str> {
         let t0 = Instant::now();
         let mut order = InOrder::default();
-        if let Some(seq) = start {
-            order.start_after(seq);
-        }
         let mut out = Vec::new();
-        for &(seq, frame) in steps {
-            if frame == "tick" {
-                order.expire(t0 + Duration::from_millis(seq), |f| out.push(f));
-            } else {
-                let seq = (seq > 0).then_some(seq);
-                order.admit(seq, frame, t0, |f| out.push(f));
+        for &(n, frame) in steps {
+            match frame {
+                "start" => order.start_after(n, |f| out.push(f)),
+                "tick" => {
+                    order.expire(t0 + Duration::from_millis(n), |f| out.push(f));
+                }
+                _ => order.admit((n > 0).then_some(n), frame, t0, |f| out.push(f)),
             }
         }
         out
@@ -156,52 +177,57 @@ mod tests {
     #[test]
     fn delivers_each_channels_messages_in_seq_order() {
         let gap = GAP_WAIT.as_millis() as u64;
-        let cases: &[(&str, Option<u64>, &[Step], &[&str])] = &[
-            ("in order passes straight through", None, &[(1, "1"), (2, "2"), (3, "3")], &["1", "2", "3"]),
-            ("first arrival starts the channel", None, &[(7, "7"), (8, "8")], &["7", "8"]),
-            ("a swapped pair is put back", Some(4), &[(6, "6"), (5, "5")], &["5", "6"]),
+        let cases: &[(&str, &[Step], &[&str])] = &[
+            ("in order passes straight through", &[(0, "start"), (1, "1"), (2, "2")], &["1", "2"]),
+            ("a swapped pair is put back", &[(4, "start"), (6, "6"), (5, "5")], &["5", "6"]),
             (
                 "a held run drains when its gap fills",
-                Some(0),
-                &[(3, "3"), (4, "4"), (2, "2"), (1, "1")],
+                &[(0, "start"), (3, "3"), (4, "4"), (2, "2"), (1, "1")],
                 &["1", "2", "3", "4"],
             ),
             (
                 "events wait behind the message they followed",
-                Some(0),
-                &[(0, "typing"), (2, "2"), (0, "edit-2"), (1, "1")],
+                &[(0, "start"), (0, "typing"), (2, "2"), (0, "edit-2"), (1, "1")],
                 &["typing", "1", "2", "edit-2"],
             ),
             (
                 "a gap is given up after the wait, the late message still delivered",
-                Some(0),
-                &[(2, "2"), (3, "3"), (gap - 1, "tick"), (gap, "tick"), (1, "1")],
+                &[(0, "start"), (2, "2"), (3, "3"), (gap - 1, "tick"), (gap, "tick"), (1, "1")],
                 &["2", "3", "1"],
             ),
             (
-                "only the lowest gap is given up; the next waits again",
-                Some(0),
-                &[(2, "2"), (4, "4"), (gap, "tick"), (3, "3")],
-                &["2", "3", "4"],
+                "gaps that waited together are given up together",
+                &[(0, "start"), (2, "2"), (4, "4"), (gap, "tick"), (3, "3")],
+                &["2", "4", "3"],
             ),
             (
                 "a republished seq is delivered again (the client drops it)",
-                Some(0),
-                &[(1, "1"), (1, "1 again"), (3, "3"), (3, "3 again"), (2, "2")],
+                &[(0, "start"), (1, "1"), (1, "1 again"), (3, "3"), (3, "3 again"), (2, "2")],
                 &["1", "1 again", "2", "3", "3 again"],
             ),
-            ("messages numbered before the start pass", Some(10), &[(9, "9"), (11, "11")], &["9", "11"]),
+            ("messages numbered before the start pass", &[(10, "start"), (9, "9"), (11, "11")], &["9", "11"]),
+            (
+                "what arrives before the start waits for it",
+                &[(12, "12"), (11, "11"), (10, "start"), (13, "13")],
+                &["11", "12", "13"],
+            ),
+            (
+                "a start past what was held releases it in seq order",
+                &[(12, "12"), (11, "11"), (12, "start"), (13, "13")],
+                &["11", "12", "13"],
+            ),
+            ("a channel that never starts gives up after the wait", &[(5, "5"), (gap, "tick"), (6, "6")], &["5", "6"]),
         ];
-        for (name, start, steps, expected) in cases {
-            assert_eq!(&run(*start, steps), expected, "{name}");
+        for (name, steps, expected) in cases {
+            assert_eq!(&run(steps), expected, "{name}");
         }
     }
 
     #[test]
-    fn the_deadline_is_set_only_while_something_is_held() {
+    fn the_deadline_follows_the_lowest_held_message() {
         let now = Instant::now();
         let mut order = InOrder::default();
-        order.start_after(0);
+        order.start_after(0, drop);
         order.admit(Some(1), "1", now, drop);
         assert_eq!(order.deadline(), None);
         order.admit(Some(3), "3", now, drop);
@@ -210,5 +236,19 @@ mod tests {
         order.admit(Some(2), "2", now, |f| out.push(f));
         assert_eq!((out, order.deadline()), (vec!["2", "3"], None));
         assert!(!order.expire(now + GAP_WAIT, drop));
+    }
+
+    #[test]
+    fn a_channel_holds_at_most_max_held_messages() {
+        let now = Instant::now();
+        let mut order = InOrder::default();
+        order.start_after(0, drop);
+        let mut out = Vec::new();
+        // Seq 1 never comes; every other seq does, from 2 on, in reverse so none follows on.
+        for seq in (2..=MAX_HELD as u64 + 2).rev() {
+            order.admit(Some(seq), seq, now, |f| out.push(f));
+        }
+        assert_eq!(out, (2..=MAX_HELD as u64 + 2).collect::<Vec<_>>(), "the lowest gap given up at the cap");
+        assert_eq!(order.deadline(), None);
     }
 }

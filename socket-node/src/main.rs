@@ -12,11 +12,18 @@ use socket_node::{server::Listener, Node};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let settings = NodeSettings::from_env()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = settings.worker_threads {
+        runtime.worker_threads(threads);
+    }
+    runtime.enable_all().build()?.block_on(serve(settings))
+}
+
+async fn serve(settings: NodeSettings) -> Result<(), Box<dyn std::error::Error>> {
     caas_shared::runtime::telemetry::init();
     let config = Config::from_env()?;
-    let settings = NodeSettings::from_env()?;
     let store = store::connect(&config.store_url, &config.store_database).await?;
     let cache = cache::connect(&config.cache_url).await?;
     let bus = bus::connect(&config.bus_url).await?;

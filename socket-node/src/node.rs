@@ -147,11 +147,6 @@ impl Node {
     /// Delivers a use case's notice to the conversation's subscribers on every node.
     pub async fn tell(&self, notice: Option<Notice>) -> Result<()> {
         match notice {
-            Some(Notice {
-                channel,
-                frame,
-                seq: Some(seq),
-            }) => self.hub.publish(&channel, &crate::hub::sequenced(seq, &frame)).await,
             Some(notice) => self.hub.publish(&notice.channel, &notice.frame).await,
             None => Ok(()),
         }

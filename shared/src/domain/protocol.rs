@@ -436,9 +436,38 @@ pub fn event_with_encoded_data(kind: &str, data_json: &str) -> String {
     format!(r#"{{"type":{},"data":{data_json}}}"#, Value::from(kind))
 }
 
+/// The seq of a `message.new` frame (as [`event_with_encoded_data`] builds it around an encoded
+/// [`Message`](crate::domain::model::Message)), read without parsing the frame: the message's first
+/// `"seq":` is its own field, since only strings come before it and a quote inside a string is always
+/// escaped. `None` for any other frame.
+pub fn message_new_seq(frame: &str) -> Option<u64> {
+    const PREFIX: &str = r#"{"type":"message.new","data":{"#;
+    const SEQ: &str = r#","seq":"#;
+    let data = frame.strip_prefix(PREFIX)?;
+    let after = &data[data.find(SEQ)? + SEQ.len()..];
+    let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+    after[..digits].parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_new_frame_tells_its_seq() {
+        let message = crate::domain::model::Message {
+            id: "m".into(),
+            seq: 42,
+            text: r#"a "seq":7 and ,\"seq\":8"#.into(),
+            ..Default::default()
+        };
+        let frame = event_with_encoded_data("message.new", &serde_json::to_string(&message).unwrap());
+        assert_eq!(message_new_seq(&frame), Some(42));
+        let edited = event_with_encoded_data("message.updated", &serde_json::to_string(&message).unwrap());
+        assert_eq!(message_new_seq(&edited), None, "only message.new is sequenced");
+        assert_eq!(message_new_seq(r#"{"type":"typing","data":{"seq":1}}"#), None);
+        assert_eq!(message_new_seq(r#"{"type":"message.new","data":{"id":"m"}}"#), None);
+    }
 
     #[test]
     fn frames_parse_and_bad_payloads_name_the_problem() {

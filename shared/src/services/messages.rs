@@ -57,8 +57,6 @@ pub struct Notice {
     pub channel: String,
     /// The whole event frame, encoded.
     pub frame: String,
-    /// The message's seq for `message.new`: the fan-in delivers a conversation's messages in seq order.
-    pub seq: Option<u64>,
 }
 
 impl Notice {
@@ -67,15 +65,6 @@ impl Notice {
         Self {
             channel: cache::conversation_channel(app_id, conversation_id),
             frame,
-            seq: None,
-        }
-    }
-
-    /// `message.new` of the message numbered `seq`.
-    pub fn new_message(app_id: &str, conversation_id: &str, seq: i64, frame: String) -> Self {
-        Self {
-            seq: u64::try_from(seq).ok(),
-            ..Self::to_conversation(app_id, conversation_id, frame)
         }
     }
 }

@@ -178,10 +178,9 @@ impl Messages<'_> {
         }
         Ok(Outcome {
             reply: protocol::to_data(&ack)?,
-            notice: Some(Notice::new_message(
+            notice: Some(Notice::to_conversation(
                 app_id,
                 &conversation_id,
-                claim.seq,
                 protocol::event_with_encoded_data("message.new", &payload),
             )),
         })
