@@ -142,11 +142,11 @@ impl Plan {
                     seconds: 5.0,
                 },
                 fanout::FanOutSettings {
-                    name: "chat: 2,000 groups × 5 members, 20,000 msgs/s offered".into(),
+                    name: "chat: 2,000 groups × 5 members, 40,000 msgs/s offered".into(),
                     conversations: 2_000,
                     members: 5,
                     senders: 2_000,
-                    rate_per_sender: 10.0,
+                    rate_per_sender: 20.0,
                     seconds: 5.0,
                 },
                 fanout::FanOutSettings {
