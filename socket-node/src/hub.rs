@@ -287,7 +287,9 @@ impl Hub {
     pub fn deliver_local(&self, channel: &str, payload: Utf8Bytes) -> usize {
         let mut routes = self.routes.lock().expect("routes lock");
         let mut corked = Vec::new();
-        routes.split().deliver(channel, None, payload, Instant::now(), &mut corked);
+        routes
+            .split()
+            .deliver(channel, None, payload, Instant::now(), &mut corked);
         let queued = corked.len();
         wake_each(corked);
         queued

@@ -178,8 +178,16 @@ mod tests {
     fn delivers_each_channels_messages_in_seq_order() {
         let gap = GAP_WAIT.as_millis() as u64;
         let cases: &[(&str, &[Step], &[&str])] = &[
-            ("in order passes straight through", &[(0, "start"), (1, "1"), (2, "2")], &["1", "2"]),
-            ("a swapped pair is put back", &[(4, "start"), (6, "6"), (5, "5")], &["5", "6"]),
+            (
+                "in order passes straight through",
+                &[(0, "start"), (1, "1"), (2, "2")],
+                &["1", "2"],
+            ),
+            (
+                "a swapped pair is put back",
+                &[(4, "start"), (6, "6"), (5, "5")],
+                &["5", "6"],
+            ),
             (
                 "a held run drains when its gap fills",
                 &[(0, "start"), (3, "3"), (4, "4"), (2, "2"), (1, "1")],
@@ -192,7 +200,14 @@ mod tests {
             ),
             (
                 "a gap is given up after the wait, the late message still delivered",
-                &[(0, "start"), (2, "2"), (3, "3"), (gap - 1, "tick"), (gap, "tick"), (1, "1")],
+                &[
+                    (0, "start"),
+                    (2, "2"),
+                    (3, "3"),
+                    (gap - 1, "tick"),
+                    (gap, "tick"),
+                    (1, "1"),
+                ],
                 &["2", "3", "1"],
             ),
             (
@@ -202,10 +217,21 @@ mod tests {
             ),
             (
                 "a republished seq is delivered again (the client drops it)",
-                &[(0, "start"), (1, "1"), (1, "1 again"), (3, "3"), (3, "3 again"), (2, "2")],
+                &[
+                    (0, "start"),
+                    (1, "1"),
+                    (1, "1 again"),
+                    (3, "3"),
+                    (3, "3 again"),
+                    (2, "2"),
+                ],
                 &["1", "1 again", "2", "3", "3 again"],
             ),
-            ("messages numbered before the start pass", &[(10, "start"), (9, "9"), (11, "11")], &["9", "11"]),
+            (
+                "messages numbered before the start pass",
+                &[(10, "start"), (9, "9"), (11, "11")],
+                &["9", "11"],
+            ),
             (
                 "what arrives before the start waits for it",
                 &[(12, "12"), (11, "11"), (10, "start"), (13, "13")],
@@ -216,7 +242,11 @@ mod tests {
                 &[(12, "12"), (11, "11"), (12, "start"), (13, "13")],
                 &["11", "12", "13"],
             ),
-            ("a channel that never starts gives up after the wait", &[(5, "5"), (gap, "tick"), (6, "6")], &["5", "6"]),
+            (
+                "a channel that never starts gives up after the wait",
+                &[(5, "5"), (gap, "tick"), (6, "6")],
+                &["5", "6"],
+            ),
         ];
         for (name, steps, expected) in cases {
             assert_eq!(&run(steps), expected, "{name}");
@@ -248,7 +278,11 @@ mod tests {
         for seq in (2..=MAX_HELD as u64 + 2).rev() {
             order.admit(Some(seq), seq, now, |f| out.push(f));
         }
-        assert_eq!(out, (2..=MAX_HELD as u64 + 2).collect::<Vec<_>>(), "the lowest gap given up at the cap");
+        assert_eq!(
+            out,
+            (2..=MAX_HELD as u64 + 2).collect::<Vec<_>>(),
+            "the lowest gap given up at the cap"
+        );
         assert_eq!(order.deadline(), None);
     }
 }

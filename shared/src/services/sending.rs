@@ -37,7 +37,12 @@ impl Messages<'_> {
         let (settings, flagged_terms) =
             moderation::screen_content(self.store, self.settings, caller.app_id, &draft.text).await?;
         if !check_in_claim {
-            let check = GateCheck::send(caller.app_id, caller.user_id, &draft.conversation_id, &settings.rate_limits);
+            let check = GateCheck::send(
+                caller.app_id,
+                caller.user_id,
+                &draft.conversation_id,
+                &settings.rate_limits,
+            );
             moderation::gate(self.store, self.cache, &check).await?.into_result()?;
         }
         if let Some(parent) = &draft.reply_to {

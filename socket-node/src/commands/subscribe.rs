@@ -35,7 +35,10 @@ pub async fn subscribe(node: &Node, session: &Session, caller: Caller<'_>, reque
     // here, so the first of them to arrive is not taken for the first in seq. No counter is a
     // conversation without messages (or a cache that lost it: the counter is then re-seeded above the
     // store's reservation, and the first message after it waits out one gap).
-    node.hub.start_after(&channel, current_seq.and_then(|seq| u64::try_from(seq).ok()).unwrap_or(0));
+    node.hub.start_after(
+        &channel,
+        current_seq.and_then(|seq| u64::try_from(seq).ok()).unwrap_or(0),
+    );
     let last_seq = current_seq.unwrap_or(0);
     let mut reply = json!({
         "conversation_id": conversation.id,

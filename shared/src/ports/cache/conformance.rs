@@ -501,7 +501,11 @@ async fn claim_gated(
     gate: &crate::domain::moderation::GateCheck<'_>,
     client_msg_id: &str,
 ) -> std::result::Result<i64, crate::domain::moderation::SendGate> {
-    let conversation_id = gate.refused_by.iter().find_map(|(_, c)| *c).expect("a send's check names its conversation");
+    let conversation_id = gate
+        .refused_by
+        .iter()
+        .find_map(|(_, c)| *c)
+        .expect("a send's check names its conversation");
     let request = SendRequest {
         key: SendKey {
             app_id: gate.app_id,

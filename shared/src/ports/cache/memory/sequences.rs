@@ -1,12 +1,12 @@
 //! Sequence counters and send claims in memory.
 
 use super::{conversation, ClaimKey, MemoryCache};
+use crate::domain::moderation::SendGate;
+use crate::ports::cache::RestrictionCache;
 use crate::ports::cache::{
     Claim, ClaimResult, ClaimState, MembershipCache, RecentWindow, SendClaim, SendKey, SendRequest, SequenceCache,
     IDEMPOTENCY_TTL,
 };
-use crate::domain::moderation::SendGate;
-use crate::ports::cache::RestrictionCache;
 use crate::Result;
 use async_trait::async_trait;
 use std::time::Instant;

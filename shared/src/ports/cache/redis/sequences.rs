@@ -3,12 +3,12 @@
 use super::recent::window_add_lua;
 use super::restrictions::{add_gate, gate_lua, gate_verdict};
 use super::{conversation_tag, RedisCache};
+use crate::domain::moderation::{GateCheck, SendGate};
+use crate::ports::cache::RestrictionCache;
 use crate::ports::cache::{
     Claim, ClaimResult, ClaimState, EntryAroundSeq, SendClaim, SendKey, SendRequest, SequenceCache, IDEMPOTENCY_TTL,
     RECENT_BYTES, RECENT_MESSAGES, RECENT_TTL,
 };
-use crate::domain::moderation::{GateCheck, SendGate};
-use crate::ports::cache::RestrictionCache;
 use crate::{Error, Result};
 use async_trait::async_trait;
 use redis::AsyncCommands;
