@@ -22,7 +22,8 @@ import { dirname, join, resolve } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
-import { DevServer, devBinary, freePort } from './dev-server.js';
+import { devBinary, freePort } from '../test-support/dev-process.js';
+import { DevServer } from './dev-server.js';
 import { makePng } from './png.js';
 
 const SDK_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -7,30 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
-
-/** `CAAS_DEV_BIN`, else `$CARGO_TARGET_DIR` (or `~/.cache/caas/target`) + `/debug/caas-dev`. */
-export function devBinary(): string {
-  if (process.env.CAAS_DEV_BIN) return resolve(process.env.CAAS_DEV_BIN);
-  const target = process.env.CARGO_TARGET_DIR ? resolve(process.env.CARGO_TARGET_DIR) : join(homedir(), '.cache', 'caas', 'target');
-  return join(target, 'debug', 'caas-dev');
-}
-
-/** A loopback port nothing listens on right now (the OS picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
-}
+import { devBinary, freePort } from '../test-support/dev-process.js';
 
 export class DevServer {
   /** The HS256 secret the process signs tokens with (`CAAS_JWT_SECRET`). */
