@@ -151,6 +151,10 @@ impl Platform {
                 (caas_shared::now_ms() - 1_000).to_string(),
             ),
             ("RUST_LOG".into(), "info".into()),
+            // A test client answers the native heartbeat's ping only while the test awaits its frames,
+            // and a test may leave one unread for longer than the heartbeat's 45 s while it works
+            // elsewhere (a browser answers pings by itself). The heartbeat's own test sets its own.
+            ("CAAS_SOCKET_PING_INTERVAL_MS".into(), "600000".into()),
         ]);
         common.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let gateway_env = [("CAAS_GATEWAY_BIND".to_owned(), format!("127.0.0.1:{gateway_port}"))];
