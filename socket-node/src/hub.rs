@@ -316,19 +316,15 @@ impl Hub {
     /// Delivers what waited too long for a gap; returns the next deadline.
     pub fn release_overdue(&self, now: Instant) -> Option<Instant> {
         let mut routes = self.routes.lock().expect("routes lock");
-        let Routes {
-            outlets,
-            channels,
-            holding,
-            ..
-        } = &mut *routes;
+        // Only on a gap's deadline, and few channels hold anything: copying their names is cheap.
+        let holding: Vec<String> = routes.holding.iter().cloned().collect();
         let mut corked = Vec::new();
-        holding.retain(|name| {
-            let Some(Channel { subscribers, order }) = channels.get_mut(name) else {
-                return false;
-            };
-            order.expire(now, |frame| queue_for(outlets, subscribers, frame, &mut corked))
-        });
+        let mut delivery = routes.split();
+        for name in &holding {
+            delivery.with_order(name, &mut corked, |order, release| {
+                order.expire(now, release);
+            });
+        }
         wake_each(corked);
         Self::next_deadline(&routes)
     }
