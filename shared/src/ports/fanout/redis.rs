@@ -26,7 +26,7 @@ impl RedisFanOut {
         let client = redis::Client::open(url)?;
         let (sink, stream) = client.get_async_pubsub().await?.split();
         let fan_out = Self {
-            publisher: ConnectionManager::new(client.clone()).await?,
+            publisher: crate::ports::redis_target::server_connection(client.clone()).await?,
             sink: Arc::new(tokio::sync::Mutex::new(sink)),
             channels: Arc::default(),
         };
