@@ -64,6 +64,13 @@ pub struct Config {
     /// Records produced before this Unix-ms time are committed by the local bridge without being handled
     /// (`CAAS_BRIDGE_SKIP_BEFORE_MS`): a fresh group on a shared broker skips older runs' records.
     pub bridge_skip_before_ms: Option<i64>,
+    /// `CAAS_SECRETS_KEY` (or the file `CAAS_SECRETS_KEY_FILE` names): 32 bytes in base64 that seal
+    /// the secrets the platform must read back (webhook signing secrets); without it webhooks answer
+    /// `not_configured`.
+    pub secrets_key: Option<String>,
+    /// `CAAS_WEBHOOKS_ALLOW_LOOPBACK_HTTP=1`: webhook endpoints may be plain `http://` to a loopback
+    /// host (dev mode and tests; deployed endpoints are https).
+    pub webhooks_allow_loopback_http: bool,
 }
 
 impl Config {
@@ -97,6 +104,22 @@ impl Config {
         };
         if jwt_secret.len() < 32 {
             return Err(Error::Config("the JWT secret must be at least 32 bytes".into()));
+        }
+        let secrets_key = match lookup("CAAS_SECRETS_KEY").filter(|v| !v.is_empty()) {
+            Some(key) => Some(key),
+            None => match lookup("CAAS_SECRETS_KEY_FILE").filter(|v| !v.is_empty()) {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| Error::Config(format!("CAAS_SECRETS_KEY_FILE {path}: {e}")))?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => None,
+            },
+        };
+        if let Some(key) = &secrets_key {
+            // A malformed key fails at startup rather than at the first webhook.
+            crate::domain::sealing::SealingKey::from_base64(key)?;
         }
         let retention_interval_secs = get("CAAS_RETENTION_INTERVAL_SECS", "3600")
             .parse::<u64>()
@@ -158,12 +181,24 @@ impl Config {
             s3_session_token: lookup("AWS_SESSION_TOKEN").filter(|v| !v.is_empty()),
             public_url: get("CAAS_PUBLIC_URL", "http://127.0.0.1:3000"),
             search_dir: lookup("CAAS_SEARCH_DIR").filter(|v| !v.is_empty()).map(Into::into),
+            secrets_key,
+            webhooks_allow_loopback_http: lookup("CAAS_WEBHOOKS_ALLOW_LOOPBACK_HTTP").is_some_and(|v| v == "1"),
         })
     }
 
     /// The consumer-group name of a function in this deployment.
     pub fn consumer_group(&self, function: &str) -> String {
         format!("{function}{}", self.consumer_group_suffix)
+    }
+
+    /// The key that seals secrets at rest; `not_configured` without `CAAS_SECRETS_KEY`.
+    pub fn sealing_key(&self) -> Result<crate::domain::sealing::SealingKey> {
+        let key = self.secrets_key.as_deref().ok_or_else(|| {
+            Error::NotConfigured(
+                "this deployment has no CAAS_SECRETS_KEY, which webhooks need to seal their secrets".into(),
+            )
+        })?;
+        crate::domain::sealing::SealingKey::from_base64(key)
     }
 
     /// The search index directory, for the functions that cannot run without one.

@@ -75,6 +75,10 @@ pub enum Error {
     /// A socket frame's `type` is not an event the protocol knows; carries the type as sent (`unknown_event`, 400).
     #[error("unknown event type {0:?}")]
     UnknownEvent(String),
+    /// A feature this deployment has not been set up for, e.g. webhooks without `CAAS_SECRETS_KEY`
+    /// (`not_configured`, 503); the message names the missing setting.
+    #[error("{0}")]
+    NotConfigured(String),
     /// The process configuration is missing or invalid, e.g. a short JWT secret (`internal`, 500; details only in
     /// the logs).
     #[error("configuration: {0}")]
@@ -121,6 +125,7 @@ impl Error {
             Error::RouteNotFound(_) => "route_not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::UnknownEvent(_) => "unknown_event",
+            Error::NotConfigured(_) => "not_configured",
             Error::Store(_) | Error::Cache(_) | Error::Bus(_) | Error::Search(_) | Error::Blob(_) => "unavailable",
             Error::Config(_) | Error::Internal(_) => "internal",
         }
@@ -141,6 +146,7 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::PayloadTooLarge(_) => 413,
             Error::Store(_) | Error::Cache(_) | Error::Bus(_) | Error::Search(_) | Error::Blob(_) => 503,
+            Error::NotConfigured(_) => 503,
             Error::Config(_) | Error::Internal(_) => 500,
         }
     }

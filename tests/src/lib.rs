@@ -139,6 +139,12 @@ impl Platform {
             ("CAAS_STORE_DATABASE".into(), platform.database.clone()),
             ("CAAS_JWT_SECRET".into(), format!("jwt-secret-{run_id}-0123456789")),
             ("CAAS_ADMIN_TOKEN".into(), platform.admin_token.clone()),
+            (
+                "CAAS_SECRETS_KEY".into(),
+                caas_shared::domain::sealing::SealingKey::generate_base64(),
+            ),
+            // The tests' webhook receivers listen on loopback over plain http.
+            ("CAAS_WEBHOOKS_ALLOW_LOOPBACK_HTTP".into(), "1".into()),
             ("CAAS_SOCKET_URLS".into(), socket_urls.join(",")),
             ("CAAS_CONSUMER_GROUP_SUFFIX".into(), format!("-{run_id}")),
             (

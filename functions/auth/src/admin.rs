@@ -21,7 +21,7 @@ struct RotateSecretRequest {
     end_sessions: bool,
 }
 
-fn require_operator(service: &AuthService, headers: &HeaderMap) -> Result<()> {
+pub(crate) fn require_operator(service: &AuthService, headers: &HeaderMap) -> Result<()> {
     caas_shared::runtime::http::require_operator(service.admin_token.as_deref(), headers)
 }
 

@@ -8,6 +8,8 @@
 //!   and its live connections closed, so every user signs in again through the app's backend.
 //! - `GET|PUT /api/v1/admin/apps/{app_id}/settings` `{media, content, rate_limits, retention}`
 //!   (operator token) → `{app_id, settings}`.
+//! - Webhook endpoints (operator token, see `webhooks`): `POST|GET /api/v1/admin/apps/{app_id}/webhooks`,
+//!   `GET|PATCH|DELETE …/webhooks/{webhook_id}`, `POST …/webhooks/{webhook_id}/secret {overlap_secs?}`.
 //!
 //! - `POST /api/v1/auth/sdk/token` `{app_id, app_secret, user_external_id, display_name?}` →
 //!   `{token, expires_at, session_id, user:{id, external_id, display_name}, socket_urls}`: a new session;
@@ -45,6 +47,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 mod admin;
+mod webhooks;
 
 pub struct AuthService {
     store: Arc<dyn Store>,
@@ -54,6 +57,11 @@ pub struct AuthService {
     socket_urls: Vec<String>,
     /// Verifies app secrets at a bounded, failure-limited, uniform cost.
     credentials: CredentialCheck,
+    /// Seals webhook signing secrets (`CAAS_SECRETS_KEY`); without it the webhook routes answer
+    /// `not_configured`.
+    sealing_key: Option<caas_shared::domain::sealing::SealingKey>,
+    /// Whether webhook URLs may be plain http to loopback (dev mode and tests).
+    webhooks_allow_loopback_http: bool,
 }
 
 impl AuthService {
@@ -65,6 +73,9 @@ impl AuthService {
             admin_token: config.admin_token.clone(),
             socket_urls: config.socket_urls.clone(),
             credentials: CredentialCheck::default(),
+            // Config validated the key when it read it; an absent one leaves webhooks unconfigured.
+            sealing_key: config.sealing_key().ok(),
+            webhooks_allow_loopback_http: config.webhooks_allow_loopback_http,
         }
     }
 }
@@ -82,6 +93,18 @@ pub fn routes(service: Arc<AuthService>) -> Router {
         .route(
             "/api/v1/admin/apps/{app_id}/settings",
             get(admin::show_settings).put(admin::replace_settings),
+        )
+        .route(
+            "/api/v1/admin/apps/{app_id}/webhooks",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/api/v1/admin/apps/{app_id}/webhooks/{webhook_id}",
+            get(webhooks::show).patch(webhooks::change).delete(webhooks::remove),
+        )
+        .route(
+            "/api/v1/admin/apps/{app_id}/webhooks/{webhook_id}/secret",
+            post(webhooks::rotate_secret),
         )
         .route("/api/v1/auth/sdk/token", post(issue_sdk_token))
         .route("/api/v1/auth/refresh", post(refresh))

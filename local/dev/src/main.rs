@@ -8,6 +8,7 @@
 
 use caas_local::{Platform, StopSignal};
 use caas_shared::config::Config;
+use caas_shared::domain::sealing::SealingKey;
 use socket_node::config::NodeSettings;
 use socket_node::{server::Listener, Node};
 use std::collections::HashMap;
@@ -17,6 +18,8 @@ use tokio::net::TcpListener;
 
 const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 const SECRET_FILE: &str = "jwt-secret";
+/// The key sealing webhook secrets, kept in the data directory beside the JWT secret.
+const SEALING_KEY_FILE: &str = "secrets-key";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -53,10 +56,24 @@ async fn main() -> Result<(), BoxError> {
         defaults.insert("CAAS_SEARCH_DIR", dir.join("search").display().to_string());
     }
     if env("CAAS_JWT_SECRET").is_none() && env("CAAS_JWT_SECRET_FILE").is_none() {
-        defaults.insert("CAAS_JWT_SECRET", dev_secret(data_dir.as_deref())?);
+        let secret = dev_secret(
+            data_dir.as_deref(),
+            SECRET_FILE,
+            caas_shared::services::auth::generate_secret,
+        )?;
+        defaults.insert("CAAS_JWT_SECRET", secret);
+    }
+    if env("CAAS_SECRETS_KEY").is_none() && env("CAAS_SECRETS_KEY_FILE").is_none() {
+        // Kept beside the data, so webhook secrets sealed before a restart still open after it.
+        let key = dev_secret(data_dir.as_deref(), SEALING_KEY_FILE, SealingKey::generate_base64)?;
+        defaults.insert("CAAS_SECRETS_KEY", key);
     }
     let lookup = |key: &str| env(key).or_else(|| defaults.get(key).cloned());
     let local_only = only_local_backends(lookup);
+    if local_only {
+        // A local receiver (`http://localhost:…`) is what a developer points webhooks at.
+        defaults.insert("CAAS_WEBHOOKS_ALLOW_LOOPBACK_HTTP", "1".to_owned());
+    }
     if env("CAAS_ADMIN_TOKEN").is_none() && !local_only {
         // A well-known operator token on real servers would give anyone who reads this README the
         // admin API of that deployment.
@@ -154,16 +171,17 @@ fn data_dir() -> Result<Option<PathBuf>, BoxError> {
     Ok(Some(std::fs::canonicalize(dir)?))
 }
 
-/// A fresh signing secret per run, or the one kept in the data directory so tokens outlive a restart.
-fn dev_secret(data_dir: Option<&Path>) -> Result<String, BoxError> {
+/// A fresh secret per run, or the one kept in the data directory's `file` so tokens (and sealed
+/// secrets) outlive a restart.
+fn dev_secret(data_dir: Option<&Path>, file: &str, generate: fn() -> String) -> Result<String, BoxError> {
     let Some(dir) = data_dir else {
-        return Ok(caas_shared::services::auth::generate_secret());
+        return Ok(generate());
     };
-    let path = dir.join(SECRET_FILE);
+    let path = dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(secret) => Ok(secret.trim().to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let secret = caas_shared::services::auth::generate_secret();
+            let secret = generate();
             caas_local::write_private(&path, &secret)?;
             Ok(secret)
         }
@@ -226,7 +244,7 @@ Ctrl-C stops everything.",
 
 #[cfg(test)]
 mod tests {
-    use super::only_local_backends;
+    use super::{only_local_backends, SealingKey};
 
     #[test]
     fn the_dev_admin_token_is_only_for_local_backends() {
@@ -256,24 +274,34 @@ mod tests {
     }
 
     #[test]
-    fn the_kept_signing_secret_is_readable_by_its_owner_only() {
+    fn kept_secrets_are_readable_by_their_owner_only() {
         let dir = std::env::temp_dir().join(format!(
             "caas-dev-secret-{}-{}",
             std::process::id(),
             caas_shared::now_ms()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let secret = super::dev_secret(Some(&dir)).unwrap();
-        assert_eq!(super::dev_secret(Some(&dir)).unwrap(), secret, "kept");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(super::SECRET_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
+        let kept = [
+            (
+                super::SECRET_FILE,
+                caas_shared::services::auth::generate_secret as fn() -> String,
+            ),
+            (super::SEALING_KEY_FILE, SealingKey::generate_base64),
+        ];
+        for (file, generate) in kept {
+            let secret = super::dev_secret(Some(&dir), file, generate).unwrap();
+            assert_eq!(super::dev_secret(Some(&dir), file, generate).unwrap(), secret, "kept");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(dir.join(file)).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{file}");
+            }
         }
+        SealingKey::from_base64(
+            &super::dev_secret(Some(&dir), super::SEALING_KEY_FILE, SealingKey::generate_base64).unwrap(),
+        )
+        .expect("the kept sealing key is a valid key");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -48,6 +48,14 @@ pub mod actions {
     pub const USER_ERASED: &str = "user.erased";
     /// The retention job purged an app's expired messages; actor: `system`/`retention`.
     pub const RETENTION_APPLIED: &str = "retention.applied";
+    /// The operator registered a webhook endpoint; target: the endpoint, details its URL and events.
+    pub const WEBHOOK_CREATED: &str = "webhook.created";
+    /// The operator changed a webhook endpoint; details hold it `before` and `after` (no secrets).
+    pub const WEBHOOK_CHANGED: &str = "webhook.changed";
+    /// The operator rotated an endpoint's signing secret; details carry the overlap.
+    pub const WEBHOOK_SECRET_ROTATED: &str = "webhook.secret_rotated";
+    /// The operator removed a webhook endpoint.
+    pub const WEBHOOK_DELETED: &str = "webhook.deleted";
 }
 
 /// Who did it: the platform operator, a user (SDK token), an app backend (app credentials) or the

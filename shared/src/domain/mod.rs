@@ -11,4 +11,6 @@ pub mod keys;
 pub mod model;
 pub mod moderation;
 pub mod protocol;
+pub mod sealing;
 pub mod secrets;
+pub mod webhooks;

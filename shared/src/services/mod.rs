@@ -15,4 +15,5 @@ mod sending;
 pub mod sequencing;
 pub mod session_lookups;
 pub mod sessions;
+pub mod webhooks;
 pub mod windows;

@@ -7,6 +7,7 @@ mod conversations;
 mod keys;
 mod messages;
 mod users;
+mod webhooks;
 
 pub use apps::*;
 pub use compliance::*;
@@ -14,6 +15,7 @@ pub use conversations::*;
 pub use keys::*;
 pub use messages::*;
 pub use users::*;
+pub use webhooks::*;
 
 /// Limits on user-supplied content, enforced before anything is sequenced or published.
 pub mod limits {

@@ -58,6 +58,7 @@ pub async fn run(store: &dyn Store) {
     sessions_are_recorded_in_bulk(store).await;
     seq_reservations_only_rise_and_remember_uncertain_spans(store).await;
     super::conformance_keys::run(store).await;
+    super::conformance_webhooks::run(store).await;
 }
 
 async fn seq_reservations_only_rise_and_remember_uncertain_spans(store: &dyn Store) {

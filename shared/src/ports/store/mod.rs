@@ -3,7 +3,7 @@
 //! both).
 //!
 //! The port is one trait per aggregate ([`AppStore`], [`UserStore`], [`ConversationStore`],
-//! [`MessageStore`], [`ComplianceStore`], [`AttachmentStore`], [`KeyStore`]); [`Store`] is all of them
+//! [`MessageStore`], [`ComplianceStore`], [`AttachmentStore`], [`KeyStore`], [`WebhookStore`]); [`Store`] is all of them
 //! together.
 //!
 //! Every query is filtered by `app_id`, so one tenant can never read or write another's data even with a
@@ -16,12 +16,15 @@ mod compliance;
 pub mod conformance;
 #[cfg(any(test, feature = "conformance"))]
 mod conformance_keys;
+#[cfg(any(test, feature = "conformance"))]
+mod conformance_webhooks;
 mod conversations;
 mod keys;
 mod memory;
 mod messages;
 mod mongo;
 mod users;
+mod webhooks;
 
 pub use apps::AppStore;
 pub use attachments::AttachmentStore;
@@ -33,6 +36,7 @@ pub use memory::MemoryStore;
 pub use messages::{MessageInsert, MessageStore};
 pub use mongo::MongoStore;
 pub use users::UserStore;
+pub use webhooks::WebhookStore;
 
 use crate::domain::model::{LegalHold, Message, Reaction, ReactionCount};
 use crate::Result;
@@ -73,12 +77,19 @@ impl SeqRange {
 /// The whole store port: every aggregate's trait. Callers hold an `Arc<dyn Store>` and call the parts'
 /// methods on it without importing them; a driver implements the parts and is a `Store` by that alone.
 pub trait Store:
-    AppStore + UserStore + ConversationStore + MessageStore + ComplianceStore + AttachmentStore + KeyStore
+    AppStore + UserStore + ConversationStore + MessageStore + ComplianceStore + AttachmentStore + KeyStore + WebhookStore
 {
 }
 
 impl<T> Store for T where
-    T: AppStore + UserStore + ConversationStore + MessageStore + ComplianceStore + AttachmentStore + KeyStore
+    T: AppStore
+        + UserStore
+        + ConversationStore
+        + MessageStore
+        + ComplianceStore
+        + AttachmentStore
+        + KeyStore
+        + WebhookStore
 {
 }
 

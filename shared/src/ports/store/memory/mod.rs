@@ -11,12 +11,13 @@ mod conversations;
 mod keys;
 mod messages;
 mod users;
+mod webhooks;
 
 use super::MessageInsert;
 use crate::domain::audit::AuditRecord;
 use crate::domain::model::{
     App, Attachment, Conversation, ConversationSummary, KeyDevice, LegalHold, Member, Message, Reaction, Restriction,
-    SeqReservation, Session, StoredKey, User,
+    SeqReservation, Session, StoredKey, User, WebhookEndpoint,
 };
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,8 @@ struct Tables {
     claimed_keys: HashMap<DeviceKey, Vec<(StoredKey, i64)>>,
     /// (app_id, user_id, device_id, algorithm) → the device's fallback key.
     fallback_keys: HashMap<(String, String, String, String), StoredKey>,
+    /// Webhook endpoints by id.
+    webhooks: HashMap<String, WebhookEndpoint>,
 }
 
 /// The records themselves; indexes are rebuilt from them on load.
@@ -103,6 +106,8 @@ struct Snapshot {
     claimed_keys: Vec<(StoredKey, i64)>,
     #[serde(default)]
     seq_conflicts: Vec<Message>,
+    #[serde(default)]
+    webhooks: Vec<WebhookEndpoint>,
 }
 
 impl Tables {
@@ -131,6 +136,7 @@ impl Tables {
             fallback_keys: self.fallback_keys.values().cloned().collect(),
             claimed_keys: self.claimed_keys.values().flatten().cloned().collect(),
             seq_conflicts: self.seq_conflicts.clone(),
+            webhooks: self.webhooks.values().cloned().collect(),
         }
     }
 
@@ -212,6 +218,9 @@ impl Tables {
             tables.claimed_keys.entry(device).or_default().push((key, claimed_at));
         }
         tables.seq_conflicts = snapshot.seq_conflicts;
+        for endpoint in snapshot.webhooks {
+            tables.webhooks.insert(endpoint.id.clone(), endpoint);
+        }
         tables
     }
 

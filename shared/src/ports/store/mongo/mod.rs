@@ -7,6 +7,7 @@ mod conversations;
 mod keys;
 mod messages;
 mod users;
+mod webhooks;
 
 use super::InsertOutcome;
 use crate::{Error, Result};
@@ -94,6 +95,9 @@ impl MongoStore {
         };
         self.collection("users")
             .create_index(unique(doc! {"app_id": 1, "external_id": 1}))
+            .await?;
+        self.collection("webhooks")
+            .create_index(IndexModel::builder().keys(doc! {"app_id": 1, "created_at": 1}).build())
             .await?;
         self.collection("members")
             .create_index(unique(doc! {"app_id": 1, "user_id": 1, "conversation_id": 1}))
