@@ -5,6 +5,9 @@
 //! (two while a rotated secret overlaps its successor). Receivers verify it with the `standardwebhooks`
 //! libraries as they are.
 
+pub mod address;
+pub mod retry;
+
 use crate::{Error, Result};
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
