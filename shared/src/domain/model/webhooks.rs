@@ -38,3 +38,75 @@ pub struct WebhookEndpoint {
     /// The correlation id of the request that created it.
     pub correlation_id: String,
 }
+
+/// Where a delivery stands.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its first or next attempt at `due_at`.
+    Pending,
+    /// A 2xx answered it.
+    Delivered,
+    /// Given up (refused, gone, or the schedule used up): dead-lettered, retried only by the operator.
+    Dead,
+}
+
+/// One event on its way to one endpoint: the durable retry queue (`webhook_deliveries`). Retries are
+/// scheduled here, never by sleeping in a consumer, so no partition and no other endpoint waits.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WebhookDelivery {
+    /// `<endpoint id>:<event id>`: one delivery per event and endpoint, however often the event is
+    /// consumed.
+    pub id: String,
+    /// The endpoint's app.
+    pub app_id: String,
+    /// The endpoint it goes to.
+    pub endpoint_id: String,
+    /// The `webhook-id` header: the same on every attempt, so receivers can drop repeats.
+    pub event_id: String,
+    /// The event's type, e.g. `message.new`.
+    pub event_type: String,
+    /// The body, exactly as it is signed and sent.
+    pub payload: String,
+    /// The correlation id of the change that caused the event (also a header of every attempt).
+    pub correlation_id: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Pending, delivered or dead.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due (Unix ms); while an attempt runs, when its lease ends.
+    pub due_at: i64,
+    /// The last attempt's HTTP status, if it got one.
+    #[serde(default)]
+    pub last_status: Option<u16>,
+    /// The last attempt's failure, when it had no answer (timeout, connection), or why it was dead-lettered.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// How long the last attempt took, ms.
+    #[serde(default)]
+    pub last_latency_ms: Option<i64>,
+    /// When it was delivered or dead-lettered (Unix ms).
+    #[serde(default)]
+    pub finished_at: Option<i64>,
+}
+
+/// The result of one attempt, as the queue records it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptRecord {
+    /// The attempt count after this attempt.
+    pub attempts: u32,
+    /// Pending again (with its next `due_at`), delivered or dead.
+    pub status: DeliveryStatus,
+    /// The next attempt's time, for a pending delivery (otherwise when it finished).
+    pub due_at: i64,
+    /// The answer's status, if any.
+    pub last_status: Option<u16>,
+    /// The failure without an answer, or why it was given up.
+    pub last_error: Option<String>,
+    /// How long it took, ms.
+    pub last_latency_ms: i64,
+    /// When it finished (delivered or dead), Unix ms.
+    pub finished_at: Option<i64>,
+}

@@ -1,7 +1,7 @@
 //! The webhook endpoints' part of the store conformance suite, run by its `run`.
 
 use super::Store;
-use crate::domain::model::WebhookEndpoint;
+use crate::domain::model::{AttemptRecord, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
 use crate::Error;
 
 fn unique(prefix: &str) -> String {
@@ -30,6 +30,8 @@ fn endpoint(app_id: &str, created_at: i64) -> WebhookEndpoint {
 pub async fn run(store: &dyn Store) {
     endpoints_are_listed_oldest_first_and_stay_in_their_app(store).await;
     endpoints_are_bounded_per_app(store).await;
+    deliveries_are_queued_once_and_leased_when_due(store).await;
+    attempts_are_recorded_and_listed_per_endpoint(store).await;
 }
 
 async fn endpoints_are_listed_oldest_first_and_stay_in_their_app(store: &dyn Store) {
@@ -94,4 +96,163 @@ async fn endpoints_are_bounded_per_app(store: &dyn Store) {
     ));
     store.insert_webhook(&endpoint(&unique("app"), 0), 3).await.unwrap();
     assert_eq!(store.list_webhooks(&app).await.unwrap().len(), 3);
+}
+
+fn delivery(app_id: &str, endpoint_id: &str, event: &str, due_at: i64) -> WebhookDelivery {
+    WebhookDelivery {
+        id: format!("{endpoint_id}:{event}"),
+        app_id: app_id.to_owned(),
+        endpoint_id: endpoint_id.to_owned(),
+        event_id: event.to_owned(),
+        event_type: "message.new".into(),
+        payload: format!(r#"{{"type":"message.new","event":"{event}"}}"#),
+        correlation_id: "conformance".into(),
+        created_at: due_at,
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        due_at,
+        last_status: None,
+        last_error: None,
+        last_latency_ms: None,
+        finished_at: None,
+    }
+}
+
+/// The queue is shared by every app and test, and a claim takes any app's due deliveries: the checks
+/// here use times far in the past, at a random base, so nothing else is due at them.
+async fn deliveries_are_queued_once_and_leased_when_due(store: &dyn Store) {
+    let (app, endpoint) = (unique("app"), unique("wh"));
+    // Times no other delivery in a shared database uses: a random base far in the past.
+    let base = -(i64::from(rand::random::<u32>()) * 1_000_000) - 1_000_000_000_000;
+    let late = delivery(&app, &endpoint, "late", base + 30);
+    let early = delivery(&app, &endpoint, "early", base + 10);
+    let future = delivery(&app, &endpoint, "future", base + 1_000);
+    let outcome = store
+        .enqueue_webhook_deliveries(&[late.clone(), early.clone(), future.clone()])
+        .await
+        .unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (3, 0));
+    let mut again = early.clone();
+    again.payload = "changed".into();
+    let outcome = store.enqueue_webhook_deliveries(&[again]).await.unwrap();
+    assert_eq!(
+        (outcome.inserted, outcome.duplicates),
+        (0, 1),
+        "an event consumed twice is queued once"
+    );
+    assert_eq!(store.enqueue_webhook_deliveries(&[]).await.unwrap().inserted, 0);
+
+    let claimed: Vec<WebhookDelivery> = store
+        .claim_due_webhook_deliveries(base + 50, base + 500, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.endpoint_id == endpoint)
+        .collect();
+    let ids: Vec<&str> = claimed.iter().map(|d| d.event_id.as_str()).collect();
+    assert_eq!(ids, ["early", "late"], "due ones, earliest first");
+    assert!(claimed.iter().all(|d| d.due_at == base + 500), "leased");
+    assert_eq!(claimed[0].payload, early.payload, "the first queued payload stays");
+    assert!(
+        !store
+            .claim_due_webhook_deliveries(base + 50, base + 500, 100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.endpoint_id == endpoint),
+        "a leased delivery is not taken again while its lease lasts"
+    );
+    let retaken = store
+        .claim_due_webhook_deliveries(base + 600, base + 700, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        retaken.len(),
+        1,
+        "a lease that ended (the worker died) is taken again, at most `limit`"
+    );
+}
+
+async fn attempts_are_recorded_and_listed_per_endpoint(store: &dyn Store) {
+    let (app, endpoint, other_endpoint) = (unique("app"), unique("wh"), unique("wh"));
+    let base = -(i64::from(rand::random::<u32>()) * 1_000_000) - 1_000_000_000_000;
+    let first = delivery(&app, &endpoint, "one", base);
+    let second = delivery(&app, &endpoint, "two", base + 1);
+    let elsewhere = delivery(&app, &other_endpoint, "three", base + 2);
+    store
+        .enqueue_webhook_deliveries(&[first.clone(), second.clone(), elsewhere.clone()])
+        .await
+        .unwrap();
+    let retry = AttemptRecord {
+        attempts: 1,
+        status: DeliveryStatus::Pending,
+        due_at: base + 5_000,
+        last_status: Some(503),
+        last_error: None,
+        last_latency_ms: 12,
+        finished_at: None,
+    };
+    store.record_webhook_attempt(&app, &first.id, &retry).await.unwrap();
+    let delivered = AttemptRecord {
+        attempts: 1,
+        status: DeliveryStatus::Delivered,
+        due_at: base + 3,
+        last_status: Some(204),
+        last_error: None,
+        last_latency_ms: 7,
+        finished_at: Some(base + 3),
+    };
+    store
+        .record_webhook_attempt(&app, &second.id, &delivered)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .record_webhook_attempt(&unique("app"), &second.id, &delivered)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+
+    let listed = store.list_webhook_deliveries(&app, &endpoint, 10).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|d| d.event_id.as_str()).collect();
+    assert_eq!(ids, ["two", "one"], "newest first, this endpoint only");
+    assert_eq!(
+        (
+            listed[1].attempts,
+            listed[1].status,
+            listed[1].due_at,
+            listed[1].last_status,
+            listed[1].last_latency_ms
+        ),
+        (1, DeliveryStatus::Pending, base + 5_000, Some(503), Some(12))
+    );
+    assert_eq!(
+        (listed[0].status, listed[0].finished_at),
+        (DeliveryStatus::Delivered, Some(base + 3))
+    );
+    assert_eq!(
+        store.list_webhook_deliveries(&app, &endpoint, 1).await.unwrap().len(),
+        1
+    );
+    assert!(store
+        .list_webhook_deliveries(&unique("app"), &endpoint, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Delivered is never due again; the retry is due at its time.
+    let due = store
+        .claim_due_webhook_deliveries(base + 4_000, base + 4_500, 10)
+        .await
+        .unwrap();
+    assert!(
+        due.iter().all(|d| d.id != first.id && d.id != second.id),
+        "not yet due, or finished"
+    );
+    let due = store
+        .claim_due_webhook_deliveries(base + 5_000, base + 5_500, 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = due.iter().map(|d| d.event_id.as_str()).collect();
+    assert!(ids.contains(&"one") && !ids.contains(&"two"), "{ids:?}");
 }

@@ -3,7 +3,7 @@
 //! both).
 //!
 //! The port is one trait per aggregate ([`AppStore`], [`UserStore`], [`ConversationStore`],
-//! [`MessageStore`], [`ComplianceStore`], [`AttachmentStore`], [`KeyStore`], [`WebhookStore`]); [`Store`] is all of them
+//! [`MessageStore`], [`ComplianceStore`], [`AttachmentStore`], [`KeyStore`], [`WebhookStore`], [`WebhookDeliveryStore`]); [`Store`] is all of them
 //! together.
 //!
 //! Every query is filtered by `app_id`, so one tenant can never read or write another's data even with a
@@ -36,7 +36,7 @@ pub use memory::MemoryStore;
 pub use messages::{MessageInsert, MessageStore};
 pub use mongo::MongoStore;
 pub use users::UserStore;
-pub use webhooks::WebhookStore;
+pub use webhooks::{WebhookDeliveryStore, WebhookStore};
 
 use crate::domain::model::{LegalHold, Message, Reaction, ReactionCount};
 use crate::Result;
@@ -77,7 +77,15 @@ impl SeqRange {
 /// The whole store port: every aggregate's trait. Callers hold an `Arc<dyn Store>` and call the parts'
 /// methods on it without importing them; a driver implements the parts and is a `Store` by that alone.
 pub trait Store:
-    AppStore + UserStore + ConversationStore + MessageStore + ComplianceStore + AttachmentStore + KeyStore + WebhookStore
+    AppStore
+    + UserStore
+    + ConversationStore
+    + MessageStore
+    + ComplianceStore
+    + AttachmentStore
+    + KeyStore
+    + WebhookStore
+    + WebhookDeliveryStore
 {
 }
 
@@ -90,6 +98,7 @@ impl<T> Store for T where
         + AttachmentStore
         + KeyStore
         + WebhookStore
+        + WebhookDeliveryStore
 {
 }
 

@@ -1,6 +1,7 @@
-//! The webhooks part of the store port: an app's endpoints.
+//! The webhooks part of the store port: an app's endpoints and the queue of deliveries to them.
 
-use crate::domain::model::WebhookEndpoint;
+use super::InsertOutcome;
+use crate::domain::model::{AttemptRecord, WebhookDelivery, WebhookEndpoint};
 use crate::Result;
 use async_trait::async_trait;
 
@@ -19,4 +20,29 @@ pub trait WebhookStore: Send + Sync {
     async fn replace_webhook(&self, endpoint: &WebhookEndpoint) -> Result<()>;
     /// Removes the app's endpoint; whether there was one.
     async fn delete_webhook(&self, app_id: &str, id: &str) -> Result<bool>;
+}
+
+/// The webhook delivery queue: one record per event and endpoint, attempted when due.
+#[async_trait]
+pub trait WebhookDeliveryStore: Send + Sync {
+    /// Queues deliveries; one already queued (the same id: an event consumed again) is left as it is.
+    async fn enqueue_webhook_deliveries(&self, deliveries: &[WebhookDelivery]) -> Result<InsertOutcome>;
+    /// Takes up to `limit` pending deliveries due at `now`, earliest first, and leases them until
+    /// `lease_until` (their `due_at` becomes that): a worker that dies mid-attempt leaves them to be
+    /// taken again then. Two callers never take the same delivery in one lease.
+    async fn claim_due_webhook_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>>;
+    /// Records an attempt's result on the app's delivery; `NotFound` when there is none.
+    async fn record_webhook_attempt(&self, app_id: &str, id: &str, record: &AttemptRecord) -> Result<()>;
+    /// The app's deliveries to one endpoint, newest first.
+    async fn list_webhook_deliveries(
+        &self,
+        app_id: &str,
+        endpoint_id: &str,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>>;
 }

@@ -17,7 +17,7 @@ use super::MessageInsert;
 use crate::domain::audit::AuditRecord;
 use crate::domain::model::{
     App, Attachment, Conversation, ConversationSummary, KeyDevice, LegalHold, Member, Message, Reaction, Restriction,
-    SeqReservation, Session, StoredKey, User, WebhookEndpoint,
+    SeqReservation, Session, StoredKey, User, WebhookDelivery, WebhookEndpoint,
 };
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,8 @@ struct Tables {
     fallback_keys: HashMap<(String, String, String, String), StoredKey>,
     /// Webhook endpoints by id.
     webhooks: HashMap<String, WebhookEndpoint>,
+    /// The webhook delivery queue by delivery id.
+    webhook_deliveries: HashMap<String, WebhookDelivery>,
 }
 
 /// The records themselves; indexes are rebuilt from them on load.
@@ -108,6 +110,8 @@ struct Snapshot {
     seq_conflicts: Vec<Message>,
     #[serde(default)]
     webhooks: Vec<WebhookEndpoint>,
+    #[serde(default)]
+    webhook_deliveries: Vec<WebhookDelivery>,
 }
 
 impl Tables {
@@ -137,6 +141,7 @@ impl Tables {
             claimed_keys: self.claimed_keys.values().flatten().cloned().collect(),
             seq_conflicts: self.seq_conflicts.clone(),
             webhooks: self.webhooks.values().cloned().collect(),
+            webhook_deliveries: self.webhook_deliveries.values().cloned().collect(),
         }
     }
 
@@ -220,6 +225,9 @@ impl Tables {
         tables.seq_conflicts = snapshot.seq_conflicts;
         for endpoint in snapshot.webhooks {
             tables.webhooks.insert(endpoint.id.clone(), endpoint);
+        }
+        for delivery in snapshot.webhook_deliveries {
+            tables.webhook_deliveries.insert(delivery.id.clone(), delivery);
         }
         tables
     }

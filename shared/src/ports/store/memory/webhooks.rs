@@ -1,9 +1,9 @@
-//! Webhook endpoints in the in-memory store.
+//! Webhook endpoints and their delivery queue in the in-memory store.
 
-use super::Change::Changed;
+use super::Change::{Changed, Unchanged};
 use super::MemoryStore;
-use crate::domain::model::WebhookEndpoint;
-use crate::ports::store::WebhookStore;
+use crate::domain::model::{AttemptRecord, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
+use crate::ports::store::{InsertOutcome, WebhookDeliveryStore, WebhookStore};
 use crate::{Error, Result};
 use async_trait::async_trait;
 
@@ -59,8 +59,94 @@ impl WebhookStore for MemoryStore {
                 tables.webhooks.remove(id);
                 Ok(Changed(true))
             } else {
-                Ok(super::Change::Unchanged(false))
+                Ok(Unchanged(false))
             }
         })
+    }
+}
+
+#[async_trait]
+impl WebhookDeliveryStore for MemoryStore {
+    async fn enqueue_webhook_deliveries(&self, deliveries: &[WebhookDelivery]) -> Result<InsertOutcome> {
+        self.write(|tables| {
+            let mut outcome = InsertOutcome::default();
+            for delivery in deliveries {
+                if tables.webhook_deliveries.contains_key(&delivery.id) {
+                    outcome.duplicates += 1;
+                } else {
+                    tables.webhook_deliveries.insert(delivery.id.clone(), delivery.clone());
+                    outcome.inserted += 1;
+                }
+            }
+            Ok(if outcome.inserted > 0 {
+                Changed(outcome)
+            } else {
+                Unchanged(outcome)
+            })
+        })
+    }
+
+    async fn claim_due_webhook_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>> {
+        self.write(|tables| {
+            let mut due: Vec<&mut WebhookDelivery> = tables
+                .webhook_deliveries
+                .values_mut()
+                .filter(|d| d.status == DeliveryStatus::Pending && d.due_at <= now)
+                .collect();
+            due.sort_by(|a, b| (a.due_at, &a.id).cmp(&(b.due_at, &b.id)));
+            let claimed: Vec<WebhookDelivery> = due
+                .into_iter()
+                .take(limit)
+                .map(|delivery| {
+                    delivery.due_at = lease_until;
+                    delivery.clone()
+                })
+                .collect();
+            Ok(if claimed.is_empty() {
+                Unchanged(claimed)
+            } else {
+                Changed(claimed)
+            })
+        })
+    }
+
+    async fn record_webhook_attempt(&self, app_id: &str, id: &str, record: &AttemptRecord) -> Result<()> {
+        self.write(|tables| match tables.webhook_deliveries.get_mut(id) {
+            Some(delivery) if delivery.app_id == app_id => {
+                delivery.attempts = record.attempts;
+                delivery.status = record.status;
+                delivery.due_at = record.due_at;
+                delivery.last_status = record.last_status;
+                delivery.last_error = record.last_error.clone();
+                delivery.last_latency_ms = Some(record.last_latency_ms);
+                delivery.finished_at = record.finished_at;
+                Ok(Changed(()))
+            }
+            _ => Err(Error::NotFound(format!("webhook delivery {id} not found"))),
+        })
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        app_id: &str,
+        endpoint_id: &str,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>> {
+        let mut listed: Vec<WebhookDelivery> = self.read(|tables| {
+            tables
+                .webhook_deliveries
+                .values()
+                .filter(|d| d.app_id == app_id && d.endpoint_id == endpoint_id)
+                .cloned()
+                .collect()
+        })?;
+        listed.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        listed.truncate(limit);
+        Ok(listed)
     }
 }

@@ -99,6 +99,16 @@ impl MongoStore {
         self.collection("webhooks")
             .create_index(IndexModel::builder().keys(doc! {"app_id": 1, "created_at": 1}).build())
             .await?;
+        self.collection("webhook_deliveries")
+            .create_index(IndexModel::builder().keys(doc! {"status": 1, "due_at": 1}).build())
+            .await?;
+        self.collection("webhook_deliveries")
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"app_id": 1, "endpoint_id": 1, "created_at": -1})
+                    .build(),
+            )
+            .await?;
         self.collection("members")
             .create_index(unique(doc! {"app_id": 1, "user_id": 1, "conversation_id": 1}))
             .await?;

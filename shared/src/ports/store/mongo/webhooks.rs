@@ -1,11 +1,13 @@
-//! Webhook endpoints in the MongoDB store (`webhooks`, indexed by app).
+//! Webhook endpoints (`webhooks`, indexed by app) and their delivery queue (`webhook_deliveries`,
+//! indexed by due time and by endpoint) in the MongoDB store.
 
-use super::{is_duplicate_key, to_document, MongoStore};
-use crate::domain::model::WebhookEndpoint;
-use crate::ports::store::WebhookStore;
+use super::{from_document, insert_many_idempotent, is_duplicate_key, to_document, MongoStore};
+use crate::domain::model::{AttemptRecord, WebhookDelivery, WebhookEndpoint};
+use crate::ports::store::{InsertOutcome, WebhookDeliveryStore, WebhookStore};
 use crate::{Error, Result};
 use async_trait::async_trait;
-use mongodb::bson::doc;
+use mongodb::bson::{self, doc};
+use mongodb::options::ReturnDocument;
 
 #[async_trait]
 impl WebhookStore for MongoStore {
@@ -60,5 +62,81 @@ impl WebhookStore for MongoStore {
             .delete_one(doc! {"_id": id, "app_id": app_id})
             .await?;
         Ok(deleted.deleted_count > 0)
+    }
+}
+
+#[async_trait]
+impl WebhookDeliveryStore for MongoStore {
+    async fn enqueue_webhook_deliveries(&self, deliveries: &[WebhookDelivery]) -> Result<InsertOutcome> {
+        if deliveries.is_empty() {
+            return Ok(InsertOutcome::default());
+        }
+        let documents = deliveries.iter().map(to_document).collect::<Result<Vec<_>>>()?;
+        insert_many_idempotent(&self.collection("webhook_deliveries"), documents).await
+    }
+
+    async fn claim_due_webhook_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>> {
+        // One at a time: each claim is a single-document atomic update, so two workers never lease the
+        // same delivery (MongoDB has no atomic "update the first N").
+        let mut claimed = Vec::new();
+        while claimed.len() < limit {
+            let next = self
+                .collection("webhook_deliveries")
+                .find_one_and_update(
+                    doc! {"status": "pending", "due_at": {"$lte": now}},
+                    doc! {"$set": {"due_at": lease_until}},
+                )
+                .sort(doc! {"due_at": 1})
+                .return_document(ReturnDocument::After)
+                .await?;
+            match next {
+                Some(document) => claimed.push(from_document(document)?),
+                None => break,
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn record_webhook_attempt(&self, app_id: &str, id: &str, record: &AttemptRecord) -> Result<()> {
+        let status = bson::to_bson(&record.status).map_err(|e| Error::Internal(format!("encoding status: {e}")))?;
+        let updated = self
+            .collection("webhook_deliveries")
+            .update_one(
+                doc! {"_id": id, "app_id": app_id},
+                doc! {"$set": {
+                    "attempts": i64::from(record.attempts),
+                    "status": status,
+                    "due_at": record.due_at,
+                    "last_status": record.last_status.map(i32::from),
+                    "last_error": record.last_error.as_deref(),
+                    "last_latency_ms": record.last_latency_ms,
+                    "finished_at": record.finished_at,
+                }},
+            )
+            .await?;
+        if updated.matched_count == 0 {
+            return Err(Error::NotFound(format!("webhook delivery {id} not found")));
+        }
+        Ok(())
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        app_id: &str,
+        endpoint_id: &str,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>> {
+        self.find_all(
+            "webhook_deliveries",
+            doc! {"app_id": app_id, "endpoint_id": endpoint_id},
+            doc! {"created_at": -1, "_id": -1},
+            limit,
+        )
+        .await
     }
 }
