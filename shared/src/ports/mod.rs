@@ -10,3 +10,4 @@ pub mod redis_target;
 #[cfg(feature = "search")]
 pub mod search;
 pub mod store;
+pub mod webhook_transport;

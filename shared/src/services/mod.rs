@@ -15,5 +15,6 @@ mod sending;
 pub mod sequencing;
 pub mod session_lookups;
 pub mod sessions;
+pub mod webhook_delivery;
 pub mod webhooks;
 pub mod windows;

@@ -109,6 +109,7 @@ impl WebhookAdmin<'_> {
             description: new.description,
             enabled: new.enabled,
             disabled_reason: None,
+            failing_since: None,
             previous_secret_sealed: None,
             previous_secret_until: None,
             created_at: now,
@@ -158,6 +159,7 @@ impl WebhookAdmin<'_> {
         if let Some(enabled) = change.enabled {
             after.enabled = enabled;
             after.disabled_reason = None;
+            after.failing_since = None;
         }
         after.updated_at = now;
         self.store.replace_webhook(&after).await?;
@@ -236,6 +238,7 @@ pub fn view(endpoint: &WebhookEndpoint, now: i64) -> Value {
         "description": endpoint.description,
         "enabled": endpoint.enabled,
         "disabled_reason": endpoint.disabled_reason,
+        "failing_since": endpoint.failing_since,
         "previous_secret_signs_until": rotation_until,
         "created_at": endpoint.created_at,
         "updated_at": endpoint.updated_at,

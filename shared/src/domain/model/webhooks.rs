@@ -25,6 +25,10 @@ pub struct WebhookEndpoint {
     pub disabled_reason: Option<String>,
     /// The signing secret (`whsec_…`), sealed.
     pub secret_sealed: String,
+    /// Since when (Unix ms) every attempt to it has failed; `None` after a success. An endpoint failing
+    /// for a day is disabled.
+    #[serde(default)]
+    pub failing_since: Option<i64>,
     /// The secret before the last rotation, sealed, still signing until `previous_secret_until`.
     #[serde(default)]
     pub previous_secret_sealed: Option<String>,

@@ -60,7 +60,7 @@ pub fn verdict(attempt_number: usize, outcome: Attempt, schedule: &[Duration]) -
     let retryable = match outcome {
         Attempt::Answered { status, .. } if (200..300).contains(&status) => return Verdict::Delivered,
         Attempt::Answered { status: 410, .. } => return Verdict::Gone,
-        Attempt::Answered { status, .. } => status == 408 || status == 429 || status >= 500 || status < 200,
+        Attempt::Answered { status, .. } => status == 408 || status == 429 || !(200..500).contains(&status),
         Attempt::TimedOut | Attempt::Unreachable => true,
     };
     if !retryable {

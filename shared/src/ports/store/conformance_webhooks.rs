@@ -17,6 +17,7 @@ fn endpoint(app_id: &str, created_at: i64) -> WebhookEndpoint {
         description: String::new(),
         enabled: true,
         disabled_reason: None,
+        failing_since: None,
         secret_sealed: "v1.sealed".into(),
         previous_secret_sealed: None,
         previous_secret_until: None,
@@ -78,6 +79,42 @@ async fn endpoints_are_listed_oldest_first_and_stay_in_their_app(store: &dyn Sto
         Some(stranger.clone())
     );
 
+    // Health is the platform's: it changes only the health fields.
+    assert!(store
+        .set_webhook_health(&app, &second.id, Some(40), None)
+        .await
+        .unwrap());
+    let failing = store.find_webhook(&app, &second.id).await.unwrap().unwrap();
+    assert_eq!(
+        (failing.failing_since, failing.enabled, &failing.url),
+        (Some(40), true, &second.url)
+    );
+    assert!(store
+        .set_webhook_health(&app, &second.id, Some(40), Some("failing"))
+        .await
+        .unwrap());
+    let disabled = store.find_webhook(&app, &second.id).await.unwrap().unwrap();
+    assert_eq!(
+        (disabled.enabled, disabled.disabled_reason.as_deref()),
+        (false, Some("failing"))
+    );
+    assert!(store.set_webhook_health(&app, &second.id, None, None).await.unwrap());
+    assert!(
+        !store
+            .set_webhook_health(&app, &stranger.id, None, Some("gone"))
+            .await
+            .unwrap(),
+        "another app's"
+    );
+    assert!(
+        store
+            .find_webhook(&other_app, &stranger.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+    let second = store.find_webhook(&app, &second.id).await.unwrap().unwrap();
     assert!(!store.delete_webhook(&app, &stranger.id).await.unwrap(), "nor deleted");
     assert!(store.delete_webhook(&app, &first.id).await.unwrap());
     assert!(!store.delete_webhook(&app, &first.id).await.unwrap());

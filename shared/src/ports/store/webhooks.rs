@@ -20,6 +20,15 @@ pub trait WebhookStore: Send + Sync {
     async fn replace_webhook(&self, endpoint: &WebhookEndpoint) -> Result<()>;
     /// Removes the app's endpoint; whether there was one.
     async fn delete_webhook(&self, app_id: &str, id: &str) -> Result<bool>;
+    /// Records the endpoint's health after a delivery (its other fields, which the operator owns,
+    /// stay): since when it has been failing, and, to disable it, why. Whether the endpoint exists.
+    async fn set_webhook_health(
+        &self,
+        app_id: &str,
+        id: &str,
+        failing_since: Option<i64>,
+        disabled_reason: Option<&str>,
+    ) -> Result<bool>;
 }
 
 /// The webhook delivery queue: one record per event and endpoint, attempted when due.

@@ -63,6 +63,26 @@ impl WebhookStore for MemoryStore {
             }
         })
     }
+
+    async fn set_webhook_health(
+        &self,
+        app_id: &str,
+        id: &str,
+        failing_since: Option<i64>,
+        disabled_reason: Option<&str>,
+    ) -> Result<bool> {
+        self.write(|tables| match tables.webhooks.get_mut(id) {
+            Some(endpoint) if endpoint.app_id == app_id => {
+                endpoint.failing_since = failing_since;
+                if let Some(reason) = disabled_reason {
+                    endpoint.enabled = false;
+                    endpoint.disabled_reason = Some(reason.to_owned());
+                }
+                Ok(Changed(true))
+            }
+            _ => Ok(Unchanged(false)),
+        })
+    }
 }
 
 #[async_trait]

@@ -63,6 +63,25 @@ impl WebhookStore for MongoStore {
             .await?;
         Ok(deleted.deleted_count > 0)
     }
+
+    async fn set_webhook_health(
+        &self,
+        app_id: &str,
+        id: &str,
+        failing_since: Option<i64>,
+        disabled_reason: Option<&str>,
+    ) -> Result<bool> {
+        let mut set = doc! {"failing_since": failing_since};
+        if let Some(reason) = disabled_reason {
+            set.insert("enabled", false);
+            set.insert("disabled_reason", reason);
+        }
+        let updated = self
+            .collection("webhooks")
+            .update_one(doc! {"_id": id, "app_id": app_id}, doc! {"$set": set})
+            .await?;
+        Ok(updated.matched_count > 0)
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,199 @@
+//! Delivering queued webhook events (issue 38): take the due deliveries, sign and POST each, and record
+//! what happened — delivered, retried later (the schedule, or the receiver's `Retry-After`), or
+//! dead-lettered; `410 Gone` and a day of failures disable the endpoint. Nothing here sleeps: a retry is a
+//! due time in the queue, so one slow endpoint holds up nothing but its own deliveries.
+
+use crate::domain::model::{AttemptRecord, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
+use crate::domain::sealing::SealingKey;
+use crate::domain::webhooks::retry::{self, Attempt, Verdict, DISABLE_AFTER_FAILING};
+use crate::domain::webhooks::signature_header;
+use crate::ports::store::Store;
+use crate::ports::webhook_transport::{OutboundRequest, Outcome, WebhookTransport, DELIVERY_TIMEOUT};
+use crate::services::webhooks::signing_secrets;
+use crate::Result;
+use futures_util::StreamExt;
+use std::time::{Duration, Instant};
+
+/// How long a claimed delivery is leased to its worker: longer than an attempt can take, so a live
+/// worker never loses it, short enough that a dead worker's deliveries come back soon.
+pub const LEASE: Duration = Duration::from_secs(60);
+
+/// POSTs in flight at once per worker.
+pub const CONCURRENT_ATTEMPTS: usize = 32;
+
+/// What one attempt decided, for the caller's logs and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempted {
+    /// The delivery.
+    pub delivery_id: String,
+    /// The verdict on it.
+    pub verdict: Verdict,
+    /// Why the endpoint was disabled by this attempt (`gone`, `failing`), if it was.
+    pub disabled: Option<&'static str>,
+}
+
+/// Delivers due webhook events.
+pub struct Deliverer<'a> {
+    /// The queue and the endpoints.
+    pub store: &'a dyn Store,
+    /// Opens the endpoints' signing secrets.
+    pub key: &'a SealingKey,
+    /// Sends the POSTs.
+    pub transport: &'a dyn WebhookTransport,
+    /// The waits between attempts.
+    pub schedule: &'a [Duration],
+}
+
+impl Deliverer<'_> {
+    /// Takes up to `limit` deliveries due at `now()` and attempts them, [`CONCURRENT_ATTEMPTS`] at a time.
+    pub async fn deliver_due(&self, limit: usize, now: impl Fn() -> i64) -> Result<Vec<Attempted>> {
+        let at = now();
+        let lease_until = at + LEASE.as_millis() as i64;
+        let due = self.store.claim_due_webhook_deliveries(at, lease_until, limit).await?;
+        let attempts = futures_util::stream::iter(due.iter().map(|delivery| self.attempt(delivery, &now)))
+            .buffer_unordered(CONCURRENT_ATTEMPTS)
+            .collect::<Vec<_>>()
+            .await;
+        attempts.into_iter().collect()
+    }
+
+    /// One attempt at a claimed delivery, recorded in the queue.
+    pub async fn attempt(&self, delivery: &WebhookDelivery, now: &impl Fn() -> i64) -> Result<Attempted> {
+        let endpoint = self.store.find_webhook(&delivery.app_id, &delivery.endpoint_id).await?;
+        let endpoint = match endpoint {
+            Some(endpoint) if endpoint.enabled => endpoint,
+            found => {
+                let why = if found.is_some() {
+                    "endpoint disabled"
+                } else {
+                    "endpoint removed"
+                };
+                return self.give_up(delivery, why, now()).await;
+            }
+        };
+        let started = Instant::now();
+        let sent_at = now();
+        let request = self.request(&endpoint, delivery, sent_at)?;
+        let outcome = self.transport.post(&request).await;
+        let latency_ms = started.elapsed().as_millis() as i64;
+        let finished_at = now();
+        let (attempt, last_status, last_error) = match &outcome {
+            Outcome::Answered { status, retry_after } => {
+                let wait = retry_after
+                    .as_deref()
+                    .and_then(|v| retry::parse_retry_after(v, finished_at / 1000));
+                let attempt = Attempt::Answered {
+                    status: *status,
+                    retry_after: wait,
+                };
+                (attempt, Some(*status), None)
+            }
+            Outcome::TimedOut => (
+                Attempt::TimedOut,
+                None,
+                Some(format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs())),
+            ),
+            Outcome::Unreachable(why) => (Attempt::Unreachable, None, Some(why.clone())),
+        };
+        let attempts = delivery.attempts + 1;
+        let verdict = retry::verdict(attempts as usize, attempt, self.schedule);
+        let (status, due_at, finished) = match verdict {
+            Verdict::Delivered => (DeliveryStatus::Delivered, finished_at, Some(finished_at)),
+            Verdict::RetryAfter(wait) => (DeliveryStatus::Pending, finished_at + wait.as_millis() as i64, None),
+            Verdict::Exhausted | Verdict::Refused | Verdict::Gone => {
+                (DeliveryStatus::Dead, finished_at, Some(finished_at))
+            }
+        };
+        let record = AttemptRecord {
+            attempts,
+            status,
+            due_at,
+            last_status,
+            last_error,
+            last_latency_ms: latency_ms,
+            finished_at: finished,
+        };
+        self.store
+            .record_webhook_attempt(&delivery.app_id, &delivery.id, &record)
+            .await?;
+        let disabled = self.update_health(&endpoint, verdict, finished_at).await?;
+        Ok(Attempted {
+            delivery_id: delivery.id.clone(),
+            verdict,
+            disabled,
+        })
+    }
+
+    /// The signed POST for `delivery` at `sent_at` (Unix ms).
+    fn request(&self, endpoint: &WebhookEndpoint, delivery: &WebhookDelivery, sent_at: i64) -> Result<OutboundRequest> {
+        let secrets = signing_secrets(self.key, endpoint, sent_at)?;
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let timestamp = sent_at / 1000;
+        let body = delivery.payload.as_bytes();
+        let signature = signature_header(&secrets, &delivery.event_id, timestamp, body)?;
+        Ok(OutboundRequest {
+            url: endpoint.url.clone(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("webhook-id".into(), delivery.event_id.clone()),
+                ("webhook-timestamp".into(), timestamp.to_string()),
+                ("webhook-signature".into(), signature),
+                ("x-correlation-id".into(), delivery.correlation_id.clone()),
+            ],
+            body: body.to_vec(),
+        })
+    }
+
+    /// Dead-letters a delivery whose endpoint is gone or disabled, without an attempt.
+    async fn give_up(&self, delivery: &WebhookDelivery, why: &str, at: i64) -> Result<Attempted> {
+        let record = AttemptRecord {
+            attempts: delivery.attempts,
+            status: DeliveryStatus::Dead,
+            due_at: at,
+            last_status: None,
+            last_error: Some(why.to_owned()),
+            last_latency_ms: 0,
+            finished_at: Some(at),
+        };
+        self.store
+            .record_webhook_attempt(&delivery.app_id, &delivery.id, &record)
+            .await?;
+        Ok(Attempted {
+            delivery_id: delivery.id.clone(),
+            verdict: Verdict::Refused,
+            disabled: None,
+        })
+    }
+
+    /// Clears the endpoint's failure streak on success, starts or extends it on failure, and disables the
+    /// endpoint on `410 Gone` or after [`DISABLE_AFTER_FAILING`] of failures in a row.
+    async fn update_health(
+        &self,
+        endpoint: &WebhookEndpoint,
+        verdict: Verdict,
+        at: i64,
+    ) -> Result<Option<&'static str>> {
+        let (failing_since, disable) = match verdict {
+            Verdict::Delivered => (None, None),
+            Verdict::Gone => (endpoint.failing_since.or(Some(at)), Some("gone")),
+            // A refusal is an answer about the event, not the endpoint being down.
+            Verdict::Refused => (endpoint.failing_since, None),
+            Verdict::RetryAfter(_) | Verdict::Exhausted => {
+                let since = endpoint.failing_since.unwrap_or(at);
+                let too_long = at - since >= DISABLE_AFTER_FAILING.as_millis() as i64;
+                (Some(since), too_long.then_some("failing"))
+            }
+        };
+        if failing_since == endpoint.failing_since && disable.is_none() {
+            return Ok(None);
+        }
+        self.store
+            .set_webhook_health(&endpoint.app_id, &endpoint.id, failing_since, disable)
+            .await?;
+        Ok(disable)
+    }
+}
+
+#[cfg(test)]
+#[path = "webhook_delivery_tests.rs"]
+mod tests;

@@ -1,0 +1,260 @@
+//! The delivery rules on the in-memory store with a scripted transport (the real transport has its own
+//! tests against real receivers).
+
+use super::*;
+use crate::domain::model::App;
+use crate::domain::webhooks::sign;
+use crate::ports::store::{AppStore, MemoryStore, WebhookDeliveryStore, WebhookStore};
+use crate::ports::webhook_transport::ScriptedTransport;
+use crate::services::webhooks::{NewEndpoint, WebhookAdmin};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+struct Setup {
+    store: MemoryStore,
+    key: SealingKey,
+    endpoint: WebhookEndpoint,
+    secret: String,
+}
+
+async fn setup() -> Setup {
+    let store = MemoryStore::new();
+    store
+        .insert_app(&App::new("app".into(), "App".into(), "hash".into(), 1, "c".into()))
+        .await
+        .unwrap();
+    let key = SealingKey::from_base64(&SealingKey::generate_base64()).unwrap();
+    let admin = WebhookAdmin {
+        store: &store,
+        key: &key,
+        allow_loopback_http: false,
+    };
+    let new = NewEndpoint {
+        url: "https://hooks.example.com/caas".into(),
+        event_types: vec!["message.new".into()],
+        description: String::new(),
+        enabled: true,
+    };
+    let (endpoint, secret) = admin.create("app", new, 0, "c").await.unwrap();
+    Setup {
+        store,
+        key,
+        endpoint,
+        secret,
+    }
+}
+
+fn queued(endpoint: &WebhookEndpoint, event: &str, due_at: i64) -> WebhookDelivery {
+    WebhookDelivery {
+        id: format!("{}:{event}", endpoint.id),
+        app_id: endpoint.app_id.clone(),
+        endpoint_id: endpoint.id.clone(),
+        event_id: event.into(),
+        event_type: "message.new".into(),
+        payload: format!(r#"{{"type":"message.new","id":"{event}"}}"#),
+        correlation_id: "corr-1".into(),
+        created_at: due_at,
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        due_at,
+        last_status: None,
+        last_error: None,
+        last_latency_ms: None,
+        finished_at: None,
+    }
+}
+
+fn answered(status: u16) -> Outcome {
+    Outcome::Answered {
+        status,
+        retry_after: None,
+    }
+}
+
+/// Runs the deliverer at successive clock readings, each time it is due.
+struct Clock(AtomicI64);
+
+impl Clock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn set(&self, at: i64) {
+        self.0.store(at, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_receiver_failing_three_times_gets_the_event_on_the_fourth_with_the_same_id() {
+    let s = setup().await;
+    let transport = ScriptedTransport::new(vec![answered(500), Outcome::TimedOut, answered(503), answered(204)]);
+    let deliverer = Deliverer {
+        store: &s.store,
+        key: &s.key,
+        transport: &transport,
+        schedule: &retry::DEFAULT_SCHEDULE,
+    };
+    s.store
+        .enqueue_webhook_deliveries(&[queued(&s.endpoint, "evt_1", 1_000)])
+        .await
+        .unwrap();
+    let clock = Clock(AtomicI64::new(0));
+    let mut verdicts = Vec::new();
+    for _ in 0..4 {
+        let due_at = s.store.list_webhook_deliveries("app", &s.endpoint.id, 1).await.unwrap()[0].due_at;
+        clock.set(due_at - 1);
+        assert!(
+            deliverer.deliver_due(10, || clock.now()).await.unwrap().is_empty(),
+            "nothing is attempted before it is due"
+        );
+        clock.set(due_at);
+        let attempted = deliverer.deliver_due(10, || clock.now()).await.unwrap();
+        verdicts.push(attempted[0].verdict);
+    }
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::RetryAfter(Duration::from_secs(5)),
+            Verdict::RetryAfter(Duration::from_secs(30)),
+            Verdict::RetryAfter(Duration::from_secs(120)),
+            Verdict::Delivered
+        ]
+    );
+    let requests = transport.requests();
+    assert_eq!(requests.len(), 4);
+    for request in &requests {
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(header("webhook-id"), "evt_1", "stable across retries");
+        assert_eq!(header("x-correlation-id"), "corr-1");
+        let timestamp: i64 = header("webhook-timestamp").parse().unwrap();
+        assert_eq!(
+            header("webhook-signature"),
+            sign(&s.secret, "evt_1", timestamp, &request.body).unwrap(),
+            "signed with the endpoint's secret, as a Standard Webhooks library verifies it"
+        );
+    }
+    let done = &s.store.list_webhook_deliveries("app", &s.endpoint.id, 1).await.unwrap()[0];
+    assert_eq!(
+        (done.status, done.attempts, done.last_status),
+        (DeliveryStatus::Delivered, 4, Some(204))
+    );
+    let endpoint = s.store.find_webhook("app", &s.endpoint.id).await.unwrap().unwrap();
+    assert_eq!(endpoint.failing_since, None, "a success ends the failure streak");
+}
+
+#[tokio::test]
+async fn a_refusal_is_not_retried_and_gone_disables_the_endpoint() {
+    let s = setup().await;
+    let transport = ScriptedTransport::new(vec![answered(400), answered(410)]);
+    let deliverer = Deliverer {
+        store: &s.store,
+        key: &s.key,
+        transport: &transport,
+        schedule: &retry::DEFAULT_SCHEDULE,
+    };
+    s.store
+        .enqueue_webhook_deliveries(&[queued(&s.endpoint, "a", 1), queued(&s.endpoint, "b", 2)])
+        .await
+        .unwrap();
+    let first = deliverer.deliver_due(1, || 10).await.unwrap();
+    assert_eq!((first[0].verdict, first[0].disabled), (Verdict::Refused, None));
+    let second = deliverer.deliver_due(1, || 20).await.unwrap();
+    assert_eq!((second[0].verdict, second[0].disabled), (Verdict::Gone, Some("gone")));
+    let listed = s
+        .store
+        .list_webhook_deliveries("app", &s.endpoint.id, 10)
+        .await
+        .unwrap();
+    assert!(listed.iter().all(|d| d.status == DeliveryStatus::Dead), "{listed:?}");
+    let endpoint = s.store.find_webhook("app", &s.endpoint.id).await.unwrap().unwrap();
+    assert_eq!(
+        (endpoint.enabled, endpoint.disabled_reason.as_deref()),
+        (false, Some("gone"))
+    );
+
+    // Later events for a disabled endpoint are dead-lettered without a request.
+    s.store
+        .enqueue_webhook_deliveries(&[queued(&s.endpoint, "c", 30)])
+        .await
+        .unwrap();
+    deliverer.deliver_due(10, || 40).await.unwrap();
+    assert_eq!(transport.requests().len(), 2);
+    let c = s
+        .store
+        .list_webhook_deliveries("app", &s.endpoint.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.event_id == "c")
+        .unwrap();
+    assert_eq!(
+        (c.status, c.last_error.as_deref()),
+        (DeliveryStatus::Dead, Some("endpoint disabled"))
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_a_day_is_disabled_and_an_exhausted_delivery_is_dead() {
+    let s = setup().await;
+    let transport = ScriptedTransport::new(vec![Outcome::Unreachable("connection refused".into())]);
+    let schedule = [Duration::from_secs(3600); 30];
+    let deliverer = Deliverer {
+        store: &s.store,
+        key: &s.key,
+        transport: &transport,
+        schedule: &schedule[..2],
+    };
+    s.store
+        .enqueue_webhook_deliveries(&[queued(&s.endpoint, "short", 0)])
+        .await
+        .unwrap();
+    let hour = 3_600_000;
+    let mut seen = Vec::new();
+    for step in 0..3 {
+        let attempted = deliverer.deliver_due(10, || step * hour).await.unwrap();
+        seen.push(attempted[0].verdict);
+    }
+    assert_eq!(
+        seen,
+        [
+            Verdict::RetryAfter(Duration::from_secs(3600)),
+            Verdict::RetryAfter(Duration::from_secs(3600)),
+            Verdict::Exhausted
+        ]
+    );
+    let dead = &s.store.list_webhook_deliveries("app", &s.endpoint.id, 1).await.unwrap()[0];
+    assert_eq!(
+        (dead.status, dead.attempts, dead.last_error.as_deref()),
+        (DeliveryStatus::Dead, 3, Some("connection refused"))
+    );
+    let endpoint = s.store.find_webhook("app", &s.endpoint.id).await.unwrap().unwrap();
+    assert_eq!(
+        (endpoint.failing_since, endpoint.enabled),
+        (Some(0), true),
+        "failing for 2 h only"
+    );
+
+    // Another event, still failing a day after the streak began: the endpoint is disabled.
+    let patient = Deliverer {
+        schedule: &schedule,
+        ..deliverer
+    };
+    s.store
+        .enqueue_webhook_deliveries(&[queued(&s.endpoint, "long", 23 * hour)])
+        .await
+        .unwrap();
+    let before = patient.deliver_due(10, || 23 * hour).await.unwrap();
+    assert_eq!(before[0].disabled, None);
+    let after = patient.deliver_due(10, || 24 * hour).await.unwrap();
+    assert_eq!(after[0].disabled, Some("failing"));
+    let endpoint = s.store.find_webhook("app", &s.endpoint.id).await.unwrap().unwrap();
+    assert_eq!(
+        (endpoint.enabled, endpoint.disabled_reason.as_deref()),
+        (false, Some("failing"))
+    );
+}
