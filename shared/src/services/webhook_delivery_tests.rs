@@ -44,23 +44,8 @@ async fn setup() -> Setup {
 }
 
 fn queued(endpoint: &WebhookEndpoint, event: &str, due_at: i64) -> WebhookDelivery {
-    WebhookDelivery {
-        id: format!("{}:{event}", endpoint.id),
-        app_id: endpoint.app_id.clone(),
-        endpoint_id: endpoint.id.clone(),
-        event_id: event.into(),
-        event_type: "message.new".into(),
-        payload: format!(r#"{{"type":"message.new","id":"{event}"}}"#),
-        correlation_id: "corr-1".into(),
-        created_at: due_at,
-        status: DeliveryStatus::Pending,
-        attempts: 0,
-        due_at,
-        last_status: None,
-        last_error: None,
-        last_latency_ms: None,
-        finished_at: None,
-    }
+    let payload = format!(r#"{{"type":"message.new","id":"{event}"}}"#);
+    WebhookDelivery::queued(endpoint, event, "message.new", payload, "corr-1", due_at)
 }
 
 fn answered(status: u16) -> Outcome {

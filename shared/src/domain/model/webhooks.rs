@@ -96,6 +96,36 @@ pub struct WebhookDelivery {
     pub finished_at: Option<i64>,
 }
 
+impl WebhookDelivery {
+    /// A new delivery of event `event_id` to `endpoint`, due at `at` (Unix ms), not attempted yet.
+    pub fn queued(
+        endpoint: &WebhookEndpoint,
+        event_id: &str,
+        event_type: &str,
+        payload: String,
+        correlation_id: &str,
+        at: i64,
+    ) -> Self {
+        Self {
+            id: format!("{}:{event_id}", endpoint.id),
+            app_id: endpoint.app_id.clone(),
+            endpoint_id: endpoint.id.clone(),
+            event_id: event_id.to_owned(),
+            event_type: event_type.to_owned(),
+            payload,
+            correlation_id: correlation_id.to_owned(),
+            created_at: at,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            due_at: at,
+            last_status: None,
+            last_error: None,
+            last_latency_ms: None,
+            finished_at: None,
+        }
+    }
+}
+
 /// The result of one attempt, as the queue records it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttemptRecord {

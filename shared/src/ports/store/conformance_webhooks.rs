@@ -136,23 +136,10 @@ async fn endpoints_are_bounded_per_app(store: &dyn Store) {
 }
 
 fn delivery(app_id: &str, endpoint_id: &str, event: &str, due_at: i64) -> WebhookDelivery {
-    WebhookDelivery {
-        id: format!("{endpoint_id}:{event}"),
-        app_id: app_id.to_owned(),
-        endpoint_id: endpoint_id.to_owned(),
-        event_id: event.to_owned(),
-        event_type: "message.new".into(),
-        payload: format!(r#"{{"type":"message.new","event":"{event}"}}"#),
-        correlation_id: "conformance".into(),
-        created_at: due_at,
-        status: DeliveryStatus::Pending,
-        attempts: 0,
-        due_at,
-        last_status: None,
-        last_error: None,
-        last_latency_ms: None,
-        finished_at: None,
-    }
+    let mut endpoint = endpoint(app_id, due_at);
+    endpoint.id = endpoint_id.to_owned();
+    let payload = format!(r#"{{"type":"message.new","event":"{event}"}}"#);
+    WebhookDelivery::queued(&endpoint, event, "message.new", payload, "conformance", due_at)
 }
 
 /// The queue is shared by every app and test, and a claim takes any app's due deliveries: the checks
