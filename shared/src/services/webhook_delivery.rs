@@ -21,6 +21,10 @@ pub const LEASE: Duration = Duration::from_secs(60);
 /// POSTs in flight at once per worker.
 pub const CONCURRENT_ATTEMPTS: usize = 32;
 
+/// The most deliveries one call takes: even if every attempt runs to its timeout, the last one starts
+/// well inside the lease. (A result recorded after the lease anyway is refused by the queue.)
+pub const MAX_CLAIM: usize = CONCURRENT_ATTEMPTS * 4;
+
 /// What one attempt decided, for the caller's logs and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attempted {
@@ -45,11 +49,15 @@ pub struct Deliverer<'a> {
 }
 
 impl Deliverer<'_> {
-    /// Takes up to `limit` deliveries due at `now()` and attempts them, [`CONCURRENT_ATTEMPTS`] at a time.
+    /// Takes up to `limit` (at most [`MAX_CLAIM`]) deliveries due at `now()` and attempts them,
+    /// [`CONCURRENT_ATTEMPTS`] at a time.
     pub async fn deliver_due(&self, limit: usize, now: impl Fn() -> i64) -> Result<Vec<Attempted>> {
         let at = now();
         let lease_until = at + LEASE.as_millis() as i64;
-        let due = self.store.claim_due_webhook_deliveries(at, lease_until, limit).await?;
+        let due = self
+            .store
+            .claim_due_webhook_deliveries(at, lease_until, limit.min(MAX_CLAIM))
+            .await?;
         let attempts = futures_util::stream::iter(due.iter().map(|delivery| self.attempt(delivery, &now)))
             .buffer_unordered(CONCURRENT_ATTEMPTS)
             .collect::<Vec<_>>()
@@ -57,7 +65,8 @@ impl Deliverer<'_> {
         attempts.into_iter().collect()
     }
 
-    /// One attempt at a claimed delivery, recorded in the queue.
+    /// One attempt at a delivery as claimed (its `due_at` is the end of the caller's lease), recorded in
+    /// the queue.
     pub async fn attempt(&self, delivery: &WebhookDelivery, now: &impl Fn() -> i64) -> Result<Attempted> {
         let endpoint = self.store.find_webhook(&delivery.app_id, &delivery.endpoint_id).await?;
         let endpoint = match endpoint {
@@ -73,7 +82,11 @@ impl Deliverer<'_> {
         };
         let started = Instant::now();
         let sent_at = now();
-        let request = self.request(&endpoint, delivery, sent_at)?;
+        let Ok(request) = self.request(&endpoint, delivery, sent_at) else {
+            // Retrying cannot help: the secret was sealed under another key.
+            let why = "its signing secret does not open with this deployment's CAAS_SECRETS_KEY";
+            return self.give_up(delivery, why, sent_at).await;
+        };
         let outcome = self.transport.post(&request).await;
         let latency_ms = started.elapsed().as_millis() as i64;
         let finished_at = now();
@@ -113,9 +126,13 @@ impl Deliverer<'_> {
             last_latency_ms: latency_ms,
             finished_at: finished,
         };
-        self.store
-            .record_webhook_attempt(&delivery.app_id, &delivery.id, &record)
+        let recorded = self
+            .store
+            .record_webhook_attempt(&delivery.app_id, &delivery.id, delivery.due_at, &record)
             .await?;
+        if !recorded {
+            tracing::warn!(delivery_id = %delivery.id, "a webhook attempt outlived its lease; the delivery's newer result stands");
+        }
         let disabled = self.update_health(&endpoint, verdict, finished_at).await?;
         Ok(Attempted {
             delivery_id: delivery.id.clone(),
@@ -156,7 +173,7 @@ impl Deliverer<'_> {
             finished_at: Some(at),
         };
         self.store
-            .record_webhook_attempt(&delivery.app_id, &delivery.id, &record)
+            .record_webhook_attempt(&delivery.app_id, &delivery.id, delivery.due_at, &record)
             .await?;
         Ok(Attempted {
             delivery_id: delivery.id.clone(),

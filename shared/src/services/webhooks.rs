@@ -156,13 +156,16 @@ impl WebhookAdmin<'_> {
             validate_description(&description)?;
             after.description = description;
         }
+        let enablement = change.enabled.is_some();
         if let Some(enabled) = change.enabled {
             after.enabled = enabled;
             after.disabled_reason = None;
             after.failing_since = None;
         }
         after.updated_at = now;
-        self.store.replace_webhook(&after).await?;
+        self.store.replace_webhook(&after, enablement).await?;
+        // What is stored now (a delivery may have changed the endpoint's health meanwhile).
+        let after = self.get(app_id, id).await?;
         Ok((before, after))
     }
 
@@ -184,7 +187,10 @@ impl WebhookAdmin<'_> {
         let mut endpoint = self.get(app_id, id).await?;
         let secret = new_secret();
         let context = seal_context(app_id, id);
-        let (previous, until) = if overlap_secs > 0 {
+        // A current secret sealed under another key (CAAS_SECRETS_KEY replaced) cannot sign any more:
+        // nothing of it to keep.
+        let still_opens = self.key.open(&endpoint.secret_sealed, &context).is_ok();
+        let (previous, until) = if overlap_secs > 0 && still_opens {
             (Some(endpoint.secret_sealed.clone()), Some(now + overlap_secs * 1000))
         } else {
             (None, None)
@@ -193,7 +199,7 @@ impl WebhookAdmin<'_> {
         endpoint.previous_secret_sealed = previous;
         endpoint.previous_secret_until = until;
         endpoint.updated_at = now;
-        self.store.replace_webhook(&endpoint).await?;
+        self.store.replace_webhook(&endpoint, false).await?;
         Ok((endpoint, secret))
     }
 
@@ -215,13 +221,14 @@ impl WebhookAdmin<'_> {
 }
 
 /// The secrets that sign a delivery at `now`: the current one, and the previous one while its
-/// overlap lasts (the `webhook-signature` header carries one signature per secret, newest first).
+/// overlap lasts (the `webhook-signature` header carries one signature per secret, newest first). An
+/// error when the current one does not open; a previous one that does not open is left out.
 pub fn signing_secrets(key: &SealingKey, endpoint: &WebhookEndpoint, now: i64) -> Result<Vec<String>> {
     let context = seal_context(&endpoint.app_id, &endpoint.id);
     let mut secrets = vec![key.open(&endpoint.secret_sealed, &context)?];
     if let (Some(previous), Some(until)) = (&endpoint.previous_secret_sealed, endpoint.previous_secret_until) {
         if now < until {
-            secrets.push(key.open(previous, &context)?);
+            secrets.extend(key.open(previous, &context).ok());
         }
     }
     Ok(secrets)

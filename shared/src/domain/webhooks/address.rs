@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// Whether a webhook may be delivered to `ip`. Refused: loopback (unless `allow_loopback`, dev mode and
 /// tests), private, carrier-grade NAT, link-local (the cloud metadata services live there:
 /// 169.254.169.254, fd00:ec2::254), unique-local, unspecified, multicast, broadcast, documentation and
-/// benchmarking ranges, and IPv4 addresses dressed as IPv6 (mapped, compatible, NAT64) that are refused
-/// as IPv4.
+/// benchmarking ranges, and IPv4 addresses dressed as IPv6 (mapped, compatible, SIIT, NAT64, 6to4)
+/// that are refused as IPv4, and local-use NAT64 prefixes.
 pub fn is_deliverable(ip: IpAddr, allow_loopback: bool) -> bool {
     match ip {
         IpAddr::V4(v4) => v4_deliverable(v4, allow_loopback),
@@ -44,11 +44,24 @@ fn v6_deliverable(ip: Ipv6Addr, allow_loopback: bool) -> bool {
         return v4_deliverable(v4, allow_loopback);
     }
     let segments = ip.segments();
-    // ::a.b.c.d (deprecated IPv4-compatible) and 64:ff9b::a.b.c.d (NAT64) reach the IPv4 address inside.
-    if segments[..6] == [0, 0, 0, 0, 0, 0] || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [a, b] = segments[6].to_be_bytes();
-        let [c, d] = segments[7].to_be_bytes();
-        return v4_deliverable(Ipv4Addr::new(a, b, c, d), allow_loopback);
+    let v4_at = |high: u16, low: u16| {
+        let ([a, b], [c, d]) = (high.to_be_bytes(), low.to_be_bytes());
+        Ipv4Addr::new(a, b, c, d)
+    };
+    // ::a.b.c.d (deprecated IPv4-compatible), ::ffff:0:a.b.c.d (SIIT) and 64:ff9b::a.b.c.d (NAT64) reach
+    // the IPv4 address inside; so may a local-use NAT64 prefix, 64:ff9b:1::/48.
+    let embeds_v4 = segments[..6] == [0, 0, 0, 0, 0, 0]
+        || segments[..6] == [0, 0, 0, 0, 0xffff, 0]
+        || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    if embeds_v4 {
+        return v4_deliverable(v4_at(segments[6], segments[7]), allow_loopback);
+    }
+    if segments[..3] == [0x64, 0xff9b, 1] {
+        return false;
+    }
+    // 6to4, 2002:a.b.c.d::/48, tunnels to the IPv4 address in its prefix.
+    if segments[0] == 0x2002 && !v4_deliverable(v4_at(segments[1], segments[2]), false) {
+        return false;
     }
     let refused = ip.is_unspecified()
         || ip.is_multicast()
@@ -103,6 +116,11 @@ mod tests {
             ("::10.0.0.1", false, false),
             ("64:ff9b::a9fe:a9fe", false, false),
             ("64:ff9b::808:808", false, true),
+            ("::ffff:0:a00:1", false, false),
+            ("64:ff9b:1::808:808", false, false),
+            ("2002:a00:1::1", false, false),
+            ("2002:7f00:1::1", true, false),
+            ("2002:808:808::1", false, true),
         ];
         for (ip, allow_loopback, want) in cases {
             let parsed: IpAddr = ip.parse().unwrap();

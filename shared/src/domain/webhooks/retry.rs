@@ -101,14 +101,17 @@ fn httpdate_secs(value: &str) -> Option<i64> {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
-    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
-    let clock: Vec<i64> = time.split(':').map(str::parse).collect::<Result<_, _>>().ok()?;
+    // Unsigned and bounded, so a hostile date can neither be negative nor overflow the arithmetic below.
+    let (day, year): (u8, u16) = (day.parse().ok()?, year.parse().ok()?);
+    let clock: Vec<u8> = time.split(':').map(str::parse).collect::<Result<_, _>>().ok()?;
     let [hours, minutes, seconds] = clock.as_slice() else {
         return None;
     };
-    if !(1..=31).contains(&day) || *hours > 23 || *minutes > 59 || *seconds > 60 {
+    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) || *hours > 23 || *minutes > 59 || *seconds > 60 {
         return None;
     }
+    let (day, year) = (i64::from(day), i64::from(year));
+    let (hours, minutes, seconds) = (i64::from(*hours), i64::from(*minutes), i64::from(*seconds));
     // Days from the civil date (Howard Hinnant's algorithm).
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
@@ -203,6 +206,9 @@ mod tests {
             ("soon", None),
             ("Sun, 06 Nov 1994 08:49:37 PST", None),
             ("Sun, 32 Nov 1994 08:49:37 GMT", None),
+            ("Sun, 06 Nov 9999999999999999 08:49:37 GMT", None),
+            ("Sun, 06 Nov 1994 -1:49:37 GMT", None),
+            ("Sun, 06 Nov 1994 08:49 GMT", None),
         ];
         for (value, want) in cases {
             assert_eq!(

@@ -63,7 +63,7 @@ async fn endpoints_are_listed_oldest_first_and_stay_in_their_app(store: &dyn Sto
     changed.previous_secret_sealed = Some("v1.old".into());
     changed.previous_secret_until = Some(99);
     changed.updated_at = 30;
-    store.replace_webhook(&changed).await.unwrap();
+    store.replace_webhook(&changed, true).await.unwrap();
     assert_eq!(
         store.find_webhook(&app, &first.id).await.unwrap(),
         Some(changed.clone())
@@ -71,12 +71,33 @@ async fn endpoints_are_listed_oldest_first_and_stay_in_their_app(store: &dyn Sto
     let mut hijack = stranger.clone();
     hijack.app_id = app.clone();
     assert!(
-        matches!(store.replace_webhook(&hijack).await, Err(Error::NotFound(_))),
+        matches!(store.replace_webhook(&hijack, true).await, Err(Error::NotFound(_))),
         "an id of another app cannot be written through this app"
     );
     assert_eq!(
         store.find_webhook(&other_app, &stranger.id).await.unwrap(),
         Some(stranger.clone())
+    );
+
+    // An operator's change without enablement leaves the platform's health fields as they are.
+    store
+        .set_webhook_health(&app, &changed.id, Some(50), Some("failing"))
+        .await
+        .unwrap();
+    let mut renamed = changed.clone();
+    renamed.description = "renamed".into();
+    renamed.enabled = true;
+    renamed.failing_since = None;
+    store.replace_webhook(&renamed, false).await.unwrap();
+    let stored = store.find_webhook(&app, &changed.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.description.as_str(),
+            stored.enabled,
+            stored.failing_since,
+            stored.disabled_reason.as_deref()
+        ),
+        ("renamed", false, Some(50), Some("failing"))
     );
 
     // Health is the platform's: it changes only the health fields.
@@ -207,6 +228,9 @@ async fn attempts_are_recorded_and_listed_per_endpoint(store: &dyn Store) {
         .enqueue_webhook_deliveries(&[first.clone(), second.clone(), elsewhere.clone()])
         .await
         .unwrap();
+    let lease = base + 100;
+    let claimed = store.claim_due_webhook_deliveries(base + 2, lease, 100).await.unwrap();
+    assert_eq!(claimed.iter().filter(|d| d.app_id == app).count(), 3);
     let retry = AttemptRecord {
         attempts: 1,
         status: DeliveryStatus::Pending,
@@ -216,7 +240,10 @@ async fn attempts_are_recorded_and_listed_per_endpoint(store: &dyn Store) {
         last_latency_ms: 12,
         finished_at: None,
     };
-    store.record_webhook_attempt(&app, &first.id, &retry).await.unwrap();
+    assert!(store
+        .record_webhook_attempt(&app, &first.id, lease, &retry)
+        .await
+        .unwrap());
     let delivered = AttemptRecord {
         attempts: 1,
         status: DeliveryStatus::Delivered,
@@ -226,16 +253,31 @@ async fn attempts_are_recorded_and_listed_per_endpoint(store: &dyn Store) {
         last_latency_ms: 7,
         finished_at: Some(base + 3),
     };
-    store
-        .record_webhook_attempt(&app, &second.id, &delivered)
+    assert!(
+        !store
+            .record_webhook_attempt(&unique("app"), &second.id, lease, &delivered)
+            .await
+            .unwrap(),
+        "another app's delivery"
+    );
+    assert!(
+        !store
+            .record_webhook_attempt(&app, &second.id, lease + 1, &delivered)
+            .await
+            .unwrap(),
+        "a lease the caller does not hold (it ran out and the delivery was claimed again)"
+    );
+    assert!(store
+        .record_webhook_attempt(&app, &second.id, lease, &delivered)
         .await
-        .unwrap();
-    assert!(matches!(
-        store
-            .record_webhook_attempt(&unique("app"), &second.id, &delivered)
-            .await,
-        Err(Error::NotFound(_))
-    ));
+        .unwrap());
+    assert!(
+        !store
+            .record_webhook_attempt(&app, &second.id, lease, &retry)
+            .await
+            .unwrap(),
+        "a finished delivery keeps its result"
+    );
 
     let listed = store.list_webhook_deliveries(&app, &endpoint, 10).await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|d| d.event_id.as_str()).collect();

@@ -7,7 +7,8 @@
 //! together.
 //!
 //! Every query is filtered by `app_id`, so one tenant can never read or write another's data even with a
-//! guessed id.
+//! guessed id. The platform's own jobs are the exception, and only read across apps: the retention job
+//! lists the apps, and the webhook worker claims every app's due deliveries.
 
 mod apps;
 mod attachments;

@@ -16,8 +16,11 @@ pub trait WebhookStore: Send + Sync {
     async fn find_webhook(&self, app_id: &str, id: &str) -> Result<Option<WebhookEndpoint>>;
     /// The app's endpoints, oldest first.
     async fn list_webhooks(&self, app_id: &str) -> Result<Vec<WebhookEndpoint>>;
-    /// Replaces the stored endpoint (same app and id) with `endpoint`; `NotFound` when there is none.
-    async fn replace_webhook(&self, endpoint: &WebhookEndpoint) -> Result<()>;
+    /// Writes the operator's fields of `endpoint` (URL, events, description, secrets, `updated_at`) to
+    /// the stored one of the same app and id, and, with `enablement`, also whether it is enabled (with
+    /// the platform's `disabled_reason` and `failing_since`); a health change the platform made meanwhile
+    /// stays otherwise. `NotFound` when there is none.
+    async fn replace_webhook(&self, endpoint: &WebhookEndpoint, enablement: bool) -> Result<()>;
     /// Removes the app's endpoint; whether there was one.
     async fn delete_webhook(&self, app_id: &str, id: &str) -> Result<bool>;
     /// Records the endpoint's health after a delivery (its other fields, which the operator owns,
@@ -45,8 +48,16 @@ pub trait WebhookDeliveryStore: Send + Sync {
         lease_until: i64,
         limit: usize,
     ) -> Result<Vec<WebhookDelivery>>;
-    /// Records an attempt's result on the app's delivery; `NotFound` when there is none.
-    async fn record_webhook_attempt(&self, app_id: &str, id: &str, record: &AttemptRecord) -> Result<()>;
+    /// Records an attempt's result on the app's delivery, if the caller still holds the lease it claimed
+    /// it under (the delivery is pending and due at `lease_until`); `false` when it does not (the lease
+    /// ran out and another worker took the delivery, whose result then stands).
+    async fn record_webhook_attempt(
+        &self,
+        app_id: &str,
+        id: &str,
+        lease_until: i64,
+        record: &AttemptRecord,
+    ) -> Result<bool>;
     /// The app's deliveries to one endpoint, newest first.
     async fn list_webhook_deliveries(
         &self,

@@ -42,10 +42,24 @@ impl WebhookStore for MemoryStore {
         Ok(listed)
     }
 
-    async fn replace_webhook(&self, endpoint: &WebhookEndpoint) -> Result<()> {
+    async fn replace_webhook(&self, endpoint: &WebhookEndpoint, enablement: bool) -> Result<()> {
         self.write(|tables| match tables.webhooks.get_mut(&endpoint.id) {
             Some(stored) if stored.app_id == endpoint.app_id => {
-                *stored = endpoint.clone();
+                let (enabled, disabled_reason, failing_since) = if enablement {
+                    (
+                        endpoint.enabled,
+                        endpoint.disabled_reason.clone(),
+                        endpoint.failing_since,
+                    )
+                } else {
+                    (stored.enabled, stored.disabled_reason.clone(), stored.failing_since)
+                };
+                *stored = WebhookEndpoint {
+                    enabled,
+                    disabled_reason,
+                    failing_since,
+                    ..endpoint.clone()
+                };
                 Ok(Changed(()))
             }
             _ => Err(Error::NotFound(format!("webhook {} not found", endpoint.id))),
@@ -135,9 +149,19 @@ impl WebhookDeliveryStore for MemoryStore {
         })
     }
 
-    async fn record_webhook_attempt(&self, app_id: &str, id: &str, record: &AttemptRecord) -> Result<()> {
+    async fn record_webhook_attempt(
+        &self,
+        app_id: &str,
+        id: &str,
+        lease_until: i64,
+        record: &AttemptRecord,
+    ) -> Result<bool> {
         self.write(|tables| match tables.webhook_deliveries.get_mut(id) {
-            Some(delivery) if delivery.app_id == app_id => {
+            Some(delivery)
+                if delivery.app_id == app_id
+                    && delivery.status == DeliveryStatus::Pending
+                    && delivery.due_at == lease_until =>
+            {
                 delivery.attempts = record.attempts;
                 delivery.status = record.status;
                 delivery.due_at = record.due_at;
@@ -145,9 +169,9 @@ impl WebhookDeliveryStore for MemoryStore {
                 delivery.last_error = record.last_error.clone();
                 delivery.last_latency_ms = Some(record.last_latency_ms);
                 delivery.finished_at = record.finished_at;
-                Ok(Changed(()))
+                Ok(Changed(true))
             }
-            _ => Err(Error::NotFound(format!("webhook delivery {id} not found"))),
+            _ => Ok(Unchanged(false)),
         })
     }
 

@@ -42,12 +42,26 @@ impl WebhookStore for MongoStore {
         .await
     }
 
-    async fn replace_webhook(&self, endpoint: &WebhookEndpoint) -> Result<()> {
+    async fn replace_webhook(&self, endpoint: &WebhookEndpoint, enablement: bool) -> Result<()> {
+        let mut set = doc! {
+            "url": &endpoint.url,
+            "event_types": &endpoint.event_types,
+            "description": &endpoint.description,
+            "secret_sealed": &endpoint.secret_sealed,
+            "previous_secret_sealed": endpoint.previous_secret_sealed.as_deref(),
+            "previous_secret_until": endpoint.previous_secret_until,
+            "updated_at": endpoint.updated_at,
+        };
+        if enablement {
+            set.insert("enabled", endpoint.enabled);
+            set.insert("disabled_reason", endpoint.disabled_reason.as_deref());
+            set.insert("failing_since", endpoint.failing_since);
+        }
         let replaced = self
             .collection("webhooks")
-            .replace_one(
+            .update_one(
                 doc! {"_id": &endpoint.id, "app_id": &endpoint.app_id},
-                to_document(endpoint)?,
+                doc! {"$set": set},
             )
             .await?;
         if replaced.matched_count == 0 {
@@ -121,12 +135,18 @@ impl WebhookDeliveryStore for MongoStore {
         Ok(claimed)
     }
 
-    async fn record_webhook_attempt(&self, app_id: &str, id: &str, record: &AttemptRecord) -> Result<()> {
+    async fn record_webhook_attempt(
+        &self,
+        app_id: &str,
+        id: &str,
+        lease_until: i64,
+        record: &AttemptRecord,
+    ) -> Result<bool> {
         let status = bson::to_bson(&record.status).map_err(|e| Error::Internal(format!("encoding status: {e}")))?;
         let updated = self
             .collection("webhook_deliveries")
             .update_one(
-                doc! {"_id": id, "app_id": app_id},
+                doc! {"_id": id, "app_id": app_id, "status": "pending", "due_at": lease_until},
                 doc! {"$set": {
                     "attempts": i64::from(record.attempts),
                     "status": status,
@@ -138,10 +158,7 @@ impl WebhookDeliveryStore for MongoStore {
                 }},
             )
             .await?;
-        if updated.matched_count == 0 {
-            return Err(Error::NotFound(format!("webhook delivery {id} not found")));
-        }
-        Ok(())
+        Ok(updated.matched_count > 0)
     }
 
     async fn list_webhook_deliveries(
