@@ -50,8 +50,10 @@ fn positions_after(batch: &[Record]) -> Vec<Position> {
     latest.into_values().collect()
 }
 
-/// Feeds `function` from its topic in `group` until `shutdown`, as the event source mapping does when
-/// deployed.
+/// Feeds `function` from its topics in `group` until `shutdown`, as the event source mappings do when
+/// deployed: one consumer per topic, in `group` itself when there is one topic, else in
+/// `{group}.{topic}` (a group whose members subscribe to different topics is not every broker's
+/// strength). The first consumer to fail stops the others.
 pub async fn run_function<F: KafkaFunction>(
     bus: &dyn Bus,
     function: &F,
@@ -60,7 +62,35 @@ pub async fn run_function<F: KafkaFunction>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let handler = |event: KafkaEvent| async move { function.handle(&event).await };
-    run(bus, F::TOPIC, group, policy, handler, shutdown).await
+    if let [topic] = F::TOPICS {
+        return run(bus, topic, group, policy, handler, shutdown).await;
+    }
+    let stop = &tokio::sync::watch::channel(false).0;
+    let stopped = || {
+        let mut stopped = stop.subscribe();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let consumers = F::TOPICS.iter().map(|topic| {
+        let group = format!("{group}.{topic}");
+        let policy = policy.clone();
+        let stopped = stopped();
+        async move {
+            let result = run(bus, topic, &group, policy, handler, stopped).await;
+            stop.send_replace(true);
+            result
+        }
+    });
+    let all = futures_util::future::join_all(consumers);
+    tokio::pin!(all, shutdown);
+    tokio::select! {
+        results = &mut all => return results.into_iter().collect(),
+        _ = &mut shutdown => {
+            stop.send_replace(true);
+        }
+    }
+    all.await.into_iter().collect()
 }
 
 /// Consumes `topic` in `group` until `shutdown`, handing batches to `handler`.
@@ -147,7 +177,7 @@ mod tests {
     #[async_trait]
     impl KafkaFunction for Collector {
         const NAME: &'static str = "collector";
-        const TOPIC: &'static str = "caas.bridge-test";
+        const TOPICS: &'static [&'static str] = &["caas.bridge-test"];
         type Report = usize;
 
         async fn handle(&self, event: &KafkaEvent) -> Result<usize> {
@@ -169,10 +199,10 @@ mod tests {
     async fn a_function_is_fed_its_topic_and_a_failed_batch_is_handed_over_again() {
         let memory = MemoryBus::new(1);
         let bus: &dyn Bus = &memory;
-        bus.ensure_topics(&[Collector::TOPIC, "caas.other"]).await.unwrap();
+        bus.ensure_topics(&[Collector::TOPICS[0], "caas.other"]).await.unwrap();
         let headers = EventHeaders::new("app", "test", "corr");
         for i in 0..3 {
-            bus.publish_json(Collector::TOPIC, "k", &headers, &serde_json::json!({ "n": i }))
+            bus.publish_json(Collector::TOPICS[0], "k", &headers, &serde_json::json!({ "n": i }))
                 .await
                 .unwrap();
         }

@@ -117,18 +117,65 @@ pub async fn run_functions(platform: &Platform, shutdown: impl Future<Output = (
     let persist_conversations = persist_conversations::PersistConversations::new(Arc::clone(&platform.store));
     let index_messages = index_messages::IndexMessages::new(Arc::clone(&platform.search));
     let write_audit = write_audit::WriteAudit::new(Arc::clone(&platform.store));
+    let webhooks_queued = Arc::new(tokio::sync::Notify::new());
+    let deliver_webhooks = deliver_webhooks::DeliverWebhooks::new(
+        Arc::clone(&platform.store),
+        Arc::clone(&platform.cache),
+        Arc::clone(&webhooks_queued),
+    );
     // Every function stops on the same signal, and a bridge that gives up stops the others.
     let stop = StopSignal::new();
     let feed = (platform, &policy, &stop);
-    let (messages, conversations, indexing, audit, retention, ()) = tokio::join!(
+    let (messages, conversations, indexing, audit, webhooks, delivery, retention, ()) = tokio::join!(
         feed_function(feed, &persist_messages),
         feed_function(feed, &persist_conversations),
         feed_function(feed, &index_messages),
         feed_function(feed, &write_audit),
+        feed_function(feed, &deliver_webhooks),
+        deliver_webhooks_until(platform, &webhooks_queued, &stop),
         stop.trigger_after(enforce_retention(platform, stop.wait())),
         stop.trigger_on(shutdown),
     );
-    messages.and(conversations).and(indexing).and(audit).and(retention)
+    messages
+        .and(conversations)
+        .and(indexing)
+        .and(audit)
+        .and(webhooks)
+        .and(delivery)
+        .and(retention)
+}
+
+/// What the template's scheduled webhook-worker does when deployed, without pause: delivers queued
+/// webhook events until `stop`, woken at once when the function in this process queues some, and
+/// purges what retention let go of every hour. Without `CAAS_SECRETS_KEY` no endpoint can exist, and
+/// nothing runs.
+async fn deliver_webhooks_until(platform: &Platform, queued: &tokio::sync::Notify, stop: &StopSignal) -> Result<()> {
+    let Ok(key) = platform.config.sealing_key() else {
+        tracing::info!("webhooks are off: no CAAS_SECRETS_KEY");
+        return Ok(());
+    };
+    let worker = deliver_webhooks::Worker {
+        store: Arc::clone(&platform.store),
+        bus: Arc::clone(&platform.bus),
+        key,
+        transport: Arc::new(caas_shared::ports::webhook_transport::HttpTransport::new(
+            platform.config.webhooks_allow_loopback_http,
+        )?),
+        schedule: platform.config.webhook_retry_schedule.clone(),
+        retention: platform.config.webhook_retention,
+    };
+    const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+    while !*stop.sender.borrow() {
+        let stopped = stop.wait();
+        let run_ends = async {
+            tokio::select! {
+                _ = tokio::time::sleep(PURGE_INTERVAL) => {}
+                _ = stopped => {}
+            }
+        };
+        worker.run(queued, run_ends).await;
+    }
+    Ok(())
 }
 
 /// One function fed from its topic by its own consumer group until the shared stop.

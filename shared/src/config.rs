@@ -71,6 +71,12 @@ pub struct Config {
     /// `CAAS_WEBHOOKS_ALLOW_LOOPBACK_HTTP=1`: webhook endpoints may be plain `http://` to a loopback
     /// host (dev mode and tests; deployed endpoints are https).
     pub webhooks_allow_loopback_http: bool,
+    /// `CAAS_WEBHOOK_RETRY_SCHEDULE`: the waits before each webhook retry, in seconds, comma-separated
+    /// (default `5,30,120,600,1800,7200,21600`).
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// `CAAS_WEBHOOK_RETENTION_DAYS` (default 7): how long webhook events stay readable and replayable,
+    /// and finished deliveries listed.
+    pub webhook_retention: Duration,
 }
 
 impl Config {
@@ -134,6 +140,16 @@ impl Config {
             ),
             None => None,
         };
+        let webhook_retry_schedule = crate::domain::webhooks::retry::parse_schedule(&get(
+            "CAAS_WEBHOOK_RETRY_SCHEDULE",
+            "",
+        ))
+        .map_err(|e| Error::Config(format!("CAAS_WEBHOOK_RETRY_SCHEDULE: {e}")))?;
+        let webhook_retention_days = get("CAAS_WEBHOOK_RETENTION_DAYS", "7")
+            .parse::<u64>()
+            .ok()
+            .filter(|days| (1..=90).contains(days))
+            .ok_or_else(|| Error::Config("CAAS_WEBHOOK_RETENTION_DAYS must be 1 to 90 days".into()))?;
         let token_ttl_secs: u64 = get("CAAS_TOKEN_TTL_SECS", "86400")
             .parse()
             .map_err(|_| Error::Config("CAAS_TOKEN_TTL_SECS must be a number of seconds".into()))?;
@@ -183,6 +199,8 @@ impl Config {
             search_dir: lookup("CAAS_SEARCH_DIR").filter(|v| !v.is_empty()).map(Into::into),
             secrets_key,
             webhooks_allow_loopback_http: lookup("CAAS_WEBHOOKS_ALLOW_LOOPBACK_HTTP").is_some_and(|v| v == "1"),
+            webhook_retry_schedule,
+            webhook_retention: Duration::from_secs(webhook_retention_days * 24 * 3600),
         })
     }
 

@@ -43,7 +43,7 @@ impl IndexMessages {
 #[async_trait]
 impl KafkaFunction for IndexMessages {
     const NAME: &'static str = "index-messages";
-    const TOPIC: &'static str = topics::MESSAGES;
+    const TOPICS: &'static [&'static str] = &[topics::MESSAGES];
     type Report = BatchReport;
 
     async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {

@@ -35,7 +35,7 @@ impl PersistConversations {
 #[async_trait]
 impl KafkaFunction for PersistConversations {
     const NAME: &'static str = "persist-conversations";
-    const TOPIC: &'static str = topics::MESSAGES;
+    const TOPICS: &'static [&'static str] = &[topics::MESSAGES];
     type Report = BatchReport;
 
     async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {

@@ -99,7 +99,7 @@ impl PersistMessages {
 #[async_trait]
 impl KafkaFunction for PersistMessages {
     const NAME: &'static str = "persist-messages";
-    const TOPIC: &'static str = topics::MESSAGES;
+    const TOPICS: &'static [&'static str] = &[topics::MESSAGES];
     type Report = BatchReport;
 
     async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {

@@ -62,7 +62,7 @@ impl WriteAudit {
 #[async_trait]
 impl KafkaFunction for WriteAudit {
     const NAME: &'static str = "write-audit";
-    const TOPIC: &'static str = topics::AUDIT;
+    const TOPICS: &'static [&'static str] = &[topics::AUDIT];
     type Report = BatchReport;
 
     async fn handle(&self, event: &KafkaEvent) -> Result<BatchReport> {

@@ -56,6 +56,9 @@ pub mod actions {
     pub const WEBHOOK_SECRET_ROTATED: &str = "webhook.secret_rotated";
     /// The operator removed a webhook endpoint.
     pub const WEBHOOK_DELETED: &str = "webhook.deleted";
+    /// The platform disabled a webhook endpoint: it answered `410 Gone` (details `reason` `gone`) or
+    /// failed every attempt for a day (`failing`); actor: `system`/`webhooks`.
+    pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
 }
 
 /// Who did it: the platform operator, a user (SDK token), an app backend (app credentials) or the

@@ -1,4 +1,4 @@
-//! One shape for every Kafka-triggered function: a [`KafkaFunction`] names itself and its topic and
+//! One shape for every Kafka-triggered function: a [`KafkaFunction`] names itself and its topics and
 //! handles a batch. Deployed, [`run_kafka_function`] serves it to Lambda's Kafka event source
 //! mapping; locally, the bridge feeds it from its topic in its own consumer group.
 
@@ -9,14 +9,15 @@ use lambda_runtime::{service_fn, LambdaEvent};
 /// Re-exported so the functions implement [`KafkaFunction`] without depending on `async-trait`.
 pub use async_trait::async_trait;
 
-/// A function invoked with batches of one topic's records, in AWS's `KafkaEvent` shape.
+/// A function invoked with batches of its topics' records, in AWS's `KafkaEvent` shape.
 #[async_trait]
 pub trait KafkaFunction: Send + Sync {
     /// The function's name; locally also its consumer group (see
     /// [`Config::consumer_group`](crate::config::Config::consumer_group)).
     const NAME: &'static str;
-    /// The topic it consumes.
-    const TOPIC: &'static str;
+    /// The topics it consumes: deployed, one event source mapping each; locally, one consumer each
+    /// (in the function's group when there is one topic, else in `{group}.{topic}`).
+    const TOPICS: &'static [&'static str];
     /// What one invocation did: Lambda returns it as the function's response.
     type Report: serde::Serialize + Send;
 

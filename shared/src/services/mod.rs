@@ -16,5 +16,6 @@ pub mod sequencing;
 pub mod session_lookups;
 pub mod sessions;
 pub mod webhook_delivery;
+pub mod webhook_events;
 pub mod webhooks;
 pub mod windows;

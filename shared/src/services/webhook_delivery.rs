@@ -7,11 +7,16 @@ use crate::domain::model::{AttemptRecord, DeliveryStatus, WebhookDelivery, Webho
 use crate::domain::sealing::SealingKey;
 use crate::domain::webhooks::retry::{self, Attempt, Verdict, DISABLE_AFTER_FAILING};
 use crate::domain::webhooks::signature_header;
-use crate::ports::store::Store;
+use crate::domain::audit::{actions, Actor, AuditEvent, Target};
+use crate::ports::bus::Bus;
+use crate::ports::store::{ClaimLimit, Store};
 use crate::ports::webhook_transport::{OutboundRequest, Outcome, WebhookTransport, DELIVERY_TIMEOUT};
 use crate::services::webhooks::signing_secrets;
 use crate::Result;
+use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// How long a claimed delivery is leased to its worker: longer than an attempt can take, so a live
@@ -21,9 +26,30 @@ pub const LEASE: Duration = Duration::from_secs(60);
 /// POSTs in flight at once per worker.
 pub const CONCURRENT_ATTEMPTS: usize = 32;
 
-/// The most deliveries one call takes: even if every attempt runs to its timeout, the last one starts
-/// well inside the lease. (A result recorded after the lease anyway is refused by the queue.)
+/// POSTs in flight at once per endpoint and worker: a slow or dead endpoint holds at most this many of
+/// the [`CONCURRENT_ATTEMPTS`], so every other endpoint's (and app's) deliveries go on at once.
+pub const ATTEMPTS_PER_ENDPOINT: usize = 4;
+
+/// The most deliveries one [`Deliverer::deliver_due`] takes: even if every attempt runs to its timeout,
+/// the last one starts well inside the lease. (A result recorded after the lease anyway is refused by
+/// the queue.)
 pub const MAX_CLAIM: usize = CONCURRENT_ATTEMPTS * 4;
+
+/// How often an idle [`Deliverer::run`] looks for due deliveries (it also wakes when told that
+/// deliveries were queued, and after every attempt).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What a [`Deliverer::run`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunReport {
+    /// Attempts made.
+    pub attempts: usize,
+    /// Of them, deliveries that arrived.
+    pub delivered: usize,
+    /// Attempts that could not be recorded (the store was away); their deliveries come back when the
+    /// lease ends.
+    pub errors: usize,
+}
 
 /// What one attempt decided, for the caller's logs and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +66,8 @@ pub struct Attempted {
 pub struct Deliverer<'a> {
     /// The queue and the endpoints.
     pub store: &'a dyn Store,
+    /// Where the operator is told (an audit event) when an endpoint is disabled.
+    pub bus: &'a dyn Bus,
     /// Opens the endpoints' signing secrets.
     pub key: &'a SealingKey,
     /// Sends the POSTs.
@@ -49,20 +77,86 @@ pub struct Deliverer<'a> {
 }
 
 impl Deliverer<'_> {
-    /// Takes up to `limit` (at most [`MAX_CLAIM`]) deliveries due at `now()` and attempts them,
-    /// [`CONCURRENT_ATTEMPTS`] at a time.
+    /// Takes up to `limit` (at most [`MAX_CLAIM`]) deliveries due at `now()`, at most
+    /// [`ATTEMPTS_PER_ENDPOINT`] per endpoint, and attempts them, [`CONCURRENT_ATTEMPTS`] at a time.
     pub async fn deliver_due(&self, limit: usize, now: impl Fn() -> i64) -> Result<Vec<Attempted>> {
-        let at = now();
-        let lease_until = at + LEASE.as_millis() as i64;
-        let due = self
-            .store
-            .claim_due_webhook_deliveries(at, lease_until, limit.min(MAX_CLAIM))
-            .await?;
+        let nothing_in_flight = HashMap::new();
+        let due = self.claim(limit.min(MAX_CLAIM), &nothing_in_flight, now()).await?;
         let attempts = futures_util::stream::iter(due.iter().map(|delivery| self.attempt(delivery, &now)))
             .buffer_unordered(CONCURRENT_ATTEMPTS)
             .collect::<Vec<_>>()
             .await;
         attempts.into_iter().collect()
+    }
+
+    /// Delivers until `stop` resolves, then finishes the attempts in flight: claims due deliveries
+    /// whenever a slot is free — after each attempt, when `wake` is notified (deliveries were queued),
+    /// and every [`POLL_INTERVAL`] — keeping [`CONCURRENT_ATTEMPTS`] in flight, at most
+    /// [`ATTEMPTS_PER_ENDPOINT`] per endpoint. A store error is logged and the loop goes on.
+    pub async fn run(
+        &self,
+        now: impl Fn() -> i64,
+        wake: &tokio::sync::Notify,
+        stop: impl Future<Output = ()>,
+    ) -> RunReport {
+        let mut report = RunReport::default();
+        let mut in_flight = FuturesUnordered::new();
+        let mut per_endpoint: HashMap<String, usize> = HashMap::new();
+        let mut stopping = false;
+        tokio::pin!(stop);
+        loop {
+            if !stopping && in_flight.len() < CONCURRENT_ATTEMPTS {
+                match self.claim(CONCURRENT_ATTEMPTS - in_flight.len(), &per_endpoint, now()).await {
+                    Ok(claimed) => {
+                        for delivery in claimed {
+                            *per_endpoint.entry(delivery.endpoint_id.clone()).or_default() += 1;
+                            let now = &now;
+                            in_flight.push(async move {
+                                let attempted = self.attempt(&delivery, now).await;
+                                (delivery.endpoint_id, attempted)
+                            });
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "claiming due webhook deliveries failed"),
+                }
+            }
+            if stopping && in_flight.is_empty() {
+                return report;
+            }
+            tokio::select! {
+                Some((endpoint_id, attempted)) = in_flight.next(), if !in_flight.is_empty() => {
+                    if let Some(count) = per_endpoint.get_mut(&endpoint_id) {
+                        *count -= 1;
+                        if *count == 0 {
+                            per_endpoint.remove(&endpoint_id);
+                        }
+                    }
+                    report.attempts += 1;
+                    match attempted {
+                        Ok(attempted) => report.delivered += usize::from(attempted.verdict == Verdict::Delivered),
+                        Err(e) => {
+                            report.errors += 1;
+                            tracing::error!(error = %e, %endpoint_id, "recording a webhook attempt failed");
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(POLL_INTERVAL), if !stopping => {}
+                _ = wake.notified(), if !stopping => {}
+                _ = &mut stop, if !stopping => stopping = true,
+            }
+        }
+    }
+
+    /// Leases up to `total` due deliveries, leaving each endpoint at most [`ATTEMPTS_PER_ENDPOINT`] in
+    /// flight with those the caller has.
+    async fn claim(&self, total: usize, in_flight: &HashMap<String, usize>, at: i64) -> Result<Vec<WebhookDelivery>> {
+        let limit = ClaimLimit {
+            total,
+            per_endpoint: ATTEMPTS_PER_ENDPOINT,
+            in_flight,
+        };
+        let lease_until = at + LEASE.as_millis() as i64;
+        self.store.claim_due_webhook_deliveries(at, lease_until, limit).await
     }
 
     /// One attempt at a delivery as claimed (its `due_at` is the end of the caller's lease), recorded in
@@ -134,6 +228,9 @@ impl Deliverer<'_> {
             tracing::warn!(delivery_id = %delivery.id, "a webhook attempt outlived its lease; the delivery's newer result stands");
         }
         let disabled = self.update_health(&endpoint, verdict, finished_at).await?;
+        if let Some(reason) = disabled {
+            self.tell_operator(&endpoint, reason, delivery).await;
+        }
         Ok(Attempted {
             delivery_id: delivery.id.clone(),
             verdict,
@@ -159,6 +256,23 @@ impl Deliverer<'_> {
             ],
             body: body.to_vec(),
         })
+    }
+
+    /// Records in the audit trail that the platform disabled `endpoint` (the operator's notice); a
+    /// failure is logged, the endpoint stays disabled either way.
+    async fn tell_operator(&self, endpoint: &WebhookEndpoint, reason: &str, delivery: &WebhookDelivery) {
+        let event = AuditEvent::new(
+            &endpoint.app_id,
+            actions::WEBHOOK_DISABLED,
+            Actor::system("webhooks"),
+            Target::new("webhook", &endpoint.id),
+            &delivery.correlation_id,
+        )
+        .with_details(serde_json::json!({"reason": reason, "url": endpoint.url, "delivery_id": delivery.id}));
+        if let Err(e) = event.emit(self.bus).await {
+            tracing::error!(error = %e, webhook_id = %endpoint.id, "recording a disabled webhook in the audit trail failed");
+        }
+        tracing::warn!(webhook_id = %endpoint.id, app_id = %endpoint.app_id, reason, "webhook endpoint disabled");
     }
 
     /// Dead-letters a delivery whose endpoint is gone or disabled, without an attempt.

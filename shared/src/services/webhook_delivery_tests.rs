@@ -4,6 +4,7 @@
 use super::*;
 use crate::domain::model::App;
 use crate::domain::webhooks::sign;
+use crate::ports::bus::MemoryBus;
 use crate::ports::store::{AppStore, MemoryStore, WebhookDeliveryStore, WebhookStore};
 use crate::ports::webhook_transport::ScriptedTransport;
 use crate::services::webhooks::{NewEndpoint, WebhookAdmin};
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 struct Setup {
     store: MemoryStore,
+    bus: MemoryBus,
     key: SealingKey,
     endpoint: WebhookEndpoint,
     secret: String,
@@ -35,11 +37,26 @@ async fn setup() -> Setup {
         enabled: true,
     };
     let (endpoint, secret) = admin.create("app", new, 0, "c").await.unwrap();
+    let bus = MemoryBus::new(1);
+    bus.ensure_topics(&crate::domain::events::topics::ALL).await.unwrap();
     Setup {
         store,
+        bus,
         key,
         endpoint,
         secret,
+    }
+}
+
+impl Setup {
+    fn deliverer<'a>(&'a self, transport: &'a ScriptedTransport, schedule: &'a [Duration]) -> Deliverer<'a> {
+        Deliverer {
+            store: &self.store,
+            bus: &self.bus,
+            key: &self.key,
+            transport,
+            schedule,
+        }
     }
 }
 
@@ -71,12 +88,7 @@ impl Clock {
 async fn a_receiver_failing_three_times_gets_the_event_on_the_fourth_with_the_same_id() {
     let s = setup().await;
     let transport = ScriptedTransport::new(vec![answered(500), Outcome::TimedOut, answered(503), answered(204)]);
-    let deliverer = Deliverer {
-        store: &s.store,
-        key: &s.key,
-        transport: &transport,
-        schedule: &retry::DEFAULT_SCHEDULE,
-    };
+    let deliverer = s.deliverer(&transport, &retry::DEFAULT_SCHEDULE);
     s.store
         .enqueue_webhook_deliveries(&[queued(&s.endpoint, "evt_1", 1_000)])
         .await
@@ -136,12 +148,7 @@ async fn a_receiver_failing_three_times_gets_the_event_on_the_fourth_with_the_sa
 async fn a_refusal_is_not_retried_and_gone_disables_the_endpoint() {
     let s = setup().await;
     let transport = ScriptedTransport::new(vec![answered(400), answered(410)]);
-    let deliverer = Deliverer {
-        store: &s.store,
-        key: &s.key,
-        transport: &transport,
-        schedule: &retry::DEFAULT_SCHEDULE,
-    };
+    let deliverer = s.deliverer(&transport, &retry::DEFAULT_SCHEDULE);
     s.store
         .enqueue_webhook_deliveries(&[queued(&s.endpoint, "a", 1), queued(&s.endpoint, "b", 2)])
         .await
@@ -160,6 +167,14 @@ async fn a_refusal_is_not_retried_and_gone_disables_the_endpoint() {
     assert_eq!(
         (endpoint.enabled, endpoint.disabled_reason.as_deref()),
         (false, Some("gone"))
+    );
+    let mut audit = s.bus.group_consumer(crate::domain::events::topics::AUDIT, "t").await.unwrap();
+    let told = tokio::time::timeout(Duration::from_secs(5), audit.next()).await.unwrap().unwrap();
+    let told: AuditEvent = serde_json::from_slice(&told.payload).unwrap();
+    assert_eq!(
+        (told.action.as_str(), told.target.id.as_str(), told.details["reason"].as_str()),
+        ("webhook.disabled", s.endpoint.id.as_str(), Some("gone")),
+        "the operator is told through the audit trail"
     );
 
     // Later events for a disabled endpoint are dead-lettered without a request.
@@ -188,12 +203,7 @@ async fn an_endpoint_failing_for_a_day_is_disabled_and_an_exhausted_delivery_is_
     let s = setup().await;
     let transport = ScriptedTransport::new(vec![Outcome::Unreachable("connection refused".into())]);
     let schedule = [Duration::from_secs(3600); 30];
-    let deliverer = Deliverer {
-        store: &s.store,
-        key: &s.key,
-        transport: &transport,
-        schedule: &schedule[..2],
-    };
+    let deliverer = s.deliverer(&transport, &schedule[..2]);
     s.store
         .enqueue_webhook_deliveries(&[queued(&s.endpoint, "short", 0)])
         .await

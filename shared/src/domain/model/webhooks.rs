@@ -144,3 +144,51 @@ pub struct AttemptRecord {
     /// When it finished (delivered or dead), Unix ms.
     pub finished_at: Option<i64>,
 }
+
+/// One event as webhooks carry it, kept in the app's event log for replay (issue 38): the customer's
+/// backend reads the log back in order with a cursor, and operators re-send a time range of it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WebhookEvent {
+    /// `evt_…`, derived from what the event is about, so an event consumed twice is one event (also
+    /// the `webhook-id` its deliveries carry).
+    pub id: String,
+    /// The app it belongs to.
+    pub app_id: String,
+    /// Its place in the app's event log, from 1, assigned when it is first stored (0 before); the
+    /// cursor of the events API.
+    #[serde(default)]
+    pub seq: i64,
+    /// One of [`EVENT_TYPES`](crate::domain::webhooks::EVENT_TYPES).
+    pub event_type: String,
+    /// When the platform recorded it, Unix ms.
+    pub created_at: i64,
+    /// The correlation id of the request that caused it.
+    pub correlation_id: String,
+    /// The body POSTed to endpoints, byte for byte (JSON).
+    pub payload: String,
+}
+
+/// Which events of an app's log to read, always in ascending `seq` order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventQuery {
+    /// Only events after this place in the log (the cursor; 0 reads from the start).
+    pub after_seq: i64,
+    /// Only these types; empty means every type.
+    pub types: Vec<String>,
+    /// Only events recorded at or after this time (Unix ms).
+    pub from_ms: Option<i64>,
+    /// Only events recorded at or before this time (Unix ms).
+    pub to_ms: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl EventQuery {
+    /// Whether `event` is one this query reads (apart from the limit).
+    pub fn matches(&self, event: &WebhookEvent) -> bool {
+        event.seq > self.after_seq
+            && (self.types.is_empty() || self.types.contains(&event.event_type))
+            && self.from_ms.is_none_or(|from| event.created_at >= from)
+            && self.to_ms.is_none_or(|to| event.created_at <= to)
+    }
+}

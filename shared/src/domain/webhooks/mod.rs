@@ -6,6 +6,7 @@
 //! libraries as they are.
 
 pub mod address;
+pub mod events;
 pub mod retry;
 
 use crate::{Error, Result};

@@ -16,6 +16,28 @@ pub const DEFAULT_SCHEDULE: [Duration; 7] = [
     Duration::from_secs(21600),
 ];
 
+/// Most retries a schedule may have.
+pub const MAX_RETRIES: usize = 20;
+
+/// The schedule a setting writes as waits in seconds, comma-separated (`5,30,120`): 1 to
+/// [`MAX_RETRIES`] waits, each from 1 s to a day. (An empty setting is the [`DEFAULT_SCHEDULE`].)
+pub fn parse_schedule(setting: &str) -> Result<Vec<Duration>, String> {
+    if setting.trim().is_empty() {
+        return Ok(DEFAULT_SCHEDULE.to_vec());
+    }
+    let waits = setting
+        .split(',')
+        .map(|wait| match wait.trim().parse::<u64>() {
+            Ok(secs @ 1..=86_400) => Ok(Duration::from_secs(secs)),
+            _ => Err(format!("{wait:?} is not a wait from 1 to 86400 seconds")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if waits.len() > MAX_RETRIES {
+        return Err(format!("at most {MAX_RETRIES} retries"));
+    }
+    Ok(waits)
+}
+
 /// The longest `Retry-After` honoured: a receiver asking for more waits the schedule's last step.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(21600);
 
@@ -126,6 +148,17 @@ fn httpdate_secs(value: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedules_are_read_from_seconds_and_bounded() {
+        let secs = |waits: Vec<Duration>| waits.iter().map(Duration::as_secs).collect::<Vec<_>>();
+        assert_eq!(parse_schedule("").map(secs), Ok(DEFAULT_SCHEDULE.iter().map(Duration::as_secs).collect()));
+        assert_eq!(parse_schedule("1, 1,2").map(secs), Ok(vec![1, 1, 2]));
+        assert_eq!(parse_schedule("86400").map(secs), Ok(vec![86_400]));
+        for bad in ["0", "86401", "-5", "5s", "5,,6", "1.5", &["1"; 21].join(",")] {
+            assert!(parse_schedule(bad).is_err(), "{bad}");
+        }
+    }
 
     fn answered(status: u16) -> Attempt {
         Attempt::Answered {

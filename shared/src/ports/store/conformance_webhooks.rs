@@ -1,8 +1,26 @@
 //! The webhook endpoints' part of the store conformance suite, run by its `run`.
 
-use super::Store;
-use crate::domain::model::{AttemptRecord, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
+use super::{ClaimLimit, Store};
+use crate::domain::model::{AttemptRecord, DeliveryStatus, EventQuery, WebhookDelivery, WebhookEndpoint, WebhookEvent};
 use crate::Error;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+static NOTHING_IN_FLIGHT: LazyLock<HashMap<String, usize>> = LazyLock::new(HashMap::new);
+
+/// A claim of up to `total` deliveries, any number per endpoint.
+fn any(total: usize) -> ClaimLimit<'static> {
+    ClaimLimit {
+        total,
+        per_endpoint: usize::MAX,
+        in_flight: &NOTHING_IN_FLIGHT,
+    }
+}
+
+/// A base time no other check in a shared database uses: random, far in the past.
+fn random_base() -> i64 {
+    -(i64::from(rand::random::<u32>()) * 1_000_000) - 1_000_000_000_000
+}
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
@@ -33,6 +51,10 @@ pub async fn run(store: &dyn Store) {
     endpoints_are_bounded_per_app(store).await;
     deliveries_are_queued_once_and_leased_when_due(store).await;
     attempts_are_recorded_and_listed_per_endpoint(store).await;
+    claims_leave_room_for_every_endpoint(store).await;
+    finished_deliveries_are_retried_on_request_and_purged(store).await;
+    event_logs_are_appended_once_in_order_per_app(store).await;
+    event_logs_are_read_by_cursor_type_and_time(store).await;
 }
 
 async fn endpoints_are_listed_oldest_first_and_stay_in_their_app(store: &dyn Store) {
@@ -167,8 +189,7 @@ fn delivery(app_id: &str, endpoint_id: &str, event: &str, due_at: i64) -> Webhoo
 /// here use times far in the past, at a random base, so nothing else is due at them.
 async fn deliveries_are_queued_once_and_leased_when_due(store: &dyn Store) {
     let (app, endpoint) = (unique("app"), unique("wh"));
-    // Times no other delivery in a shared database uses: a random base far in the past.
-    let base = -(i64::from(rand::random::<u32>()) * 1_000_000) - 1_000_000_000_000;
+    let base = random_base();
     let late = delivery(&app, &endpoint, "late", base + 30);
     let early = delivery(&app, &endpoint, "early", base + 10);
     let future = delivery(&app, &endpoint, "future", base + 1_000);
@@ -188,7 +209,7 @@ async fn deliveries_are_queued_once_and_leased_when_due(store: &dyn Store) {
     assert_eq!(store.enqueue_webhook_deliveries(&[]).await.unwrap().inserted, 0);
 
     let claimed: Vec<WebhookDelivery> = store
-        .claim_due_webhook_deliveries(base + 50, base + 500, 100)
+        .claim_due_webhook_deliveries(base + 50, base + 500, any(100))
         .await
         .unwrap()
         .into_iter()
@@ -200,7 +221,7 @@ async fn deliveries_are_queued_once_and_leased_when_due(store: &dyn Store) {
     assert_eq!(claimed[0].payload, early.payload, "the first queued payload stays");
     assert!(
         !store
-            .claim_due_webhook_deliveries(base + 50, base + 500, 100)
+            .claim_due_webhook_deliveries(base + 50, base + 500, any(100))
             .await
             .unwrap()
             .iter()
@@ -208,7 +229,7 @@ async fn deliveries_are_queued_once_and_leased_when_due(store: &dyn Store) {
         "a leased delivery is not taken again while its lease lasts"
     );
     let retaken = store
-        .claim_due_webhook_deliveries(base + 600, base + 700, 1)
+        .claim_due_webhook_deliveries(base + 600, base + 700, any(1))
         .await
         .unwrap();
     assert_eq!(
@@ -220,7 +241,7 @@ async fn deliveries_are_queued_once_and_leased_when_due(store: &dyn Store) {
 
 async fn attempts_are_recorded_and_listed_per_endpoint(store: &dyn Store) {
     let (app, endpoint, other_endpoint) = (unique("app"), unique("wh"), unique("wh"));
-    let base = -(i64::from(rand::random::<u32>()) * 1_000_000) - 1_000_000_000_000;
+    let base = random_base();
     let first = delivery(&app, &endpoint, "one", base);
     let second = delivery(&app, &endpoint, "two", base + 1);
     let elsewhere = delivery(&app, &other_endpoint, "three", base + 2);
@@ -229,7 +250,7 @@ async fn attempts_are_recorded_and_listed_per_endpoint(store: &dyn Store) {
         .await
         .unwrap();
     let lease = base + 100;
-    let claimed = store.claim_due_webhook_deliveries(base + 2, lease, 100).await.unwrap();
+    let claimed = store.claim_due_webhook_deliveries(base + 2, lease, any(100)).await.unwrap();
     assert_eq!(claimed.iter().filter(|d| d.app_id == app).count(), 3);
     let retry = AttemptRecord {
         attempts: 1,
@@ -308,7 +329,7 @@ async fn attempts_are_recorded_and_listed_per_endpoint(store: &dyn Store) {
 
     // Delivered is never due again; the retry is due at its time.
     let due = store
-        .claim_due_webhook_deliveries(base + 4_000, base + 4_500, 10)
+        .claim_due_webhook_deliveries(base + 4_000, base + 4_500, any(10))
         .await
         .unwrap();
     assert!(
@@ -316,9 +337,194 @@ async fn attempts_are_recorded_and_listed_per_endpoint(store: &dyn Store) {
         "not yet due, or finished"
     );
     let due = store
-        .claim_due_webhook_deliveries(base + 5_000, base + 5_500, 10)
+        .claim_due_webhook_deliveries(base + 5_000, base + 5_500, any(10))
         .await
         .unwrap();
     let ids: Vec<&str> = due.iter().map(|d| d.event_id.as_str()).collect();
     assert!(ids.contains(&"one") && !ids.contains(&"two"), "{ids:?}");
+}
+
+async fn claims_leave_room_for_every_endpoint(store: &dyn Store) {
+    let (app, slow, other) = (unique("app"), unique("wh"), unique("wh"));
+    let base = random_base();
+    let queued: Vec<WebhookDelivery> = (0..4)
+        .map(|i| delivery(&app, &slow, &format!("slow-{i}"), base + i))
+        .chain([delivery(&app, &other, "other", base + 10)])
+        .collect();
+    store.enqueue_webhook_deliveries(&queued).await.unwrap();
+    let in_flight = HashMap::from([(slow.clone(), 1)]);
+    let limit = ClaimLimit {
+        total: 100,
+        per_endpoint: 2,
+        in_flight: &in_flight,
+    };
+    let claimed: Vec<String> = store
+        .claim_due_webhook_deliveries(base + 20, base + 500, limit)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.app_id == app)
+        .map(|d| d.event_id)
+        .collect();
+    assert_eq!(
+        claimed,
+        ["slow-0", "other"],
+        "one more of the endpoint with one in flight, then the other endpoint's, though later"
+    );
+}
+
+async fn finished_deliveries_are_retried_on_request_and_purged(store: &dyn Store) {
+    let (app, endpoint) = (unique("app"), unique("wh"));
+    let base = random_base();
+    let dead = delivery(&app, &endpoint, "dead", base);
+    let waiting = delivery(&app, &endpoint, "waiting", base + 1_000_000);
+    store.enqueue_webhook_deliveries(&[dead.clone(), waiting.clone()]).await.unwrap();
+    let lease = base + 100;
+    let claimed = store.claim_due_webhook_deliveries(base, lease, any(100)).await.unwrap();
+    assert!(claimed.iter().any(|d| d.id == dead.id));
+    let record = AttemptRecord {
+        attempts: 1,
+        status: DeliveryStatus::Dead,
+        due_at: base + 10,
+        last_status: Some(400),
+        last_error: None,
+        last_latency_ms: 3,
+        finished_at: Some(base + 10),
+    };
+    assert!(store.record_webhook_attempt(&app, &dead.id, lease, &record).await.unwrap());
+
+    assert!(matches!(
+        store.retry_webhook_delivery(&app, &endpoint, &waiting.id, base + 20).await,
+        Err(Error::Conflict(_))
+    ), "a pending delivery is not retried by hand");
+    assert_eq!(
+        store.retry_webhook_delivery(&unique("app"), &endpoint, &dead.id, base + 20).await.unwrap(),
+        None,
+        "another app's delivery"
+    );
+    assert_eq!(
+        store.retry_webhook_delivery(&app, &unique("wh"), &dead.id, base + 20).await.unwrap(),
+        None,
+        "another endpoint's delivery"
+    );
+    let retried = store
+        .retry_webhook_delivery(&app, &endpoint, &dead.id, base + 20)
+        .await
+        .unwrap()
+        .expect("the dead delivery");
+    assert_eq!(
+        (retried.status, retried.due_at, retried.finished_at, retried.attempts),
+        (DeliveryStatus::Pending, base + 20, None, 1),
+        "due again, its attempts kept"
+    );
+    let claimed = store.claim_due_webhook_deliveries(base + 20, lease + 1, any(100)).await.unwrap();
+    assert!(claimed.iter().any(|d| d.id == dead.id), "claimed like any due delivery");
+    let delivered = AttemptRecord {
+        attempts: 2,
+        status: DeliveryStatus::Delivered,
+        finished_at: Some(base + 30),
+        ..record
+    };
+    assert!(store.record_webhook_attempt(&app, &dead.id, lease + 1, &delivered).await.unwrap());
+
+    store.purge_finished_webhook_deliveries(base + 31).await.unwrap();
+    let left: Vec<String> = store
+        .list_webhook_deliveries(&app, &endpoint, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.event_id)
+        .collect();
+    assert_eq!(left, ["waiting"], "finished before the cutoff: purged; pending: kept");
+}
+
+fn event(app_id: &str, id: &str, event_type: &str, created_at: i64) -> WebhookEvent {
+    WebhookEvent {
+        id: id.to_owned(),
+        app_id: app_id.to_owned(),
+        seq: 0,
+        event_type: event_type.to_owned(),
+        created_at,
+        correlation_id: "conformance".into(),
+        payload: format!(r#"{{"id":"{id}"}}"#),
+    }
+}
+
+fn seqs(events: &[WebhookEvent]) -> Vec<(String, i64)> {
+    events.iter().map(|e| (e.id.clone(), e.seq)).collect()
+}
+
+async fn event_logs_are_appended_once_in_order_per_app(store: &dyn Store) {
+    let (app, other_app) = (unique("app"), unique("app"));
+    let base = random_base();
+    let first = event(&app, "a", "message.new", base);
+    let second = event(&app, "b", "message.new", base + 1);
+    let elsewhere = event(&other_app, "a", "message.new", base + 2);
+    let stored = store
+        .append_webhook_events(&[first.clone(), elsewhere.clone(), second.clone(), first.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        seqs(&stored),
+        [("a".into(), 1), ("a".into(), 1), ("b".into(), 2), ("a".into(), 1)],
+        "each app's log counts from 1; an event twice in a batch is stored once"
+    );
+    assert_eq!(stored[1].app_id, other_app);
+
+    let mut changed = second.clone();
+    changed.payload = "changed".into();
+    let third = event(&app, "c", "message.new", base + 3);
+    let stored = store.append_webhook_events(&[changed, third]).await.unwrap();
+    assert_eq!(seqs(&stored), [("b".into(), 2), ("c".into(), 3)]);
+    assert_eq!(stored[0].payload, second.payload, "an event consumed again keeps what was stored");
+
+    assert_eq!(store.purge_webhook_events(base + 3).await.unwrap() >= 3, true);
+    let left = store
+        .find_webhook_events(&app, &EventQuery { limit: 10, ..EventQuery::default() })
+        .await
+        .unwrap();
+    assert_eq!(seqs(&left), [("c".into(), 3)], "recorded before the cutoff: purged");
+    let stored = store
+        .append_webhook_events(&[event(&app, "d", "message.new", base + 4)])
+        .await
+        .unwrap();
+    assert_eq!(stored[0].seq, 4, "a purge never hands a seq out again");
+}
+
+async fn event_logs_are_read_by_cursor_type_and_time(store: &dyn Store) {
+    let app = unique("app");
+    let base = random_base();
+    let events: Vec<WebhookEvent> = (0..6)
+        .map(|i| {
+            let kind = if i % 2 == 0 { "message.new" } else { "member.added" };
+            event(&app, &format!("e{i}"), kind, base + i * 10)
+        })
+        .collect();
+    store.append_webhook_events(&events).await.unwrap();
+    let app = app.as_str();
+    let read = |query: EventQuery| async move {
+        let found = store.find_webhook_events(app, &query).await.unwrap();
+        found.into_iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+    let all = EventQuery { limit: 100, ..EventQuery::default() };
+    assert_eq!(read(all.clone()).await, ["e0", "e1", "e2", "e3", "e4", "e5"]);
+    assert_eq!(
+        read(EventQuery { after_seq: 2, limit: 2, ..all.clone() }).await,
+        ["e2", "e3"],
+        "after the cursor, at most `limit`"
+    );
+    assert_eq!(
+        read(EventQuery { types: vec!["member.added".into()], ..all.clone() }).await,
+        ["e1", "e3", "e5"]
+    );
+    assert_eq!(
+        read(EventQuery { from_ms: Some(base + 10), to_ms: Some(base + 30), ..all.clone() }).await,
+        ["e1", "e2", "e3"],
+        "a time range, both ends included"
+    );
+    assert!(store
+        .find_webhook_events(&unique("app"), &all)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -3,12 +3,13 @@
 //! both).
 //!
 //! The port is one trait per aggregate ([`AppStore`], [`UserStore`], [`ConversationStore`],
-//! [`MessageStore`], [`ComplianceStore`], [`AttachmentStore`], [`KeyStore`], [`WebhookStore`], [`WebhookDeliveryStore`]); [`Store`] is all of them
+//! [`MessageStore`], [`ComplianceStore`], [`AttachmentStore`], [`KeyStore`], [`WebhookStore`], [`WebhookDeliveryStore`],
+//! [`WebhookEventStore`]); [`Store`] is all of them
 //! together.
 //!
 //! Every query is filtered by `app_id`, so one tenant can never read or write another's data even with a
 //! guessed id. The platform's own jobs are the exception, and only read across apps: the retention job
-//! lists the apps, and the webhook worker claims every app's due deliveries.
+//! lists the apps, and the webhook worker claims every app's due deliveries and purges every app's old events.
 
 mod apps;
 mod attachments;
@@ -37,7 +38,7 @@ pub use memory::MemoryStore;
 pub use messages::{MessageInsert, MessageStore};
 pub use mongo::MongoStore;
 pub use users::UserStore;
-pub use webhooks::{WebhookDeliveryStore, WebhookStore};
+pub use webhooks::{ClaimLimit, WebhookDeliveryStore, WebhookEventStore, WebhookStore};
 
 use crate::domain::model::{LegalHold, Message, Reaction, ReactionCount};
 use crate::Result;
@@ -87,6 +88,7 @@ pub trait Store:
     + KeyStore
     + WebhookStore
     + WebhookDeliveryStore
+    + WebhookEventStore
 {
 }
 
@@ -100,6 +102,7 @@ impl<T> Store for T where
         + KeyStore
         + WebhookStore
         + WebhookDeliveryStore
+    + WebhookEventStore
 {
 }
 

@@ -11,13 +11,14 @@ mod conversations;
 mod keys;
 mod messages;
 mod users;
+mod webhook_events;
 mod webhooks;
 
 use super::MessageInsert;
 use crate::domain::audit::AuditRecord;
 use crate::domain::model::{
     App, Attachment, Conversation, ConversationSummary, KeyDevice, LegalHold, Member, Message, Reaction, Restriction,
-    SeqReservation, Session, StoredKey, User, WebhookDelivery, WebhookEndpoint,
+    SeqReservation, Session, StoredKey, User, WebhookDelivery, WebhookEndpoint, WebhookEvent,
 };
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,12 @@ struct Tables {
     webhooks: HashMap<String, WebhookEndpoint>,
     /// The webhook delivery queue by delivery id.
     webhook_deliveries: HashMap<String, WebhookDelivery>,
+    /// Each app's webhook event log: (app_id, seq) → the event.
+    webhook_events: BTreeMap<(String, i64), WebhookEvent>,
+    /// (app_id, event id) → its seq in the app's log.
+    webhook_event_seqs: HashMap<(String, String), i64>,
+    /// app_id → the last seq its log handed out (purging events does not lower it).
+    webhook_event_counters: HashMap<String, i64>,
 }
 
 /// The records themselves; indexes are rebuilt from them on load.
@@ -112,6 +119,10 @@ struct Snapshot {
     webhooks: Vec<WebhookEndpoint>,
     #[serde(default)]
     webhook_deliveries: Vec<WebhookDelivery>,
+    #[serde(default)]
+    webhook_events: Vec<WebhookEvent>,
+    #[serde(default)]
+    webhook_event_counters: Vec<(String, i64)>,
 }
 
 impl Tables {
@@ -142,6 +153,8 @@ impl Tables {
             seq_conflicts: self.seq_conflicts.clone(),
             webhooks: self.webhooks.values().cloned().collect(),
             webhook_deliveries: self.webhook_deliveries.values().cloned().collect(),
+            webhook_events: self.webhook_events.values().cloned().collect(),
+            webhook_event_counters: self.webhook_event_counters.clone().into_iter().collect(),
         }
     }
 
@@ -228,6 +241,10 @@ impl Tables {
         }
         for delivery in snapshot.webhook_deliveries {
             tables.webhook_deliveries.insert(delivery.id.clone(), delivery);
+        }
+        tables.webhook_event_counters = snapshot.webhook_event_counters.into_iter().collect();
+        for event in snapshot.webhook_events {
+            tables.store_webhook_event(event);
         }
         tables
     }

@@ -3,7 +3,7 @@
 use super::Change::{Changed, Unchanged};
 use super::MemoryStore;
 use crate::domain::model::{AttemptRecord, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
-use crate::ports::store::{InsertOutcome, WebhookDeliveryStore, WebhookStore};
+use crate::ports::store::{ClaimLimit, InsertOutcome, WebhookDeliveryStore, WebhookStore};
 use crate::{Error, Result};
 use async_trait::async_trait;
 
@@ -124,7 +124,7 @@ impl WebhookDeliveryStore for MemoryStore {
         &self,
         now: i64,
         lease_until: i64,
-        limit: usize,
+        limit: ClaimLimit<'_>,
     ) -> Result<Vec<WebhookDelivery>> {
         self.write(|tables| {
             let mut due: Vec<&mut WebhookDelivery> = tables
@@ -133,14 +133,20 @@ impl WebhookDeliveryStore for MemoryStore {
                 .filter(|d| d.status == DeliveryStatus::Pending && d.due_at <= now)
                 .collect();
             due.sort_by(|a, b| (a.due_at, &a.id).cmp(&(b.due_at, &b.id)));
-            let claimed: Vec<WebhookDelivery> = due
-                .into_iter()
-                .take(limit)
-                .map(|delivery| {
-                    delivery.due_at = lease_until;
-                    delivery.clone()
-                })
-                .collect();
+            let mut taken = limit.in_flight.clone();
+            let mut claimed = Vec::new();
+            for delivery in due {
+                if claimed.len() >= limit.total {
+                    break;
+                }
+                let count = taken.entry(delivery.endpoint_id.clone()).or_default();
+                if *count >= limit.per_endpoint {
+                    continue;
+                }
+                *count += 1;
+                delivery.due_at = lease_until;
+                claimed.push(delivery.clone());
+            }
             Ok(if claimed.is_empty() {
                 Unchanged(claimed)
             } else {
@@ -192,5 +198,39 @@ impl WebhookDeliveryStore for MemoryStore {
         listed.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         listed.truncate(limit);
         Ok(listed)
+    }
+
+    async fn retry_webhook_delivery(
+        &self,
+        app_id: &str,
+        endpoint_id: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<WebhookDelivery>> {
+        self.write(|tables| match tables.webhook_deliveries.get_mut(id) {
+            Some(delivery) if delivery.app_id == app_id && delivery.endpoint_id == endpoint_id => {
+                if delivery.status == DeliveryStatus::Pending {
+                    return Err(Error::Conflict(format!(
+                        "delivery {id} is still pending; it is retried on its own"
+                    )));
+                }
+                delivery.status = DeliveryStatus::Pending;
+                delivery.due_at = now;
+                delivery.finished_at = None;
+                Ok(Changed(Some(delivery.clone())))
+            }
+            _ => Ok(Unchanged(None)),
+        })
+    }
+
+    async fn purge_finished_webhook_deliveries(&self, before: i64) -> Result<u64> {
+        self.write(|tables| {
+            let before_count = tables.webhook_deliveries.len();
+            tables
+                .webhook_deliveries
+                .retain(|_, d| d.status == DeliveryStatus::Pending || d.finished_at.is_none_or(|at| at >= before));
+            let purged = (before_count - tables.webhook_deliveries.len()) as u64;
+            Ok(if purged > 0 { Changed(purged) } else { Unchanged(purged) })
+        })
     }
 }

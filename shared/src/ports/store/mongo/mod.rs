@@ -7,6 +7,7 @@ mod conversations;
 mod keys;
 mod messages;
 mod users;
+mod webhook_events;
 mod webhooks;
 
 use super::InsertOutcome;
@@ -108,6 +109,12 @@ impl MongoStore {
                     .keys(doc! {"app_id": 1, "endpoint_id": 1, "created_at": -1})
                     .build(),
             )
+            .await?;
+        self.collection("webhook_events")
+            .create_index(unique(doc! {"app_id": 1, "seq": 1}))
+            .await?;
+        self.collection("webhook_events")
+            .create_index(IndexModel::builder().keys(doc! {"created_at": 1}).build())
             .await?;
         self.collection("members")
             .create_index(unique(doc! {"app_id": 1, "user_id": 1, "conversation_id": 1}))

@@ -3,7 +3,7 @@
 
 use super::{from_document, insert_many_idempotent, is_duplicate_key, to_document, MongoStore};
 use crate::domain::model::{AttemptRecord, WebhookDelivery, WebhookEndpoint};
-use crate::ports::store::{InsertOutcome, WebhookDeliveryStore, WebhookStore};
+use crate::ports::store::{ClaimLimit, InsertOutcome, WebhookDeliveryStore, WebhookStore};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use mongodb::bson::{self, doc};
@@ -112,25 +112,27 @@ impl WebhookDeliveryStore for MongoStore {
         &self,
         now: i64,
         lease_until: i64,
-        limit: usize,
+        limit: ClaimLimit<'_>,
     ) -> Result<Vec<WebhookDelivery>> {
         // One at a time: each claim is a single-document atomic update, so two workers never lease the
         // same delivery (MongoDB has no atomic "update the first N").
         let mut claimed = Vec::new();
-        while claimed.len() < limit {
+        let mut taken = limit.in_flight.clone();
+        while claimed.len() < limit.total {
             let next = self
                 .collection("webhook_deliveries")
                 .find_one_and_update(
-                    doc! {"status": "pending", "due_at": {"$lte": now}},
+                    doc! {"status": "pending", "due_at": {"$lte": now},
+                          "endpoint_id": {"$nin": limit.full_endpoints(&taken)}},
                     doc! {"$set": {"due_at": lease_until}},
                 )
                 .sort(doc! {"due_at": 1})
                 .return_document(ReturnDocument::After)
                 .await?;
-            match next {
-                Some(document) => claimed.push(from_document(document)?),
-                None => break,
-            }
+            let Some(document) = next else { break };
+            let delivery: WebhookDelivery = from_document(document)?;
+            *taken.entry(delivery.endpoint_id.clone()).or_default() += 1;
+            claimed.push(delivery);
         }
         Ok(claimed)
     }
@@ -174,5 +176,45 @@ impl WebhookDeliveryStore for MongoStore {
             limit,
         )
         .await
+    }
+
+    async fn retry_webhook_delivery(
+        &self,
+        app_id: &str,
+        endpoint_id: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<WebhookDelivery>> {
+        let retried = self
+            .collection("webhook_deliveries")
+            .find_one_and_update(
+                doc! {"_id": id, "app_id": app_id, "endpoint_id": endpoint_id, "status": {"$ne": "pending"}},
+                doc! {"$set": {"status": "pending", "due_at": now, "finished_at": null}},
+            )
+            .return_document(ReturnDocument::After)
+            .await?;
+        if let Some(document) = retried {
+            return Ok(Some(from_document(document)?));
+        }
+        let pending: Option<WebhookDelivery> = self
+            .find_one_in(
+                "webhook_deliveries",
+                doc! {"_id": id, "app_id": app_id, "endpoint_id": endpoint_id},
+            )
+            .await?;
+        match pending {
+            Some(_) => Err(Error::Conflict(format!(
+                "delivery {id} is still pending; it is retried on its own"
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn purge_finished_webhook_deliveries(&self, before: i64) -> Result<u64> {
+        let purged = self
+            .collection("webhook_deliveries")
+            .delete_many(doc! {"status": {"$ne": "pending"}, "finished_at": {"$lt": before}})
+            .await?;
+        Ok(purged.deleted_count)
     }
 }

@@ -1,0 +1,204 @@
+//! Webhook events (issue 38): recording what the platform announced in each app's event log and
+//! queueing its deliveries (the deliver-webhooks function), reading the log back with a cursor,
+//! re-sending a time range of it to an endpoint, the operator's test event, and the retention purge.
+//!
+//! An app's log starts when it registers its first endpoint: apps without webhooks cost one endpoint
+//! lookup per batch and nothing else.
+
+use crate::domain::model::{EventQuery, WebhookDelivery, WebhookEndpoint, WebhookEvent};
+use crate::domain::webhooks::events::{event_id, payload, Draft, TEST_EVENT};
+use crate::ports::cache::Cache;
+use crate::ports::store::Store;
+use crate::{Error, Result};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long events (and finished deliveries) are kept by default: a week.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Most events one page of the events API returns.
+pub const MAX_PAGE: usize = 500;
+
+/// Most events one replay re-sends; a longer range is refused (ask for a shorter one).
+pub const MAX_REPLAY: usize = 10_000;
+
+/// What one ingest did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestReport {
+    /// Events of apps with endpoints, recorded (or found recorded).
+    pub events: usize,
+    /// Deliveries queued (an event consumed again queues none).
+    pub deliveries: usize,
+}
+
+/// Records events and queues their deliveries.
+pub struct WebhookIngest<'a> {
+    /// The event logs, the endpoints and the delivery queue.
+    pub store: &'a dyn Store,
+    /// Presence, for `message.new`'s `offline_member_ids`.
+    pub cache: &'a dyn Cache,
+}
+
+impl WebhookIngest<'_> {
+    /// Records `drafts` of apps that have endpoints in their logs at `now`, and queues a delivery of each
+    /// to every enabled endpoint of its app that asked for its type. Idempotent: an event recorded before
+    /// keeps its payload and its deliveries are not queued again.
+    pub async fn ingest(&self, drafts: Vec<Draft>, now: i64) -> Result<IngestReport> {
+        let mut endpoints: HashMap<String, Vec<WebhookEndpoint>> = HashMap::new();
+        for draft in &drafts {
+            if !endpoints.contains_key(&draft.app_id) {
+                let found = self.store.list_webhooks(&draft.app_id).await?;
+                endpoints.insert(draft.app_id.clone(), found);
+            }
+        }
+        let mut events = Vec::new();
+        for mut draft in drafts {
+            if endpoints[&draft.app_id].is_empty() {
+                continue;
+            }
+            if let Some((conversation_id, sender_id)) = &draft.offline_of {
+                let offline = self.offline_members(&draft.app_id, conversation_id, sender_id).await?;
+                draft.data["offline_member_ids"] = json!(offline);
+            }
+            let id = event_id(&draft.app_id, draft.event_type, &draft.key);
+            events.push(WebhookEvent {
+                payload: payload(&id, draft.event_type, &draft.app_id, now, &draft.correlation_id, &draft.data),
+                id,
+                app_id: draft.app_id,
+                seq: 0,
+                event_type: draft.event_type.to_owned(),
+                created_at: now,
+                correlation_id: draft.correlation_id,
+            });
+        }
+        if events.is_empty() {
+            return Ok(IngestReport::default());
+        }
+        let stored = self.store.append_webhook_events(&events).await?;
+        let deliveries: Vec<WebhookDelivery> = stored
+            .iter()
+            .flat_map(|event| {
+                endpoints[&event.app_id]
+                    .iter()
+                    .filter(|endpoint| endpoint.enabled && endpoint.event_types.contains(&event.event_type))
+                    .map(move |endpoint| delivery_of(endpoint, event, now))
+            })
+            .collect();
+        let queued = self.store.enqueue_webhook_deliveries(&deliveries).await?;
+        Ok(IngestReport {
+            events: stored.len(),
+            deliveries: queued.inserted,
+        })
+    }
+
+    /// The members of the conversation other than the sender with no live connection now (the
+    /// platform's presence: a connection renews it while it lives).
+    async fn offline_members(&self, app_id: &str, conversation_id: &str, sender_id: &str) -> Result<Vec<String>> {
+        let Some(conversation) = self.store.find_conversation(app_id, conversation_id).await? else {
+            return Ok(Vec::new());
+        };
+        let others: Vec<String> = conversation
+            .member_ids
+            .into_iter()
+            .filter(|member| member != sender_id)
+            .collect();
+        let online = self.cache.online(app_id, &others).await?;
+        Ok(others
+            .into_iter()
+            .zip(online)
+            .filter_map(|(member, online)| (!online).then_some(member))
+            .collect())
+    }
+}
+
+/// The delivery of `event` to `endpoint`, queued at `at`.
+fn delivery_of(endpoint: &WebhookEndpoint, event: &WebhookEvent, at: i64) -> WebhookDelivery {
+    WebhookDelivery::queued(
+        endpoint,
+        &event.id,
+        &event.event_type,
+        event.payload.clone(),
+        &event.correlation_id,
+        at,
+    )
+}
+
+/// A page of an app's event log: the events after `after_seq` (of `types`, if any), and the cursor to
+/// ask for the next page with.
+pub async fn read_events(store: &dyn Store, app_id: &str, query: EventQuery) -> Result<Value> {
+    let limit = query.limit.clamp(1, MAX_PAGE);
+    let events = store
+        .find_webhook_events(app_id, &EventQuery { limit, ..query.clone() })
+        .await?;
+    let next_cursor = events.last().map_or(query.after_seq, |event| event.seq);
+    let bodies = events
+        .iter()
+        .map(|event| {
+            let mut body: Value = serde_json::from_str(&event.payload)
+                .map_err(|e| Error::Internal(format!("stored event {} is not JSON: {e}", event.id)))?;
+            body["cursor"] = json!(event.seq.to_string());
+            Ok(body)
+        })
+        .collect::<Result<Vec<Value>>>()?;
+    Ok(json!({
+        "events": bodies,
+        "next_cursor": next_cursor.to_string(),
+        "has_more": events.len() == limit,
+    }))
+}
+
+/// Queues the app's events recorded between `from` and `to` (Unix ms, both included) that `endpoint`
+/// asks for, to be sent to it again as new deliveries (with their original `webhook-id`s); how many.
+/// `replay_id` names this replay, so a replay asked for twice sends twice and each once.
+pub async fn replay(
+    store: &dyn Store,
+    endpoint: &WebhookEndpoint,
+    (from, to): (i64, i64),
+    replay_id: &str,
+    now: i64,
+) -> Result<usize> {
+    if from > to {
+        return Err(Error::Validation("from must not be after to".into()));
+    }
+    let query = EventQuery {
+        after_seq: 0,
+        types: endpoint.event_types.clone(),
+        from_ms: Some(from),
+        to_ms: Some(to),
+        limit: MAX_REPLAY + 1,
+    };
+    let events = store.find_webhook_events(&endpoint.app_id, &query).await?;
+    if events.len() > MAX_REPLAY {
+        return Err(Error::LimitExceeded(format!(
+            "a replay re-sends at most {MAX_REPLAY} events; ask for a shorter range"
+        )));
+    }
+    let deliveries: Vec<WebhookDelivery> = events
+        .iter()
+        .map(|event| WebhookDelivery {
+            id: format!("{}:{}:{replay_id}", endpoint.id, event.id),
+            ..delivery_of(endpoint, event, now)
+        })
+        .collect();
+    Ok(store.enqueue_webhook_deliveries(&deliveries).await?.inserted)
+}
+
+/// Queues a `webhook.test` event to `endpoint` (whatever it subscribes to; not kept in the log) and
+/// returns its delivery.
+pub async fn send_test(store: &dyn Store, endpoint: &WebhookEndpoint, correlation_id: &str, now: i64) -> Result<WebhookDelivery> {
+    let id = format!("evt_test_{}", uuid::Uuid::now_v7().simple());
+    let data = json!({"webhook_id": endpoint.id, "message": "a test event sent by the operator"});
+    let body = payload(&id, TEST_EVENT, &endpoint.app_id, now, correlation_id, &data);
+    let delivery = WebhookDelivery::queued(endpoint, &id, TEST_EVENT, body, correlation_id, now);
+    store.enqueue_webhook_deliveries(std::slice::from_ref(&delivery)).await?;
+    Ok(delivery)
+}
+
+/// Removes every app's events and finished deliveries older than `retention` at `now`.
+pub async fn purge_history(store: &dyn Store, retention: Duration, now: i64) -> Result<(u64, u64)> {
+    let before = now - retention.as_millis() as i64;
+    let events = store.purge_webhook_events(before).await?;
+    let deliveries = store.purge_finished_webhook_deliveries(before).await?;
+    Ok((events, deliveries))
+}
