@@ -211,11 +211,7 @@ impl Config {
 
     /// The key that seals secrets at rest; `not_configured` without `CAAS_SECRETS_KEY`.
     pub fn sealing_key(&self) -> Result<crate::domain::sealing::SealingKey> {
-        let key = self.secrets_key.as_deref().ok_or_else(|| {
-            Error::NotConfigured(
-                "this deployment has no CAAS_SECRETS_KEY, which webhooks need to seal their secrets".into(),
-            )
-        })?;
+        let key = self.secrets_key.as_deref().ok_or_else(no_secrets_key)?;
         crate::domain::sealing::SealingKey::from_base64(key)
     }
 
@@ -269,6 +265,11 @@ impl TopicSettings {
         }
         Ok(settings)
     }
+}
+
+/// What a deployment without `CAAS_SECRETS_KEY` answers to anything that seals or opens secrets.
+pub fn no_secrets_key() -> Error {
+    Error::NotConfigured("this deployment has no CAAS_SECRETS_KEY, which webhooks need to seal their secrets".into())
 }
 
 #[cfg(test)]

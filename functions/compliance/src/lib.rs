@@ -142,10 +142,7 @@ pub fn routes(api: Arc<ComplianceApi>) -> Router {
         .with_state(api)
 }
 
-/// Parses a query string into `T`, with a clear error for anything unexpected.
-fn parse_query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T> {
-    serde_urlencoded::from_str(raw.unwrap_or_default()).map_err(|e| Error::Validation(format!("bad query string: {e}")))
-}
+use caas_shared::runtime::http::parse_query;
 
 /// The `app_id` every read and deletion names in its query string.
 #[derive(serde::Deserialize)]

@@ -100,8 +100,7 @@ fn parse_number<T: std::str::FromStr>(name: &str, value: Option<&str>) -> Result
 
 impl SearchParams {
     fn parse(raw: Option<&str>) -> Result<Self> {
-        serde_urlencoded::from_str(raw.unwrap_or_default())
-            .map_err(|e| Error::Validation(format!("bad query string: {e}")))
+        caas_shared::runtime::http::parse_query(raw)
     }
 
     fn into_request(self, app_id: &str, scope: Vec<String>) -> Result<SearchRequest> {

@@ -82,6 +82,11 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// Parses a query string into `T`, with a clear `validation` error for anything unexpected.
+pub fn parse_query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, Error> {
+    serde_urlencoded::from_str(raw.unwrap_or_default()).map_err(|e| Error::Validation(format!("bad query string: {e}")))
+}
+
 /// `value` as a JSON response body; a value that cannot be encoded is an internal error.
 pub fn json_body(value: &impl serde::Serialize) -> Result<axum::Json<serde_json::Value>, Error> {
     serde_json::to_value(value)

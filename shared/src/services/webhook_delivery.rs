@@ -106,7 +106,20 @@ impl Deliverer<'_> {
         tokio::pin!(stop);
         loop {
             if !stopping && in_flight.len() < CONCURRENT_ATTEMPTS {
-                match self.claim(CONCURRENT_ATTEMPTS - in_flight.len(), &per_endpoint, now()).await {
+                // The attempts in flight are driven while the claim runs: one that holds a store
+                // connection must finish to free it, or a claim waiting for a connection never would.
+                let counts = per_endpoint.clone();
+                let claim = self.claim(CONCURRENT_ATTEMPTS - in_flight.len(), &counts, now());
+                tokio::pin!(claim);
+                let claimed = loop {
+                    tokio::select! {
+                        claimed = &mut claim => break claimed,
+                        Some((endpoint_id, attempted)) = in_flight.next(), if !in_flight.is_empty() => {
+                            settle(&mut per_endpoint, &mut report, endpoint_id, attempted);
+                        }
+                    }
+                };
+                match claimed {
                     Ok(claimed) => {
                         for delivery in claimed {
                             *per_endpoint.entry(delivery.endpoint_id.clone()).or_default() += 1;
@@ -125,20 +138,7 @@ impl Deliverer<'_> {
             }
             tokio::select! {
                 Some((endpoint_id, attempted)) = in_flight.next(), if !in_flight.is_empty() => {
-                    if let Some(count) = per_endpoint.get_mut(&endpoint_id) {
-                        *count -= 1;
-                        if *count == 0 {
-                            per_endpoint.remove(&endpoint_id);
-                        }
-                    }
-                    report.attempts += 1;
-                    match attempted {
-                        Ok(attempted) => report.delivered += usize::from(attempted.verdict == Verdict::Delivered),
-                        Err(e) => {
-                            report.errors += 1;
-                            tracing::error!(error = %e, %endpoint_id, "recording a webhook attempt failed");
-                        }
-                    }
+                    settle(&mut per_endpoint, &mut report, endpoint_id, attempted);
                 }
                 _ = tokio::time::sleep(POLL_INTERVAL), if !stopping => {}
                 _ = wake.notified(), if !stopping => {}
@@ -322,6 +322,29 @@ impl Deliverer<'_> {
             .set_webhook_health(&endpoint.app_id, &endpoint.id, failing_since, disable)
             .await?;
         Ok(disable)
+    }
+}
+
+/// Books a finished attempt: its endpoint has one less in flight, and the report counts it.
+fn settle(
+    per_endpoint: &mut HashMap<String, usize>,
+    report: &mut RunReport,
+    endpoint_id: String,
+    attempted: Result<Attempted>,
+) {
+    if let Some(count) = per_endpoint.get_mut(&endpoint_id) {
+        *count -= 1;
+        if *count == 0 {
+            per_endpoint.remove(&endpoint_id);
+        }
+    }
+    report.attempts += 1;
+    match attempted {
+        Ok(attempted) => report.delivered += usize::from(attempted.verdict == Verdict::Delivered),
+        Err(e) => {
+            report.errors += 1;
+            tracing::error!(error = %e, %endpoint_id, "recording a webhook attempt failed");
+        }
     }
 }
 
