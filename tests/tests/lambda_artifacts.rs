@@ -32,6 +32,8 @@ fn templated_functions() -> Vec<String> {
 
 const ADMIN_TOKEN: &str = "artifact-admin-token";
 const JWT_SECRET: &str = "artifact-smoke-test-secret-0123456789abcdef";
+/// 32 bytes in base64, sealing the webhook secrets.
+const SECRETS_KEY: &str = "YXJ0aWZhY3Qtc2Vjc3JldHMta2V5LTAxMjM0NTY3ODk=";
 
 /// `<target>/lambda`, where `cargo lambda build` puts `<binary>/bootstrap`.
 fn artifacts_dir() -> PathBuf {
@@ -101,6 +103,12 @@ fn zipped_size(path: &Path) -> u64 {
     encoder.finish().unwrap().len() as u64
 }
 
+/// What EventBridge Scheduler sends a scheduled function.
+fn schedule_event() -> Value {
+    json!({"version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
+        "source": "aws.scheduler", "time": "2026-12-01T00:00:00Z", "detail": {}})
+}
+
 struct Harness {
     stack: Stack,
     database: String,
@@ -131,6 +139,9 @@ impl Harness {
                 .env("CAAS_STORE_DATABASE", &self.database)
                 .env("CAAS_JWT_SECRET", JWT_SECRET)
                 .env("CAAS_ADMIN_TOKEN", ADMIN_TOKEN)
+                .env("CAAS_SECRETS_KEY", SECRETS_KEY)
+                .env("CAAS_WEBHOOKS_ALLOW_LOOPBACK_HTTP", "1")
+                .env("CAAS_WEBHOOK_WORKER_SECS", "2")
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
@@ -331,8 +342,35 @@ async fn every_release_artifact_answers_its_event() {
         .stored("conversation_summaries", doc! {"_id": &conversation_id})
         .await
         .is_some());
-    let report = h.invoke("index-messages", batch).await;
+    let report = h.invoke("index-messages", batch.clone()).await;
     assert_eq!(report["indexed"], 1, "{report}");
+
+    // deliver-webhooks, webhook-worker: an endpoint registered through the auth artifact gets the
+    // message's event, queued by the one and POSTed by the other (a Scheduler invocation).
+    let (received_tx, mut received) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::Json<Value>| async move {
+            received_tx.send(body.0).ok();
+            axum::http::StatusCode::NO_CONTENT
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+    let request = json!({"url": hook, "event_types": ["message.new"]});
+    let path = format!("/api/v1/admin/apps/{app_id}/webhooks");
+    let (status, created) = h.call("auth", "POST", &path, &[admin], Some(request)).await;
+    assert_eq!(status, 201, "{created}");
+    let report = h.invoke("deliver-webhooks", batch).await;
+    assert_eq!((&report["events"], &report["deliveries"]), (&json!(1), &json!(1)), "{report}");
+    let report = h.invoke("webhook-worker", schedule_event()).await;
+    assert_eq!(report["delivered"], 1, "{report}");
+    let event = received.recv().await.expect("the receiver got the event");
+    assert_eq!(
+        (&event["type"], &event["correlation_id"]),
+        (&json!("message.new"), &json!("artifact-correlation"))
+    );
 
     // search: the index the previous artifact wrote answers, scoped by the caller's memberships.
     let (status, found) = h
@@ -372,9 +410,7 @@ async fn every_release_artifact_answers_its_event() {
         .is_some());
 
     // enforce-retention: a Scheduler invocation; the app has no retention policy, so nothing goes.
-    let schedule = json!({"version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
-        "source": "aws.scheduler", "time": "2026-12-01T00:00:00Z", "detail": {}});
-    let report = h.invoke("enforce-retention", schedule).await;
+    let report = h.invoke("enforce-retention", schedule_event()).await;
     assert!(report["apps"].is_array(), "{report}");
     assert!(h
         .stored("messages", doc! {"client_msg_id": "artifact-1"})

@@ -459,14 +459,14 @@ async fn event_logs_are_appended_once_in_order_per_app(store: &dyn Store) {
     let base = random_base();
     let first = event(&app, "a", "message.new", base);
     let second = event(&app, "b", "message.new", base + 1);
-    let elsewhere = event(&other_app, "a", "message.new", base + 2);
+    let elsewhere = event(&other_app, &unique("x"), "message.new", base + 2);
     let stored = store
         .append_webhook_events(&[first.clone(), elsewhere.clone(), second.clone(), first.clone()])
         .await
         .unwrap();
     assert_eq!(
         seqs(&stored),
-        [("a".into(), 1), ("a".into(), 1), ("b".into(), 2), ("a".into(), 1)],
+        [("a".into(), 1), (elsewhere.id.clone(), 1), ("b".into(), 2), ("a".into(), 1)],
         "each app's log counts from 1; an event twice in a batch is stored once"
     );
     assert_eq!(stored[1].app_id, other_app);

@@ -106,7 +106,8 @@ pub trait WebhookDeliveryStore: Send + Sync {
 /// Each app's webhook event log, kept for replay: events in the order they were first stored.
 #[async_trait]
 pub trait WebhookEventStore: Send + Sync {
-    /// Stores the events not stored yet, giving each the next `seq` of its app's log, and returns every
+    /// Stores the events not stored yet (event ids are unique across apps: they are derived from the
+    /// app id), giving each the next `seq` of its app's log, and returns every
     /// one of them as stored (an event stored before keeps its `seq` and payload), in the given order.
     /// Logs are appended by one writer at a time (the deliver-webhooks function), so a reader that
     /// follows the cursor never skips an event stored after it read.
