@@ -140,11 +140,9 @@ impl Config {
             ),
             None => None,
         };
-        let webhook_retry_schedule = crate::domain::webhooks::retry::parse_schedule(&get(
-            "CAAS_WEBHOOK_RETRY_SCHEDULE",
-            "",
-        ))
-        .map_err(|e| Error::Config(format!("CAAS_WEBHOOK_RETRY_SCHEDULE: {e}")))?;
+        let webhook_retry_schedule =
+            crate::domain::webhooks::retry::parse_schedule(&get("CAAS_WEBHOOK_RETRY_SCHEDULE", ""))
+                .map_err(|e| Error::Config(format!("CAAS_WEBHOOK_RETRY_SCHEDULE: {e}")))?;
         let webhook_retention_days = get("CAAS_WEBHOOK_RETENTION_DAYS", "7")
             .parse::<u64>()
             .ok()

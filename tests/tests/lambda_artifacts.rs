@@ -363,7 +363,11 @@ async fn every_release_artifact_answers_its_event() {
     let (status, created) = h.call("auth", "POST", &path, &[admin], Some(request)).await;
     assert_eq!(status, 201, "{created}");
     let report = h.invoke("deliver-webhooks", batch).await;
-    assert_eq!((&report["events"], &report["deliveries"]), (&json!(1), &json!(1)), "{report}");
+    assert_eq!(
+        (&report["events"], &report["deliveries"]),
+        (&json!(1), &json!(1)),
+        "{report}"
+    );
     let report = h.invoke("webhook-worker", schedule_event()).await;
     assert_eq!(report["delivered"], 1, "{report}");
     let event = received.recv().await.expect("the receiver got the event");

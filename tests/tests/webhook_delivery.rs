@@ -58,7 +58,13 @@ async fn receive(
         body: body.to_vec(),
         at: Instant::now(),
     };
-    let script = receivers.scripts.lock().unwrap().get(&name).copied().unwrap_or_default();
+    let script = receivers
+        .scripts
+        .lock()
+        .unwrap()
+        .get(&name)
+        .copied()
+        .unwrap_or_default();
     let count = {
         let mut got = receivers.got.lock().unwrap();
         let list = got.entry(name).or_default();
@@ -90,7 +96,11 @@ impl Receivers {
             if got.len() >= count {
                 return got;
             }
-            assert!(Instant::now() < deadline, "{name} got {} of {count} requests", got.len());
+            assert!(
+                Instant::now() < deadline,
+                "{name} got {} of {count} requests",
+                got.len()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -202,11 +212,7 @@ async fn send(client: &mut Client, conversation_id: &str, client_msg_id: &str) -
 #[tokio::test]
 async fn events_are_signed_retried_dead_lettered_and_replayable() {
     // Three retries a second apart: four attempts in about three seconds.
-    let platform = Platform::start_with(
-        "webhook_delivery",
-        2,
-        &[("CAAS_WEBHOOK_RETRY_SCHEDULE", "1,1,1")],
-    );
+    let platform = Platform::start_with("webhook_delivery", 2, &[("CAAS_WEBHOOK_RETRY_SCHEDULE", "1,1,1")]);
     let receivers = Arc::new(Receivers::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hooks = format!("http://{}", listener.local_addr().unwrap());
@@ -226,9 +232,15 @@ async fn events_are_signed_retried_dead_lettered_and_replayable() {
     let (main_id, main_secret) = operator
         .register(app_id, &format!("{hooks}/main"), &["message.new", "member.added"])
         .await;
-    let (flaky_id, _) = operator.register(app_id, &format!("{hooks}/flaky"), &["message.new"]).await;
-    let (refusing_id, _) = operator.register(app_id, &format!("{hooks}/refusing"), &["message.new"]).await;
-    let (gone_id, _) = operator.register(app_id, &format!("{hooks}/gone"), &["message.new"]).await;
+    let (flaky_id, _) = operator
+        .register(app_id, &format!("{hooks}/flaky"), &["message.new"])
+        .await;
+    let (refusing_id, _) = operator
+        .register(app_id, &format!("{hooks}/refusing"), &["message.new"])
+        .await;
+    let (gone_id, _) = operator
+        .register(app_id, &format!("{hooks}/gone"), &["message.new"])
+        .await;
     let (dead_id, _) = operator
         .register(&other_app.0, &format!("{hooks}/dead"), &["message.new"])
         .await;
@@ -287,9 +299,7 @@ async fn events_are_signed_retried_dead_lettered_and_replayable() {
     let sent = send(&mut alice, &group, "first").await;
 
     // Signed, with the same id in the header and the body, and the correlation id of the send.
-    let first = receivers
-        .wait_for_event("main", |e| e["type"] == "message.new")
-        .await;
+    let first = receivers.wait_for_event("main", |e| e["type"] == "message.new").await;
     assert_eq!(signatures(&first), [expected_signature(&main_secret, &first)]);
     let body = first.json();
     assert_eq!(first.headers["webhook-id"], body["id"].as_str().unwrap());
@@ -332,20 +342,34 @@ async fn events_are_signed_retried_dead_lettered_and_replayable() {
     let ids: Vec<&str> = flaky.iter().map(|r| r.headers["webhook-id"].as_str()).collect();
     assert_eq!(ids, [first.headers["webhook-id"].as_str(); 4]);
     let listed = operator
-        .deliveries_until(app_id, &flaky_id, |d| d.first().is_some_and(|d| d["status"] == "delivered"))
+        .deliveries_until(app_id, &flaky_id, |d| {
+            d.first().is_some_and(|d| d["status"] == "delivered")
+        })
         .await;
-    assert_eq!((&listed[0]["attempts"], &listed[0]["last_status"]), (&json!(4), &json!(200)));
+    assert_eq!(
+        (&listed[0]["attempts"], &listed[0]["last_status"]),
+        (&json!(4), &json!(200))
+    );
 
     // 400: not retried, dead at once. 410: dead, and the endpoint disabled.
     let refused = operator
-        .deliveries_until(app_id, &refusing_id, |d| d.first().is_some_and(|d| d["status"] == "dead"))
+        .deliveries_until(app_id, &refusing_id, |d| {
+            d.first().is_some_and(|d| d["status"] == "dead")
+        })
         .await;
-    assert_eq!((&refused[0]["attempts"], &refused[0]["last_status"]), (&json!(1), &json!(400)));
+    assert_eq!(
+        (&refused[0]["attempts"], &refused[0]["last_status"]),
+        (&json!(1), &json!(400))
+    );
     operator
         .deliveries_until(app_id, &gone_id, |d| d.first().is_some_and(|d| d["status"] == "dead"))
         .await;
     let (_, gone) = operator
-        .call(Method::GET, &format!("/api/v1/admin/apps/{app_id}/webhooks/{gone_id}"), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/admin/apps/{app_id}/webhooks/{gone_id}"),
+            None,
+        )
         .await;
     assert_eq!(
         (&gone["webhook"]["enabled"], &gone["webhook"]["disabled_reason"]),
@@ -388,7 +412,10 @@ async fn events_are_signed_retried_dead_lettered_and_replayable() {
             d.len() == 8 && d.iter().all(|d| d["status"] == "dead")
         })
         .await;
-    assert!(dead.iter().all(|d| d["attempts"] == 4 && d["last_status"] == 500), "{dead:?}");
+    assert!(
+        dead.iter().all(|d| d["attempts"] == 4 && d["last_status"] == 500),
+        "{dead:?}"
+    );
 
     // Rotation: both signatures while the old secret overlaps.
     let (status, rotated) = operator
@@ -416,7 +443,11 @@ async fn events_are_signed_retried_dead_lettered_and_replayable() {
 
     // A receiver down for a while: the events API returns the window in order, page by page.
     let (_, page) = operator
-        .call(Method::GET, &format!("/api/v1/admin/apps/{app_id}/events?limit=500"), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/admin/apps/{app_id}/events?limit=500"),
+            None,
+        )
         .await;
     let cursor = page["next_cursor"].as_str().unwrap().to_owned();
     let window_start = caas_shared::now_ms();
@@ -467,13 +498,20 @@ async fn events_are_signed_retried_dead_lettered_and_replayable() {
         if times == [2; 5] {
             break;
         }
-        assert!(Instant::now() < deadline, "each event of the window live and replayed: {times:?}");
+        assert!(
+            Instant::now() < deadline,
+            "each event of the window live and replayed: {times:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // The operator's tools: a test event, and one more attempt at a dead-lettered delivery.
     let (status, tested) = operator
-        .call(Method::POST, &format!("/api/v1/admin/apps/{app_id}/webhooks/{main_id}/test"), None)
+        .call(
+            Method::POST,
+            &format!("/api/v1/admin/apps/{app_id}/webhooks/{main_id}/test"),
+            None,
+        )
         .await;
     assert_eq!(status, 202, "{tested}");
     receivers.wait_for_event("main", |e| e["type"] == "webhook.test").await;
@@ -483,15 +521,41 @@ async fn events_are_signed_retried_dead_lettered_and_replayable() {
         refused[0]["id"].as_str().unwrap()
     );
     let (status, retried) = operator.call(Method::POST, &retry_path, None).await;
-    assert_eq!((status, &retried["delivery"]["status"]), (200, &json!("pending")), "{retried}");
-    receivers.wait_for("refusing", refused_before + 1, Duration::from_secs(30)).await;
+    assert_eq!(
+        (status, &retried["delivery"]["status"]),
+        (200, &json!("pending")),
+        "{retried}"
+    );
+    receivers
+        .wait_for("refusing", refused_before + 1, Duration::from_secs(30))
+        .await;
 
     // Bad input: JSON errors, and another app's endpoint is not found.
     for (method, path, body, expected) in [
-        (Method::GET, format!("/api/v1/admin/apps/{app_id}/events?after=-3"), None, 400),
-        (Method::GET, format!("/api/v1/admin/apps/{app_id}/events?types=message.exploded"), None, 400),
-        (Method::GET, format!("/api/v1/admin/apps/{app_id}/events?limit=0"), None, 400),
-        (Method::GET, format!("/api/v1/admin/apps/{app_id}/events?colour=red"), None, 400),
+        (
+            Method::GET,
+            format!("/api/v1/admin/apps/{app_id}/events?after=-3"),
+            None,
+            400,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/admin/apps/{app_id}/events?types=message.exploded"),
+            None,
+            400,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/admin/apps/{app_id}/events?limit=0"),
+            None,
+            400,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/admin/apps/{app_id}/events?colour=red"),
+            None,
+            400,
+        ),
         (
             Method::POST,
             format!("/api/v1/admin/apps/{app_id}/webhooks/{main_id}/replay"),

@@ -10,6 +10,7 @@ pub mod persist;
 pub mod report;
 pub mod servers;
 pub mod storm;
+pub mod webhooks;
 
 use caas_shared::config::Config;
 use caas_shared::domain::model::App;
@@ -120,6 +121,7 @@ pub struct Plan {
     pub fan_out: Vec<fanout::FanOutSettings>,
     pub storm: Option<storm::StormSettings>,
     pub persist: Option<persist::PersistSettings>,
+    pub webhooks: Option<webhooks::WebhookSettings>,
 }
 
 impl Plan {
@@ -178,6 +180,7 @@ impl Plan {
                 messages: 20_000,
                 naive_seconds: 15.0,
             }),
+            webhooks: Some(webhooks::WebhookSettings { events: 20_000 }),
         }
     }
 
@@ -206,10 +209,11 @@ impl Plan {
                 messages: 200,
                 naive_seconds: 2.0,
             }),
+            webhooks: Some(webhooks::WebhookSettings { events: 200 }),
         }
     }
 
-    /// Keeps only the scenarios named in `wanted` (`idle`, `fanout`, `storm`, `persist`).
+    /// Keeps only the scenarios named in `wanted` (`idle`, `fanout`, `storm`, `persist`, `webhooks`).
     pub fn only(&mut self, wanted: &[&str]) {
         if !wanted.contains(&"idle") {
             self.idle = None;
@@ -222,6 +226,9 @@ impl Plan {
         }
         if !wanted.contains(&"persist") {
             self.persist = None;
+        }
+        if !wanted.contains(&"webhooks") {
+            self.webhooks = None;
         }
     }
 }
@@ -281,6 +288,11 @@ pub async fn run(
         tracing::info!("persistence");
         env.fresh_backends()?;
         report.persist = Some(persist::run(settings, env).await?);
+    }
+    if let Some(settings) = &plan.webhooks {
+        tracing::info!("webhooks");
+        env.fresh_backends()?;
+        report.webhooks = Some(webhooks::run(settings, env).await?);
     }
     Ok(report)
 }

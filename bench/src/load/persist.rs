@@ -31,7 +31,7 @@ pub struct PersistResult {
     pub naive_per_sec: f64,
 }
 
-fn messages(env: &Environment, count: usize) -> Vec<Message> {
+pub(super) fn messages(env: &Environment, count: usize) -> Vec<Message> {
     let conversations: Vec<String> = (0..100).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     (0..count)
         .map(|i| Message {
@@ -51,7 +51,13 @@ fn messages(env: &Environment, count: usize) -> Vec<Message> {
 
 /// Consumes `topic` in a new group, handing batches to `write` (which returns how many it stored)
 /// until `target` are stored or `limit` passed; returns how many and how long.
-async fn drain<F, Fut>(bus: &dyn Bus, topic: &str, target: usize, limit: Duration, write: F) -> Result<(usize, f64)>
+pub(super) async fn drain<F, Fut>(
+    bus: &dyn Bus,
+    topic: &str,
+    target: usize,
+    limit: Duration,
+    write: F,
+) -> Result<(usize, f64)>
 where
     F: Fn(aws_lambda_events::event::kafka::KafkaEvent) -> Fut,
     Fut: std::future::Future<Output = caas_shared::Result<usize>>,
@@ -80,21 +86,11 @@ where
     Ok((stored.load(Ordering::Relaxed), seconds))
 }
 
-pub async fn run(settings: &PersistSettings, env: &Environment) -> Result<PersistResult> {
-    // A producer of its own: the environment's may be tied to a broker that was restarted empty
-    // between scenarios (its idempotent-producer state then refers to a log that no longer exists).
-    let bus_handle = caas_shared::ports::bus::connect(&env.config.bus_url).await?;
-    let bus = bus_handle.as_ref();
-    let topic = format!("caas.bench.messages.{}", uuid::Uuid::new_v4().simple());
-    // persist-messages also publishes acks: the platform's topics must exist on a fresh broker.
-    bus.ensure_topics(&caas_shared::domain::events::topics::ALL).await?;
-    bus.ensure_topics(&[topic.as_str()]).await?;
-    let batch = messages(env, settings.messages);
-    let started = Instant::now();
+/// Publishes each message as a `message.created` record on `topic`, 1,000 in flight.
+pub(super) async fn produce(bus: &dyn Bus, topic: &str, batch: &[Message]) -> Result<()> {
     stream::iter(batch.iter())
         .map(|message| {
             let headers = EventHeaders::new(&message.app_id, "message.created", &message.correlation_id);
-            let topic = topic.as_str();
             async move {
                 let event = MessageEvent::Created(message.clone());
                 bus.publish_json(topic, &message.conversation_id, &headers, &event)
@@ -104,6 +100,20 @@ pub async fn run(settings: &PersistSettings, env: &Environment) -> Result<Persis
         .buffer_unordered(1_000)
         .try_collect::<()>()
         .await?;
+    Ok(())
+}
+
+pub async fn run(settings: &PersistSettings, env: &Environment) -> Result<PersistResult> {
+    // A producer of its own: the environment's may be tied to a broker that was restarted empty
+    // between scenarios (its idempotent-producer state then refers to a log that no longer exists).
+    let bus_handle = caas_shared::ports::bus::connect(&env.config.bus_url).await?;
+    let bus = bus_handle.as_ref();
+    let topic = format!("caas.bench.messages.{}", uuid::Uuid::new_v4().simple());
+    // persist-messages also publishes acks: the platform's topics must exist on a fresh broker.
+    bus.ensure_topics(&caas_shared::domain::events::topics::ALL).await?;
+    bus.ensure_topics(&[topic.as_str()]).await?;
+    let started = Instant::now();
+    produce(bus, &topic, &messages(env, settings.messages)).await?;
     let produce_per_sec = settings.messages as f64 / started.elapsed().as_secs_f64();
 
     let persist = persist_messages::PersistMessages::new(env.store.clone(), std::sync::Arc::clone(&bus_handle));

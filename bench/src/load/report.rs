@@ -5,6 +5,7 @@ use super::fanout::FanOutResult;
 use super::idle::IdleResult;
 use super::persist::PersistResult;
 use super::storm::StormResult;
+use super::webhooks::WebhookResult;
 use super::Plan;
 use serde::Serialize;
 use std::fmt::Write;
@@ -18,6 +19,7 @@ pub struct LoadReport {
     pub fan_out: Vec<FanOutResult>,
     pub storm: Vec<StormResult>,
     pub persist: Option<PersistResult>,
+    pub webhooks: Option<WebhookResult>,
 }
 
 /// CPU model, core count and memory, from `/proc`.
@@ -92,6 +94,7 @@ impl LoadReport {
             fan_out: Vec::new(),
             storm: Vec::new(),
             persist: None,
+            webhooks: None,
         }
     }
 
@@ -280,6 +283,24 @@ impl LoadReport {
                 "\npersist-messages / naive: {}; producing the records ran at {:.0} msgs/s.",
                 ratio(p.persist_messages_per_sec, p.naive_per_sec),
                 p.produce_per_sec
+            );
+        }
+        if let Some(w) = &self.webhooks {
+            let _ = writeln!(
+                out,
+                "\n## Webhooks (Kafka → event log → signed POSTs to a local receiver)\n"
+            );
+            let _ = writeln!(out, "| events | recorded and queued /s | delivered /s (end to end) |");
+            let _ = writeln!(out, "|---:|---:|---:|");
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:.0} |",
+                w.events, w.recorded_per_sec, w.delivered_per_sec
+            );
+            let _ = writeln!(
+                out,
+                "\nAdded cost on the send path: none — the socket node reads no webhook setting and publishes \
+                 nothing more; deliver-webhooks is one more consumer group on `caas.messages`."
             );
         }
         out

@@ -114,8 +114,14 @@ pub fn routes(service: Arc<AuthService>) -> Router {
             "/api/v1/admin/apps/{app_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
             post(webhooks::retry_delivery),
         )
-        .route("/api/v1/admin/apps/{app_id}/webhooks/{webhook_id}/test", post(webhooks::test))
-        .route("/api/v1/admin/apps/{app_id}/webhooks/{webhook_id}/replay", post(webhooks::replay))
+        .route(
+            "/api/v1/admin/apps/{app_id}/webhooks/{webhook_id}/test",
+            post(webhooks::test),
+        )
+        .route(
+            "/api/v1/admin/apps/{app_id}/webhooks/{webhook_id}/replay",
+            post(webhooks::replay),
+        )
         .route("/api/v1/admin/apps/{app_id}/events", get(webhooks::events))
         .route("/api/v1/auth/sdk/token", post(issue_sdk_token))
         .route("/api/v1/auth/refresh", post(refresh))

@@ -5,10 +5,10 @@
 //! the app's event log read with a cursor.
 
 use super::*;
-use axum::http::StatusCode;
-use caas_shared::domain::sealing::SealingKey;
 use axum::extract::RawQuery;
+use axum::http::StatusCode;
 use caas_shared::domain::model::{DeliveryStatus, EventQuery, WebhookDelivery};
+use caas_shared::domain::sealing::SealingKey;
 use caas_shared::runtime::http::{parse_query, read_optional_json};
 use caas_shared::services::webhook_events;
 use caas_shared::services::webhooks::{self, EndpointChange, NewEndpoint, WebhookAdmin};
@@ -197,14 +197,13 @@ pub(crate) async fn events(
 ) -> Result<Json<Value>> {
     admin::require_operator(&service, &headers)?;
     let query: EventsQuery = parse_query(raw.as_deref())?;
-    let after_seq = match query.after.as_deref().filter(|a| !a.is_empty()) {
-        None => 0,
-        Some(cursor) => cursor
-            .parse::<i64>()
-            .ok()
-            .filter(|seq| *seq >= 0)
-            .ok_or_else(|| Error::Validation(format!("after must be a cursor from an earlier page, got {cursor:?}")))?,
-    };
+    let after_seq =
+        match query.after.as_deref().filter(|a| !a.is_empty()) {
+            None => 0,
+            Some(cursor) => cursor.parse::<i64>().ok().filter(|seq| *seq >= 0).ok_or_else(|| {
+                Error::Validation(format!("after must be a cursor from an earlier page, got {cursor:?}"))
+            })?,
+        };
     let types: Vec<String> = query
         .types
         .as_deref()
@@ -229,7 +228,9 @@ pub(crate) async fn events(
         limit,
         ..EventQuery::default()
     };
-    Ok(Json(webhook_events::read_events(service.store.as_ref(), &app_id, query).await?))
+    Ok(Json(
+        webhook_events::read_events(service.store.as_ref(), &app_id, query).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -256,7 +257,10 @@ pub(crate) async fn replay(
     let range = (request.from, request.to);
     let queued = webhook_events::replay(service.store.as_ref(), &endpoint, range, &replay_id, now_ms()).await?;
     tracing::info!(app_id, webhook_id = %id, queued, %correlation_id, "webhook replay queued");
-    Ok((StatusCode::ACCEPTED, Json(json!({"replay_id": replay_id, "queued": queued}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"replay_id": replay_id, "queued": queued})),
+    ))
 }
 
 /// A delivery as the operator sees it (without the payload, which the events API returns).
@@ -335,6 +339,10 @@ pub(crate) async fn test(
 ) -> Result<(StatusCode, Json<Value>)> {
     let admin = admin(&service, &headers)?;
     let endpoint = admin.get(&app_id, &id).await?;
-    let delivery = webhook_events::send_test(service.store.as_ref(), &endpoint, correlation_id.as_str(), now_ms()).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"delivery": delivery_view(&delivery)}))))
+    let delivery =
+        webhook_events::send_test(service.store.as_ref(), &endpoint, correlation_id.as_str(), now_ms()).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"delivery": delivery_view(&delivery)})),
+    ))
 }

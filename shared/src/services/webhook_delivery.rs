@@ -3,11 +3,11 @@
 //! dead-lettered; `410 Gone` and a day of failures disable the endpoint. Nothing here sleeps: a retry is a
 //! due time in the queue, so one slow endpoint holds up nothing but its own deliveries.
 
+use crate::domain::audit::{actions, Actor, AuditEvent, Target};
 use crate::domain::model::{AttemptRecord, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
 use crate::domain::sealing::SealingKey;
 use crate::domain::webhooks::retry::{self, Attempt, Verdict, DISABLE_AFTER_FAILING};
 use crate::domain::webhooks::signature_header;
-use crate::domain::audit::{actions, Actor, AuditEvent, Target};
 use crate::ports::bus::Bus;
 use crate::ports::store::{ClaimLimit, Store};
 use crate::ports::webhook_transport::{OutboundRequest, Outcome, WebhookTransport, DELIVERY_TIMEOUT};

@@ -168,11 +168,22 @@ async fn a_refusal_is_not_retried_and_gone_disables_the_endpoint() {
         (endpoint.enabled, endpoint.disabled_reason.as_deref()),
         (false, Some("gone"))
     );
-    let mut audit = s.bus.group_consumer(crate::domain::events::topics::AUDIT, "t").await.unwrap();
-    let told = tokio::time::timeout(Duration::from_secs(5), audit.next()).await.unwrap().unwrap();
+    let mut audit = s
+        .bus
+        .group_consumer(crate::domain::events::topics::AUDIT, "t")
+        .await
+        .unwrap();
+    let told = tokio::time::timeout(Duration::from_secs(5), audit.next())
+        .await
+        .unwrap()
+        .unwrap();
     let told: AuditEvent = serde_json::from_slice(&told.payload).unwrap();
     assert_eq!(
-        (told.action.as_str(), told.target.id.as_str(), told.details["reason"].as_str()),
+        (
+            told.action.as_str(),
+            told.target.id.as_str(),
+            told.details["reason"].as_str()
+        ),
         ("webhook.disabled", s.endpoint.id.as_str(), Some("gone")),
         "the operator is told through the audit trail"
     );

@@ -53,17 +53,27 @@ impl WebhookIngest<'_> {
             }
         }
         let mut events = Vec::new();
+        let mut members = HashMap::new();
         for mut draft in drafts {
             if endpoints[&draft.app_id].is_empty() {
                 continue;
             }
             if let Some((conversation_id, sender_id)) = &draft.offline_of {
-                let offline = self.offline_members(&draft.app_id, conversation_id, sender_id).await?;
+                let offline = self
+                    .offline_members(&mut members, &draft.app_id, conversation_id, sender_id)
+                    .await?;
                 draft.data["offline_member_ids"] = json!(offline);
             }
             let id = event_id(&draft.app_id, draft.event_type, &draft.key);
             events.push(WebhookEvent {
-                payload: payload(&id, draft.event_type, &draft.app_id, now, &draft.correlation_id, &draft.data),
+                payload: payload(
+                    &id,
+                    draft.event_type,
+                    &draft.app_id,
+                    now,
+                    &draft.correlation_id,
+                    &draft.data,
+                ),
                 id,
                 app_id: draft.app_id,
                 seq: 0,
@@ -93,16 +103,28 @@ impl WebhookIngest<'_> {
     }
 
     /// The members of the conversation other than the sender with no live connection now (the
-    /// platform's presence: a connection renews it while it lives).
-    async fn offline_members(&self, app_id: &str, conversation_id: &str, sender_id: &str) -> Result<Vec<String>> {
-        let Some(conversation) = self.store.find_conversation(app_id, conversation_id).await? else {
-            return Ok(Vec::new());
-        };
-        let others: Vec<String> = conversation
-            .member_ids
-            .into_iter()
-            .filter(|member| member != sender_id)
+    /// platform's presence: a connection renews it while it lives). `members` keeps each conversation's
+    /// members for the rest of the batch.
+    async fn offline_members(
+        &self,
+        members: &mut HashMap<(String, String), Vec<String>>,
+        app_id: &str,
+        conversation_id: &str,
+        sender_id: &str,
+    ) -> Result<Vec<String>> {
+        let key = (app_id.to_owned(), conversation_id.to_owned());
+        if !members.contains_key(&key) {
+            let conversation = self.store.find_conversation(app_id, conversation_id).await?;
+            members.insert(key.clone(), conversation.map(|c| c.member_ids).unwrap_or_default());
+        }
+        let others: Vec<String> = members[&key]
+            .iter()
+            .filter(|member| *member != sender_id)
+            .cloned()
             .collect();
+        if others.is_empty() {
+            return Ok(others);
+        }
         let online = self.cache.online(app_id, &others).await?;
         Ok(others
             .into_iter()
@@ -186,12 +208,19 @@ pub async fn replay(
 
 /// Queues a `webhook.test` event to `endpoint` (whatever it subscribes to; not kept in the log) and
 /// returns its delivery.
-pub async fn send_test(store: &dyn Store, endpoint: &WebhookEndpoint, correlation_id: &str, now: i64) -> Result<WebhookDelivery> {
+pub async fn send_test(
+    store: &dyn Store,
+    endpoint: &WebhookEndpoint,
+    correlation_id: &str,
+    now: i64,
+) -> Result<WebhookDelivery> {
     let id = format!("evt_test_{}", uuid::Uuid::now_v7().simple());
     let data = json!({"webhook_id": endpoint.id, "message": "a test event sent by the operator"});
     let body = payload(&id, TEST_EVENT, &endpoint.app_id, now, correlation_id, &data);
     let delivery = WebhookDelivery::queued(endpoint, &id, TEST_EVENT, body, correlation_id, now);
-    store.enqueue_webhook_deliveries(std::slice::from_ref(&delivery)).await?;
+    store
+        .enqueue_webhook_deliveries(std::slice::from_ref(&delivery))
+        .await?;
     Ok(delivery)
 }
 
@@ -201,4 +230,129 @@ pub async fn purge_history(store: &dyn Store, retention: Duration, now: i64) -> 
     let events = store.purge_webhook_events(before).await?;
     let deliveries = store.purge_finished_webhook_deliveries(before).await?;
     Ok((events, deliveries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::events::MessageEvent;
+    use crate::domain::model::Message;
+    use crate::domain::webhooks::events::from_message_event;
+    use crate::ports::cache::MemoryCache;
+    use crate::ports::store::{MemoryStore, WebhookDeliveryStore, WebhookStore};
+
+    fn endpoint(id: &str, types: &[&str]) -> WebhookEndpoint {
+        WebhookEndpoint {
+            id: id.into(),
+            app_id: "app".into(),
+            url: "https://hooks.example.com/".into(),
+            event_types: types.iter().map(|t| t.to_string()).collect(),
+            description: String::new(),
+            enabled: true,
+            disabled_reason: None,
+            failing_since: None,
+            secret_sealed: "v1.x".into(),
+            previous_secret_sealed: None,
+            previous_secret_until: None,
+            created_at: 0,
+            updated_at: 0,
+            correlation_id: "c".into(),
+        }
+    }
+
+    fn new_message(id: &str) -> Draft {
+        let message = Message {
+            id: id.into(),
+            app_id: "app".into(),
+            conversation_id: "c1".into(),
+            sender_id: "alice".into(),
+            ..Message::default()
+        };
+        from_message_event(&MessageEvent::Created(message)).unwrap()
+    }
+
+    /// Three new messages recorded at 100, 200, 300 for an app with one endpoint.
+    async fn logged() -> (MemoryStore, WebhookEndpoint) {
+        let store = MemoryStore::new();
+        let cache = MemoryCache::new();
+        let hook = endpoint("wh", &["message.new"]);
+        store.insert_webhook(&hook, 10).await.unwrap();
+        let ingest = WebhookIngest {
+            store: &store,
+            cache: &cache,
+        };
+        for (id, at) in [("m1", 100), ("m2", 200), ("m3", 300)] {
+            ingest.ingest(vec![new_message(id)], at).await.unwrap();
+        }
+        (store, hook)
+    }
+
+    #[tokio::test]
+    async fn the_log_is_read_in_pages_by_cursor() {
+        let (store, _) = logged().await;
+        let page = |after_seq| EventQuery {
+            after_seq,
+            limit: 2,
+            ..EventQuery::default()
+        };
+        let first = read_events(&store, "app", page(0)).await.unwrap();
+        let ids: Vec<&Value> = first["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["data"]["message"]["id"])
+            .collect();
+        assert_eq!(ids, [&json!("m1"), &json!("m2")]);
+        assert_eq!((&first["next_cursor"], &first["has_more"]), (&json!("2"), &json!(true)));
+        assert_eq!(first["events"][1]["cursor"], "2");
+        let second = read_events(&store, "app", page(2)).await.unwrap();
+        assert_eq!(second["events"][0]["data"]["message"]["id"], "m3");
+        let past_the_end = read_events(&store, "app", page(3)).await.unwrap();
+        assert_eq!(
+            (&past_the_end["events"], &past_the_end["next_cursor"]),
+            (&json!([]), &json!("3")),
+            "the cursor stays where it was"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replay_queues_a_window_again_each_time_it_is_asked() {
+        let (store, hook) = logged().await;
+        assert_eq!(store.list_webhook_deliveries("app", "wh", 10).await.unwrap().len(), 3);
+        assert_eq!(replay(&store, &hook, (150, 300), "r1", 400).await.unwrap(), 2);
+        assert_eq!(
+            replay(&store, &hook, (150, 300), "r1", 400).await.unwrap(),
+            0,
+            "the same replay once"
+        );
+        assert_eq!(replay(&store, &hook, (0, 1_000), "r2", 400).await.unwrap(), 3);
+        let queued = store.list_webhook_deliveries("app", "wh", 10).await.unwrap();
+        assert_eq!(queued.len(), 8);
+        let replayed = queued.iter().filter(|d| d.id.ends_with(":r1")).count();
+        assert_eq!(replayed, 2);
+        assert!(matches!(
+            replay(&store, &hook, (300, 150), "r3", 400).await,
+            Err(Error::Validation(_))
+        ));
+        let other_types = endpoint("wh2", &["member.added"]);
+        assert_eq!(
+            replay(&store, &other_types, (0, 1_000), "r4", 400).await.unwrap(),
+            0,
+            "only its types"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_test_event_goes_to_its_endpoint_whatever_it_subscribes_to() {
+        let store = MemoryStore::new();
+        let hook = endpoint("wh", &["member.added"]);
+        let delivery = send_test(&store, &hook, "corr", 5).await.unwrap();
+        assert_eq!((delivery.event_type.as_str(), delivery.due_at), (TEST_EVENT, 5));
+        let body: Value = serde_json::from_str(&delivery.payload).unwrap();
+        assert_eq!(
+            (&body["type"], &body["id"]),
+            (&json!("webhook.test"), &json!(delivery.event_id))
+        );
+        assert_eq!(store.list_webhook_deliveries("app", "wh", 10).await.unwrap().len(), 1);
+    }
 }

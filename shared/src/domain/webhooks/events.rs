@@ -50,7 +50,14 @@ pub fn event_id(app_id: &str, event_type: &str, key: &str) -> String {
 }
 
 /// The body of an event, as every endpoint receives it.
-pub fn payload(id: &str, event_type: &str, app_id: &str, created_at: i64, correlation_id: &str, data: &Value) -> String {
+pub fn payload(
+    id: &str,
+    event_type: &str,
+    app_id: &str,
+    created_at: i64,
+    correlation_id: &str,
+    data: &Value,
+) -> String {
     json!({
         "id": id,
         "type": event_type,
@@ -75,7 +82,13 @@ pub fn from_message_event(event: &MessageEvent) -> Option<Draft> {
     match event {
         MessageEvent::Created(m) => Some(Draft {
             offline_of: Some((m.conversation_id.clone(), m.sender_id.clone())),
-            ..draft("message.new", m.id.clone(), &m.app_id, &m.correlation_id, json!({"message": m}))
+            ..draft(
+                "message.new",
+                m.id.clone(),
+                &m.app_id,
+                &m.correlation_id,
+                json!({"message": m}),
+            )
         }),
         MessageEvent::Edited(m) => Some(draft(
             "message.updated",
@@ -124,7 +137,10 @@ pub fn from_conversation_event(event: &ConversationEvent, position: &str) -> Vec
     let mut drafts = Vec::new();
     for (event_type, user_ids) in [("member.added", &event.added), ("member.removed", &event.removed)] {
         if !user_ids.is_empty() {
-            drafts.push(draft(event_type, json!({"conversation": conversation, "user_ids": user_ids})));
+            drafts.push(draft(
+                event_type,
+                json!({"conversation": conversation, "user_ids": user_ids}),
+            ));
         }
     }
     if drafts.is_empty() {
@@ -190,8 +206,14 @@ mod tests {
             (MessageEvent::Created(message(0)), Some(("message.new", "m1"))),
             (MessageEvent::Edited(message(3)), Some(("message.updated", "m1:3"))),
             (MessageEvent::Deleted(message(4)), Some(("message.deleted", "m1"))),
-            (MessageEvent::Reacted(reaction(true)), Some(("reaction.added", "m1:bob:👍:9"))),
-            (MessageEvent::Reacted(reaction(false)), Some(("reaction.removed", "m1:bob:👍:9"))),
+            (
+                MessageEvent::Reacted(reaction(true)),
+                Some(("reaction.added", "m1:bob:👍:9")),
+            ),
+            (
+                MessageEvent::Reacted(reaction(false)),
+                Some(("reaction.removed", "m1:bob:👍:9")),
+            ),
             (MessageEvent::Purged(message(5)), None),
         ];
         for (event, expected) in cases {
@@ -244,7 +266,10 @@ mod tests {
         );
         assert_eq!(
             types(&change("conversation.updated", &[], &[])),
-            [("conversation.updated", "caas.conversations:0:7:conversation.updated".to_string())]
+            [(
+                "conversation.updated",
+                "caas.conversations:0:7:conversation.updated".to_string()
+            )]
         );
         let added = &from_conversation_event(&change("conversation.updated", &["carol"], &[]), "p")[0];
         assert_eq!(added.data["user_ids"], json!(["carol"]));
@@ -256,11 +281,23 @@ mod tests {
             AuditEvent::new("app", action, Actor::operator(), Target::new("user", "bob"), "corr").with_details(details)
         };
         let cases = [
-            (audit(actions::MESSAGE_FLAGGED, json!({"terms": ["x"]})), Some("message.flagged")),
-            (audit(actions::USER_RESTRICTED, json!({"kind": "ban"})), Some("user.banned")),
-            (audit(actions::USER_RESTRICTED, json!({"kind": "mute"})), Some("user.muted")),
+            (
+                audit(actions::MESSAGE_FLAGGED, json!({"terms": ["x"]})),
+                Some("message.flagged"),
+            ),
+            (
+                audit(actions::USER_RESTRICTED, json!({"kind": "ban"})),
+                Some("user.banned"),
+            ),
+            (
+                audit(actions::USER_RESTRICTED, json!({"kind": "mute"})),
+                Some("user.muted"),
+            ),
             (audit(actions::USER_RESTRICTED, json!({"kind": "other"})), None),
-            (audit(actions::USER_RESTRICTION_LIFTED, json!({"kind": "ban"})), Some("user.restriction_lifted")),
+            (
+                audit(actions::USER_RESTRICTION_LIFTED, json!({"kind": "ban"})),
+                Some("user.restriction_lifted"),
+            ),
             (audit(actions::TOKEN_ISSUED, Value::Null), None),
         ];
         for (event, expected) in cases {
@@ -292,9 +329,19 @@ mod tests {
     #[test]
     fn every_mapped_type_is_one_endpoints_may_subscribe_to() {
         for event_type in [
-            "message.new", "message.updated", "message.deleted", "reaction.added", "reaction.removed",
-            "conversation.created", "conversation.updated", "member.added", "member.removed",
-            "message.flagged", "user.banned", "user.muted", "user.restriction_lifted",
+            "message.new",
+            "message.updated",
+            "message.deleted",
+            "reaction.added",
+            "reaction.removed",
+            "conversation.created",
+            "conversation.updated",
+            "member.added",
+            "member.removed",
+            "message.flagged",
+            "user.banned",
+            "user.muted",
+            "user.restriction_lifted",
         ] {
             assert!(super::super::EVENT_TYPES.contains(&event_type), "{event_type}");
         }

@@ -152,7 +152,10 @@ mod tests {
     #[test]
     fn schedules_are_read_from_seconds_and_bounded() {
         let secs = |waits: Vec<Duration>| waits.iter().map(Duration::as_secs).collect::<Vec<_>>();
-        assert_eq!(parse_schedule("").map(secs), Ok(DEFAULT_SCHEDULE.iter().map(Duration::as_secs).collect()));
+        assert_eq!(
+            parse_schedule("").map(secs),
+            Ok(DEFAULT_SCHEDULE.iter().map(Duration::as_secs).collect())
+        );
         assert_eq!(parse_schedule("1, 1,2").map(secs), Ok(vec![1, 1, 2]));
         assert_eq!(parse_schedule("86400").map(secs), Ok(vec![86_400]));
         for bad in ["0", "86401", "-5", "5s", "5,,6", "1.5", &["1"; 21].join(",")] {

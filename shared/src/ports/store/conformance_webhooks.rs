@@ -250,7 +250,10 @@ async fn attempts_are_recorded_and_listed_per_endpoint(store: &dyn Store) {
         .await
         .unwrap();
     let lease = base + 100;
-    let claimed = store.claim_due_webhook_deliveries(base + 2, lease, any(100)).await.unwrap();
+    let claimed = store
+        .claim_due_webhook_deliveries(base + 2, lease, any(100))
+        .await
+        .unwrap();
     assert_eq!(claimed.iter().filter(|d| d.app_id == app).count(), 3);
     let retry = AttemptRecord {
         attempts: 1,
@@ -378,7 +381,10 @@ async fn finished_deliveries_are_retried_on_request_and_purged(store: &dyn Store
     let base = random_base();
     let dead = delivery(&app, &endpoint, "dead", base);
     let waiting = delivery(&app, &endpoint, "waiting", base + 1_000_000);
-    store.enqueue_webhook_deliveries(&[dead.clone(), waiting.clone()]).await.unwrap();
+    store
+        .enqueue_webhook_deliveries(&[dead.clone(), waiting.clone()])
+        .await
+        .unwrap();
     let lease = base + 100;
     let claimed = store.claim_due_webhook_deliveries(base, lease, any(100)).await.unwrap();
     assert!(claimed.iter().any(|d| d.id == dead.id));
@@ -391,19 +397,33 @@ async fn finished_deliveries_are_retried_on_request_and_purged(store: &dyn Store
         last_latency_ms: 3,
         finished_at: Some(base + 10),
     };
-    assert!(store.record_webhook_attempt(&app, &dead.id, lease, &record).await.unwrap());
+    assert!(store
+        .record_webhook_attempt(&app, &dead.id, lease, &record)
+        .await
+        .unwrap());
 
-    assert!(matches!(
-        store.retry_webhook_delivery(&app, &endpoint, &waiting.id, base + 20).await,
-        Err(Error::Conflict(_))
-    ), "a pending delivery is not retried by hand");
+    assert!(
+        matches!(
+            store
+                .retry_webhook_delivery(&app, &endpoint, &waiting.id, base + 20)
+                .await,
+            Err(Error::Conflict(_))
+        ),
+        "a pending delivery is not retried by hand"
+    );
     assert_eq!(
-        store.retry_webhook_delivery(&unique("app"), &endpoint, &dead.id, base + 20).await.unwrap(),
+        store
+            .retry_webhook_delivery(&unique("app"), &endpoint, &dead.id, base + 20)
+            .await
+            .unwrap(),
         None,
         "another app's delivery"
     );
     assert_eq!(
-        store.retry_webhook_delivery(&app, &unique("wh"), &dead.id, base + 20).await.unwrap(),
+        store
+            .retry_webhook_delivery(&app, &unique("wh"), &dead.id, base + 20)
+            .await
+            .unwrap(),
         None,
         "another endpoint's delivery"
     );
@@ -417,7 +437,10 @@ async fn finished_deliveries_are_retried_on_request_and_purged(store: &dyn Store
         (DeliveryStatus::Pending, base + 20, None, 1),
         "due again, its attempts kept"
     );
-    let claimed = store.claim_due_webhook_deliveries(base + 20, lease + 1, any(100)).await.unwrap();
+    let claimed = store
+        .claim_due_webhook_deliveries(base + 20, lease + 1, any(100))
+        .await
+        .unwrap();
     assert!(claimed.iter().any(|d| d.id == dead.id), "claimed like any due delivery");
     let delivered = AttemptRecord {
         attempts: 2,
@@ -425,7 +448,10 @@ async fn finished_deliveries_are_retried_on_request_and_purged(store: &dyn Store
         finished_at: Some(base + 30),
         ..record
     };
-    assert!(store.record_webhook_attempt(&app, &dead.id, lease + 1, &delivered).await.unwrap());
+    assert!(store
+        .record_webhook_attempt(&app, &dead.id, lease + 1, &delivered)
+        .await
+        .unwrap());
 
     store.purge_finished_webhook_deliveries(base + 31).await.unwrap();
     let left: Vec<String> = store
@@ -466,7 +492,12 @@ async fn event_logs_are_appended_once_in_order_per_app(store: &dyn Store) {
         .unwrap();
     assert_eq!(
         seqs(&stored),
-        [("a".into(), 1), (elsewhere.id.clone(), 1), ("b".into(), 2), ("a".into(), 1)],
+        [
+            ("a".into(), 1),
+            (elsewhere.id.clone(), 1),
+            ("b".into(), 2),
+            ("a".into(), 1)
+        ],
         "each app's log counts from 1; an event twice in a batch is stored once"
     );
     assert_eq!(stored[1].app_id, other_app);
@@ -476,11 +507,20 @@ async fn event_logs_are_appended_once_in_order_per_app(store: &dyn Store) {
     let third = event(&app, "c", "message.new", base + 3);
     let stored = store.append_webhook_events(&[changed, third]).await.unwrap();
     assert_eq!(seqs(&stored), [("b".into(), 2), ("c".into(), 3)]);
-    assert_eq!(stored[0].payload, second.payload, "an event consumed again keeps what was stored");
+    assert_eq!(
+        stored[0].payload, second.payload,
+        "an event consumed again keeps what was stored"
+    );
 
     assert_eq!(store.purge_webhook_events(base + 3).await.unwrap() >= 3, true);
     let left = store
-        .find_webhook_events(&app, &EventQuery { limit: 10, ..EventQuery::default() })
+        .find_webhook_events(
+            &app,
+            &EventQuery {
+                limit: 10,
+                ..EventQuery::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(seqs(&left), [("c".into(), 3)], "recorded before the cutoff: purged");
@@ -506,19 +546,36 @@ async fn event_logs_are_read_by_cursor_type_and_time(store: &dyn Store) {
         let found = store.find_webhook_events(app, &query).await.unwrap();
         found.into_iter().map(|e| e.id).collect::<Vec<_>>()
     };
-    let all = EventQuery { limit: 100, ..EventQuery::default() };
+    let all = EventQuery {
+        limit: 100,
+        ..EventQuery::default()
+    };
     assert_eq!(read(all.clone()).await, ["e0", "e1", "e2", "e3", "e4", "e5"]);
     assert_eq!(
-        read(EventQuery { after_seq: 2, limit: 2, ..all.clone() }).await,
+        read(EventQuery {
+            after_seq: 2,
+            limit: 2,
+            ..all.clone()
+        })
+        .await,
         ["e2", "e3"],
         "after the cursor, at most `limit`"
     );
     assert_eq!(
-        read(EventQuery { types: vec!["member.added".into()], ..all.clone() }).await,
+        read(EventQuery {
+            types: vec!["member.added".into()],
+            ..all.clone()
+        })
+        .await,
         ["e1", "e3", "e5"]
     );
     assert_eq!(
-        read(EventQuery { from_ms: Some(base + 10), to_ms: Some(base + 30), ..all.clone() }).await,
+        read(EventQuery {
+            from_ms: Some(base + 10),
+            to_ms: Some(base + 30),
+            ..all.clone()
+        })
+        .await,
         ["e1", "e2", "e3"],
         "a time range, both ends included"
     );

@@ -102,7 +102,7 @@ impl<T> Store for T where
         + KeyStore
         + WebhookStore
         + WebhookDeliveryStore
-    + WebhookEventStore
+        + WebhookEventStore
 {
 }
 

@@ -59,14 +59,22 @@ impl WebhookEventStore for MongoStore {
                 let documents = fresh
                     .iter()
                     .zip(first..)
-                    .map(|(event, seq)| to_document(&WebhookEvent { seq, ..(*event).clone() }))
+                    .map(|(event, seq)| {
+                        to_document(&WebhookEvent {
+                            seq,
+                            ..(*event).clone()
+                        })
+                    })
                     .collect::<Result<Vec<Document>>>()?;
                 insert_many_idempotent(&self.collection("webhook_events"), documents).await?;
                 known = self.stored_events(app_id, &ids).await?;
             }
             stored.extend(known);
         }
-        Ok(events.iter().filter_map(|event| stored.get(&event.id).cloned()).collect())
+        Ok(events
+            .iter()
+            .filter_map(|event| stored.get(&event.id).cloned())
+            .collect())
     }
 
     async fn find_webhook_events(&self, app_id: &str, query: &EventQuery) -> Result<Vec<WebhookEvent>> {

@@ -123,7 +123,7 @@ impl WebhookDeliveryStore for MongoStore {
                 .collection("webhook_deliveries")
                 .find_one_and_update(
                     doc! {"status": "pending", "due_at": {"$lte": now},
-                          "endpoint_id": {"$nin": limit.full_endpoints(&taken)}},
+                    "endpoint_id": {"$nin": limit.full_endpoints(&taken)}},
                     doc! {"$set": {"due_at": lease_until}},
                 )
                 .sort(doc! {"due_at": 1})
