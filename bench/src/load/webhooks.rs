@@ -94,7 +94,12 @@ pub async fn run(settings: &WebhookSettings, env: &Environment) -> Result<Webhoo
         }
     };
     let function = &function;
-    let ingest = drain(bus, &topic, settings.events, limit, |event| async move {
+    // The records come from a topic of the benchmark's own; the function reads them as the
+    // `caas.messages` records they are.
+    let ingest = drain(bus, &topic, settings.events, limit, |mut event| async move {
+        for record in event.records.values_mut().flatten() {
+            record.topic = Some(caas_shared::domain::events::topics::MESSAGES.into());
+        }
         function.handle(&event).await.map(|report| report.ingested.events)
     });
     let (ingested, _) = tokio::join!(ingest, worker.run(&queued, all_received));

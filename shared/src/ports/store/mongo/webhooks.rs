@@ -6,8 +6,12 @@ use crate::domain::model::{AttemptRecord, WebhookDelivery, WebhookEndpoint};
 use crate::ports::store::{ClaimLimit, InsertOutcome, WebhookDeliveryStore, WebhookStore};
 use crate::{Error, Result};
 use async_trait::async_trait;
-use mongodb::bson::{self, doc};
+use futures_util::TryStreamExt;
+use mongodb::bson::{self, doc, Document};
 use mongodb::options::ReturnDocument;
+
+/// Rounds one claim may take (each leases at least one delivery or fills an endpoint, or ends the claim).
+const MAX_CLAIM_ROUNDS: usize = 8;
 
 #[async_trait]
 impl WebhookStore for MongoStore {
@@ -114,25 +118,68 @@ impl WebhookDeliveryStore for MongoStore {
         lease_until: i64,
         limit: ClaimLimit<'_>,
     ) -> Result<Vec<WebhookDelivery>> {
-        // One at a time: each claim is a single-document atomic update, so two workers never lease the
-        // same delivery (MongoDB has no atomic "update the first N").
+        // In rounds of three round trips, whatever the batch: read the earliest due candidates (leaving out
+        // the endpoints at their limit), lease those within the limits with one update that re-checks each is
+        // still due (so two workers never lease the same delivery), and read back what this claim's token
+        // took. A round that fills an endpoint is followed by one without it, so one endpoint's backlog
+        // never hides another endpoint's due deliveries.
+        let collection = self.collection("webhook_deliveries");
         let mut claimed = Vec::new();
         let mut taken = limit.in_flight.clone();
-        while claimed.len() < limit.total {
-            let next = self
-                .collection("webhook_deliveries")
-                .find_one_and_update(
-                    doc! {"status": "pending", "due_at": {"$lte": now},
-                    "endpoint_id": {"$nin": limit.full_endpoints(&taken)}},
-                    doc! {"$set": {"due_at": lease_until}},
-                )
+        for _round in 0..MAX_CLAIM_ROUNDS {
+            let room = limit.total.saturating_sub(claimed.len());
+            if room == 0 {
+                break;
+            }
+            let candidates: Vec<Document> = collection
+                .find(doc! {"status": "pending", "due_at": {"$lte": now},
+                            "endpoint_id": {"$nin": limit.full_endpoints(&taken)}})
                 .sort(doc! {"due_at": 1})
-                .return_document(ReturnDocument::After)
+                .limit(room as i64)
+                .projection(doc! {"_id": 1, "endpoint_id": 1})
+                .await?
+                .try_collect()
                 .await?;
-            let Some(document) = next else { break };
-            let delivery: WebhookDelivery = from_document(document)?;
-            *taken.entry(delivery.endpoint_id.clone()).or_default() += 1;
-            claimed.push(delivery);
+            if candidates.is_empty() {
+                break;
+            }
+            let mut ids = Vec::new();
+            for candidate in &candidates {
+                let (Ok(id), Ok(endpoint)) = (candidate.get_str("_id"), candidate.get_str("endpoint_id")) else {
+                    continue;
+                };
+                let count = taken.entry(endpoint.to_owned()).or_default();
+                if *count < limit.per_endpoint {
+                    *count += 1;
+                    ids.push(id.to_owned());
+                }
+            }
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            collection
+                .update_many(
+                    doc! {"_id": {"$in": &ids}, "status": "pending", "due_at": {"$lte": now}},
+                    doc! {"$set": {"due_at": lease_until, "claim": &token}},
+                )
+                .await?;
+            let leased: Vec<WebhookDelivery> = self
+                .find_all(
+                    "webhook_deliveries",
+                    doc! {"_id": {"$in": &ids}, "claim": &token},
+                    doc! {"due_at": 1, "_id": 1},
+                    usize::MAX,
+                )
+                .await?;
+            // What another worker leased first is not ours: its endpoint's count goes back down.
+            for id in &ids {
+                if !leased.iter().any(|delivery| &delivery.id == id) {
+                    if let Some(candidate) = candidates.iter().find(|c| c.get_str("_id") == Ok(id.as_str())) {
+                        if let Some(count) = candidate.get_str("endpoint_id").ok().and_then(|e| taken.get_mut(e)) {
+                            *count = count.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+            claimed.extend(leased);
         }
         Ok(claimed)
     }
