@@ -180,7 +180,7 @@ impl Plan {
                 messages: 20_000,
                 naive_seconds: 15.0,
             }),
-            webhooks: Some(webhooks::WebhookSettings { events: 20_000 }),
+            webhooks: Some(webhooks::WebhookSettings { events: 5_000 }),
         }
     }
 

@@ -82,10 +82,13 @@ impl Deliverer<'_> {
     pub async fn deliver_due(&self, limit: usize, now: impl Fn() -> i64) -> Result<Vec<Attempted>> {
         let nothing_in_flight = HashMap::new();
         let due = self.claim(limit.min(MAX_CLAIM), &nothing_in_flight, now()).await?;
-        let attempts = futures_util::stream::iter(due.iter().map(|delivery| self.attempt(delivery, &now)))
-            .buffer_unordered(CONCURRENT_ATTEMPTS)
-            .collect::<Vec<_>>()
-            .await;
+        let attempts = futures_util::stream::iter(due.into_iter().map(|(delivery, endpoint)| {
+            let now = &now;
+            async move { self.attempt(&delivery, endpoint, now).await }
+        }))
+        .buffer_unordered(CONCURRENT_ATTEMPTS)
+        .collect::<Vec<_>>()
+        .await;
         attempts.into_iter().collect()
     }
 
@@ -121,11 +124,11 @@ impl Deliverer<'_> {
                 };
                 match claimed {
                     Ok(claimed) => {
-                        for delivery in claimed {
+                        for (delivery, endpoint) in claimed {
                             *per_endpoint.entry(delivery.endpoint_id.clone()).or_default() += 1;
                             let now = &now;
                             in_flight.push(async move {
-                                let attempted = self.attempt(&delivery, now).await;
+                                let attempted = self.attempt(&delivery, endpoint, now).await;
                                 (delivery.endpoint_id, attempted)
                             });
                         }
@@ -148,21 +151,46 @@ impl Deliverer<'_> {
     }
 
     /// Leases up to `total` due deliveries, leaving each endpoint at most [`ATTEMPTS_PER_ENDPOINT`] in
-    /// flight with those the caller has.
-    async fn claim(&self, total: usize, in_flight: &HashMap<String, usize>, at: i64) -> Result<Vec<WebhookDelivery>> {
+    /// flight with those the caller has, each with its endpoint as it is now (`None` when it was removed),
+    /// read once per endpoint rather than once per delivery.
+    async fn claim(
+        &self,
+        total: usize,
+        in_flight: &HashMap<String, usize>,
+        at: i64,
+    ) -> Result<Vec<(WebhookDelivery, Option<WebhookEndpoint>)>> {
         let limit = ClaimLimit {
             total,
             per_endpoint: ATTEMPTS_PER_ENDPOINT,
             in_flight,
         };
         let lease_until = at + LEASE.as_millis() as i64;
-        self.store.claim_due_webhook_deliveries(at, lease_until, limit).await
+        let claimed = self.store.claim_due_webhook_deliveries(at, lease_until, limit).await?;
+        let mut endpoints: HashMap<(String, String), Option<WebhookEndpoint>> = HashMap::new();
+        for delivery in &claimed {
+            let key = (delivery.app_id.clone(), delivery.endpoint_id.clone());
+            if let std::collections::hash_map::Entry::Vacant(slot) = endpoints.entry(key) {
+                let endpoint = self.store.find_webhook(&delivery.app_id, &delivery.endpoint_id).await?;
+                slot.insert(endpoint);
+            }
+        }
+        Ok(claimed
+            .into_iter()
+            .map(|delivery| {
+                let endpoint = endpoints[&(delivery.app_id.clone(), delivery.endpoint_id.clone())].clone();
+                (delivery, endpoint)
+            })
+            .collect())
     }
 
-    /// One attempt at a delivery as claimed (its `due_at` is the end of the caller's lease), recorded in
-    /// the queue.
-    pub async fn attempt(&self, delivery: &WebhookDelivery, now: &impl Fn() -> i64) -> Result<Attempted> {
-        let endpoint = self.store.find_webhook(&delivery.app_id, &delivery.endpoint_id).await?;
+    /// One attempt at a delivery as claimed (its `due_at` is the end of the caller's lease) to its
+    /// `endpoint` as read at the claim, recorded in the queue.
+    async fn attempt(
+        &self,
+        delivery: &WebhookDelivery,
+        endpoint: Option<WebhookEndpoint>,
+        now: &impl Fn() -> i64,
+    ) -> Result<Attempted> {
         let endpoint = match endpoint {
             Some(endpoint) if endpoint.enabled => endpoint,
             found => {

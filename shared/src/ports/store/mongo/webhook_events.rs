@@ -4,7 +4,7 @@
 use super::{from_document, insert_many_idempotent, to_document, MongoStore};
 use crate::domain::model::{EventQuery, WebhookEvent};
 use crate::ports::store::WebhookEventStore;
-use crate::Result;
+use crate::{Error, Result};
 use async_trait::async_trait;
 use mongodb::bson::{doc, Document};
 use mongodb::options::ReturnDocument;
@@ -19,8 +19,12 @@ impl MongoStore {
             .upsert(true)
             .return_document(ReturnDocument::After)
             .await?
-            .unwrap_or_default();
-        Ok(counter.get_i64("seq").unwrap_or(count as i64))
+            // The server may answer nothing although it counted (a race when the counter is created):
+            // the batch is retried then, and the seqs counted are skipped, never handed out twice.
+            .ok_or_else(|| Error::Internal(format!("the event counter of {app_id} was not returned")))?;
+        counter
+            .get_i64("seq")
+            .map_err(|e| Error::Internal(format!("the event counter of {app_id}: {e}")))
     }
 
     /// The stored events of the app among `ids`, by id.

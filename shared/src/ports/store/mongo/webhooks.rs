@@ -133,7 +133,7 @@ impl WebhookDeliveryStore for MongoStore {
             }
             let candidates: Vec<Document> = collection
                 .find(doc! {"status": "pending", "due_at": {"$lte": now},
-                            "endpoint_id": {"$nin": limit.full_endpoints(&taken)}})
+                "endpoint_id": {"$nin": limit.full_endpoints(&taken)}})
                 .sort(doc! {"due_at": 1})
                 .limit(room as i64)
                 .projection(doc! {"_id": 1, "endpoint_id": 1})
