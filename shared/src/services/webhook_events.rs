@@ -20,8 +20,9 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Most events one page of the events API returns.
 pub const MAX_PAGE: usize = 500;
 
-/// Most events one replay re-sends; a longer range is refused (ask for a shorter one).
-pub const MAX_REPLAY: usize = 10_000;
+/// Most events one replay re-sends; a longer range is refused (ask for a shorter one). Bounded so the
+/// payloads one request holds stay well inside a function's memory (a `message.new` may be ~20 KB).
+pub const MAX_REPLAY: usize = 2_000;
 
 /// What one ingest did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]

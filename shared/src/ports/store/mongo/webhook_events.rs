@@ -1,7 +1,7 @@
 //! The webhook event logs in the MongoDB store: `webhook_events` (unique per app and seq, indexed by
 //! time for the retention purge) and one counter per app in `webhook_event_counters`.
 
-use super::{from_document, insert_many_idempotent, to_document, MongoStore};
+use super::{from_document, to_document, MongoStore};
 use crate::domain::model::{EventQuery, WebhookEvent};
 use crate::ports::store::WebhookEventStore;
 use crate::{Error, Result};
@@ -70,7 +70,10 @@ impl WebhookEventStore for MongoStore {
                         })
                     })
                     .collect::<Result<Vec<Document>>>()?;
-                insert_many_idempotent(&self.collection("webhook_events"), documents).await?;
+                // Ordered, so the events become visible in seq order and a reader's cursor never passes
+                // one still to come. A failure fails the batch, which is handed over again: what went in
+                // is then found above, the rest gets new seqs.
+                self.collection("webhook_events").insert_many(documents).await?;
                 known = self.stored_events(app_id, &ids).await?;
             }
             stored.extend(known);
