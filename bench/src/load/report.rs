@@ -290,13 +290,18 @@ impl LoadReport {
                 out,
                 "\n## Webhooks (Kafka → event log → signed POSTs to a local receiver)\n"
             );
-            let _ = writeln!(out, "| events | recorded and queued /s | delivered /s (end to end) |");
-            let _ = writeln!(out, "|---:|---:|---:|");
             let _ = writeln!(
                 out,
-                "| {} | {:.0} | {:.0} |",
-                w.events, w.recorded_per_sec, w.delivered_per_sec
+                "| store | events | recorded and queued /s | delivered /s (end to end) |"
             );
+            let _ = writeln!(out, "|---|---:|---:|---:|");
+            for run in &w.runs {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.0} | {:.0} |",
+                    run.store, w.events, run.recorded_per_sec, run.delivered_per_sec
+                );
+            }
             let _ = writeln!(
                 out,
                 "\nAdded cost on the send path: none — the socket node reads no webhook setting and publishes \

@@ -11,6 +11,7 @@ use super::persist::{drain, messages, produce};
 use super::Environment;
 use crate::error::{BenchError, Result};
 use caas_shared::domain::sealing::SealingKey;
+use caas_shared::ports::store::{MemoryStore, Store};
 use caas_shared::ports::webhook_transport::HttpTransport;
 use caas_shared::runtime::kafka_function::KafkaFunction;
 use caas_shared::services::webhooks::{NewEndpoint, WebhookAdmin};
@@ -27,6 +28,15 @@ pub struct WebhookSettings {
 #[derive(Debug, Serialize)]
 pub struct WebhookResult {
     pub events: usize,
+    /// The same pipeline on the in-memory store, then on the stack's MongoDB server: the first shows what
+    /// the pipeline itself (Kafka, signing, HTTP) allows, the second what the database leaves of it.
+    pub runs: Vec<WebhookRun>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WebhookRun {
+    /// The store the event log and the delivery queue were kept in.
+    pub store: String,
     /// Events recorded in the log and queued, per second (deliver-webhooks).
     pub recorded_per_sec: f64,
     /// Events POSTed and answered, per second, from the first record consumed to the last answer.
@@ -50,11 +60,28 @@ async fn receiver(received: Arc<AtomicUsize>) -> Result<String> {
 }
 
 pub async fn run(settings: &WebhookSettings, env: &Environment) -> Result<WebhookResult> {
+    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut runs = vec![run_on(settings, env, "in-memory", memory).await?];
+    let database = format!("the stack's ({})", env.config.store_url);
+    runs.push(run_on(settings, env, &database, env.store.clone()).await?);
+    Ok(WebhookResult {
+        events: settings.events,
+        runs,
+    })
+}
+
+/// One pass of `settings.events` records through deliver-webhooks and the worker on `store`.
+async fn run_on(
+    settings: &WebhookSettings,
+    env: &Environment,
+    label: &str,
+    store: Arc<dyn Store>,
+) -> Result<WebhookRun> {
     let received = Arc::new(AtomicUsize::new(0));
     let url = receiver(Arc::clone(&received)).await?;
     let key = SealingKey::from_base64(&SealingKey::generate_base64())?;
     let admin = WebhookAdmin {
-        store: env.store.as_ref(),
+        store: store.as_ref(),
         key: &key,
         allow_loopback_http: true,
     };
@@ -77,9 +104,9 @@ pub async fn run(settings: &WebhookSettings, env: &Environment) -> Result<Webhoo
 
     let cache = caas_shared::ports::cache::connect(&env.config.cache_url).await?;
     let queued = Arc::new(tokio::sync::Notify::new());
-    let function = deliver_webhooks::DeliverWebhooks::new(env.store.clone(), cache, Arc::clone(&queued));
+    let function = deliver_webhooks::DeliverWebhooks::new(store.clone(), cache, Arc::clone(&queued));
     let worker = deliver_webhooks::Worker {
-        store: env.store.clone(),
+        store: store.clone(),
         bus: Arc::clone(&bus_handle),
         key,
         transport: Arc::new(HttpTransport::new(true)?),
@@ -113,8 +140,8 @@ pub async fn run(settings: &WebhookSettings, env: &Environment) -> Result<Webhoo
             limit.as_secs()
         )));
     }
-    Ok(WebhookResult {
-        events: settings.events,
+    Ok(WebhookRun {
+        store: label.to_owned(),
         recorded_per_sec: recorded as f64 / recorded_seconds,
         delivered_per_sec: delivered as f64 / delivered_seconds,
         delivered,

@@ -12,22 +12,7 @@ use caas_shared::runtime::lambda::sample_event;
 use serde_json::{json, Value};
 
 fn endpoint(id: &str, app_id: &str, event_types: &[&str]) -> WebhookEndpoint {
-    WebhookEndpoint {
-        id: id.into(),
-        app_id: app_id.into(),
-        url: "https://hooks.example.com/caas".into(),
-        event_types: event_types.iter().map(|t| t.to_string()).collect(),
-        description: String::new(),
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        secret_sealed: "v1.sealed".into(),
-        previous_secret_sealed: None,
-        previous_secret_until: None,
-        created_at: 0,
-        updated_at: 0,
-        correlation_id: "c".into(),
-    }
+    WebhookEndpoint::for_tests(app_id, id, event_types, 0)
 }
 
 fn new_message(app_id: &str, id: &str) -> Value {

@@ -9,13 +9,13 @@ use crate::domain::sealing::SealingKey;
 use crate::domain::webhooks::retry::{self, Attempt, Verdict, DISABLE_AFTER_FAILING};
 use crate::domain::webhooks::signature_header;
 use crate::ports::bus::Bus;
-use crate::ports::store::{ClaimLimit, Store};
+use crate::ports::store::{ClaimLimit, HealthChange, InFlight, Store};
 use crate::ports::webhook_transport::{OutboundRequest, Outcome, WebhookTransport, DELIVERY_TIMEOUT};
 use crate::services::webhooks::signing_secrets;
 use crate::Result;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -26,9 +26,14 @@ pub const LEASE: Duration = Duration::from_secs(60);
 /// POSTs in flight at once per worker.
 pub const CONCURRENT_ATTEMPTS: usize = 32;
 
-/// POSTs in flight at once per endpoint and worker: a slow or dead endpoint holds at most this many of
-/// the [`CONCURRENT_ATTEMPTS`], so every other endpoint's (and app's) deliveries go on at once.
-pub const ATTEMPTS_PER_ENDPOINT: usize = 4;
+/// POSTs in flight at once per app and worker: an app whose endpoints are all slow or dead holds at most
+/// half of the [`CONCURRENT_ATTEMPTS`], so other apps' deliveries go on at once.
+pub const ATTEMPTS_PER_APP: usize = CONCURRENT_ATTEMPTS / 2;
+
+/// POSTs in flight at once per endpoint and worker, likewise within an app. An endpoint that is failing
+/// gets one at a time (a probe) until one is delivered: its backlog then waits in the queue instead of
+/// holding slots with attempts that would time out.
+pub const ATTEMPTS_PER_ENDPOINT: usize = 8;
 
 /// The most deliveries one [`Deliverer::deliver_due`] takes: even if every attempt runs to its timeout,
 /// the last one starts well inside the lease. (A result recorded after the lease anyway is refused by
@@ -80,9 +85,11 @@ impl Deliverer<'_> {
     /// Takes up to `limit` (at most [`MAX_CLAIM`]) deliveries due at `now()`, at most
     /// [`ATTEMPTS_PER_ENDPOINT`] per endpoint, and attempts them, [`CONCURRENT_ATTEMPTS`] at a time.
     pub async fn deliver_due(&self, limit: usize, now: impl Fn() -> i64) -> Result<Vec<Attempted>> {
-        let nothing_in_flight = HashMap::new();
-        let due = self.claim(limit.min(MAX_CLAIM), &nothing_in_flight, now()).await?;
-        let attempts = futures_util::stream::iter(due.into_iter().map(|(delivery, endpoint)| {
+        let (nothing_in_flight, none_failing) = (InFlight::default(), HashSet::new());
+        let claimed = self
+            .claim(limit.min(MAX_CLAIM), &nothing_in_flight, &none_failing, now())
+            .await?;
+        let attempts = futures_util::stream::iter(claimed.into_iter().map(|(delivery, endpoint)| {
             let now = &now;
             async move { self.attempt(&delivery, endpoint, now).await }
         }))
@@ -95,7 +102,8 @@ impl Deliverer<'_> {
     /// Delivers until `stop` resolves, then finishes the attempts in flight: claims due deliveries
     /// whenever a slot is free — after each attempt, when `wake` is notified (deliveries were queued),
     /// and every [`POLL_INTERVAL`] — keeping [`CONCURRENT_ATTEMPTS`] in flight, at most
-    /// [`ATTEMPTS_PER_ENDPOINT`] per endpoint. A store error is logged and the loop goes on.
+    /// [`ATTEMPTS_PER_APP`] per app and [`ATTEMPTS_PER_ENDPOINT`] per endpoint (one while it fails). A
+    /// store error is logged and the loop goes on.
     pub async fn run(
         &self,
         now: impl Fn() -> i64,
@@ -103,45 +111,49 @@ impl Deliverer<'_> {
         stop: impl Future<Output = ()>,
     ) -> RunReport {
         let mut report = RunReport::default();
-        let mut in_flight = FuturesUnordered::new();
-        let mut per_endpoint: HashMap<String, usize> = HashMap::new();
+        let mut attempts = FuturesUnordered::new();
+        let mut in_flight = InFlight::default();
+        // Endpoints whose last attempt here failed, or that were failing when read at a claim.
+        let mut failing: HashSet<String> = HashSet::new();
         let mut stopping = false;
         tokio::pin!(stop);
         loop {
-            if !stopping && in_flight.len() < CONCURRENT_ATTEMPTS {
+            if !stopping && attempts.len() < CONCURRENT_ATTEMPTS {
                 // The attempts in flight are driven while the claim runs: one that holds a store
                 // connection must finish to free it, or a claim waiting for a connection never would.
-                let counts = per_endpoint.clone();
-                let claim = self.claim(CONCURRENT_ATTEMPTS - in_flight.len(), &counts, now());
+                let (counts, probing) = (in_flight.clone(), failing.clone());
+                let claim = self.claim(CONCURRENT_ATTEMPTS - attempts.len(), &counts, &probing, now());
                 tokio::pin!(claim);
                 let claimed = loop {
                     tokio::select! {
                         claimed = &mut claim => break claimed,
-                        Some((endpoint_id, attempted)) = in_flight.next(), if !in_flight.is_empty() => {
-                            settle(&mut per_endpoint, &mut report, endpoint_id, attempted);
+                        Some((delivery, attempted)) = attempts.next(), if !attempts.is_empty() => {
+                            settle(&mut in_flight, &mut failing, &mut report, &delivery, attempted);
                         }
                     }
                 };
-                match claimed {
-                    Ok(claimed) => {
-                        for (delivery, endpoint) in claimed {
-                            *per_endpoint.entry(delivery.endpoint_id.clone()).or_default() += 1;
-                            let now = &now;
-                            in_flight.push(async move {
-                                let attempted = self.attempt(&delivery, endpoint, now).await;
-                                (delivery.endpoint_id, attempted)
-                            });
-                        }
+                let claimed = claimed.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "claiming due webhook deliveries failed");
+                    Vec::new()
+                });
+                for (delivery, endpoint) in claimed {
+                    in_flight.add(&delivery.app_id, &delivery.endpoint_id);
+                    if endpoint.as_ref().is_some_and(|e| e.failing_since.is_some()) {
+                        failing.insert(delivery.endpoint_id.clone());
                     }
-                    Err(e) => tracing::error!(error = %e, "claiming due webhook deliveries failed"),
+                    let now = &now;
+                    attempts.push(async move {
+                        let attempted = self.attempt(&delivery, endpoint, now).await;
+                        (delivery, attempted)
+                    });
                 }
             }
-            if stopping && in_flight.is_empty() {
+            if stopping && attempts.is_empty() {
                 return report;
             }
             tokio::select! {
-                Some((endpoint_id, attempted)) = in_flight.next(), if !in_flight.is_empty() => {
-                    settle(&mut per_endpoint, &mut report, endpoint_id, attempted);
+                Some((delivery, attempted)) = attempts.next(), if !attempts.is_empty() => {
+                    settle(&mut in_flight, &mut failing, &mut report, &delivery, attempted);
                 }
                 _ = tokio::time::sleep(POLL_INTERVAL), if !stopping => {}
                 _ = wake.notified(), if !stopping => {}
@@ -150,35 +162,44 @@ impl Deliverer<'_> {
         }
     }
 
-    /// Leases up to `total` due deliveries, leaving each endpoint at most [`ATTEMPTS_PER_ENDPOINT`] in
-    /// flight with those the caller has, each with its endpoint as it is now (`None` when it was removed),
-    /// read once per endpoint rather than once per delivery.
+    /// Leases up to `total` due deliveries within the per-app and per-endpoint limits, counting those
+    /// the caller has `in_flight` (one per endpoint that is `failing`), each with its endpoint as it is
+    /// now (`None` when it was removed), read once per endpoint rather than once per delivery. An
+    /// endpoint that cannot be read leaves its deliveries leased, to come back when the lease ends, and
+    /// the others go ahead.
     async fn claim(
         &self,
         total: usize,
-        in_flight: &HashMap<String, usize>,
+        in_flight: &InFlight,
+        failing: &HashSet<String>,
         at: i64,
     ) -> Result<Vec<(WebhookDelivery, Option<WebhookEndpoint>)>> {
         let limit = ClaimLimit {
             total,
+            per_app: ATTEMPTS_PER_APP,
             per_endpoint: ATTEMPTS_PER_ENDPOINT,
+            probing: failing,
             in_flight,
         };
         let lease_until = at + LEASE.as_millis() as i64;
         let claimed = self.store.claim_due_webhook_deliveries(at, lease_until, limit).await?;
-        let mut endpoints: HashMap<(String, String), Option<WebhookEndpoint>> = HashMap::new();
+        let mut endpoints: HashMap<(String, String), Option<Option<WebhookEndpoint>>> = HashMap::new();
         for delivery in &claimed {
             let key = (delivery.app_id.clone(), delivery.endpoint_id.clone());
             if let std::collections::hash_map::Entry::Vacant(slot) = endpoints.entry(key) {
-                let endpoint = self.store.find_webhook(&delivery.app_id, &delivery.endpoint_id).await?;
-                slot.insert(endpoint);
+                let found = self.store.find_webhook(&delivery.app_id, &delivery.endpoint_id).await;
+                if let Err(e) = &found {
+                    tracing::error!(error = %e, webhook_id = %delivery.endpoint_id,
+                        "reading a webhook endpoint failed; its claimed deliveries wait for their lease to end");
+                }
+                slot.insert(found.ok());
             }
         }
         Ok(claimed
             .into_iter()
-            .map(|delivery| {
-                let endpoint = endpoints[&(delivery.app_id.clone(), delivery.endpoint_id.clone())].clone();
-                (delivery, endpoint)
+            .filter_map(|delivery| {
+                let endpoint = endpoints[&(delivery.app_id.clone(), delivery.endpoint_id.clone())].clone()?;
+                Some((delivery, endpoint))
             })
             .collect())
     }
@@ -324,54 +345,59 @@ impl Deliverer<'_> {
         })
     }
 
-    /// Clears the endpoint's failure streak on success, starts or extends it on failure, and disables the
-    /// endpoint on `410 Gone` or after [`DISABLE_AFTER_FAILING`] of failures in a row.
+    /// Tells the store what the attempt said about the endpoint (a success only when the endpoint
+    /// was failing as read): the stored endpoint decides whether a failure streak starts or ends and
+    /// whether the endpoint is disabled — on `410 Gone`, or after [`DISABLE_AFTER_FAILING`] of failures
+    /// in a row. The reason when this attempt disabled it.
     async fn update_health(
         &self,
         endpoint: &WebhookEndpoint,
         verdict: Verdict,
         at: i64,
     ) -> Result<Option<&'static str>> {
-        let (failing_since, disable) = match verdict {
-            Verdict::Delivered => (None, None),
-            Verdict::Gone => (endpoint.failing_since.or(Some(at)), Some("gone")),
+        let change = match verdict {
+            Verdict::Delivered if endpoint.failing_since.is_some() => HealthChange::Recovered,
             // A refusal is an answer about the event, not the endpoint being down.
-            Verdict::Refused => (endpoint.failing_since, None),
-            Verdict::RetryAfter(_) | Verdict::Exhausted => {
-                let since = endpoint.failing_since.unwrap_or(at);
-                let too_long = at - since >= DISABLE_AFTER_FAILING.as_millis() as i64;
-                (Some(since), too_long.then_some("failing"))
-            }
+            Verdict::Delivered | Verdict::Refused => return Ok(None),
+            Verdict::Gone => HealthChange::Gone,
+            Verdict::RetryAfter(_) | Verdict::Exhausted => HealthChange::Failed {
+                at,
+                disable_if_since: at - DISABLE_AFTER_FAILING.as_millis() as i64,
+            },
         };
-        if failing_since == endpoint.failing_since && disable.is_none() {
-            return Ok(None);
-        }
         self.store
-            .set_webhook_health(&endpoint.app_id, &endpoint.id, failing_since, disable)
-            .await?;
-        Ok(disable)
+            .change_webhook_health(&endpoint.app_id, &endpoint.id, change)
+            .await
     }
 }
 
-/// Books a finished attempt: its endpoint has one less in flight, and the report counts it.
+/// Books a finished attempt: its app and endpoint have one less in flight, the endpoint is failing or
+/// not as the attempt says, and the report counts it.
 fn settle(
-    per_endpoint: &mut HashMap<String, usize>,
+    in_flight: &mut InFlight,
+    failing: &mut HashSet<String>,
     report: &mut RunReport,
-    endpoint_id: String,
+    delivery: &WebhookDelivery,
     attempted: Result<Attempted>,
 ) {
-    if let Some(count) = per_endpoint.get_mut(&endpoint_id) {
-        *count -= 1;
-        if *count == 0 {
-            per_endpoint.remove(&endpoint_id);
-        }
-    }
+    in_flight.remove(&delivery.app_id, &delivery.endpoint_id);
     report.attempts += 1;
     match attempted {
-        Ok(attempted) => report.delivered += usize::from(attempted.verdict == Verdict::Delivered),
+        Ok(attempted) => {
+            match attempted.verdict {
+                Verdict::Delivered => {
+                    failing.remove(&delivery.endpoint_id);
+                }
+                Verdict::RetryAfter(_) | Verdict::Exhausted | Verdict::Gone => {
+                    failing.insert(delivery.endpoint_id.clone());
+                }
+                Verdict::Refused => {}
+            }
+            report.delivered += usize::from(attempted.verdict == Verdict::Delivered);
+        }
         Err(e) => {
             report.errors += 1;
-            tracing::error!(error = %e, %endpoint_id, "recording a webhook attempt failed");
+            tracing::error!(error = %e, endpoint_id = %delivery.endpoint_id, "recording a webhook attempt failed");
         }
     }
 }

@@ -264,3 +264,96 @@ async fn an_endpoint_failing_for_a_day_is_disabled_and_an_exhausted_delivery_is_
         (false, Some("failing"))
     );
 }
+
+/// Answers `dead` URLs with a timeout after a while and the others with 204 at once, and records, for
+/// each request to a dead URL, whether another was in flight to it while one had already failed.
+#[derive(Default)]
+struct DeadAndFine {
+    state: std::sync::Mutex<DeadAndFineState>,
+}
+
+#[derive(Default)]
+struct DeadAndFineState {
+    dead_in_flight: usize,
+    dead_failed: usize,
+    dead_started: usize,
+    /// Requests to the dead URL that started beside another after a failure had been seen.
+    crowded_after_failure: usize,
+    delivered: usize,
+}
+
+#[async_trait::async_trait]
+impl WebhookTransport for DeadAndFine {
+    async fn post(&self, request: &OutboundRequest) -> Outcome {
+        if !request.url.contains("dead") {
+            self.state.lock().unwrap().delivered += 1;
+            return answered(204);
+        }
+        {
+            let mut state = self.state.lock().unwrap();
+            if state.dead_failed > 0 && state.dead_in_flight > 0 {
+                state.crowded_after_failure += 1;
+            }
+            state.dead_in_flight += 1;
+            state.dead_started += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut state = self.state.lock().unwrap();
+        state.dead_in_flight -= 1;
+        state.dead_failed += 1;
+        Outcome::TimedOut
+    }
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_is_probed_one_delivery_at_a_time_while_its_app_s_others_go_on() {
+    let s = setup().await;
+    let admin = WebhookAdmin {
+        store: &s.store,
+        key: &s.key,
+        allow_loopback_http: false,
+    };
+    let new = NewEndpoint {
+        url: "https://dead.example.com/caas".into(),
+        event_types: vec!["message.new".into()],
+        description: String::new(),
+        enabled: true,
+    };
+    let (dead, _) = admin.create("app", new, 0, "c").await.unwrap();
+    let backlog: Vec<WebhookDelivery> = (0..40)
+        .map(|i| queued(&dead, &format!("evt_dead_{i}"), 0))
+        .chain((0..40).map(|i| queued(&s.endpoint, &format!("evt_fine_{i}"), 1)))
+        .collect();
+    s.store.enqueue_webhook_deliveries(&backlog).await.unwrap();
+    let transport = DeadAndFine::default();
+    let schedule = [Duration::from_secs(3600)];
+    let deliverer = Deliverer {
+        store: &s.store,
+        bus: &s.bus,
+        key: &s.key,
+        transport: &transport,
+        schedule: &schedule,
+    };
+    let started = Instant::now();
+    let enough = async {
+        while transport.state.lock().unwrap().dead_failed < 12 && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let report = deliverer.run(crate::now_ms, &tokio::sync::Notify::new(), enough).await;
+    let state = transport.state.lock().unwrap();
+    assert_eq!(state.delivered, 40, "the app's other endpoint got everything at once");
+    assert_eq!(report.delivered, 40);
+    assert!(
+        state.dead_failed >= 12,
+        "{} attempts at the dead endpoint",
+        state.dead_failed
+    );
+    assert_eq!(
+        state.crowded_after_failure, 0,
+        "after its first failure the dead endpoint had one attempt at a time ({} started)",
+        state.dead_started
+    );
+    let endpoint = s.store.find_webhook("app", &dead.id).await.unwrap().unwrap();
+    assert!(endpoint.failing_since.is_some() && endpoint.enabled);
+}

@@ -20,9 +20,10 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Most events one page of the events API returns.
 pub const MAX_PAGE: usize = 500;
 
-/// Most events one replay re-sends; a longer range is refused (ask for a shorter one). Bounded so the
-/// payloads one request holds stay well inside a function's memory (a `message.new` may be ~20 KB).
-pub const MAX_REPLAY: usize = 2_000;
+/// Most events one replay re-sends; a longer range is refused (ask for it in parts). Read and queued a
+/// page ([`MAX_PAGE`]) at a time, so memory stays one page's payloads; bounded so one request's writes
+/// stay well inside an HTTP function's timeout.
+pub const MAX_REPLAY: usize = 10_000;
 
 /// What one ingest did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -184,27 +185,40 @@ pub async fn replay(
     if from > to {
         return Err(Error::Validation("from must not be after to".into()));
     }
-    let query = EventQuery {
+    let mut query = EventQuery {
         after_seq: 0,
         types: endpoint.event_types.clone(),
         from_ms: Some(from),
         to_ms: Some(to),
-        limit: MAX_REPLAY + 1,
+        limit: MAX_PAGE,
     };
-    let events = store.find_webhook_events(&endpoint.app_id, &query).await?;
-    if events.len() > MAX_REPLAY {
+    let count = store.count_webhook_events(&endpoint.app_id, &query).await?;
+    if count > MAX_REPLAY as u64 {
         return Err(Error::LimitExceeded(format!(
-            "a replay re-sends at most {MAX_REPLAY} events; ask for a shorter range"
+            "a replay re-sends at most {MAX_REPLAY} events and this window holds {count}; ask for it in parts"
         )));
     }
-    let deliveries: Vec<WebhookDelivery> = events
-        .iter()
-        .map(|event| WebhookDelivery {
-            id: format!("{}:{}:{replay_id}", endpoint.id, event.id),
-            ..delivery_of(endpoint, event, now)
-        })
-        .collect();
-    Ok(store.enqueue_webhook_deliveries(&deliveries).await?.inserted)
+    // A page at a time, so a replay's memory is one page whatever its window. Events logged into the
+    // window after the count are replayed too: they are the endpoint's events of that window.
+    let mut queued = 0;
+    loop {
+        let events = store.find_webhook_events(&endpoint.app_id, &query).await?;
+        let Some(last) = events.last() else {
+            return Ok(queued);
+        };
+        query.after_seq = last.seq;
+        let deliveries: Vec<WebhookDelivery> = events
+            .iter()
+            .map(|event| WebhookDelivery {
+                id: format!("{}:{}:{replay_id}", endpoint.id, event.id),
+                ..delivery_of(endpoint, event, now)
+            })
+            .collect();
+        queued += store.enqueue_webhook_deliveries(&deliveries).await?.inserted;
+        if events.len() < query.limit {
+            return Ok(queued);
+        }
+    }
 }
 
 /// Queues a `webhook.test` event to `endpoint` (whatever it subscribes to; not kept in the log) and
@@ -243,22 +257,7 @@ mod tests {
     use crate::ports::store::{MemoryStore, WebhookDeliveryStore, WebhookStore};
 
     fn endpoint(id: &str, types: &[&str]) -> WebhookEndpoint {
-        WebhookEndpoint {
-            id: id.into(),
-            app_id: "app".into(),
-            url: "https://hooks.example.com/".into(),
-            event_types: types.iter().map(|t| t.to_string()).collect(),
-            description: String::new(),
-            enabled: true,
-            disabled_reason: None,
-            failing_since: None,
-            secret_sealed: "v1.x".into(),
-            previous_secret_sealed: None,
-            previous_secret_until: None,
-            created_at: 0,
-            updated_at: 0,
-            correlation_id: "c".into(),
-        }
+        WebhookEndpoint::for_tests("app", id, types, 0)
     }
 
     fn new_message(id: &str) -> Draft {
@@ -340,6 +339,39 @@ mod tests {
             replay(&store, &other_types, (0, 1_000), "r4", 400).await.unwrap(),
             0,
             "only its types"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replay_reads_its_window_a_page_at_a_time_and_refuses_one_too_long() {
+        let store = MemoryStore::new();
+        let cache = MemoryCache::new();
+        let hook = endpoint("wh", &["message.new"]);
+        store.insert_webhook(&hook, 10).await.unwrap();
+        let ingest = WebhookIngest {
+            store: &store,
+            cache: &cache,
+        };
+        let drafts: Vec<Draft> = (0..=MAX_REPLAY).map(|i| new_message(&format!("m{i}"))).collect();
+        ingest.ingest(drafts[..2 * MAX_PAGE + 1].to_vec(), 100).await.unwrap();
+        assert_eq!(
+            replay(&store, &hook, (0, 100), "r1", 200).await.unwrap(),
+            2 * MAX_PAGE + 1,
+            "every event of the window, over three pages"
+        );
+        ingest.ingest(drafts[2 * MAX_PAGE + 1..].to_vec(), 150).await.unwrap();
+        assert!(matches!(
+            replay(&store, &hook, (0, 150), "r2", 200).await,
+            Err(Error::LimitExceeded(_))
+        ));
+        let replayed = store
+            .list_webhook_deliveries("app", "wh", 2 * MAX_REPLAY)
+            .await
+            .unwrap();
+        assert_eq!(
+            replayed.iter().filter(|d| d.id.ends_with(":r2")).count(),
+            0,
+            "a refused replay queues nothing"
         );
     }
 

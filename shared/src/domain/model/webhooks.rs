@@ -96,7 +96,36 @@ pub struct WebhookDelivery {
     pub finished_at: Option<i64>,
 }
 
+#[cfg(any(test, feature = "conformance"))]
+impl WebhookEndpoint {
+    /// An enabled endpoint for tests: `id` of `app_id` at an https URL, for `event_types`, created at
+    /// `created_at`, with a sealed secret no key opens.
+    pub fn for_tests(app_id: &str, id: &str, event_types: &[&str], created_at: i64) -> Self {
+        Self {
+            id: id.into(),
+            app_id: app_id.into(),
+            url: "https://hooks.example.com/caas".into(),
+            event_types: event_types.iter().map(|t| t.to_string()).collect(),
+            description: String::new(),
+            enabled: true,
+            disabled_reason: None,
+            failing_since: None,
+            secret_sealed: "v1.sealed".into(),
+            previous_secret_sealed: None,
+            previous_secret_until: None,
+            created_at,
+            updated_at: created_at,
+            correlation_id: "test".into(),
+        }
+    }
+}
+
 impl WebhookDelivery {
+    /// The refusal of a hand-made retry of delivery `id` while it is pending (a worker may hold it).
+    pub fn still_pending(id: &str) -> crate::Error {
+        crate::Error::Conflict(format!("delivery {id} is still pending; it is retried on its own"))
+    }
+
     /// A new delivery of event `event_id` to `endpoint`, due at `at` (Unix ms), not attempted yet.
     pub fn queued(
         endpoint: &WebhookEndpoint,

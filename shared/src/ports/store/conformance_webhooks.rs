@@ -1,20 +1,28 @@
 //! The webhook endpoints' part of the store conformance suite, run by its `run`.
 
-use super::{ClaimLimit, Store};
+use super::{ClaimLimit, HealthChange, InFlight, Store};
 use crate::domain::model::{AttemptRecord, DeliveryStatus, EventQuery, WebhookDelivery, WebhookEndpoint, WebhookEvent};
 use crate::Error;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
-static NOTHING_IN_FLIGHT: LazyLock<HashMap<String, usize>> = LazyLock::new(HashMap::new);
+static NOTHING_IN_FLIGHT: LazyLock<InFlight> = LazyLock::new(InFlight::default);
+static NONE_FAILING: LazyLock<HashSet<String>> = LazyLock::new(HashSet::new);
 
-/// A claim of up to `total` deliveries, any number per endpoint.
+/// A claim of up to `total` deliveries, any number per app and endpoint.
 fn any(total: usize) -> ClaimLimit<'static> {
     ClaimLimit {
         total,
+        per_app: usize::MAX,
         per_endpoint: usize::MAX,
+        probing: &NONE_FAILING,
         in_flight: &NOTHING_IN_FLIGHT,
     }
+}
+
+/// Fails the endpoint at `at` and disables it if its streak began at or before `disable_if_since`.
+fn failed(at: i64, disable_if_since: i64) -> HealthChange {
+    HealthChange::Failed { at, disable_if_since }
 }
 
 /// A base time no other check in a shared database uses: random, far in the past.
@@ -27,22 +35,7 @@ fn unique(prefix: &str) -> String {
 }
 
 fn endpoint(app_id: &str, created_at: i64) -> WebhookEndpoint {
-    WebhookEndpoint {
-        id: unique("wh"),
-        app_id: app_id.to_owned(),
-        url: "https://hooks.example.com/caas".into(),
-        event_types: vec!["message.new".into()],
-        description: String::new(),
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        secret_sealed: "v1.sealed".into(),
-        previous_secret_sealed: None,
-        previous_secret_until: None,
-        created_at,
-        updated_at: created_at,
-        correlation_id: "conformance".into(),
-    }
+    WebhookEndpoint::for_tests(app_id, &unique("wh"), &["message.new"], created_at)
 }
 
 /// Runs the webhook endpoints' checks.
@@ -52,6 +45,7 @@ pub async fn run(store: &dyn Store) {
     deliveries_are_queued_once_and_leased_when_due(store).await;
     attempts_are_recorded_and_listed_per_endpoint(store).await;
     claims_leave_room_for_every_endpoint(store).await;
+    claims_leave_room_for_every_app_and_probe_failing_endpoints(store).await;
     finished_deliveries_are_retried_on_request_and_purged(store).await;
     event_logs_are_appended_once_in_order_per_app(store).await;
     event_logs_are_read_by_cursor_type_and_time(store).await;
@@ -102,10 +96,14 @@ async fn endpoints_are_listed_oldest_first_and_stay_in_their_app(store: &dyn Sto
     );
 
     // An operator's change without enablement leaves the platform's health fields as they are.
-    store
-        .set_webhook_health(&app, &changed.id, Some(50), Some("failing"))
-        .await
-        .unwrap();
+    assert_eq!(
+        store
+            .change_webhook_health(&app, &changed.id, failed(50, 50))
+            .await
+            .unwrap(),
+        None,
+        "disabled already (by the operator's copy above): not disabled again"
+    );
     let mut renamed = changed.clone();
     renamed.description = "renamed".into();
     renamed.enabled = true;
@@ -119,34 +117,85 @@ async fn endpoints_are_listed_oldest_first_and_stay_in_their_app(store: &dyn Sto
             stored.failing_since,
             stored.disabled_reason.as_deref()
         ),
-        ("renamed", false, Some(50), Some("failing"))
+        ("renamed", false, Some(50), Some("gone"))
     );
 
-    // Health is the platform's: it changes only the health fields.
-    assert!(store
-        .set_webhook_health(&app, &second.id, Some(40), None)
-        .await
-        .unwrap());
+    // Health is the platform's: it changes only the health fields, decided on the stored endpoint.
+    assert_eq!(
+        store
+            .change_webhook_health(&app, &second.id, failed(40, 0))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .change_webhook_health(&app, &second.id, failed(45, 0))
+            .await
+            .unwrap(),
+        None,
+        "a running streak keeps its start"
+    );
     let failing = store.find_webhook(&app, &second.id).await.unwrap().unwrap();
     assert_eq!(
         (failing.failing_since, failing.enabled, &failing.url),
         (Some(40), true, &second.url)
     );
-    assert!(store
-        .set_webhook_health(&app, &second.id, Some(40), Some("failing"))
-        .await
-        .unwrap());
-    let disabled = store.find_webhook(&app, &second.id).await.unwrap().unwrap();
     assert_eq!(
-        (disabled.enabled, disabled.disabled_reason.as_deref()),
-        (false, Some("failing"))
-    );
-    assert!(store.set_webhook_health(&app, &second.id, None, None).await.unwrap());
-    assert!(
-        !store
-            .set_webhook_health(&app, &stranger.id, None, Some("gone"))
+        store
+            .change_webhook_health(&app, &second.id, failed(100, 39))
             .await
             .unwrap(),
+        None,
+        "a streak that began after the limit does not disable"
+    );
+    assert_eq!(
+        store
+            .change_webhook_health(&app, &second.id, failed(100, 40))
+            .await
+            .unwrap(),
+        Some("failing")
+    );
+    assert_eq!(
+        store
+            .change_webhook_health(&app, &second.id, failed(101, 40))
+            .await
+            .unwrap(),
+        None,
+        "disabled once: a second worker's failure is not told it disabled it"
+    );
+    let disabled = store.find_webhook(&app, &second.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            disabled.enabled,
+            disabled.disabled_reason.as_deref(),
+            disabled.failing_since
+        ),
+        (false, Some("failing"), Some(40))
+    );
+    assert_eq!(
+        store
+            .change_webhook_health(&app, &second.id, HealthChange::Recovered)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_webhook(&app, &second.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .failing_since,
+        None,
+        "a delivery ends the streak"
+    );
+    assert_eq!(
+        store
+            .change_webhook_health(&app, &stranger.id, HealthChange::Gone)
+            .await
+            .unwrap(),
+        None,
         "another app's"
     );
     assert!(
@@ -156,6 +205,26 @@ async fn endpoints_are_listed_oldest_first_and_stay_in_their_app(store: &dyn Sto
             .unwrap()
             .unwrap()
             .enabled
+    );
+    assert_eq!(
+        store
+            .change_webhook_health(&other_app, &stranger.id, HealthChange::Gone)
+            .await
+            .unwrap(),
+        Some("gone")
+    );
+    assert_eq!(
+        store
+            .change_webhook_health(&other_app, &stranger.id, HealthChange::Gone)
+            .await
+            .unwrap(),
+        None,
+        "gone once"
+    );
+    let stranger = store.find_webhook(&other_app, &stranger.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stranger.enabled, stranger.disabled_reason.as_deref()),
+        (false, Some("gone"))
     );
     let second = store.find_webhook(&app, &second.id).await.unwrap().unwrap();
     assert!(!store.delete_webhook(&app, &stranger.id).await.unwrap(), "nor deleted");
@@ -355,25 +424,72 @@ async fn claims_leave_room_for_every_endpoint(store: &dyn Store) {
         .chain([delivery(&app, &other, "other", base + 10)])
         .collect();
     store.enqueue_webhook_deliveries(&queued).await.unwrap();
-    let in_flight = HashMap::from([(slow.clone(), 1)]);
+    let mut in_flight = InFlight::default();
+    in_flight.add(&app, &slow);
     let limit = ClaimLimit {
         total: 100,
+        per_app: 100,
         per_endpoint: 2,
+        probing: &NONE_FAILING,
         in_flight: &in_flight,
     };
-    let claimed: Vec<String> = store
-        .claim_due_webhook_deliveries(base + 20, base + 500, limit)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|d| d.app_id == app)
-        .map(|d| d.event_id)
-        .collect();
+    let claimed = claimed_of(store, &app, base + 20, limit).await;
     assert_eq!(
         claimed,
         ["slow-0", "other"],
         "one more of the endpoint with one in flight, then the other endpoint's, though later"
     );
+}
+
+/// The event ids of `app`'s deliveries a claim at `now` takes.
+async fn claimed_of(store: &dyn Store, app: &str, now: i64, limit: ClaimLimit<'_>) -> Vec<String> {
+    store
+        .claim_due_webhook_deliveries(now, now + 500, limit)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.app_id == app)
+        .map(|d| d.event_id)
+        .collect()
+}
+
+async fn claims_leave_room_for_every_app_and_probe_failing_endpoints(store: &dyn Store) {
+    let (busy, quiet) = (unique("app"), unique("app"));
+    let (dead, slow, fine) = (unique("wh"), unique("wh"), unique("wh"));
+    let base = random_base();
+    let queued: Vec<WebhookDelivery> = (0..3)
+        .map(|i| delivery(&busy, &dead, &format!("dead-{i}"), base + i))
+        .chain((0..3).map(|i| delivery(&busy, &slow, &format!("slow-{i}"), base + 10 + i)))
+        .chain([delivery(&quiet, &fine, "fine", base + 20)])
+        .collect();
+    store.enqueue_webhook_deliveries(&queued).await.unwrap();
+    let probing = HashSet::from([dead.clone()]);
+    let mut in_flight = InFlight::default();
+    in_flight.add(&busy, &slow);
+    let limit = ClaimLimit {
+        total: 100,
+        per_app: 3,
+        per_endpoint: 10,
+        probing: &probing,
+        in_flight: &in_flight,
+    };
+    let now = base + 30;
+    let (busy_claimed, quiet_claimed) = {
+        let all = store.claim_due_webhook_deliveries(now, now + 500, limit).await.unwrap();
+        let of = |app: &str| -> Vec<String> {
+            all.iter()
+                .filter(|d| d.app_id == app)
+                .map(|d| d.event_id.clone())
+                .collect()
+        };
+        (of(&busy), of(&quiet))
+    };
+    assert_eq!(
+        busy_claimed,
+        ["dead-0", "slow-0"],
+        "one probe of the failing endpoint, then the app's share (three, one in flight) is full"
+    );
+    assert_eq!(quiet_claimed, ["fine"], "another app's delivery, though later");
 }
 
 async fn finished_deliveries_are_retried_on_request_and_purged(store: &dyn Store) {

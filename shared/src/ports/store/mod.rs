@@ -38,7 +38,7 @@ pub use memory::MemoryStore;
 pub use messages::{MessageInsert, MessageStore};
 pub use mongo::MongoStore;
 pub use users::UserStore;
-pub use webhooks::{ClaimLimit, WebhookDeliveryStore, WebhookEventStore, WebhookStore};
+pub use webhooks::{ClaimLimit, HealthChange, InFlight, WebhookDeliveryStore, WebhookEventStore, WebhookStore};
 
 use crate::domain::model::{LegalHold, Message, Reaction, ReactionCount};
 use crate::Result;

@@ -4,28 +4,123 @@ use super::InsertOutcome;
 use crate::domain::model::{AttemptRecord, EventQuery, WebhookDelivery, WebhookEndpoint, WebhookEvent};
 use crate::Result;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+/// A worker's deliveries in flight, per endpoint and per app.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InFlight {
+    /// Per endpoint id.
+    pub endpoints: HashMap<String, usize>,
+    /// Per app id.
+    pub apps: HashMap<String, usize>,
+}
+
+impl InFlight {
+    /// Counts one more delivery to `endpoint_id` of `app_id`.
+    pub fn add(&mut self, app_id: &str, endpoint_id: &str) {
+        *self.endpoints.entry(endpoint_id.to_owned()).or_default() += 1;
+        *self.apps.entry(app_id.to_owned()).or_default() += 1;
+    }
+
+    /// Counts one delivery to `endpoint_id` of `app_id` less (one that finished, or that another worker
+    /// leased first).
+    pub fn remove(&mut self, app_id: &str, endpoint_id: &str) {
+        for (counts, key) in [(&mut self.endpoints, endpoint_id), (&mut self.apps, app_id)] {
+            if let Some(count) = counts.get_mut(key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    counts.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Deliveries in flight in all.
+    pub fn total(&self) -> usize {
+        self.apps.values().sum()
+    }
+}
 
 /// How many deliveries one claim may take.
 #[derive(Clone, Copy, Debug)]
 pub struct ClaimLimit<'a> {
     /// In all.
     pub total: usize,
-    /// Per endpoint, counting those the caller already has in flight: one slow or dead endpoint then
-    /// holds at most this many of a worker's attempts, and every other endpoint's deliveries go on.
+    /// Per app, counting those the caller already has in flight: an app whose endpoints are all slow
+    /// or dead holds at most this many of a worker's attempts, and other apps' deliveries go on.
+    pub per_app: usize,
+    /// Per endpoint, likewise: one slow endpoint leaves room for its app's others.
     pub per_endpoint: usize,
-    /// The caller's deliveries in flight, per endpoint id.
-    pub in_flight: &'a HashMap<String, usize>,
+    /// Endpoints that are failing: one delivery at a time each (a probe), so a dead endpoint's backlog
+    /// does not fill its app's share with attempts that will time out.
+    pub probing: &'a HashSet<String>,
+    /// The caller's deliveries in flight.
+    pub in_flight: &'a InFlight,
 }
 
 impl ClaimLimit<'_> {
-    /// The endpoints that may take no more deliveries, given `taken` (in flight and claimed so far).
-    pub fn full_endpoints(&self, taken: &HashMap<String, usize>) -> Vec<String> {
+    /// How many deliveries `endpoint_id` may have in flight.
+    pub fn endpoint_limit(&self, endpoint_id: &str) -> usize {
+        if self.probing.contains(endpoint_id) {
+            1
+        } else {
+            self.per_endpoint
+        }
+    }
+
+    /// Whether one more delivery to `endpoint_id` of `app_id` fits beside `taken` (in flight and
+    /// claimed so far).
+    pub fn admits(&self, taken: &InFlight, app_id: &str, endpoint_id: &str) -> bool {
+        taken.endpoints.get(endpoint_id).copied().unwrap_or(0) < self.endpoint_limit(endpoint_id)
+            && taken.apps.get(app_id).copied().unwrap_or(0) < self.per_app
+    }
+
+    /// The endpoints that may take no more deliveries beside `taken`.
+    pub fn full_endpoints(&self, taken: &InFlight) -> Vec<String> {
         taken
+            .endpoints
             .iter()
-            .filter(|(_, count)| **count >= self.per_endpoint)
+            .filter(|(endpoint, count)| **count >= self.endpoint_limit(endpoint))
             .map(|(endpoint, _)| endpoint.clone())
             .collect()
+    }
+
+    /// The apps that may take no more deliveries beside `taken`.
+    pub fn full_apps(&self, taken: &InFlight) -> Vec<String> {
+        taken
+            .apps
+            .iter()
+            .filter(|(_, count)| **count >= self.per_app)
+            .map(|(app, _)| app.clone())
+            .collect()
+    }
+}
+
+/// What an attempt said about its endpoint's health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthChange {
+    /// It was delivered: the endpoint's failure streak, if any, ends.
+    Recovered,
+    /// It failed (no answer, or one to retry) at `at`: a failure streak starts unless one runs, and
+    /// the endpoint is disabled (`failing`) if its streak began at or before `disable_if_since`.
+    Failed {
+        /// When.
+        at: i64,
+        /// The latest start of a streak long enough to disable the endpoint.
+        disable_if_since: i64,
+    },
+    /// It answered `410 Gone`: the endpoint is disabled (`gone`).
+    Gone,
+}
+
+impl HealthChange {
+    /// The `disabled_reason` this change disables an endpoint with, if it can.
+    pub fn disabling_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Recovered => None,
+            Self::Failed { .. } => Some("failing"),
+            Self::Gone => Some("gone"),
+        }
     }
 }
 
@@ -47,15 +142,13 @@ pub trait WebhookStore: Send + Sync {
     async fn replace_webhook(&self, endpoint: &WebhookEndpoint, enablement: bool) -> Result<()>;
     /// Removes the app's endpoint; whether there was one.
     async fn delete_webhook(&self, app_id: &str, id: &str) -> Result<bool>;
-    /// Records the endpoint's health after a delivery (its other fields, which the operator owns,
-    /// stay): since when it has been failing, and, to disable it, why. Whether the endpoint exists.
-    async fn set_webhook_health(
-        &self,
-        app_id: &str,
-        id: &str,
-        failing_since: Option<i64>,
-        disabled_reason: Option<&str>,
-    ) -> Result<bool>;
+    /// Applies what an attempt said about the app's endpoint to its health fields (the operator's
+    /// fields stay), deciding on the stored endpoint rather than on a caller's copy, so that workers
+    /// finishing attempts at once neither undo each other nor disable an endpoint twice. The reason
+    /// (`gone`, `failing`) when this call disabled the endpoint; `None` otherwise (also when there is no
+    /// such endpoint, or it was disabled already).
+    async fn change_webhook_health(&self, app_id: &str, id: &str, change: HealthChange)
+        -> Result<Option<&'static str>>;
 }
 
 /// The webhook delivery queue: one record per event and endpoint, attempted when due.
@@ -114,6 +207,8 @@ pub trait WebhookEventStore: Send + Sync {
     async fn append_webhook_events(&self, events: &[WebhookEvent]) -> Result<Vec<WebhookEvent>>;
     /// The app's events that `query` reads, ascending by `seq`.
     async fn find_webhook_events(&self, app_id: &str, query: &EventQuery) -> Result<Vec<WebhookEvent>>;
+    /// How many of the app's events `query` reads, whatever its limit.
+    async fn count_webhook_events(&self, app_id: &str, query: &EventQuery) -> Result<u64>;
     /// Removes every app's events recorded before `before` (Unix ms); how many.
     async fn purge_webhook_events(&self, before: i64) -> Result<u64>;
 }

@@ -57,6 +57,16 @@ impl WebhookEventStore for MemoryStore {
         })
     }
 
+    async fn count_webhook_events(&self, app_id: &str, query: &EventQuery) -> Result<u64> {
+        self.read(|tables| {
+            tables
+                .webhook_events
+                .range((app_id.to_owned(), query.after_seq + 1)..=(app_id.to_owned(), i64::MAX))
+                .filter(|(_, event)| query.matches(event))
+                .count() as u64
+        })
+    }
+
     async fn purge_webhook_events(&self, before: i64) -> Result<u64> {
         self.write(|tables| {
             let old: Vec<(String, i64, String)> = tables

@@ -3,7 +3,7 @@
 use super::Change::{Changed, Unchanged};
 use super::MemoryStore;
 use crate::domain::model::{AttemptRecord, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
-use crate::ports::store::{ClaimLimit, InsertOutcome, WebhookDeliveryStore, WebhookStore};
+use crate::ports::store::{ClaimLimit, HealthChange, InsertOutcome, WebhookDeliveryStore, WebhookStore};
 use crate::{Error, Result};
 use async_trait::async_trait;
 
@@ -78,23 +78,39 @@ impl WebhookStore for MemoryStore {
         })
     }
 
-    async fn set_webhook_health(
+    async fn change_webhook_health(
         &self,
         app_id: &str,
         id: &str,
-        failing_since: Option<i64>,
-        disabled_reason: Option<&str>,
-    ) -> Result<bool> {
-        self.write(|tables| match tables.webhooks.get_mut(id) {
-            Some(endpoint) if endpoint.app_id == app_id => {
-                endpoint.failing_since = failing_since;
-                if let Some(reason) = disabled_reason {
-                    endpoint.enabled = false;
-                    endpoint.disabled_reason = Some(reason.to_owned());
+        change: HealthChange,
+    ) -> Result<Option<&'static str>> {
+        self.write(|tables| {
+            let Some(endpoint) = tables.webhooks.get_mut(id).filter(|e| e.app_id == app_id) else {
+                return Ok(Unchanged(None));
+            };
+            let before = endpoint.clone();
+            let disable = match change {
+                HealthChange::Recovered => {
+                    endpoint.failing_since = None;
+                    false
                 }
-                Ok(Changed(true))
+                HealthChange::Failed { at, disable_if_since } => {
+                    let since = *endpoint.failing_since.get_or_insert(at);
+                    since <= disable_if_since
+                }
+                HealthChange::Gone => true,
+            };
+            let mut disabled = None;
+            if disable && endpoint.enabled {
+                endpoint.enabled = false;
+                endpoint.disabled_reason = change.disabling_reason().map(str::to_owned);
+                disabled = change.disabling_reason();
             }
-            _ => Ok(Unchanged(false)),
+            Ok(if *endpoint == before {
+                Unchanged(disabled)
+            } else {
+                Changed(disabled)
+            })
         })
     }
 }
@@ -139,11 +155,10 @@ impl WebhookDeliveryStore for MemoryStore {
                 if claimed.len() >= limit.total {
                     break;
                 }
-                let count = taken.entry(delivery.endpoint_id.clone()).or_default();
-                if *count >= limit.per_endpoint {
+                if !limit.admits(&taken, &delivery.app_id, &delivery.endpoint_id) {
                     continue;
                 }
-                *count += 1;
+                taken.add(&delivery.app_id, &delivery.endpoint_id);
                 delivery.due_at = lease_until;
                 claimed.push(delivery.clone());
             }
@@ -210,9 +225,7 @@ impl WebhookDeliveryStore for MemoryStore {
         self.write(|tables| match tables.webhook_deliveries.get_mut(id) {
             Some(delivery) if delivery.app_id == app_id && delivery.endpoint_id == endpoint_id => {
                 if delivery.status == DeliveryStatus::Pending {
-                    return Err(Error::Conflict(format!(
-                        "delivery {id} is still pending; it is retried on its own"
-                    )));
+                    return Err(WebhookDelivery::still_pending(id));
                 }
                 delivery.status = DeliveryStatus::Pending;
                 delivery.due_at = now;

@@ -85,24 +85,22 @@ impl WebhookEventStore for MongoStore {
     }
 
     async fn find_webhook_events(&self, app_id: &str, query: &EventQuery) -> Result<Vec<WebhookEvent>> {
-        let mut filter = doc! {"app_id": app_id, "seq": {"$gt": query.after_seq}};
-        if !query.types.is_empty() {
-            filter.insert("event_type", doc! {"$in": &query.types});
-        }
-        let mut created_at = Document::new();
-        if let Some(from) = query.from_ms {
-            created_at.insert("$gte", from);
-        }
-        if let Some(to) = query.to_ms {
-            created_at.insert("$lte", to);
-        }
-        if !created_at.is_empty() {
-            filter.insert("created_at", created_at);
-        }
         let events: Vec<Document> = self
-            .find_all("webhook_events", filter, doc! {"seq": 1}, query.limit)
+            .find_all(
+                "webhook_events",
+                event_filter(app_id, query),
+                doc! {"seq": 1},
+                query.limit,
+            )
             .await?;
         events.into_iter().map(from_document).collect()
+    }
+
+    async fn count_webhook_events(&self, app_id: &str, query: &EventQuery) -> Result<u64> {
+        Ok(self
+            .collection("webhook_events")
+            .count_documents(event_filter(app_id, query))
+            .await?)
     }
 
     async fn purge_webhook_events(&self, before: i64) -> Result<u64> {
@@ -112,4 +110,23 @@ impl WebhookEventStore for MongoStore {
             .await?;
         Ok(purged.deleted_count)
     }
+}
+
+/// The filter for the app's events `query` reads.
+fn event_filter(app_id: &str, query: &EventQuery) -> Document {
+    let mut filter = doc! {"app_id": app_id, "seq": {"$gt": query.after_seq}};
+    if !query.types.is_empty() {
+        filter.insert("event_type", doc! {"$in": &query.types});
+    }
+    let mut created_at = Document::new();
+    if let Some(from) = query.from_ms {
+        created_at.insert("$gte", from);
+    }
+    if let Some(to) = query.to_ms {
+        created_at.insert("$lte", to);
+    }
+    if !created_at.is_empty() {
+        filter.insert("created_at", created_at);
+    }
+    filter
 }

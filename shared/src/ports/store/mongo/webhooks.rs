@@ -3,7 +3,7 @@
 
 use super::{from_document, insert_many_idempotent, is_duplicate_key, to_document, MongoStore};
 use crate::domain::model::{AttemptRecord, WebhookDelivery, WebhookEndpoint};
-use crate::ports::store::{ClaimLimit, InsertOutcome, WebhookDeliveryStore, WebhookStore};
+use crate::ports::store::{ClaimLimit, HealthChange, InsertOutcome, WebhookDeliveryStore, WebhookStore};
 use crate::{Error, Result};
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -82,23 +82,45 @@ impl WebhookStore for MongoStore {
         Ok(deleted.deleted_count > 0)
     }
 
-    async fn set_webhook_health(
+    async fn change_webhook_health(
         &self,
         app_id: &str,
         id: &str,
-        failing_since: Option<i64>,
-        disabled_reason: Option<&str>,
-    ) -> Result<bool> {
-        let mut set = doc! {"failing_since": failing_since};
-        if let Some(reason) = disabled_reason {
-            set.insert("enabled", false);
-            set.insert("disabled_reason", reason);
-        }
-        let updated = self
-            .collection("webhooks")
-            .update_one(doc! {"_id": id, "app_id": app_id}, doc! {"$set": set})
+        change: HealthChange,
+    ) -> Result<Option<&'static str>> {
+        // Each step is one conditional update, so the stored endpoint decides: a streak starts once, and
+        // of workers disabling the endpoint at once only the one whose update changed it is told so.
+        let collection = self.collection("webhooks");
+        let endpoint = doc! {"_id": id, "app_id": app_id};
+        let disable_when = match change {
+            HealthChange::Recovered => {
+                collection
+                    .update_one(
+                        doc! {"_id": id, "app_id": app_id, "failing_since": {"$ne": null}},
+                        doc! {"$set": {"failing_since": null}},
+                    )
+                    .await?;
+                return Ok(None);
+            }
+            HealthChange::Failed { at, disable_if_since } => {
+                collection
+                    .update_one(
+                        doc! {"_id": id, "app_id": app_id, "failing_since": null},
+                        doc! {"$set": {"failing_since": at}},
+                    )
+                    .await?;
+                doc! {"failing_since": {"$lte": disable_if_since}}
+            }
+            HealthChange::Gone => Document::new(),
+        };
+        let mut filter = endpoint;
+        filter.insert("enabled", true);
+        filter.extend(disable_when);
+        let reason = change.disabling_reason();
+        let updated = collection
+            .update_one(filter, doc! {"$set": {"enabled": false, "disabled_reason": reason}})
             .await?;
-        Ok(updated.matched_count > 0)
+        Ok(reason.filter(|_| updated.modified_count > 0))
     }
 }
 
@@ -133,27 +155,32 @@ impl WebhookDeliveryStore for MongoStore {
             }
             let candidates: Vec<Document> = collection
                 .find(doc! {"status": "pending", "due_at": {"$lte": now},
-                "endpoint_id": {"$nin": limit.full_endpoints(&taken)}})
+                "endpoint_id": {"$nin": limit.full_endpoints(&taken)},
+                "app_id": {"$nin": limit.full_apps(&taken)}})
                 .sort(doc! {"due_at": 1})
                 .limit(room as i64)
-                .projection(doc! {"_id": 1, "endpoint_id": 1})
+                .projection(doc! {"_id": 1, "app_id": 1, "endpoint_id": 1})
                 .await?
                 .try_collect()
                 .await?;
             if candidates.is_empty() {
                 break;
             }
-            let mut ids = Vec::new();
+            let mut picked: Vec<(&str, &str, &str)> = Vec::new();
             for candidate in &candidates {
-                let (Ok(id), Ok(endpoint)) = (candidate.get_str("_id"), candidate.get_str("endpoint_id")) else {
+                let (Ok(id), Ok(app), Ok(endpoint)) = (
+                    candidate.get_str("_id"),
+                    candidate.get_str("app_id"),
+                    candidate.get_str("endpoint_id"),
+                ) else {
                     continue;
                 };
-                let count = taken.entry(endpoint.to_owned()).or_default();
-                if *count < limit.per_endpoint {
-                    *count += 1;
-                    ids.push(id.to_owned());
+                if limit.admits(&taken, app, endpoint) {
+                    taken.add(app, endpoint);
+                    picked.push((id, app, endpoint));
                 }
             }
+            let ids: Vec<&str> = picked.iter().map(|(id, _, _)| *id).collect();
             let token = uuid::Uuid::new_v4().simple().to_string();
             collection
                 .update_many(
@@ -161,7 +188,7 @@ impl WebhookDeliveryStore for MongoStore {
                     doc! {"$set": {"due_at": lease_until, "claim": &token}},
                 )
                 .await?;
-            let leased: Vec<WebhookDelivery> = self
+            let mut leased: Vec<WebhookDelivery> = self
                 .find_all(
                     "webhook_deliveries",
                     doc! {"_id": {"$in": &ids}, "claim": &token},
@@ -169,14 +196,12 @@ impl WebhookDeliveryStore for MongoStore {
                     usize::MAX,
                 )
                 .await?;
-            // What another worker leased first is not ours: its endpoint's count goes back down.
-            for id in &ids {
-                if !leased.iter().any(|delivery| &delivery.id == id) {
-                    if let Some(candidate) = candidates.iter().find(|c| c.get_str("_id") == Ok(id.as_str())) {
-                        if let Some(count) = candidate.get_str("endpoint_id").ok().and_then(|e| taken.get_mut(e)) {
-                            *count = count.saturating_sub(1);
-                        }
-                    }
+            // Earliest due first, as the candidates came (their `due_at` is now the lease's).
+            leased.sort_by_key(|delivery| ids.iter().position(|id| *id == delivery.id));
+            // What another worker leased first is not ours: its endpoint and app count one less.
+            for (id, app, endpoint) in &picked {
+                if !leased.iter().any(|delivery| delivery.id == *id) {
+                    taken.remove(app, endpoint);
                 }
             }
             claimed.extend(leased);
@@ -250,9 +275,7 @@ impl WebhookDeliveryStore for MongoStore {
             )
             .await?;
         match pending {
-            Some(_) => Err(Error::Conflict(format!(
-                "delivery {id} is still pending; it is retried on its own"
-            ))),
+            Some(_) => Err(WebhookDelivery::still_pending(id)),
             None => Ok(None),
         }
     }
