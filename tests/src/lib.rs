@@ -14,7 +14,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+mod operator;
 mod stack;
+pub use operator::Operator;
 pub use stack::{RedisCluster, Stack};
 
 /// Resident memory of a process, in bytes (Linux `/proc`).

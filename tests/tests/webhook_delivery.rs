@@ -8,7 +8,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
-use caas_e2e::{ok, Client, Platform};
+use caas_e2e::{ok, Client, Operator, Platform};
 use hmac::{KeyInit, Mac};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -145,24 +145,14 @@ fn signatures(received: &Received) -> Vec<String> {
         .collect()
 }
 
-struct Operator<'a> {
-    http: reqwest::Client,
-    platform: &'a Platform,
+/// The webhook routes' calls these checks make.
+trait Hooks {
+    async fn register(&self, app_id: &str, url: &str, types: &[&str]) -> (String, String);
+    async fn deliveries(&self, app_id: &str, webhook_id: &str) -> Vec<Value>;
+    async fn deliveries_until(&self, app_id: &str, webhook_id: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value>;
 }
 
-impl Operator<'_> {
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.platform.gateway_url))
-            .bearer_auth(&self.platform.admin_token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
-    }
-
+impl Hooks for Operator<'_> {
     /// Registers an endpoint at `url` for `types`; its id and secret.
     async fn register(&self, app_id: &str, url: &str, types: &[&str]) -> (String, String) {
         let (status, created) = self
@@ -220,10 +210,7 @@ async fn events_are_signed_retried_dead_lettered_and_replayable() {
         .route("/{name}", axum::routing::post(receive))
         .with_state(Arc::clone(&receivers));
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    let operator = Operator {
-        http: reqwest::Client::new(),
-        platform: &platform,
-    };
+    let operator = Operator::new(&platform);
     let http = &operator.http;
     let app = platform.create_app(http).await;
     let other_app = platform.create_app(http).await;

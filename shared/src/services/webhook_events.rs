@@ -271,12 +271,18 @@ mod tests {
         from_message_event(&MessageEvent::Created(message)).unwrap()
     }
 
-    /// Three new messages recorded at 100, 200, 300 for an app with one endpoint.
-    async fn logged() -> (MemoryStore, WebhookEndpoint) {
+    /// A store with one endpoint `wh` for `message.new`, and its log's ingest (on a cache where nobody
+    /// is online).
+    async fn hooked() -> (MemoryStore, MemoryCache, WebhookEndpoint) {
         let store = MemoryStore::new();
-        let cache = MemoryCache::new();
         let hook = endpoint("wh", &["message.new"]);
         store.insert_webhook(&hook, 10).await.unwrap();
+        (store, MemoryCache::new(), hook)
+    }
+
+    /// Three new messages recorded at 100, 200, 300 for an app with one endpoint.
+    async fn logged() -> (MemoryStore, WebhookEndpoint) {
+        let (store, cache, hook) = hooked().await;
         let ingest = WebhookIngest {
             store: &store,
             cache: &cache,
@@ -344,10 +350,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_replay_reads_its_window_a_page_at_a_time_and_refuses_one_too_long() {
-        let store = MemoryStore::new();
-        let cache = MemoryCache::new();
-        let hook = endpoint("wh", &["message.new"]);
-        store.insert_webhook(&hook, 10).await.unwrap();
+        let (store, cache, hook) = hooked().await;
         let ingest = WebhookIngest {
             store: &store,
             cache: &cache,
