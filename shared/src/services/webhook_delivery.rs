@@ -83,11 +83,12 @@ pub struct Deliverer<'a> {
 
 impl Deliverer<'_> {
     /// Takes up to `limit` (at most [`MAX_CLAIM`]) deliveries due at `now()`, at most
-    /// [`ATTEMPTS_PER_ENDPOINT`] per endpoint, and attempts them, [`CONCURRENT_ATTEMPTS`] at a time.
+    /// [`ATTEMPTS_PER_APP`] per app and [`ATTEMPTS_PER_ENDPOINT`] per endpoint (one per failing endpoint),
+    /// and attempts them, [`CONCURRENT_ATTEMPTS`] at a time.
     pub async fn deliver_due(&self, limit: usize, now: impl Fn() -> i64) -> Result<Vec<Attempted>> {
-        let (nothing_in_flight, none_failing) = (InFlight::default(), HashSet::new());
+        let failing: HashSet<String> = self.store.failing_webhook_ids().await?.into_iter().collect();
         let claimed = self
-            .claim(limit.min(MAX_CLAIM), &nothing_in_flight, &none_failing, now())
+            .claim(limit.min(MAX_CLAIM), &InFlight::default(), &failing, now())
             .await?;
         let attempts = futures_util::stream::iter(claimed.into_iter().map(|(delivery, endpoint)| {
             let now = &now;
@@ -113,8 +114,15 @@ impl Deliverer<'_> {
         let mut report = RunReport::default();
         let mut attempts = FuturesUnordered::new();
         let mut in_flight = InFlight::default();
-        // Endpoints whose last attempt here failed, or that were failing when read at a claim.
-        let mut failing: HashSet<String> = HashSet::new();
+        // Endpoints that are failing: those the store says are when the run starts, then as each attempt
+        // and each endpoint read at a claim says.
+        let mut failing: HashSet<String> = match self.store.failing_webhook_ids().await {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the failing webhook endpoints failed; their first claim is not probed");
+                HashSet::new()
+            }
+        };
         let mut stopping = false;
         tokio::pin!(stop);
         loop {
@@ -138,8 +146,15 @@ impl Deliverer<'_> {
                 });
                 for (delivery, endpoint) in claimed {
                     in_flight.add(&delivery.app_id, &delivery.endpoint_id);
-                    if endpoint.as_ref().is_some_and(|e| e.failing_since.is_some()) {
+                    // A disabled or removed endpoint's deliveries are given up without a request: no
+                    // reason to pace them.
+                    if endpoint
+                        .as_ref()
+                        .is_some_and(|e| e.enabled && e.failing_since.is_some())
+                    {
                         failing.insert(delivery.endpoint_id.clone());
+                    } else {
+                        failing.remove(&delivery.endpoint_id);
                     }
                     let now = &now;
                     attempts.push(async move {

@@ -282,6 +282,7 @@ struct DeadAndFineState {
     dead_in_flight: usize,
     dead_failed: usize,
     dead_started: usize,
+    most_dead_in_flight: usize,
     /// Requests to the dead URL that started beside another after a failure had been seen.
     crowded_after_failure: usize,
     delivered: usize,
@@ -301,6 +302,7 @@ impl WebhookTransport for DeadAndFine {
             }
             state.dead_in_flight += 1;
             state.dead_started += 1;
+            state.most_dead_in_flight = state.most_dead_in_flight.max(state.dead_in_flight);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         let mut state = self.state.lock().unwrap();
@@ -348,4 +350,37 @@ async fn a_failing_endpoint_is_probed_one_delivery_at_a_time_while_its_app_s_oth
         "after its first failure the dead endpoint had one attempt at a time ({} started)",
         state.dead_started
     );
+}
+
+#[tokio::test]
+async fn a_worker_starting_probes_the_endpoints_already_failing_from_its_first_claim() {
+    let s = setup().await;
+    let (dead, _) = register(&s.store, &s.key, "https://dead.example.com/caas").await;
+    // A streak that began a moment ago: the endpoint stays enabled through the attempts below.
+    let streak = HealthChange::Failed {
+        at: crate::now_ms(),
+        disable_if_since: 0,
+    };
+    s.store.change_webhook_health("app", &dead.id, streak).await.unwrap();
+    let backlog: Vec<WebhookDelivery> = (0..10).map(|i| queued(&dead, &format!("evt_{i}"), 0)).collect();
+    s.store.enqueue_webhook_deliveries(&backlog).await.unwrap();
+    let transport = DeadAndFine::default();
+    let schedule = [Duration::from_secs(3600)];
+    let deliverer = Deliverer {
+        store: &s.store,
+        bus: &s.bus,
+        key: &s.key,
+        transport: &transport,
+        schedule: &schedule,
+    };
+    let started = Instant::now();
+    let enough = async {
+        while transport.state.lock().unwrap().dead_failed < 3 && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    deliverer.run(crate::now_ms, &tokio::sync::Notify::new(), enough).await;
+    let state = transport.state.lock().unwrap();
+    assert!(state.dead_failed >= 3);
+    assert_eq!(state.most_dead_in_flight, 1, "one attempt at a time from the start");
 }

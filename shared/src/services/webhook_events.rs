@@ -185,28 +185,31 @@ pub async fn replay(
     if from > to {
         return Err(Error::Validation("from must not be after to".into()));
     }
+    // Up to now: a window reaching into the future would grow while it is replayed.
     let mut query = EventQuery {
         after_seq: 0,
         types: endpoint.event_types.clone(),
         from_ms: Some(from),
-        to_ms: Some(to),
-        limit: MAX_PAGE,
+        to_ms: Some(to.min(now)),
+        limit: MAX_REPLAY + 1,
     };
-    let count = store.count_webhook_events(&endpoint.app_id, &query).await?;
-    if count > MAX_REPLAY as u64 {
+    let count = store.count_webhook_events(&endpoint.app_id, &query).await? as usize;
+    if count > MAX_REPLAY {
         return Err(Error::LimitExceeded(format!(
-            "a replay re-sends at most {MAX_REPLAY} events and this window holds {count}; ask for it in parts"
+            "a replay re-sends at most {MAX_REPLAY} events and this window holds more; ask for it in parts"
         )));
     }
-    // A page at a time, so a replay's memory is one page whatever its window. Events logged into the
-    // window after the count are replayed too: they are the endpoint's events of that window.
-    let mut queued = 0;
-    loop {
+    // A page at a time, so a replay's memory is one page whatever its window, and no more than were
+    // counted (an event recorded into the window since — a late record — waits for the next replay).
+    let (mut queued, mut left) = (0, count);
+    while left > 0 {
+        query.limit = left.min(MAX_PAGE);
         let events = store.find_webhook_events(&endpoint.app_id, &query).await?;
         let Some(last) = events.last() else {
-            return Ok(queued);
+            break;
         };
         query.after_seq = last.seq;
+        left = left.saturating_sub(events.len());
         let deliveries: Vec<WebhookDelivery> = events
             .iter()
             .map(|event| WebhookDelivery {
@@ -215,10 +218,8 @@ pub async fn replay(
             })
             .collect();
         queued += store.enqueue_webhook_deliveries(&deliveries).await?.inserted;
-        if events.len() < query.limit {
-            return Ok(queued);
-        }
     }
+    Ok(queued)
 }
 
 /// Queues a `webhook.test` event to `endpoint` (whatever it subscribes to; not kept in the log) and

@@ -141,6 +141,12 @@ async fn endpoints_are_listed_oldest_first_and_stay_in_their_app(store: &dyn Sto
         (failing.failing_since, failing.enabled, &failing.url),
         (Some(40), true, &second.url)
     );
+    let failing_ids = store.failing_webhook_ids().await.unwrap();
+    assert!(
+        failing_ids.contains(&second.id),
+        "an enabled endpoint in a streak is listed failing"
+    );
+    assert!(!failing_ids.contains(&first.id), "disabled, though its streak runs");
     assert_eq!(
         store
             .change_webhook_health(&app, &second.id, failed(100, 39))
@@ -165,6 +171,7 @@ async fn endpoints_are_listed_oldest_first_and_stay_in_their_app(store: &dyn Sto
         "disabled once: a second worker's failure is not told it disabled it"
     );
     let disabled = store.find_webhook(&app, &second.id).await.unwrap().unwrap();
+    assert!(!store.failing_webhook_ids().await.unwrap().contains(&second.id));
     assert_eq!(
         (
             disabled.enabled,

@@ -149,6 +149,9 @@ pub trait WebhookStore: Send + Sync {
     /// such endpoint, or it was disabled already).
     async fn change_webhook_health(&self, app_id: &str, id: &str, change: HealthChange)
         -> Result<Option<&'static str>>;
+    /// The ids of every app's enabled endpoints that are failing (a failure streak runs): a worker
+    /// starting up probes them one delivery at a time from its first claim.
+    async fn failing_webhook_ids(&self) -> Result<Vec<String>>;
 }
 
 /// The webhook delivery queue: one record per event and endpoint, attempted when due.
@@ -207,7 +210,8 @@ pub trait WebhookEventStore: Send + Sync {
     async fn append_webhook_events(&self, events: &[WebhookEvent]) -> Result<Vec<WebhookEvent>>;
     /// The app's events that `query` reads, ascending by `seq`.
     async fn find_webhook_events(&self, app_id: &str, query: &EventQuery) -> Result<Vec<WebhookEvent>>;
-    /// How many of the app's events `query` reads, whatever its limit.
+    /// How many of the app's events `query` reads, counting at most `query.limit` (whoever asks whether
+    /// a window holds more than N need not count the rest).
     async fn count_webhook_events(&self, app_id: &str, query: &EventQuery) -> Result<u64>;
     /// Removes every app's events recorded before `before` (Unix ms); how many.
     async fn purge_webhook_events(&self, before: i64) -> Result<u64>;

@@ -63,6 +63,7 @@ impl WebhookEventStore for MemoryStore {
                 .webhook_events
                 .range((app_id.to_owned(), query.after_seq + 1)..=(app_id.to_owned(), i64::MAX))
                 .filter(|(_, event)| query.matches(event))
+                .take(query.limit)
                 .count() as u64
         })
     }

@@ -113,6 +113,17 @@ impl WebhookStore for MemoryStore {
             })
         })
     }
+
+    async fn failing_webhook_ids(&self) -> Result<Vec<String>> {
+        self.read(|tables| {
+            tables
+                .webhooks
+                .values()
+                .filter(|endpoint| endpoint.enabled && endpoint.failing_since.is_some())
+                .map(|endpoint| endpoint.id.clone())
+                .collect()
+        })
+    }
 }
 
 #[async_trait]

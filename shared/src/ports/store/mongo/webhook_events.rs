@@ -100,6 +100,7 @@ impl WebhookEventStore for MongoStore {
         Ok(self
             .collection("webhook_events")
             .count_documents(event_filter(app_id, query))
+            .limit(query.limit as u64)
             .await?)
     }
 

@@ -122,6 +122,20 @@ impl WebhookStore for MongoStore {
             .await?;
         Ok(reason.filter(|_| updated.modified_count > 0))
     }
+
+    async fn failing_webhook_ids(&self) -> Result<Vec<String>> {
+        let failing: Vec<Document> = self
+            .collection("webhooks")
+            .find(doc! {"enabled": true, "failing_since": {"$ne": null}})
+            .projection(doc! {"_id": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(failing
+            .iter()
+            .filter_map(|endpoint| endpoint.get_str("_id").ok().map(str::to_owned))
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -157,7 +171,7 @@ impl WebhookDeliveryStore for MongoStore {
                 .find(doc! {"status": "pending", "due_at": {"$lte": now},
                 "endpoint_id": {"$nin": limit.full_endpoints(&taken)},
                 "app_id": {"$nin": limit.full_apps(&taken)}})
-                .sort(doc! {"due_at": 1})
+                .sort(doc! {"due_at": 1, "_id": 1})
                 .limit(room as i64)
                 .projection(doc! {"_id": 1, "app_id": 1, "endpoint_id": 1})
                 .await?
