@@ -54,7 +54,7 @@ async fn register(store: &MemoryStore, key: &SealingKey, url: &str) -> (WebhookE
 }
 
 impl Setup {
-    fn deliverer<'a>(&'a self, transport: &'a ScriptedTransport, schedule: &'a [Duration]) -> Deliverer<'a> {
+    fn deliverer<'a>(&'a self, transport: &'a dyn WebhookTransport, schedule: &'a [Duration]) -> Deliverer<'a> {
         Deliverer {
             store: &self.store,
             bus: &self.bus,
@@ -312,6 +312,23 @@ impl WebhookTransport for DeadAndFine {
     }
 }
 
+impl Setup {
+    /// Runs a deliverer (retries an hour apart) on `transport` until the dead endpoint has failed
+    /// `failures` times (or 10 s passed), and lets its attempts in flight finish.
+    async fn run_until_dead_failed(&self, transport: &DeadAndFine, failures: usize) -> RunReport {
+        let schedule = [Duration::from_secs(3600)];
+        let deliverer = self.deliverer(transport, &schedule);
+        let started = Instant::now();
+        let enough = async {
+            while transport.state.lock().unwrap().dead_failed < failures && started.elapsed() < Duration::from_secs(10)
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        deliverer.run(crate::now_ms, &tokio::sync::Notify::new(), enough).await
+    }
+}
+
 #[tokio::test]
 async fn a_failing_endpoint_is_probed_one_delivery_at_a_time_while_its_app_s_others_go_on() {
     let s = setup().await;
@@ -322,21 +339,7 @@ async fn a_failing_endpoint_is_probed_one_delivery_at_a_time_while_its_app_s_oth
         .collect();
     s.store.enqueue_webhook_deliveries(&backlog).await.unwrap();
     let transport = DeadAndFine::default();
-    let schedule = [Duration::from_secs(3600)];
-    let deliverer = Deliverer {
-        store: &s.store,
-        bus: &s.bus,
-        key: &s.key,
-        transport: &transport,
-        schedule: &schedule,
-    };
-    let started = Instant::now();
-    let enough = async {
-        while transport.state.lock().unwrap().dead_failed < 12 && started.elapsed() < Duration::from_secs(10) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    let report = deliverer.run(crate::now_ms, &tokio::sync::Notify::new(), enough).await;
+    let report = s.run_until_dead_failed(&transport, 12).await;
     let state = transport.state.lock().unwrap();
     assert_eq!(state.delivered, 40, "the app's other endpoint got everything at once");
     assert_eq!(report.delivered, 40);
@@ -365,21 +368,7 @@ async fn a_worker_starting_probes_the_endpoints_already_failing_from_its_first_c
     let backlog: Vec<WebhookDelivery> = (0..10).map(|i| queued(&dead, &format!("evt_{i}"), 0)).collect();
     s.store.enqueue_webhook_deliveries(&backlog).await.unwrap();
     let transport = DeadAndFine::default();
-    let schedule = [Duration::from_secs(3600)];
-    let deliverer = Deliverer {
-        store: &s.store,
-        bus: &s.bus,
-        key: &s.key,
-        transport: &transport,
-        schedule: &schedule,
-    };
-    let started = Instant::now();
-    let enough = async {
-        while transport.state.lock().unwrap().dead_failed < 3 && started.elapsed() < Duration::from_secs(10) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    deliverer.run(crate::now_ms, &tokio::sync::Notify::new(), enough).await;
+    s.run_until_dead_failed(&transport, 3).await;
     let state = transport.state.lock().unwrap();
     assert!(state.dead_failed >= 3);
     assert_eq!(state.most_dead_in_flight, 1, "one attempt at a time from the start");
